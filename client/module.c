@@ -1,0 +1,403 @@
+/*
+ * The exported PKCS#11 entry points. Each stub checks its arguments, builds
+ * the request, makes one round trip and unpacks the answer: prepare, call,
+ * done.
+ */
+#pragma GCC visibility push(default)
+#include <p11-kit/pkcs11.h>
+#pragma GCC visibility pop
+
+#include <limits.h>
+#include <string.h>
+
+#include "rpc.h"
+
+#define WIRE_UNAVAILABLE UINT64_MAX
+#define RANDOM_CHUNK 65536u
+
+/* Starts a request for call UP, with its body `body` of message Camel. */
+#define PREPARE(UP, low, Camel)                                                \
+	Remhsm__##Camel##Req body = REMHSM__##UP##_REQ__INIT;                  \
+	Remhsm__Request req = REMHSM__REQUEST__INIT;                           \
+	Remhsm__Response *resp = NULL;                                         \
+	req.call_case = REMHSM__REQUEST__CALL_##UP;                            \
+	req.low = &body
+
+static CK_RV finish(Remhsm__Response *resp, CK_RV rv)
+{
+	if (resp)
+		remhsm__response__free_unpacked(resp, NULL);
+	return rv;
+}
+
+/* A daemon value to a native CK_ULONG; CK_UNAVAILABLE_INFORMATION keeps its
+ * meaning on 32-bit hosts, anything else too wide is a protocol error. */
+static int to_ulong(uint64_t wire, CK_ULONG *out)
+{
+	if (wire == WIRE_UNAVAILABLE) {
+		*out = CK_UNAVAILABLE_INFORMATION;
+		return 0;
+	}
+	if (wire > ULONG_MAX)
+		return -1;
+	*out = (CK_ULONG)wire;
+	return 0;
+}
+
+static void pad_copy(CK_UTF8CHAR *dst, size_t width, ProtobufCBinaryData src)
+{
+	size_t n = src.len < width ? src.len : width;
+	memset(dst, ' ', width);
+	if (n)
+		memcpy(dst, src.data, n);
+}
+
+static void version_copy(CK_VERSION *dst, const Remhsm__Version *src)
+{
+	dst->major = src ? (CK_BYTE)src->major : 0;
+	dst->minor = src ? (CK_BYTE)src->minor : 0;
+}
+
+/* Fills a caller's CK_ULONG array by the two-call convention. */
+static CK_RV fill_list(const uint64_t *items, size_t n, CK_ULONG_PTR out,
+		       CK_ULONG_PTR count)
+{
+	if (!out) {
+		*count = (CK_ULONG)n;
+		return CKR_OK;
+	}
+	if (*count < n) {
+		*count = (CK_ULONG)n;
+		return CKR_BUFFER_TOO_SMALL;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (to_ulong(items[i], &out[i]) < 0)
+			return CKR_DEVICE_ERROR;
+	*count = (CK_ULONG)n;
+	return CKR_OK;
+}
+
+/* --- general purpose ------------------------------------------------------ */
+
+static int count_lock_callbacks(const CK_C_INITIALIZE_ARGS *a)
+{
+	return !!a->CreateMutex + !!a->DestroyMutex + !!a->LockMutex +
+	       !!a->UnlockMutex;
+}
+
+CK_RV C_Initialize(CK_VOID_PTR pInitArgs)
+{
+	const CK_C_INITIALIZE_ARGS *args = pInitArgs;
+	if (!args)
+		return rhc_initialize(NULL);
+	if (args->pReserved)
+		return CKR_ARGUMENTS_BAD;
+	int callbacks = count_lock_callbacks(args);
+	if (callbacks != 0 && callbacks != 4)
+		return CKR_ARGUMENTS_BAD;
+	/* With both offered we pick the OS's locks; with only the
+	 * application's we must use them. */
+	if (callbacks == 4 && !(args->flags & CKF_OS_LOCKING_OK)) {
+		rhc_lock_ops_t ops = {
+			.create = (rhc_rv_t(*)(void **))args->CreateMutex,
+			.destroy = (rhc_rv_t(*)(void *))args->DestroyMutex,
+			.lock = (rhc_rv_t(*)(void *))args->LockMutex,
+			.unlock = (rhc_rv_t(*)(void *))args->UnlockMutex,
+		};
+		return rhc_initialize(&ops);
+	}
+	return rhc_initialize(NULL);
+}
+
+CK_RV C_Finalize(CK_VOID_PTR pReserved)
+{
+	if (pReserved)
+		return CKR_ARGUMENTS_BAD;
+	return rhc_finalize();
+}
+
+CK_RV C_GetInfo(CK_INFO_PTR pInfo)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!pInfo)
+		return CKR_ARGUMENTS_BAD;
+	PREPARE(GET_INFO, get_info, GetInfo);
+	rv = rhc_call(&req, &resp);
+	if (rv != CKR_OK)
+		return finish(resp, rv);
+	if (!resp->get_info)
+		return finish(resp, CKR_DEVICE_ERROR);
+	const Remhsm__GetInfoResp *r = resp->get_info;
+	memset(pInfo, 0, sizeof(*pInfo));
+	version_copy(&pInfo->cryptokiVersion, r->cryptoki_version);
+	pad_copy(pInfo->manufacturerID, sizeof(pInfo->manufacturerID),
+		 r->manufacturer_id);
+	pInfo->flags = 0;
+	pad_copy(pInfo->libraryDescription, sizeof(pInfo->libraryDescription),
+		 r->library_description);
+	version_copy(&pInfo->libraryVersion, r->library_version);
+	return finish(resp, CKR_OK);
+}
+
+/* --- slots and tokens ------------------------------------------------------
+ */
+
+CK_RV C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList,
+		    CK_ULONG_PTR pulCount)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!pulCount)
+		return CKR_ARGUMENTS_BAD;
+	PREPARE(GET_SLOT_LIST, get_slot_list, GetSlotList);
+	body.token_present = tokenPresent != CK_FALSE;
+	rv = rhc_call(&req, &resp);
+	if (rv != CKR_OK)
+		return finish(resp, rv);
+	if (!resp->get_slot_list)
+		return finish(resp, CKR_DEVICE_ERROR);
+	return finish(resp, fill_list(resp->get_slot_list->slots,
+				      resp->get_slot_list->n_slots, pSlotList,
+				      pulCount));
+}
+
+CK_RV C_GetSlotInfo(CK_SLOT_ID slotID, CK_SLOT_INFO_PTR pInfo)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!pInfo)
+		return CKR_ARGUMENTS_BAD;
+	PREPARE(GET_SLOT_INFO, get_slot_info, GetSlotInfo);
+	body.slot = slotID;
+	rv = rhc_call(&req, &resp);
+	if (rv != CKR_OK)
+		return finish(resp, rv);
+	const Remhsm__GetSlotInfoResp *r = resp->get_slot_info;
+	if (!r)
+		return finish(resp, CKR_DEVICE_ERROR);
+	pad_copy(pInfo->slotDescription, sizeof(pInfo->slotDescription),
+		 r->slot_description);
+	pad_copy(pInfo->manufacturerID, sizeof(pInfo->manufacturerID),
+		 r->manufacturer_id);
+	pInfo->flags = (CK_FLAGS)r->flags;
+	version_copy(&pInfo->hardwareVersion, r->hardware_version);
+	version_copy(&pInfo->firmwareVersion, r->firmware_version);
+	return finish(resp, CKR_OK);
+}
+
+static int token_counters(const Remhsm__GetTokenInfoResp *r, CK_TOKEN_INFO *t)
+{
+	return to_ulong(r->max_session_count, &t->ulMaxSessionCount) |
+	       to_ulong(r->session_count, &t->ulSessionCount) |
+	       to_ulong(r->max_rw_session_count, &t->ulMaxRwSessionCount) |
+	       to_ulong(r->rw_session_count, &t->ulRwSessionCount) |
+	       to_ulong(r->max_pin_len, &t->ulMaxPinLen) |
+	       to_ulong(r->min_pin_len, &t->ulMinPinLen) |
+	       to_ulong(r->total_public_memory, &t->ulTotalPublicMemory) |
+	       to_ulong(r->free_public_memory, &t->ulFreePublicMemory) |
+	       to_ulong(r->total_private_memory, &t->ulTotalPrivateMemory) |
+	       to_ulong(r->free_private_memory, &t->ulFreePrivateMemory);
+}
+
+CK_RV C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!pInfo)
+		return CKR_ARGUMENTS_BAD;
+	PREPARE(GET_TOKEN_INFO, get_token_info, GetTokenInfo);
+	body.slot = slotID;
+	rv = rhc_call(&req, &resp);
+	if (rv != CKR_OK)
+		return finish(resp, rv);
+	const Remhsm__GetTokenInfoResp *r = resp->get_token_info;
+	if (!r)
+		return finish(resp, CKR_DEVICE_ERROR);
+	pad_copy(pInfo->label, sizeof(pInfo->label), r->label);
+	pad_copy(pInfo->manufacturerID, sizeof(pInfo->manufacturerID),
+		 r->manufacturer_id);
+	pad_copy(pInfo->model, sizeof(pInfo->model), r->model);
+	pad_copy(pInfo->serialNumber, sizeof(pInfo->serialNumber),
+		 r->serial_number);
+	pInfo->flags = (CK_FLAGS)r->flags;
+	if (token_counters(r, pInfo) != 0)
+		return finish(resp, CKR_DEVICE_ERROR);
+	version_copy(&pInfo->hardwareVersion, r->hardware_version);
+	version_copy(&pInfo->firmwareVersion, r->firmware_version);
+	pad_copy(pInfo->utcTime, sizeof(pInfo->utcTime), r->utc_time);
+	return finish(resp, CKR_OK);
+}
+
+CK_RV C_GetMechanismList(CK_SLOT_ID slotID,
+			 CK_MECHANISM_TYPE_PTR pMechanismList,
+			 CK_ULONG_PTR pulCount)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!pulCount)
+		return CKR_ARGUMENTS_BAD;
+	PREPARE(GET_MECHANISM_LIST, get_mechanism_list, GetMechanismList);
+	body.slot = slotID;
+	rv = rhc_call(&req, &resp);
+	if (rv != CKR_OK)
+		return finish(resp, rv);
+	const Remhsm__GetMechanismListResp *r = resp->get_mechanism_list;
+	if (!r)
+		return finish(resp, CKR_DEVICE_ERROR);
+	return finish(resp, fill_list(r->mechanisms, r->n_mechanisms,
+				      pMechanismList, pulCount));
+}
+
+CK_RV C_GetMechanismInfo(CK_SLOT_ID slotID, CK_MECHANISM_TYPE type,
+			 CK_MECHANISM_INFO_PTR pInfo)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!pInfo)
+		return CKR_ARGUMENTS_BAD;
+	PREPARE(GET_MECHANISM_INFO, get_mechanism_info, GetMechanismInfo);
+	body.slot = slotID;
+	body.type = type;
+	rv = rhc_call(&req, &resp);
+	if (rv != CKR_OK)
+		return finish(resp, rv);
+	const Remhsm__GetMechanismInfoResp *r = resp->get_mechanism_info;
+	if (!r || to_ulong(r->min_key_size, &pInfo->ulMinKeySize) < 0 ||
+	    to_ulong(r->max_key_size, &pInfo->ulMaxKeySize) < 0)
+		return finish(resp, CKR_DEVICE_ERROR);
+	pInfo->flags = (CK_FLAGS)r->flags;
+	return finish(resp, CKR_OK);
+}
+
+/* --- sessions ---------------------------------------------------------------
+ */
+
+CK_RV C_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR pApplication,
+		    CK_NOTIFY Notify, CK_SESSION_HANDLE_PTR phSession)
+{
+	(void)pApplication; /* notifications are optional; none are sent */
+	(void)Notify;
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!phSession)
+		return CKR_ARGUMENTS_BAD;
+	PREPARE(OPEN_SESSION, open_session, OpenSession);
+	body.slot = slotID;
+	body.flags = flags;
+	rv = rhc_call(&req, &resp);
+	if (rv != CKR_OK)
+		return finish(resp, rv);
+	if (!resp->open_session || resp->open_session->session > UINT32_MAX)
+		return finish(resp, CKR_DEVICE_ERROR);
+	*phSession = (CK_SESSION_HANDLE)resp->open_session->session;
+	return finish(resp, CKR_OK);
+}
+
+CK_RV C_CloseSession(CK_SESSION_HANDLE hSession)
+{
+	PREPARE(CLOSE_SESSION, close_session, CloseSession);
+	body.session = hSession;
+	return finish(resp, rhc_call(&req, &resp));
+}
+
+CK_RV C_CloseAllSessions(CK_SLOT_ID slotID)
+{
+	PREPARE(CLOSE_ALL_SESSIONS, close_all_sessions, CloseAllSessions);
+	body.slot = slotID;
+	return finish(resp, rhc_call(&req, &resp));
+}
+
+CK_RV C_GetSessionInfo(CK_SESSION_HANDLE hSession, CK_SESSION_INFO_PTR pInfo)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!pInfo)
+		return CKR_ARGUMENTS_BAD;
+	PREPARE(GET_SESSION_INFO, get_session_info, GetSessionInfo);
+	body.session = hSession;
+	rv = rhc_call(&req, &resp);
+	if (rv != CKR_OK)
+		return finish(resp, rv);
+	const Remhsm__GetSessionInfoResp *r = resp->get_session_info;
+	if (!r || to_ulong(r->slot, &pInfo->slotID) < 0 ||
+	    to_ulong(r->device_error, &pInfo->ulDeviceError) < 0)
+		return finish(resp, CKR_DEVICE_ERROR);
+	pInfo->state = (CK_STATE)r->state;
+	pInfo->flags = (CK_FLAGS)r->flags;
+	return finish(resp, CKR_OK);
+}
+
+/* --- random
+ * ------------------------------------------------------------------- */
+
+static CK_RV seed_chunk(CK_SESSION_HANDLE session, CK_BYTE_PTR seed, size_t len)
+{
+	PREPARE(SEED_RANDOM, seed_random, SeedRandom);
+	body.session = session;
+	body.seed = (ProtobufCBinaryData){len, seed};
+	return finish(resp, rhc_call(&req, &resp));
+}
+
+CK_RV C_SeedRandom(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSeed,
+		   CK_ULONG ulSeedLen)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!pSeed && ulSeedLen)
+		return CKR_ARGUMENTS_BAD;
+	CK_ULONG done = 0;
+	do {
+		CK_ULONG n = ulSeedLen - done > RANDOM_CHUNK ? RANDOM_CHUNK
+							     : ulSeedLen - done;
+		rv = seed_chunk(hSession, pSeed ? pSeed + done : NULL, n);
+		done += n;
+	} while (rv == CKR_OK && done < ulSeedLen);
+	return rv;
+}
+
+static CK_RV random_chunk(CK_SESSION_HANDLE session, CK_BYTE_PTR out,
+			  size_t len)
+{
+	PREPARE(GENERATE_RANDOM, generate_random, GenerateRandom);
+	body.session = session;
+	body.length = len;
+	CK_RV rv = rhc_call(&req, &resp);
+	if (rv != CKR_OK)
+		return finish(resp, rv);
+	const Remhsm__GenerateRandomResp *r = resp->generate_random;
+	if (len && (!r || r->data.len != len))
+		return finish(resp, CKR_DEVICE_ERROR);
+	if (len)
+		memcpy(out, r->data.data, len);
+	return finish(resp, CKR_OK);
+}
+
+CK_RV C_GenerateRandom(CK_SESSION_HANDLE hSession, CK_BYTE_PTR RandomData,
+		       CK_ULONG ulRandomLen)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!RandomData && ulRandomLen)
+		return CKR_ARGUMENTS_BAD;
+	CK_ULONG done = 0;
+	do {
+		CK_ULONG n = ulRandomLen - done > RANDOM_CHUNK
+				     ? RANDOM_CHUNK
+				     : ulRandomLen - done;
+		rv = random_chunk(hSession,
+				  RandomData ? RandomData + done : NULL, n);
+		done += n;
+	} while (rv == CKR_OK && done < ulRandomLen);
+	return rv;
+}

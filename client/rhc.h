@@ -1,0 +1,51 @@
+/* Internals of the client module, shared by its files. Never exported. */
+#ifndef RHC_H
+#define RHC_H
+
+#include <limits.h>
+#include <openssl/ssl.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "remhsm.pb-c.h"
+
+/* --- configuration (client/config.c) ------------------------------------ */
+
+typedef struct rhc_config {
+	char server[256];
+	char ca[PATH_MAX];
+	char cert[PATH_MAX];
+	char key[PATH_MAX];
+	unsigned connect_timeout_ms;
+	unsigned call_timeout_ms;
+	int debug;
+} rhc_config_t;
+
+/* Reads REMHSM_CONF (if set) and then REMHSM_SERVER, REMHSM_CA, REMHSM_CERT,
+ * REMHSM_KEY, REMHSM_TIMEOUT_MS, REMHSM_DEBUG over it. */
+int rhc_config_load(rhc_config_t *cfg, char *err, size_t err_len);
+
+void rhc_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void rhc_set_debug(int on);
+
+/* --- transport (client/transport_tls.c) --------------------------------- */
+
+typedef struct rhc_link rhc_link_t;
+
+/* A transport is a small table so another one can be added without
+ * touching the stubs. Each function returns 0 or a negative rh_err. */
+typedef struct rhc_transport {
+	int (*connect)(const rhc_config_t *cfg, SSL_CTX *tls, rhc_link_t **out);
+	int (*send)(rhc_link_t *link, const uint8_t *frame, size_t len,
+		    unsigned timeout_ms);
+	/* Receives one frame's payload into a new buffer (free with free()). */
+	int (*receive)(rhc_link_t *link, uint32_t max_payload,
+		       uint8_t **payload, size_t *len, unsigned timeout_ms);
+	/* graceful: say goodbye to the daemon; else (after fork) just let go.
+	 */
+	void (*close)(rhc_link_t *link, int graceful);
+} rhc_transport_t;
+
+extern const rhc_transport_t rhc_tls_transport;
+
+#endif

@@ -1,0 +1,299 @@
+#include "rpc.h"
+
+#include <openssl/rand.h>
+#include <p11-kit/pkcs11.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rh_calls.h"
+#include "rh_err.h"
+#include "rh_frame.h"
+#include "rh_tls.h"
+
+#define APP_ID_LEN 16
+#define MAX_IDLE_LINKS 64
+
+typedef struct pooled {
+	struct pooled *next;
+	rhc_link_t *link;
+	uint32_t max_frame;
+} pooled_t;
+
+/* Everything one C_Initialize owns. */
+static struct {
+	pthread_mutex_t transition; /* serialises C_Initialize/C_Finalize */
+	int initialized;
+	pid_t pid;
+	rhc_config_t cfg;
+	const rhc_transport_t *transport;
+	SSL_CTX *tls;
+	uint8_t app_id[APP_ID_LEN];
+	_Atomic uint64_t next_id;
+	rhc_lock_ops_t app_lock;
+	int use_app_lock;
+	void *app_mutex;
+	pthread_mutex_t os_mutex;
+	pooled_t *idle;
+	unsigned idle_count;
+} st = {.transition = PTHREAD_MUTEX_INITIALIZER};
+
+/* The pool lock is held only to move a link in or out of the idle list,
+ * never across network I/O. */
+static void pool_lock(void)
+{
+	if (st.use_app_lock)
+		st.app_lock.lock(st.app_mutex);
+	else
+		pthread_mutex_lock(&st.os_mutex);
+}
+
+static void pool_unlock(void)
+{
+	if (st.use_app_lock)
+		st.app_lock.unlock(st.app_mutex);
+	else
+		pthread_mutex_unlock(&st.os_mutex);
+}
+
+static void drop_all_links(int graceful)
+{
+	pooled_t *p = st.idle;
+	st.idle = NULL;
+	st.idle_count = 0;
+	while (p) {
+		pooled_t *next = p->next;
+		st.transport->close(p->link, graceful);
+		free(p);
+		p = next;
+	}
+}
+
+static void release_state(int graceful)
+{
+	drop_all_links(graceful);
+	SSL_CTX_free(st.tls);
+	st.tls = NULL;
+	if (st.use_app_lock)
+		st.app_lock.destroy(st.app_mutex);
+	else
+		pthread_mutex_destroy(&st.os_mutex);
+	st.initialized = 0;
+}
+
+static rhc_rv_t setup_lock(const rhc_lock_ops_t *lock_ops)
+{
+	st.use_app_lock = lock_ops != NULL;
+	if (lock_ops) {
+		st.app_lock = *lock_ops;
+		return lock_ops->create(&st.app_mutex);
+	}
+	return pthread_mutex_init(&st.os_mutex, NULL) == 0 ? CKR_OK
+							   : CKR_CANT_LOCK;
+}
+
+static rhc_rv_t setup_tls(void)
+{
+	char err[512];
+	if (rhc_config_load(&st.cfg, err, sizeof(err)) < 0) {
+		rhc_set_debug(st.cfg.debug);
+		rhc_debug("configuration: %s", err);
+		return CKR_GENERAL_ERROR;
+	}
+	rhc_set_debug(st.cfg.debug);
+	rh_tls_files_t files = {st.cfg.ca, st.cfg.cert, st.cfg.key};
+	st.tls = rh_tls_client_ctx_new(&files, err, sizeof(err));
+	if (!st.tls) {
+		rhc_debug("TLS setup: %s", err);
+		return CKR_GENERAL_ERROR;
+	}
+	return CKR_OK;
+}
+
+rhc_rv_t rhc_initialize(const rhc_lock_ops_t *lock_ops)
+{
+	pthread_mutex_lock(&st.transition);
+	rhc_rv_t rv = CKR_OK;
+	if (st.initialized && st.pid == getpid()) {
+		rv = CKR_CRYPTOKI_ALREADY_INITIALIZED;
+		goto out;
+	}
+	/* A forked child inherits the parent's links: let them go without a
+	 * word on the wire, the parent still uses them. */
+	if (st.initialized)
+		release_state(0);
+	st.transport = &rhc_tls_transport;
+	rv = setup_tls();
+	if (rv == CKR_OK && RAND_bytes(st.app_id, sizeof(st.app_id)) != 1)
+		rv = CKR_FUNCTION_FAILED;
+	if (rv == CKR_OK)
+		rv = setup_lock(lock_ops);
+	if (rv != CKR_OK) {
+		SSL_CTX_free(st.tls);
+		st.tls = NULL;
+		goto out;
+	}
+	st.pid = getpid();
+	st.initialized = 1;
+out:
+	pthread_mutex_unlock(&st.transition);
+	return rv;
+}
+
+rhc_rv_t rhc_finalize(void)
+{
+	pthread_mutex_lock(&st.transition);
+	rhc_rv_t rv = rhc_ready();
+	if (rv == CKR_OK)
+		release_state(1);
+	pthread_mutex_unlock(&st.transition);
+	return rv;
+}
+
+rhc_rv_t rhc_ready(void)
+{
+	return st.initialized && st.pid == getpid()
+		       ? CKR_OK
+		       : CKR_CRYPTOKI_NOT_INITIALIZED;
+}
+
+/* --- one round trip ------------------------------------------------------ */
+
+static int exchange(pooled_t *p, const Remhsm__Request *req,
+		    Remhsm__Response **resp)
+{
+	uint8_t *frame = NULL, *payload = NULL;
+	size_t frame_len = 0, payload_len = 0;
+	int r = rh_frame_pack(&req->base, &frame, &frame_len);
+	if (r < 0)
+		return r;
+	r = st.transport->send(p->link, frame, frame_len,
+			       st.cfg.call_timeout_ms);
+	OPENSSL_cleanse(frame, frame_len); /* may hold a PIN */
+	free(frame);
+	if (r == RH_OK)
+		r = st.transport->receive(p->link, p->max_frame, &payload,
+					  &payload_len, st.cfg.call_timeout_ms);
+	if (r < 0)
+		return r;
+	*resp = remhsm__response__unpack(NULL, payload_len, payload);
+	OPENSSL_cleanse(payload, payload_len);
+	free(payload);
+	if (!*resp)
+		return RH_EDECODE;
+	if ((*resp)->id != req->id) {
+		remhsm__response__free_unpacked(*resp, NULL);
+		*resp = NULL;
+		return RH_EPROTO;
+	}
+	return RH_OK;
+}
+
+static int say_hello(pooled_t *p)
+{
+	uint32_t versions[] = {RH_PROTOCOL_VERSION};
+	Remhsm__HelloReq hello = REMHSM__HELLO_REQ__INIT;
+	hello.n_versions = 1;
+	hello.versions = versions;
+	hello.app_id = (ProtobufCBinaryData){sizeof(st.app_id), st.app_id};
+	hello.client_name = (char *)"libremhsm-pkcs11";
+	Remhsm__Request req = REMHSM__REQUEST__INIT;
+	req.id = atomic_fetch_add(&st.next_id, 1);
+	req.call_case = REMHSM__REQUEST__CALL_HELLO;
+	req.hello = &hello;
+	Remhsm__Response *resp = NULL;
+	int r = exchange(p, &req, &resp);
+	if (r < 0)
+		return r;
+	if (resp->rv != CKR_OK ||
+	    resp->result_case != REMHSM__RESPONSE__RESULT_HELLO ||
+	    resp->hello->version != RH_PROTOCOL_VERSION)
+		r = RH_EVERSION;
+	else if (resp->hello->max_frame >= 1024)
+		p->max_frame = resp->hello->max_frame;
+	remhsm__response__free_unpacked(resp, NULL);
+	return r;
+}
+
+static pooled_t *link_acquire(void)
+{
+	pool_lock();
+	pooled_t *p = st.idle;
+	if (p) {
+		st.idle = p->next;
+		st.idle_count--;
+	}
+	pool_unlock();
+	if (p)
+		return p;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	p->max_frame = RH_FRAME_DEFAULT_MAX;
+	int r = st.transport->connect(&st.cfg, st.tls, &p->link);
+	if (r == RH_OK) {
+		r = say_hello(p);
+		if (r < 0) {
+			rhc_debug("hello to %s failed: %s", st.cfg.server,
+				  rh_strerror(r));
+			st.transport->close(p->link, 0);
+		}
+	}
+	if (r < 0) {
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+static void link_release(pooled_t *p, int healthy)
+{
+	if (healthy) {
+		pool_lock();
+		if (st.idle_count < MAX_IDLE_LINKS) {
+			p->next = st.idle;
+			st.idle = p;
+			st.idle_count++;
+			p = NULL;
+		}
+		pool_unlock();
+	}
+	if (p) {
+		st.transport->close(p->link, healthy);
+		free(p);
+	}
+}
+
+static int result_matches(const Remhsm__Request *req,
+			  const Remhsm__Response *resp)
+{
+	return resp->result_case == REMHSM__RESPONSE__RESULT__NOT_SET ||
+	       (unsigned)resp->result_case == (unsigned)req->call_case;
+}
+
+rhc_rv_t rhc_call(Remhsm__Request *req, Remhsm__Response **resp)
+{
+	*resp = NULL;
+	rhc_rv_t rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	req->id = atomic_fetch_add(&st.next_id, 1);
+	pooled_t *p = link_acquire();
+	if (!p)
+		return CKR_DEVICE_ERROR;
+	int r = exchange(p, req, resp);
+	link_release(p, r == RH_OK);
+	if (r < 0) {
+		rhc_debug("%s: %s", rh_call_name((unsigned)req->call_case),
+			  rh_strerror(r));
+		return r == RH_ENOMEM ? CKR_HOST_MEMORY : CKR_DEVICE_ERROR;
+	}
+	if (!result_matches(req, *resp)) {
+		remhsm__response__free_unpacked(*resp, NULL);
+		*resp = NULL;
+		return CKR_DEVICE_ERROR;
+	}
+	return (rhc_rv_t)(*resp)->rv;
+}

@@ -1,0 +1,35 @@
+/* The client's call path: state, connection pool, one round trip. */
+#ifndef RHC_RPC_H
+#define RHC_RPC_H
+
+#include "rhc.h"
+
+typedef unsigned long rhc_rv_t; /* a CK_RV, without pulling in pkcs11.h */
+
+/*
+ * C_Initialize's work, after argument checks. lock_ops, when not NULL, are
+ * the application's four mutex callbacks (CreateMutex, DestroyMutex,
+ * LockMutex, UnlockMutex) to use instead of the OS's.
+ */
+typedef struct rhc_lock_ops {
+	rhc_rv_t (*create)(void **mutex);
+	rhc_rv_t (*destroy)(void *mutex);
+	rhc_rv_t (*lock)(void *mutex);
+	rhc_rv_t (*unlock)(void *mutex);
+} rhc_lock_ops_t;
+
+rhc_rv_t rhc_initialize(const rhc_lock_ops_t *lock_ops);
+rhc_rv_t rhc_finalize(void);
+
+/* CKR_OK when the module is initialised in this process. */
+rhc_rv_t rhc_ready(void);
+
+/*
+ * One round trip. Sets req->id, sends it, and returns the daemon's CK_RV
+ * with *resp set (free with remhsm__response__free_unpacked), or
+ * CKR_DEVICE_ERROR / CKR_HOST_MEMORY / CKR_CRYPTOKI_NOT_INITIALIZED with
+ * *resp NULL. A response of the wrong kind is CKR_DEVICE_ERROR.
+ */
+rhc_rv_t rhc_call(Remhsm__Request *req, Remhsm__Response **resp);
+
+#endif

@@ -1,0 +1,342 @@
+/*
+ * The TLS transport: a non-blocking socket, OpenSSL over memory BIOs, and
+ * bounded poll() waits. Every system call is retried on EINTR (the FreeRTOS
+ * POSIX port interrupts its task threads with a signal at every tick); an
+ * interrupted connect() is completed with poll() and SO_ERROR, never
+ * re-issued. send() uses MSG_NOSIGNAL so a closed peer cannot raise SIGPIPE
+ * in the application.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rh_err.h"
+#include "rh_frame.h"
+#include "rh_tls.h"
+#include "rhc.h"
+
+struct rhc_link {
+	int fd;
+	SSL *ssl;
+	BIO *net_in;
+	BIO *net_out;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits for events on fd until the deadline; EINTR only shortens a wait. */
+static int wait_fd(int fd, short events, int64_t deadline)
+{
+	for (;;) {
+		int64_t left = deadline - now_ms();
+		if (left <= 0)
+			return RH_ETIMEDOUT;
+		struct pollfd p = {.fd = fd, .events = events};
+		int r = poll(&p, 1, left > 1000 ? 1000 : (int)left);
+		if (r > 0)
+			return RH_OK;
+		if (r < 0 && errno != EINTR)
+			return RH_EIO;
+	}
+}
+
+static int send_all(int fd, const uint8_t *buf, size_t len, int64_t deadline)
+{
+	while (len > 0) {
+		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+		if (n > 0) {
+			buf += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			int r = wait_fd(fd, POLLOUT, deadline);
+			if (r < 0)
+				return r;
+			continue;
+		}
+		return RH_EIO;
+	}
+	return RH_OK;
+}
+
+/* Sends whatever OpenSSL has produced. */
+static int flush_out(rhc_link_t *l, int64_t deadline)
+{
+	uint8_t buf[16384];
+	while (BIO_ctrl_pending(l->net_out) > 0) {
+		int n = BIO_read(l->net_out, buf, (int)sizeof(buf));
+		if (n <= 0)
+			return RH_ETLS;
+		int r = send_all(l->fd, buf, (size_t)n, deadline);
+		if (r < 0)
+			return r;
+	}
+	return RH_OK;
+}
+
+/* Feeds OpenSSL with the next bytes from the socket. */
+static int fill_in(rhc_link_t *l, int64_t deadline)
+{
+	uint8_t buf[16384];
+	for (;;) {
+		ssize_t n = recv(l->fd, buf, sizeof(buf), 0);
+		if (n > 0)
+			return BIO_write(l->net_in, buf, (int)n) == n
+				       ? RH_OK
+				       : RH_ENOMEM;
+		if (n == 0)
+			return RH_ECLOSED;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return RH_EIO;
+		int r = wait_fd(l->fd, POLLIN, deadline);
+		if (r < 0)
+			return r;
+	}
+}
+
+static int connect_socket(const struct addrinfo *ai, int64_t deadline)
+{
+	int fd = socket(ai->ai_family,
+			ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+			ai->ai_protocol);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+		return fd;
+	if (errno != EINPROGRESS && errno != EINTR)
+		goto fail;
+	if (wait_fd(fd, POLLOUT, deadline) < 0)
+		goto fail;
+	int so_error = 0;
+	socklen_t len = sizeof(so_error);
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len) < 0 ||
+	    so_error)
+		goto fail;
+	return fd;
+fail:
+	close(fd);
+	return -1;
+}
+
+static int split_host_port(const char *server, char *host, size_t host_cap,
+			   const char **port)
+{
+	const char *colon = strrchr(server, ':');
+	if (!colon || colon == server || colon[1] == '\0')
+		return -1;
+	const char *start = server;
+	const char *end = colon;
+	if (*start == '[' && end[-1] == ']') {
+		start++;
+		end--;
+	}
+	size_t len = (size_t)(end - start);
+	if (len == 0 || len >= host_cap)
+		return -1;
+	memcpy(host, start, len);
+	host[len] = '\0';
+	*port = colon + 1;
+	return 0;
+}
+
+static int open_tcp(const char *host, const char *port, int64_t deadline)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_NUMERICSERV};
+	struct addrinfo *list = NULL;
+	if (getaddrinfo(host, port, &hints, &list) != 0)
+		return -1;
+	int fd = -1;
+	for (struct addrinfo *ai = list; ai && fd < 0; ai = ai->ai_next)
+		fd = connect_socket(ai, deadline);
+	freeaddrinfo(list);
+	if (fd >= 0) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	return fd;
+}
+
+/* The server certificate must name the host we dialled. */
+static int expect_peer_name(SSL *ssl, const char *host)
+{
+	X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
+	if (X509_VERIFY_PARAM_set1_ip_asc(param, host) == 1)
+		return 0;
+	ERR_clear_error();
+	SSL_set_tlsext_host_name(ssl, host);
+	return SSL_set1_host(ssl, host) == 1 ? 0 : -1;
+}
+
+static int handshake(rhc_link_t *l, int64_t deadline)
+{
+	for (;;) {
+		int r = SSL_do_handshake(l->ssl);
+		int fr = flush_out(l, deadline);
+		if (fr < 0)
+			return fr;
+		if (r == 1)
+			return RH_OK;
+		if (SSL_get_error(l->ssl, r) != SSL_ERROR_WANT_READ) {
+			char why[256];
+			rh_tls_last_error(why, sizeof(why));
+			long v = SSL_get_verify_result(l->ssl);
+			rhc_debug("TLS handshake failed: %s%s%s", why,
+				  v != X509_V_OK ? " / " : "",
+				  v != X509_V_OK
+					  ? X509_verify_cert_error_string(v)
+					  : "");
+			return RH_ETLS;
+		}
+		int ir = fill_in(l, deadline);
+		if (ir < 0)
+			return ir;
+	}
+}
+
+static void link_free(rhc_link_t *l)
+{
+	if (l->ssl)
+		SSL_free(l->ssl);
+	else {
+		BIO_free(l->net_in);
+		BIO_free(l->net_out);
+	}
+	if (l->fd >= 0)
+		close(l->fd);
+	free(l);
+}
+
+static int tls_connect(const rhc_config_t *cfg, SSL_CTX *tls, rhc_link_t **out)
+{
+	char host[256];
+	const char *port;
+	if (split_host_port(cfg->server, host, sizeof(host), &port) < 0) {
+		rhc_debug("bad server address '%s'", cfg->server);
+		return RH_ECONFIG;
+	}
+	int64_t deadline = now_ms() + cfg->connect_timeout_ms;
+	rhc_link_t *l = calloc(1, sizeof(*l));
+	if (!l)
+		return RH_ENOMEM;
+	l->fd = open_tcp(host, port, deadline);
+	if (l->fd < 0) {
+		rhc_debug("cannot connect to %s: %s", cfg->server,
+			  strerror(errno));
+		link_free(l);
+		return RH_EIO;
+	}
+	l->net_in = BIO_new(BIO_s_mem());
+	l->net_out = BIO_new(BIO_s_mem());
+	l->ssl = l->net_in && l->net_out ? SSL_new(tls) : NULL;
+	if (!l->ssl) {
+		link_free(l);
+		return RH_ENOMEM;
+	}
+	BIO_set_mem_eof_return(l->net_in, -1);
+	SSL_set_bio(l->ssl, l->net_in, l->net_out);
+	SSL_set_connect_state(l->ssl);
+	int r = expect_peer_name(l->ssl, host) < 0 ? RH_ETLS
+						   : handshake(l, deadline);
+	if (r < 0) {
+		rhc_debug("cannot open TLS to %s: %s", cfg->server,
+			  rh_strerror(r));
+		link_free(l);
+		return r;
+	}
+	*out = l;
+	return RH_OK;
+}
+
+static int tls_send(rhc_link_t *l, const uint8_t *frame, size_t len,
+		    unsigned timeout_ms)
+{
+	if (len > INT32_MAX || SSL_write(l->ssl, frame, (int)len) != (int)len)
+		return RH_ETLS;
+	return flush_out(l, now_ms() + timeout_ms);
+}
+
+static int read_exact(rhc_link_t *l, uint8_t *buf, size_t len, int64_t deadline)
+{
+	size_t got = 0;
+	while (got < len) {
+		int n = SSL_read(l->ssl, buf + got, (int)(len - got));
+		if (n > 0) {
+			got += (size_t)n;
+			continue;
+		}
+		int err = SSL_get_error(l->ssl, n);
+		if (err == SSL_ERROR_ZERO_RETURN)
+			return RH_ECLOSED;
+		if (err != SSL_ERROR_WANT_READ) {
+			char why[256];
+			rh_tls_last_error(why, sizeof(why));
+			rhc_debug("TLS read failed: %s", why);
+			return RH_ETLS;
+		}
+		int r = fill_in(l, deadline);
+		if (r < 0)
+			return r;
+	}
+	return RH_OK;
+}
+
+static int tls_receive(rhc_link_t *l, uint32_t max_payload, uint8_t **payload,
+		       size_t *len, unsigned timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	uint8_t header[RH_FRAME_HEADER];
+	int r = read_exact(l, header, sizeof(header), deadline);
+	if (r < 0)
+		return r;
+	uint32_t n;
+	r = rh_frame_header_decode(header, max_payload, &n);
+	if (r < 0)
+		return r;
+	uint8_t *buf = malloc(n ? n : 1);
+	if (!buf)
+		return RH_ENOMEM;
+	r = read_exact(l, buf, n, deadline);
+	if (r < 0) {
+		free(buf);
+		return r;
+	}
+	*payload = buf;
+	*len = n;
+	return RH_OK;
+}
+
+static void tls_close(rhc_link_t *l, int graceful)
+{
+	if (graceful) {
+		SSL_shutdown(l->ssl);
+		(void)flush_out(l, now_ms() + 100);
+	}
+	link_free(l);
+}
+
+const rhc_transport_t rhc_tls_transport = {
+	.connect = tls_connect,
+	.send = tls_send,
+	.receive = tls_receive,
+	.close = tls_close,
+};

@@ -1,0 +1,140 @@
+/*
+ * Entry points the daemon does not serve yet. Each answers as the
+ * specification allows for an uninitialised module, then
+ * CKR_FUNCTION_NOT_SUPPORTED, so the function list never holds NULL.
+ */
+#pragma GCC visibility push(default)
+#include <p11-kit/pkcs11.h>
+#pragma GCC visibility pop
+
+#include "rpc.h"
+
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+
+static CK_RV not_supported(void)
+{
+	CK_RV rv = rhc_ready();
+	return rv != CKR_OK ? rv : CKR_FUNCTION_NOT_SUPPORTED;
+}
+
+#define UNSUPPORTED(name, params)                                              \
+	CK_RV name params                                                      \
+	{                                                                      \
+		return not_supported();                                        \
+	}
+
+UNSUPPORTED(C_InitToken, (CK_SLOT_ID s, CK_UTF8CHAR_PTR p, CK_ULONG l,
+			  CK_UTF8CHAR_PTR label))
+UNSUPPORTED(C_InitPIN, (CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR p, CK_ULONG l))
+UNSUPPORTED(C_SetPIN, (CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR o, CK_ULONG ol,
+		       CK_UTF8CHAR_PTR n, CK_ULONG nl))
+UNSUPPORTED(C_GetOperationState,
+	    (CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG_PTR l))
+UNSUPPORTED(C_SetOperationState,
+	    (CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG l, CK_OBJECT_HANDLE e,
+	     CK_OBJECT_HANDLE a))
+UNSUPPORTED(C_Login, (CK_SESSION_HANDLE h, CK_USER_TYPE u, CK_UTF8CHAR_PTR p,
+		      CK_ULONG l))
+UNSUPPORTED(C_Logout, (CK_SESSION_HANDLE h))
+UNSUPPORTED(C_CreateObject, (CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t,
+			     CK_ULONG c, CK_OBJECT_HANDLE_PTR o))
+UNSUPPORTED(C_CopyObject,
+	    (CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t,
+	     CK_ULONG c, CK_OBJECT_HANDLE_PTR n))
+UNSUPPORTED(C_DestroyObject, (CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o))
+UNSUPPORTED(C_GetObjectSize,
+	    (CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ULONG_PTR s))
+UNSUPPORTED(C_GetAttributeValue, (CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o,
+				  CK_ATTRIBUTE_PTR t, CK_ULONG c))
+UNSUPPORTED(C_SetAttributeValue, (CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o,
+				  CK_ATTRIBUTE_PTR t, CK_ULONG c))
+UNSUPPORTED(C_FindObjectsInit,
+	    (CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG c))
+UNSUPPORTED(C_FindObjects, (CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR o,
+			    CK_ULONG m, CK_ULONG_PTR c))
+UNSUPPORTED(C_FindObjectsFinal, (CK_SESSION_HANDLE h))
+UNSUPPORTED(C_EncryptInit,
+	    (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k))
+UNSUPPORTED(C_Encrypt, (CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG dl,
+			CK_BYTE_PTR o, CK_ULONG_PTR ol))
+UNSUPPORTED(C_EncryptUpdate, (CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG dl,
+			      CK_BYTE_PTR o, CK_ULONG_PTR ol))
+UNSUPPORTED(C_EncryptFinal,
+	    (CK_SESSION_HANDLE h, CK_BYTE_PTR o, CK_ULONG_PTR ol))
+UNSUPPORTED(C_DecryptInit,
+	    (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k))
+UNSUPPORTED(C_Decrypt, (CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG dl,
+			CK_BYTE_PTR o, CK_ULONG_PTR ol))
+UNSUPPORTED(C_DecryptUpdate, (CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG dl,
+			      CK_BYTE_PTR o, CK_ULONG_PTR ol))
+UNSUPPORTED(C_DecryptFinal,
+	    (CK_SESSION_HANDLE h, CK_BYTE_PTR o, CK_ULONG_PTR ol))
+UNSUPPORTED(C_DigestInit, (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m))
+UNSUPPORTED(C_Digest, (CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG dl,
+		       CK_BYTE_PTR o, CK_ULONG_PTR ol))
+UNSUPPORTED(C_DigestUpdate, (CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG dl))
+UNSUPPORTED(C_DigestKey, (CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k))
+UNSUPPORTED(C_DigestFinal,
+	    (CK_SESSION_HANDLE h, CK_BYTE_PTR o, CK_ULONG_PTR ol))
+UNSUPPORTED(C_SignInit,
+	    (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k))
+UNSUPPORTED(C_Sign, (CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG dl,
+		     CK_BYTE_PTR o, CK_ULONG_PTR ol))
+UNSUPPORTED(C_SignUpdate, (CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG dl))
+UNSUPPORTED(C_SignFinal, (CK_SESSION_HANDLE h, CK_BYTE_PTR o, CK_ULONG_PTR ol))
+UNSUPPORTED(C_SignRecoverInit,
+	    (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k))
+UNSUPPORTED(C_SignRecover, (CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG dl,
+			    CK_BYTE_PTR o, CK_ULONG_PTR ol))
+UNSUPPORTED(C_VerifyInit,
+	    (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k))
+UNSUPPORTED(C_Verify, (CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG dl,
+		       CK_BYTE_PTR s, CK_ULONG sl))
+UNSUPPORTED(C_VerifyUpdate, (CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG dl))
+UNSUPPORTED(C_VerifyFinal, (CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG sl))
+UNSUPPORTED(C_VerifyRecoverInit,
+	    (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k))
+UNSUPPORTED(C_VerifyRecover, (CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG sl,
+			      CK_BYTE_PTR d, CK_ULONG_PTR dl))
+UNSUPPORTED(C_DigestEncryptUpdate,
+	    (CK_SESSION_HANDLE h, CK_BYTE_PTR p, CK_ULONG pl, CK_BYTE_PTR e,
+	     CK_ULONG_PTR el))
+UNSUPPORTED(C_DecryptDigestUpdate,
+	    (CK_SESSION_HANDLE h, CK_BYTE_PTR e, CK_ULONG el, CK_BYTE_PTR p,
+	     CK_ULONG_PTR pl))
+UNSUPPORTED(C_SignEncryptUpdate, (CK_SESSION_HANDLE h, CK_BYTE_PTR p,
+				  CK_ULONG pl, CK_BYTE_PTR e, CK_ULONG_PTR el))
+UNSUPPORTED(C_DecryptVerifyUpdate,
+	    (CK_SESSION_HANDLE h, CK_BYTE_PTR e, CK_ULONG el, CK_BYTE_PTR p,
+	     CK_ULONG_PTR pl))
+UNSUPPORTED(C_GenerateKey,
+	    (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR t,
+	     CK_ULONG c, CK_OBJECT_HANDLE_PTR k))
+UNSUPPORTED(C_GenerateKeyPair,
+	    (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR pt,
+	     CK_ULONG pc, CK_ATTRIBUTE_PTR st, CK_ULONG sc,
+	     CK_OBJECT_HANDLE_PTR pk, CK_OBJECT_HANDLE_PTR sk))
+UNSUPPORTED(C_WrapKey,
+	    (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE w,
+	     CK_OBJECT_HANDLE k, CK_BYTE_PTR o, CK_ULONG_PTR ol))
+UNSUPPORTED(C_UnwrapKey,
+	    (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE u,
+	     CK_BYTE_PTR w, CK_ULONG wl, CK_ATTRIBUTE_PTR t, CK_ULONG c,
+	     CK_OBJECT_HANDLE_PTR k))
+UNSUPPORTED(C_DeriveKey,
+	    (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE b,
+	     CK_ATTRIBUTE_PTR t, CK_ULONG c, CK_OBJECT_HANDLE_PTR k))
+UNSUPPORTED(C_WaitForSlotEvent, (CK_FLAGS f, CK_SLOT_ID_PTR s, CK_VOID_PTR r))
+
+/* Legacy parallel-function calls: the specification's fixed answer. */
+CK_RV C_GetFunctionStatus(CK_SESSION_HANDLE h)
+{
+	CK_RV rv = rhc_ready();
+	return rv != CKR_OK ? rv : CKR_FUNCTION_NOT_PARALLEL;
+}
+
+CK_RV C_CancelFunction(CK_SESSION_HANDLE h)
+{
+	CK_RV rv = rhc_ready();
+	return rv != CKR_OK ? rv : CKR_FUNCTION_NOT_PARALLEL;
+}

@@ -1,0 +1,84 @@
+/*
+ * The call table: one line per PKCS#11 call carried by protocol v1.
+ *
+ * X(id, UPPER, lower, Camel, flags)
+ *   id      field number of the call in Request.call and Response.result
+ *   UPPER   generated oneof case suffix (REMHSM__REQUEST__CALL_<UPPER>)
+ *   lower   oneof member name (req->lower, resp->lower)
+ *   Camel   message name stem (Remhsm__<Camel>Req, Remhsm__<Camel>Resp)
+ *   flags   RH_CALL_SLOW: runs on the daemon's thread pool
+ *
+ * The daemon's dispatch, the client's stubs and the name table are all
+ * generated from this list. Ids never change meaning.
+ */
+#ifndef RH_CALLS_H
+#define RH_CALLS_H
+
+#include <stddef.h>
+
+#define RH_CALL_FAST 0u
+#define RH_CALL_SLOW 1u
+
+#define RH_CALLS(X)                                                            \
+	X(10, GET_INFO, get_info, GetInfo, RH_CALL_FAST)                       \
+	X(11, GET_SLOT_LIST, get_slot_list, GetSlotList, RH_CALL_FAST)         \
+	X(12, GET_SLOT_INFO, get_slot_info, GetSlotInfo, RH_CALL_FAST)         \
+	X(13, GET_TOKEN_INFO, get_token_info, GetTokenInfo, RH_CALL_FAST)      \
+	X(14, GET_MECHANISM_LIST, get_mechanism_list, GetMechanismList,        \
+	  RH_CALL_FAST)                                                        \
+	X(15, GET_MECHANISM_INFO, get_mechanism_info, GetMechanismInfo,        \
+	  RH_CALL_FAST)                                                        \
+	X(16, INIT_TOKEN, init_token, InitToken, RH_CALL_SLOW)                 \
+	X(17, INIT_PIN, init_pin, InitPin, RH_CALL_SLOW)                       \
+	X(18, SET_PIN, set_pin, SetPin, RH_CALL_SLOW)                          \
+	X(19, OPEN_SESSION, open_session, OpenSession, RH_CALL_FAST)           \
+	X(20, CLOSE_SESSION, close_session, CloseSession, RH_CALL_FAST)        \
+	X(21, CLOSE_ALL_SESSIONS, close_all_sessions, CloseAllSessions,        \
+	  RH_CALL_FAST)                                                        \
+	X(22, GET_SESSION_INFO, get_session_info, GetSessionInfo,              \
+	  RH_CALL_FAST)                                                        \
+	X(23, LOGIN, login, Login, RH_CALL_SLOW)                               \
+	X(24, LOGOUT, logout, Logout, RH_CALL_FAST)                            \
+	X(25, CREATE_OBJECT, create_object, CreateObject, RH_CALL_SLOW)        \
+	X(26, COPY_OBJECT, copy_object, CopyObject, RH_CALL_SLOW)              \
+	X(27, DESTROY_OBJECT, destroy_object, DestroyObject, RH_CALL_SLOW)     \
+	X(28, GET_OBJECT_SIZE, get_object_size, GetObjectSize, RH_CALL_FAST)   \
+	X(29, GET_ATTRIBUTE_VALUE, get_attribute_value, GetAttributeValue,     \
+	  RH_CALL_FAST)                                                        \
+	X(30, SET_ATTRIBUTE_VALUE, set_attribute_value, SetAttributeValue,     \
+	  RH_CALL_SLOW)                                                        \
+	X(31, FIND_OBJECTS_INIT, find_objects_init, FindObjectsInit,           \
+	  RH_CALL_SLOW)                                                        \
+	X(32, FIND_OBJECTS, find_objects, FindObjects, RH_CALL_FAST)           \
+	X(33, FIND_OBJECTS_FINAL, find_objects_final, FindObjectsFinal,        \
+	  RH_CALL_FAST)                                                        \
+	X(34, DIGEST_INIT, digest_init, DigestInit, RH_CALL_FAST)              \
+	X(35, DIGEST, digest, Digest, RH_CALL_FAST)                            \
+	X(36, DIGEST_UPDATE, digest_update, DigestUpdate, RH_CALL_FAST)        \
+	X(37, DIGEST_FINAL, digest_final, DigestFinal, RH_CALL_FAST)           \
+	X(38, SIGN_INIT, sign_init, SignInit, RH_CALL_FAST)                    \
+	X(39, SIGN, sign, Sign, RH_CALL_SLOW)                                  \
+	X(40, SIGN_UPDATE, sign_update, SignUpdate, RH_CALL_FAST)              \
+	X(41, SIGN_FINAL, sign_final, SignFinal, RH_CALL_SLOW)                 \
+	X(42, VERIFY_INIT, verify_init, VerifyInit, RH_CALL_FAST)              \
+	X(43, VERIFY, verify, Verify, RH_CALL_SLOW)                            \
+	X(44, VERIFY_UPDATE, verify_update, VerifyUpdate, RH_CALL_FAST)        \
+	X(45, VERIFY_FINAL, verify_final, VerifyFinal, RH_CALL_SLOW)           \
+	X(46, GENERATE_KEY_PAIR, generate_key_pair, GenerateKeyPair,           \
+	  RH_CALL_SLOW)                                                        \
+	X(47, SEED_RANDOM, seed_random, SeedRandom, RH_CALL_FAST)              \
+	X(48, GENERATE_RANDOM, generate_random, GenerateRandom, RH_CALL_FAST)
+
+/* The Hello exchange uses this id in both oneofs' numbering space. */
+#define RH_CALL_HELLO_REQ_ID 2
+#define RH_CALL_HELLO_RESP_ID 3
+
+#define RH_PROTOCOL_VERSION 1u
+
+/* Name of a call id ("C_GetInfo" style), or NULL for an unknown id. */
+const char *rh_call_name(unsigned id);
+
+/* RH_CALL_SLOW or RH_CALL_FAST; unknown ids are fast (they are refused). */
+unsigned rh_call_flags(unsigned id);
+
+#endif

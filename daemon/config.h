@@ -1,0 +1,45 @@
+/* remhsmd settings: embedded defaults, then a config file, then flags. */
+#ifndef RHD_CONFIG_H
+#define RHD_CONFIG_H
+
+#include <limits.h>
+#include <stddef.h>
+
+#define RHD_DEFAULT_PORT 5697
+
+typedef struct rhd_config {
+	char listen[256];
+	char state_dir[PATH_MAX];
+	char tls_ca[PATH_MAX];
+	char tls_cert[PATH_MAX];
+	char tls_key[PATH_MAX];
+	int tls12;
+	unsigned handshake_timeout_ms;
+	unsigned idle_timeout_ms;
+	unsigned drain_timeout_ms;
+	unsigned max_frame;
+	unsigned max_connections;
+	unsigned slots;
+} rhd_config_t;
+
+void rhd_config_defaults(rhd_config_t *cfg);
+
+/* Sets one key ("listen", "tls-ca", ...). Returns 0, or -1 with err set. */
+int rhd_config_set(rhd_config_t *cfg, const char *key, const char *value,
+		   char *err, size_t err_len);
+
+/* Reads "key = value" lines; errors name the file, line and key. */
+int rhd_config_load_file(rhd_config_t *cfg, const char *path, char *err,
+			 size_t err_len);
+
+/*
+ * Applies --config FILE first, then every other flag over it, then fills
+ * the TLS paths left empty from the state directory's pki/ folder.
+ * Returns 0, 1 when --help was asked for, or -1 with err set.
+ */
+int rhd_config_from_args(rhd_config_t *cfg, int argc, char **argv, char *err,
+			 size_t err_len);
+
+void rhd_config_usage(const char *prog);
+
+#endif

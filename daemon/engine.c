@@ -1,0 +1,184 @@
+#include "engine.h"
+
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int rhd_engine_init(rhd_engine_t *engine, unsigned slot_count)
+{
+	memset(engine, 0, sizeof(*engine));
+	engine->slot_count = slot_count;
+	uint8_t serial[8];
+	if (RAND_bytes(serial, sizeof(serial)) != 1)
+		return -1;
+	for (size_t i = 0; i < sizeof(serial); i++)
+		snprintf(engine->serial + 2 * i, 3, "%02x", serial[i]);
+	return pthread_mutex_init(&engine->lock, NULL) == 0 ? 0 : -1;
+}
+
+static void app_free(rhd_app_t *app)
+{
+	rhd_session_t *s = app->sessions;
+	while (s) {
+		rhd_session_t *next = s->next;
+		free(s);
+		s = next;
+	}
+	pthread_mutex_destroy(&app->lock);
+	free(app);
+}
+
+void rhd_engine_cleanup(rhd_engine_t *engine)
+{
+	rhd_app_t *app = engine->apps;
+	while (app) {
+		rhd_app_t *next = app->next;
+		app_free(app);
+		app = next;
+	}
+	engine->apps = NULL;
+	pthread_mutex_destroy(&engine->lock);
+}
+
+static rhd_app_t *app_new(const uint8_t *app_id, const char *identity)
+{
+	rhd_app_t *app = calloc(1, sizeof(*app));
+	if (!app)
+		return NULL;
+	if (pthread_mutex_init(&app->lock, NULL) != 0) {
+		free(app);
+		return NULL;
+	}
+	memcpy(app->id, app_id, RHD_APP_ID_LEN);
+	snprintf(app->identity, sizeof(app->identity), "%s", identity);
+	app->next_handle = 1;
+	return app;
+}
+
+rhd_app_t *rhd_engine_attach(rhd_engine_t *engine, const uint8_t *app_id,
+			     size_t app_id_len, const char *identity)
+{
+	if (app_id_len != RHD_APP_ID_LEN)
+		return NULL;
+	pthread_mutex_lock(&engine->lock);
+	rhd_app_t *app = engine->apps;
+	while (app && memcmp(app->id, app_id, RHD_APP_ID_LEN) != 0)
+		app = app->next;
+	if (app && strcmp(app->identity, identity) != 0) {
+		app = NULL;
+		goto out;
+	}
+	if (!app) {
+		app = app_new(app_id, identity);
+		if (!app)
+			goto out;
+		app->next = engine->apps;
+		engine->apps = app;
+	}
+	app->refs++;
+out:
+	pthread_mutex_unlock(&engine->lock);
+	return app;
+}
+
+void rhd_engine_detach(rhd_engine_t *engine, rhd_app_t *app)
+{
+	pthread_mutex_lock(&engine->lock);
+	if (--app->refs > 0) {
+		pthread_mutex_unlock(&engine->lock);
+		return;
+	}
+	rhd_app_t **link = &engine->apps;
+	while (*link != app)
+		link = &(*link)->next;
+	*link = app->next;
+	pthread_mutex_unlock(&engine->lock);
+	app_free(app);
+}
+
+int rhd_engine_slot_valid(const rhd_engine_t *engine, uint64_t slot)
+{
+	return slot < engine->slot_count;
+}
+
+static uint32_t next_free_handle(rhd_app_t *app)
+{
+	for (;;) {
+		uint32_t candidate = app->next_handle++;
+		if (candidate != 0 && !rhd_session_find(app, candidate))
+			return candidate;
+	}
+}
+
+CK_RV rhd_session_open(rhd_app_t *app, CK_SLOT_ID slot, CK_FLAGS flags,
+		       uint32_t *handle)
+{
+	if (!(flags & CKF_SERIAL_SESSION))
+		return CKR_SESSION_PARALLEL_NOT_SUPPORTED;
+	if (app->session_count >= RHD_MAX_SESSIONS_PER_APP)
+		return CKR_SESSION_COUNT;
+	rhd_session_t *s = calloc(1, sizeof(*s));
+	if (!s)
+		return CKR_DEVICE_MEMORY;
+	s->handle = next_free_handle(app);
+	s->slot = slot;
+	s->flags = flags & (CKF_SERIAL_SESSION | CKF_RW_SESSION);
+	s->next = app->sessions;
+	app->sessions = s;
+	app->session_count++;
+	*handle = s->handle;
+	return CKR_OK;
+}
+
+rhd_session_t *rhd_session_find(rhd_app_t *app, uint64_t handle)
+{
+	for (rhd_session_t *s = app->sessions; s; s = s->next)
+		if (s->handle == handle)
+			return s;
+	return NULL;
+}
+
+CK_RV rhd_session_close(rhd_app_t *app, uint64_t handle)
+{
+	for (rhd_session_t **link = &app->sessions; *link;
+	     link = &(*link)->next) {
+		rhd_session_t *s = *link;
+		if (s->handle != handle)
+			continue;
+		*link = s->next;
+		app->session_count--;
+		free(s);
+		return CKR_OK;
+	}
+	return CKR_SESSION_HANDLE_INVALID;
+}
+
+void rhd_session_close_slot(rhd_app_t *app, CK_SLOT_ID slot)
+{
+	rhd_session_t **link = &app->sessions;
+	while (*link) {
+		rhd_session_t *s = *link;
+		if (s->slot != slot) {
+			link = &s->next;
+			continue;
+		}
+		*link = s->next;
+		app->session_count--;
+		free(s);
+	}
+}
+
+void rhd_session_count(const rhd_app_t *app, CK_SLOT_ID slot,
+		       unsigned long *all, unsigned long *rw)
+{
+	*all = 0;
+	*rw = 0;
+	for (const rhd_session_t *s = app->sessions; s; s = s->next) {
+		if (s->slot != slot)
+			continue;
+		(*all)++;
+		if (s->flags & CKF_RW_SESSION)
+			(*rw)++;
+	}
+}

@@ -1,0 +1,69 @@
+/*
+ * The token engine: slots, applications and their sessions. Pure PKCS#11
+ * semantics: no sockets, no libuv, no TLS.
+ */
+#ifndef RHD_ENGINE_H
+#define RHD_ENGINE_H
+
+#include <p11-kit/pkcs11.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RHD_APP_ID_LEN 16
+#define RHD_MAX_SESSIONS_PER_APP 1024
+#define RHD_MAX_RANDOM_PER_CALL 65536
+#define RHD_IDENTITY_MAX 256
+
+typedef struct rhd_session {
+	struct rhd_session *next;
+	uint32_t handle;
+	CK_SLOT_ID slot;
+	CK_FLAGS flags;
+} rhd_session_t;
+
+/* One PKCS#11 application (one C_Initialize in one client process). */
+typedef struct rhd_app {
+	struct rhd_app *next;
+	uint8_t id[RHD_APP_ID_LEN];
+	char identity[RHD_IDENTITY_MAX];
+	unsigned refs;
+	pthread_mutex_t lock;
+	rhd_session_t *sessions;
+	unsigned session_count;
+	uint32_t next_handle;
+} rhd_app_t;
+
+typedef struct rhd_engine {
+	pthread_mutex_t lock;
+	rhd_app_t *apps;
+	unsigned slot_count;
+	char serial[17];
+} rhd_engine_t;
+
+int rhd_engine_init(rhd_engine_t *engine, unsigned slot_count);
+void rhd_engine_cleanup(rhd_engine_t *engine);
+
+/*
+ * Binds a connection to the application app_id of the certificate identity.
+ * The application is created on first use. Returns NULL when the id is
+ * malformed, is bound to another identity, or memory runs out.
+ */
+rhd_app_t *rhd_engine_attach(rhd_engine_t *engine, const uint8_t *app_id,
+			     size_t app_id_len, const char *identity);
+
+/* Drops one connection's hold; the last one closes the app's sessions. */
+void rhd_engine_detach(rhd_engine_t *engine, rhd_app_t *app);
+
+int rhd_engine_slot_valid(const rhd_engine_t *engine, uint64_t slot);
+
+/* Session operations; the caller holds app->lock. */
+CK_RV rhd_session_open(rhd_app_t *app, CK_SLOT_ID slot, CK_FLAGS flags,
+		       uint32_t *handle);
+rhd_session_t *rhd_session_find(rhd_app_t *app, uint64_t handle);
+CK_RV rhd_session_close(rhd_app_t *app, uint64_t handle);
+void rhd_session_close_slot(rhd_app_t *app, CK_SLOT_ID slot);
+void rhd_session_count(const rhd_app_t *app, CK_SLOT_ID slot,
+		       unsigned long *all, unsigned long *rw);
+
+#endif

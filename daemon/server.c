@@ -1,0 +1,713 @@
+#include "server.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "dispatch.h"
+#include "log.h"
+#include "rh_calls.h"
+#include "rh_frame.h"
+#include "rh_tls.h"
+
+#define container_of(ptr, type, member)                                        \
+	((type *)((char *)(ptr)-offsetof(type, member)))
+
+#define READ_CHUNK 16384
+#define MAX_INFLIGHT 64
+
+typedef struct server server_t;
+
+typedef enum { CONN_HANDSHAKE, CONN_OPEN, CONN_CLOSING } conn_state_t;
+
+typedef struct conn {
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	server_t *server;
+	struct conn *prev, *next;
+	SSL *ssl;
+	BIO *net_in;  /* bytes from the socket, read by OpenSSL */
+	BIO *net_out; /* bytes from OpenSSL, to write to the socket */
+	conn_state_t state;
+	int handles_open;
+	unsigned inflight;
+	unsigned pending_writes;
+	int close_when_flushed;
+	rhd_app_t *app;
+	uint8_t *inbuf;
+	size_t inlen, incap;
+	char peer[64];
+	char identity[RHD_IDENTITY_MAX];
+} conn_t;
+
+struct server {
+	uv_loop_t loop;
+	uv_tcp_t listener;
+	uv_signal_t sigterm, sigint;
+	uv_timer_t drain_timer;
+	SSL_CTX *tls;
+	rhd_engine_t *engine;
+	const rhd_config_t *cfg;
+	conn_t *conns;
+	unsigned conn_count;
+	int draining;
+	char read_buf[READ_CHUNK];
+};
+
+typedef struct write_req {
+	uv_write_t req;
+	conn_t *conn;
+	size_t len;
+	uint8_t data[];
+} write_req_t;
+
+typedef struct work {
+	uv_work_t req;
+	conn_t *conn;
+	Remhsm__Request *request;
+	Remhsm__Response response;
+	rh_arena_t arena;
+} work_t;
+
+static void conn_close(conn_t *c, const char *why);
+
+/* --- connection lifetime ----------------------------------------------- */
+
+static void conn_free_if_done(conn_t *c)
+{
+	if (c->handles_open > 0 || c->inflight > 0)
+		return;
+	server_t *s = c->server;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	s->conn_count--;
+	if (c->app)
+		rhd_engine_detach(s->engine, c->app);
+	SSL_free(c->ssl); /* frees both BIOs */
+	if (c->inbuf)
+		OPENSSL_cleanse(c->inbuf, c->incap);
+	free(c->inbuf);
+	free(c);
+}
+
+static void on_handle_closed(uv_handle_t *handle)
+{
+	conn_t *c = handle->data;
+	c->handles_open--;
+	conn_free_if_done(c);
+}
+
+static void conn_close(conn_t *c, const char *why)
+{
+	if (c->state == CONN_CLOSING)
+		return;
+	RHD_INFO("event=close peer=%s identity=%s reason=\"%s\"", c->peer,
+		 c->identity, why);
+	c->state = CONN_CLOSING;
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+	uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+static void on_timeout(uv_timer_t *timer)
+{
+	conn_t *c = timer->data;
+	conn_close(c, c->state == CONN_HANDSHAKE ? "handshake timed out"
+						 : "idle timeout");
+}
+
+/* --- writing ------------------------------------------------------------- */
+
+static void maybe_close_flushed(conn_t *c)
+{
+	if (c->state == CONN_CLOSING || c->pending_writes > 0 ||
+	    c->inflight > 0)
+		return;
+	if (c->close_when_flushed)
+		conn_close(c, "closed after reply");
+	else if (c->server->draining)
+		conn_close(c, "server shutting down");
+}
+
+static void on_written(uv_write_t *req, int status)
+{
+	write_req_t *w = container_of(req, write_req_t, req);
+	conn_t *c = w->conn;
+	free(w);
+	c->pending_writes--;
+	if (status < 0)
+		conn_close(c, uv_strerror(status));
+	maybe_close_flushed(c);
+}
+
+/* Moves what OpenSSL produced (handshake records, alerts, data) to the
+ * socket. */
+static int flush_tls(conn_t *c)
+{
+	size_t pending;
+	while ((pending = BIO_ctrl_pending(c->net_out)) > 0) {
+		write_req_t *w = malloc(sizeof(*w) + pending);
+		if (!w)
+			return -1;
+		int n = BIO_read(c->net_out, w->data, (int)pending);
+		if (n <= 0) {
+			free(w);
+			return -1;
+		}
+		w->conn = c;
+		w->len = (size_t)n;
+		uv_buf_t buf = uv_buf_init((char *)w->data, (unsigned)n);
+		if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1,
+			     on_written) < 0) {
+			free(w);
+			return -1;
+		}
+		c->pending_writes++;
+	}
+	return 0;
+}
+
+static void send_response(conn_t *c, const Remhsm__Response *resp)
+{
+	uint8_t *frame = NULL;
+	size_t len = 0;
+	if (rh_frame_pack(&resp->base, &frame, &len) < 0) {
+		conn_close(c, "cannot encode response");
+		return;
+	}
+	int n = SSL_write(c->ssl, frame, (int)len);
+	OPENSSL_cleanse(frame, len);
+	free(frame);
+	if (n <= 0 || flush_tls(c) < 0)
+		conn_close(c, "cannot write response");
+}
+
+/* --- requests --------------------------------------------------------------
+ */
+
+static void log_call(conn_t *c, const Remhsm__Request *req, uint64_t rv)
+{
+	const char *name = rh_call_name((unsigned)req->call_case);
+	if (!name)
+		RHD_WARN("event=unknown-call peer=%s identity=%s id=%llu",
+			 c->peer, c->identity, (unsigned long long)req->id);
+	else if (rv != CKR_OK)
+		RHD_INFO("event=call peer=%s identity=%s call=%s rv=0x%llx",
+			 c->peer, c->identity, name, (unsigned long long)rv);
+}
+
+static void on_work(uv_work_t *req)
+{
+	work_t *w = container_of(req, work_t, req);
+	rhd_dispatch(w->conn->server->engine, w->conn->app, w->request,
+		     &w->response, &w->arena);
+}
+
+static void on_work_done(uv_work_t *req, int status)
+{
+	work_t *w = container_of(req, work_t, req);
+	conn_t *c = w->conn;
+	c->inflight--;
+	if (status == 0 && c->state == CONN_OPEN) {
+		log_call(c, w->request, w->response.rv);
+		send_response(c, &w->response);
+	}
+	rh_arena_cleanup(&w->arena);
+	remhsm__request__free_unpacked(w->request, NULL);
+	free(w);
+	if (c->state == CONN_CLOSING)
+		conn_free_if_done(c);
+	else
+		maybe_close_flushed(c);
+}
+
+static int queue_slow_call(conn_t *c, Remhsm__Request *req)
+{
+	work_t *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -1;
+	w->conn = c;
+	w->request = req;
+	remhsm__response__init(&w->response);
+	if (uv_queue_work(&c->server->loop, &w->req, on_work, on_work_done) <
+	    0) {
+		free(w);
+		return -1;
+	}
+	c->inflight++;
+	return 0;
+}
+
+static int choose_version(const Remhsm__HelloReq *hello)
+{
+	for (size_t i = 0; i < hello->n_versions; i++)
+		if (hello->versions[i] == RH_PROTOCOL_VERSION)
+			return (int)RH_PROTOCOL_VERSION;
+	return 0;
+}
+
+static void handle_hello(conn_t *c, const Remhsm__Request *req)
+{
+	Remhsm__Response resp = REMHSM__RESPONSE__INIT;
+	Remhsm__HelloResp hello = REMHSM__HELLO_RESP__INIT;
+	resp.id = req->id;
+	resp.result_case = REMHSM__RESPONSE__RESULT_HELLO;
+	resp.hello = &hello;
+	hello.max_frame = c->server->cfg->max_frame;
+	hello.max_inflight = MAX_INFLIGHT;
+	hello.server_id = (char *)"remhsmd";
+	hello.version = (uint32_t)choose_version(req->hello);
+	const char *refusal = NULL;
+	if (hello.version == 0) {
+		refusal = "no common protocol version";
+		resp.rv = CKR_FUNCTION_NOT_SUPPORTED;
+	} else {
+		c->app = rhd_engine_attach(c->server->engine,
+					   req->hello->app_id.data,
+					   req->hello->app_id.len, c->identity);
+		if (!c->app) {
+			refusal = "application id malformed or bound to "
+				  "another identity";
+			resp.rv = CKR_ARGUMENTS_BAD;
+		}
+	}
+	send_response(c, &resp);
+	if (refusal) {
+		RHD_WARN(
+			"event=hello-refused peer=%s identity=%s reason=\"%s\"",
+			c->peer, c->identity, refusal);
+		c->close_when_flushed = 1;
+		uv_read_stop((uv_stream_t *)&c->tcp);
+		return;
+	}
+	RHD_INFO("event=hello peer=%s identity=%s version=%u", c->peer,
+		 c->identity, hello.version);
+}
+
+static void handle_call(conn_t *c, Remhsm__Request *req)
+{
+	if (rh_call_flags((unsigned)req->call_case) & RH_CALL_SLOW) {
+		if (queue_slow_call(c, req) < 0) {
+			remhsm__request__free_unpacked(req, NULL);
+			conn_close(c, "cannot queue work");
+		}
+		return;
+	}
+	Remhsm__Response resp = REMHSM__RESPONSE__INIT;
+	rh_arena_t arena = RH_ARENA_INIT;
+	rhd_dispatch(c->server->engine, c->app, req, &resp, &arena);
+	log_call(c, req, resp.rv);
+	send_response(c, &resp);
+	rh_arena_cleanup(&arena);
+	remhsm__request__free_unpacked(req, NULL);
+}
+
+static void handle_frame(conn_t *c, const uint8_t *payload, size_t len)
+{
+	Remhsm__Request *req = remhsm__request__unpack(NULL, len, payload);
+	if (!req) {
+		conn_close(c, "undecodable frame");
+		return;
+	}
+	int is_hello = req->call_case == REMHSM__REQUEST__CALL_HELLO;
+	if (is_hello != !c->app) {
+		remhsm__request__free_unpacked(req, NULL);
+		conn_close(c,
+			   is_hello ? "second hello" : "request before hello");
+		return;
+	}
+	if (is_hello) {
+		handle_hello(c, req);
+		remhsm__request__free_unpacked(req, NULL);
+		return;
+	}
+	handle_call(c, req);
+}
+
+/* Handles every complete frame in the input buffer. */
+static void process_frames(conn_t *c)
+{
+	size_t off = 0;
+	while (c->state == CONN_OPEN && !c->close_when_flushed) {
+		long n = rh_frame_next(c->inbuf + off, c->inlen - off,
+				       c->server->cfg->max_frame);
+		if (n < 0) {
+			conn_close(c, "frame exceeds the maximum size");
+			return;
+		}
+		if (n == 0)
+			break;
+		handle_frame(c, c->inbuf + off + RH_FRAME_HEADER,
+			     (size_t)n - RH_FRAME_HEADER);
+		off += (size_t)n;
+	}
+	memmove(c->inbuf, c->inbuf + off, c->inlen - off);
+	c->inlen -= off;
+}
+
+/* Room for the frame in progress; its header has already been checked
+ * against the maximum, so the buffer never outgrows max_frame. */
+static int ensure_space(conn_t *c)
+{
+	size_t need = READ_CHUNK;
+	if (c->inlen >= RH_FRAME_HEADER) {
+		uint32_t payload;
+		if (rh_frame_header_decode(c->inbuf, c->server->cfg->max_frame,
+					   &payload) < 0)
+			return -1;
+		if (RH_FRAME_HEADER + (size_t)payload > need)
+			need = RH_FRAME_HEADER + (size_t)payload;
+	}
+	if (c->incap >= need && c->inlen < c->incap)
+		return 0;
+	if (c->incap >= need)
+		need = c->incap + READ_CHUNK;
+	uint8_t *grown = realloc(c->inbuf, need);
+	if (!grown)
+		return -1;
+	c->inbuf = grown;
+	c->incap = need;
+	return 0;
+}
+
+static void read_plaintext(conn_t *c)
+{
+	while (c->state == CONN_OPEN && !c->close_when_flushed) {
+		if (ensure_space(c) < 0) {
+			conn_close(c, "frame exceeds the maximum size");
+			return;
+		}
+		int n = SSL_read(c->ssl, c->inbuf + c->inlen,
+				 (int)(c->incap - c->inlen));
+		if (n > 0) {
+			c->inlen += (size_t)n;
+			process_frames(c);
+			continue;
+		}
+		int err = SSL_get_error(c->ssl, n);
+		if (err == SSL_ERROR_WANT_READ)
+			break;
+		conn_close(c, err == SSL_ERROR_ZERO_RETURN ? "peer closed TLS"
+							   : "TLS read error");
+		return;
+	}
+	if (c->state == CONN_OPEN && flush_tls(c) < 0)
+		conn_close(c, "cannot write");
+}
+
+/* --- handshake -------------------------------------------------------------
+ */
+
+static void handshake_failed(conn_t *c)
+{
+	char reason[256];
+	long verify = SSL_get_verify_result(c->ssl);
+	if (verify != X509_V_OK)
+		snprintf(reason, sizeof(reason), "certificate rejected: %s",
+			 X509_verify_cert_error_string(verify));
+	else
+		rh_tls_last_error(reason, sizeof(reason));
+	ERR_clear_error();
+	RHD_WARN("event=handshake-failed peer=%s reason=\"%s\"", c->peer,
+		 reason[0] ? reason : "connection closed");
+	(void)flush_tls(c); /* the alert, if any */
+	conn_close(c, "handshake failed");
+}
+
+static void advance_handshake(conn_t *c)
+{
+	int r = SSL_do_handshake(c->ssl);
+	if (r == 1) {
+		c->state = CONN_OPEN;
+		rh_tls_peer_identity(c->ssl, c->identity, sizeof(c->identity));
+		RHD_INFO("event=handshake peer=%s identity=%s tls=%s", c->peer,
+			 c->identity, SSL_get_version(c->ssl));
+		uv_timer_start(&c->timer, on_timeout,
+			       c->server->cfg->idle_timeout_ms, 0);
+		if (flush_tls(c) < 0)
+			conn_close(c, "cannot write");
+		else
+			read_plaintext(c);
+		return;
+	}
+	if (SSL_get_error(c->ssl, r) != SSL_ERROR_WANT_READ) {
+		handshake_failed(c);
+		return;
+	}
+	if (flush_tls(c) < 0)
+		conn_close(c, "cannot write");
+}
+
+/* --- reading ---------------------------------------------------------------
+ */
+
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+	(void)suggested;
+	conn_t *c = handle->data;
+	*buf = uv_buf_init(c->server->read_buf, sizeof(c->server->read_buf));
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+	conn_t *c = stream->data;
+	if (nread == 0)
+		return;
+	if (nread < 0) {
+		if (c->state == CONN_HANDSHAKE)
+			RHD_WARN("event=handshake-failed peer=%s reason=\"%s\"",
+				 c->peer, "connection closed");
+		conn_close(c, c->inlen ? "peer closed mid-frame"
+				       : uv_strerror((int)nread));
+		return;
+	}
+	if (BIO_write(c->net_in, buf->base, (int)nread) != (int)nread) {
+		conn_close(c, "out of memory");
+		return;
+	}
+	if (c->state == CONN_HANDSHAKE) {
+		advance_handshake(c);
+		return;
+	}
+	uv_timer_start(&c->timer, on_timeout, c->server->cfg->idle_timeout_ms,
+		       0);
+	read_plaintext(c);
+}
+
+/* --- accepting -------------------------------------------------------------
+ */
+
+static void peer_name(conn_t *c)
+{
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+	snprintf(c->peer, sizeof(c->peer), "-");
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0)
+		return;
+	char host[48];
+	int port;
+	if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+		uv_ip6_name(a, host, sizeof(host));
+		port = ntohs(a->sin6_port);
+		snprintf(c->peer, sizeof(c->peer), "[%s]:%d", host, port);
+	} else {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+		uv_ip4_name(a, host, sizeof(host));
+		port = ntohs(a->sin_port);
+		snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
+	}
+}
+
+static int conn_setup_tls(conn_t *c)
+{
+	c->ssl = SSL_new(c->server->tls);
+	c->net_in = BIO_new(BIO_s_mem());
+	c->net_out = BIO_new(BIO_s_mem());
+	if (!c->ssl || !c->net_in || !c->net_out) {
+		BIO_free(c->net_in);
+		BIO_free(c->net_out);
+		return -1;
+	}
+	/* An empty memory BIO means "wait for the socket", not end of file. */
+	BIO_set_mem_eof_return(c->net_in, -1);
+	SSL_set_bio(c->ssl, c->net_in, c->net_out);
+	SSL_set_accept_state(c->ssl);
+	return 0;
+}
+
+static conn_t *conn_new(server_t *s)
+{
+	conn_t *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->server = s;
+	snprintf(c->identity, sizeof(c->identity), "-");
+	uv_tcp_init(&s->loop, &c->tcp);
+	uv_timer_init(&s->loop, &c->timer);
+	c->tcp.data = c;
+	c->timer.data = c;
+	c->handles_open = 2;
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	s->conn_count++;
+	return c;
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+	server_t *s = listener->data;
+	if (status < 0) {
+		RHD_WARN("event=accept-failed reason=\"%s\"",
+			 uv_strerror(status));
+		return;
+	}
+	int over_limit = s->conn_count >= s->cfg->max_connections;
+	conn_t *c = conn_new(s);
+	if (!c)
+		return;
+	if (uv_accept(listener, (uv_stream_t *)&c->tcp) < 0) {
+		conn_close(c, "accept failed");
+		return;
+	}
+	peer_name(c);
+	if (over_limit || s->draining) {
+		RHD_WARN("event=refused peer=%s reason=\"%s\"", c->peer,
+			 over_limit ? "maximum connections reached"
+				    : "shutting down");
+		conn_close(c, "refused");
+		return;
+	}
+	if (conn_setup_tls(c) < 0) {
+		conn_close(c, "out of memory");
+		return;
+	}
+	uv_tcp_nodelay(&c->tcp, 1);
+	uv_timer_start(&c->timer, on_timeout, s->cfg->handshake_timeout_ms, 0);
+	uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+	RHD_INFO("event=accept peer=%s", c->peer);
+}
+
+/* --- shutdown --------------------------------------------------------------
+ */
+
+static void on_drain_timeout(uv_timer_t *timer)
+{
+	server_t *s = timer->data;
+	for (conn_t *c = s->conns; c; c = c->next)
+		conn_close(c, "drain timeout");
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+	server_t *s = sig->data;
+	if (s->draining)
+		return;
+	RHD_INFO("event=shutdown signal=%s connections=%u", strsignal(signum),
+		 s->conn_count);
+	s->draining = 1;
+	uv_close((uv_handle_t *)&s->listener, NULL);
+	uv_close((uv_handle_t *)&s->sigterm, NULL);
+	uv_close((uv_handle_t *)&s->sigint, NULL);
+	uv_timer_start(&s->drain_timer, on_drain_timeout,
+		       s->cfg->drain_timeout_ms, 0);
+	uv_unref((uv_handle_t *)&s->drain_timer);
+	for (conn_t *c = s->conns, *next; c; c = next) {
+		next = c->next;
+		if (c->state == CONN_HANDSHAKE) {
+			conn_close(c, "server shutting down");
+			continue;
+		}
+		uv_read_stop((uv_stream_t *)&c->tcp);
+		maybe_close_flushed(c);
+	}
+}
+
+/* --- setup -----------------------------------------------------------------
+ */
+
+static int parse_listen(const char *listen, struct sockaddr_storage *addr)
+{
+	char host[256];
+	const char *colon = strrchr(listen, ':');
+	if (!colon || colon == listen)
+		return -1;
+	size_t host_len = (size_t)(colon - listen);
+	if (host_len >= sizeof(host))
+		return -1;
+	memcpy(host, listen, host_len);
+	host[host_len] = '\0';
+	char *end = NULL;
+	long port = strtol(colon + 1, &end, 10);
+	if (*end != '\0' || port < 0 || port > 65535 || colon[1] == '\0')
+		return -1;
+	if (host[0] == '[' && host[host_len - 1] == ']') {
+		host[host_len - 1] = '\0';
+		return uv_ip6_addr(host + 1, (int)port,
+				   (struct sockaddr_in6 *)addr) < 0
+			       ? -1
+			       : 0;
+	}
+	return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)addr) < 0 ? -1
+									    : 0;
+}
+
+static int start_listening(server_t *s)
+{
+	struct sockaddr_storage addr;
+	memset(&addr, 0, sizeof(addr));
+	if (parse_listen(s->cfg->listen, &addr) < 0) {
+		RHD_ERROR(
+			"event=start-failed reason=\"bad listen address '%s'\"",
+			s->cfg->listen);
+		return -1;
+	}
+	uv_tcp_init(&s->loop, &s->listener);
+	s->listener.data = s;
+	int r = uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0);
+	if (r == 0)
+		r = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
+	if (r < 0) {
+		RHD_ERROR("event=start-failed listen=%s reason=\"%s\"",
+			  s->cfg->listen, uv_strerror(r));
+		uv_close((uv_handle_t *)&s->listener, NULL);
+		return -1;
+	}
+	RHD_INFO("event=listening listen=%s tls=%s slots=%u", s->cfg->listen,
+		 s->cfg->tls12 ? "1.2+" : "1.3", s->cfg->slots);
+	return 0;
+}
+
+static void start_signals(server_t *s)
+{
+	uv_signal_init(&s->loop, &s->sigterm);
+	uv_signal_init(&s->loop, &s->sigint);
+	s->sigterm.data = s;
+	s->sigint.data = s;
+	uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+	uv_signal_start(&s->sigint, on_signal, SIGINT);
+}
+
+static int close_loop(server_t *s)
+{
+	uv_close((uv_handle_t *)&s->drain_timer, NULL);
+	uv_run(&s->loop, UV_RUN_DEFAULT);
+	return uv_loop_close(&s->loop) == 0 ? 0 : -1;
+}
+
+int rhd_server_run(const rhd_config_t *cfg, rhd_engine_t *engine)
+{
+	char err[512];
+	rh_tls_files_t files = {cfg->tls_ca, cfg->tls_cert, cfg->tls_key};
+	static server_t s;
+	memset(&s, 0, sizeof(s));
+	s.cfg = cfg;
+	s.engine = engine;
+	s.tls = rh_tls_server_ctx_new(&files, cfg->tls12, err, sizeof(err));
+	if (!s.tls) {
+		RHD_ERROR("event=start-failed reason=\"%s\"", err);
+		return -1;
+	}
+	uv_loop_init(&s.loop);
+	uv_timer_init(&s.loop, &s.drain_timer);
+	s.drain_timer.data = &s;
+	int rc = start_listening(&s);
+	if (rc == 0) {
+		start_signals(&s);
+		uv_run(&s.loop, UV_RUN_DEFAULT);
+		RHD_INFO("event=stopped");
+	}
+	if (close_loop(&s) < 0)
+		RHD_ERROR("event=loop-not-closed");
+	SSL_CTX_free(s.tls);
+	return rc;
+}

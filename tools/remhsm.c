@@ -1,0 +1,56 @@
+/* remhsm: the admin and provisioning command line. */
+#include <stdio.h>
+#include <string.h>
+
+#include "bench.h"
+#include "pki.h"
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: remhsm COMMAND [ARGS]\n"
+		     "commands:\n"
+		     "  pki init DIR [--force]   make a development CA, server "
+		     "and client\n"
+		     "                           certificate (ca.pem, "
+		     "server.pem/.key,\n"
+		     "                           client.pem/.key) in DIR\n"
+		     "  bench [OPTIONS]          measure round trips through a "
+		     "PKCS#11\n"
+		     "                           module (remhsm bench --help)\n"
+		     "exit codes: 0 success, 1 failure, 2 bad usage\n");
+}
+
+static int pki_main(int argc, char **argv)
+{
+	if (argc < 3 || strcmp(argv[1], "init") != 0 ||
+	    (argc == 4 && strcmp(argv[3], "--force") != 0) || argc > 4) {
+		fprintf(stderr, "usage: remhsm pki init DIR [--force]\n");
+		return 2;
+	}
+	char err[512];
+	int r = rh_pki_init(argv[2], argc == 4, err, sizeof(err));
+	if (r < 0) {
+		fprintf(stderr, "remhsm pki init: %s\n", err);
+		return 1;
+	}
+	printf(r == 1 ? "%s already holds a PKI; left as it is (--force to "
+			"replace)\n"
+		      : "development PKI written to %s\n",
+	       argv[2]);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	if (!strcmp(argv[1], "pki"))
+		return pki_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "bench"))
+		return rh_bench_main(argc - 1, argv + 1);
+	fprintf(stderr, "remhsm: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
+}
