@@ -1,0 +1,427 @@
+/*
+ * The real remhsmd on a loopback port with real certificates, driven by a
+ * raw TLS client: every malformed input from the network gets a clear
+ * outcome and a log line, and a well-behaved client is served afterwards.
+ */
+#include <check.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static th_daemon_t d;
+
+static const char *const fast_timeouts[] = {"--handshake-timeout-ms",
+					    "300",
+					    "--idle-timeout-ms",
+					    "600",
+					    "--max-frame",
+					    "65536",
+					    NULL};
+
+static void setup(void)
+{
+	th_pki_make(&d);
+	th_daemon_start(&d, fast_timeouts);
+}
+
+static void teardown(void)
+{
+	th_daemon_cleanup(&d);
+}
+
+static Remhsm__Response *call_random(th_conn_t *c, uint64_t id,
+				     uint64_t session)
+{
+	Remhsm__GenerateRandomReq body = REMHSM__GENERATE_RANDOM_REQ__INIT;
+	body.session = session;
+	body.length = 16;
+	Remhsm__Request req = REMHSM__REQUEST__INIT;
+	req.id = id;
+	req.call_case = REMHSM__REQUEST__CALL_GENERATE_RANDOM;
+	req.generate_random = &body;
+	ck_assert_int_eq(th_send_request(c, &req), 0);
+	return th_recv_response(c);
+}
+
+static uint64_t open_session(th_conn_t *c)
+{
+	Remhsm__OpenSessionReq body = REMHSM__OPEN_SESSION_REQ__INIT;
+	body.flags = CKF_SERIAL_SESSION;
+	Remhsm__Request req = REMHSM__REQUEST__INIT;
+	req.id = 2;
+	req.call_case = REMHSM__REQUEST__CALL_OPEN_SESSION;
+	req.open_session = &body;
+	ck_assert_int_eq(th_send_request(c, &req), 0);
+	Remhsm__Response *resp = th_recv_response(c);
+	ck_assert_ptr_nonnull(resp);
+	ck_assert_uint_eq(resp->rv, CKR_OK);
+	uint64_t h = resp->open_session->session;
+	remhsm__response__free_unpacked(resp, NULL);
+	return h;
+}
+
+/* A good client still gets 16 random bytes. */
+static void assert_still_serving(void)
+{
+	th_conn_t c;
+	ck_assert_int_eq(th_tls_connect(&d, TH_CERT_GOOD, &c), 0);
+	Remhsm__Response *hello = th_hello(&c, 1);
+	ck_assert_ptr_nonnull(hello);
+	ck_assert_uint_eq(hello->hello->version, 1);
+	remhsm__response__free_unpacked(hello, NULL);
+	uint64_t session = open_session(&c);
+	Remhsm__Response *r = call_random(&c, 3, session);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_uint_eq(r->rv, CKR_OK);
+	ck_assert_uint_eq(r->id, 3);
+	ck_assert_uint_eq(r->generate_random->data.len, 16);
+	remhsm__response__free_unpacked(r, NULL);
+	th_conn_close(&c);
+}
+
+static void assert_refused_before_any_request(th_cert_t cert,
+					      const char *reason)
+{
+	th_conn_t c;
+	/* With TLS 1.3 the client may finish its side before the daemon has
+	 * judged its certificate; the refusal shows on the first read. */
+	if (th_tls_connect(&d, cert, &c) == 0)
+		ck_assert_ptr_null(th_hello(&c, 1));
+	th_conn_close(&c);
+	ck_assert_msg(th_log_contains(&d, reason), "log lacks '%s'", reason);
+	ck_assert(!th_log_contains(&d, "event=hello "));
+	assert_still_serving();
+}
+
+START_TEST(test_good_client_is_served_and_logged)
+{
+	assert_still_serving();
+	ck_assert(th_log_contains(&d, "event=handshake peer=127.0.0.1:"));
+	ck_assert(th_log_contains(&d,
+				  "identity=CN=remhsm-dev-client tls=TLSv1.3"));
+}
+END_TEST
+
+START_TEST(test_client_without_certificate_is_refused)
+{
+	assert_refused_before_any_request(
+		TH_CERT_NONE, "event=handshake-failed peer=127.0.0.1:");
+	ck_assert(th_log_contains(&d, "peer did not return a certificate"));
+}
+END_TEST
+
+START_TEST(test_certificate_from_another_ca_is_refused)
+{
+	assert_refused_before_any_request(
+		TH_CERT_OTHER_CA,
+		"certificate rejected: unable to get local issuer certificate");
+}
+END_TEST
+
+START_TEST(test_expired_certificate_is_refused)
+{
+	assert_refused_before_any_request(
+		TH_CERT_EXPIRED,
+		"certificate rejected: certificate has expired");
+}
+END_TEST
+
+START_TEST(test_plain_tcp_client_is_refused)
+{
+	int fd = th_tcp_connect(d.port);
+	ck_assert_int_ge(fd, 0);
+	const char plain[] = "\0\0\0\x04hello";
+	ck_assert_int_eq(send(fd, plain, sizeof(plain), 0),
+			 (ssize_t)sizeof(plain));
+	char buf[64];
+	ssize_t n;
+	while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
+		; /* an alert, then the close */
+	ck_assert_int_eq(n, 0);
+	close(fd);
+	ck_assert(th_log_contains(&d, "event=handshake-failed"));
+	assert_still_serving();
+}
+END_TEST
+
+START_TEST(test_stalled_handshake_is_closed_at_timeout)
+{
+	int fd = th_tcp_connect(d.port);
+	ck_assert_int_ge(fd, 0);
+	const unsigned char partial_record[] = {0x16, 0x03, 0x01,
+						0x02, 0x00, 0x01};
+	ck_assert_int_eq(send(fd, partial_record, sizeof(partial_record), 0),
+			 6);
+	char buf[16];
+	ck_assert_int_eq(recv(fd, buf, sizeof(buf), 0), 0);
+	close(fd);
+	ck_assert(th_log_contains(&d, "reason=\"handshake timed out\""));
+	assert_still_serving();
+}
+END_TEST
+
+START_TEST(test_idle_connection_is_closed_at_timeout)
+{
+	th_conn_t c;
+	ck_assert_int_eq(th_tls_connect(&d, TH_CERT_GOOD, &c), 0);
+	ck_assert(th_peer_closed(&c));
+	th_conn_close(&c);
+	ck_assert(th_log_contains(&d, "reason=\"idle timeout\""));
+}
+END_TEST
+
+START_TEST(test_truncated_frame_then_close_loses_nothing)
+{
+	th_conn_t c;
+	ck_assert_int_eq(th_tls_connect(&d, TH_CERT_GOOD, &c), 0);
+	Remhsm__Response *hello = th_hello(&c, 1);
+	ck_assert_ptr_nonnull(hello);
+	remhsm__response__free_unpacked(hello, NULL);
+	const uint8_t partial[] = {0, 0, 0, 100, 1, 2, 3, 4, 5};
+	ck_assert_int_eq(th_send_raw(&c, partial, sizeof(partial)), 0);
+	th_conn_close(&c);
+	ck_assert(th_log_contains(&d, "reason=\"peer closed"));
+	assert_still_serving();
+}
+END_TEST
+
+START_TEST(test_oversized_frame_is_refused_before_allocating)
+{
+	th_conn_t c;
+	ck_assert_int_eq(th_tls_connect(&d, TH_CERT_GOOD, &c), 0);
+	Remhsm__Response *hello = th_hello(&c, 1);
+	ck_assert_uint_eq(hello->hello->max_frame, 65536);
+	remhsm__response__free_unpacked(hello, NULL);
+	/* 4 GiB announced; nothing after the header. */
+	const uint8_t header[] = {0xff, 0xff, 0xff, 0xf0};
+	ck_assert_int_eq(th_send_raw(&c, header, sizeof(header)), 0);
+	ck_assert_ptr_null(th_recv_response(&c));
+	th_conn_close(&c);
+	ck_assert(th_log_contains(&d,
+				  "reason=\"frame exceeds the maximum size\""));
+	assert_still_serving();
+}
+END_TEST
+
+START_TEST(test_garbage_after_valid_frame_answers_then_closes)
+{
+	th_conn_t c;
+	ck_assert_int_eq(th_tls_connect(&d, TH_CERT_GOOD, &c), 0);
+	Remhsm__Response *hello = th_hello(&c, 1);
+	remhsm__response__free_unpacked(hello, NULL);
+	uint64_t session = open_session(&c);
+	Remhsm__GenerateRandomReq body = REMHSM__GENERATE_RANDOM_REQ__INIT;
+	body.session = session;
+	body.length = 8;
+	Remhsm__Request req = REMHSM__REQUEST__INIT;
+	req.id = 41;
+	req.call_case = REMHSM__REQUEST__CALL_GENERATE_RANDOM;
+	req.generate_random = &body;
+	uint8_t *frame;
+	size_t len;
+	ck_assert_int_eq(rh_frame_pack(&req.base, &frame, &len), 0);
+	uint8_t buf[128];
+	memcpy(buf, frame, len);
+	const uint8_t garbage[] = {0,	 0,    0,    6,	   0xff,
+				   0xff, 0xff, 0xff, 0xff, 0xff};
+	memcpy(buf + len, garbage, sizeof(garbage));
+	free(frame);
+	ck_assert_int_eq(th_send_raw(&c, buf, len + sizeof(garbage)), 0);
+	Remhsm__Response *r = th_recv_response(&c);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_uint_eq(r->id, 41);
+	ck_assert_uint_eq(r->rv, CKR_OK);
+	remhsm__response__free_unpacked(r, NULL);
+	ck_assert_ptr_null(th_recv_response(&c));
+	th_conn_close(&c);
+	ck_assert(th_log_contains(&d, "reason=\"undecodable frame\""));
+	assert_still_serving();
+}
+END_TEST
+
+START_TEST(test_unknown_message_type_is_not_supported_and_connection_lives)
+{
+	th_conn_t c;
+	ck_assert_int_eq(th_tls_connect(&d, TH_CERT_GOOD, &c), 0);
+	Remhsm__Response *hello = th_hello(&c, 1);
+	remhsm__response__free_unpacked(hello, NULL);
+	/* id 9, then field 99 (a call this version does not know). */
+	const uint8_t frame[] = {0, 0, 0, 5, 0x08, 0x09, 0x9a, 0x06, 0x00};
+	ck_assert_int_eq(th_send_raw(&c, frame, sizeof(frame)), 0);
+	Remhsm__Response *r = th_recv_response(&c);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_uint_eq(r->id, 9);
+	ck_assert_uint_eq(r->rv, CKR_FUNCTION_NOT_SUPPORTED);
+	remhsm__response__free_unpacked(r, NULL);
+	uint64_t session = open_session(&c);
+	r = call_random(&c, 10, session);
+	ck_assert_uint_eq(r->rv, CKR_OK);
+	remhsm__response__free_unpacked(r, NULL);
+	th_conn_close(&c);
+	ck_assert(th_log_contains(&d, "event=unknown-call"));
+}
+END_TEST
+
+START_TEST(test_unsupported_protocol_version_is_refused)
+{
+	th_conn_t c;
+	ck_assert_int_eq(th_tls_connect(&d, TH_CERT_GOOD, &c), 0);
+	Remhsm__Response *hello = th_hello(&c, 99);
+	ck_assert_ptr_nonnull(hello);
+	ck_assert_uint_eq(hello->hello->version, 0);
+	ck_assert_uint_eq(hello->rv, CKR_FUNCTION_NOT_SUPPORTED);
+	remhsm__response__free_unpacked(hello, NULL);
+	ck_assert(th_peer_closed(&c));
+	th_conn_close(&c);
+	ck_assert(th_log_contains(&d, "reason=\"no common protocol version\""));
+	assert_still_serving();
+}
+END_TEST
+
+START_TEST(test_request_before_hello_closes_the_connection)
+{
+	th_conn_t c;
+	ck_assert_int_eq(th_tls_connect(&d, TH_CERT_GOOD, &c), 0);
+	ck_assert_ptr_null(call_random(&c, 1, 1));
+	th_conn_close(&c);
+	ck_assert(th_log_contains(&d, "reason=\"request before hello\""));
+	assert_still_serving();
+}
+END_TEST
+
+START_TEST(test_slow_call_is_answered_from_the_thread_pool)
+{
+	th_conn_t c;
+	ck_assert_int_eq(th_tls_connect(&d, TH_CERT_GOOD, &c), 0);
+	remhsm__response__free_unpacked(th_hello(&c, 1), NULL);
+	Remhsm__LoginReq login = REMHSM__LOGIN_REQ__INIT;
+	Remhsm__Request req = REMHSM__REQUEST__INIT;
+	req.id = 5;
+	req.call_case = REMHSM__REQUEST__CALL_LOGIN;
+	req.login = &login;
+	ck_assert_int_eq(th_send_request(&c, &req), 0);
+	Remhsm__Response *r = th_recv_response(&c);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_uint_eq(r->id, 5);
+	ck_assert_uint_eq(r->rv, CKR_FUNCTION_NOT_SUPPORTED);
+	remhsm__response__free_unpacked(r, NULL);
+	th_conn_close(&c);
+}
+END_TEST
+
+START_TEST(test_pipelined_requests_are_all_answered)
+{
+	th_conn_t c;
+	ck_assert_int_eq(th_tls_connect(&d, TH_CERT_GOOD, &c), 0);
+	remhsm__response__free_unpacked(th_hello(&c, 1), NULL);
+	uint64_t session = open_session(&c);
+	Remhsm__GenerateRandomReq body = REMHSM__GENERATE_RANDOM_REQ__INIT;
+	body.session = session;
+	body.length = 4;
+	Remhsm__Request req = REMHSM__REQUEST__INIT;
+	req.call_case = REMHSM__REQUEST__CALL_GENERATE_RANDOM;
+	req.generate_random = &body;
+	for (req.id = 100; req.id < 110; req.id++)
+		ck_assert_int_eq(th_send_request(&c, &req), 0);
+	for (uint64_t id = 100; id < 110; id++) {
+		Remhsm__Response *r = th_recv_response(&c);
+		ck_assert_ptr_nonnull(r);
+		ck_assert_uint_eq(r->id, id);
+		ck_assert_uint_eq(r->rv, CKR_OK);
+		remhsm__response__free_unpacked(r, NULL);
+	}
+	th_conn_close(&c);
+}
+END_TEST
+
+START_TEST(test_sigterm_drains_and_exits_zero)
+{
+	th_conn_t c;
+	ck_assert_int_eq(th_tls_connect(&d, TH_CERT_GOOD, &c), 0);
+	remhsm__response__free_unpacked(th_hello(&c, 1), NULL);
+	ck_assert_int_eq(th_daemon_stop(&d), 0);
+	ck_assert(th_peer_closed(&c));
+	th_conn_close(&c);
+	ck_assert(th_log_contains(&d, "event=shutdown signal=Terminated"));
+	ck_assert(th_log_contains(&d, "event=stopped"));
+	ck_assert_int_lt(th_tcp_connect(d.port), 0);
+}
+END_TEST
+
+START_TEST(test_connections_over_the_maximum_are_refused)
+{
+	th_daemon_stop(&d);
+	const char *const flags[] = {"--max-connections", "2", NULL};
+	th_daemon_start(&d, flags);
+	th_conn_t a, b, over;
+	ck_assert_int_eq(th_tls_connect(&d, TH_CERT_GOOD, &a), 0);
+	ck_assert_int_eq(th_tls_connect(&d, TH_CERT_GOOD, &b), 0);
+	if (th_tls_connect(&d, TH_CERT_GOOD, &over) == 0)
+		ck_assert(th_peer_closed(&over));
+	th_conn_close(&over);
+	ck_assert(
+		th_log_contains(&d, "reason=\"maximum connections reached\""));
+	th_conn_close(&a);
+	th_conn_close(&b);
+	usleep(100000);
+	assert_still_serving();
+}
+END_TEST
+
+START_TEST(test_tls12_only_when_configured)
+{
+	th_conn_t c;
+	ck_assert_int_eq(th_tls_connect(&d, TH_CERT_GOOD, &c), 0);
+	ck_assert_int_eq(SSL_version(c.ssl), TLS1_3_VERSION);
+	th_conn_close(&c);
+	/* A client that only speaks TLS 1.2 is refused by default. */
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+	int fd = th_tcp_connect(d.port);
+	SSL *ssl = SSL_new(ctx);
+	SSL_set_fd(ssl, fd);
+	ck_assert_int_ne(SSL_connect(ssl), 1);
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	close(fd);
+	ck_assert(th_log_contains(&d, "event=handshake-failed"));
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("daemon");
+	TCase *tc = tcase_create("daemon");
+	tcase_set_timeout(tc, 30);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_good_client_is_served_and_logged);
+	tcase_add_test(tc, test_client_without_certificate_is_refused);
+	tcase_add_test(tc, test_certificate_from_another_ca_is_refused);
+	tcase_add_test(tc, test_expired_certificate_is_refused);
+	tcase_add_test(tc, test_plain_tcp_client_is_refused);
+	tcase_add_test(tc, test_stalled_handshake_is_closed_at_timeout);
+	tcase_add_test(tc, test_idle_connection_is_closed_at_timeout);
+	tcase_add_test(tc, test_truncated_frame_then_close_loses_nothing);
+	tcase_add_test(tc, test_oversized_frame_is_refused_before_allocating);
+	tcase_add_test(tc, test_garbage_after_valid_frame_answers_then_closes);
+	tcase_add_test(
+		tc,
+		test_unknown_message_type_is_not_supported_and_connection_lives);
+	tcase_add_test(tc, test_unsupported_protocol_version_is_refused);
+	tcase_add_test(tc, test_request_before_hello_closes_the_connection);
+	tcase_add_test(tc, test_slow_call_is_answered_from_the_thread_pool);
+	tcase_add_test(tc, test_pipelined_requests_are_all_answered);
+	tcase_add_test(tc, test_sigterm_drains_and_exits_zero);
+	tcase_add_test(tc, test_connections_over_the_maximum_are_refused);
+	tcase_add_test(tc, test_tls12_only_when_configured);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}

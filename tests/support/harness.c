@@ -1,0 +1,363 @@
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pki.h"
+#include "rh_frame.h"
+
+const char *th_remhsmd_path(void)
+{
+	return REMHSMD_PATH;
+}
+
+static void path_in(char *out, size_t cap, const th_daemon_t *d,
+		    const char *file)
+{
+	snprintf(out, cap, "%s/%s", d->pki, file);
+}
+
+static void issue(const th_daemon_t *d, const char *stem, X509 *ca,
+		  EVP_PKEY *ca_key, long from, long to)
+{
+	char path[512];
+	EVP_PKEY *key = rh_pki_keygen();
+	X509 *cert =
+		rh_pki_issue(key, stem, RH_PKI_CLIENT, ca, ca_key, from, to);
+	ck_assert_ptr_nonnull(cert);
+	snprintf(path, sizeof(path), "%s/%s.key", d->pki, stem);
+	ck_assert_int_eq(rh_pki_write_key(path, key), 0);
+	snprintf(path, sizeof(path), "%s/%s.pem", d->pki, stem);
+	ck_assert_int_eq(rh_pki_write_cert(path, cert), 0);
+	X509_free(cert);
+	EVP_PKEY_free(key);
+}
+
+static X509 *read_cert(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	return x;
+}
+
+static EVP_PKEY *read_key(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	EVP_PKEY *k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	fclose(f);
+	return k;
+}
+
+void th_pki_make(th_daemon_t *d)
+{
+	char err[512];
+	/* The raw test client writes to sockets the daemon may have closed. */
+	signal(SIGPIPE, SIG_IGN);
+	memset(d, 0, sizeof(*d));
+	snprintf(d->dir, sizeof(d->dir), "/tmp/remhsm-test-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(d->dir));
+	snprintf(d->pki, sizeof(d->pki), "%s/pki", d->dir);
+	snprintf(d->log, sizeof(d->log), "%s/remhsmd.log", d->dir);
+	ck_assert_int_eq(rh_pki_init(d->pki, 0, err, sizeof(err)), 0);
+	char ca_path[512], ca_key_path[512];
+	path_in(ca_path, sizeof(ca_path), d, "ca.pem");
+	path_in(ca_key_path, sizeof(ca_key_path), d, "ca.key");
+	X509 *ca = read_cert(ca_path);
+	EVP_PKEY *ca_key = read_key(ca_key_path);
+	issue(d, "expired", ca, ca_key, -10 * 86400L, -86400L);
+	/* A second CA whose client certificates the daemon must refuse. */
+	EVP_PKEY *other_key = rh_pki_keygen();
+	X509 *other = rh_pki_issue(other_key, "other CA", RH_PKI_CA, NULL, NULL,
+				   -60, 86400L);
+	issue(d, "otherca", other, other_key, -60, 86400L);
+	X509_free(other);
+	EVP_PKEY_free(other_key);
+	X509_free(ca);
+	EVP_PKEY_free(ca_key);
+}
+
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+int th_tcp_connect(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		close(fd);
+		return -1;
+	}
+	struct timeval tv = {.tv_sec = 3};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+static void exec_daemon(const th_daemon_t *d, const char *const *extra)
+{
+	char listen[64];
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", d->port);
+	const char *argv[64] = {th_remhsmd_path(), "--listen", listen,
+				"--state-dir", d->dir};
+	int n = 5;
+	for (; extra && *extra && n < 62; extra++)
+		argv[n++] = *extra;
+	argv[n] = NULL;
+	int log = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+	dup2(log, 2);
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	execv(argv[0], (char *const *)argv);
+	_exit(127);
+}
+
+static int wait_listening(th_daemon_t *d)
+{
+	for (int i = 0; i < 300; i++) {
+		int fd = th_tcp_connect(d->port);
+		if (fd >= 0) {
+			close(fd);
+			return 0;
+		}
+		int status;
+		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
+			d->pid = 0;
+			return -1;
+		}
+		usleep(10000);
+	}
+	return -1;
+}
+
+void th_daemon_start(th_daemon_t *d, const char *const *extra_flags)
+{
+	for (int attempt = 0; attempt < 5; attempt++) {
+		d->port = free_port();
+		d->pid = fork();
+		ck_assert_int_ge(d->pid, 0);
+		if (d->pid == 0)
+			exec_daemon(d, extra_flags);
+		if (wait_listening(d) == 0)
+			return;
+		if (d->pid > 0)
+			th_daemon_stop(d);
+	}
+	ck_abort_msg("remhsmd did not start; see %s", d->log);
+}
+
+int th_daemon_stop(th_daemon_t *d)
+{
+	if (d->pid <= 0)
+		return -1;
+	kill(d->pid, SIGTERM);
+	int status = 0;
+	for (int i = 0; i < 500; i++) {
+		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
+			d->pid = 0;
+			return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+		}
+		usleep(10000);
+	}
+	kill(d->pid, SIGKILL);
+	waitpid(d->pid, &status, 0);
+	d->pid = 0;
+	return -1;
+}
+
+void th_daemon_cleanup(th_daemon_t *d)
+{
+	th_daemon_stop(d);
+	if (getenv("REMHSM_KEEP_TEST_DIRS"))
+		return;
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d->dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", d->dir);
+}
+
+int th_log_contains(const th_daemon_t *d, const char *needle)
+{
+	for (int i = 0; i < 300; i++) {
+		FILE *f = fopen(d->log, "r");
+		char line[2048];
+		int found = 0;
+		while (f && !found && fgets(line, sizeof(line), f))
+			found = strstr(line, needle) != NULL;
+		if (f)
+			fclose(f);
+		if (found)
+			return 1;
+		usleep(10000);
+	}
+	return 0;
+}
+
+void th_client_env(const th_daemon_t *d)
+{
+	char v[512];
+	snprintf(v, sizeof(v), "127.0.0.1:%d", d->port);
+	setenv("REMHSM_SERVER", v, 1);
+	snprintf(v, sizeof(v), "%s/ca.pem", d->pki);
+	setenv("REMHSM_CA", v, 1);
+	snprintf(v, sizeof(v), "%s/client.pem", d->pki);
+	setenv("REMHSM_CERT", v, 1);
+	snprintf(v, sizeof(v), "%s/client.key", d->pki);
+	setenv("REMHSM_KEY", v, 1);
+	unsetenv("REMHSM_CONF");
+}
+
+static const char *cert_stem(th_cert_t cert)
+{
+	switch (cert) {
+	case TH_CERT_OTHER_CA:
+		return "otherca";
+	case TH_CERT_EXPIRED:
+		return "expired";
+	default:
+		return "client";
+	}
+}
+
+int th_tls_connect(const th_daemon_t *d, th_cert_t cert, th_conn_t *c)
+{
+	char path[512];
+	memset(c, 0, sizeof(*c));
+	c->fd = th_tcp_connect(d->port);
+	ck_assert_int_ge(c->fd, 0);
+	c->ctx = SSL_CTX_new(TLS_client_method());
+	path_in(path, sizeof(path), d, "ca.pem");
+	ck_assert_int_eq(SSL_CTX_load_verify_locations(c->ctx, path, NULL), 1);
+	SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
+	if (cert != TH_CERT_NONE) {
+		snprintf(path, sizeof(path), "%s/%s.pem", d->pki,
+			 cert_stem(cert));
+		ck_assert_int_eq(SSL_CTX_use_certificate_file(c->ctx, path,
+							      SSL_FILETYPE_PEM),
+				 1);
+		snprintf(path, sizeof(path), "%s/%s.key", d->pki,
+			 cert_stem(cert));
+		ck_assert_int_eq(SSL_CTX_use_PrivateKey_file(c->ctx, path,
+							     SSL_FILETYPE_PEM),
+				 1);
+	}
+	c->ssl = SSL_new(c->ctx);
+	SSL_set_fd(c->ssl, c->fd);
+	int r = SSL_connect(c->ssl);
+	ERR_clear_error();
+	return r == 1 ? 0 : -1;
+}
+
+void th_conn_close(th_conn_t *c)
+{
+	if (c->ssl)
+		SSL_free(c->ssl);
+	if (c->ctx)
+		SSL_CTX_free(c->ctx);
+	if (c->fd >= 0)
+		close(c->fd);
+	memset(c, 0, sizeof(*c));
+	c->fd = -1;
+}
+
+int th_send_raw(th_conn_t *c, const void *buf, size_t len)
+{
+	return SSL_write(c->ssl, buf, (int)len) == (int)len ? 0 : -1;
+}
+
+int th_send_request(th_conn_t *c, const Remhsm__Request *req)
+{
+	uint8_t *frame;
+	size_t len;
+	ck_assert_int_eq(rh_frame_pack(&req->base, &frame, &len), 0);
+	int r = th_send_raw(c, frame, len);
+	free(frame);
+	return r;
+}
+
+static int read_exact(th_conn_t *c, uint8_t *buf, size_t len)
+{
+	size_t got = 0;
+	while (got < len) {
+		int n = SSL_read(c->ssl, buf + got, (int)(len - got));
+		if (n <= 0) {
+			ERR_clear_error();
+			return -1;
+		}
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+Remhsm__Response *th_recv_response(th_conn_t *c)
+{
+	uint8_t header[4];
+	if (read_exact(c, header, 4) < 0)
+		return NULL;
+	uint32_t len;
+	if (rh_frame_header_decode(header, 1u << 24, &len) < 0)
+		return NULL;
+	uint8_t *payload = malloc(len ? len : 1);
+	Remhsm__Response *resp = NULL;
+	if (read_exact(c, payload, len) == 0)
+		resp = remhsm__response__unpack(NULL, len, payload);
+	free(payload);
+	return resp;
+}
+
+int th_peer_closed(th_conn_t *c)
+{
+	uint8_t b;
+	int n = SSL_read(c->ssl, &b, 1);
+	int err = SSL_get_error(c->ssl, n);
+	ERR_clear_error();
+	if (n > 0)
+		return 0;
+	/* A timeout (no data for 3 s) is "still open". */
+	return !(err == SSL_ERROR_SYSCALL &&
+		 (errno == EAGAIN || errno == EWOULDBLOCK));
+}
+
+Remhsm__Response *th_hello(th_conn_t *c, uint32_t version)
+{
+	uint8_t app_id[16];
+	RAND_bytes(app_id, sizeof(app_id));
+	Remhsm__HelloReq hello = REMHSM__HELLO_REQ__INIT;
+	hello.n_versions = 1;
+	hello.versions = &version;
+	hello.app_id = (ProtobufCBinaryData){sizeof(app_id), app_id};
+	Remhsm__Request req = REMHSM__REQUEST__INIT;
+	req.id = 1;
+	req.call_case = REMHSM__REQUEST__CALL_HELLO;
+	req.hello = &hello;
+	if (th_send_request(c, &req) < 0)
+		return NULL;
+	return th_recv_response(c);
+}

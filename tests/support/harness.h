@@ -1,0 +1,76 @@
+/*
+ * Test support: a real remhsmd on a free loopback port with a fresh PKI,
+ * a raw TLS client to send well- and ill-formed frames, and log checks.
+ */
+#ifndef RH_HARNESS_H
+#define RH_HARNESS_H
+
+#include <openssl/ssl.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <p11-kit/pkcs11.h>
+
+#include "remhsm.pb-c.h"
+#include "rh_frame.h"
+
+typedef struct th_daemon {
+	pid_t pid;
+	int port;
+	char dir[256]; /* temporary state folder, PKI under dir/pki */
+	char log[300]; /* the daemon's stderr */
+	char pki[300];
+} th_daemon_t;
+
+/* A temporary folder with a development PKI (dir/pki). */
+void th_pki_make(th_daemon_t *d);
+
+/* Starts remhsmd (extra flags appended, NULL-terminated) and waits until it
+ * listens. The daemon gets SIGTERM if the test process dies. */
+void th_daemon_start(th_daemon_t *d, const char *const *extra_flags);
+
+/* SIGTERM, waits for exit, returns the exit status (-1 if killed). */
+int th_daemon_stop(th_daemon_t *d);
+void th_daemon_cleanup(th_daemon_t *d);
+
+/* Waits up to 3 s for needle to appear in the daemon's log. */
+int th_log_contains(const th_daemon_t *d, const char *needle);
+
+/* Points the client module's REMHSM_* variables at the daemon. */
+void th_client_env(const th_daemon_t *d);
+
+/* A certificate/key pair for the client, by name under dir/pki. */
+typedef enum {
+	TH_CERT_GOOD,
+	TH_CERT_OTHER_CA,
+	TH_CERT_EXPIRED,
+	TH_CERT_NONE
+} th_cert_t;
+
+typedef struct th_conn {
+	int fd;
+	SSL_CTX *ctx;
+	SSL *ssl;
+} th_conn_t;
+
+int th_tcp_connect(int port);
+
+/* TLS to the daemon with the given client certificate; returns 0 when the
+ * handshake completed from the client's side. */
+int th_tls_connect(const th_daemon_t *d, th_cert_t cert, th_conn_t *c);
+void th_conn_close(th_conn_t *c);
+
+int th_send_raw(th_conn_t *c, const void *buf, size_t len);
+int th_send_request(th_conn_t *c, const Remhsm__Request *req);
+/* Receives one response (2 s timeout); NULL on close, error or timeout. */
+Remhsm__Response *th_recv_response(th_conn_t *c);
+/* 1 when the daemon closed the connection (within 3 s). */
+int th_peer_closed(th_conn_t *c);
+/* Sends Hello for protocol version `version` with a random app id. */
+Remhsm__Response *th_hello(th_conn_t *c, uint32_t version);
+
+/* The path of a built binary, from the build tree. */
+const char *th_remhsmd_path(void);
+
+#endif
