@@ -41,6 +41,9 @@ typedef struct rhc_transport {
 	/* Receives one frame's payload into a new buffer (free with free()). */
 	int (*receive)(rhc_link_t *link, uint32_t max_payload,
 		       uint8_t **payload, size_t *len, unsigned timeout_ms);
+	/* 0 when an idle link can carry a call; the daemon never speaks
+	 * unprompted, so anything readable on it means it was closed. */
+	int (*check_idle)(rhc_link_t *link);
 	/* graceful: say goodbye to the daemon; else (after fork) just let go.
 	 */
 	void (*close)(rhc_link_t *link, int graceful);

@@ -217,7 +217,7 @@ static int say_hello(pooled_t *p)
 	return r;
 }
 
-static pooled_t *link_acquire(void)
+static pooled_t *take_idle(void)
 {
 	pool_lock();
 	pooled_t *p = st.idle;
@@ -226,8 +226,20 @@ static pooled_t *link_acquire(void)
 		st.idle_count--;
 	}
 	pool_unlock();
-	if (p)
-		return p;
+	return p;
+}
+
+/* An idle link, or a new one; links the daemon closed meanwhile (restart,
+ * idle timeout) are dropped here rather than failing the call. */
+static pooled_t *link_acquire(void)
+{
+	pooled_t *p;
+	while ((p = take_idle()) != NULL) {
+		if (st.transport->check_idle(p->link) == RH_OK)
+			return p;
+		st.transport->close(p->link, 0);
+		free(p);
+	}
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return NULL;

@@ -325,6 +325,16 @@ static int tls_receive(rhc_link_t *l, uint32_t max_payload, uint8_t **payload,
 	return RH_OK;
 }
 
+static int tls_check_idle(rhc_link_t *l)
+{
+	struct pollfd p = {.fd = l->fd, .events = POLLIN};
+	int r;
+	do
+		r = poll(&p, 1, 0);
+	while (r < 0 && errno == EINTR);
+	return r == 0 ? RH_OK : RH_ECLOSED;
+}
+
 static void tls_close(rhc_link_t *l, int graceful)
 {
 	if (graceful) {
@@ -338,5 +348,6 @@ const rhc_transport_t rhc_tls_transport = {
 	.connect = tls_connect,
 	.send = tls_send,
 	.receive = tls_receive,
+	.check_idle = tls_check_idle,
 	.close = tls_close,
 };

@@ -173,6 +173,15 @@ void th_daemon_start(th_daemon_t *d, const char *const *extra_flags)
 	ck_abort_msg("remhsmd did not start; see %s", d->log);
 }
 
+void th_daemon_restart(th_daemon_t *d, const char *const *extra_flags)
+{
+	d->pid = fork();
+	ck_assert_int_ge(d->pid, 0);
+	if (d->pid == 0)
+		exec_daemon(d, extra_flags);
+	ck_assert_msg(wait_listening(d) == 0, "remhsmd did not restart");
+}
+
 int th_daemon_stop(th_daemon_t *d)
 {
 	if (d->pid <= 0)

@@ -30,6 +30,9 @@ void th_pki_make(th_daemon_t *d);
  * listens. The daemon gets SIGTERM if the test process dies. */
 void th_daemon_start(th_daemon_t *d, const char *const *extra_flags);
 
+/* Starts it again on the same port and state folder. */
+void th_daemon_restart(th_daemon_t *d, const char *const *extra_flags);
+
 /* SIGTERM, waits for exit, returns the exit status (-1 if killed). */
 int th_daemon_stop(th_daemon_t *d);
 void th_daemon_cleanup(th_daemon_t *d);
