@@ -484,26 +484,37 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 /* --- accepting -------------------------------------------------------------
  */
 
+static void format_address(const struct sockaddr_storage *ss, char *out,
+			   size_t cap)
+{
+	char host[48];
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+		uv_ip6_name(a, host, sizeof(host));
+		snprintf(out, cap, "[%s]:%d", host, ntohs(a->sin6_port));
+	} else {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+		uv_ip4_name(a, host, sizeof(host));
+		snprintf(out, cap, "%s:%d", host, ntohs(a->sin_port));
+	}
+}
+
 static void peer_name(conn_t *c)
 {
 	struct sockaddr_storage ss;
 	int len = sizeof(ss);
 	snprintf(c->peer, sizeof(c->peer), "-");
-	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0)
-		return;
-	char host[48];
-	int port;
-	if (ss.ss_family == AF_INET6) {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-		uv_ip6_name(a, host, sizeof(host));
-		port = ntohs(a->sin6_port);
-		snprintf(c->peer, sizeof(c->peer), "[%s]:%d", host, port);
-	} else {
-		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-		uv_ip4_name(a, host, sizeof(host));
-		port = ntohs(a->sin_port);
-		snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
-	}
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
+		format_address(&ss, c->peer, sizeof(c->peer));
+}
+
+static void bound_address(uv_tcp_t *tcp, char *out, size_t cap)
+{
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+	snprintf(out, cap, "-");
+	if (uv_tcp_getsockname(tcp, (struct sockaddr *)&ss, &len) == 0)
+		format_address(&ss, out, cap);
 }
 
 static int conn_setup_tls(conn_t *c)
@@ -662,7 +673,10 @@ static int start_listening(server_t *s)
 		uv_close((uv_handle_t *)&s->listener, NULL);
 		return -1;
 	}
-	RHD_INFO("event=listening listen=%s tls=%s slots=%u", s->cfg->listen,
+	/* Port 0 picks a free port: log the one bound, for scripts to read. */
+	char bound[64];
+	bound_address(&s->listener, bound, sizeof(bound));
+	RHD_INFO("event=listening listen=%s tls=%s slots=%u", bound,
 		 s->cfg->tls12 ? "1.2+" : "1.3", s->cfg->slots);
 	return 0;
 }

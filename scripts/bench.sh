@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Builds, starts a fresh remhsmd on a free loopback port, and runs
+# `remhsm bench` through the remhsm module and, for comparison, through a
+# fresh SoftHSMv2 token (a local module, no network).
+#   scripts/bench.sh [SECONDS_PER_ROUND]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+seconds=${1:-5}
+
+scripts/deps.sh bench
+cmake -S . -B build -DBUILD_TESTING=OFF -DCMAKE_INSTALL_PREFIX="$root/_install" >/dev/null
+cmake --build build -j"$(nproc)" >/dev/null
+cmake --install build >/dev/null
+module=$(find "$root/_install" -name libremhsm-pkcs11.so | head -n 1)
+
+work=$(mktemp -d /tmp/remhsm-bench-XXXXXX)
+daemon_pid=
+cleanup() {
+  [ -n "$daemon_pid" ] && kill -TERM "$daemon_pid" 2>/dev/null && wait "$daemon_pid" || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+_install/bin/remhsm pki init "$work/pki" >/dev/null
+_install/bin/remhsmd --listen 127.0.0.1:0 --state-dir "$work" 2>"$work/remhsmd.log" &
+daemon_pid=$!
+for _ in $(seq 100); do
+  port=$(sed -n 's/.*event=listening listen=127.0.0.1:\([0-9]*\).*/\1/p' "$work/remhsmd.log")
+  [ -n "$port" ] && break
+  sleep 0.05
+done
+
+echo "== remhsm over mTLS on loopback ($(nproc) cores)"
+REMHSM_SERVER=127.0.0.1:$port REMHSM_CA=$work/pki/ca.pem \
+REMHSM_CERT=$work/pki/client.pem REMHSM_KEY=$work/pki/client.key \
+  _install/bin/remhsm bench --module "$module" --threads 1,8,32 --seconds "$seconds"
+
+echo "== SoftHSMv2 (local module)"
+mkdir -p "$work/softhsm"
+printf 'directories.tokendir = %s\nobjectstore.backend = file\n' "$work/softhsm" \
+  >"$work/softhsm2.conf"
+export SOFTHSM2_CONF=$work/softhsm2.conf
+softhsm2-util --init-token --free --label bench --pin 1234 --so-pin 123456 >/dev/null
+_install/bin/remhsm bench --module /usr/lib/softhsm/libsofthsm2.so \
+  --threads 1,8,32 --seconds "$seconds"
