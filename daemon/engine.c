@@ -102,6 +102,14 @@ int rhd_engine_slot_valid(const rhd_engine_t *engine, uint64_t slot)
 	return slot < engine->slot_count;
 }
 
+unsigned rhd_app_session_count(rhd_app_t *app)
+{
+	pthread_mutex_lock(&app->lock);
+	unsigned n = app->session_count;
+	pthread_mutex_unlock(&app->lock);
+	return n;
+}
+
 static uint32_t next_free_handle(rhd_app_t *app)
 {
 	for (;;) {

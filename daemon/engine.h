@@ -57,6 +57,9 @@ void rhd_engine_detach(rhd_engine_t *engine, rhd_app_t *app);
 
 int rhd_engine_slot_valid(const rhd_engine_t *engine, uint64_t slot);
 
+/* Open sessions of the app (takes app->lock). */
+unsigned rhd_app_session_count(rhd_app_t *app);
+
 /* Session operations; the caller holds app->lock. */
 CK_RV rhd_session_open(rhd_app_t *app, CK_SLOT_ID slot, CK_FLAGS flags,
 		       uint32_t *handle);

@@ -18,6 +18,7 @@
 
 #define READ_CHUNK 16384
 #define MAX_INFLIGHT 64
+#define KEEPALIVE_DELAY_S 60
 
 typedef struct server server_t;
 
@@ -119,6 +120,15 @@ static void conn_close(conn_t *c, const char *why)
 static void on_timeout(uv_timer_t *timer)
 {
 	conn_t *c = timer->data;
+	/* An application's sessions end with its last connection, so a
+	 * connection carrying open sessions is kept however quiet it is; TCP
+	 * keepalive finds the peers that vanished. */
+	if (c->state == CONN_OPEN && c->app && !c->server->draining &&
+	    rhd_app_session_count(c->app) > 0) {
+		uv_timer_start(&c->timer, on_timeout,
+			       c->server->cfg->idle_timeout_ms, 0);
+		return;
+	}
 	conn_close(c, c->state == CONN_HANDSHAKE ? "handshake timed out"
 						 : "idle timeout");
 }
@@ -583,6 +593,7 @@ static void on_connection(uv_stream_t *listener, int status)
 		return;
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
+	uv_tcp_keepalive(&c->tcp, 1, KEEPALIVE_DELAY_S);
 	uv_timer_start(&c->timer, on_timeout, s->cfg->handshake_timeout_ms, 0);
 	uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 	RHD_INFO("event=accept peer=%s", c->peer);

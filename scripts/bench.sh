@@ -9,9 +9,9 @@ cd "$root"
 seconds=${1:-5}
 
 scripts/deps.sh bench
-cmake -S . -B build -DBUILD_TESTING=OFF -DCMAKE_INSTALL_PREFIX="$root/_install" >/dev/null
-cmake --build build -j"$(nproc)" >/dev/null
-cmake --install build >/dev/null
+cmake -S . -B build-run -DBUILD_TESTING=OFF -DCMAKE_INSTALL_PREFIX="$root/_install" >/dev/null
+cmake --build build-run -j"$(nproc)" >/dev/null
+cmake --install build-run >/dev/null
 module=$(find "$root/_install" -name libremhsm-pkcs11.so | head -n 1)
 
 work=$(mktemp -d /tmp/remhsm-bench-XXXXXX)

@@ -7,12 +7,12 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 scripts/deps.sh build
-cmake -S . -B build -DBUILD_TESTING=OFF -DCMAKE_INSTALL_PREFIX="$root/_install" >/dev/null
-cmake --build build -j"$(nproc)" >/dev/null
-cmake --install build >/dev/null
+cmake -S . -B build-run -DBUILD_TESTING=OFF -DCMAKE_INSTALL_PREFIX="$root/_install" >/dev/null
+cmake --build build-run -j"$(nproc)" >/dev/null
+cmake --install build-run >/dev/null
 
 prefix="$root/_install"
-libdir=$(cmake -L -N build 2>/dev/null | sed -n 's/^CMAKE_INSTALL_LIBDIR:PATH=//p')
+libdir=$(cmake -L -N build-run 2>/dev/null | sed -n 's/^CMAKE_INSTALL_LIBDIR:PATH=//p')
 module="$prefix/${libdir:-lib}/libremhsm-pkcs11.so"
 state="$root/state"
 listen="${REMHSM_LISTEN:-127.0.0.1:5697}"

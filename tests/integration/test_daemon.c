@@ -174,6 +174,21 @@ START_TEST(test_idle_connection_is_closed_at_timeout)
 }
 END_TEST
 
+START_TEST(test_idle_connection_with_sessions_is_kept)
+{
+	th_conn_t c;
+	ck_assert_int_eq(th_tls_connect(&d, TH_CERT_GOOD, &c), 0);
+	remhsm__response__free_unpacked(th_hello(&c, 1), NULL);
+	uint64_t session = open_session(&c);
+	usleep(1500000); /* idle timeout is 600 ms */
+	Remhsm__Response *r = call_random(&c, 3, session);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_uint_eq(r->rv, CKR_OK);
+	remhsm__response__free_unpacked(r, NULL);
+	th_conn_close(&c);
+}
+END_TEST
+
 START_TEST(test_truncated_frame_then_close_loses_nothing)
 {
 	th_conn_t c;
@@ -405,6 +420,7 @@ int main(void)
 	tcase_add_test(tc, test_plain_tcp_client_is_refused);
 	tcase_add_test(tc, test_stalled_handshake_is_closed_at_timeout);
 	tcase_add_test(tc, test_idle_connection_is_closed_at_timeout);
+	tcase_add_test(tc, test_idle_connection_with_sessions_is_kept);
 	tcase_add_test(tc, test_truncated_frame_then_close_loses_nothing);
 	tcase_add_test(tc, test_oversized_frame_is_refused_before_allocating);
 	tcase_add_test(tc, test_garbage_after_valid_frame_answers_then_closes);
