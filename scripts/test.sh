@@ -8,25 +8,40 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 jobs=$(nproc)
 fuzz_seconds=${REMHSM_FUZZ_SECONDS:-60}
+logs=$(mktemp -d /tmp/remhsm-test-logs-XXXXXX)
+trap 'rm -rf "$logs"' EXIT
+
+# Runs ctest in a build folder, keeping its output for the final count.
+run_ctest() {
+  local dir=$1; shift
+  (cd "$dir" && ctest --output-on-failure "$@") | tee "$logs/$(basename "$dir").log"
+}
 
 scripts/deps.sh test
 
 echo "== release build: unit, integration, interop"
 cmake -S . -B build -DBUILD_TESTING=ON >/dev/null
 cmake --build build -j"$jobs" >/dev/null
-(cd build && ctest --output-on-failure -j"$jobs" -L 'unit|integration|interop')
+run_ctest build -j"$jobs" -L 'unit|integration|interop'
 
 echo "== ASan+UBSan build: unit, integration"
 cmake -S . -B build-asan -DBUILD_TESTING=ON -DREMHSM_SANITIZE=ON \
   -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build build-asan -j"$jobs" >/dev/null
-(cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --output-on-failure -j"$jobs" -L 'unit|integration')
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  run_ctest build-asan -j"$jobs" -L 'unit|integration'
 
 echo "== libFuzzer: ${fuzz_seconds}s over frame and request decoders into dispatch"
 CC=clang cmake -S . -B build-fuzz -DBUILD_TESTING=ON -DREMHSM_FUZZ=ON \
   -DREMHSM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug \
   -DREMHSM_FUZZ_SECONDS="$fuzz_seconds" >/dev/null
 cmake --build build-fuzz -j"$jobs" --target fuzz_dispatch >/dev/null
-(cd build-fuzz && ctest --output-on-failure -L fuzz)
+run_ctest build-fuzz -L fuzz
+
+# One closing line over every stage (a stage that failed has already
+# stopped this script through set -e and pipefail).
+total=$(cat "$logs"/*.log | sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\1 \2/p' |
+  awk '{failed += $1; total += $2} END {print failed, total}')
+read -r failed all <<<"$total"
+echo "tests: $((all - failed)) passed, $failed failed"

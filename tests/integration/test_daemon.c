@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -407,6 +409,61 @@ START_TEST(test_tls12_only_when_configured)
 }
 END_TEST
 
+START_TEST(test_tls12_accepted_when_configured_from_a_config_file)
+{
+	th_daemon_stop(&d);
+	char conf[400];
+	snprintf(conf, sizeof(conf), "%s/remhsmd.conf", d.dir);
+	FILE *f = fopen(conf, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "# allow older clients\ntls12 = true\nmax-frame = 2048\n");
+	fclose(f);
+	const char *const flags[] = {"--config", conf, NULL};
+	th_daemon_restart(&d, flags);
+	th_conn_t c;
+	memset(&c, 0, sizeof(c));
+	c.fd = th_tcp_connect(d.port);
+	c.ctx = SSL_CTX_new(TLS_client_method());
+	SSL_CTX_set_max_proto_version(c.ctx, TLS1_2_VERSION);
+	char path[512];
+	snprintf(path, sizeof(path), "%s/client.pem", d.pki);
+	SSL_CTX_use_certificate_file(c.ctx, path, SSL_FILETYPE_PEM);
+	snprintf(path, sizeof(path), "%s/client.key", d.pki);
+	SSL_CTX_use_PrivateKey_file(c.ctx, path, SSL_FILETYPE_PEM);
+	c.ssl = SSL_new(c.ctx);
+	SSL_set_fd(c.ssl, c.fd);
+	ck_assert_int_eq(SSL_connect(c.ssl), 1);
+	ck_assert_int_eq(SSL_version(c.ssl), TLS1_2_VERSION);
+	Remhsm__Response *hello = th_hello(&c, 1);
+	ck_assert_ptr_nonnull(hello);
+	ck_assert_uint_eq(hello->hello->max_frame, 2048);
+	remhsm__response__free_unpacked(hello, NULL);
+	th_conn_close(&c);
+	ck_assert(th_log_contains(&d, "tls=1.2+"));
+}
+END_TEST
+
+START_TEST(test_bad_config_file_stops_the_daemon_with_a_reason)
+{
+	th_daemon_stop(&d);
+	char conf[400], cmd[1200];
+	snprintf(conf, sizeof(conf), "%s/bad.conf", d.dir);
+	FILE *f = fopen(conf, "w");
+	fprintf(f, "listen = 127.0.0.1:0\nmax-conections = 5\n");
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "%s --config %s 2>%s/bad.log",
+		 th_remhsmd_path(), conf, d.dir);
+	int status = system(cmd);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 2);
+	snprintf(cmd, sizeof(cmd),
+		 "grep -q \"bad.conf:2: unknown key 'max-conections'\" "
+		 "%s/bad.log",
+		 d.dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("daemon");
@@ -434,6 +491,9 @@ int main(void)
 	tcase_add_test(tc, test_sigterm_drains_and_exits_zero);
 	tcase_add_test(tc, test_connections_over_the_maximum_are_refused);
 	tcase_add_test(tc, test_tls12_only_when_configured);
+	tcase_add_test(tc,
+		       test_tls12_accepted_when_configured_from_a_config_file);
+	tcase_add_test(tc, test_bad_config_file_stops_the_daemon_with_a_reason);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
