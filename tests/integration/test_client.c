@@ -606,9 +606,5 @@ int main(void)
 	tcase_add_test(tc, test_calls_survive_signals_without_sa_restart);
 	tcase_add_test(tc, test_fork_child_must_initialize_again);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return th_run_suite(s);
 }

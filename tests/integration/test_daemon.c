@@ -66,15 +66,21 @@ static uint64_t open_session(th_conn_t *c)
 	return h;
 }
 
+/* A good client's connection, past Hello. */
+static void connect_hello(th_conn_t *c)
+{
+	ck_assert_int_eq(th_tls_connect(&d, TH_CERT_GOOD, c), 0);
+	Remhsm__Response *hello = th_hello(c, 1);
+	ck_assert_ptr_nonnull(hello);
+	ck_assert_uint_eq(hello->hello->version, 1);
+	remhsm__response__free_unpacked(hello, NULL);
+}
+
 /* A good client still gets 16 random bytes. */
 static void assert_still_serving(void)
 {
 	th_conn_t c;
-	ck_assert_int_eq(th_tls_connect(&d, TH_CERT_GOOD, &c), 0);
-	Remhsm__Response *hello = th_hello(&c, 1);
-	ck_assert_ptr_nonnull(hello);
-	ck_assert_uint_eq(hello->hello->version, 1);
-	remhsm__response__free_unpacked(hello, NULL);
+	connect_hello(&c);
 	uint64_t session = open_session(&c);
 	Remhsm__Response *r = call_random(&c, 3, session);
 	ck_assert_ptr_nonnull(r);
@@ -179,8 +185,7 @@ END_TEST
 START_TEST(test_idle_connection_with_sessions_is_kept)
 {
 	th_conn_t c;
-	ck_assert_int_eq(th_tls_connect(&d, TH_CERT_GOOD, &c), 0);
-	remhsm__response__free_unpacked(th_hello(&c, 1), NULL);
+	connect_hello(&c);
 	uint64_t session = open_session(&c);
 	usleep(1500000); /* idle timeout is 600 ms */
 	Remhsm__Response *r = call_random(&c, 3, session);
@@ -194,10 +199,7 @@ END_TEST
 START_TEST(test_truncated_frame_then_close_loses_nothing)
 {
 	th_conn_t c;
-	ck_assert_int_eq(th_tls_connect(&d, TH_CERT_GOOD, &c), 0);
-	Remhsm__Response *hello = th_hello(&c, 1);
-	ck_assert_ptr_nonnull(hello);
-	remhsm__response__free_unpacked(hello, NULL);
+	connect_hello(&c);
 	const uint8_t partial[] = {0, 0, 0, 100, 1, 2, 3, 4, 5};
 	ck_assert_int_eq(th_send_raw(&c, partial, sizeof(partial)), 0);
 	th_conn_close(&c);
@@ -227,9 +229,7 @@ END_TEST
 START_TEST(test_garbage_after_valid_frame_answers_then_closes)
 {
 	th_conn_t c;
-	ck_assert_int_eq(th_tls_connect(&d, TH_CERT_GOOD, &c), 0);
-	Remhsm__Response *hello = th_hello(&c, 1);
-	remhsm__response__free_unpacked(hello, NULL);
+	connect_hello(&c);
 	uint64_t session = open_session(&c);
 	Remhsm__GenerateRandomReq body = REMHSM__GENERATE_RANDOM_REQ__INIT;
 	body.session = session;
@@ -263,9 +263,7 @@ END_TEST
 START_TEST(test_unknown_message_type_is_not_supported_and_connection_lives)
 {
 	th_conn_t c;
-	ck_assert_int_eq(th_tls_connect(&d, TH_CERT_GOOD, &c), 0);
-	Remhsm__Response *hello = th_hello(&c, 1);
-	remhsm__response__free_unpacked(hello, NULL);
+	connect_hello(&c);
 	/* id 9, then field 99 (a call this version does not know). */
 	const uint8_t frame[] = {0, 0, 0, 5, 0x08, 0x09, 0x9a, 0x06, 0x00};
 	ck_assert_int_eq(th_send_raw(&c, frame, sizeof(frame)), 0);
@@ -313,8 +311,7 @@ END_TEST
 START_TEST(test_slow_call_is_answered_from_the_thread_pool)
 {
 	th_conn_t c;
-	ck_assert_int_eq(th_tls_connect(&d, TH_CERT_GOOD, &c), 0);
-	remhsm__response__free_unpacked(th_hello(&c, 1), NULL);
+	connect_hello(&c);
 	Remhsm__LoginReq login = REMHSM__LOGIN_REQ__INIT;
 	Remhsm__Request req = REMHSM__REQUEST__INIT;
 	req.id = 5;
@@ -333,8 +330,7 @@ END_TEST
 START_TEST(test_pipelined_requests_are_all_answered)
 {
 	th_conn_t c;
-	ck_assert_int_eq(th_tls_connect(&d, TH_CERT_GOOD, &c), 0);
-	remhsm__response__free_unpacked(th_hello(&c, 1), NULL);
+	connect_hello(&c);
 	uint64_t session = open_session(&c);
 	Remhsm__GenerateRandomReq body = REMHSM__GENERATE_RANDOM_REQ__INIT;
 	body.session = session;
@@ -358,8 +354,7 @@ END_TEST
 START_TEST(test_sigterm_drains_and_exits_zero)
 {
 	th_conn_t c;
-	ck_assert_int_eq(th_tls_connect(&d, TH_CERT_GOOD, &c), 0);
-	remhsm__response__free_unpacked(th_hello(&c, 1), NULL);
+	connect_hello(&c);
 	ck_assert_int_eq(th_daemon_stop(&d), 0);
 	ck_assert(th_peer_closed(&c));
 	th_conn_close(&c);
@@ -495,9 +490,5 @@ int main(void)
 		       test_tls12_accepted_when_configured_from_a_config_file);
 	tcase_add_test(tc, test_bad_config_file_stops_the_daemon_with_a_reason);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return th_run_suite(s);
 }

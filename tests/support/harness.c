@@ -22,6 +22,15 @@
 #include "pki.h"
 #include "rh_frame.h"
 
+int th_run_suite(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
+
 const char *th_remhsmd_path(void)
 {
 	return REMHSMD_PATH;

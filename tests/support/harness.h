@@ -5,6 +5,7 @@
 #ifndef RH_HARNESS_H
 #define RH_HARNESS_H
 
+#include <check.h>
 #include <openssl/ssl.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -72,6 +73,9 @@ Remhsm__Response *th_recv_response(th_conn_t *c);
 int th_peer_closed(th_conn_t *c);
 /* Sends Hello for protocol version `version` with a random app id. */
 Remhsm__Response *th_hello(th_conn_t *c, uint32_t version);
+
+/* Runs a suite in Check's fork mode; the process exit code. */
+int th_run_suite(Suite *s);
 
 /* The path of a built binary, from the build tree. */
 const char *th_remhsmd_path(void);

@@ -7,6 +7,8 @@
 #include "rh_calls.h"
 #include "rh_frame.h"
 
+#include "harness.h"
+
 static const uint8_t header_100[] = {0, 0, 0, 100};
 
 START_TEST(test_frame_needs_more_than_a_partial_header)
@@ -267,9 +269,5 @@ int main(void)
 	tcase_add_test(tc, test_garbage_does_not_decode);
 	tcase_add_test(tc, test_slow_calls_are_flagged);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return th_run_suite(s);
 }

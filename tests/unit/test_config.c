@@ -7,6 +7,8 @@
 
 #include "config.h"
 
+#include "harness.h"
+
 static char path[64];
 static char err[1024];
 
@@ -149,9 +151,5 @@ int main(void)
 	tcase_add_test(tc, test_missing_config_file_is_an_error);
 	tcase_add_test(tc, test_unknown_flag_and_missing_value_are_errors);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return th_run_suite(s);
 }

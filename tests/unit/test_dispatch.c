@@ -5,6 +5,8 @@
 #include "dispatch.h"
 #include "engine.h"
 
+#include "harness.h"
+
 static rhd_engine_t engine;
 static rhd_app_t *app;
 static const uint8_t app_id[RHD_APP_ID_LEN] = {1, 2, 3};
@@ -325,9 +327,5 @@ int main(void)
 	tcase_add_test(tc, test_session_count_is_bounded);
 	tcase_add_test(tc, test_unserved_and_unknown_calls_are_not_supported);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return th_run_suite(s);
 }

@@ -9,6 +9,8 @@
 
 #include "pki.h"
 
+#include "harness.h"
+
 static char dir[64];
 static char err[512];
 
@@ -132,9 +134,5 @@ int main(void)
 	tcase_add_test(tc, test_pki_init_keeps_an_existing_ca_unless_forced);
 	tcase_add_test(tc, test_pki_init_reports_an_unwritable_folder);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return th_run_suite(s);
 }
