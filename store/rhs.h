@@ -1,0 +1,140 @@
+/*
+ * The encrypted object store. A narrow interface over SQLite: open/close,
+ * transactions, token records, object records by id, and exact-match
+ * lookups on four index values. No PKCS#11 policy lives here: records are
+ * opaque bytes, sealed at rest with AES-256-GCM under the store key and
+ * bound to their table, token and id; index values are stored only as
+ * keyed hashes.
+ */
+#ifndef RHS_H
+#define RHS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RHS_WARN_UNUSED __attribute__((warn_unused_result))
+
+#define RHS_KEY_LEN 32
+#define RHS_SCHEMA_VERSION 2
+
+#define RHS_ERRORS(X)                                                          \
+	X(RHS_ENOMEM, -1, "out of memory")                                     \
+	X(RHS_EIO, -2, "store I/O error")                                      \
+	X(RHS_ENOTFOUND, -3, "no such record")                                 \
+	X(RHS_ECORRUPT, -4, "sealed record does not open (altered or moved)")  \
+	X(RHS_EBUSY, -5, "store is in use by another process")                 \
+	X(RHS_EPERM, -6, "store file is readable or writable by others")       \
+	X(RHS_ENEWER, -7, "store schema is newer than this program")           \
+	X(RHS_EKEY, -8, "store key does not open this store")                  \
+	X(RHS_EFULL, -9, "store is full (disk or size limit)")                 \
+	X(RHS_EACCESS, -10, "store cannot be opened for writing")              \
+	X(RHS_EKEYFILE, -11, "store key file missing or malformed")            \
+	X(RHS_EINVAL, -12, "invalid argument")
+
+enum rhs_err {
+	RHS_OK = 0,
+#define RHS_ERR_ENUM(name, value, text) name = value,
+	RHS_ERRORS(RHS_ERR_ENUM)
+#undef RHS_ERR_ENUM
+};
+
+const char *rhs_strerror(int err);
+
+typedef struct rhs_store rhs_store_t;
+
+typedef struct rhs_open_opts {
+	/* Migrate no further than this version (0: the current one). Tests
+	 * use it to make stores of earlier versions. */
+	unsigned max_version;
+	/* Cap the database at this many pages (0: no cap). */
+	unsigned max_pages;
+} rhs_open_opts_t;
+
+/*
+ * Opens (creating, mode 0600) the store at path and migrates it. Refuses a
+ * file others may read, a store held by another process, a newer schema
+ * and a key that does not open it. err names the file and the reason.
+ */
+int rhs_open(const char *path, const uint8_t key[RHS_KEY_LEN],
+	     const rhs_open_opts_t *opts, rhs_store_t **out, char *err,
+	     size_t err_len) RHS_WARN_UNUSED;
+void rhs_close(rhs_store_t *store);
+
+/* Loads the store key: $CREDENTIALS_DIRECTORY/remhsm-store-key when that
+ * exists, else state_dir/store.key, created (0600) when no store exists
+ * yet. err names the file. */
+int rhs_key_load(const char *state_dir, uint8_t key[RHS_KEY_LEN], char *err,
+		 size_t err_len) RHS_WARN_UNUSED;
+
+/* Groups several writes into one durable transaction. Calls outside
+ * begin/commit are transactions of their own. */
+int rhs_begin(rhs_store_t *store) RHS_WARN_UNUSED;
+int rhs_commit(rhs_store_t *store) RHS_WARN_UNUSED;
+void rhs_rollback(rhs_store_t *store);
+
+/* Records returned by the store are freed (and wiped) with rhs_free. */
+void rhs_free(uint8_t *record, size_t len);
+
+/* --- tokens ------------------------------------------------------------ */
+
+int rhs_token_put(rhs_store_t *store, uint32_t slot, const uint8_t *record,
+		  size_t len) RHS_WARN_UNUSED;
+int rhs_token_get(rhs_store_t *store, uint32_t slot, uint8_t **record,
+		  size_t *len) RHS_WARN_UNUSED;
+/* Deletes the token record and every object of the token. */
+int rhs_token_wipe(rhs_store_t *store, uint32_t slot) RHS_WARN_UNUSED;
+
+/* --- objects ------------------------------------------------------------ */
+
+enum { RHS_IX_CLASS, RHS_IX_ID, RHS_IX_LABEL, RHS_IX_KEY_TYPE, RHS_IX_COUNT };
+
+/* Index values of an object, or the values a find must match; a NULL
+ * value is absent (not indexed / not constrained). */
+typedef struct rhs_index {
+	const uint8_t *value[RHS_IX_COUNT];
+	size_t len[RHS_IX_COUNT];
+} rhs_index_t;
+
+int rhs_object_create(rhs_store_t *store, uint32_t slot,
+		      const rhs_index_t *index, const uint8_t *record,
+		      size_t len, uint64_t *id) RHS_WARN_UNUSED;
+int rhs_object_update(rhs_store_t *store, uint32_t slot, uint64_t id,
+		      const rhs_index_t *index, const uint8_t *record,
+		      size_t len) RHS_WARN_UNUSED;
+int rhs_object_get(rhs_store_t *store, uint32_t slot, uint64_t id,
+		   uint8_t **record, size_t *len) RHS_WARN_UNUSED;
+int rhs_object_delete(rhs_store_t *store, uint32_t slot,
+		      uint64_t id) RHS_WARN_UNUSED;
+/* Ids of the token's objects whose index values equal every value given
+ * in match (all objects when match has none), ascending. Free with free. */
+int rhs_object_find(rhs_store_t *store, uint32_t slot, const rhs_index_t *match,
+		    uint64_t **ids, size_t *count) RHS_WARN_UNUSED;
+
+/* --- sealing, for records sealed again under a token key ------------------ */
+
+#define RHS_SEAL_OVERHEAD (12 + 16)
+
+/* AES-256-GCM with a fresh nonce; out is len + RHS_SEAL_OVERHEAD bytes. */
+int rhs_seal(const uint8_t key[RHS_KEY_LEN], const uint8_t *aad, size_t aad_len,
+	     const uint8_t *in, size_t len, uint8_t *out) RHS_WARN_UNUSED;
+/* Opens what rhs_seal made; RHS_ECORRUPT when key, aad or bytes differ.
+ * out is len - RHS_SEAL_OVERHEAD bytes. */
+int rhs_unseal(const uint8_t key[RHS_KEY_LEN], const uint8_t *aad,
+	       size_t aad_len, const uint8_t *in, size_t len,
+	       uint8_t *out) RHS_WARN_UNUSED;
+
+/* --- PIN key derivation -----------------------------------------------------
+ */
+
+typedef struct rhs_kdf_params {
+	uint64_t n; /* scrypt cost: a power of two */
+	uint32_t r; /* block size */
+	uint32_t p; /* parallelism */
+	uint8_t salt[16];
+} rhs_kdf_params_t;
+
+/* scrypt(pin, salt) into a key-encryption key. */
+int rhs_kdf(const rhs_kdf_params_t *params, const uint8_t *pin, size_t pin_len,
+	    uint8_t kek[RHS_KEY_LEN]) RHS_WARN_UNUSED;
+
+#endif
