@@ -401,3 +401,79 @@ CK_RV C_GenerateRandom(CK_SESSION_HANDLE hSession, CK_BYTE_PTR RandomData,
 	} while (rv == CKR_OK && done < ulRandomLen);
 	return rv;
 }
+
+/* --- tokens, PINs and login
+ * ---------------------------------------------------- */
+
+/* A PIN from the caller: NULL is only for a protected authentication path,
+ * which remhsm does not have. */
+static ProtobufCBinaryData pin_of(CK_UTF8CHAR_PTR pin, CK_ULONG len)
+{
+	return (ProtobufCBinaryData){len, pin};
+}
+
+CK_RV C_InitToken(CK_SLOT_ID slotID, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen,
+		  CK_UTF8CHAR_PTR pLabel)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!pPin || !pLabel)
+		return CKR_ARGUMENTS_BAD;
+	PREPARE(INIT_TOKEN, init_token, InitToken);
+	body.slot = slotID;
+	body.so_pin = pin_of(pPin, ulPinLen);
+	body.label = (ProtobufCBinaryData){32, pLabel};
+	return finish(resp, rhc_call(&req, &resp));
+}
+
+CK_RV C_InitPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pPin,
+		CK_ULONG ulPinLen)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!pPin)
+		return CKR_ARGUMENTS_BAD;
+	PREPARE(INIT_PIN, init_pin, InitPin);
+	body.session = hSession;
+	body.pin = pin_of(pPin, ulPinLen);
+	return finish(resp, rhc_call(&req, &resp));
+}
+
+CK_RV C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin,
+	       CK_ULONG ulOldLen, CK_UTF8CHAR_PTR pNewPin, CK_ULONG ulNewLen)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!pOldPin || !pNewPin)
+		return CKR_ARGUMENTS_BAD;
+	PREPARE(SET_PIN, set_pin, SetPin);
+	body.session = hSession;
+	body.old_pin = pin_of(pOldPin, ulOldLen);
+	body.new_pin = pin_of(pNewPin, ulNewLen);
+	return finish(resp, rhc_call(&req, &resp));
+}
+
+CK_RV C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType,
+	      CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!pPin)
+		return CKR_ARGUMENTS_BAD;
+	PREPARE(LOGIN, login, Login);
+	body.session = hSession;
+	body.user_type = userType;
+	body.pin = pin_of(pPin, ulPinLen);
+	return finish(resp, rhc_call(&req, &resp));
+}
+
+CK_RV C_Logout(CK_SESSION_HANDLE hSession)
+{
+	PREPARE(LOGOUT, logout, Logout);
+	body.session = hSession;
+	return finish(resp, rhc_call(&req, &resp));
+}

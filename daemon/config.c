@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,10 +19,63 @@ void rhd_config_defaults(rhd_config_t *cfg)
 	cfg->max_frame = 1u << 20;
 	cfg->max_connections = 1024;
 	cfg->slots = 1;
+	cfg->pin_max_failures = 10;
+	/* scrypt N=2^15, r=8, p=1: 32 MiB and tens of milliseconds a try. */
+	cfg->kdf_scrypt_n = 32768;
+	cfg->kdf_scrypt_r = 8;
+	cfg->kdf_scrypt_p = 1;
 }
 
-static int set_string(char *dst, size_t cap, const char *key, const char *value,
-		      char *err, size_t err_len)
+typedef enum { KIND_TEXT, KIND_UINT, KIND_BOOL, KIND_POW2 } kind_t;
+
+/* Every setting, once: the file's keys and the flags are the same names. */
+static const struct setting {
+	const char *key;
+	kind_t kind;
+	size_t offset;
+	size_t size;
+	unsigned min, max;
+} settings[] = {
+#define TEXT(k, f)                                                             \
+	{                                                                      \
+		k, KIND_TEXT, offsetof(rhd_config_t, f),                       \
+			sizeof(((rhd_config_t *)0)->f), 0, 0                   \
+	}
+#define UINT(k, f, lo, hi)                                                     \
+	{                                                                      \
+		k, KIND_UINT, offsetof(rhd_config_t, f), 0, lo, hi             \
+	}
+	TEXT("listen", listen),
+	TEXT("state-dir", state_dir),
+	TEXT("tls-ca", tls_ca),
+	TEXT("tls-cert", tls_cert),
+	TEXT("tls-key", tls_key),
+	{"tls12", KIND_BOOL, offsetof(rhd_config_t, tls12), 0, 0, 1},
+	UINT("handshake-timeout-ms", handshake_timeout_ms, 10, 600000),
+	UINT("idle-timeout-ms", idle_timeout_ms, 10, 86400000),
+	UINT("drain-timeout-ms", drain_timeout_ms, 0, 600000),
+	UINT("max-frame", max_frame, 1024, 64u << 20),
+	UINT("max-connections", max_connections, 1, 1000000),
+	UINT("slots", slots, 1, 64),
+	UINT("pin-max-failures", pin_max_failures, 1, 1000),
+	{"kdf-scrypt-n", KIND_POW2, offsetof(rhd_config_t, kdf_scrypt_n), 0, 2,
+	 1u << 22},
+	UINT("kdf-scrypt-r", kdf_scrypt_r, 1, 64),
+	UINT("kdf-scrypt-p", kdf_scrypt_p, 1, 16),
+#undef TEXT
+#undef UINT
+};
+
+static const struct setting *find_setting(const char *key)
+{
+	for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++)
+		if (!strcmp(settings[i].key, key))
+			return &settings[i];
+	return NULL;
+}
+
+static int set_text(char *dst, size_t cap, const char *key, const char *value,
+		    char *err, size_t err_len)
 {
 	if (strlen(value) >= cap || value[0] == '\0') {
 		snprintf(err, err_len, "%s: value is empty or too long", key);
@@ -31,17 +85,22 @@ static int set_string(char *dst, size_t cap, const char *key, const char *value,
 	return 0;
 }
 
-static int set_uint(unsigned *dst, unsigned min, unsigned max, const char *key,
-		    const char *value, char *err, size_t err_len)
+static int set_uint(unsigned *dst, const struct setting *st, const char *value,
+		    char *err, size_t err_len)
 {
 	char *end = NULL;
 	errno = 0;
 	unsigned long v = strtoul(value, &end, 10);
 	if (errno || !isdigit((unsigned char)value[0]) || *end != '\0' ||
-	    v < min || v > max) {
+	    v < st->min || v > st->max) {
 		snprintf(err, err_len,
-			 "%s: expected an integer in %u..%u, got '%s'", key,
-			 min, max, value);
+			 "%s: expected an integer in %u..%u, got '%s'", st->key,
+			 st->min, st->max, value);
+		return -1;
+	}
+	if (st->kind == KIND_POW2 && (v & (v - 1))) {
+		snprintf(err, err_len, "%s: must be a power of two, got '%s'",
+			 st->key, value);
 		return -1;
 	}
 	*dst = (unsigned)v;
@@ -66,44 +125,24 @@ static int set_bool(int *dst, const char *key, const char *value, char *err,
 	return -1;
 }
 
-#define STR(field)                                                             \
-	set_string(cfg->field, sizeof(cfg->field), key, value, err, err_len)
-#define UINT(field, lo, hi)                                                    \
-	set_uint(&cfg->field, lo, hi, key, value, err, err_len)
-
 int rhd_config_set(rhd_config_t *cfg, const char *key, const char *value,
 		   char *err, size_t err_len)
 {
-	if (!strcmp(key, "listen"))
-		return STR(listen);
-	if (!strcmp(key, "state-dir"))
-		return STR(state_dir);
-	if (!strcmp(key, "tls-ca"))
-		return STR(tls_ca);
-	if (!strcmp(key, "tls-cert"))
-		return STR(tls_cert);
-	if (!strcmp(key, "tls-key"))
-		return STR(tls_key);
-	if (!strcmp(key, "tls12"))
-		return set_bool(&cfg->tls12, key, value, err, err_len);
-	if (!strcmp(key, "handshake-timeout-ms"))
-		return UINT(handshake_timeout_ms, 10, 600000);
-	if (!strcmp(key, "idle-timeout-ms"))
-		return UINT(idle_timeout_ms, 10, 86400000);
-	if (!strcmp(key, "drain-timeout-ms"))
-		return UINT(drain_timeout_ms, 0, 600000);
-	if (!strcmp(key, "max-frame"))
-		return UINT(max_frame, 1024, 64u << 20);
-	if (!strcmp(key, "max-connections"))
-		return UINT(max_connections, 1, 1000000);
-	if (!strcmp(key, "slots"))
-		return UINT(slots, 1, 64);
-	snprintf(err, err_len, "unknown key '%s'", key);
-	return -1;
+	const struct setting *st = find_setting(key);
+	if (!st) {
+		snprintf(err, err_len, "unknown key '%s'", key);
+		return -1;
+	}
+	void *field = (char *)cfg + st->offset;
+	switch (st->kind) {
+	case KIND_TEXT:
+		return set_text(field, st->size, key, value, err, err_len);
+	case KIND_BOOL:
+		return set_bool(field, key, value, err, err_len);
+	default:
+		return set_uint(field, st, value, err, err_len);
+	}
 }
-
-#undef STR
-#undef UINT
 
 static char *trim(char *s)
 {
@@ -160,28 +199,6 @@ int rhd_config_load_file(rhd_config_t *cfg, const char *path, char *err,
 	return rc;
 }
 
-static const char *const flag_keys[] = {"listen",
-					"state-dir",
-					"tls-ca",
-					"tls-cert",
-					"tls-key",
-					"tls12",
-					"handshake-timeout-ms",
-					"idle-timeout-ms",
-					"drain-timeout-ms",
-					"max-frame",
-					"max-connections",
-					"slots",
-					NULL};
-
-static int is_flag_key(const char *name)
-{
-	for (size_t i = 0; flag_keys[i]; i++)
-		if (!strcmp(flag_keys[i], name))
-			return 1;
-	return 0;
-}
-
 static int default_tls_path(char *dst, size_t cap, const char *state_dir,
 			    const char *file)
 {
@@ -227,12 +244,12 @@ static int apply_flag(rhd_config_t *cfg, int argc, char **argv, int *i,
 		*i += eq ? 0 : 1;
 		return 0;
 	}
-	if (!is_flag_key(name)) {
+	if (!find_setting(name)) {
 		snprintf(err, err_len, "unknown option '%s'", argv[*i]);
 		return -1;
 	}
 	const char *value = eq ? eq + 1 : NULL;
-	if (!value && !strcmp(name, "tls12"))
+	if (!value && find_setting(name)->kind == KIND_BOOL)
 		value = "true";
 	if (!value) {
 		if (*i + 1 >= argc) {
@@ -305,6 +322,14 @@ void rhd_config_usage(const char *prog)
 		"  --max-frame N              largest accepted frame in bytes "
 		"(1048576)\n"
 		"  --max-connections N        concurrent connections (1024)\n"
-		"  --slots N                  slots to expose (1)\n",
+		"  --slots N                  slots to expose (1)\n"
+		"  --pin-max-failures N       wrong PINs in a row that lock it "
+		"(10)\n"
+		"  --kdf-scrypt-n N           scrypt cost of new PINs, a power "
+		"of 2 (32768)\n"
+		"  --kdf-scrypt-r N           scrypt block size of new PINs "
+		"(8)\n"
+		"  --kdf-scrypt-p N           scrypt parallelism of new PINs "
+		"(1)\n",
 		prog, RHD_DEFAULT_PORT);
 }

@@ -20,6 +20,10 @@ typedef struct rhd_config {
 	unsigned max_frame;
 	unsigned max_connections;
 	unsigned slots;
+	unsigned pin_max_failures;
+	unsigned kdf_scrypt_n;
+	unsigned kdf_scrypt_r;
+	unsigned kdf_scrypt_p;
 } rhd_config_t;
 
 void rhd_config_defaults(rhd_config_t *cfg);

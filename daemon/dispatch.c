@@ -1,8 +1,10 @@
 #include "dispatch.h"
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <string.h>
 
+#include "log.h"
 #include "rh_calls.h"
 
 typedef struct call_ctx {
@@ -103,29 +105,50 @@ static CK_RV on_get_slot_info(call_ctx_t *ctx,
 	return CKR_OK;
 }
 
+static void token_info_fill(call_ctx_t *ctx, Remhsm__GetTokenInfoResp *r,
+			    CK_SLOT_ID slot)
+{
+	rhd_token_t *t = rhd_engine_token(ctx->engine, slot);
+	pthread_mutex_lock(&t->lock);
+	uint8_t *label = rh_arena_memdup(ctx->arena, t->label, RHD_LABEL_LEN);
+	r->label = (ProtobufCBinaryData){label ? RHD_LABEL_LEN : 0, label};
+	r->flags = rhd_token_flags(&ctx->engine->tokens, t);
+	pthread_mutex_unlock(&t->lock);
+	unsigned long all, rw;
+	rhd_session_count(ctx->app, slot, &all, &rw);
+	r->session_count = all;
+	r->rw_session_count = rw;
+}
+
+static CK_RV token_usable(call_ctx_t *ctx, CK_SLOT_ID slot)
+{
+	rhd_token_t *t = rhd_engine_token(ctx->engine, slot);
+	pthread_mutex_lock(&t->lock);
+	rhd_token_state_t state = t->state;
+	pthread_mutex_unlock(&t->lock);
+	return state == RHD_TOKEN_UNAVAILABLE ? CKR_TOKEN_NOT_RECOGNIZED
+					      : CKR_OK;
+}
+
 static CK_RV on_get_token_info(call_ctx_t *ctx,
 			       const Remhsm__GetTokenInfoReq *req)
 {
 	if (!rhd_engine_slot_valid(ctx->engine, req->slot))
 		return CKR_SLOT_ID_INVALID;
+	CK_RV rv = token_usable(ctx, req->slot);
+	if (rv != CKR_OK)
+		return rv;
 	Remhsm__GetTokenInfoResp *r = result_get_token_info(ctx);
 	if (!r)
 		return CKR_HOST_MEMORY;
-	/* Until the store lands, tokens are uninitialised: blank label, and
-	 * only the random number generator. */
-	r->label = text("");
+	token_info_fill(ctx, r, req->slot);
 	r->manufacturer_id = text("remhsm");
 	r->model = text("remhsmd");
 	r->serial_number = text(ctx->engine->serial);
-	r->flags = CKF_RNG;
 	r->max_session_count = RHD_MAX_SESSIONS_PER_APP;
 	r->max_rw_session_count = RHD_MAX_SESSIONS_PER_APP;
-	unsigned long all, rw;
-	rhd_session_count(ctx->app, req->slot, &all, &rw);
-	r->session_count = all;
-	r->rw_session_count = rw;
-	r->max_pin_len = 255;
-	r->min_pin_len = 4;
+	r->max_pin_len = RHD_MAX_PIN_LEN;
+	r->min_pin_len = RHD_MIN_PIN_LEN;
 	r->total_public_memory = UINT64_MAX;
 	r->free_public_memory = UINT64_MAX;
 	r->total_private_memory = UINT64_MAX;
@@ -162,11 +185,15 @@ static CK_RV on_open_session(call_ctx_t *ctx, const Remhsm__OpenSessionReq *req)
 {
 	if (!rhd_engine_slot_valid(ctx->engine, req->slot))
 		return CKR_SLOT_ID_INVALID;
+	CK_RV rv = token_usable(ctx, req->slot);
+	if (rv != CKR_OK)
+		return rv;
 	Remhsm__OpenSessionResp *r = result_open_session(ctx);
 	if (!r)
 		return CKR_HOST_MEMORY;
 	uint32_t handle = 0;
-	CK_RV rv = rhd_session_open(ctx->app, req->slot, req->flags, &handle);
+	rv = rhd_session_open(ctx->engine, ctx->app, req->slot, req->flags,
+			      &handle);
 	r->session = handle;
 	return rv;
 }
@@ -174,7 +201,7 @@ static CK_RV on_open_session(call_ctx_t *ctx, const Remhsm__OpenSessionReq *req)
 static CK_RV on_close_session(call_ctx_t *ctx,
 			      const Remhsm__CloseSessionReq *req)
 {
-	return rhd_session_close(ctx->app, req->session);
+	return rhd_session_close(ctx->engine, ctx->app, req->session);
 }
 
 static CK_RV on_close_all_sessions(call_ctx_t *ctx,
@@ -182,7 +209,7 @@ static CK_RV on_close_all_sessions(call_ctx_t *ctx,
 {
 	if (!rhd_engine_slot_valid(ctx->engine, req->slot))
 		return CKR_SLOT_ID_INVALID;
-	rhd_session_close_slot(ctx->app, req->slot);
+	rhd_session_close_slot(ctx->engine, ctx->app, req->slot);
 	return CKR_OK;
 }
 
@@ -197,8 +224,7 @@ static CK_RV on_get_session_info(call_ctx_t *ctx,
 		return CKR_HOST_MEMORY;
 	r->slot = s->slot;
 	r->flags = s->flags;
-	r->state = (s->flags & CKF_RW_SESSION) ? CKS_RW_PUBLIC_SESSION
-					       : CKS_RO_PUBLIC_SESSION;
+	r->state = rhd_session_state(ctx->app, s);
 	return CKR_OK;
 }
 
@@ -233,6 +259,171 @@ static CK_RV on_generate_random(call_ctx_t *ctx,
 	return CKR_OK;
 }
 
+/* --- login and PINs ---------------------------------------------------------
+ * These run on the thread pool. They take the app's lock only around its
+ * bookkeeping: the KDF in between must not hold a lock the loop needs. */
+
+static const char *role_name(CK_USER_TYPE user)
+{
+	return user == CKU_SO ? "so" : user == CKU_USER ? "user" : "other";
+}
+
+static CK_RV login_allowed(call_ctx_t *ctx, const rhd_session_t *s,
+			   CK_USER_TYPE user)
+{
+	if (user == CKU_CONTEXT_SPECIFIC)
+		return CKR_OPERATION_NOT_INITIALIZED;
+	if (user != CKU_SO && user != CKU_USER)
+		return CKR_USER_TYPE_INVALID;
+	CK_USER_TYPE current = ctx->app->login[s->slot].user;
+	if (current == user)
+		return CKR_USER_ALREADY_LOGGED_IN;
+	if (current != RHD_NOBODY)
+		return CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
+	if (user == CKU_SO) {
+		unsigned long all, rw;
+		rhd_session_count(ctx->app, s->slot, &all, &rw);
+		if (all > rw)
+			return CKR_SESSION_READ_ONLY_EXISTS;
+	}
+	return CKR_OK;
+}
+
+/* The session's slot, after checks under the app's lock. */
+static CK_RV session_slot(call_ctx_t *ctx, uint64_t handle, int need_rw,
+			  CK_SLOT_ID *slot, CK_USER_TYPE *user)
+{
+	rhd_session_t *s = rhd_session_find(ctx->app, handle);
+	if (!s)
+		return CKR_SESSION_HANDLE_INVALID;
+	if (need_rw && !(s->flags & CKF_RW_SESSION))
+		return CKR_SESSION_READ_ONLY;
+	*slot = s->slot;
+	*user = ctx->app->login[s->slot].user;
+	return CKR_OK;
+}
+
+static CK_RV finish_login(call_ctx_t *ctx, uint64_t handle, CK_USER_TYPE user,
+			  const uint8_t key[RHS_KEY_LEN])
+{
+	rhd_session_t *s = rhd_session_find(ctx->app, handle);
+	if (!s)
+		return CKR_SESSION_HANDLE_INVALID;
+	CK_RV rv = login_allowed(ctx, s, user);
+	if (rv != CKR_OK)
+		return rv;
+	rhd_login_t *l = &ctx->app->login[s->slot];
+	l->user = user;
+	memcpy(l->token_key, key, RHS_KEY_LEN);
+	return CKR_OK;
+}
+
+static CK_RV on_login(call_ctx_t *ctx, const Remhsm__LoginReq *req)
+{
+	pthread_mutex_lock(&ctx->app->lock);
+	rhd_session_t *s = rhd_session_find(ctx->app, req->session);
+	CK_RV rv = s ? login_allowed(ctx, s, req->user_type)
+		     : CKR_SESSION_HANDLE_INVALID;
+	CK_SLOT_ID slot = s ? s->slot : 0;
+	pthread_mutex_unlock(&ctx->app->lock);
+	if (rv != CKR_OK)
+		return rv;
+	uint8_t key[RHS_KEY_LEN];
+	rv = rhd_token_verify_pin(
+		&ctx->engine->tokens, rhd_engine_token(ctx->engine, slot),
+		req->user_type, req->pin.data, req->pin.len, key);
+	if (rv == CKR_OK) {
+		pthread_mutex_lock(&ctx->app->lock);
+		rv = finish_login(ctx, req->session, req->user_type, key);
+		pthread_mutex_unlock(&ctx->app->lock);
+	}
+	OPENSSL_cleanse(key, sizeof(key));
+	RHD_INFO("event=login slot=%lu role=%s identity=%s rv=0x%lx", slot,
+		 role_name(req->user_type), ctx->app->identity, rv);
+	return rv;
+}
+
+static CK_RV on_logout(call_ctx_t *ctx, const Remhsm__LogoutReq *req)
+{
+	rhd_session_t *s = rhd_session_find(ctx->app, req->session);
+	if (!s)
+		return CKR_SESSION_HANDLE_INVALID;
+	if (ctx->app->login[s->slot].user == RHD_NOBODY)
+		return CKR_USER_NOT_LOGGED_IN;
+	rhd_app_logout(ctx->app, s->slot);
+	return CKR_OK;
+}
+
+static CK_RV on_init_token(call_ctx_t *ctx, const Remhsm__InitTokenReq *req)
+{
+	if (!rhd_engine_slot_valid(ctx->engine, req->slot))
+		return CKR_SLOT_ID_INVALID;
+	CK_RV rv = rhd_token_init(&ctx->engine->tokens,
+				  rhd_engine_token(ctx->engine, req->slot),
+				  req->so_pin.data, req->so_pin.len,
+				  req->label.data, req->label.len);
+	RHD_INFO("event=token-init slot=%llu identity=%s rv=0x%lx",
+		 (unsigned long long)req->slot, ctx->app->identity, rv);
+	return rv;
+}
+
+/* The token key of the app's login to slot, copied out under its lock. */
+static CK_RV login_key(call_ctx_t *ctx, uint64_t handle, CK_USER_TYPE need,
+		       CK_SLOT_ID *slot, uint8_t key[RHS_KEY_LEN])
+{
+	CK_USER_TYPE user = RHD_NOBODY;
+	pthread_mutex_lock(&ctx->app->lock);
+	CK_RV rv = session_slot(ctx, handle, 1, slot, &user);
+	if (rv == CKR_OK && user != need)
+		rv = CKR_USER_NOT_LOGGED_IN;
+	if (rv == CKR_OK)
+		memcpy(key, ctx->app->login[*slot].token_key, RHS_KEY_LEN);
+	pthread_mutex_unlock(&ctx->app->lock);
+	return rv;
+}
+
+static CK_RV on_init_pin(call_ctx_t *ctx, const Remhsm__InitPinReq *req)
+{
+	CK_SLOT_ID slot = 0;
+	uint8_t key[RHS_KEY_LEN];
+	CK_RV rv = login_key(ctx, req->session, CKU_SO, &slot, key);
+	if (rv == CKR_OK)
+		rv = rhd_token_set_pin(&ctx->engine->tokens,
+				       rhd_engine_token(ctx->engine, slot),
+				       CKU_USER, key, req->pin.data,
+				       req->pin.len);
+	OPENSSL_cleanse(key, sizeof(key));
+	RHD_INFO("event=init-pin slot=%lu identity=%s rv=0x%lx", slot,
+		 ctx->app->identity, rv);
+	return rv;
+}
+
+/* C_SetPIN changes the SO PIN when the SO is logged in, else the user's. */
+static CK_RV on_set_pin(call_ctx_t *ctx, const Remhsm__SetPinReq *req)
+{
+	CK_SLOT_ID slot = 0;
+	CK_USER_TYPE user = RHD_NOBODY;
+	pthread_mutex_lock(&ctx->app->lock);
+	CK_RV rv = session_slot(ctx, req->session, 1, &slot, &user);
+	pthread_mutex_unlock(&ctx->app->lock);
+	CK_USER_TYPE role = user == CKU_SO ? CKU_SO : CKU_USER;
+	if (rv == CKR_OK && !rhd_pin_len_ok(req->new_pin.len))
+		rv = CKR_PIN_LEN_RANGE;
+	uint8_t key[RHS_KEY_LEN];
+	rhd_token_t *t = rhd_engine_token(ctx->engine, slot);
+	if (rv == CKR_OK)
+		rv = rhd_token_verify_pin(&ctx->engine->tokens, t, role,
+					  req->old_pin.data, req->old_pin.len,
+					  key);
+	if (rv == CKR_OK)
+		rv = rhd_token_set_pin(&ctx->engine->tokens, t, role, key,
+				       req->new_pin.data, req->new_pin.len);
+	OPENSSL_cleanse(key, sizeof(key));
+	RHD_INFO("event=set-pin slot=%lu role=%s identity=%s rv=0x%lx", slot,
+		 role_name(role), ctx->app->identity, rv);
+	return rv;
+}
+
 #define RHD_IMPLEMENTED(X)                                                     \
 	X(GET_INFO, get_info)                                                  \
 	X(GET_SLOT_LIST, get_slot_list)                                        \
@@ -245,7 +436,12 @@ static CK_RV on_generate_random(call_ctx_t *ctx,
 	X(CLOSE_ALL_SESSIONS, close_all_sessions)                              \
 	X(GET_SESSION_INFO, get_session_info)                                  \
 	X(SEED_RANDOM, seed_random)                                            \
-	X(GENERATE_RANDOM, generate_random)
+	X(GENERATE_RANDOM, generate_random)                                    \
+	X(LOGIN, login)                                                        \
+	X(LOGOUT, logout)                                                      \
+	X(INIT_TOKEN, init_token)                                              \
+	X(INIT_PIN, init_pin)                                                  \
+	X(SET_PIN, set_pin)
 
 static CK_RV route(call_ctx_t *ctx, const Remhsm__Request *req)
 {
@@ -271,7 +467,12 @@ void rhd_dispatch(rhd_engine_t *engine, rhd_app_t *app,
 	call_ctx_t ctx = {
 		.engine = engine, .app = app, .arena = arena, .resp = resp};
 	resp->id = req->id;
-	pthread_mutex_lock(&app->lock);
+	/* Slow calls take the app's lock themselves, around their
+	 * bookkeeping only. */
+	int slow = rh_call_flags((unsigned)req->call_case) & RH_CALL_SLOW;
+	if (!slow)
+		pthread_mutex_lock(&app->lock);
 	resp->rv = route(&ctx, req);
-	pthread_mutex_unlock(&app->lock);
+	if (!slow)
+		pthread_mutex_unlock(&app->lock);
 }

@@ -1,30 +1,61 @@
 #include "engine.h"
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-int rhd_engine_init(rhd_engine_t *engine, unsigned slot_count)
+int rhd_engine_init(rhd_engine_t *engine, const rhd_engine_opts_t *opts)
 {
 	memset(engine, 0, sizeof(*engine));
-	engine->slot_count = slot_count;
+	engine->slot_count = opts->slots;
 	uint8_t serial[8];
 	if (RAND_bytes(serial, sizeof(serial)) != 1)
 		return -1;
 	for (size_t i = 0; i < sizeof(serial); i++)
 		snprintf(engine->serial + 2 * i, 3, "%02x", serial[i]);
+	if (rhd_tokens_load(&engine->tokens, opts->slots, opts->store,
+			    &opts->policy) < 0)
+		return -1;
 	return pthread_mutex_init(&engine->lock, NULL) == 0 ? 0 : -1;
 }
 
-static void app_free(rhd_app_t *app)
+rhd_token_t *rhd_engine_token(rhd_engine_t *engine, CK_SLOT_ID slot)
+{
+	return &engine->tokens.slot[slot];
+}
+
+/* Keeps the token's count of open sessions (over every application). */
+static void count_on_token(rhd_engine_t *engine, const rhd_session_t *s,
+			   int delta)
+{
+	rhd_token_t *t = rhd_engine_token(engine, s->slot);
+	pthread_mutex_lock(&t->lock);
+	t->sessions = (unsigned)((int)t->sessions + delta);
+	if (s->flags & CKF_RW_SESSION)
+		t->rw_sessions = (unsigned)((int)t->rw_sessions + delta);
+	pthread_mutex_unlock(&t->lock);
+}
+
+void rhd_app_logout(rhd_app_t *app, CK_SLOT_ID slot)
+{
+	rhd_login_t *l = &app->login[slot];
+	l->user = RHD_NOBODY;
+	OPENSSL_cleanse(l->token_key, sizeof(l->token_key));
+}
+
+static void app_free(rhd_engine_t *engine, rhd_app_t *app)
 {
 	rhd_session_t *s = app->sessions;
 	while (s) {
 		rhd_session_t *next = s->next;
+		count_on_token(engine, s, -1);
 		free(s);
 		s = next;
 	}
+	for (unsigned slot = 0; slot < RHD_MAX_SLOTS; slot++)
+		rhd_app_logout(app, slot);
 	pthread_mutex_destroy(&app->lock);
 	free(app);
 }
@@ -34,10 +65,11 @@ void rhd_engine_cleanup(rhd_engine_t *engine)
 	rhd_app_t *app = engine->apps;
 	while (app) {
 		rhd_app_t *next = app->next;
-		app_free(app);
+		app_free(engine, app);
 		app = next;
 	}
 	engine->apps = NULL;
+	rhd_tokens_cleanup(&engine->tokens);
 	pthread_mutex_destroy(&engine->lock);
 }
 
@@ -53,6 +85,8 @@ static rhd_app_t *app_new(const uint8_t *app_id, const char *identity)
 	memcpy(app->id, app_id, RHD_APP_ID_LEN);
 	snprintf(app->identity, sizeof(app->identity), "%s", identity);
 	app->next_handle = 1;
+	for (unsigned slot = 0; slot < RHD_MAX_SLOTS; slot++)
+		app->login[slot].user = RHD_NOBODY;
 	return app;
 }
 
@@ -94,7 +128,7 @@ void rhd_engine_detach(rhd_engine_t *engine, rhd_app_t *app)
 		link = &(*link)->next;
 	*link = app->next;
 	pthread_mutex_unlock(&engine->lock);
-	app_free(app);
+	app_free(engine, app);
 }
 
 int rhd_engine_slot_valid(const rhd_engine_t *engine, uint64_t slot)
@@ -119,11 +153,13 @@ static uint32_t next_free_handle(rhd_app_t *app)
 	}
 }
 
-CK_RV rhd_session_open(rhd_app_t *app, CK_SLOT_ID slot, CK_FLAGS flags,
-		       uint32_t *handle)
+CK_RV rhd_session_open(rhd_engine_t *engine, rhd_app_t *app, CK_SLOT_ID slot,
+		       CK_FLAGS flags, uint32_t *handle)
 {
 	if (!(flags & CKF_SERIAL_SESSION))
 		return CKR_SESSION_PARALLEL_NOT_SUPPORTED;
+	if (!(flags & CKF_RW_SESSION) && app->login[slot].user == CKU_SO)
+		return CKR_SESSION_READ_WRITE_SO_EXISTS;
 	if (app->session_count >= RHD_MAX_SESSIONS_PER_APP)
 		return CKR_SESSION_COUNT;
 	rhd_session_t *s = calloc(1, sizeof(*s));
@@ -135,6 +171,7 @@ CK_RV rhd_session_open(rhd_app_t *app, CK_SLOT_ID slot, CK_FLAGS flags,
 	s->next = app->sessions;
 	app->sessions = s;
 	app->session_count++;
+	count_on_token(engine, s, +1);
 	*handle = s->handle;
 	return CKR_OK;
 }
@@ -147,33 +184,48 @@ rhd_session_t *rhd_session_find(rhd_app_t *app, uint64_t handle)
 	return NULL;
 }
 
-CK_RV rhd_session_close(rhd_app_t *app, uint64_t handle)
+static int has_session_on(const rhd_app_t *app, CK_SLOT_ID slot)
+{
+	for (const rhd_session_t *s = app->sessions; s; s = s->next)
+		if (s->slot == slot)
+			return 1;
+	return 0;
+}
+
+/* Unlinks *link; the app's last session on a token ends its login there. */
+static void drop_session(rhd_engine_t *engine, rhd_app_t *app,
+			 rhd_session_t **link)
+{
+	rhd_session_t *s = *link;
+	*link = s->next;
+	app->session_count--;
+	count_on_token(engine, s, -1);
+	if (!has_session_on(app, s->slot))
+		rhd_app_logout(app, s->slot);
+	free(s);
+}
+
+CK_RV rhd_session_close(rhd_engine_t *engine, rhd_app_t *app, uint64_t handle)
 {
 	for (rhd_session_t **link = &app->sessions; *link;
 	     link = &(*link)->next) {
-		rhd_session_t *s = *link;
-		if (s->handle != handle)
-			continue;
-		*link = s->next;
-		app->session_count--;
-		free(s);
-		return CKR_OK;
+		if ((*link)->handle == handle) {
+			drop_session(engine, app, link);
+			return CKR_OK;
+		}
 	}
 	return CKR_SESSION_HANDLE_INVALID;
 }
 
-void rhd_session_close_slot(rhd_app_t *app, CK_SLOT_ID slot)
+void rhd_session_close_slot(rhd_engine_t *engine, rhd_app_t *app,
+			    CK_SLOT_ID slot)
 {
 	rhd_session_t **link = &app->sessions;
 	while (*link) {
-		rhd_session_t *s = *link;
-		if (s->slot != slot) {
-			link = &s->next;
-			continue;
-		}
-		*link = s->next;
-		app->session_count--;
-		free(s);
+		if ((*link)->slot == slot)
+			drop_session(engine, app, link);
+		else
+			link = &(*link)->next;
 	}
 }
 
@@ -188,5 +240,18 @@ void rhd_session_count(const rhd_app_t *app, CK_SLOT_ID slot,
 		(*all)++;
 		if (s->flags & CKF_RW_SESSION)
 			(*rw)++;
+	}
+}
+
+CK_STATE rhd_session_state(const rhd_app_t *app, const rhd_session_t *s)
+{
+	int rw = (s->flags & CKF_RW_SESSION) != 0;
+	switch (app->login[s->slot].user) {
+	case CKU_SO:
+		return CKS_RW_SO_FUNCTIONS;
+	case CKU_USER:
+		return rw ? CKS_RW_USER_FUNCTIONS : CKS_RO_USER_FUNCTIONS;
+	default:
+		return rw ? CKS_RW_PUBLIC_SESSION : CKS_RO_PUBLIC_SESSION;
 	}
 }

@@ -1,6 +1,6 @@
 /*
- * The token engine: slots, applications and their sessions. Pure PKCS#11
- * semantics: no sockets, no libuv, no TLS.
+ * The token engine: slots, tokens, applications, their sessions and login
+ * state. Pure PKCS#11 semantics: no sockets, no libuv, no TLS.
  */
 #ifndef RHD_ENGINE_H
 #define RHD_ENGINE_H
@@ -10,10 +10,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "token.h"
+
 #define RHD_APP_ID_LEN 16
 #define RHD_MAX_SESSIONS_PER_APP 1024
 #define RHD_MAX_RANDOM_PER_CALL 65536
 #define RHD_IDENTITY_MAX 256
+#define RHD_NOBODY ((CK_USER_TYPE)~0UL)
 
 typedef struct rhd_session {
 	struct rhd_session *next;
@@ -21,6 +24,13 @@ typedef struct rhd_session {
 	CK_SLOT_ID slot;
 	CK_FLAGS flags;
 } rhd_session_t;
+
+/* Who is logged in to a token for one application, and the token key
+ * that login unlocked. */
+typedef struct rhd_login {
+	CK_USER_TYPE user;
+	uint8_t token_key[RHS_KEY_LEN];
+} rhd_login_t;
 
 /* One PKCS#11 application (one C_Initialize in one client process). */
 typedef struct rhd_app {
@@ -32,16 +42,24 @@ typedef struct rhd_app {
 	rhd_session_t *sessions;
 	unsigned session_count;
 	uint32_t next_handle;
+	rhd_login_t login[RHD_MAX_SLOTS];
 } rhd_app_t;
+
+typedef struct rhd_engine_opts {
+	unsigned slots;
+	rhs_store_t *store;
+	rhd_token_policy_t policy;
+} rhd_engine_opts_t;
 
 typedef struct rhd_engine {
 	pthread_mutex_t lock;
 	rhd_app_t *apps;
 	unsigned slot_count;
 	char serial[17];
+	rhd_tokens_t tokens;
 } rhd_engine_t;
 
-int rhd_engine_init(rhd_engine_t *engine, unsigned slot_count);
+int rhd_engine_init(rhd_engine_t *engine, const rhd_engine_opts_t *opts);
 void rhd_engine_cleanup(rhd_engine_t *engine);
 
 /*
@@ -56,17 +74,23 @@ rhd_app_t *rhd_engine_attach(rhd_engine_t *engine, const uint8_t *app_id,
 void rhd_engine_detach(rhd_engine_t *engine, rhd_app_t *app);
 
 int rhd_engine_slot_valid(const rhd_engine_t *engine, uint64_t slot);
+rhd_token_t *rhd_engine_token(rhd_engine_t *engine, CK_SLOT_ID slot);
 
 /* Open sessions of the app (takes app->lock). */
 unsigned rhd_app_session_count(rhd_app_t *app);
 
 /* Session operations; the caller holds app->lock. */
-CK_RV rhd_session_open(rhd_app_t *app, CK_SLOT_ID slot, CK_FLAGS flags,
-		       uint32_t *handle);
+CK_RV rhd_session_open(rhd_engine_t *engine, rhd_app_t *app, CK_SLOT_ID slot,
+		       CK_FLAGS flags, uint32_t *handle);
 rhd_session_t *rhd_session_find(rhd_app_t *app, uint64_t handle);
-CK_RV rhd_session_close(rhd_app_t *app, uint64_t handle);
-void rhd_session_close_slot(rhd_app_t *app, CK_SLOT_ID slot);
+CK_RV rhd_session_close(rhd_engine_t *engine, rhd_app_t *app, uint64_t handle);
+void rhd_session_close_slot(rhd_engine_t *engine, rhd_app_t *app,
+			    CK_SLOT_ID slot);
 void rhd_session_count(const rhd_app_t *app, CK_SLOT_ID slot,
 		       unsigned long *all, unsigned long *rw);
+CK_STATE rhd_session_state(const rhd_app_t *app, const rhd_session_t *s);
+
+/* Ends the app's login to slot, wiping the token key. */
+void rhd_app_logout(rhd_app_t *app, CK_SLOT_ID slot);
 
 #endif

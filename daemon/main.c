@@ -1,5 +1,6 @@
-/* remhsmd: arguments, configuration, signals, the loop. No logic here. */
+/* remhsmd: arguments, configuration, the store, signals, the loop. */
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,7 +9,49 @@
 #include "config.h"
 #include "engine.h"
 #include "log.h"
+#include "rhs.h"
 #include "server.h"
+
+static rhs_store_t *open_store(const rhd_config_t *cfg)
+{
+	char err[1024], path[PATH_MAX + 16];
+	uint8_t key[RHS_KEY_LEN];
+	rhs_store_t *store = NULL;
+	int rc = rhs_key_load(cfg->state_dir, key, err, sizeof(err));
+	if (rc == RHS_OK) {
+		snprintf(path, sizeof(path), "%s/store.db", cfg->state_dir);
+		rc = rhs_open(path, key, NULL, &store, err, sizeof(err));
+	}
+	OPENSSL_cleanse(key, sizeof(key));
+	if (rc < 0)
+		RHD_ERROR("event=start-failed reason=\"%s\"", err);
+	return store;
+}
+
+static int serve(const rhd_config_t *cfg)
+{
+	rhs_store_t *store = open_store(cfg);
+	if (!store)
+		return 1;
+	rhd_engine_opts_t opts = {
+		.slots = cfg->slots,
+		.store = store,
+		.policy = {.kdf_n = cfg->kdf_scrypt_n,
+			   .kdf_r = cfg->kdf_scrypt_r,
+			   .kdf_p = cfg->kdf_scrypt_p,
+			   .max_failures = cfg->pin_max_failures},
+	};
+	rhd_engine_t engine;
+	int rc = 1;
+	if (rhd_engine_init(&engine, &opts) < 0) {
+		RHD_ERROR("event=start-failed reason=\"engine init\"");
+	} else {
+		rc = rhd_server_run(cfg, &engine) < 0 ? 1 : 0;
+		rhd_engine_cleanup(&engine);
+	}
+	rhs_close(store);
+	return rc;
+}
 
 int main(int argc, char **argv)
 {
@@ -33,12 +76,5 @@ int main(int argc, char **argv)
 			  cfg.state_dir, strerror(errno));
 		return 1;
 	}
-	rhd_engine_t engine;
-	if (rhd_engine_init(&engine, cfg.slots) < 0) {
-		RHD_ERROR("event=start-failed reason=\"engine init\"");
-		return 1;
-	}
-	r = rhd_server_run(&cfg, &engine);
-	rhd_engine_cleanup(&engine);
-	return r < 0 ? 1 : 0;
+	return serve(&cfg);
 }

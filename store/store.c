@@ -25,7 +25,6 @@ struct rhs_store {
 	sqlite3 *db;
 	int lock_fd;
 	pthread_mutex_t lock;
-	int in_txn;
 	uint8_t seal_key[RHS_KEY_LEN];
 	uint8_t index_key[RHS_KEY_LEN];
 	char path[4096];
@@ -318,6 +317,9 @@ void rhs_close(rhs_store_t *s)
 /* --- transactions ------------------------------------------------------------
  */
 
+/* The store whose transaction this thread holds (and so its lock). */
+static _Thread_local rhs_store_t *txn_of_this_thread;
+
 static int sqlite_err(rhs_store_t *s, int code)
 {
 	(void)s;
@@ -346,7 +348,7 @@ int rhs_begin(rhs_store_t *s)
 		pthread_mutex_unlock(&s->lock);
 		return sqlite_err(s, rc);
 	}
-	s->in_txn = 1;
+	txn_of_this_thread = s;
 	return RHS_OK;
 }
 
@@ -355,7 +357,7 @@ int rhs_commit(rhs_store_t *s)
 	int rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-	s->in_txn = 0;
+	txn_of_this_thread = NULL;
 	pthread_mutex_unlock(&s->lock);
 	return rc == SQLITE_OK ? RHS_OK : sqlite_err(s, rc);
 }
@@ -363,16 +365,16 @@ int rhs_commit(rhs_store_t *s)
 void rhs_rollback(rhs_store_t *s)
 {
 	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-	s->in_txn = 0;
+	txn_of_this_thread = NULL;
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* Runs fn as its own transaction unless the caller holds one. */
+/* Runs fn as its own transaction unless this thread holds one. */
 typedef int (*txn_fn)(rhs_store_t *s, void *arg);
 
 static int in_transaction(rhs_store_t *s, txn_fn fn, void *arg)
 {
-	if (s->in_txn)
+	if (txn_of_this_thread == s)
 		return fn(s, arg);
 	int rc = rhs_begin(s);
 	if (rc < 0)

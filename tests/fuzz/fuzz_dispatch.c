@@ -9,6 +9,7 @@
 
 #include "dispatch.h"
 #include "engine.h"
+#include "engine_support.h"
 #include "rh_frame.h"
 
 #define FUZZ_MAX_FRAME (1u << 16)
@@ -20,8 +21,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static int ready;
+	static th_store_t store;
 	if (!ready) {
-		if (rhd_engine_init(&engine, 2) < 0)
+		th_store_open(&store);
+		if (th_engine_init(&engine, &store, 2) < 0)
 			return 0;
 		ready = 1;
 	}

@@ -313,6 +313,7 @@ START_TEST(test_slow_call_is_answered_from_the_thread_pool)
 	th_conn_t c;
 	connect_hello(&c);
 	Remhsm__LoginReq login = REMHSM__LOGIN_REQ__INIT;
+	login.session = 777;
 	Remhsm__Request req = REMHSM__REQUEST__INIT;
 	req.id = 5;
 	req.call_case = REMHSM__REQUEST__CALL_LOGIN;
@@ -321,7 +322,7 @@ START_TEST(test_slow_call_is_answered_from_the_thread_pool)
 	Remhsm__Response *r = th_recv_response(&c);
 	ck_assert_ptr_nonnull(r);
 	ck_assert_uint_eq(r->id, 5);
-	ck_assert_uint_eq(r->rv, CKR_FUNCTION_NOT_SUPPORTED);
+	ck_assert_uint_eq(r->rv, CKR_SESSION_HANDLE_INVALID);
 	remhsm__response__free_unpacked(r, NULL);
 	th_conn_close(&c);
 }

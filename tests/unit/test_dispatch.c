@@ -4,16 +4,19 @@
 
 #include "dispatch.h"
 #include "engine.h"
+#include "engine_support.h"
 
 #include "harness.h"
 
 static rhd_engine_t engine;
 static rhd_app_t *app;
 static const uint8_t app_id[RHD_APP_ID_LEN] = {1, 2, 3};
+static th_store_t store;
 
 static void setup(void)
 {
-	ck_assert_int_eq(rhd_engine_init(&engine, 2), 0);
+	th_store_open(&store);
+	ck_assert_int_eq(th_engine_init(&engine, &store, 2), 0);
 	app = rhd_engine_attach(&engine, app_id, sizeof(app_id), "CN=test");
 	ck_assert_ptr_nonnull(app);
 }
@@ -22,6 +25,7 @@ static void teardown(void)
 {
 	rhd_engine_detach(&engine, app);
 	rhd_engine_cleanup(&engine);
+	th_store_cleanup(&store);
 }
 
 typedef struct call {
@@ -293,10 +297,10 @@ END_TEST
 
 START_TEST(test_unserved_and_unknown_calls_are_not_supported)
 {
-	Remhsm__LoginReq login = REMHSM__LOGIN_REQ__INIT;
+	Remhsm__FindObjectsInitReq find = REMHSM__FIND_OBJECTS_INIT_REQ__INIT;
 	call_t c = {.req = REMHSM__REQUEST__INIT};
-	c.req.call_case = REMHSM__REQUEST__CALL_LOGIN;
-	c.req.login = &login;
+	c.req.call_case = REMHSM__REQUEST__CALL_FIND_OBJECTS_INIT;
+	c.req.find_objects_init = &find;
 	ck_assert_uint_eq(run(app, &c), CKR_FUNCTION_NOT_SUPPORTED);
 	c.req.call_case = REMHSM__REQUEST__CALL__NOT_SET;
 	ck_assert_uint_eq(run(app, &c), CKR_FUNCTION_NOT_SUPPORTED);

@@ -1,0 +1,363 @@
+#include "token.h"
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "token_record.pb-c.h"
+
+/* --- records ------------------------------------------------------------ */
+
+static void wrap_from_record(rhd_pin_wrap_t *w, const Remhsm__Store__PinWrap *r)
+{
+	memset(w, 0, sizeof(*w));
+	if (!r || r->salt.len != sizeof(w->kdf.salt) ||
+	    r->wrapped_key.len != RHD_WRAPPED_LEN)
+		return;
+	w->set = 1;
+	w->kdf.n = r->kdf_n;
+	w->kdf.r = r->kdf_r;
+	w->kdf.p = r->kdf_p;
+	memcpy(w->kdf.salt, r->salt.data, sizeof(w->kdf.salt));
+	memcpy(w->wrapped, r->wrapped_key.data, RHD_WRAPPED_LEN);
+}
+
+static Remhsm__Store__PinWrap *wrap_to_record(rhd_pin_wrap_t *w,
+					      Remhsm__Store__PinWrap *r)
+{
+	if (!w->set)
+		return NULL;
+	remhsm__store__pin_wrap__init(r);
+	r->kdf_n = w->kdf.n;
+	r->kdf_r = w->kdf.r;
+	r->kdf_p = w->kdf.p;
+	r->salt = (ProtobufCBinaryData){sizeof(w->kdf.salt), w->kdf.salt};
+	r->wrapped_key = (ProtobufCBinaryData){RHD_WRAPPED_LEN, w->wrapped};
+	return r;
+}
+
+/* Writes t's record; the caller holds t->lock. */
+static CK_RV persist(rhd_tokens_t *tokens, rhd_token_t *t)
+{
+	Remhsm__Store__TokenRecord rec = REMHSM__STORE__TOKEN_RECORD__INIT;
+	Remhsm__Store__PinWrap so, user;
+	rec.label = (ProtobufCBinaryData){RHD_LABEL_LEN, t->label};
+	rec.so = wrap_to_record(&t->so, &so);
+	rec.user = wrap_to_record(&t->user, &user);
+	rec.so_failures = t->so_failures;
+	rec.user_failures = t->user_failures;
+	uint8_t buf[512];
+	size_t len = remhsm__store__token_record__pack(&rec, buf);
+	int rc = rhs_token_put(tokens->store, t->slot, buf, len);
+	if (rc < 0)
+		RHD_ERROR("event=store-write-failed slot=%u reason=\"%s\"",
+			  t->slot, rhs_strerror(rc));
+	return rc < 0 ? CKR_DEVICE_ERROR : CKR_OK;
+}
+
+static void load_one(rhd_tokens_t *tokens, rhd_token_t *t)
+{
+	uint8_t *buf;
+	size_t len;
+	int rc = rhs_token_get(tokens->store, t->slot, &buf, &len);
+	memset(t->label, ' ', RHD_LABEL_LEN);
+	if (rc == RHS_ENOTFOUND) {
+		t->state = RHD_TOKEN_BLANK;
+		return;
+	}
+	Remhsm__Store__TokenRecord *rec =
+		rc == RHS_OK
+			? remhsm__store__token_record__unpack(NULL, len, buf)
+			: NULL;
+	if (rc == RHS_OK)
+		rhs_free(buf, len);
+	if (!rec || rec->label.len != RHD_LABEL_LEN) {
+		t->state = RHD_TOKEN_UNAVAILABLE;
+		RHD_ERROR("event=token-unavailable slot=%u row=tokens/%u "
+			  "reason=\"%s\"",
+			  t->slot, t->slot,
+			  rc < 0 ? rhs_strerror(rc) : "record does not decode");
+		if (rec)
+			remhsm__store__token_record__free_unpacked(rec, NULL);
+		return;
+	}
+	memcpy(t->label, rec->label.data, RHD_LABEL_LEN);
+	wrap_from_record(&t->so, rec->so);
+	wrap_from_record(&t->user, rec->user);
+	t->so_failures = rec->so_failures;
+	t->user_failures = rec->user_failures;
+	t->state = t->so.set ? RHD_TOKEN_READY : RHD_TOKEN_UNAVAILABLE;
+	remhsm__store__token_record__free_unpacked(rec, NULL);
+}
+
+int rhd_tokens_load(rhd_tokens_t *tokens, unsigned count, rhs_store_t *store,
+		    const rhd_token_policy_t *policy)
+{
+	memset(tokens, 0, sizeof(*tokens));
+	if (count > RHD_MAX_SLOTS)
+		return -1;
+	tokens->count = count;
+	tokens->store = store;
+	tokens->policy = *policy;
+	for (unsigned i = 0; i < count; i++) {
+		rhd_token_t *t = &tokens->slot[i];
+		pthread_mutex_init(&t->lock, NULL);
+		t->slot = i;
+		load_one(tokens, t);
+	}
+	return 0;
+}
+
+void rhd_tokens_cleanup(rhd_tokens_t *tokens)
+{
+	for (unsigned i = 0; i < tokens->count; i++)
+		pthread_mutex_destroy(&tokens->slot[i].lock);
+	OPENSSL_cleanse(tokens, sizeof(*tokens));
+}
+
+/* --- PINs ---------------------------------------------------------------- */
+
+int rhd_pin_len_ok(size_t len)
+{
+	return len >= RHD_MIN_PIN_LEN && len <= RHD_MAX_PIN_LEN;
+}
+
+typedef struct pin_aad {
+	uint8_t bytes[16];
+} pin_aad_t;
+
+/* Binds a wrapped token key to its slot and role. */
+static pin_aad_t pin_aad(uint32_t slot, CK_USER_TYPE role)
+{
+	pin_aad_t a = {{'r', 'e', 'm', 'h', 's', 'm', ' ', 'p', 'i', 'n',
+			(uint8_t)(slot >> 24), (uint8_t)(slot >> 16),
+			(uint8_t)(slot >> 8), (uint8_t)slot,
+			(uint8_t)(role == CKU_SO ? 'S' : 'U'), 0}};
+	return a;
+}
+
+static CK_RV wrap_key(const rhd_token_policy_t *policy, uint32_t slot,
+		      CK_USER_TYPE role, const uint8_t key[RHS_KEY_LEN],
+		      const uint8_t *pin, size_t pin_len, rhd_pin_wrap_t *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->kdf.n = policy->kdf_n;
+	out->kdf.r = policy->kdf_r;
+	out->kdf.p = policy->kdf_p;
+	if (RAND_bytes(out->kdf.salt, sizeof(out->kdf.salt)) != 1)
+		return CKR_DEVICE_ERROR;
+	uint8_t kek[RHS_KEY_LEN];
+	pin_aad_t aad = pin_aad(slot, role);
+	int rc = rhs_kdf(&out->kdf, pin, pin_len, kek);
+	if (rc == RHS_OK)
+		rc = rhs_seal(kek, aad.bytes, sizeof(aad.bytes), key,
+			      RHS_KEY_LEN, out->wrapped);
+	OPENSSL_cleanse(kek, sizeof(kek));
+	out->set = rc == RHS_OK;
+	return rc == RHS_OK ? CKR_OK : CKR_DEVICE_ERROR;
+}
+
+static int unwrap_key(uint32_t slot, CK_USER_TYPE role, const rhd_pin_wrap_t *w,
+		      const uint8_t *pin, size_t pin_len,
+		      uint8_t key[RHS_KEY_LEN])
+{
+	uint8_t kek[RHS_KEY_LEN];
+	pin_aad_t aad = pin_aad(slot, role);
+	int rc = rhs_kdf(&w->kdf, pin, pin_len, kek);
+	if (rc == RHS_OK)
+		rc = rhs_unseal(kek, aad.bytes, sizeof(aad.bytes), w->wrapped,
+				RHD_WRAPPED_LEN, key);
+	OPENSSL_cleanse(kek, sizeof(kek));
+	return rc;
+}
+
+static unsigned *failures_of(rhd_token_t *t, CK_USER_TYPE role)
+{
+	return role == CKU_SO ? &t->so_failures : &t->user_failures;
+}
+
+static rhd_pin_wrap_t *wrap_of(rhd_token_t *t, CK_USER_TYPE role)
+{
+	return role == CKU_SO ? &t->so : &t->user;
+}
+
+/* What stands in the way of checking role's PIN, under t->lock. */
+static CK_RV pin_checkable(const rhd_tokens_t *tokens, rhd_token_t *t,
+			   CK_USER_TYPE role)
+{
+	if (t->state == RHD_TOKEN_UNAVAILABLE)
+		return CKR_TOKEN_NOT_RECOGNIZED;
+	if (t->state == RHD_TOKEN_BLANK || !wrap_of(t, role)->set)
+		return CKR_USER_PIN_NOT_INITIALIZED;
+	if (*failures_of(t, role) >= tokens->policy.max_failures)
+		return CKR_PIN_LOCKED;
+	return CKR_OK;
+}
+
+/* Records the outcome of a PIN check; the caller holds t->lock. */
+static CK_RV count_attempt(rhd_tokens_t *tokens, rhd_token_t *t,
+			   CK_USER_TYPE role, int correct)
+{
+	unsigned *failures = failures_of(t, role);
+	if (correct) {
+		if (*failures == 0)
+			return CKR_OK;
+		*failures = 0;
+		return persist(tokens, t);
+	}
+	(*failures)++;
+	RHD_WARN("event=pin-incorrect slot=%u role=%s failures=%u", t->slot,
+		 role == CKU_SO ? "so" : "user", *failures);
+	CK_RV rv = persist(tokens, t);
+	return rv == CKR_OK ? CKR_PIN_INCORRECT : rv;
+}
+
+CK_RV rhd_token_verify_pin(rhd_tokens_t *tokens, rhd_token_t *t,
+			   CK_USER_TYPE role, const uint8_t *pin,
+			   size_t pin_len, uint8_t token_key[RHS_KEY_LEN])
+{
+	rhd_pin_wrap_t snapshot;
+	pthread_mutex_lock(&t->lock);
+	CK_RV rv = pin_checkable(tokens, t, role);
+	if (rv == CKR_OK)
+		snapshot = *wrap_of(t, role);
+	pthread_mutex_unlock(&t->lock);
+	if (rv != CKR_OK)
+		return rv;
+	/* The slow part runs unlocked, so the token keeps answering. */
+	int correct = unwrap_key(t->slot, role, &snapshot, pin, pin_len,
+				 token_key) == RHS_OK;
+	pthread_mutex_lock(&t->lock);
+	rv = pin_checkable(tokens, t, role);
+	/* A PIN changed meanwhile: the old one no longer counts. */
+	if (rv == CKR_OK &&
+	    memcmp(snapshot.kdf.salt, wrap_of(t, role)->kdf.salt,
+		   sizeof(snapshot.kdf.salt)) != 0)
+		rv = CKR_PIN_INCORRECT;
+	if (rv == CKR_OK)
+		rv = count_attempt(tokens, t, role, correct);
+	pthread_mutex_unlock(&t->lock);
+	if (rv != CKR_OK)
+		OPENSSL_cleanse(token_key, RHS_KEY_LEN);
+	return rv;
+}
+
+CK_RV rhd_token_set_pin(rhd_tokens_t *tokens, rhd_token_t *t, CK_USER_TYPE role,
+			const uint8_t token_key[RHS_KEY_LEN],
+			const uint8_t *pin, size_t pin_len)
+{
+	if (!rhd_pin_len_ok(pin_len))
+		return CKR_PIN_LEN_RANGE;
+	rhd_pin_wrap_t fresh;
+	CK_RV rv = wrap_key(&tokens->policy, t->slot, role, token_key, pin,
+			    pin_len, &fresh);
+	if (rv != CKR_OK)
+		return rv;
+	pthread_mutex_lock(&t->lock);
+	rhd_pin_wrap_t old = *wrap_of(t, role);
+	unsigned old_failures = *failures_of(t, role);
+	*wrap_of(t, role) = fresh;
+	*failures_of(t, role) = 0;
+	rv = persist(tokens, t);
+	if (rv != CKR_OK) {
+		*wrap_of(t, role) = old;
+		*failures_of(t, role) = old_failures;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return rv;
+}
+
+/* --- initialisation --------------------------------------------------------
+ */
+
+static CK_RV init_ready(rhd_tokens_t *tokens, rhd_token_t *t,
+			const uint8_t *label, const rhd_pin_wrap_t *so)
+{
+	rhd_token_t next = *t;
+	memcpy(next.label, label, RHD_LABEL_LEN);
+	next.so = *so;
+	memset(&next.user, 0, sizeof(next.user));
+	next.so_failures = next.user_failures = 0;
+	next.state = RHD_TOKEN_READY;
+	/* Wipe and rewrite in one transaction: a crash leaves the old token
+	 * or the new one, never half of each. */
+	int rc = rhs_begin(tokens->store);
+	if (rc == RHS_OK && (rc = rhs_token_wipe(tokens->store, t->slot)) < 0)
+		rhs_rollback(tokens->store);
+	if (rc < 0)
+		return CKR_DEVICE_ERROR;
+	rhd_token_t saved = *t;
+	*t = next;
+	CK_RV rv = persist(tokens, t);
+	if (rv == CKR_OK && rhs_commit(tokens->store) < 0)
+		rv = CKR_DEVICE_ERROR;
+	else if (rv != CKR_OK)
+		rhs_rollback(tokens->store);
+	if (rv != CKR_OK)
+		*t = saved;
+	return rv;
+}
+
+CK_RV rhd_token_init(rhd_tokens_t *tokens, rhd_token_t *t,
+		     const uint8_t *so_pin, size_t pin_len,
+		     const uint8_t *label, size_t label_len)
+{
+	if (!rhd_pin_len_ok(pin_len))
+		return CKR_PIN_LEN_RANGE;
+	if (label_len > RHD_LABEL_LEN)
+		return CKR_ARGUMENTS_BAD;
+	uint8_t padded[RHD_LABEL_LEN];
+	memset(padded, ' ', sizeof(padded));
+	memcpy(padded, label, label_len);
+	pthread_mutex_lock(&t->lock);
+	rhd_token_state_t state = t->state;
+	CK_RV rv = t->sessions			    ? CKR_SESSION_EXISTS
+		   : state == RHD_TOKEN_UNAVAILABLE ? CKR_TOKEN_NOT_RECOGNIZED
+						    : CKR_OK;
+	pthread_mutex_unlock(&t->lock);
+	uint8_t key[RHS_KEY_LEN];
+	if (rv == CKR_OK && state == RHD_TOKEN_READY)
+		rv = rhd_token_verify_pin(tokens, t, CKU_SO, so_pin, pin_len,
+					  key);
+	rhd_pin_wrap_t so;
+	if (rv == CKR_OK)
+		rv = RAND_priv_bytes(key, sizeof(key)) == 1 ? CKR_OK
+							    : CKR_DEVICE_ERROR;
+	if (rv == CKR_OK)
+		rv = wrap_key(&tokens->policy, t->slot, CKU_SO, key, so_pin,
+			      pin_len, &so);
+	OPENSSL_cleanse(key, sizeof(key));
+	if (rv != CKR_OK)
+		return rv;
+	pthread_mutex_lock(&t->lock);
+	rv = t->sessions ? CKR_SESSION_EXISTS
+			 : init_ready(tokens, t, padded, &so);
+	pthread_mutex_unlock(&t->lock);
+	return rv;
+}
+
+CK_FLAGS rhd_token_flags(const rhd_tokens_t *tokens, const rhd_token_t *t)
+{
+	CK_FLAGS flags = CKF_RNG;
+	if (t->state != RHD_TOKEN_READY)
+		return flags;
+	flags |= CKF_TOKEN_INITIALIZED | CKF_LOGIN_REQUIRED;
+	if (t->user.set)
+		flags |= CKF_USER_PIN_INITIALIZED;
+	unsigned max = tokens->policy.max_failures;
+	if (t->user_failures)
+		flags |= CKF_USER_PIN_COUNT_LOW;
+	if (t->user_failures + 1 == max)
+		flags |= CKF_USER_PIN_FINAL_TRY;
+	if (t->user_failures >= max)
+		flags |= CKF_USER_PIN_LOCKED;
+	if (t->so_failures)
+		flags |= CKF_SO_PIN_COUNT_LOW;
+	if (t->so_failures + 1 == max)
+		flags |= CKF_SO_PIN_FINAL_TRY;
+	if (t->so_failures >= max)
+		flags |= CKF_SO_PIN_LOCKED;
+	return flags;
+}
