@@ -8,7 +8,34 @@ work=$(mktemp -d /tmp/remhsm-interop-XXXXXX)
 daemon_pid=
 cleanup() {
   if [ -n "$daemon_pid" ]; then
-    kill -TERM "$daemon_pid" 2>/dev/null || true
+    # The token lifecycle through pkcs11-tool.
+"${tool[@]}" --init-token --label "interop token" --so-pin 87654321 >"$work/out" 2>&1 ||
+  fail "init-token: $(cat "$work/out")"
+check "pkcs11-tool --init-token initialises the token" \
+  grep -q "token label *: interop token" <("${tool[@]}" -L 2>&1)
+"${tool[@]}" --init-pin --so-pin 87654321 --pin 0000 >"$work/out" 2>&1 ||
+  fail "init-pin: $(cat "$work/out")"
+check "pkcs11-tool --init-pin sets the user PIN" \
+  grep -q "PIN initialized" <("${tool[@]}" -L 2>&1)
+check "pkcs11-tool --login with the user PIN" \
+  "${tool[@]}" --login --pin 0000 --generate-random 8 --output-file /dev/null
+"${tool[@]}" --change-pin --pin 0000 --new-pin 13579 >"$work/out" 2>&1 ||
+  fail "change-pin: $(cat "$work/out")"
+check "the changed PIN logs in" \
+  "${tool[@]}" --login --pin 13579 --generate-random 8 --output-file /dev/null
+wrong=$("${tool[@]}" --login --pin 0000 --generate-random 8 2>&1 || true)
+check "the old PIN is CKR_PIN_INCORRECT" grep -q "CKR_PIN_INCORRECT" <<<"$wrong"
+ro_so=$("${tool[@]}" --login --login-type so --so-pin 87654321 --generate-random 8 2>&1 || true)
+check "SO login beside a read-only session is CKR_SESSION_READ_ONLY_EXISTS" \
+  grep -q "CKR_SESSION_READ_ONLY_EXISTS" <<<"$ro_so"
+"${tool[@]}" --login --login-type so --so-pin 87654321 --change-pin --pin 87654321 \
+  --new-pin 11223344 >"$work/out" 2>&1 || fail "SO change-pin: $(cat "$work/out")"
+check "the SO logs in with the changed SO PIN and resets the user PIN" \
+  "${tool[@]}" --init-pin --so-pin 11223344 --pin 2468
+check "the reset user PIN logs in" \
+  "${tool[@]}" --login --pin 2468 --generate-random 8 --output-file /dev/null
+
+kill -TERM "$daemon_pid" 2>/dev/null || true
     wait "$daemon_pid" 2>/dev/null || true
   fi
   rm -rf "$work"
@@ -61,6 +88,33 @@ check "two random draws differ" differ "$work/random.bin" "$work/random2.bin"
 
 check "daemon logged the client's identity" \
   grep -q "event=handshake .*identity=CN=remhsm-dev-client" "$work/remhsmd.log"
+
+# The token lifecycle through pkcs11-tool.
+"${tool[@]}" --init-token --label "interop token" --so-pin 87654321 >"$work/out" 2>&1 ||
+  fail "init-token: $(cat "$work/out")"
+check "pkcs11-tool --init-token initialises the token" \
+  grep -q "token label *: interop token" <("${tool[@]}" -L 2>&1)
+"${tool[@]}" --init-pin --so-pin 87654321 --pin 0000 >"$work/out" 2>&1 ||
+  fail "init-pin: $(cat "$work/out")"
+check "pkcs11-tool --init-pin sets the user PIN" \
+  grep -q "PIN initialized" <("${tool[@]}" -L 2>&1)
+check "pkcs11-tool --login with the user PIN" \
+  "${tool[@]}" --login --pin 0000 --generate-random 8 --output-file /dev/null
+"${tool[@]}" --change-pin --pin 0000 --new-pin 13579 >"$work/out" 2>&1 ||
+  fail "change-pin: $(cat "$work/out")"
+check "the changed PIN logs in" \
+  "${tool[@]}" --login --pin 13579 --generate-random 8 --output-file /dev/null
+wrong=$("${tool[@]}" --login --pin 0000 --generate-random 8 2>&1 || true)
+check "the old PIN is CKR_PIN_INCORRECT" grep -q "CKR_PIN_INCORRECT" <<<"$wrong"
+ro_so=$("${tool[@]}" --login --login-type so --so-pin 87654321 --generate-random 8 2>&1 || true)
+check "SO login beside a read-only session is CKR_SESSION_READ_ONLY_EXISTS" \
+  grep -q "CKR_SESSION_READ_ONLY_EXISTS" <<<"$ro_so"
+"${tool[@]}" --login --login-type so --so-pin 87654321 --change-pin --pin 87654321 \
+  --new-pin 11223344 >"$work/out" 2>&1 || fail "SO change-pin: $(cat "$work/out")"
+check "the SO logs in with the changed SO PIN and resets the user PIN" \
+  "${tool[@]}" --init-pin --so-pin 11223344 --pin 2468
+check "the reset user PIN logs in" \
+  "${tool[@]}" --login --pin 2468 --generate-random 8 --output-file /dev/null
 
 kill -TERM "$daemon_pid"
 status=0; wait "$daemon_pid" || status=$?
