@@ -22,12 +22,7 @@ static CK_FUNCTION_LIST *p11;
 
 static void load_module(void)
 {
-	module = dlopen(REMHSM_MODULE_PATH, RTLD_NOW | RTLD_LOCAL);
-	ck_assert_msg(module != NULL, "%s", dlerror());
-	CK_C_GetFunctionList get =
-		(CK_C_GetFunctionList)dlsym(module, "C_GetFunctionList");
-	ck_assert_ptr_nonnull(get);
-	ck_assert_uint_eq(get(&p11), CKR_OK);
+	p11 = th_module_load(&module);
 }
 
 static void setup(void)

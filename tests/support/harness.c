@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <check.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -192,6 +193,27 @@ void th_daemon_restart(th_daemon_t *d, const char *const *extra_flags)
 	if (d->pid == 0)
 		exec_daemon(d, extra_flags);
 	ck_assert_msg(wait_listening(d) == 0, "remhsmd did not restart");
+}
+
+void th_daemon_kill(th_daemon_t *d)
+{
+	if (d->pid <= 0)
+		return;
+	kill(d->pid, SIGKILL);
+	waitpid(d->pid, NULL, 0);
+	d->pid = 0;
+}
+
+CK_FUNCTION_LIST *th_module_load(void **handle)
+{
+	*handle = dlopen(REMHSM_MODULE_PATH, RTLD_NOW | RTLD_LOCAL);
+	ck_assert_msg(*handle != NULL, "%s", dlerror());
+	CK_C_GetFunctionList get =
+		(CK_C_GetFunctionList)dlsym(*handle, "C_GetFunctionList");
+	ck_assert_ptr_nonnull(get);
+	CK_FUNCTION_LIST *p11 = NULL;
+	ck_assert_uint_eq(get(&p11), CKR_OK);
+	return p11;
 }
 
 int th_daemon_stop(th_daemon_t *d)

@@ -34,6 +34,12 @@ void th_daemon_start(th_daemon_t *d, const char *const *extra_flags);
 /* Starts it again on the same port and state folder. */
 void th_daemon_restart(th_daemon_t *d, const char *const *extra_flags);
 
+/* SIGKILL, as a crash or power loss would. */
+void th_daemon_kill(th_daemon_t *d);
+
+/* dlopen()s the built client module; its function list. */
+CK_FUNCTION_LIST *th_module_load(void **handle);
+
 /* SIGTERM, waits for exit, returns the exit status (-1 if killed). */
 int th_daemon_stop(th_daemon_t *d);
 void th_daemon_cleanup(th_daemon_t *d);
