@@ -1,0 +1,167 @@
+/*
+ * remhsmd and its store: it refuses to start, saying which file and why,
+ * when the store cannot be trusted or used; an altered token row costs
+ * that token only.
+ */
+#include <check.h>
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static th_daemon_t d;
+static char path[512];
+
+static void setup(void)
+{
+	th_pki_make(&d);
+	th_daemon_start(&d, NULL);
+	ck_assert_int_eq(th_daemon_stop(&d), 0);
+}
+
+static void teardown(void)
+{
+	th_daemon_cleanup(&d);
+}
+
+static const char *in_state(const char *file)
+{
+	snprintf(path, sizeof(path), "%s/%s", d.dir, file);
+	return path;
+}
+
+/* Runs remhsmd on the state folder; its exit status and its log. */
+static int run_daemon(char *log, size_t cap)
+{
+	char cmd[1200], log_path[400];
+	snprintf(log_path, sizeof(log_path), "%s/start.log", d.dir);
+	snprintf(cmd, sizeof(cmd),
+		 "timeout 10 %s --listen 127.0.0.1:0 --state-dir %s 2>%s",
+		 th_remhsmd_path(), d.dir, log_path);
+	int status = system(cmd);
+	FILE *f = fopen(log_path, "r");
+	size_t n = f ? fread(log, 1, cap - 1, f) : 0;
+	log[n] = '\0';
+	if (f)
+		fclose(f);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void assert_refuses(const char *file_named, const char *reason)
+{
+	char log[4096];
+	ck_assert_int_eq(run_daemon(log, sizeof(log)), 1);
+	ck_assert_msg(strstr(log, "event=start-failed"), "log: %s", log);
+	ck_assert_msg(strstr(log, file_named), "log lacks %s: %s", file_named,
+		      log);
+	ck_assert_msg(strstr(log, reason), "log lacks '%s': %s", reason, log);
+}
+
+START_TEST(test_missing_store_key_is_refused)
+{
+	char key[512];
+	snprintf(key, sizeof(key), "%s", in_state("store.key"));
+	ck_assert_int_eq(unlink(key), 0);
+	assert_refuses(key, "is missing");
+	ck_assert_int_eq(access(key, F_OK), -1); /* no new key made */
+}
+END_TEST
+
+START_TEST(test_wrong_store_key_is_refused)
+{
+	int fd = open(in_state("store.key"), O_WRONLY | O_TRUNC);
+	ck_assert_int_eq(write(fd, "0123456789abcdef0123456789abcdef", 32), 32);
+	close(fd);
+	assert_refuses(in_state("store.db"), "does not open this store");
+}
+END_TEST
+
+START_TEST(test_store_readable_by_others_is_refused)
+{
+	chmod(in_state("store.db"), 0644);
+	assert_refuses(in_state("store.db"), "lets others read the store");
+}
+END_TEST
+
+START_TEST(test_store_in_use_by_another_daemon_is_refused)
+{
+	th_daemon_restart(&d, NULL);
+	assert_refuses(in_state("store.db"), "in use by another process");
+	ck_assert_int_eq(th_daemon_stop(&d), 0);
+}
+END_TEST
+
+START_TEST(test_newer_schema_is_refused)
+{
+	sqlite3 *db;
+	ck_assert_int_eq(sqlite3_open(in_state("store.db"), &db), SQLITE_OK);
+	ck_assert_int_eq(
+		sqlite3_exec(db, "PRAGMA user_version = 9", NULL, NULL, NULL),
+		SQLITE_OK);
+	sqlite3_close(db);
+	assert_refuses(in_state("store.db"), "newer than this program");
+}
+END_TEST
+
+START_TEST(test_altered_token_row_costs_that_token_only)
+{
+	const char *const two[] = {"--slots", "2", NULL};
+	th_daemon_restart(&d, two);
+	th_client_env(&d);
+	void *module;
+	CK_FUNCTION_LIST *p11 = th_module_load(&module);
+	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
+	CK_UTF8CHAR label[32];
+	memset(label, ' ', sizeof(label));
+	for (CK_SLOT_ID slot = 0; slot < 2; slot++)
+		ck_assert_uint_eq(p11->C_InitToken(slot,
+						   (CK_UTF8CHAR_PTR) "so-pin-1",
+						   8, label),
+				  CKR_OK);
+	ck_assert_int_eq(th_daemon_stop(&d), 0);
+	sqlite3 *db;
+	ck_assert_int_eq(sqlite3_open(in_state("store.db"), &db), SQLITE_OK);
+	ck_assert_int_eq(
+		sqlite3_exec(
+			db,
+			"UPDATE tokens SET record = substr(record, 1, 30) || "
+			"x'ff' || substr(record, 32) WHERE slot = 1",
+			NULL, NULL, NULL),
+		SQLITE_OK);
+	sqlite3_close(db);
+	th_daemon_restart(&d, two);
+	ck_assert(th_log_contains(
+		&d, "event=token-unavailable slot=1 row=tokens/1"));
+	CK_TOKEN_INFO info;
+	ck_assert_uint_eq(p11->C_GetTokenInfo(1, &info),
+			  CKR_TOKEN_NOT_RECOGNIZED);
+	ck_assert_uint_eq(p11->C_GetTokenInfo(0, &info), CKR_OK);
+	ck_assert_uint_eq(info.flags & CKF_TOKEN_INITIALIZED,
+			  CKF_TOKEN_INITIALIZED);
+	p11->C_Finalize(NULL);
+	dlclose(module);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("store-daemon");
+	TCase *tc = tcase_create("store-daemon");
+	tcase_set_timeout(tc, 60);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_missing_store_key_is_refused);
+	tcase_add_test(tc, test_wrong_store_key_is_refused);
+	tcase_add_test(tc, test_store_readable_by_others_is_refused);
+	tcase_add_test(tc, test_store_in_use_by_another_daemon_is_refused);
+	tcase_add_test(tc, test_newer_schema_is_refused);
+	tcase_add_test(tc, test_altered_token_row_costs_that_token_only);
+	suite_add_tcase(s, tc);
+	return th_run_suite(s);
+}
