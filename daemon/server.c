@@ -213,6 +213,35 @@ static void log_call(conn_t *c, const Remhsm__Request *req, uint64_t rv)
 			 c->peer, c->identity, name, (unsigned long long)rv);
 }
 
+static void wipe(ProtobufCBinaryData *secret)
+{
+	if (secret->data)
+		OPENSSL_cleanse(secret->data, secret->len);
+}
+
+/* Wipes the PINs a request carried, then frees it. */
+static void request_free(Remhsm__Request *req)
+{
+	switch (req->call_case) {
+	case REMHSM__REQUEST__CALL_LOGIN:
+		wipe(&req->login->pin);
+		break;
+	case REMHSM__REQUEST__CALL_INIT_TOKEN:
+		wipe(&req->init_token->so_pin);
+		break;
+	case REMHSM__REQUEST__CALL_INIT_PIN:
+		wipe(&req->init_pin->pin);
+		break;
+	case REMHSM__REQUEST__CALL_SET_PIN:
+		wipe(&req->set_pin->old_pin);
+		wipe(&req->set_pin->new_pin);
+		break;
+	default:
+		break;
+	}
+	remhsm__request__free_unpacked(req, NULL);
+}
+
 static void on_work(uv_work_t *req)
 {
 	work_t *w = container_of(req, work_t, req);
@@ -230,7 +259,7 @@ static void on_work_done(uv_work_t *req, int status)
 		send_response(c, &w->response);
 	}
 	rh_arena_cleanup(&w->arena);
-	remhsm__request__free_unpacked(w->request, NULL);
+	request_free(w->request);
 	free(w);
 	if (c->state == CONN_CLOSING)
 		conn_free_if_done(c);
@@ -305,7 +334,7 @@ static void handle_call(conn_t *c, Remhsm__Request *req)
 {
 	if (rh_call_flags((unsigned)req->call_case) & RH_CALL_SLOW) {
 		if (queue_slow_call(c, req) < 0) {
-			remhsm__request__free_unpacked(req, NULL);
+			request_free(req);
 			conn_close(c, "cannot queue work");
 		}
 		return;
@@ -316,7 +345,7 @@ static void handle_call(conn_t *c, Remhsm__Request *req)
 	log_call(c, req, resp.rv);
 	send_response(c, &resp);
 	rh_arena_cleanup(&arena);
-	remhsm__request__free_unpacked(req, NULL);
+	request_free(req);
 }
 
 static void handle_frame(conn_t *c, const uint8_t *payload, size_t len)
@@ -328,14 +357,14 @@ static void handle_frame(conn_t *c, const uint8_t *payload, size_t len)
 	}
 	int is_hello = req->call_case == REMHSM__REQUEST__CALL_HELLO;
 	if (is_hello != !c->app) {
-		remhsm__request__free_unpacked(req, NULL);
+		request_free(req);
 		conn_close(c,
 			   is_hello ? "second hello" : "request before hello");
 		return;
 	}
 	if (is_hello) {
 		handle_hello(c, req);
-		remhsm__request__free_unpacked(req, NULL);
+		request_free(req);
 		return;
 	}
 	handle_call(c, req);
@@ -360,6 +389,8 @@ static void process_frames(conn_t *c)
 	}
 	memmove(c->inbuf, c->inbuf + off, c->inlen - off);
 	c->inlen -= off;
+	/* Frames may have carried PINs: nothing handled stays behind. */
+	OPENSSL_cleanse(c->inbuf + c->inlen, off);
 }
 
 /* Room for the frame in progress; its header has already been checked

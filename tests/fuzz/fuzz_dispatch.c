@@ -15,15 +15,21 @@
 #define FUZZ_MAX_FRAME (1u << 16)
 
 static rhd_engine_t engine;
+static th_store_t store;
+
+static void remove_store(void)
+{
+	th_store_cleanup(&store);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static int ready;
-	static th_store_t store;
 	if (!ready) {
 		th_store_open(&store);
+		atexit(remove_store);
 		if (th_engine_init(&engine, &store, 2) < 0)
 			return 0;
 		ready = 1;
