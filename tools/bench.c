@@ -4,8 +4,8 @@
  * session. Figures, not pass/fail: nothing here times out on a slow machine.
  */
 #include "bench.h"
+#include "p11.h"
 
-#include <dlfcn.h>
 #include <p11-kit/pkcs11.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -208,30 +208,6 @@ static int parse_args(int argc, char **argv, const char **module,
 		       : -1;
 }
 
-static CK_FUNCTION_LIST *load_module(const char *path, void **handle)
-{
-	*handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	if (!*handle) {
-		fprintf(stderr, "bench: %s\n", dlerror());
-		return NULL;
-	}
-	CK_C_GetFunctionList get =
-		(CK_C_GetFunctionList)dlsym(*handle, "C_GetFunctionList");
-	CK_FUNCTION_LIST *p11 = NULL;
-	if (!get || get(&p11) != CKR_OK) {
-		fprintf(stderr, "bench: %s has no usable C_GetFunctionList\n",
-			path);
-		return NULL;
-	}
-	CK_C_INITIALIZE_ARGS args = {.flags = CKF_OS_LOCKING_OK};
-	CK_RV rv = p11->C_Initialize(&args);
-	if (rv != CKR_OK) {
-		fprintf(stderr, "bench: C_Initialize failed: 0x%lx\n", rv);
-		return NULL;
-	}
-	return p11;
-}
-
 static int pick_slot(CK_FUNCTION_LIST *p11, unsigned index, CK_SLOT_ID *slot)
 {
 	CK_SLOT_ID slots[64];
@@ -259,7 +235,7 @@ int rh_bench_main(int argc, char **argv)
 		return 2;
 	}
 	void *handle = NULL;
-	CK_FUNCTION_LIST *p11 = load_module(module, &handle);
+	CK_FUNCTION_LIST *p11 = rh_p11_load(module, &handle);
 	CK_SLOT_ID slot;
 	if (!p11 || pick_slot(p11, slot_index, &slot) < 0)
 		return 1;

@@ -4,6 +4,7 @@
 
 #include "bench.h"
 #include "pki.h"
+#include "token.h"
 
 static void usage(FILE *out)
 {
@@ -48,6 +49,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "pki"))
 		return pki_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "token"))
+		return rh_token_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "bench"))
 		return rh_bench_main(argc - 1, argv + 1);
 	fprintf(stderr, "remhsm: unknown command '%s'\n", argv[1]);

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The installed remhsm CLI against a real daemon: token init (FreeRTOS
+# presets), list and set-pin, checked with OpenSC's pkcs11-tool.
+#   remhsm_cli.sh BUILD_DIR
+set -euo pipefail
+build=$1
+work=$(mktemp -d /tmp/remhsm-cli-XXXXXX)
+daemon_pid=
+cleanup() {
+  if [ -n "$daemon_pid" ]; then
+    kill -TERM "$daemon_pid" 2>/dev/null || true
+    wait "$daemon_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; cat "$work/remhsmd.log"; exit 1; }
+
+cmake --install "$build" --prefix "$work/prefix" >/dev/null
+module=$(find "$work/prefix" -name libremhsm-pkcs11.so | head -n 1)
+bin=$work/prefix/bin
+"$bin/remhsm" pki init "$work/state/pki" >/dev/null
+"$bin/remhsmd" --listen 127.0.0.1:0 --state-dir "$work/state" --slots 2 \
+  --kdf-scrypt-n 1024 2>"$work/remhsmd.log" &
+daemon_pid=$!
+for _ in $(seq 100); do
+  port=$(sed -n 's/.*event=listening listen=127.0.0.1:\([0-9]*\).*/\1/p' "$work/remhsmd.log")
+  [ -n "$port" ] && break
+  sleep 0.05
+done
+[ -n "${port:-}" ] || fail "remhsmd did not start"
+export REMHSM_SERVER=127.0.0.1:$port REMHSM_CA=$work/state/pki/ca.pem \
+  REMHSM_CERT=$work/state/pki/client.pem REMHSM_KEY=$work/state/pki/client.key
+cli=("$bin/remhsm" token --module "$module")
+tool=(pkcs11-tool --module "$module")
+
+passed=0 failed=0
+check() {
+  local name=$1; shift
+  if "$@"; then passed=$((passed + 1)); echo "ok   $name"
+  else failed=$((failed + 1)); echo "FAIL $name"; fi
+}
+status_of() { local s=0; "$@" >"$work/out" 2>&1 || s=$?; echo "$s"; }
+
+check "token init --freertos" "${cli[@]}" init --freertos --so-pin 11112222
+list=$("${cli[@]}" list)
+check "token list shows the FreeRTOS token with its user PIN" \
+  grep -q 'slot 0: label "FreeRTOS", .*initialised, user PIN set' <<<"$list"
+check "token list shows the blank slot" grep -q 'slot 1: label "", .*blank' <<<"$list"
+check "the preset user PIN 0000 logs in" \
+  "${tool[@]}" --slot 0 --login --pin 0000 --generate-random 4 --output-file /dev/null
+check "token init picks the next blank slot" \
+  "${cli[@]}" init --label gateway --so-pin 33334444 --pin 5555
+check "token set-pin needs --token with two tokens" \
+  test "$(status_of "${cli[@]}" set-pin --pin 0000 --new-pin 9999)" -eq 1
+check "set-pin names the ambiguity" grep -q "several tokens" "$work/out"
+check "token set-pin changes the user PIN" \
+  "${cli[@]}" set-pin --token FreeRTOS --pin 0000 --new-pin 9999
+check "the new user PIN logs in" \
+  "${tool[@]}" --slot 0 --login --pin 9999 --generate-random 4 --output-file /dev/null
+check "token set-pin --so changes the SO PIN" \
+  "${cli[@]}" set-pin --token gateway --so --so-pin 33334444 --new-pin 77778888
+check "a wrong PIN exits 1 naming CKR_PIN_INCORRECT" \
+  test "$(status_of "${cli[@]}" set-pin --token gateway --pin 1212 --new-pin 3434)" -eq 1
+check "the message names the code" grep -q "CKR_PIN_INCORRECT" "$work/out"
+check "re-initialising needs the SO PIN" \
+  test "$(status_of "${cli[@]}" init --slot 1 --label again --so-pin 33334444)" -eq 1
+check "with the changed SO PIN it works" \
+  "${cli[@]}" init --slot 1 --label again --so-pin 77778888
+check "bad usage exits 2" test "$(status_of "${cli[@]}" frobnicate)" -eq 2
+check "a label over 32 bytes is refused" \
+  test "$(status_of "${cli[@]}" init --so-pin 11112222 --slot 1 \
+    --label 0123456789012345678901234567890123)" -eq 2
+check "no SO PIN and no terminal is a clear error" \
+  test "$(status_of setsid "${cli[@]}" init --slot 1 --label x </dev/null)" -eq 2
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
