@@ -643,14 +643,24 @@ int rhs_object_delete(rhs_store_t *s, uint32_t slot, uint64_t id)
 	return in_transaction(s, do_object_delete, &a);
 }
 
+/* Given a label or an ID (nearly unique), the class and key type (shared
+ * by most objects) must not drive the index choice: "+" keeps SQLite off
+ * their indexes, which it would otherwise pick without statistics. */
 static int build_find_sql(const rhs_index_t *match, char *sql, size_t cap)
 {
+	int selective = match &&
+			(match->value[RHS_IX_ID] || match->value[RHS_IX_LABEL]);
 	int n = snprintf(sql, cap, "SELECT id FROM objects WHERE token = ?1");
-	for (int k = 0; k < RHS_IX_COUNT; k++)
-		if (match && match->value[k])
-			n += snprintf(sql + n, cap - (size_t)n, " AND %s = ?%d",
-				      ix_columns[k], k + 2);
-	n += snprintf(sql + n, cap - (size_t)n, " ORDER BY id");
+	for (int k = 0; k < RHS_IX_COUNT; k++) {
+		if (!match || !match->value[k])
+			continue;
+		int broad = k == RHS_IX_CLASS || k == RHS_IX_KEY_TYPE;
+		n += snprintf(sql + n, cap - (size_t)n, " AND %s%s = ?%d",
+			      selective && broad ? "+" : "", ix_columns[k],
+			      k + 2);
+	}
+	/* "+id": order the few matches, rather than walk the primary key. */
+	n += snprintf(sql + n, cap - (size_t)n, " ORDER BY +id");
 	return n < (int)cap ? RHS_OK : RHS_EINVAL;
 }
 
