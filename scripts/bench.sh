@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Builds, starts a fresh remhsmd on a free loopback port, and runs
 # `remhsm bench` through the remhsm module and, for comparison, through a
-# fresh SoftHSMv2 token (a local module, no network).
-#   scripts/bench.sh [SECONDS_PER_ROUND]
+# fresh SoftHSMv2 token (a local module, no network); then C_Login latency
+# with the default KDF, and the store at 1k, 100k and 1M objects.
+#   scripts/bench.sh [SECONDS_PER_ROUND] [STORE_SIZES]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 seconds=${1:-5}
+sizes=${2:-1000,100000,1000000}
 
 scripts/deps.sh bench
 cmake -S . -B build-run -DBUILD_TESTING=OFF -DCMAKE_INSTALL_PREFIX="$root/_install" >/dev/null
@@ -32,9 +34,17 @@ for _ in $(seq 100); do
 done
 
 echo "== remhsm over mTLS on loopback ($(nproc) cores)"
-REMHSM_SERVER=127.0.0.1:$port REMHSM_CA=$work/pki/ca.pem \
-REMHSM_CERT=$work/pki/client.pem REMHSM_KEY=$work/pki/client.key \
-  _install/bin/remhsm bench --module "$module" --threads 1,8,32 --seconds "$seconds"
+export REMHSM_SERVER=127.0.0.1:$port REMHSM_CA=$work/pki/ca.pem \
+  REMHSM_CERT=$work/pki/client.pem REMHSM_KEY=$work/pki/client.key
+_install/bin/remhsm bench --module "$module" --threads 1,8,32 --seconds "$seconds"
+
+echo "== C_Login with the default KDF (scrypt N=32768, r=8, p=1)"
+_install/bin/remhsm token init --module "$module" --freertos --so-pin bench-so-pin >/dev/null
+_install/bin/remhsm bench login --module "$module" --pin 0000 --count 30
+
+echo "== store: create (own durable transaction), read by id, find by label"
+mkdir -p "$work/store-bench"
+_install/bin/remhsm bench store --dir "$work/store-bench" --objects "$sizes"
 
 echo "== SoftHSMv2 (local module)"
 mkdir -p "$work/softhsm"

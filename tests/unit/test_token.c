@@ -457,6 +457,40 @@ START_TEST(test_altered_token_record_is_unavailable_and_others_serve)
 }
 END_TEST
 
+static int file_has(const char *path, const uint8_t *needle, size_t len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return 0;
+	static uint8_t buf[1 << 22];
+	size_t n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	return memmem(buf, n, needle, len) != NULL;
+}
+
+START_TEST(test_store_files_never_hold_the_token_key)
+{
+	provision(0);
+	uint64_t h = open_session(app, 0, 0);
+	ck_assert_uint_eq(login(app, h, CKU_USER, USER_PIN), CKR_OK);
+	uint8_t key[RHS_KEY_LEN];
+	memcpy(key, app->login[0].token_key, sizeof(key));
+	const char *suffixes[] = {"", "-wal", "-shm"};
+	for (size_t i = 0; i < 3; i++) {
+		char path[200];
+		snprintf(path, sizeof(path), "%s%s", store.path, suffixes[i]);
+		ck_assert_msg(!file_has(path, key, sizeof(key)),
+			      "token key in %s", path);
+		ck_assert(!file_has(path, (const uint8_t *)"remhsm test token",
+				    17));
+	}
+	/* Logging out wipes it from the application. */
+	ck_assert_uint_eq(logout(app, h), CKR_OK);
+	uint8_t zero[RHS_KEY_LEN] = {0};
+	ck_assert_mem_eq(app->login[0].token_key, zero, sizeof(zero));
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("token");
@@ -481,6 +515,7 @@ int main(void)
 	tcase_add_test(tc, test_init_pin_needs_an_rw_so_session);
 	tcase_add_test(
 		tc, test_altered_token_record_is_unavailable_and_others_serve);
+	tcase_add_test(tc, test_store_files_never_hold_the_token_key);
 	suite_add_tcase(s, tc);
 	return th_run_suite(s);
 }
