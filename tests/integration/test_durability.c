@@ -253,19 +253,6 @@ START_TEST(test_lockout_counts_across_processes_and_restarts)
 		&d, "event=pin-incorrect slot=0 role=user failures=10"));
 }
 END_TEST
-
-/* Nothing secret shows in the store's files. */
-static int file_contains(const char *path, const void *needle, size_t len)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return 0;
-	static char buf[1 << 23];
-	size_t n = fread(buf, 1, sizeof(buf), f);
-	fclose(f);
-	return memmem(buf, n, needle, len) != NULL;
-}
-
 START_TEST(test_store_files_reveal_no_pin_or_label)
 {
 	provision_user_pin("USER-PIN-ZX81");
@@ -277,8 +264,8 @@ START_TEST(test_store_files_reveal_no_pin_or_label)
 		char path[400];
 		snprintf(path, sizeof(path), "%s/%s", d.dir, files[f]);
 		for (size_t n = 0; n < 3; n++)
-			ck_assert_msg(!file_contains(path, needles[n],
-						     strlen(needles[n])),
+			ck_assert_msg(!th_file_contains(path, needles[n],
+							strlen(needles[n])),
 				      "%s found in %s", needles[n], files[f]);
 	}
 }

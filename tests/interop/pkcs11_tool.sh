@@ -3,74 +3,11 @@
 # talks to a real remhsmd on a free loopback port.
 #   pkcs11_tool.sh BUILD_DIR
 set -euo pipefail
-build=$1
-work=$(mktemp -d /tmp/remhsm-interop-XXXXXX)
-daemon_pid=
-cleanup() {
-  if [ -n "$daemon_pid" ]; then
-    # The token lifecycle through pkcs11-tool.
-"${tool[@]}" --init-token --label "interop token" --so-pin 87654321 >"$work/out" 2>&1 ||
-  fail "init-token: $(cat "$work/out")"
-check "pkcs11-tool --init-token initialises the token" \
-  grep -q "token label *: interop token" <("${tool[@]}" -L 2>&1)
-"${tool[@]}" --init-pin --so-pin 87654321 --pin 0000 >"$work/out" 2>&1 ||
-  fail "init-pin: $(cat "$work/out")"
-check "pkcs11-tool --init-pin sets the user PIN" \
-  grep -q "PIN initialized" <("${tool[@]}" -L 2>&1)
-check "pkcs11-tool --login with the user PIN" \
-  "${tool[@]}" --login --pin 0000 --generate-random 8 --output-file /dev/null
-"${tool[@]}" --change-pin --pin 0000 --new-pin 13579 >"$work/out" 2>&1 ||
-  fail "change-pin: $(cat "$work/out")"
-check "the changed PIN logs in" \
-  "${tool[@]}" --login --pin 13579 --generate-random 8 --output-file /dev/null
-wrong=$("${tool[@]}" --login --pin 0000 --generate-random 8 2>&1 || true)
-check "the old PIN is CKR_PIN_INCORRECT" grep -q "CKR_PIN_INCORRECT" <<<"$wrong"
-ro_so=$("${tool[@]}" --login --login-type so --so-pin 87654321 --generate-random 8 2>&1 || true)
-check "SO login beside a read-only session is CKR_SESSION_READ_ONLY_EXISTS" \
-  grep -q "CKR_SESSION_READ_ONLY_EXISTS" <<<"$ro_so"
-"${tool[@]}" --login --login-type so --so-pin 87654321 --change-pin --pin 87654321 \
-  --new-pin 11223344 >"$work/out" 2>&1 || fail "SO change-pin: $(cat "$work/out")"
-check "the SO logs in with the changed SO PIN and resets the user PIN" \
-  "${tool[@]}" --init-pin --so-pin 11223344 --pin 2468
-check "the reset user PIN logs in" \
-  "${tool[@]}" --login --pin 2468 --generate-random 8 --output-file /dev/null
+. "$(dirname "$0")/lib.sh" "$1" --kdf-scrypt-n 1024
 
-kill -TERM "$daemon_pid" 2>/dev/null || true
-    wait "$daemon_pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; echo "--- daemon log"; cat "$work/remhsmd.log"; exit 1; }
-
-cmake --install "$build" --prefix "$work/prefix" >/dev/null
-module=$(find "$work/prefix" -name libremhsm-pkcs11.so | head -n 1)
-[ -n "$module" ] || fail "cmake --install did not install libremhsm-pkcs11.so"
-[ -x "$work/prefix/bin/remhsmd" ] || fail "remhsmd not installed"
-[ -x "$work/prefix/bin/remhsm" ] || fail "remhsm not installed"
+[ -x "$bin/remhsmd" ] || fail "remhsmd not installed"
 [ -n "$(find "$work/prefix" -name libremhsm-pkcs11.a)" ] || fail "static library not installed"
-
-"$work/prefix/bin/remhsm" pki init "$work/state/pki" >/dev/null
-"$work/prefix/bin/remhsmd" --listen 127.0.0.1:0 --state-dir "$work/state" \
-  2>"$work/remhsmd.log" &
-daemon_pid=$!
-for _ in $(seq 100); do
-  port=$(sed -n 's/.*event=listening listen=127.0.0.1:\([0-9]*\).*/\1/p' "$work/remhsmd.log")
-  [ -n "$port" ] && break
-  sleep 0.05
-done
-[ -n "${port:-}" ] || fail "remhsmd did not start"
-
-export REMHSM_SERVER=127.0.0.1:$port REMHSM_CA=$work/state/pki/ca.pem \
-  REMHSM_CERT=$work/state/pki/client.pem REMHSM_KEY=$work/state/pki/client.key
 tool=(pkcs11-tool --module "$module")
-
-passed=0 failed=0
-check() {
-  local name=$1; shift
-  if "$@"; then passed=$((passed + 1)); echo "ok   $name"
-  else failed=$((failed + 1)); echo "FAIL $name"; fi
-}
 
 list=$("${tool[@]}" -L 2>&1) || fail "pkcs11-tool -L: $list"
 check "pkcs11-tool -L lists the slot" grep -q "Slot 0 (0x0): remhsm remote slot" <<<"$list"
@@ -124,5 +61,4 @@ unset REMHSM_SERVER
 out=$(REMHSM_SERVER=127.0.0.1:$port "${tool[@]}" -L 2>&1 || true)
 check "an unreachable daemon is CKR_DEVICE_ERROR" grep -q "CKR_DEVICE_ERROR" <<<"$out"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -3,44 +3,11 @@
 # presets), list and set-pin, checked with OpenSC's pkcs11-tool.
 #   remhsm_cli.sh BUILD_DIR
 set -euo pipefail
-build=$1
-work=$(mktemp -d /tmp/remhsm-cli-XXXXXX)
-daemon_pid=
-cleanup() {
-  if [ -n "$daemon_pid" ]; then
-    kill -TERM "$daemon_pid" 2>/dev/null || true
-    wait "$daemon_pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; cat "$work/remhsmd.log"; exit 1; }
+. "$(dirname "$0")/lib.sh" "$1" --slots 2 --kdf-scrypt-n 1024
 
-cmake --install "$build" --prefix "$work/prefix" >/dev/null
-module=$(find "$work/prefix" -name libremhsm-pkcs11.so | head -n 1)
-bin=$work/prefix/bin
-"$bin/remhsm" pki init "$work/state/pki" >/dev/null
-"$bin/remhsmd" --listen 127.0.0.1:0 --state-dir "$work/state" --slots 2 \
-  --kdf-scrypt-n 1024 2>"$work/remhsmd.log" &
-daemon_pid=$!
-for _ in $(seq 100); do
-  port=$(sed -n 's/.*event=listening listen=127.0.0.1:\([0-9]*\).*/\1/p' "$work/remhsmd.log")
-  [ -n "$port" ] && break
-  sleep 0.05
-done
-[ -n "${port:-}" ] || fail "remhsmd did not start"
-export REMHSM_SERVER=127.0.0.1:$port REMHSM_CA=$work/state/pki/ca.pem \
-  REMHSM_CERT=$work/state/pki/client.pem REMHSM_KEY=$work/state/pki/client.key
 cli=("$bin/remhsm" token --module "$module")
 tool=(pkcs11-tool --module "$module")
 
-passed=0 failed=0
-check() {
-  local name=$1; shift
-  if "$@"; then passed=$((passed + 1)); echo "ok   $name"
-  else failed=$((failed + 1)); echo "FAIL $name"; fi
-}
-status_of() { local s=0; "$@" >"$work/out" 2>&1 || s=$?; echo "$s"; }
 
 check "token init --freertos" "${cli[@]}" init --freertos --so-pin 11112222
 list=$("${cli[@]}" list)
@@ -74,5 +41,4 @@ check "a label over 32 bytes is refused" \
 check "no SO PIN and no terminal is a clear error" \
   test "$(status_of setsid "${cli[@]}" init --slot 1 --label x </dev/null)" -eq 2
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -23,6 +23,17 @@
 #include "pki.h"
 #include "rh_frame.h"
 
+int th_file_contains(const char *path, const void *needle, size_t len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return 0;
+	static char buf[1 << 23];
+	size_t n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	return memmem(buf, n, needle, len) != NULL;
+}
+
 int th_run_suite(Suite *s)
 {
 	SRunner *sr = srunner_create(s);

@@ -80,6 +80,9 @@ int th_peer_closed(th_conn_t *c);
 /* Sends Hello for protocol version `version` with a random app id. */
 Remhsm__Response *th_hello(th_conn_t *c, uint32_t version);
 
+/* 1 when the file's first 8 MiB hold needle. */
+int th_file_contains(const char *path, const void *needle, size_t len);
+
 /* Runs a suite in Check's fork mode; the process exit code. */
 int th_run_suite(Suite *s);
 

@@ -454,19 +454,6 @@ START_TEST(test_read_only_state_directory_is_a_clear_error)
 	reopen();
 }
 END_TEST
-
-/* Nothing the caller stored shows in the database, WAL or SHM files. */
-static int file_contains(const char *path, const char *needle)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return 0;
-	static char buf[1 << 22];
-	size_t n = fread(buf, 1, sizeof(buf), f);
-	fclose(f);
-	return memmem(buf, n, needle, strlen(needle)) != NULL;
-}
-
 START_TEST(test_files_reveal_no_record_or_index_value)
 {
 	ck_assert_int_eq(rhs_token_put(store, 0,
@@ -483,7 +470,8 @@ START_TEST(test_files_reveal_no_record_or_index_value)
 		char path[160];
 		snprintf(path, sizeof(path), "%s%s", db_path, suffixes[i]);
 		for (size_t j = 0; j < 5; j++)
-			ck_assert_msg(!file_contains(path, needles[j]),
+			ck_assert_msg(!th_file_contains(path, needles[j],
+							strlen(needles[j])),
 				      "%s in %s", needles[j], path);
 	}
 }

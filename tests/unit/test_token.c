@@ -84,7 +84,7 @@ static uint64_t init_token(uint64_t slot, const char *pin, const char *label)
 	return run(app, &r, NULL);
 }
 
-static uint64_t open_session(rhd_app_t *a, uint64_t slot, int rw)
+static uint64_t open_rv(rhd_app_t *a, uint64_t slot, int rw, uint64_t *h)
 {
 	Remhsm__OpenSessionReq b = REMHSM__OPEN_SESSION_REQ__INIT;
 	b.slot = slot;
@@ -92,20 +92,14 @@ static uint64_t open_session(rhd_app_t *a, uint64_t slot, int rw)
 	Remhsm__Request r = REMHSM__REQUEST__INIT;
 	r.call_case = REMHSM__REQUEST__CALL_OPEN_SESSION;
 	r.open_session = &b;
-	uint64_t h = 0;
-	ck_assert_uint_eq(run(a, &r, &h), CKR_OK);
-	return h;
+	return run(a, &r, h);
 }
 
-static uint64_t open_rv(rhd_app_t *a, uint64_t slot, int rw)
+static uint64_t open_session(rhd_app_t *a, uint64_t slot, int rw)
 {
-	Remhsm__OpenSessionReq b = REMHSM__OPEN_SESSION_REQ__INIT;
-	b.slot = slot;
-	b.flags = CKF_SERIAL_SESSION | (rw ? CKF_RW_SESSION : 0);
-	Remhsm__Request r = REMHSM__REQUEST__INIT;
-	r.call_case = REMHSM__REQUEST__CALL_OPEN_SESSION;
-	r.open_session = &b;
-	return run(a, &r, NULL);
+	uint64_t h = 0;
+	ck_assert_uint_eq(open_rv(a, slot, rw, &h), CKR_OK);
+	return h;
 }
 
 static uint64_t close_session(rhd_app_t *a, uint64_t h)
@@ -308,7 +302,8 @@ START_TEST(test_login_rules_and_their_codes)
 	ck_assert_uint_eq(logout(app, ro), CKR_OK);
 	ck_assert_uint_eq(close_session(app, ro), CKR_OK);
 	ck_assert_uint_eq(login(app, rw, CKU_SO, SO_PIN), CKR_OK);
-	ck_assert_uint_eq(open_rv(app, 0, 0), CKR_SESSION_READ_WRITE_SO_EXISTS);
+	ck_assert_uint_eq(open_rv(app, 0, 0, NULL),
+			  CKR_SESSION_READ_WRITE_SO_EXISTS);
 }
 END_TEST
 
@@ -450,23 +445,12 @@ START_TEST(test_altered_token_record_is_unavailable_and_others_serve)
 	r.call_case = REMHSM__REQUEST__CALL_GET_TOKEN_INFO;
 	r.get_token_info = &b;
 	ck_assert_uint_eq(run(app, &r, NULL), CKR_TOKEN_NOT_RECOGNIZED);
-	ck_assert_uint_eq(open_rv(app, 0, 0), CKR_TOKEN_NOT_RECOGNIZED);
+	ck_assert_uint_eq(open_rv(app, 0, 0, NULL), CKR_TOKEN_NOT_RECOGNIZED);
 	ck_assert_uint_eq(init_token(0, SO_PIN, "t"), CKR_TOKEN_NOT_RECOGNIZED);
 	uint64_t h = open_session(app, 1, 0);
 	ck_assert_uint_eq(login(app, h, CKU_USER, USER_PIN), CKR_OK);
 }
 END_TEST
-
-static int file_has(const char *path, const uint8_t *needle, size_t len)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return 0;
-	static uint8_t buf[1 << 22];
-	size_t n = fread(buf, 1, sizeof(buf), f);
-	fclose(f);
-	return memmem(buf, n, needle, len) != NULL;
-}
 
 START_TEST(test_store_files_never_hold_the_token_key)
 {
@@ -479,10 +463,10 @@ START_TEST(test_store_files_never_hold_the_token_key)
 	for (size_t i = 0; i < 3; i++) {
 		char path[200];
 		snprintf(path, sizeof(path), "%s%s", store.path, suffixes[i]);
-		ck_assert_msg(!file_has(path, key, sizeof(key)),
+		ck_assert_msg(!th_file_contains(path, key, sizeof(key)),
 			      "token key in %s", path);
-		ck_assert(!file_has(path, (const uint8_t *)"remhsm test token",
-				    17));
+		ck_assert(!th_file_contains(
+			path, (const uint8_t *)"remhsm test token", 17));
 	}
 	/* Logging out wipes it from the application. */
 	ck_assert_uint_eq(logout(app, h), CKR_OK);

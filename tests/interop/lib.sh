@@ -1,0 +1,76 @@
+# Shared by the interop scripts: install the build into a temporary prefix,
+# start remhsmd on a free loopback port, stop it by PID, count checks.
+#   . lib.sh BUILD_DIR [remhsmd flags...]
+# sets: work, bin, module, port, and the REMHSM_* client variables.
+
+work=$(mktemp -d /tmp/remhsm-interop-XXXXXX)
+daemon_pid=
+passed=0
+failed=0
+
+stop_daemon() {
+  if [ -n "$daemon_pid" ]; then
+    kill -TERM "$daemon_pid" 2>/dev/null || true
+    wait "$daemon_pid" 2>/dev/null || true
+  fi
+  daemon_pid=
+}
+cleanup() {
+  stop_daemon
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail() {
+  echo "FAIL: $*"
+  echo "--- daemon log"
+  cat "$work/remhsmd.log"
+  exit 1
+}
+
+check() {
+  local name=$1
+  shift
+  if "$@"; then
+    passed=$((passed + 1))
+    echo "ok   $name"
+  else
+    failed=$((failed + 1))
+    echo "FAIL $name"
+  fi
+}
+
+# The exit status of a command, its output kept in $work/out.
+status_of() {
+  local s=0
+  "$@" >"$work/out" 2>&1 || s=$?
+  echo "$s"
+}
+
+finish() {
+  echo "$passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+}
+
+start_daemon() {
+  "$bin/remhsmd" --listen 127.0.0.1:0 --state-dir "$work/state" "$@" \
+    2>"$work/remhsmd.log" &
+  daemon_pid=$!
+  port=
+  for _ in $(seq 100); do
+    port=$(sed -n 's/.*event=listening listen=127.0.0.1:\([0-9]*\).*/\1/p' "$work/remhsmd.log")
+    [ -n "$port" ] && break
+    sleep 0.05
+  done
+  [ -n "$port" ] || fail "remhsmd did not start"
+  export REMHSM_SERVER=127.0.0.1:$port REMHSM_CA=$work/state/pki/ca.pem \
+    REMHSM_CERT=$work/state/pki/client.pem REMHSM_KEY=$work/state/pki/client.key
+}
+
+cmake --install "$1" --prefix "$work/prefix" >/dev/null
+bin=$work/prefix/bin
+module=$(find "$work/prefix" -name libremhsm-pkcs11.so | head -n 1)
+[ -n "$module" ] || fail "cmake --install did not install libremhsm-pkcs11.so"
+"$bin/remhsm" pki init "$work/state/pki" >/dev/null
+shift
+start_daemon "$@"
