@@ -10,6 +10,8 @@
 #include <limits.h>
 #include <string.h>
 
+#include "attr.h"
+#include "rh_arena.h"
 #include "rpc.h"
 
 #define WIRE_UNAVAILABLE UINT64_MAX
@@ -474,6 +476,115 @@ CK_RV C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType,
 CK_RV C_Logout(CK_SESSION_HANDLE hSession)
 {
 	PREPARE(LOGOUT, logout, Logout);
+	body.session = hSession;
+	return finish(resp, rhc_call(&req, &resp));
+}
+
+/* --- objects
+ * ---------------------------------------------------------------------- */
+
+CK_RV C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate,
+		     CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phObject)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!phObject)
+		return CKR_ARGUMENTS_BAD;
+	PREPARE(CREATE_OBJECT, create_object, CreateObject);
+	rh_arena_t arena = RH_ARENA_INIT;
+	body.session = hSession;
+	body.n_template_ = ulCount;
+	rv = rhc_template_to_wire(pTemplate, ulCount, &arena, &body.template_);
+	if (rv == CKR_OK)
+		rv = rhc_call(&req, &resp);
+	if (rv == CKR_OK &&
+	    (!resp->create_object || !resp->create_object->object))
+		rv = CKR_DEVICE_ERROR;
+	if (rv == CKR_OK)
+		*phObject =
+			(CK_OBJECT_HANDLE)resp->create_object->object->handle;
+	rh_arena_cleanup(&arena);
+	return finish(resp, rv);
+}
+
+CK_RV C_DestroyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject)
+{
+	PREPARE(DESTROY_OBJECT, destroy_object, DestroyObject);
+	body.session = hSession;
+	body.object = hObject;
+	return finish(resp, rhc_call(&req, &resp));
+}
+
+CK_RV C_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
+			  CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!pTemplate && ulCount)
+		return CKR_ARGUMENTS_BAD;
+	PREPARE(GET_ATTRIBUTE_VALUE, get_attribute_value, GetAttributeValue);
+	rh_arena_t arena = RH_ARENA_INIT;
+	body.session = hSession;
+	body.object = hObject;
+	body.n_template_ = ulCount;
+	rv = rhc_queries_to_wire(pTemplate, ulCount, &arena, &body.template_);
+	if (rv == CKR_OK)
+		rv = rhc_call(&req, &resp);
+	const Remhsm__GetAttributeValueResp *r =
+		resp ? resp->get_attribute_value : NULL;
+	if (rv == CKR_OK && (!r || r->n_results != ulCount))
+		rv = CKR_DEVICE_ERROR;
+	if (rv == CKR_OK)
+		rv = rhc_results_to_native(r->results, pTemplate, ulCount);
+	rh_arena_cleanup(&arena);
+	return finish(resp, rv);
+}
+
+CK_RV C_FindObjectsInit(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate,
+			CK_ULONG ulCount)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	PREPARE(FIND_OBJECTS_INIT, find_objects_init, FindObjectsInit);
+	rh_arena_t arena = RH_ARENA_INIT;
+	body.session = hSession;
+	body.n_template_ = ulCount;
+	rv = rhc_template_to_wire(pTemplate, ulCount, &arena, &body.template_);
+	if (rv == CKR_OK)
+		rv = rhc_call(&req, &resp);
+	rh_arena_cleanup(&arena);
+	return finish(resp, rv);
+}
+
+CK_RV C_FindObjects(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE_PTR phObject,
+		    CK_ULONG ulMaxObjectCount, CK_ULONG_PTR pulObjectCount)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!pulObjectCount || (!phObject && ulMaxObjectCount))
+		return CKR_ARGUMENTS_BAD;
+	PREPARE(FIND_OBJECTS, find_objects, FindObjects);
+	body.session = hSession;
+	body.max_count = ulMaxObjectCount;
+	rv = rhc_call(&req, &resp);
+	const Remhsm__FindObjectsResp *r = resp ? resp->find_objects : NULL;
+	if (rv == CKR_OK && (!r || r->n_objects > ulMaxObjectCount))
+		rv = CKR_DEVICE_ERROR;
+	if (rv == CKR_OK) {
+		for (size_t i = 0; i < r->n_objects; i++)
+			phObject[i] = (CK_OBJECT_HANDLE)r->objects[i]->handle;
+		*pulObjectCount = (CK_ULONG)r->n_objects;
+	}
+	return finish(resp, rv);
+}
+
+CK_RV C_FindObjectsFinal(CK_SESSION_HANDLE hSession)
+{
+	PREPARE(FIND_OBJECTS_FINAL, find_objects_final, FindObjectsFinal);
 	body.session = hSession;
 	return finish(resp, rhc_call(&req, &resp));
 }

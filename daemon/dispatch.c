@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "log.h"
+#include "object.h"
+#include "objects.h"
 #include "rh_calls.h"
 
 typedef struct call_ctx {
@@ -424,6 +426,187 @@ static CK_RV on_set_pin(call_ctx_t *ctx, const Remhsm__SetPinReq *req)
 	return rv;
 }
 
+/* --- objects
+ * ------------------------------------------------------------------ */
+
+#define RHD_MAX_FIND_BATCH 4096
+
+static CK_RV create_locked(call_ctx_t *ctx, const Remhsm__CreateObjectReq *req,
+			   Remhsm__CreateObjectResp *r)
+{
+	rhd_session_t *s = rhd_session_find(ctx->app, req->session);
+	if (!s)
+		return CKR_SESSION_HANDLE_INVALID;
+	rhd_object_t obj;
+	CK_RV rv = rhd_object_from_wire(req->template_, req->n_template_, &obj);
+	if (rv == CKR_OK)
+		rv = rhd_object_prepare_create(&obj);
+	uint32_t handle = 0;
+	if (rv == CKR_OK) {
+		r->object->class_ = 0;
+		rhd_object_ulong(&obj, CKA_CLASS, &r->object->class_);
+		rhd_object_ulong(&obj, CKA_KEY_TYPE, &r->object->key_type);
+		rv = rhd_objects_create(ctx->engine, ctx->app, s, &obj,
+					&handle);
+	}
+	rhd_object_cleanup(&obj);
+	r->object->handle = handle;
+	return rv;
+}
+
+static CK_RV on_create_object(call_ctx_t *ctx,
+			      const Remhsm__CreateObjectReq *req)
+{
+	Remhsm__CreateObjectResp *r = result_create_object(ctx);
+	Remhsm__ObjectInfo *info = rh_arena_alloc(ctx->arena, sizeof(*info));
+	if (!r || !info)
+		return CKR_HOST_MEMORY;
+	remhsm__object_info__init(info);
+	r->object = info;
+	pthread_mutex_lock(&ctx->app->lock);
+	CK_RV rv = create_locked(ctx, req, r);
+	pthread_mutex_unlock(&ctx->app->lock);
+	return rv;
+}
+
+static CK_RV on_destroy_object(call_ctx_t *ctx,
+			       const Remhsm__DestroyObjectReq *req)
+{
+	pthread_mutex_lock(&ctx->app->lock);
+	rhd_session_t *s = rhd_session_find(ctx->app, req->session);
+	CK_RV rv =
+		s ? rhd_objects_destroy(ctx->engine, ctx->app, s, req->object)
+		  : CKR_SESSION_HANDLE_INVALID;
+	pthread_mutex_unlock(&ctx->app->lock);
+	return rv;
+}
+
+/* One attribute's answer: a status, its length on the wire's terms, and
+ * the value when the caller has room for it. */
+static CK_RV answer_attribute(call_ctx_t *ctx, const rhd_object_t *obj,
+			      const Remhsm__AttributeQuery *q,
+			      Remhsm__AttributeResult *out)
+{
+	remhsm__attribute_result__init(out);
+	const rhd_attr_t *a = rhd_object_find(obj, q->type);
+	if (rhd_object_is_sensitive(obj, q->type)) {
+		out->status = REMHSM__ATTRIBUTE_RESULT__STATUS__SENSITIVE;
+		return CKR_OK;
+	}
+	if (!a) {
+		out->status = REMHSM__ATTRIBUTE_RESULT__STATUS__TYPE_INVALID;
+		return CKR_OK;
+	}
+	out->length = a->kind == RH_ATTR_BYTES ? a->len : 1;
+	if (!q->has_buffer)
+		return CKR_OK;
+	if (a->kind == RH_ATTR_BYTES && q->buffer_len < a->len) {
+		out->status =
+			REMHSM__ATTRIBUTE_RESULT__STATUS__BUFFER_TOO_SMALL;
+		return CKR_OK;
+	}
+	Remhsm__Attribute *w = rh_arena_alloc(ctx->arena, sizeof(*w));
+	uint8_t *copy = rh_arena_memdup(ctx->arena, a->value, a->len);
+	if (!w || (!copy && a->len))
+		return CKR_HOST_MEMORY;
+	rhd_attr_t view = *a;
+	view.value = copy;
+	rhd_attr_to_wire(&view, w);
+	out->value = w;
+	return CKR_OK;
+}
+
+static CK_RV on_get_attribute_value(call_ctx_t *ctx,
+				    const Remhsm__GetAttributeValueReq *req)
+{
+	rhd_session_t *s = rhd_session_find(ctx->app, req->session);
+	if (!s)
+		return CKR_SESSION_HANDLE_INVALID;
+	rhd_object_t obj;
+	CK_RV rv =
+		rhd_objects_load(ctx->engine, ctx->app, s, req->object, &obj);
+	if (rv != CKR_OK)
+		return rv;
+	Remhsm__GetAttributeValueResp *r = result_get_attribute_value(ctx);
+	size_t n = req->n_template_;
+	Remhsm__AttributeResult *results =
+		rh_arena_alloc(ctx->arena, n * sizeof(*results));
+	Remhsm__AttributeResult **ptrs =
+		rh_arena_alloc(ctx->arena, n * sizeof(*ptrs));
+	if (!r || (n && (!results || !ptrs)))
+		rv = CKR_HOST_MEMORY;
+	for (size_t i = 0; i < n && rv == CKR_OK; i++) {
+		rv = answer_attribute(ctx, &obj, req->template_[i],
+				      &results[i]);
+		ptrs[i] = &results[i];
+	}
+	if (rv == CKR_OK) {
+		r->n_results = n;
+		r->results = ptrs;
+	}
+	rhd_object_cleanup(&obj);
+	return rv;
+}
+
+static CK_RV on_find_objects_init(call_ctx_t *ctx,
+				  const Remhsm__FindObjectsInitReq *req)
+{
+	pthread_mutex_lock(&ctx->app->lock);
+	rhd_session_t *s = rhd_session_find(ctx->app, req->session);
+	CK_RV rv = !s		? CKR_SESSION_HANDLE_INVALID
+		   : s->finding ? CKR_OPERATION_ACTIVE
+				: CKR_OK;
+	rhd_object_t tmpl = {0};
+	if (rv == CKR_OK)
+		rv = rhd_object_from_wire(req->template_, req->n_template_,
+					  &tmpl);
+	if (rv == CKR_OK)
+		rv = rhd_objects_find(ctx->engine, ctx->app, s, &tmpl);
+	rhd_object_cleanup(&tmpl);
+	pthread_mutex_unlock(&ctx->app->lock);
+	return rv;
+}
+
+static CK_RV on_find_objects(call_ctx_t *ctx, const Remhsm__FindObjectsReq *req)
+{
+	rhd_session_t *s = rhd_session_find(ctx->app, req->session);
+	if (!s)
+		return CKR_SESSION_HANDLE_INVALID;
+	if (!s->finding)
+		return CKR_OPERATION_NOT_INITIALIZED;
+	Remhsm__FindObjectsResp *r = result_find_objects(ctx);
+	size_t left = s->found_count - s->found_next;
+	size_t n = req->max_count < left ? (size_t)req->max_count : left;
+	if (n > RHD_MAX_FIND_BATCH)
+		n = RHD_MAX_FIND_BATCH;
+	Remhsm__ObjectInfo *infos =
+		rh_arena_alloc(ctx->arena, n * sizeof(*infos));
+	Remhsm__ObjectInfo **ptrs =
+		rh_arena_alloc(ctx->arena, n * sizeof(*ptrs));
+	if (!r || (n && (!infos || !ptrs)))
+		return CKR_HOST_MEMORY;
+	for (size_t i = 0; i < n; i++) {
+		remhsm__object_info__init(&infos[i]);
+		infos[i].handle = s->found[s->found_next++];
+		ptrs[i] = &infos[i];
+	}
+	r->n_objects = n;
+	r->objects = ptrs;
+	return CKR_OK;
+}
+
+static CK_RV on_find_objects_final(call_ctx_t *ctx,
+				   const Remhsm__FindObjectsFinalReq *req)
+{
+	rhd_session_t *s = rhd_session_find(ctx->app, req->session);
+	if (!s)
+		return CKR_SESSION_HANDLE_INVALID;
+	if (!s->finding)
+		return CKR_OPERATION_NOT_INITIALIZED;
+	rhd_session_end_find(s);
+	return CKR_OK;
+}
+
 #define RHD_IMPLEMENTED(X)                                                     \
 	X(GET_INFO, get_info)                                                  \
 	X(GET_SLOT_LIST, get_slot_list)                                        \
@@ -441,7 +624,13 @@ static CK_RV on_set_pin(call_ctx_t *ctx, const Remhsm__SetPinReq *req)
 	X(LOGOUT, logout)                                                      \
 	X(INIT_TOKEN, init_token)                                              \
 	X(INIT_PIN, init_pin)                                                  \
-	X(SET_PIN, set_pin)
+	X(SET_PIN, set_pin)                                                    \
+	X(CREATE_OBJECT, create_object)                                        \
+	X(DESTROY_OBJECT, destroy_object)                                      \
+	X(GET_ATTRIBUTE_VALUE, get_attribute_value)                            \
+	X(FIND_OBJECTS_INIT, find_objects_init)                                \
+	X(FIND_OBJECTS, find_objects)                                          \
+	X(FIND_OBJECTS_FINAL, find_objects_final)
 
 static CK_RV route(call_ctx_t *ctx, const Remhsm__Request *req)
 {

@@ -1,5 +1,7 @@
 #include "engine.h"
 
+#include "object.h"
+
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -45,15 +47,49 @@ void rhd_app_logout(rhd_app_t *app, CK_SLOT_ID slot)
 	OPENSSL_cleanse(l->token_key, sizeof(l->token_key));
 }
 
+void rhd_session_end_find(rhd_session_t *s)
+{
+	free(s->found);
+	s->found = NULL;
+	s->found_count = s->found_next = 0;
+	s->finding = 0;
+}
+
+static int drop_matches(const rhd_handle_t *h, CK_SLOT_ID slot, uint32_t owner)
+{
+	return owner ? h->owner == owner : h->slot == slot;
+}
+
+void rhd_app_drop_objects(rhd_app_t *app, CK_SLOT_ID slot, uint32_t owner)
+{
+	rhd_handle_t **link = &app->objects;
+	while (*link) {
+		rhd_handle_t *h = *link;
+		if (!drop_matches(h, slot, owner)) {
+			link = &h->next;
+			continue;
+		}
+		*link = h->next;
+		if (h->session_obj) {
+			rhd_object_cleanup(h->session_obj);
+			free(h->session_obj);
+		}
+		free(h);
+	}
+}
+
 static void app_free(rhd_engine_t *engine, rhd_app_t *app)
 {
 	rhd_session_t *s = app->sessions;
 	while (s) {
 		rhd_session_t *next = s->next;
 		count_on_token(engine, s, -1);
+		rhd_session_end_find(s);
 		free(s);
 		s = next;
 	}
+	for (unsigned slot = 0; slot < RHD_MAX_SLOTS; slot++)
+		rhd_app_drop_objects(app, slot, 0);
 	for (unsigned slot = 0; slot < RHD_MAX_SLOTS; slot++)
 		rhd_app_logout(app, slot);
 	pthread_mutex_destroy(&app->lock);
@@ -85,6 +121,7 @@ static rhd_app_t *app_new(const uint8_t *app_id, const char *identity)
 	memcpy(app->id, app_id, RHD_APP_ID_LEN);
 	snprintf(app->identity, sizeof(app->identity), "%s", identity);
 	app->next_handle = 1;
+	app->next_object = 1;
 	for (unsigned slot = 0; slot < RHD_MAX_SLOTS; slot++)
 		app->login[slot].user = RHD_NOBODY;
 	return app;
@@ -192,7 +229,8 @@ static int has_session_on(const rhd_app_t *app, CK_SLOT_ID slot)
 	return 0;
 }
 
-/* Unlinks *link; the app's last session on a token ends its login there. */
+/* Unlinks *link with its session objects and find; the app's last session
+ * on a token ends its login there and lets go of its handles. */
 static void drop_session(rhd_engine_t *engine, rhd_app_t *app,
 			 rhd_session_t **link)
 {
@@ -200,8 +238,12 @@ static void drop_session(rhd_engine_t *engine, rhd_app_t *app,
 	*link = s->next;
 	app->session_count--;
 	count_on_token(engine, s, -1);
-	if (!has_session_on(app, s->slot))
+	rhd_app_drop_objects(app, s->slot, s->handle);
+	if (!has_session_on(app, s->slot)) {
 		rhd_app_logout(app, s->slot);
+		rhd_app_drop_objects(app, s->slot, 0);
+	}
+	rhd_session_end_find(s);
 	free(s);
 }
 

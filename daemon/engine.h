@@ -23,7 +23,26 @@ typedef struct rhd_session {
 	uint32_t handle;
 	CK_SLOT_ID slot;
 	CK_FLAGS flags;
+	/* An active C_FindObjects: the handles found, and how many were read.
+	 */
+	int finding;
+	uint32_t *found;
+	size_t found_count, found_next;
 } rhd_session_t;
+
+struct rhd_object;
+
+/* An object handle of one application: a token object by its store id, or
+ * a session object owned by one of the app's sessions. */
+typedef struct rhd_handle {
+	struct rhd_handle *next;
+	uint32_t handle;
+	CK_SLOT_ID slot;
+	uint64_t store_id;
+	struct rhd_object *session_obj;
+	uint32_t owner;
+	int private_obj;
+} rhd_handle_t;
 
 /* Who is logged in to a token for one application, and the token key
  * that login unlocked. */
@@ -43,6 +62,8 @@ typedef struct rhd_app {
 	unsigned session_count;
 	uint32_t next_handle;
 	rhd_login_t login[RHD_MAX_SLOTS];
+	rhd_handle_t *objects;
+	uint32_t next_object;
 } rhd_app_t;
 
 typedef struct rhd_engine_opts {
@@ -92,5 +113,10 @@ CK_STATE rhd_session_state(const rhd_app_t *app, const rhd_session_t *s);
 
 /* Ends the app's login to slot, wiping the token key. */
 void rhd_app_logout(rhd_app_t *app, CK_SLOT_ID slot);
+
+/* Drops the app's object handles that match: a session's session objects
+ * (owner != 0), or everything of a slot (owner 0). */
+void rhd_app_drop_objects(rhd_app_t *app, CK_SLOT_ID slot, uint32_t owner);
+void rhd_session_end_find(rhd_session_t *s);
 
 #endif

@@ -1,0 +1,165 @@
+#include "attr.h"
+
+#include <string.h>
+
+#include "rh_attr.h"
+
+static CK_RV value_to_wire(const CK_ATTRIBUTE *a, Remhsm__Attribute *w)
+{
+	remhsm__attribute__init(w);
+	w->type = a->type;
+	if (a->ulValueLen == CK_UNAVAILABLE_INFORMATION ||
+	    (!a->pValue && a->ulValueLen))
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	switch (rh_attr_kind(a->type)) {
+	case RH_ATTR_ULONG:
+		if (a->ulValueLen != sizeof(CK_ULONG))
+			return CKR_ATTRIBUTE_VALUE_INVALID;
+		w->value_case = REMHSM__ATTRIBUTE__VALUE_ULONG;
+		w->ulong = *(const CK_ULONG *)a->pValue;
+		/* CK_UNAVAILABLE_INFORMATION keeps its meaning across widths.
+		 */
+		if (w->ulong == CK_UNAVAILABLE_INFORMATION)
+			w->ulong = UINT64_MAX;
+		return CKR_OK;
+	case RH_ATTR_BOOL:
+		if (a->ulValueLen != sizeof(CK_BBOOL))
+			return CKR_ATTRIBUTE_VALUE_INVALID;
+		w->value_case = REMHSM__ATTRIBUTE__VALUE_BOOLEAN;
+		w->boolean = *(const CK_BBOOL *)a->pValue != CK_FALSE;
+		return CKR_OK;
+	case RH_ATTR_BYTES:
+		w->value_case = REMHSM__ATTRIBUTE__VALUE_BYTES;
+		w->bytes = (ProtobufCBinaryData){a->ulValueLen, a->pValue};
+		return CKR_OK;
+	default:
+		return CKR_ATTRIBUTE_TYPE_INVALID;
+	}
+}
+
+CK_RV rhc_template_to_wire(const CK_ATTRIBUTE *tmpl, CK_ULONG count,
+			   rh_arena_t *arena, Remhsm__Attribute ***out)
+{
+	if (!tmpl && count)
+		return CKR_ARGUMENTS_BAD;
+	Remhsm__Attribute *w = rh_arena_alloc(arena, count * sizeof(*w) + 1);
+	Remhsm__Attribute **ptrs =
+		rh_arena_alloc(arena, count * sizeof(*ptrs) + 1);
+	if (!w || !ptrs)
+		return CKR_HOST_MEMORY;
+	for (CK_ULONG i = 0; i < count; i++) {
+		CK_RV rv = value_to_wire(&tmpl[i], &w[i]);
+		if (rv != CKR_OK)
+			return rv;
+		ptrs[i] = &w[i];
+	}
+	*out = ptrs;
+	return CKR_OK;
+}
+
+CK_RV rhc_queries_to_wire(const CK_ATTRIBUTE *tmpl, CK_ULONG count,
+			  rh_arena_t *arena, Remhsm__AttributeQuery ***out)
+{
+	if (!tmpl && count)
+		return CKR_ARGUMENTS_BAD;
+	Remhsm__AttributeQuery *q =
+		rh_arena_alloc(arena, count * sizeof(*q) + 1);
+	Remhsm__AttributeQuery **ptrs =
+		rh_arena_alloc(arena, count * sizeof(*ptrs) + 1);
+	if (!q || !ptrs)
+		return CKR_HOST_MEMORY;
+	for (CK_ULONG i = 0; i < count; i++) {
+		remhsm__attribute_query__init(&q[i]);
+		q[i].type = tmpl[i].type;
+		q[i].has_buffer = tmpl[i].pValue != NULL;
+		q[i].buffer_len = tmpl[i].ulValueLen;
+		ptrs[i] = &q[i];
+	}
+	*out = ptrs;
+	return CKR_OK;
+}
+
+/* The native length of an answered value. */
+static CK_ULONG native_len(CK_ATTRIBUTE_TYPE type, uint64_t wire_len)
+{
+	switch (rh_attr_kind(type)) {
+	case RH_ATTR_ULONG:
+		return sizeof(CK_ULONG);
+	case RH_ATTR_BOOL:
+		return sizeof(CK_BBOOL);
+	default:
+		return (CK_ULONG)wire_len;
+	}
+}
+
+static CK_RV copy_value(const Remhsm__Attribute *w, CK_ATTRIBUTE *a)
+{
+	if (!w || w->type != a->type)
+		return CKR_DEVICE_ERROR;
+	switch (w->value_case) {
+	case REMHSM__ATTRIBUTE__VALUE_ULONG: {
+		CK_ULONG v = w->ulong == UINT64_MAX ? CK_UNAVAILABLE_INFORMATION
+						    : (CK_ULONG)w->ulong;
+		memcpy(a->pValue, &v, sizeof(v));
+		a->ulValueLen = sizeof(v);
+		return CKR_OK;
+	}
+	case REMHSM__ATTRIBUTE__VALUE_BOOLEAN:
+		*(CK_BBOOL *)a->pValue = w->boolean ? CK_TRUE : CK_FALSE;
+		a->ulValueLen = sizeof(CK_BBOOL);
+		return CKR_OK;
+	case REMHSM__ATTRIBUTE__VALUE_BYTES:
+		if (w->bytes.len)
+			memcpy(a->pValue, w->bytes.data, w->bytes.len);
+		a->ulValueLen = (CK_ULONG)w->bytes.len;
+		return CKR_OK;
+	default:
+		return CKR_DEVICE_ERROR;
+	}
+}
+
+/* One attribute by the rules of C_GetAttributeValue; CKR_OK or the error
+ * this attribute contributes. */
+static CK_RV fill_one(const Remhsm__AttributeResult *r, CK_ATTRIBUTE *a)
+{
+	switch (r->status) {
+	case REMHSM__ATTRIBUTE_RESULT__STATUS__SENSITIVE:
+		a->ulValueLen = CK_UNAVAILABLE_INFORMATION;
+		return CKR_ATTRIBUTE_SENSITIVE;
+	case REMHSM__ATTRIBUTE_RESULT__STATUS__TYPE_INVALID:
+		a->ulValueLen = CK_UNAVAILABLE_INFORMATION;
+		return CKR_ATTRIBUTE_TYPE_INVALID;
+	case REMHSM__ATTRIBUTE_RESULT__STATUS__BUFFER_TOO_SMALL:
+		a->ulValueLen = CK_UNAVAILABLE_INFORMATION;
+		return CKR_BUFFER_TOO_SMALL;
+	default:
+		break;
+	}
+	CK_ULONG need = native_len(a->type, r->length);
+	if (!a->pValue) {
+		a->ulValueLen = need;
+		return CKR_OK;
+	}
+	if (a->ulValueLen < need) {
+		a->ulValueLen = CK_UNAVAILABLE_INFORMATION;
+		return CKR_BUFFER_TOO_SMALL;
+	}
+	return copy_value(r->value, a);
+}
+
+CK_RV rhc_results_to_native(Remhsm__AttributeResult *const *results,
+			    CK_ATTRIBUTE *tmpl, CK_ULONG count)
+{
+	CK_RV rv = CKR_OK;
+	for (CK_ULONG i = 0; i < count; i++) {
+		CK_RV one = fill_one(results[i], &tmpl[i]);
+		if (one == CKR_DEVICE_ERROR)
+			return one;
+		/* Every attribute is answered; a sensitive or unknown one
+		 * outranks a short buffer in the call's result. */
+		if (one != CKR_OK &&
+		    (rv == CKR_OK || rv == CKR_BUFFER_TOO_SMALL))
+			rv = one;
+	}
+	return rv;
+}

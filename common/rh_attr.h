@@ -1,0 +1,21 @@
+/*
+ * The attribute-type table: how each PKCS#11 attribute's value is shaped,
+ * so that a CK_ULONG keeps its value between 32- and 64-bit peers. One
+ * table serves the client, the daemon and the store.
+ */
+#ifndef RH_ATTR_H
+#define RH_ATTR_H
+
+#include <stdint.h>
+
+typedef enum {
+	RH_ATTR_BYTES,	     /* byte array (also CK_DATE, strings, DER) */
+	RH_ATTR_ULONG,	     /* one CK_ULONG */
+	RH_ATTR_BOOL,	     /* one CK_BBOOL */
+	RH_ATTR_ULONG_ARRAY, /* CK_MECHANISM_TYPE[] */
+	RH_ATTR_TEMPLATE     /* CK_ATTRIBUTE[] (wrap/unwrap/derive templates) */
+} rh_attr_kind_t;
+
+rh_attr_kind_t rh_attr_kind(uint64_t type);
+
+#endif

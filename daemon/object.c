@@ -1,0 +1,230 @@
+/* Attribute lists: lookup, wire conversion, matching, records. */
+#include "object.h"
+
+#include <openssl/crypto.h>
+#include <stdlib.h>
+#include <string.h>
+
+void rhd_object_cleanup(rhd_object_t *obj)
+{
+	for (size_t i = 0; i < obj->count; i++) {
+		if (obj->attrs[i].value)
+			OPENSSL_cleanse(obj->attrs[i].value, obj->attrs[i].len);
+		free(obj->attrs[i].value);
+	}
+	free(obj->attrs);
+	obj->attrs = NULL;
+	obj->count = 0;
+}
+
+const rhd_attr_t *rhd_object_find(const rhd_object_t *obj, uint64_t type)
+{
+	for (size_t i = 0; i < obj->count; i++)
+		if (obj->attrs[i].type == type)
+			return &obj->attrs[i];
+	return NULL;
+}
+
+int rhd_object_ulong(const rhd_object_t *obj, uint64_t type, uint64_t *out)
+{
+	const rhd_attr_t *a = rhd_object_find(obj, type);
+	if (!a || a->kind != RH_ATTR_ULONG || a->len != sizeof(uint64_t))
+		return 0;
+	memcpy(out, a->value, sizeof(*out));
+	return 1;
+}
+
+int rhd_object_bool(const rhd_object_t *obj, uint64_t type, int dflt)
+{
+	const rhd_attr_t *a = rhd_object_find(obj, type);
+	if (!a || a->kind != RH_ATTR_BOOL || a->len != 1)
+		return dflt;
+	return a->value[0] != 0;
+}
+
+CK_RV rhd_object_set(rhd_object_t *obj, uint64_t type, const void *value,
+		     size_t len)
+{
+	uint8_t *copy = malloc(len ? len : 1);
+	if (!copy)
+		return CKR_DEVICE_MEMORY;
+	if (len)
+		memcpy(copy, value, len);
+	rhd_attr_t *a = (rhd_attr_t *)rhd_object_find(obj, type);
+	if (!a) {
+		rhd_attr_t *grown =
+			realloc(obj->attrs, (obj->count + 1) * sizeof(*grown));
+		if (!grown) {
+			free(copy);
+			return CKR_DEVICE_MEMORY;
+		}
+		obj->attrs = grown;
+		a = &obj->attrs[obj->count++];
+		a->type = type;
+		a->kind = rh_attr_kind(type);
+	} else {
+		OPENSSL_cleanse(a->value, a->len);
+		free(a->value);
+	}
+	a->value = copy;
+	a->len = len;
+	return CKR_OK;
+}
+
+CK_RV rhd_object_set_ulong(rhd_object_t *obj, uint64_t type, uint64_t v)
+{
+	return rhd_object_set(obj, type, &v, sizeof(v));
+}
+
+CK_RV rhd_object_set_bool(rhd_object_t *obj, uint64_t type, int v)
+{
+	uint8_t b = v ? CK_TRUE : CK_FALSE;
+	return rhd_object_set(obj, type, &b, 1);
+}
+
+/* One wire value in the kind its type has in the table. */
+static CK_RV value_from_wire(const Remhsm__Attribute *w, uint8_t **buf,
+			     size_t *len, uint64_t *scratch)
+{
+	switch (rh_attr_kind(w->type)) {
+	case RH_ATTR_ULONG:
+		if (w->value_case != REMHSM__ATTRIBUTE__VALUE_ULONG)
+			return CKR_ATTRIBUTE_VALUE_INVALID;
+		*scratch = w->ulong;
+		*buf = (uint8_t *)scratch;
+		*len = sizeof(*scratch);
+		return CKR_OK;
+	case RH_ATTR_BOOL:
+		if (w->value_case != REMHSM__ATTRIBUTE__VALUE_BOOLEAN)
+			return CKR_ATTRIBUTE_VALUE_INVALID;
+		*scratch = w->boolean ? CK_TRUE : CK_FALSE;
+		*buf = (uint8_t *)scratch;
+		*len = 1;
+		return CKR_OK;
+	case RH_ATTR_BYTES:
+		if (w->value_case != REMHSM__ATTRIBUTE__VALUE_BYTES)
+			return CKR_ATTRIBUTE_VALUE_INVALID;
+		*buf = w->bytes.data;
+		*len = w->bytes.len;
+		return CKR_OK;
+	default:
+		/* Mechanism lists and nested templates: not served. */
+		return CKR_ATTRIBUTE_TYPE_INVALID;
+	}
+}
+
+CK_RV rhd_object_from_wire(Remhsm__Attribute *const *attrs, size_t n,
+			   rhd_object_t *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; i < n; i++) {
+		uint64_t scratch = 0;
+		uint8_t *buf = NULL;
+		size_t len = 0;
+		CK_RV rv = value_from_wire(attrs[i], &buf, &len, &scratch);
+		const rhd_attr_t *seen = rhd_object_find(out, attrs[i]->type);
+		if (rv == CKR_OK && seen &&
+		    (seen->len != len || memcmp(seen->value, buf, len) != 0))
+			rv = CKR_TEMPLATE_INCONSISTENT;
+		if (rv == CKR_OK && !seen)
+			rv = rhd_object_set(out, attrs[i]->type, buf, len);
+		if (rv != CKR_OK) {
+			rhd_object_cleanup(out);
+			return rv;
+		}
+	}
+	return CKR_OK;
+}
+
+int rhd_object_matches(const rhd_object_t *obj, const rhd_object_t *tmpl)
+{
+	for (size_t i = 0; i < tmpl->count; i++) {
+		const rhd_attr_t *want = &tmpl->attrs[i];
+		const rhd_attr_t *have = rhd_object_find(obj, want->type);
+		if (!have || have->len != want->len ||
+		    memcmp(have->value, want->value, want->len) != 0)
+			return 0;
+	}
+	return 1;
+}
+
+int rhd_object_is_sensitive(const rhd_object_t *obj, uint64_t type)
+{
+	uint64_t cls;
+	if (!rhd_object_ulong(obj, CKA_CLASS, &cls) ||
+	    (cls != CKO_PRIVATE_KEY && cls != CKO_SECRET_KEY))
+		return 0;
+	switch (type) {
+	case CKA_VALUE:
+	case CKA_PRIVATE_EXPONENT:
+	case CKA_PRIME_1:
+	case CKA_PRIME_2:
+	case CKA_EXPONENT_1:
+	case CKA_EXPONENT_2:
+	case CKA_COEFFICIENT:
+		return rhd_object_bool(obj, CKA_SENSITIVE, 1) ||
+		       !rhd_object_bool(obj, CKA_EXTRACTABLE, 0);
+	default:
+		return 0;
+	}
+}
+
+void rhd_attr_to_wire(const rhd_attr_t *a, Remhsm__Attribute *out)
+{
+	remhsm__attribute__init(out);
+	out->type = a->type;
+	switch (a->kind) {
+	case RH_ATTR_ULONG:
+		out->value_case = REMHSM__ATTRIBUTE__VALUE_ULONG;
+		memcpy(&out->ulong, a->value, sizeof(out->ulong));
+		break;
+	case RH_ATTR_BOOL:
+		out->value_case = REMHSM__ATTRIBUTE__VALUE_BOOLEAN;
+		out->boolean = a->value[0] != 0;
+		break;
+	default:
+		out->value_case = REMHSM__ATTRIBUTE__VALUE_BYTES;
+		out->bytes = (ProtobufCBinaryData){a->len, a->value};
+		break;
+	}
+}
+
+int rhd_object_pack(const rhd_object_t *obj, uint8_t **out, size_t *len)
+{
+	Remhsm__Attribute *wire =
+		calloc(obj->count ? obj->count : 1, sizeof(*wire));
+	Remhsm__Attribute **ptrs =
+		calloc(obj->count ? obj->count : 1, sizeof(*ptrs));
+	Remhsm__AttributeList list = REMHSM__ATTRIBUTE_LIST__INIT;
+	int rc = -1;
+	if (!wire || !ptrs)
+		goto out;
+	for (size_t i = 0; i < obj->count; i++) {
+		rhd_attr_to_wire(&obj->attrs[i], &wire[i]);
+		ptrs[i] = &wire[i];
+	}
+	list.n_attributes = obj->count;
+	list.attributes = ptrs;
+	*len = remhsm__attribute_list__get_packed_size(&list);
+	*out = malloc(*len ? *len : 1);
+	if (*out) {
+		remhsm__attribute_list__pack(&list, *out);
+		rc = 0;
+	}
+out:
+	free(ptrs);
+	free(wire);
+	return rc;
+}
+
+int rhd_object_unpack(const uint8_t *buf, size_t len, rhd_object_t *out)
+{
+	Remhsm__AttributeList *list =
+		remhsm__attribute_list__unpack(NULL, len, buf);
+	if (!list)
+		return -1;
+	CK_RV rv =
+		rhd_object_from_wire(list->attributes, list->n_attributes, out);
+	remhsm__attribute_list__free_unpacked(list, NULL);
+	return rv == CKR_OK ? 0 : -1;
+}

@@ -1,0 +1,70 @@
+/*
+ * Objects: a list of typed attributes, the per-class policy applied when
+ * one is created, and the record that the store seals. No I/O.
+ */
+#ifndef RHD_OBJECT_H
+#define RHD_OBJECT_H
+
+#include <p11-kit/pkcs11.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "remhsm.pb-c.h"
+#include "rh_attr.h"
+
+/* ULONG values are kept as uint64_t, BOOL as one byte, arrays of ULONG as
+ * uint64_t[], everything else as bytes. */
+typedef struct rhd_attr {
+	uint64_t type;
+	rh_attr_kind_t kind;
+	uint8_t *value;
+	size_t len;
+} rhd_attr_t;
+
+typedef struct rhd_object {
+	rhd_attr_t *attrs;
+	size_t count;
+} rhd_object_t;
+
+void rhd_object_cleanup(rhd_object_t *obj);
+
+const rhd_attr_t *rhd_object_find(const rhd_object_t *obj, uint64_t type);
+int rhd_object_ulong(const rhd_object_t *obj, uint64_t type, uint64_t *out);
+/* CK_TRUE/CK_FALSE, or dflt when absent. */
+int rhd_object_bool(const rhd_object_t *obj, uint64_t type, int dflt);
+CK_RV rhd_object_set(rhd_object_t *obj, uint64_t type, const void *value,
+		     size_t len);
+CK_RV rhd_object_set_ulong(rhd_object_t *obj, uint64_t type, uint64_t v);
+CK_RV rhd_object_set_bool(rhd_object_t *obj, uint64_t type, int v);
+
+/* A template from the wire. Values must have their table's shape
+ * (CKR_ATTRIBUTE_VALUE_INVALID); a type given twice with different values
+ * is CKR_TEMPLATE_INCONSISTENT. */
+CK_RV rhd_object_from_wire(Remhsm__Attribute *const *attrs, size_t n,
+			   rhd_object_t *out);
+
+/* 1 when every attribute of tmpl equals obj's. */
+int rhd_object_matches(const rhd_object_t *obj, const rhd_object_t *tmpl);
+
+/*
+ * Checks a C_CreateObject template against its class's rules, fills the
+ * token's defaults and the values derived from it (a certificate's subject,
+ * issuer and serial; an EC private key's public point). Needs no I/O.
+ */
+CK_RV rhd_object_prepare_create(rhd_object_t *obj);
+
+/* The curve (NID) a CKA_EC_PARAMS names, 0 when not served. */
+int rhd_ec_curve(const rhd_attr_t *params);
+
+/* 1 when the attribute's value may not leave the daemon. */
+int rhd_object_is_sensitive(const rhd_object_t *obj, uint64_t type);
+
+/* Record form for the store (an AttributeList); free with free(). */
+int rhd_object_pack(const rhd_object_t *obj, uint8_t **out, size_t *len);
+int rhd_object_unpack(const uint8_t *buf, size_t len, rhd_object_t *out);
+
+/* The value of one attribute for the wire, in arena-owned memory the
+ * caller fills from it. */
+void rhd_attr_to_wire(const rhd_attr_t *a, Remhsm__Attribute *out);
+
+#endif

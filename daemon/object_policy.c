@@ -1,0 +1,375 @@
+/*
+ * What C_CreateObject accepts, per class: allowed attributes, the token's
+ * defaults, read-only attributes, and validation of imported material
+ * (certificates parse; EC points lie on the curve; EC scalars are in range).
+ */
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/objects.h>
+#include <openssl/x509.h>
+#include <string.h>
+
+#include "object.h"
+
+#define MAX_EC_POINT 133 /* uncompressed P-521: 1 + 2 * 66 */
+/* Ends the lists below: CKA_CLASS is 0, so 0 cannot. */
+#define END UINT64_MAX
+
+static const uint64_t common_attrs[] = {
+	CKA_CLASS, CKA_TOKEN,	 CKA_PRIVATE,	  CKA_MODIFIABLE,
+	CKA_LABEL, CKA_COPYABLE, CKA_DESTROYABLE, END};
+static const uint64_t data_attrs[] = {CKA_APPLICATION, CKA_OBJECT_ID, CKA_VALUE,
+				      END};
+static const uint64_t cert_attrs[] = {CKA_CERTIFICATE_TYPE,
+				      CKA_TRUSTED,
+				      CKA_CERTIFICATE_CATEGORY,
+				      CKA_CHECK_VALUE,
+				      CKA_START_DATE,
+				      CKA_END_DATE,
+				      CKA_PUBLIC_KEY_INFO,
+				      CKA_SUBJECT,
+				      CKA_ID,
+				      CKA_ISSUER,
+				      CKA_SERIAL_NUMBER,
+				      CKA_VALUE,
+				      CKA_URL,
+				      CKA_HASH_OF_SUBJECT_PUBLIC_KEY,
+				      CKA_HASH_OF_ISSUER_PUBLIC_KEY,
+				      CKA_JAVA_MIDP_SECURITY_DOMAIN,
+				      CKA_NAME_HASH_ALGORITHM,
+				      END};
+static const uint64_t key_attrs[] = {
+	CKA_KEY_TYPE, CKA_ID,	   CKA_START_DATE,	CKA_END_DATE,
+	CKA_DERIVE,   CKA_SUBJECT, CKA_PUBLIC_KEY_INFO, END};
+static const uint64_t public_attrs[] = {CKA_ENCRYPT,	    CKA_VERIFY,
+					CKA_VERIFY_RECOVER, CKA_WRAP,
+					CKA_TRUSTED,	    END};
+static const uint64_t private_attrs[] = {CKA_SENSITIVE,
+					 CKA_DECRYPT,
+					 CKA_SIGN,
+					 CKA_SIGN_RECOVER,
+					 CKA_UNWRAP,
+					 CKA_EXTRACTABLE,
+					 CKA_WRAP_WITH_TRUSTED,
+					 CKA_ALWAYS_AUTHENTICATE,
+					 END};
+static const uint64_t ec_public_attrs[] = {CKA_EC_PARAMS, CKA_EC_POINT, END};
+static const uint64_t ec_private_attrs[] = {CKA_EC_PARAMS, CKA_VALUE, END};
+/* Set by the token: a template may not name them. */
+static const uint64_t token_set_attrs[] = {CKA_LOCAL, CKA_KEY_GEN_MECHANISM,
+					   CKA_ALWAYS_SENSITIVE,
+					   CKA_NEVER_EXTRACTABLE, END};
+
+static int listed(const uint64_t *list, uint64_t type)
+{
+	for (; *list != END; list++)
+		if (*list == type)
+			return 1;
+	return 0;
+}
+
+static int in_any(const uint64_t *const *lists, uint64_t type)
+{
+	for (; *lists; lists++)
+		if (listed(*lists, type))
+			return 1;
+	return 0;
+}
+
+/* Every attribute of obj must belong to its class; the token sets some. */
+static CK_RV check_allowed(const rhd_object_t *obj,
+			   const uint64_t *const *lists)
+{
+	for (size_t i = 0; i < obj->count; i++) {
+		uint64_t type = obj->attrs[i].type;
+		if (listed(token_set_attrs, type))
+			return CKR_ATTRIBUTE_READ_ONLY;
+		if (!in_any(lists, type))
+			return CKR_ATTRIBUTE_TYPE_INVALID;
+	}
+	return CKR_OK;
+}
+
+typedef struct dflt {
+	uint64_t type;
+	int kind; /* 0: bool, 1: ulong, 2: empty bytes */
+	uint64_t value;
+} dflt_t;
+
+static CK_RV fill_defaults(rhd_object_t *obj, const dflt_t *d, size_t n)
+{
+	CK_RV rv = CKR_OK;
+	for (size_t i = 0; i < n && rv == CKR_OK; i++) {
+		if (rhd_object_find(obj, d[i].type))
+			continue;
+		if (d[i].kind == 0)
+			rv = rhd_object_set_bool(obj, d[i].type,
+						 (int)d[i].value);
+		else if (d[i].kind == 1)
+			rv = rhd_object_set_ulong(obj, d[i].type, d[i].value);
+		else
+			rv = rhd_object_set(obj, d[i].type, "", 0);
+	}
+	return rv;
+}
+
+static const dflt_t storage_defaults[] = {
+	{CKA_TOKEN, 0, CK_FALSE},   {CKA_MODIFIABLE, 0, CK_TRUE},
+	{CKA_COPYABLE, 0, CK_TRUE}, {CKA_DESTROYABLE, 0, CK_TRUE},
+	{CKA_LABEL, 2, 0},
+};
+
+/* --- certificates -----------------------------------------------------------
+ */
+
+static CK_RV set_der_name(rhd_object_t *obj, uint64_t type,
+			  const X509_NAME *name)
+{
+	unsigned char *der = NULL;
+	int len = i2d_X509_NAME(name, &der);
+	if (len < 0)
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	CK_RV rv = rhd_object_set(obj, type, der, (size_t)len);
+	OPENSSL_free(der);
+	return rv;
+}
+
+/* Subject, issuer and serial from the DER when the template omits them;
+ * a given CKA_SUBJECT is kept as it is (FreeRTOS sends a plain string). */
+static CK_RV fill_from_certificate(rhd_object_t *obj, X509 *cert)
+{
+	CK_RV rv = CKR_OK;
+	if (!rhd_object_find(obj, CKA_SUBJECT))
+		rv = set_der_name(obj, CKA_SUBJECT,
+				  X509_get_subject_name(cert));
+	if (rv == CKR_OK && !rhd_object_find(obj, CKA_ISSUER))
+		rv = set_der_name(obj, CKA_ISSUER, X509_get_issuer_name(cert));
+	if (rv == CKR_OK && !rhd_object_find(obj, CKA_SERIAL_NUMBER)) {
+		unsigned char *der = NULL;
+		int len = i2d_ASN1_INTEGER(X509_get0_serialNumber(cert), &der);
+		rv = len < 0 ? CKR_ATTRIBUTE_VALUE_INVALID
+			     : rhd_object_set(obj, CKA_SERIAL_NUMBER, der,
+					      (size_t)len);
+		OPENSSL_free(der);
+	}
+	return rv;
+}
+
+static CK_RV prepare_certificate(rhd_object_t *obj)
+{
+	static const uint64_t *const lists[] = {common_attrs, cert_attrs, NULL};
+	CK_RV rv = check_allowed(obj, lists);
+	if (rv != CKR_OK)
+		return rv;
+	uint64_t type;
+	const rhd_attr_t *value = rhd_object_find(obj, CKA_VALUE);
+	if (!rhd_object_ulong(obj, CKA_CERTIFICATE_TYPE, &type) || !value)
+		return CKR_TEMPLATE_INCOMPLETE;
+	if (type != CKC_X_509)
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	const unsigned char *p = value->value;
+	X509 *cert = d2i_X509(NULL, &p, (long)value->len);
+	if (!cert || p != value->value + value->len) {
+		X509_free(cert);
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	}
+	rv = fill_from_certificate(obj, cert);
+	X509_free(cert);
+	static const dflt_t d[] = {{CKA_PRIVATE, 0, CK_FALSE},
+				   {CKA_TRUSTED, 0, CK_FALSE},
+				   {CKA_CERTIFICATE_CATEGORY, 1, 0},
+				   {CKA_ID, 2, 0}};
+	if (rv == CKR_OK)
+		rv = fill_defaults(obj, d, sizeof(d) / sizeof(d[0]));
+	return rv;
+}
+
+/* --- data
+ * ---------------------------------------------------------------------- */
+
+static CK_RV prepare_data(rhd_object_t *obj)
+{
+	static const uint64_t *const lists[] = {common_attrs, data_attrs, NULL};
+	CK_RV rv = check_allowed(obj, lists);
+	static const dflt_t d[] = {{CKA_PRIVATE, 0, CK_FALSE},
+				   {CKA_APPLICATION, 2, 0},
+				   {CKA_OBJECT_ID, 2, 0},
+				   {CKA_VALUE, 2, 0}};
+	return rv == CKR_OK ? fill_defaults(obj, d, sizeof(d) / sizeof(d[0]))
+			    : rv;
+}
+
+/* --- EC keys
+ * ------------------------------------------------------------------- */
+
+/* The curve named by a CKA_EC_PARAMS OID; 0 when unsupported. */
+int rhd_ec_curve(const rhd_attr_t *params)
+{
+	const unsigned char *p = params->value;
+	ASN1_OBJECT *oid = d2i_ASN1_OBJECT(NULL, &p, (long)params->len);
+	int nid =
+		oid && p == params->value + params->len ? OBJ_obj2nid(oid) : 0;
+	ASN1_OBJECT_free(oid);
+	return nid == NID_X9_62_prime256v1 || nid == NID_secp384r1 ? nid : 0;
+}
+
+/* An uncompressed point from CKA_EC_POINT (a DER OCTET STRING). */
+static int point_bytes(const rhd_attr_t *a, const unsigned char **pt,
+		       size_t *len)
+{
+	if (a->len < 3 || a->value[0] != 0x04)
+		return -1;
+	size_t hdr = a->value[1] < 0x80 ? 2 : a->value[1] == 0x81 ? 3 : 0;
+	if (!hdr || a->len <= hdr)
+		return -1;
+	size_t body = hdr == 2 ? a->value[1] : a->value[2];
+	if (body != a->len - hdr || body > MAX_EC_POINT)
+		return -1;
+	*pt = a->value + hdr;
+	*len = body;
+	return 0;
+}
+
+static CK_RV check_point(int nid, const rhd_attr_t *a)
+{
+	const unsigned char *pt;
+	size_t len;
+	if (point_bytes(a, &pt, &len) < 0 || pt[0] != 0x04)
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	EC_GROUP *group = EC_GROUP_new_by_curve_name(nid);
+	EC_POINT *point = group ? EC_POINT_new(group) : NULL;
+	int ok = point &&
+		 EC_POINT_oct2point(group, point, pt, len, NULL) == 1 &&
+		 !EC_POINT_is_at_infinity(group, point);
+	EC_POINT_free(point);
+	EC_GROUP_free(group);
+	return ok ? CKR_OK : CKR_ATTRIBUTE_VALUE_INVALID;
+}
+
+/* d must satisfy 0 < d < order; sets CKA_EC_POINT to d·G. */
+static CK_RV derive_point(rhd_object_t *obj, int nid, const rhd_attr_t *value)
+{
+	EC_GROUP *group = EC_GROUP_new_by_curve_name(nid);
+	BIGNUM *d = BN_bin2bn(value->value, (int)value->len, NULL);
+	EC_POINT *pub = group ? EC_POINT_new(group) : NULL;
+	unsigned char der[2 + MAX_EC_POINT + 1];
+	size_t len = 0;
+	CK_RV rv = CKR_DEVICE_MEMORY;
+	if (!group || !d || !pub)
+		goto out;
+	rv = CKR_ATTRIBUTE_VALUE_INVALID;
+	if (BN_is_zero(d) || BN_cmp(d, EC_GROUP_get0_order(group)) >= 0 ||
+	    EC_POINT_mul(group, pub, d, NULL, NULL, NULL) != 1)
+		goto out;
+	len = EC_POINT_point2oct(group, pub, POINT_CONVERSION_UNCOMPRESSED,
+				 der + 2, MAX_EC_POINT, NULL);
+	if (len == 0 || len > 127)
+		goto out;
+	der[0] = 0x04;
+	der[1] = (unsigned char)len;
+	rv = rhd_object_set(obj, CKA_EC_POINT, der, len + 2);
+out:
+	EC_POINT_free(pub);
+	BN_clear_free(d);
+	EC_GROUP_free(group);
+	return rv;
+}
+
+static CK_RV prepare_ec(rhd_object_t *obj, int private_key)
+{
+	const rhd_attr_t *params = rhd_object_find(obj, CKA_EC_PARAMS);
+	const rhd_attr_t *key =
+		rhd_object_find(obj, private_key ? CKA_VALUE : CKA_EC_POINT);
+	if (!params || !key)
+		return CKR_TEMPLATE_INCOMPLETE;
+	int nid = rhd_ec_curve(params);
+	if (!nid)
+		return CKR_CURVE_NOT_SUPPORTED;
+	return private_key ? derive_point(obj, nid, key)
+			   : check_point(nid, key);
+}
+
+/* --- keys
+ * ---------------------------------------------------------------------- */
+
+static const dflt_t key_defaults[] = {
+	{CKA_ID, 2, 0},
+	{CKA_DERIVE, 0, CK_FALSE},
+	{CKA_LOCAL, 0, CK_FALSE},
+	{CKA_KEY_GEN_MECHANISM, 1, CK_UNAVAILABLE_INFORMATION},
+	{CKA_SUBJECT, 2, 0},
+};
+
+static CK_RV prepare_key(rhd_object_t *obj, int private_key)
+{
+	uint64_t key_type;
+	if (!rhd_object_ulong(obj, CKA_KEY_TYPE, &key_type))
+		return CKR_TEMPLATE_INCOMPLETE;
+	if (key_type != CKK_EC)
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	static const uint64_t *const pub_lists[] = {
+		common_attrs, key_attrs, public_attrs, ec_public_attrs, NULL};
+	static const uint64_t *const priv_lists[] = {
+		common_attrs, key_attrs, private_attrs, ec_private_attrs, NULL};
+	CK_RV rv = check_allowed(obj, private_key ? priv_lists : pub_lists);
+	if (rv == CKR_OK)
+		rv = prepare_ec(obj, private_key);
+	if (rv == CKR_OK)
+		rv = fill_defaults(obj, key_defaults,
+				   sizeof(key_defaults) /
+					   sizeof(key_defaults[0]));
+	static const dflt_t pub[] = {
+		{CKA_PRIVATE, 0, CK_FALSE}, {CKA_ENCRYPT, 0, CK_FALSE},
+		{CKA_VERIFY, 0, CK_TRUE},   {CKA_VERIFY_RECOVER, 0, CK_FALSE},
+		{CKA_WRAP, 0, CK_FALSE},    {CKA_TRUSTED, 0, CK_FALSE},
+	};
+	/* A silent template gets the safe answer: private, sensitive, not
+	 * extractable. Imported keys were never "always" sensitive. */
+	static const dflt_t priv[] = {
+		{CKA_PRIVATE, 0, CK_TRUE},
+		{CKA_SENSITIVE, 0, CK_TRUE},
+		{CKA_EXTRACTABLE, 0, CK_FALSE},
+		{CKA_SIGN, 0, CK_TRUE},
+		{CKA_DECRYPT, 0, CK_FALSE},
+		{CKA_SIGN_RECOVER, 0, CK_FALSE},
+		{CKA_UNWRAP, 0, CK_FALSE},
+		{CKA_WRAP_WITH_TRUSTED, 0, CK_FALSE},
+		{CKA_ALWAYS_AUTHENTICATE, 0, CK_FALSE},
+		{CKA_ALWAYS_SENSITIVE, 0, CK_FALSE},
+		{CKA_NEVER_EXTRACTABLE, 0, CK_FALSE},
+	};
+	if (rv == CKR_OK)
+		rv = private_key ? fill_defaults(obj, priv,
+						 sizeof(priv) / sizeof(priv[0]))
+				 : fill_defaults(obj, pub,
+						 sizeof(pub) / sizeof(pub[0]));
+	return rv;
+}
+
+CK_RV rhd_object_prepare_create(rhd_object_t *obj)
+{
+	uint64_t cls;
+	if (!rhd_object_ulong(obj, CKA_CLASS, &cls))
+		return CKR_TEMPLATE_INCOMPLETE;
+	CK_RV rv;
+	switch (cls) {
+	case CKO_DATA:
+		rv = prepare_data(obj);
+		break;
+	case CKO_CERTIFICATE:
+		rv = prepare_certificate(obj);
+		break;
+	case CKO_PUBLIC_KEY:
+		rv = prepare_key(obj, 0);
+		break;
+	case CKO_PRIVATE_KEY:
+		rv = prepare_key(obj, 1);
+		break;
+	default:
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	}
+	return rv == CKR_OK ? fill_defaults(obj, storage_defaults,
+					    sizeof(storage_defaults) /
+						    sizeof(storage_defaults[0]))
+			    : rv;
+}

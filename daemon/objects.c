@@ -1,0 +1,343 @@
+#include "objects.h"
+
+#include <openssl/crypto.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* A stored record: one byte saying whether it is private, then the
+ * attribute list, sealed again under the token key when private. */
+enum { RECORD_PUBLIC = 0, RECORD_PRIVATE = 1 };
+
+static const uint8_t private_aad[] = "remhsm private object";
+
+static int user_logged_in(const rhd_app_t *app, CK_SLOT_ID slot)
+{
+	return app->login[slot].user == CKU_USER;
+}
+
+static rhd_handle_t *handle_find(rhd_app_t *app, uint64_t handle)
+{
+	for (rhd_handle_t *h = app->objects; h; h = h->next)
+		if (h->handle == handle)
+			return h;
+	return NULL;
+}
+
+static rhd_handle_t *handle_of_store_id(rhd_app_t *app, CK_SLOT_ID slot,
+					uint64_t id)
+{
+	for (rhd_handle_t *h = app->objects; h; h = h->next)
+		if (!h->session_obj && h->slot == slot && h->store_id == id)
+			return h;
+	return NULL;
+}
+
+static rhd_handle_t *handle_new(rhd_app_t *app, CK_SLOT_ID slot,
+				int private_obj)
+{
+	rhd_handle_t *h = calloc(1, sizeof(*h));
+	if (!h)
+		return NULL;
+	do
+		h->handle = app->next_object++;
+	while (h->handle == 0 || handle_find(app, h->handle));
+	h->slot = slot;
+	h->private_obj = private_obj;
+	h->next = app->objects;
+	app->objects = h;
+	return h;
+}
+
+static void handle_unlink(rhd_app_t *app, rhd_handle_t *h)
+{
+	rhd_handle_t **link = &app->objects;
+	while (*link != h)
+		link = &(*link)->next;
+	*link = h->next;
+	if (h->session_obj) {
+		rhd_object_cleanup(h->session_obj);
+		free(h->session_obj);
+	}
+	free(h);
+}
+
+/* --- records ----------------------------------------------------------------
+ */
+
+static CK_RV record_make(const rhd_app_t *app, CK_SLOT_ID slot,
+			 const rhd_object_t *obj, int private_obj,
+			 uint8_t **out, size_t *out_len)
+{
+	uint8_t *plain;
+	size_t len;
+	if (rhd_object_pack(obj, &plain, &len) < 0)
+		return CKR_DEVICE_MEMORY;
+	size_t total = 1 + len + (private_obj ? RHS_SEAL_OVERHEAD : 0);
+	uint8_t *rec = malloc(total);
+	CK_RV rv = rec ? CKR_OK : CKR_DEVICE_MEMORY;
+	if (rv == CKR_OK) {
+		rec[0] = private_obj ? RECORD_PRIVATE : RECORD_PUBLIC;
+		if (!private_obj)
+			memcpy(rec + 1, plain, len);
+		else if (rhs_seal(app->login[slot].token_key, private_aad,
+				  sizeof(private_aad), plain, len, rec + 1) < 0)
+			rv = CKR_DEVICE_ERROR;
+	}
+	OPENSSL_cleanse(plain, len);
+	free(plain);
+	if (rv != CKR_OK) {
+		free(rec);
+		return rv;
+	}
+	*out = rec;
+	*out_len = total;
+	return CKR_OK;
+}
+
+/* Opens a record; a private one only with the user's login. */
+static CK_RV record_open(const rhd_app_t *app, CK_SLOT_ID slot,
+			 const uint8_t *rec, size_t len, rhd_object_t *out)
+{
+	if (len < 1)
+		return CKR_DEVICE_ERROR;
+	if (rec[0] == RECORD_PUBLIC)
+		return rhd_object_unpack(rec + 1, len - 1, out) == 0
+			       ? CKR_OK
+			       : CKR_DEVICE_ERROR;
+	if (!user_logged_in(app, slot))
+		return CKR_OBJECT_HANDLE_INVALID;
+	if (len < 1 + RHS_SEAL_OVERHEAD)
+		return CKR_DEVICE_ERROR;
+	size_t plain_len = len - 1 - RHS_SEAL_OVERHEAD;
+	uint8_t *plain = malloc(plain_len ? plain_len : 1);
+	if (!plain)
+		return CKR_DEVICE_MEMORY;
+	CK_RV rv = CKR_DEVICE_ERROR;
+	if (rhs_unseal(app->login[slot].token_key, private_aad,
+		       sizeof(private_aad), rec + 1, len - 1,
+		       plain) == RHS_OK &&
+	    rhd_object_unpack(plain, plain_len, out) == 0)
+		rv = CKR_OK;
+	OPENSSL_cleanse(plain, plain_len);
+	free(plain);
+	return rv;
+}
+
+static rhs_index_t index_of(const rhd_object_t *obj)
+{
+	static const uint64_t types[RHS_IX_COUNT] = {CKA_CLASS, CKA_ID,
+						     CKA_LABEL, CKA_KEY_TYPE};
+	rhs_index_t ix = {{NULL}, {0}};
+	for (int k = 0; k < RHS_IX_COUNT; k++) {
+		const rhd_attr_t *a =
+			obj ? rhd_object_find(obj, types[k]) : NULL;
+		if (a) {
+			ix.value[k] = a->value;
+			ix.len[k] = a->len;
+		}
+	}
+	return ix;
+}
+
+static CK_RV load_stored(rhd_engine_t *engine, const rhd_app_t *app,
+			 CK_SLOT_ID slot, uint64_t id, rhd_object_t *out)
+{
+	uint8_t *rec;
+	size_t len;
+	int rc = rhs_object_get(engine->tokens.store, (uint32_t)slot, id, &rec,
+				&len);
+	if (rc == RHS_ENOTFOUND)
+		return CKR_OBJECT_HANDLE_INVALID;
+	if (rc < 0) {
+		RHD_ERROR("event=object-unavailable slot=%lu "
+			  "row=objects/%lu/%llu "
+			  "reason=\"%s\"",
+			  slot, slot, (unsigned long long)id, rhs_strerror(rc));
+		return CKR_DEVICE_ERROR;
+	}
+	CK_RV rv = record_open(app, slot, rec, len, out);
+	rhs_free(rec, len);
+	return rv;
+}
+
+/* --- the calls
+ * ---------------------------------------------------------------- */
+
+static CK_RV may_create(const rhd_app_t *app, const rhd_session_t *s,
+			int token_obj, int private_obj)
+{
+	if (token_obj && !(s->flags & CKF_RW_SESSION))
+		return CKR_SESSION_READ_ONLY;
+	if (private_obj && !user_logged_in(app, s->slot))
+		return CKR_USER_NOT_LOGGED_IN;
+	return CKR_OK;
+}
+
+CK_RV rhd_objects_create(rhd_engine_t *engine, rhd_app_t *app,
+			 rhd_session_t *session, rhd_object_t *obj,
+			 uint32_t *handle)
+{
+	int token_obj = rhd_object_bool(obj, CKA_TOKEN, 0);
+	int private_obj = rhd_object_bool(obj, CKA_PRIVATE, 0);
+	CK_RV rv = may_create(app, session, token_obj, private_obj);
+	if (rv != CKR_OK)
+		return rv;
+	rhd_handle_t *h = handle_new(app, session->slot, private_obj);
+	if (!h)
+		return CKR_DEVICE_MEMORY;
+	if (!token_obj) {
+		h->session_obj = malloc(sizeof(*h->session_obj));
+		if (!h->session_obj)
+			return CKR_DEVICE_MEMORY;
+		*h->session_obj = *obj;
+		memset(obj, 0, sizeof(*obj));
+		h->owner = session->handle;
+		*handle = h->handle;
+		return CKR_OK;
+	}
+	uint8_t *rec;
+	size_t len;
+	rv = record_make(app, session->slot, obj, private_obj, &rec, &len);
+	rhs_index_t ix = index_of(obj);
+	int rc = rv == CKR_OK ? rhs_object_create(engine->tokens.store,
+						  (uint32_t)session->slot, &ix,
+						  rec, len, &h->store_id)
+			      : RHS_OK;
+	if (rv == CKR_OK) {
+		free(rec);
+		rv = rc == RHS_OK      ? CKR_OK
+		     : rc == RHS_EFULL ? CKR_DEVICE_MEMORY
+				       : CKR_DEVICE_ERROR;
+	}
+	if (rv != CKR_OK) {
+		handle_unlink(app, h);
+		return rv;
+	}
+	*handle = h->handle;
+	return CKR_OK;
+}
+
+static rhd_handle_t *visible(rhd_app_t *app, const rhd_session_t *s,
+			     uint64_t handle)
+{
+	rhd_handle_t *h = handle_find(app, handle);
+	if (!h || h->slot != s->slot)
+		return NULL;
+	if (h->private_obj && !user_logged_in(app, h->slot))
+		return NULL;
+	return h;
+}
+
+CK_RV rhd_objects_load(rhd_engine_t *engine, rhd_app_t *app,
+		       const rhd_session_t *session, uint64_t handle,
+		       rhd_object_t *out)
+{
+	memset(out, 0, sizeof(*out));
+	rhd_handle_t *h = visible(app, session, handle);
+	if (!h)
+		return CKR_OBJECT_HANDLE_INVALID;
+	if (!h->session_obj)
+		return load_stored(engine, app, h->slot, h->store_id, out);
+	for (size_t i = 0; i < h->session_obj->count; i++) {
+		const rhd_attr_t *a = &h->session_obj->attrs[i];
+		CK_RV rv = rhd_object_set(out, a->type, a->value, a->len);
+		if (rv != CKR_OK) {
+			rhd_object_cleanup(out);
+			return rv;
+		}
+	}
+	return CKR_OK;
+}
+
+CK_RV rhd_objects_destroy(rhd_engine_t *engine, rhd_app_t *app,
+			  const rhd_session_t *session, uint64_t handle)
+{
+	rhd_handle_t *h = visible(app, session, handle);
+	if (!h)
+		return CKR_OBJECT_HANDLE_INVALID;
+	rhd_object_t obj;
+	CK_RV rv = rhd_objects_load(engine, app, session, handle, &obj);
+	if (rv != CKR_OK)
+		return rv;
+	int token_obj = !h->session_obj;
+	if (!rhd_object_bool(&obj, CKA_DESTROYABLE, 1))
+		rv = CKR_ACTION_PROHIBITED;
+	else if (token_obj && !(session->flags & CKF_RW_SESSION))
+		rv = CKR_SESSION_READ_ONLY;
+	rhd_object_cleanup(&obj);
+	if (rv == CKR_OK && token_obj) {
+		int rc = rhs_object_delete(engine->tokens.store,
+					   (uint32_t)h->slot, h->store_id);
+		rv = rc == RHS_OK || rc == RHS_ENOTFOUND ? CKR_OK
+							 : CKR_DEVICE_ERROR;
+	}
+	if (rv == CKR_OK)
+		handle_unlink(app, h);
+	return rv;
+}
+
+/* --- find
+ * ------------------------------------------------------------------------ */
+
+static CK_RV found_push(rhd_session_t *s, uint32_t handle)
+{
+	if ((s->found_count & 63) == 0) {
+		uint32_t *grown = realloc(s->found, (s->found_count + 64) *
+							    sizeof(*grown));
+		if (!grown)
+			return CKR_DEVICE_MEMORY;
+		s->found = grown;
+	}
+	s->found[s->found_count++] = handle;
+	return CKR_OK;
+}
+
+static CK_RV find_stored(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
+			 const rhd_object_t *tmpl)
+{
+	rhs_index_t ix = index_of(tmpl);
+	uint64_t *ids;
+	size_t n;
+	if (rhs_object_find(engine->tokens.store, (uint32_t)s->slot, &ix, &ids,
+			    &n) < 0)
+		return CKR_DEVICE_ERROR;
+	CK_RV rv = CKR_OK;
+	for (size_t i = 0; i < n && rv == CKR_OK; i++) {
+		rhd_object_t obj;
+		CK_RV load = load_stored(engine, app, s->slot, ids[i], &obj);
+		if (load != CKR_OK)
+			continue; /* private while logged out, or unreadable */
+		if (rhd_object_matches(&obj, tmpl)) {
+			rhd_handle_t *h =
+				handle_of_store_id(app, s->slot, ids[i]);
+			if (!h &&
+			    (h = handle_new(
+				     app, s->slot,
+				     rhd_object_bool(&obj, CKA_PRIVATE, 0))))
+				h->store_id = ids[i];
+			rv = h ? found_push(s, h->handle) : CKR_DEVICE_MEMORY;
+		}
+		rhd_object_cleanup(&obj);
+	}
+	free(ids);
+	return rv;
+}
+
+CK_RV rhd_objects_find(rhd_engine_t *engine, rhd_app_t *app,
+		       rhd_session_t *session, const rhd_object_t *tmpl)
+{
+	CK_RV rv = find_stored(engine, app, session, tmpl);
+	for (rhd_handle_t *h = app->objects; h && rv == CKR_OK; h = h->next) {
+		if (!h->session_obj || !visible(app, session, h->handle))
+			continue;
+		if (rhd_object_matches(h->session_obj, tmpl))
+			rv = found_push(session, h->handle);
+	}
+	if (rv != CKR_OK)
+		rhd_session_end_find(session);
+	else
+		session->finding = 1;
+	return rv;
+}

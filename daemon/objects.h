@@ -1,0 +1,26 @@
+/*
+ * An application's objects: handles (per application, 32 bits) for token
+ * objects in the store and session objects in memory, visibility under
+ * login, and find cursors. Pure: the store is the only I/O.
+ */
+#ifndef RHD_OBJECTS_H
+#define RHD_OBJECTS_H
+
+#include "engine.h"
+#include "object.h"
+
+/* The caller holds app->lock for all of these. */
+CK_RV rhd_objects_create(rhd_engine_t *engine, rhd_app_t *app,
+			 rhd_session_t *session, rhd_object_t *obj,
+			 uint32_t *handle);
+/* Loads a visible object (copy in out, cleanup by the caller). */
+CK_RV rhd_objects_load(rhd_engine_t *engine, rhd_app_t *app,
+		       const rhd_session_t *session, uint64_t handle,
+		       rhd_object_t *out);
+CK_RV rhd_objects_destroy(rhd_engine_t *engine, rhd_app_t *app,
+			  const rhd_session_t *session, uint64_t handle);
+/* Starts a find: the handles of every visible object matching tmpl. */
+CK_RV rhd_objects_find(rhd_engine_t *engine, rhd_app_t *app,
+		       rhd_session_t *session, const rhd_object_t *tmpl);
+
+#endif
