@@ -1,0 +1,729 @@
+/* Objects through dispatch over a real store: create rules and their
+ * codes, attribute answers, visibility, finds, destroy, persistence. */
+#include <check.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "dispatch.h"
+#include "engine_support.h"
+#include "harness.h"
+#include "pki.h"
+
+static th_store_t store;
+static rhd_engine_t engine;
+static rhd_app_t *app, *other;
+static uint64_t rw, ro;
+
+/* P-256 OID; secp256k1 OID (not served). */
+static const uint8_t p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
+			       0xce, 0x3d, 0x03, 0x01, 0x07};
+static const uint8_t k256[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a};
+static const uint8_t scalar[32] = {
+	0x5e, 0xc4, 0x11, 0x2a, 0x0d, 0x9b, 0x77, 0x31, 0x66, 0x01, 0xfe,
+	0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x10, 0x32, 0x54, 0x76,
+	0x98, 0xba, 0xdc, 0xfe, 0x13, 0x57, 0x9b, 0xdf, 0x24, 0x68};
+
+/* --- a tiny template builder ------------------------------------------------
+ */
+
+typedef struct tmpl {
+	Remhsm__Attribute a[16];
+	Remhsm__Attribute *p[16];
+	size_t n;
+} tmpl_t;
+
+static void t_ulong(tmpl_t *t, uint64_t type, uint64_t v)
+{
+	Remhsm__Attribute *a = &t->a[t->n];
+	remhsm__attribute__init(a);
+	a->type = type;
+	a->value_case = REMHSM__ATTRIBUTE__VALUE_ULONG;
+	a->ulong = v;
+	t->p[t->n] = a;
+	t->n++;
+}
+
+static void t_bool(tmpl_t *t, uint64_t type, int v)
+{
+	Remhsm__Attribute *a = &t->a[t->n];
+	remhsm__attribute__init(a);
+	a->type = type;
+	a->value_case = REMHSM__ATTRIBUTE__VALUE_BOOLEAN;
+	a->boolean = v;
+	t->p[t->n] = a;
+	t->n++;
+}
+
+static void t_bytes(tmpl_t *t, uint64_t type, const void *v, size_t len)
+{
+	Remhsm__Attribute *a = &t->a[t->n];
+	remhsm__attribute__init(a);
+	a->type = type;
+	a->value_case = REMHSM__ATTRIBUTE__VALUE_BYTES;
+	a->bytes = (ProtobufCBinaryData){len, (uint8_t *)v};
+	t->p[t->n] = a;
+	t->n++;
+}
+
+static void t_text(tmpl_t *t, uint64_t type, const char *s)
+{
+	t_bytes(t, type, s, strlen(s));
+}
+
+/* --- calls ------------------------------------------------------------------
+ */
+
+static uint64_t run(rhd_app_t *a, Remhsm__Request *req, Remhsm__Response *resp,
+		    rh_arena_t *arena)
+{
+	remhsm__response__init(resp);
+	rhd_dispatch(&engine, a, req, resp, arena);
+	return resp->rv;
+}
+
+static uint64_t create_as(rhd_app_t *a, uint64_t session, tmpl_t *t,
+			  uint64_t *handle)
+{
+	Remhsm__CreateObjectReq b = REMHSM__CREATE_OBJECT_REQ__INIT;
+	b.session = session;
+	b.n_template_ = t->n;
+	b.template_ = t->p;
+	Remhsm__Request r = REMHSM__REQUEST__INIT;
+	r.call_case = REMHSM__REQUEST__CALL_CREATE_OBJECT;
+	r.create_object = &b;
+	Remhsm__Response resp;
+	rh_arena_t arena = RH_ARENA_INIT;
+	uint64_t rv = run(a, &r, &resp, &arena);
+	if (rv == CKR_OK && handle)
+		*handle = resp.create_object->object->handle;
+	rh_arena_cleanup(&arena);
+	return rv;
+}
+
+static uint64_t create(tmpl_t *t, uint64_t *handle)
+{
+	return create_as(app, rw, t, handle);
+}
+
+static uint64_t simple(rhd_app_t *a, int call, uint64_t session, uint64_t arg)
+{
+	Remhsm__Request r = REMHSM__REQUEST__INIT;
+	Remhsm__DestroyObjectReq destroy = REMHSM__DESTROY_OBJECT_REQ__INIT;
+	Remhsm__LoginReq login = REMHSM__LOGIN_REQ__INIT;
+	Remhsm__LogoutReq logout = REMHSM__LOGOUT_REQ__INIT;
+	Remhsm__CloseSessionReq close = REMHSM__CLOSE_SESSION_REQ__INIT;
+	Remhsm__FindObjectsFinalReq final =
+		REMHSM__FIND_OBJECTS_FINAL_REQ__INIT;
+	r.call_case = (Remhsm__Request__CallCase)call;
+	switch (call) {
+	case REMHSM__REQUEST__CALL_DESTROY_OBJECT:
+		destroy.session = session;
+		destroy.object = arg;
+		r.destroy_object = &destroy;
+		break;
+	case REMHSM__REQUEST__CALL_LOGIN:
+		login.session = session;
+		login.user_type = arg;
+		login.pin = (ProtobufCBinaryData){
+			4, (uint8_t *)(arg == CKU_SO ? "9876" : "0000")};
+		r.login = &login;
+		break;
+	case REMHSM__REQUEST__CALL_LOGOUT:
+		logout.session = session;
+		r.logout = &logout;
+		break;
+	case REMHSM__REQUEST__CALL_CLOSE_SESSION:
+		close.session = session;
+		r.close_session = &close;
+		break;
+	default:
+		final.session = session;
+		r.find_objects_final = &final;
+		break;
+	}
+	Remhsm__Response resp;
+	rh_arena_t arena = RH_ARENA_INIT;
+	uint64_t rv = run(a, &r, &resp, &arena);
+	rh_arena_cleanup(&arena);
+	return rv;
+}
+
+static uint64_t open_session(rhd_app_t *a, int rw_flag)
+{
+	Remhsm__OpenSessionReq b = REMHSM__OPEN_SESSION_REQ__INIT;
+	b.flags = CKF_SERIAL_SESSION | (rw_flag ? CKF_RW_SESSION : 0);
+	Remhsm__Request r = REMHSM__REQUEST__INIT;
+	r.call_case = REMHSM__REQUEST__CALL_OPEN_SESSION;
+	r.open_session = &b;
+	Remhsm__Response resp;
+	rh_arena_t arena = RH_ARENA_INIT;
+	ck_assert_uint_eq(run(a, &r, &resp, &arena), CKR_OK);
+	uint64_t h = resp.open_session->session;
+	rh_arena_cleanup(&arena);
+	return h;
+}
+
+/* Finds with a template; returns how many, handles in out. */
+static size_t find(rhd_app_t *a, uint64_t session, tmpl_t *t, uint64_t out[8])
+{
+	Remhsm__FindObjectsInitReq b = REMHSM__FIND_OBJECTS_INIT_REQ__INIT;
+	b.session = session;
+	b.n_template_ = t->n;
+	b.template_ = t->p;
+	Remhsm__Request r = REMHSM__REQUEST__INIT;
+	r.call_case = REMHSM__REQUEST__CALL_FIND_OBJECTS_INIT;
+	r.find_objects_init = &b;
+	Remhsm__Response resp;
+	rh_arena_t arena = RH_ARENA_INIT;
+	ck_assert_uint_eq(run(a, &r, &resp, &arena), CKR_OK);
+	rh_arena_cleanup(&arena);
+	size_t total = 0;
+	for (;;) {
+		Remhsm__FindObjectsReq f = REMHSM__FIND_OBJECTS_REQ__INIT;
+		f.session = session;
+		f.max_count = 2;
+		r.call_case = REMHSM__REQUEST__CALL_FIND_OBJECTS;
+		r.find_objects = &f;
+		ck_assert_uint_eq(run(a, &r, &resp, &arena), CKR_OK);
+		size_t n = resp.find_objects->n_objects;
+		for (size_t i = 0; i < n && total + i < 8; i++)
+			out[total + i] = resp.find_objects->objects[i]->handle;
+		rh_arena_cleanup(&arena);
+		total += n;
+		if (n == 0)
+			break;
+	}
+	ck_assert_uint_eq(
+		simple(a, REMHSM__REQUEST__CALL_FIND_OBJECTS_FINAL, session, 0),
+		CKR_OK);
+	return total;
+}
+
+/* One attribute: its status, and its value copied into buf. */
+static int get_attr(rhd_app_t *a, uint64_t session, uint64_t obj, uint64_t type,
+		    uint64_t buffer_len, uint8_t *buf, size_t *len,
+		    uint64_t *rv)
+{
+	Remhsm__AttributeQuery q = REMHSM__ATTRIBUTE_QUERY__INIT;
+	q.type = type;
+	q.has_buffer = 1;
+	q.buffer_len = buffer_len;
+	Remhsm__AttributeQuery *qs[] = {&q};
+	Remhsm__GetAttributeValueReq b = REMHSM__GET_ATTRIBUTE_VALUE_REQ__INIT;
+	b.session = session;
+	b.object = obj;
+	b.n_template_ = 1;
+	b.template_ = qs;
+	Remhsm__Request r = REMHSM__REQUEST__INIT;
+	r.call_case = REMHSM__REQUEST__CALL_GET_ATTRIBUTE_VALUE;
+	r.get_attribute_value = &b;
+	Remhsm__Response resp;
+	rh_arena_t arena = RH_ARENA_INIT;
+	*rv = run(a, &r, &resp, &arena);
+	int status = -1;
+	if (*rv == CKR_OK) {
+		Remhsm__AttributeResult *res =
+			resp.get_attribute_value->results[0];
+		status = res->status;
+		*len = res->length;
+		if (res->value &&
+		    res->value->value_case == REMHSM__ATTRIBUTE__VALUE_BYTES)
+			memcpy(buf, res->value->bytes.data,
+			       res->value->bytes.len);
+		else if (res->value && res->value->value_case ==
+					       REMHSM__ATTRIBUTE__VALUE_ULONG)
+			memcpy(buf, &res->value->ulong, 8);
+		else if (res->value)
+			buf[0] = (uint8_t)res->value->boolean;
+	}
+	rh_arena_cleanup(&arena);
+	return status;
+}
+
+/* --- fixtures
+ * ----------------------------------------------------------------- */
+
+static void start(void)
+{
+	ck_assert_int_eq(th_engine_init(&engine, &store, 1), 0);
+	uint8_t id1[RHD_APP_ID_LEN] = {1}, id2[RHD_APP_ID_LEN] = {2};
+	app = rhd_engine_attach(&engine, id1, sizeof(id1), "CN=one");
+	other = rhd_engine_attach(&engine, id2, sizeof(id2), "CN=two");
+	rw = open_session(app, 1);
+	ro = open_session(app, 0);
+}
+
+static void stop(void)
+{
+	rhd_engine_detach(&engine, app);
+	rhd_engine_detach(&engine, other);
+	rhd_engine_cleanup(&engine);
+}
+
+static void setup(void)
+{
+	th_store_open(&store);
+	ck_assert_int_eq(th_engine_init(&engine, &store, 1), 0);
+	rhd_token_t *t = rhd_engine_token(&engine, 0);
+	ck_assert_uint_eq(rhd_token_init(&engine.tokens, t,
+					 (const uint8_t *)"9876", 4,
+					 (const uint8_t *)"objects", 7),
+			  CKR_OK);
+	uint8_t key[RHS_KEY_LEN];
+	ck_assert_uint_eq(rhd_token_verify_pin(&engine.tokens, t, CKU_SO,
+					       (const uint8_t *)"9876", 4, key),
+			  CKR_OK);
+	ck_assert_uint_eq(rhd_token_set_pin(&engine.tokens, t, CKU_USER, key,
+					    (const uint8_t *)"0000", 4),
+			  CKR_OK);
+	rhd_engine_cleanup(&engine);
+	start();
+	ck_assert_uint_eq(
+		simple(app, REMHSM__REQUEST__CALL_LOGIN, ro, CKU_USER), CKR_OK);
+}
+
+static void teardown(void)
+{
+	stop();
+	th_store_cleanup(&store);
+}
+
+static void ec_private(tmpl_t *t, int token)
+{
+	t_ulong(t, CKA_CLASS, CKO_PRIVATE_KEY);
+	t_ulong(t, CKA_KEY_TYPE, CKK_EC);
+	t_text(t, CKA_LABEL, "Device Priv TLS Key");
+	t_bool(t, CKA_TOKEN, token);
+	t_bool(t, CKA_SIGN, 1);
+	t_bytes(t, CKA_EC_PARAMS, p256, sizeof(p256));
+	t_bytes(t, CKA_VALUE, scalar, sizeof(scalar));
+}
+
+static void data_object(tmpl_t *t, const char *label, int token,
+			int private_obj)
+{
+	t_ulong(t, CKA_CLASS, CKO_DATA);
+	t_text(t, CKA_LABEL, label);
+	t_bool(t, CKA_TOKEN, token);
+	t_bool(t, CKA_PRIVATE, private_obj);
+	t_text(t, CKA_VALUE, "payload");
+}
+
+/* A DER certificate from the harness's PKI functions. */
+static size_t certificate(uint8_t *der, size_t cap)
+{
+	EVP_PKEY *key = rh_pki_keygen();
+	X509 *cert = rh_pki_issue(key, "device-42", RH_PKI_CLIENT, NULL, NULL,
+				  0, 3600);
+	unsigned char *p = der;
+	int len = i2d_X509(cert, NULL);
+	ck_assert_int_le(len, (int)cap);
+	i2d_X509(cert, &p);
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	return (size_t)len;
+}
+
+/* --- tests
+ * ---------------------------------------------------------------------- */
+
+START_TEST(test_data_object_round_trip)
+{
+	tmpl_t t = {0};
+	data_object(&t, "blob", 1, 0);
+	uint64_t h;
+	ck_assert_uint_eq(create(&t, &h), CKR_OK);
+	uint8_t buf[64];
+	size_t len;
+	uint64_t rv;
+	ck_assert_int_eq(get_attr(app, ro, h, CKA_VALUE, 64, buf, &len, &rv),
+			 REMHSM__ATTRIBUTE_RESULT__STATUS__OK);
+	ck_assert_uint_eq(len, 7);
+	ck_assert_mem_eq(buf, "payload", 7);
+	ck_assert_int_eq(get_attr(app, ro, h, CKA_VALUE, 3, buf, &len, &rv),
+			 REMHSM__ATTRIBUTE_RESULT__STATUS__BUFFER_TOO_SMALL);
+	ck_assert_int_eq(get_attr(app, ro, h, CKA_MODULUS, 64, buf, &len, &rv),
+			 REMHSM__ATTRIBUTE_RESULT__STATUS__TYPE_INVALID);
+	ck_assert_int_eq(
+		get_attr(app, ro, h, CKA_MODIFIABLE, 1, buf, &len, &rv),
+		REMHSM__ATTRIBUTE_RESULT__STATUS__OK);
+	ck_assert_uint_eq(buf[0], 1);
+}
+END_TEST
+
+START_TEST(test_certificate_fields_come_from_the_der)
+{
+	uint8_t der[2048], buf[512];
+	size_t der_len = certificate(der, sizeof(der)), len;
+	tmpl_t t = {0};
+	t_ulong(&t, CKA_CLASS, CKO_CERTIFICATE);
+	t_ulong(&t, CKA_CERTIFICATE_TYPE, CKC_X_509);
+	t_bool(&t, CKA_TOKEN, 1);
+	t_text(&t, CKA_LABEL, "Device Cert");
+	t_bytes(&t, CKA_VALUE, der, der_len);
+	uint64_t h, rv;
+	ck_assert_uint_eq(create(&t, &h), CKR_OK);
+	ck_assert_int_eq(
+		get_attr(app, ro, h, CKA_SUBJECT, sizeof(buf), buf, &len, &rv),
+		0);
+	const unsigned char *p = buf;
+	X509_NAME *name = d2i_X509_NAME(NULL, &p, (long)len);
+	ck_assert_ptr_nonnull(name);
+	char cn[64];
+	X509_NAME_get_text_by_NID(name, NID_commonName, cn, sizeof(cn));
+	ck_assert_str_eq(cn, "device-42");
+	X509_NAME_free(name);
+	ck_assert_int_eq(get_attr(app, ro, h, CKA_SERIAL_NUMBER, sizeof(buf),
+				  buf, &len, &rv),
+			 0);
+	ck_assert_uint_eq(buf[0], 0x02); /* DER INTEGER */
+	/* FreeRTOS sends a CKA_SUBJECT that is not DER: kept as given. */
+	tmpl_t f = {0};
+	t_ulong(&f, CKA_CLASS, CKO_CERTIFICATE);
+	t_ulong(&f, CKA_CERTIFICATE_TYPE, CKC_X_509);
+	t_text(&f, CKA_SUBJECT, "TestSubject");
+	t_bytes(&f, CKA_VALUE, der, der_len);
+	ck_assert_uint_eq(create(&f, &h), CKR_OK);
+	ck_assert_int_eq(
+		get_attr(app, ro, h, CKA_SUBJECT, sizeof(buf), buf, &len, &rv),
+		0);
+	ck_assert_mem_eq(buf, "TestSubject", 11);
+}
+END_TEST
+
+START_TEST(test_bad_certificates_are_refused)
+{
+	uint8_t der[2048];
+	size_t der_len = certificate(der, sizeof(der));
+	tmpl_t t = {0};
+	t_ulong(&t, CKA_CLASS, CKO_CERTIFICATE);
+	t_ulong(&t, CKA_CERTIFICATE_TYPE, CKC_X_509);
+	ck_assert_uint_eq(create(&t, NULL), CKR_TEMPLATE_INCOMPLETE);
+	t_bytes(&t, CKA_VALUE, der, der_len - 1);
+	ck_assert_uint_eq(create(&t, NULL), CKR_ATTRIBUTE_VALUE_INVALID);
+	der[der_len] = 0;
+	t.a[2].bytes.len = der_len + 1; /* trailing garbage */
+	ck_assert_uint_eq(create(&t, NULL), CKR_ATTRIBUTE_VALUE_INVALID);
+	t.a[2].bytes.len = der_len;
+	t.a[1].ulong = CKC_WTLS;
+	ck_assert_uint_eq(create(&t, NULL), CKR_ATTRIBUTE_VALUE_INVALID);
+}
+END_TEST
+
+START_TEST(test_ec_private_key_import_defaults_and_secrecy)
+{
+	tmpl_t t = {0};
+	ec_private(&t, 1);
+	uint64_t h, rv;
+	ck_assert_uint_eq(create(&t, &h), CKR_OK);
+	uint8_t buf[128];
+	size_t len;
+	ck_assert_int_eq(
+		get_attr(app, ro, h, CKA_VALUE, sizeof(buf), buf, &len, &rv),
+		REMHSM__ATTRIBUTE_RESULT__STATUS__SENSITIVE);
+	const uint64_t on[] = {CKA_SENSITIVE, CKA_PRIVATE, CKA_SIGN};
+	const uint64_t off[] = {CKA_EXTRACTABLE, CKA_LOCAL,
+				CKA_ALWAYS_SENSITIVE};
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(get_attr(app, ro, h, on[i], 1, buf, &len, &rv),
+				 0);
+		ck_assert_uint_eq(buf[0], 1);
+		ck_assert_int_eq(
+			get_attr(app, ro, h, off[i], 1, buf, &len, &rv), 0);
+		ck_assert_uint_eq(buf[0], 0);
+	}
+	/* The public point is derived, and readable as FreeRTOS needs. */
+	ck_assert_int_eq(
+		get_attr(app, ro, h, CKA_EC_POINT, sizeof(buf), buf, &len, &rv),
+		0);
+	ck_assert_uint_eq(len, 67);
+	ck_assert_uint_eq(buf[0], 0x04);
+	ck_assert_uint_eq(buf[1], 65);
+	ck_assert_uint_eq(buf[2], 0x04);
+	char path[200];
+	snprintf(path, sizeof(path), "%s", store.path);
+	ck_assert(!th_file_contains(path, scalar, sizeof(scalar)));
+	snprintf(path, sizeof(path), "%s-wal", store.path);
+	ck_assert(!th_file_contains(path, scalar, sizeof(scalar)));
+}
+END_TEST
+
+START_TEST(test_ec_key_material_is_validated)
+{
+	tmpl_t t = {0};
+	ec_private(&t, 0);
+	t.a[5].bytes = (ProtobufCBinaryData){sizeof(k256), (uint8_t *)k256};
+	ck_assert_uint_eq(create(&t, NULL), CKR_CURVE_NOT_SUPPORTED);
+	t.a[5].bytes = (ProtobufCBinaryData){sizeof(p256), (uint8_t *)p256};
+	uint8_t zero[32] = {0}, big[32];
+	memset(big, 0xff, sizeof(big));
+	t.a[6].bytes = (ProtobufCBinaryData){32, zero};
+	ck_assert_uint_eq(create(&t, NULL), CKR_ATTRIBUTE_VALUE_INVALID);
+	t.a[6].bytes = (ProtobufCBinaryData){32, big};
+	ck_assert_uint_eq(create(&t, NULL), CKR_ATTRIBUTE_VALUE_INVALID);
+	/* A point that is not on the curve. */
+	uint8_t point[67] = {0x04, 65, 0x04};
+	memset(point + 3, 0x11, 64);
+	tmpl_t pub = {0};
+	t_ulong(&pub, CKA_CLASS, CKO_PUBLIC_KEY);
+	t_ulong(&pub, CKA_KEY_TYPE, CKK_EC);
+	t_bytes(&pub, CKA_EC_PARAMS, p256, sizeof(p256));
+	ck_assert_uint_eq(create(&pub, NULL), CKR_TEMPLATE_INCOMPLETE);
+	t_bytes(&pub, CKA_EC_POINT, point, sizeof(point));
+	ck_assert_uint_eq(create(&pub, NULL), CKR_ATTRIBUTE_VALUE_INVALID);
+	pub.a[3].bytes.len = 10; /* a short, malformed OCTET STRING */
+	ck_assert_uint_eq(create(&pub, NULL), CKR_ATTRIBUTE_VALUE_INVALID);
+}
+END_TEST
+
+START_TEST(test_public_key_from_a_private_keys_point)
+{
+	tmpl_t t = {0};
+	ec_private(&t, 0);
+	uint64_t priv, rv;
+	ck_assert_uint_eq(create(&t, &priv), CKR_OK);
+	uint8_t point[128];
+	size_t len;
+	ck_assert_int_eq(get_attr(app, ro, priv, CKA_EC_POINT, sizeof(point),
+				  point, &len, &rv),
+			 0);
+	tmpl_t pub = {0};
+	t_ulong(&pub, CKA_CLASS, CKO_PUBLIC_KEY);
+	t_ulong(&pub, CKA_KEY_TYPE, CKK_EC);
+	t_bool(&pub, CKA_VERIFY, 1);
+	t_bytes(&pub, CKA_EC_PARAMS, p256, sizeof(p256));
+	t_bytes(&pub, CKA_EC_POINT, point, len);
+	ck_assert_uint_eq(create(&pub, NULL), CKR_OK);
+}
+END_TEST
+
+START_TEST(test_template_errors_have_their_codes)
+{
+	tmpl_t none = {0};
+	t_text(&none, CKA_LABEL, "no class");
+	ck_assert_uint_eq(create(&none, NULL), CKR_TEMPLATE_INCOMPLETE);
+	tmpl_t alien = {0};
+	data_object(&alien, "x", 0, 0);
+	t_bytes(&alien, CKA_MODULUS, "\x01", 1);
+	ck_assert_uint_eq(create(&alien, NULL), CKR_ATTRIBUTE_TYPE_INVALID);
+	tmpl_t ro_attr = {0};
+	ec_private(&ro_attr, 0);
+	t_bool(&ro_attr, CKA_LOCAL, 1);
+	ck_assert_uint_eq(create(&ro_attr, NULL), CKR_ATTRIBUTE_READ_ONLY);
+	tmpl_t twice = {0};
+	data_object(&twice, "x", 0, 0);
+	t_text(&twice, CKA_LABEL, "y");
+	ck_assert_uint_eq(create(&twice, NULL), CKR_TEMPLATE_INCONSISTENT);
+	tmpl_t shape = {0};
+	t_bytes(&shape, CKA_CLASS, "\x00\x00\x00",
+		3); /* a CK_ULONG of 3 bytes */
+	ck_assert_uint_eq(create(&shape, NULL), CKR_ATTRIBUTE_VALUE_INVALID);
+	tmpl_t dsa = {0};
+	t_ulong(&dsa, CKA_CLASS, CKO_PRIVATE_KEY);
+	t_ulong(&dsa, CKA_KEY_TYPE, CKK_DSA);
+	ck_assert_uint_eq(create(&dsa, NULL), CKR_ATTRIBUTE_VALUE_INVALID);
+	tmpl_t secret = {0};
+	t_ulong(&secret, CKA_CLASS, CKO_SECRET_KEY);
+	ck_assert_uint_eq(create(&secret, NULL), CKR_ATTRIBUTE_VALUE_INVALID);
+	tmpl_t mechs = {0};
+	data_object(&mechs, "x", 0, 0);
+	/* Mechanism lists are not served (yet). */
+	t_bytes(&mechs, CKA_ALLOWED_MECHANISMS, "\x01", 1);
+	ck_assert_uint_eq(create(&mechs, NULL), CKR_ATTRIBUTE_TYPE_INVALID);
+}
+END_TEST
+
+START_TEST(test_sessions_and_login_gate_creation)
+{
+	tmpl_t token_obj = {0};
+	data_object(&token_obj, "x", 1, 0);
+	ck_assert_uint_eq(create_as(app, ro, &token_obj, NULL),
+			  CKR_SESSION_READ_ONLY);
+	tmpl_t session_obj = {0};
+	data_object(&session_obj, "x", 0, 0);
+	ck_assert_uint_eq(create_as(app, ro, &session_obj, NULL), CKR_OK);
+	uint64_t s = open_session(other, 1);
+	tmpl_t private_obj = {0};
+	data_object(&private_obj, "x", 1, 1);
+	ck_assert_uint_eq(create_as(other, s, &private_obj, NULL),
+			  CKR_USER_NOT_LOGGED_IN);
+	ck_assert_uint_eq(create_as(app, 12345, &private_obj, NULL),
+			  CKR_SESSION_HANDLE_INVALID);
+}
+END_TEST
+
+START_TEST(test_private_objects_are_invisible_without_login)
+{
+	tmpl_t t = {0};
+	data_object(&t, "secret", 1, 1);
+	uint64_t h, rv;
+	ck_assert_uint_eq(create(&t, &h), CKR_OK);
+	tmpl_t pub = {0};
+	data_object(&pub, "public", 1, 0);
+	ck_assert_uint_eq(create(&pub, NULL), CKR_OK);
+	tmpl_t all = {0};
+	uint64_t found[8];
+	ck_assert_uint_eq(find(app, ro, &all, found), 2);
+	ck_assert_uint_eq(simple(app, REMHSM__REQUEST__CALL_LOGOUT, ro, 0),
+			  CKR_OK);
+	ck_assert_uint_eq(find(app, ro, &all, found), 1);
+	uint8_t buf[16];
+	size_t len;
+	get_attr(app, ro, h, CKA_VALUE, 16, buf, &len, &rv);
+	ck_assert_uint_eq(rv, CKR_OBJECT_HANDLE_INVALID);
+	/* Nor for the SO. */
+	uint64_t so = open_session(other, 1);
+	ck_assert_uint_eq(
+		simple(other, REMHSM__REQUEST__CALL_LOGIN, so, CKU_SO), CKR_OK);
+	ck_assert_uint_eq(find(other, so, &all, found), 1);
+}
+END_TEST
+
+START_TEST(test_handles_of_another_application_are_invalid)
+{
+	tmpl_t t = {0};
+	data_object(&t, "mine", 1, 0);
+	uint64_t h, rv;
+	ck_assert_uint_eq(create(&t, &h), CKR_OK);
+	uint64_t s = open_session(other, 0);
+	uint8_t buf[16];
+	size_t len;
+	get_attr(other, s, h, CKA_VALUE, 16, buf, &len, &rv);
+	ck_assert_uint_eq(rv, CKR_OBJECT_HANDLE_INVALID);
+	ck_assert_uint_eq(
+		simple(other, REMHSM__REQUEST__CALL_DESTROY_OBJECT, s, h),
+		CKR_OBJECT_HANDLE_INVALID);
+}
+END_TEST
+
+START_TEST(test_find_matches_exactly_and_keeps_a_cursor)
+{
+	tmpl_t a = {0}, b = {0}, c = {0};
+	data_object(&a, "Device Cert", 1, 0);
+	data_object(&b, "Device Cert", 0, 0);
+	data_object(&c, "Root Cert", 1, 0);
+	ck_assert_uint_eq(create(&a, NULL), CKR_OK);
+	ck_assert_uint_eq(create(&b, NULL), CKR_OK);
+	ck_assert_uint_eq(create(&c, NULL), CKR_OK);
+	uint64_t found[8];
+	tmpl_t by_label = {0};
+	t_text(&by_label, CKA_LABEL, "Device Cert");
+	t_ulong(&by_label, CKA_CLASS, CKO_DATA);
+	ck_assert_uint_eq(find(app, ro, &by_label, found), 2);
+	tmpl_t by_token = {0};
+	t_text(&by_token, CKA_LABEL, "Device Cert");
+	t_bool(&by_token, CKA_TOKEN, 0);
+	ck_assert_uint_eq(find(app, ro, &by_token, found), 1);
+	tmpl_t none = {0};
+	t_text(&none, CKA_LABEL, "Device Cer");
+	ck_assert_uint_eq(find(app, ro, &none, found), 0);
+	/* Cursor rules. */
+	ck_assert_uint_eq(
+		simple(app, REMHSM__REQUEST__CALL_FIND_OBJECTS_FINAL, ro, 0),
+		CKR_OPERATION_NOT_INITIALIZED);
+	Remhsm__FindObjectsInitReq init = REMHSM__FIND_OBJECTS_INIT_REQ__INIT;
+	init.session = ro;
+	Remhsm__Request r = REMHSM__REQUEST__INIT;
+	r.call_case = REMHSM__REQUEST__CALL_FIND_OBJECTS_INIT;
+	r.find_objects_init = &init;
+	Remhsm__Response resp;
+	rh_arena_t arena = RH_ARENA_INIT;
+	ck_assert_uint_eq(run(app, &r, &resp, &arena), CKR_OK);
+	ck_assert_uint_eq(run(app, &r, &resp, &arena), CKR_OPERATION_ACTIVE);
+	rh_arena_cleanup(&arena);
+}
+END_TEST
+
+START_TEST(test_destroy_rules)
+{
+	tmpl_t t = {0};
+	data_object(&t, "doomed", 1, 0);
+	uint64_t h, kept, rv;
+	ck_assert_uint_eq(create(&t, &h), CKR_OK);
+	ck_assert_uint_eq(
+		simple(app, REMHSM__REQUEST__CALL_DESTROY_OBJECT, ro, h),
+		CKR_SESSION_READ_ONLY);
+	ck_assert_uint_eq(
+		simple(app, REMHSM__REQUEST__CALL_DESTROY_OBJECT, rw, h),
+		CKR_OK);
+	ck_assert_uint_eq(
+		simple(app, REMHSM__REQUEST__CALL_DESTROY_OBJECT, rw, h),
+		CKR_OBJECT_HANDLE_INVALID);
+	uint8_t buf[16];
+	size_t len;
+	get_attr(app, ro, h, CKA_VALUE, 16, buf, &len, &rv);
+	ck_assert_uint_eq(rv, CKR_OBJECT_HANDLE_INVALID);
+	tmpl_t k = {0};
+	data_object(&k, "kept", 1, 0);
+	t_bool(&k, CKA_DESTROYABLE, 0);
+	ck_assert_uint_eq(create(&k, &kept), CKR_OK);
+	ck_assert_uint_eq(
+		simple(app, REMHSM__REQUEST__CALL_DESTROY_OBJECT, rw, kept),
+		CKR_ACTION_PROHIBITED);
+}
+END_TEST
+
+START_TEST(test_session_objects_die_with_their_session)
+{
+	tmpl_t t = {0};
+	data_object(&t, "ephemeral", 0, 0);
+	uint64_t s = open_session(app, 0), h, rv;
+	ck_assert_uint_eq(create_as(app, s, &t, &h), CKR_OK);
+	ck_assert_uint_eq(
+		simple(app, REMHSM__REQUEST__CALL_CLOSE_SESSION, s, 0), CKR_OK);
+	uint8_t buf[16];
+	size_t len;
+	get_attr(app, ro, h, CKA_VALUE, 16, buf, &len, &rv);
+	ck_assert_uint_eq(rv, CKR_OBJECT_HANDLE_INVALID);
+}
+END_TEST
+
+START_TEST(test_token_objects_survive_a_restart)
+{
+	tmpl_t t = {0};
+	ec_private(&t, 1);
+	ck_assert_uint_eq(create(&t, NULL), CKR_OK);
+	tmpl_t d = {0};
+	data_object(&d, "kept", 1, 0);
+	ck_assert_uint_eq(create(&d, NULL), CKR_OK);
+	stop();
+	start();
+	tmpl_t by_label = {0};
+	t_text(&by_label, CKA_LABEL, "Device Priv TLS Key");
+	uint64_t found[8];
+	ck_assert_uint_eq(find(app, ro, &by_label, found),
+			  0); /* private: login first */
+	ck_assert_uint_eq(
+		simple(app, REMHSM__REQUEST__CALL_LOGIN, ro, CKU_USER), CKR_OK);
+	ck_assert_uint_eq(find(app, ro, &by_label, found), 1);
+	tmpl_t kept = {0};
+	t_text(&kept, CKA_LABEL, "kept");
+	ck_assert_uint_eq(find(app, ro, &kept, found), 1);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("objects");
+	TCase *tc = tcase_create("objects");
+	tcase_set_timeout(tc, 30);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_data_object_round_trip);
+	tcase_add_test(tc, test_certificate_fields_come_from_the_der);
+	tcase_add_test(tc, test_bad_certificates_are_refused);
+	tcase_add_test(tc, test_ec_private_key_import_defaults_and_secrecy);
+	tcase_add_test(tc, test_ec_key_material_is_validated);
+	tcase_add_test(tc, test_public_key_from_a_private_keys_point);
+	tcase_add_test(tc, test_template_errors_have_their_codes);
+	tcase_add_test(tc, test_sessions_and_login_gate_creation);
+	tcase_add_test(tc, test_private_objects_are_invisible_without_login);
+	tcase_add_test(tc, test_handles_of_another_application_are_invalid);
+	tcase_add_test(tc, test_find_matches_exactly_and_keeps_a_cursor);
+	tcase_add_test(tc, test_destroy_rules);
+	tcase_add_test(tc, test_session_objects_die_with_their_session);
+	tcase_add_test(tc, test_token_objects_survive_a_restart);
+	suite_add_tcase(s, tc);
+	return th_run_suite(s);
+}
