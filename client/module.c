@@ -588,3 +588,304 @@ CK_RV C_FindObjectsFinal(CK_SESSION_HANDLE hSession)
 	body.session = hSession;
 	return finish(resp, rhc_call(&req, &resp));
 }
+
+/* --- digest, sign, verify
+ * ------------------------------------------------------- */
+
+static CK_RV mechanism_to_wire(const CK_MECHANISM *m, Remhsm__Mechanism *w)
+{
+	if (!m)
+		return CKR_ARGUMENTS_BAD;
+	if (!m->pParameter && m->ulParameterLen)
+		return CKR_MECHANISM_PARAM_INVALID;
+	remhsm__mechanism__init(w);
+	w->type = m->mechanism;
+	if (m->ulParameterLen) {
+		w->parameter_case = REMHSM__MECHANISM__PARAMETER_RAW;
+		w->raw =
+			(ProtobufCBinaryData){m->ulParameterLen, m->pParameter};
+	}
+	return CKR_OK;
+}
+
+/* The answer of a digest or signature, by the two-call convention. */
+static CK_RV take_output(CK_RV rv, const Remhsm__Output *o, CK_BYTE_PTR out,
+			 CK_ULONG_PTR out_len)
+{
+	if (rv != CKR_OK && rv != CKR_BUFFER_TOO_SMALL)
+		return rv;
+	if (!o)
+		return CKR_DEVICE_ERROR;
+	if (rv == CKR_BUFFER_TOO_SMALL || !out) {
+		*out_len = (CK_ULONG)o->length;
+		return rv;
+	}
+	if (o->data.len > *out_len)
+		return CKR_DEVICE_ERROR;
+	if (o->data.len)
+		memcpy(out, o->data.data, o->data.len);
+	*out_len = (CK_ULONG)o->data.len;
+	return CKR_OK;
+}
+
+static Remhsm__OutputBuffer output_buffer(CK_BYTE_PTR out, CK_ULONG_PTR out_len)
+{
+	Remhsm__OutputBuffer b = REMHSM__OUTPUT_BUFFER__INIT;
+	b.has_buffer = out != NULL;
+	b.buffer_len = out ? *out_len : 0;
+	return b;
+}
+
+static ProtobufCBinaryData bytes_of(CK_BYTE_PTR p, CK_ULONG len)
+{
+	return (ProtobufCBinaryData){len, p};
+}
+
+CK_RV C_DigestInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	Remhsm__Mechanism mech;
+	rv = mechanism_to_wire(pMechanism, &mech);
+	if (rv != CKR_OK)
+		return rv;
+	PREPARE(DIGEST_INIT, digest_init, DigestInit);
+	body.session = hSession;
+	body.mechanism = &mech;
+	return finish(resp, rhc_call(&req, &resp));
+}
+
+CK_RV C_Digest(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData,
+	       CK_ULONG ulDataLen, CK_BYTE_PTR pDigest,
+	       CK_ULONG_PTR pulDigestLen)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if ((!pData && ulDataLen) || !pulDigestLen)
+		return CKR_ARGUMENTS_BAD;
+	PREPARE(DIGEST, digest, Digest);
+	Remhsm__OutputBuffer out = output_buffer(pDigest, pulDigestLen);
+	body.session = hSession;
+	body.data = bytes_of(pData, ulDataLen);
+	body.output = &out;
+	rv = rhc_call(&req, &resp);
+	return finish(
+		resp,
+		take_output(rv,
+			    resp && resp->digest ? resp->digest->output : NULL,
+			    pDigest, pulDigestLen));
+}
+
+CK_RV C_DigestUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
+		     CK_ULONG ulPartLen)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!pPart && ulPartLen)
+		return CKR_ARGUMENTS_BAD;
+	PREPARE(DIGEST_UPDATE, digest_update, DigestUpdate);
+	body.session = hSession;
+	body.data = bytes_of(pPart, ulPartLen);
+	return finish(resp, rhc_call(&req, &resp));
+}
+
+CK_RV C_DigestFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pDigest,
+		    CK_ULONG_PTR pulDigestLen)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!pulDigestLen)
+		return CKR_ARGUMENTS_BAD;
+	PREPARE(DIGEST_FINAL, digest_final, DigestFinal);
+	Remhsm__OutputBuffer out = output_buffer(pDigest, pulDigestLen);
+	body.session = hSession;
+	body.output = &out;
+	rv = rhc_call(&req, &resp);
+	return finish(resp, take_output(rv,
+					resp && resp->digest_final
+						? resp->digest_final->output
+						: NULL,
+					pDigest, pulDigestLen));
+}
+
+CK_RV C_SignInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+		 CK_OBJECT_HANDLE hKey)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	Remhsm__Mechanism mech;
+	rv = mechanism_to_wire(pMechanism, &mech);
+	if (rv != CKR_OK)
+		return rv;
+	PREPARE(SIGN_INIT, sign_init, SignInit);
+	body.session = hSession;
+	body.mechanism = &mech;
+	body.key = hKey;
+	return finish(resp, rhc_call(&req, &resp));
+}
+
+CK_RV C_Sign(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
+	     CK_BYTE_PTR pSignature, CK_ULONG_PTR pulSignatureLen)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if ((!pData && ulDataLen) || !pulSignatureLen)
+		return CKR_ARGUMENTS_BAD;
+	PREPARE(SIGN, sign, Sign);
+	Remhsm__OutputBuffer out = output_buffer(pSignature, pulSignatureLen);
+	body.session = hSession;
+	body.data = bytes_of(pData, ulDataLen);
+	body.output = &out;
+	rv = rhc_call(&req, &resp);
+	return finish(
+		resp,
+		take_output(rv, resp && resp->sign ? resp->sign->output : NULL,
+			    pSignature, pulSignatureLen));
+}
+
+CK_RV C_SignUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
+		   CK_ULONG ulPartLen)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!pPart && ulPartLen)
+		return CKR_ARGUMENTS_BAD;
+	PREPARE(SIGN_UPDATE, sign_update, SignUpdate);
+	body.session = hSession;
+	body.data = bytes_of(pPart, ulPartLen);
+	return finish(resp, rhc_call(&req, &resp));
+}
+
+CK_RV C_SignFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,
+		  CK_ULONG_PTR pulSignatureLen)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!pulSignatureLen)
+		return CKR_ARGUMENTS_BAD;
+	PREPARE(SIGN_FINAL, sign_final, SignFinal);
+	Remhsm__OutputBuffer out = output_buffer(pSignature, pulSignatureLen);
+	body.session = hSession;
+	body.output = &out;
+	rv = rhc_call(&req, &resp);
+	return finish(resp, take_output(rv,
+					resp && resp->sign_final
+						? resp->sign_final->output
+						: NULL,
+					pSignature, pulSignatureLen));
+}
+
+CK_RV C_VerifyInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+		   CK_OBJECT_HANDLE hKey)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	Remhsm__Mechanism mech;
+	rv = mechanism_to_wire(pMechanism, &mech);
+	if (rv != CKR_OK)
+		return rv;
+	PREPARE(VERIFY_INIT, verify_init, VerifyInit);
+	body.session = hSession;
+	body.mechanism = &mech;
+	body.key = hKey;
+	return finish(resp, rhc_call(&req, &resp));
+}
+
+CK_RV C_Verify(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData,
+	       CK_ULONG ulDataLen, CK_BYTE_PTR pSignature,
+	       CK_ULONG ulSignatureLen)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if ((!pData && ulDataLen) || (!pSignature && ulSignatureLen))
+		return CKR_ARGUMENTS_BAD;
+	PREPARE(VERIFY, verify, Verify);
+	body.session = hSession;
+	body.data = bytes_of(pData, ulDataLen);
+	body.signature = bytes_of(pSignature, ulSignatureLen);
+	return finish(resp, rhc_call(&req, &resp));
+}
+
+CK_RV C_VerifyUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
+		     CK_ULONG ulPartLen)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!pPart && ulPartLen)
+		return CKR_ARGUMENTS_BAD;
+	PREPARE(VERIFY_UPDATE, verify_update, VerifyUpdate);
+	body.session = hSession;
+	body.data = bytes_of(pPart, ulPartLen);
+	return finish(resp, rhc_call(&req, &resp));
+}
+
+CK_RV C_VerifyFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,
+		    CK_ULONG ulSignatureLen)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!pSignature && ulSignatureLen)
+		return CKR_ARGUMENTS_BAD;
+	PREPARE(VERIFY_FINAL, verify_final, VerifyFinal);
+	body.session = hSession;
+	body.signature = bytes_of(pSignature, ulSignatureLen);
+	return finish(resp, rhc_call(&req, &resp));
+}
+
+/* --- key generation
+ * ------------------------------------------------------------------ */
+
+CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+			CK_ATTRIBUTE_PTR pPublicKeyTemplate,
+			CK_ULONG ulPublicKeyAttributeCount,
+			CK_ATTRIBUTE_PTR pPrivateKeyTemplate,
+			CK_ULONG ulPrivateKeyAttributeCount,
+			CK_OBJECT_HANDLE_PTR phPublicKey,
+			CK_OBJECT_HANDLE_PTR phPrivateKey)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!phPublicKey || !phPrivateKey)
+		return CKR_ARGUMENTS_BAD;
+	Remhsm__Mechanism mech;
+	rv = mechanism_to_wire(pMechanism, &mech);
+	if (rv != CKR_OK)
+		return rv;
+	PREPARE(GENERATE_KEY_PAIR, generate_key_pair, GenerateKeyPair);
+	rh_arena_t arena = RH_ARENA_INIT;
+	body.session = hSession;
+	body.mechanism = &mech;
+	body.n_public_template = ulPublicKeyAttributeCount;
+	body.n_private_template = ulPrivateKeyAttributeCount;
+	rv = rhc_template_to_wire(pPublicKeyTemplate, ulPublicKeyAttributeCount,
+				  &arena, &body.public_template);
+	if (rv == CKR_OK)
+		rv = rhc_template_to_wire(pPrivateKeyTemplate,
+					  ulPrivateKeyAttributeCount, &arena,
+					  &body.private_template);
+	if (rv == CKR_OK)
+		rv = rhc_call(&req, &resp);
+	const Remhsm__GenerateKeyPairResp *r =
+		resp ? resp->generate_key_pair : NULL;
+	if (rv == CKR_OK && (!r || !r->public_key || !r->private_key))
+		rv = CKR_DEVICE_ERROR;
+	if (rv == CKR_OK) {
+		*phPublicKey = (CK_OBJECT_HANDLE)r->public_key->handle;
+		*phPrivateKey = (CK_OBJECT_HANDLE)r->private_key->handle;
+	}
+	rh_arena_cleanup(&arena);
+	return finish(resp, rv);
+}

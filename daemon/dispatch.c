@@ -7,6 +7,8 @@
 #include "log.h"
 #include "object.h"
 #include "objects.h"
+#include "crypto.h"
+#include "ops.h"
 #include "rh_calls.h"
 
 typedef struct call_ctx {
@@ -165,14 +167,22 @@ static CK_RV on_get_token_info(call_ctx_t *ctx,
 	return CKR_OK;
 }
 
-/* No mechanism is served yet; the list tells the truth until the signing
- * and digest engine lands. */
 static CK_RV on_get_mechanism_list(call_ctx_t *ctx,
 				   const Remhsm__GetMechanismListReq *req)
 {
 	if (!rhd_engine_slot_valid(ctx->engine, req->slot))
 		return CKR_SLOT_ID_INVALID;
-	return result_get_mechanism_list(ctx) ? CKR_OK : CKR_HOST_MEMORY;
+	Remhsm__GetMechanismListResp *r = result_get_mechanism_list(ctx);
+	const CK_MECHANISM_TYPE *list;
+	size_t n = rhd_mechanisms(&list);
+	uint64_t *out = r ? rh_arena_alloc(ctx->arena, n * sizeof(*out)) : NULL;
+	if (!out)
+		return CKR_HOST_MEMORY;
+	for (size_t i = 0; i < n; i++)
+		out[i] = list[i];
+	r->mechanisms = out;
+	r->n_mechanisms = n;
+	return CKR_OK;
 }
 
 static CK_RV on_get_mechanism_info(call_ctx_t *ctx,
@@ -180,7 +190,16 @@ static CK_RV on_get_mechanism_info(call_ctx_t *ctx,
 {
 	if (!rhd_engine_slot_valid(ctx->engine, req->slot))
 		return CKR_SLOT_ID_INVALID;
-	return CKR_MECHANISM_INVALID;
+	CK_MECHANISM_INFO info;
+	if (!rhd_mechanism_info(req->type, &info))
+		return CKR_MECHANISM_INVALID;
+	Remhsm__GetMechanismInfoResp *r = result_get_mechanism_info(ctx);
+	if (!r)
+		return CKR_HOST_MEMORY;
+	r->min_key_size = info.ulMinKeySize;
+	r->max_key_size = info.ulMaxKeySize;
+	r->flags = info.flags;
+	return CKR_OK;
 }
 
 static CK_RV on_open_session(call_ctx_t *ctx, const Remhsm__OpenSessionReq *req)
@@ -353,6 +372,9 @@ static CK_RV on_logout(call_ctx_t *ctx, const Remhsm__LogoutReq *req)
 	if (ctx->app->login[s->slot].user == RHD_NOBODY)
 		return CKR_USER_NOT_LOGGED_IN;
 	rhd_app_logout(ctx->app, s->slot);
+	for (rhd_session_t *o = ctx->app->sessions; o; o = o->next)
+		if (o->slot == s->slot)
+			rhd_session_end_ops(o);
 	return CKR_OK;
 }
 
@@ -607,6 +629,327 @@ static CK_RV on_find_objects_final(call_ctx_t *ctx,
 	return CKR_OK;
 }
 
+/* --- digest, sign, verify
+ * ------------------------------------------------------- */
+
+static size_t param_len(const Remhsm__Mechanism *m)
+{
+	if (!m || m->parameter_case == REMHSM__MECHANISM__PARAMETER__NOT_SET)
+		return 0;
+	return m->parameter_case == REMHSM__MECHANISM__PARAMETER_RAW
+		       ? m->raw.len
+		       : 1;
+}
+
+static CK_RV op_init(call_ctx_t *ctx, uint64_t session, rhd_op_kind_t kind,
+		     const Remhsm__Mechanism *mech, uint64_t key)
+{
+	rhd_session_t *s = rhd_session_find(ctx->app, session);
+	if (!s)
+		return CKR_SESSION_HANDLE_INVALID;
+	if (!mech)
+		return CKR_ARGUMENTS_BAD;
+	return rhd_op_init(ctx->engine, ctx->app, s, kind, mech->type,
+			   param_len(mech), key);
+}
+
+/* Output of a digest or signature into the response's Output. */
+static CK_RV op_output(call_ctx_t *ctx, uint64_t session, rhd_op_kind_t kind,
+		       int single, ProtobufCBinaryData data,
+		       const Remhsm__OutputBuffer *buffer, Remhsm__Output **out)
+{
+	rhd_session_t *s = rhd_session_find(ctx->app, session);
+	if (!s)
+		return CKR_SESSION_HANDLE_INVALID;
+	Remhsm__Output *o = rh_arena_alloc(ctx->arena, sizeof(*o));
+	uint8_t *bytes = rh_arena_alloc(ctx->arena, EVP_MAX_MD_SIZE + 160);
+	if (!o || !bytes)
+		return CKR_HOST_MEMORY;
+	remhsm__output__init(o);
+	int has_buffer = buffer && buffer->has_buffer;
+	size_t len = has_buffer ? (buffer->buffer_len < EVP_MAX_MD_SIZE + 160
+					   ? (size_t)buffer->buffer_len
+					   : EVP_MAX_MD_SIZE + 160)
+				: 0;
+	CK_RV rv = rhd_op_finish(s, kind, single, data.data, data.len,
+				 has_buffer, bytes, &len);
+	o->length = len;
+	if (rv == CKR_OK && has_buffer)
+		o->data = (ProtobufCBinaryData){len, bytes};
+	*out = o;
+	return rv;
+}
+
+static CK_RV op_update(call_ctx_t *ctx, uint64_t session, rhd_op_kind_t kind,
+		       ProtobufCBinaryData data)
+{
+	rhd_session_t *s = rhd_session_find(ctx->app, session);
+	if (!s)
+		return CKR_SESSION_HANDLE_INVALID;
+	return rhd_op_update(s, kind, data.data, data.len);
+}
+
+static CK_RV on_digest_init(call_ctx_t *ctx, const Remhsm__DigestInitReq *req)
+{
+	return op_init(ctx, req->session, RHD_OP_DIGEST, req->mechanism, 0);
+}
+
+static CK_RV on_digest(call_ctx_t *ctx, const Remhsm__DigestReq *req)
+{
+	CK_RV rv = req->init ? on_digest_init(ctx, req->init) : CKR_OK;
+	Remhsm__DigestResp *r = result_digest(ctx);
+	if (rv != CKR_OK || !r)
+		return r ? rv : CKR_HOST_MEMORY;
+	return op_output(ctx, req->session, RHD_OP_DIGEST, 1, req->data,
+			 req->output, &r->output);
+}
+
+static CK_RV on_digest_update(call_ctx_t *ctx,
+			      const Remhsm__DigestUpdateReq *req)
+{
+	CK_RV rv = req->init ? on_digest_init(ctx, req->init) : CKR_OK;
+	return rv == CKR_OK
+		       ? op_update(ctx, req->session, RHD_OP_DIGEST, req->data)
+		       : rv;
+}
+
+static CK_RV on_digest_final(call_ctx_t *ctx, const Remhsm__DigestFinalReq *req)
+{
+	Remhsm__DigestFinalResp *r = result_digest_final(ctx);
+	if (!r)
+		return CKR_HOST_MEMORY;
+	return op_output(ctx, req->session, RHD_OP_DIGEST, 0,
+			 (ProtobufCBinaryData){0, NULL}, req->output,
+			 &r->output);
+}
+
+static CK_RV on_sign_init(call_ctx_t *ctx, const Remhsm__SignInitReq *req)
+{
+	return op_init(ctx, req->session, RHD_OP_SIGN, req->mechanism,
+		       req->key);
+}
+
+static CK_RV on_sign(call_ctx_t *ctx, const Remhsm__SignReq *req)
+{
+	pthread_mutex_lock(&ctx->app->lock);
+	CK_RV rv = req->init ? on_sign_init(ctx, req->init) : CKR_OK;
+	Remhsm__SignResp *r = result_sign(ctx);
+	if (rv == CKR_OK)
+		rv = r ? op_output(ctx, req->session, RHD_OP_SIGN, 1, req->data,
+				   req->output, &r->output)
+		       : CKR_HOST_MEMORY;
+	pthread_mutex_unlock(&ctx->app->lock);
+	return rv;
+}
+
+static CK_RV on_sign_update(call_ctx_t *ctx, const Remhsm__SignUpdateReq *req)
+{
+	CK_RV rv = req->init ? on_sign_init(ctx, req->init) : CKR_OK;
+	return rv == CKR_OK
+		       ? op_update(ctx, req->session, RHD_OP_SIGN, req->data)
+		       : rv;
+}
+
+static CK_RV on_sign_final(call_ctx_t *ctx, const Remhsm__SignFinalReq *req)
+{
+	pthread_mutex_lock(&ctx->app->lock);
+	Remhsm__SignFinalResp *r = result_sign_final(ctx);
+	CK_RV rv = r ? op_output(ctx, req->session, RHD_OP_SIGN, 0,
+				 (ProtobufCBinaryData){0, NULL}, req->output,
+				 &r->output)
+		     : CKR_HOST_MEMORY;
+	pthread_mutex_unlock(&ctx->app->lock);
+	return rv;
+}
+
+static CK_RV on_verify_init(call_ctx_t *ctx, const Remhsm__VerifyInitReq *req)
+{
+	return op_init(ctx, req->session, RHD_OP_VERIFY, req->mechanism,
+		       req->key);
+}
+
+static CK_RV verify_locked(call_ctx_t *ctx, uint64_t session, int single,
+			   ProtobufCBinaryData data, ProtobufCBinaryData sig)
+{
+	rhd_session_t *s = rhd_session_find(ctx->app, session);
+	if (!s)
+		return CKR_SESSION_HANDLE_INVALID;
+	return rhd_op_verify(s, single, data.data, data.len, sig.data, sig.len);
+}
+
+static CK_RV on_verify(call_ctx_t *ctx, const Remhsm__VerifyReq *req)
+{
+	pthread_mutex_lock(&ctx->app->lock);
+	CK_RV rv = req->init ? on_verify_init(ctx, req->init) : CKR_OK;
+	if (rv == CKR_OK)
+		rv = verify_locked(ctx, req->session, 1, req->data,
+				   req->signature);
+	pthread_mutex_unlock(&ctx->app->lock);
+	return rv;
+}
+
+static CK_RV on_verify_update(call_ctx_t *ctx,
+			      const Remhsm__VerifyUpdateReq *req)
+{
+	CK_RV rv = req->init ? on_verify_init(ctx, req->init) : CKR_OK;
+	return rv == CKR_OK
+		       ? op_update(ctx, req->session, RHD_OP_VERIFY, req->data)
+		       : rv;
+}
+
+static CK_RV on_verify_final(call_ctx_t *ctx, const Remhsm__VerifyFinalReq *req)
+{
+	pthread_mutex_lock(&ctx->app->lock);
+	CK_RV rv =
+		verify_locked(ctx, req->session, 0,
+			      (ProtobufCBinaryData){0, NULL}, req->signature);
+	pthread_mutex_unlock(&ctx->app->lock);
+	return rv;
+}
+
+/* --- key generation
+ * --------------------------------------------------------------- */
+
+/* The class and key type a key-pair template may name, or add. */
+static CK_RV key_of_class(rhd_object_t *obj, uint64_t cls)
+{
+	uint64_t v;
+	if (rhd_object_ulong(obj, CKA_CLASS, &v) && v != cls)
+		return CKR_TEMPLATE_INCONSISTENT;
+	if (rhd_object_ulong(obj, CKA_KEY_TYPE, &v) && v != CKK_EC)
+		return CKR_TEMPLATE_INCONSISTENT;
+	/* The token makes the key material; a template may not name it. */
+	if (rhd_object_find(obj, CKA_VALUE) ||
+	    rhd_object_find(obj, CKA_EC_POINT))
+		return CKR_TEMPLATE_INCONSISTENT;
+	CK_RV rv = rhd_object_set_ulong(obj, CKA_CLASS, cls);
+	return rv == CKR_OK ? rhd_object_set_ulong(obj, CKA_KEY_TYPE, CKK_EC)
+			    : rv;
+}
+
+/* What the token records about a key it made. */
+static CK_RV mark_generated(rhd_object_t *obj, int private_key)
+{
+	CK_RV rv = rhd_object_set_bool(obj, CKA_LOCAL, 1);
+	if (rv == CKR_OK)
+		rv = rhd_object_set_ulong(obj, CKA_KEY_GEN_MECHANISM,
+					  CKM_EC_KEY_PAIR_GEN);
+	if (rv == CKR_OK && private_key)
+		rv = rhd_object_set_bool(
+			obj, CKA_ALWAYS_SENSITIVE,
+			rhd_object_bool(obj, CKA_SENSITIVE, 1));
+	if (rv == CKR_OK && private_key)
+		rv = rhd_object_set_bool(
+			obj, CKA_NEVER_EXTRACTABLE,
+			!rhd_object_bool(obj, CKA_EXTRACTABLE, 0));
+	return rv;
+}
+
+/* A pairwise check: the new private key signs, the public key verifies. */
+static CK_RV pairwise_check(const rhd_object_t *pub, const rhd_object_t *priv)
+{
+	EVP_PKEY *sk = rhd_crypto_ec_key(priv), *pk = rhd_crypto_ec_key(pub);
+	uint8_t hash[32] = "remhsm pairwise consistency chk", sig[96];
+	CK_RV rv = sk && pk ? CKR_OK : CKR_DEVICE_ERROR;
+	size_t len = sk ? rhd_crypto_ec_sig_len(sk) : 0;
+	if (rv == CKR_OK)
+		rv = rhd_crypto_ecdsa_sign(sk, hash, sizeof(hash), sig, len);
+	if (rv == CKR_OK &&
+	    rhd_crypto_ecdsa_verify(pk, hash, sizeof(hash), sig, len) != CKR_OK)
+		rv = CKR_DEVICE_ERROR;
+	EVP_PKEY_free(sk);
+	EVP_PKEY_free(pk);
+	return rv;
+}
+
+static CK_RV make_pair(rhd_object_t *pub, rhd_object_t *priv)
+{
+	CK_RV rv = key_of_class(pub, CKO_PUBLIC_KEY);
+	if (rv == CKR_OK)
+		rv = key_of_class(priv, CKO_PRIVATE_KEY);
+	const rhd_attr_t *params = rhd_object_find(pub, CKA_EC_PARAMS);
+	if (rv == CKR_OK && !params)
+		rv = CKR_TEMPLATE_INCOMPLETE;
+	if (rv == CKR_OK)
+		rv = rhd_object_set(priv, CKA_EC_PARAMS, params->value,
+				    params->len);
+	if (rv == CKR_OK)
+		rv = rhd_crypto_ec_generate(params, pub, priv);
+	if (rv == CKR_OK)
+		rv = rhd_object_prepare_create(pub);
+	if (rv == CKR_OK)
+		rv = rhd_object_prepare_create(priv);
+	if (rv == CKR_OK)
+		rv = mark_generated(pub, 0);
+	if (rv == CKR_OK)
+		rv = mark_generated(priv, 1);
+	return rv == CKR_OK ? pairwise_check(pub, priv) : rv;
+}
+
+static CK_RV generate_locked(call_ctx_t *ctx,
+			     const Remhsm__GenerateKeyPairReq *req,
+			     uint32_t *pub_h, uint32_t *priv_h)
+{
+	rhd_session_t *s = rhd_session_find(ctx->app, req->session);
+	if (!s)
+		return CKR_SESSION_HANDLE_INVALID;
+	if (!req->mechanism || req->mechanism->type != CKM_EC_KEY_PAIR_GEN)
+		return CKR_MECHANISM_INVALID;
+	if (param_len(req->mechanism))
+		return CKR_MECHANISM_PARAM_INVALID;
+	rhd_object_t pub = {0}, priv = {0};
+	CK_RV rv = rhd_object_from_wire(req->public_template,
+					req->n_public_template, &pub);
+	if (rv == CKR_OK)
+		rv = rhd_object_from_wire(req->private_template,
+					  req->n_private_template, &priv);
+	if (rv == CKR_OK)
+		rv = make_pair(&pub, &priv);
+	if (rv == CKR_OK)
+		rv = rhd_objects_create(ctx->engine, ctx->app, s, &pub, pub_h);
+	if (rv == CKR_OK) {
+		rv = rhd_objects_create(ctx->engine, ctx->app, s, &priv,
+					priv_h);
+		if (rv != CKR_OK)
+			rhd_objects_destroy(ctx->engine, ctx->app, s, *pub_h);
+	}
+	rhd_object_cleanup(&pub);
+	rhd_object_cleanup(&priv);
+	return rv;
+}
+
+static Remhsm__ObjectInfo *key_info(call_ctx_t *ctx, uint32_t handle,
+				    uint64_t cls)
+{
+	Remhsm__ObjectInfo *info = rh_arena_alloc(ctx->arena, sizeof(*info));
+	if (info) {
+		remhsm__object_info__init(info);
+		info->handle = handle;
+		info->class_ = cls;
+		info->key_type = CKK_EC;
+	}
+	return info;
+}
+
+static CK_RV on_generate_key_pair(call_ctx_t *ctx,
+				  const Remhsm__GenerateKeyPairReq *req)
+{
+	uint32_t pub = 0, priv = 0;
+	pthread_mutex_lock(&ctx->app->lock);
+	CK_RV rv = generate_locked(ctx, req, &pub, &priv);
+	pthread_mutex_unlock(&ctx->app->lock);
+	Remhsm__GenerateKeyPairResp *r =
+		rv == CKR_OK ? result_generate_key_pair(ctx) : NULL;
+	if (rv != CKR_OK)
+		return rv;
+	if (!r || !(r->public_key = key_info(ctx, pub, CKO_PUBLIC_KEY)) ||
+	    !(r->private_key = key_info(ctx, priv, CKO_PRIVATE_KEY)))
+		return CKR_HOST_MEMORY;
+	RHD_INFO("event=key-generated identity=%s mechanism=ec",
+		 ctx->app->identity);
+	return CKR_OK;
+}
+
 #define RHD_IMPLEMENTED(X)                                                     \
 	X(GET_INFO, get_info)                                                  \
 	X(GET_SLOT_LIST, get_slot_list)                                        \
@@ -630,7 +973,20 @@ static CK_RV on_find_objects_final(call_ctx_t *ctx,
 	X(GET_ATTRIBUTE_VALUE, get_attribute_value)                            \
 	X(FIND_OBJECTS_INIT, find_objects_init)                                \
 	X(FIND_OBJECTS, find_objects)                                          \
-	X(FIND_OBJECTS_FINAL, find_objects_final)
+	X(FIND_OBJECTS_FINAL, find_objects_final)                              \
+	X(DIGEST_INIT, digest_init)                                            \
+	X(DIGEST, digest)                                                      \
+	X(DIGEST_UPDATE, digest_update)                                        \
+	X(DIGEST_FINAL, digest_final)                                          \
+	X(SIGN_INIT, sign_init)                                                \
+	X(SIGN, sign)                                                          \
+	X(SIGN_UPDATE, sign_update)                                            \
+	X(SIGN_FINAL, sign_final)                                              \
+	X(VERIFY_INIT, verify_init)                                            \
+	X(VERIFY, verify)                                                      \
+	X(VERIFY_UPDATE, verify_update)                                        \
+	X(VERIFY_FINAL, verify_final)                                          \
+	X(GENERATE_KEY_PAIR, generate_key_pair)
 
 static CK_RV route(call_ctx_t *ctx, const Remhsm__Request *req)
 {

@@ -2,6 +2,8 @@
 
 #include "object.h"
 
+#include <openssl/evp.h>
+
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -47,6 +49,19 @@ void rhd_app_logout(rhd_app_t *app, CK_SLOT_ID slot)
 	OPENSSL_cleanse(l->token_key, sizeof(l->token_key));
 }
 
+void rhd_op_end(rhd_op_t *op)
+{
+	EVP_MD_CTX_free(op->md);
+	EVP_PKEY_free(op->key);
+	memset(op, 0, sizeof(*op));
+}
+
+void rhd_session_end_ops(rhd_session_t *s)
+{
+	for (int k = 0; k < RHD_OP_COUNT; k++)
+		rhd_op_end(&s->ops[k]);
+}
+
 void rhd_session_end_find(rhd_session_t *s)
 {
 	free(s->found);
@@ -85,6 +100,7 @@ static void app_free(rhd_engine_t *engine, rhd_app_t *app)
 		rhd_session_t *next = s->next;
 		count_on_token(engine, s, -1);
 		rhd_session_end_find(s);
+		rhd_session_end_ops(s);
 		free(s);
 		s = next;
 	}
@@ -244,6 +260,7 @@ static void drop_session(rhd_engine_t *engine, rhd_app_t *app,
 		rhd_app_drop_objects(app, s->slot, 0);
 	}
 	rhd_session_end_find(s);
+	rhd_session_end_ops(s);
 	free(s);
 }
 

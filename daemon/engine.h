@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/types.h>
+
 #include "token.h"
 
 #define RHD_APP_ID_LEN 16
@@ -17,6 +19,23 @@
 #define RHD_MAX_RANDOM_PER_CALL 65536
 #define RHD_IDENTITY_MAX 256
 #define RHD_NOBODY ((CK_USER_TYPE)~0UL)
+
+typedef enum {
+	RHD_OP_DIGEST,
+	RHD_OP_SIGN,
+	RHD_OP_VERIFY,
+	RHD_OP_COUNT
+} rhd_op_kind_t;
+
+/* One active operation: its mechanism, the key, and the running hash of a
+ * hash-then-sign (or digest) mechanism. */
+typedef struct rhd_op {
+	int active;
+	int updated; /* C_*Update was called: only C_*Final may follow */
+	CK_MECHANISM_TYPE mech;
+	EVP_MD_CTX *md;
+	EVP_PKEY *key;
+} rhd_op_t;
 
 typedef struct rhd_session {
 	struct rhd_session *next;
@@ -28,6 +47,7 @@ typedef struct rhd_session {
 	int finding;
 	uint32_t *found;
 	size_t found_count, found_next;
+	rhd_op_t ops[RHD_OP_COUNT];
 } rhd_session_t;
 
 struct rhd_object;
@@ -118,5 +138,8 @@ void rhd_app_logout(rhd_app_t *app, CK_SLOT_ID slot);
  * (owner != 0), or everything of a slot (owner 0). */
 void rhd_app_drop_objects(rhd_app_t *app, CK_SLOT_ID slot, uint32_t owner);
 void rhd_session_end_find(rhd_session_t *s);
+void rhd_op_end(rhd_op_t *op);
+/* C_Logout and C_CloseSession end every operation of the session. */
+void rhd_session_end_ops(rhd_session_t *s);
 
 #endif

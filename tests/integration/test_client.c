@@ -277,11 +277,21 @@ END_TEST
 
 START_TEST(test_mechanism_list_tells_the_truth)
 {
-	CK_ULONG n = 99;
+	CK_ULONG n = 0;
 	ck_assert_uint_eq(p11->C_GetMechanismList(0, NULL, &n), CKR_OK);
-	ck_assert_uint_eq(n, 0);
+	ck_assert_uint_eq(n, 9);
+	CK_MECHANISM_TYPE list[16];
+	CK_ULONG small = 2;
+	ck_assert_uint_eq(p11->C_GetMechanismList(0, list, &small),
+			  CKR_BUFFER_TOO_SMALL);
+	ck_assert_uint_eq(small, 9);
 	CK_MECHANISM_INFO info;
-	ck_assert_uint_eq(p11->C_GetMechanismInfo(0, CKM_ECDSA, &info),
+	ck_assert_uint_eq(p11->C_GetMechanismInfo(0, CKM_ECDSA, &info), CKR_OK);
+	ck_assert_uint_eq(info.ulMinKeySize, 256);
+	ck_assert_uint_eq(info.ulMaxKeySize, 384);
+	ck_assert_uint_eq(info.flags & (CKF_SIGN | CKF_VERIFY),
+			  CKF_SIGN | CKF_VERIFY);
+	ck_assert_uint_eq(p11->C_GetMechanismInfo(0, CKM_RSA_PKCS_OAEP, &info),
 			  CKR_MECHANISM_INVALID);
 	ck_assert_uint_eq(p11->C_GetMechanismInfo(0, CKM_ECDSA, NULL),
 			  CKR_ARGUMENTS_BAD);
@@ -375,13 +385,11 @@ END_TEST
 START_TEST(test_calls_not_served_yet_are_not_supported)
 {
 	CK_SESSION_HANDLE h = open_session(0);
-	CK_MECHANISM mech = {CKM_ECDSA, NULL, 0};
-	CK_MECHANISM sha = {CKM_SHA256, NULL, 0};
-	ck_assert_uint_eq(p11->C_DigestInit(h, &sha),
+	CK_MECHANISM aes = {CKM_AES_KEY_GEN, NULL, 0};
+	CK_OBJECT_HANDLE key;
+	ck_assert_uint_eq(p11->C_EncryptInit(h, &aes, 1),
 			  CKR_FUNCTION_NOT_SUPPORTED);
-	ck_assert_uint_eq(p11->C_SignInit(h, &mech, 1),
-			  CKR_FUNCTION_NOT_SUPPORTED);
-	ck_assert_uint_eq(p11->C_EncryptInit(h, &mech, 1),
+	ck_assert_uint_eq(p11->C_GenerateKey(h, &aes, NULL, 0, &key),
 			  CKR_FUNCTION_NOT_SUPPORTED);
 	ck_assert_uint_eq(p11->C_GetFunctionStatus(h),
 			  CKR_FUNCTION_NOT_PARALLEL);

@@ -297,10 +297,10 @@ END_TEST
 
 START_TEST(test_unserved_and_unknown_calls_are_not_supported)
 {
-	Remhsm__DigestInitReq digest = REMHSM__DIGEST_INIT_REQ__INIT;
+	Remhsm__CopyObjectReq copy = REMHSM__COPY_OBJECT_REQ__INIT;
 	call_t c = {.req = REMHSM__REQUEST__INIT};
-	c.req.call_case = REMHSM__REQUEST__CALL_DIGEST_INIT;
-	c.req.digest_init = &digest;
+	c.req.call_case = REMHSM__REQUEST__CALL_COPY_OBJECT;
+	c.req.copy_object = &copy;
 	ck_assert_uint_eq(run(app, &c), CKR_FUNCTION_NOT_SUPPORTED);
 	c.req.call_case = REMHSM__REQUEST__CALL__NOT_SET;
 	ck_assert_uint_eq(run(app, &c), CKR_FUNCTION_NOT_SUPPORTED);

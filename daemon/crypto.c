@@ -1,0 +1,178 @@
+#include "crypto.h"
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/param_build.h>
+#include <string.h>
+
+int rhd_ec_curve(const rhd_attr_t *params);
+
+static const char *curve_name(int nid)
+{
+	return nid == NID_X9_62_prime256v1 ? "P-256"
+	       : nid == NID_secp384r1	   ? "P-384"
+					   : NULL;
+}
+
+/* The point inside a CKA_EC_POINT DER OCTET STRING (short forms only:
+ * P-256 and P-384 points are under 128 bytes). */
+static int point_of(const rhd_attr_t *a, const uint8_t **pt, size_t *len)
+{
+	if (!a || a->len < 3 || a->value[0] != 0x04 ||
+	    a->value[1] != a->len - 2)
+		return -1;
+	*pt = a->value + 2;
+	*len = a->len - 2;
+	return 0;
+}
+
+EVP_PKEY *rhd_crypto_ec_key(const rhd_object_t *obj)
+{
+	const rhd_attr_t *params = rhd_object_find(obj, CKA_EC_PARAMS);
+	const rhd_attr_t *value = rhd_object_find(obj, CKA_VALUE);
+	const uint8_t *pt;
+	size_t pt_len;
+	const char *curve = params ? curve_name(rhd_ec_curve(params)) : NULL;
+	if (!curve ||
+	    point_of(rhd_object_find(obj, CKA_EC_POINT), &pt, &pt_len) < 0)
+		return NULL;
+	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+	BIGNUM *d =
+		value ? BN_bin2bn(value->value, (int)value->len, NULL) : NULL;
+	OSSL_PARAM *list = NULL;
+	EVP_PKEY_CTX *ctx = NULL;
+	EVP_PKEY *key = NULL;
+	int ok = bld &&
+		 OSSL_PARAM_BLD_push_utf8_string(
+			 bld, OSSL_PKEY_PARAM_GROUP_NAME, curve, 0) &&
+		 OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY,
+						  pt, pt_len) &&
+		 (!value || (d && OSSL_PARAM_BLD_push_BN(
+					  bld, OSSL_PKEY_PARAM_PRIV_KEY, d)));
+	if (ok && (list = OSSL_PARAM_BLD_to_param(bld)) &&
+	    (ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL)) &&
+	    EVP_PKEY_fromdata_init(ctx) == 1)
+		EVP_PKEY_fromdata(
+			ctx, &key,
+			value ? EVP_PKEY_KEYPAIR : EVP_PKEY_PUBLIC_KEY, list);
+	EVP_PKEY_CTX_free(ctx);
+	OSSL_PARAM_free(list);
+	BN_clear_free(d);
+	OSSL_PARAM_BLD_free(bld);
+	return key;
+}
+
+static CK_RV set_point(rhd_object_t *obj, const uint8_t *pt, size_t len)
+{
+	uint8_t der[2 + 128];
+	if (len > 127)
+		return CKR_GENERAL_ERROR;
+	der[0] = 0x04;
+	der[1] = (uint8_t)len;
+	memcpy(der + 2, pt, len);
+	return rhd_object_set(obj, CKA_EC_POINT, der, len + 2);
+}
+
+CK_RV rhd_crypto_ec_generate(const rhd_attr_t *params, rhd_object_t *pub,
+			     rhd_object_t *priv)
+{
+	int nid = rhd_ec_curve(params);
+	if (!nid)
+		return CKR_CURVE_NOT_SUPPORTED;
+	EVP_PKEY *key = EVP_EC_gen(curve_name(nid));
+	uint8_t pt[133], d[66];
+	size_t pt_len = 0;
+	BIGNUM *bn = NULL;
+	size_t d_len = nid == NID_X9_62_prime256v1 ? 32 : 48;
+	CK_RV rv = CKR_DEVICE_ERROR;
+	if (key &&
+	    EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, pt,
+					    sizeof(pt), &pt_len) == 1 &&
+	    EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_PRIV_KEY, &bn) == 1 &&
+	    BN_bn2binpad(bn, d, (int)d_len) == (int)d_len) {
+		rv = set_point(pub, pt, pt_len);
+		if (rv == CKR_OK)
+			rv = rhd_object_set(priv, CKA_VALUE, d, d_len);
+	}
+	OPENSSL_cleanse(d, sizeof(d));
+	BN_clear_free(bn);
+	EVP_PKEY_free(key);
+	return rv;
+}
+
+size_t rhd_crypto_ec_sig_len(const EVP_PKEY *key)
+{
+	return 2 * (size_t)((EVP_PKEY_get_bits(key) + 7) / 8);
+}
+
+CK_RV rhd_crypto_ecdsa_sign(EVP_PKEY *key, const uint8_t *hash, size_t hash_len,
+			    uint8_t *sig, size_t sig_len)
+{
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(key, NULL);
+	uint8_t der[160];
+	size_t der_len = sizeof(der);
+	ECDSA_SIG *s = NULL;
+	CK_RV rv = CKR_DEVICE_ERROR;
+	if (ctx && EVP_PKEY_sign_init(ctx) == 1 &&
+	    EVP_PKEY_sign(ctx, der, &der_len, hash, hash_len) == 1) {
+		const unsigned char *p = der;
+		s = d2i_ECDSA_SIG(NULL, &p, (long)der_len);
+	}
+	size_t half = sig_len / 2;
+	if (s &&
+	    BN_bn2binpad(ECDSA_SIG_get0_r(s), sig, (int)half) == (int)half &&
+	    BN_bn2binpad(ECDSA_SIG_get0_s(s), sig + half, (int)half) ==
+		    (int)half)
+		rv = CKR_OK;
+	ECDSA_SIG_free(s);
+	EVP_PKEY_CTX_free(ctx);
+	return rv;
+}
+
+CK_RV rhd_crypto_ecdsa_verify(EVP_PKEY *key, const uint8_t *hash,
+			      size_t hash_len, const uint8_t *sig,
+			      size_t sig_len)
+{
+	if (sig_len != rhd_crypto_ec_sig_len(key))
+		return CKR_SIGNATURE_LEN_RANGE;
+	size_t half = sig_len / 2;
+	ECDSA_SIG *s = ECDSA_SIG_new();
+	BIGNUM *r = BN_bin2bn(sig, (int)half, NULL);
+	BIGNUM *sv = BN_bin2bn(sig + half, (int)half, NULL);
+	unsigned char *der = NULL;
+	int der_len = -1;
+	if (s && r && sv && ECDSA_SIG_set0(s, r, sv) == 1) {
+		r = sv = NULL;
+		der_len = i2d_ECDSA_SIG(s, &der);
+	}
+	BN_free(r);
+	BN_free(sv);
+	ECDSA_SIG_free(s);
+	EVP_PKEY_CTX *ctx = der_len > 0 ? EVP_PKEY_CTX_new(key, NULL) : NULL;
+	int ok =
+		ctx && EVP_PKEY_verify_init(ctx) == 1 &&
+		EVP_PKEY_verify(ctx, der, (size_t)der_len, hash, hash_len) == 1;
+	EVP_PKEY_CTX_free(ctx);
+	OPENSSL_free(der);
+	return ok ? CKR_OK : CKR_SIGNATURE_INVALID;
+}
+
+const EVP_MD *rhd_crypto_md(CK_MECHANISM_TYPE mech)
+{
+	switch (mech) {
+	case CKM_SHA_1:
+		return EVP_sha1();
+	case CKM_SHA256:
+	case CKM_ECDSA_SHA256:
+		return EVP_sha256();
+	case CKM_SHA384:
+	case CKM_ECDSA_SHA384:
+		return EVP_sha384();
+	case CKM_SHA512:
+	case CKM_ECDSA_SHA512:
+		return EVP_sha512();
+	default:
+		return NULL;
+	}
+}

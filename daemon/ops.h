@@ -1,0 +1,33 @@
+/*
+ * Cryptographic operations of a session: digest, sign and verify, each
+ * single- or multi-part, with the specification's state rules. The caller
+ * holds the app's lock.
+ */
+#ifndef RHD_OPS_H
+#define RHD_OPS_H
+
+#include "engine.h"
+
+/* Sets *len to what a finished operation needs (digest or signature). */
+CK_RV rhd_op_init(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
+		  rhd_op_kind_t kind, CK_MECHANISM_TYPE mech, size_t param_len,
+		  uint64_t key);
+CK_RV rhd_op_update(rhd_session_t *s, rhd_op_kind_t kind, const uint8_t *data,
+		    size_t len);
+
+/*
+ * Digest or sign: single-part over data (single), or the final of a
+ * multi-part one. Without a buffer (has_buffer 0) or with one shorter than
+ * needed, *out_len says how much is needed and the operation stays.
+ */
+CK_RV rhd_op_finish(rhd_session_t *s, rhd_op_kind_t kind, int single,
+		    const uint8_t *data, size_t len, int has_buffer,
+		    uint8_t *out, size_t *out_len);
+CK_RV rhd_op_verify(rhd_session_t *s, int single, const uint8_t *data,
+		    size_t len, const uint8_t *sig, size_t sig_len);
+
+/* The mechanisms served, and their C_GetMechanismInfo. */
+size_t rhd_mechanisms(const CK_MECHANISM_TYPE **list);
+int rhd_mechanism_info(CK_MECHANISM_TYPE mech, CK_MECHANISM_INFO *info);
+
+#endif
