@@ -53,6 +53,29 @@ check "the SO logs in with the changed SO PIN and resets the user PIN" \
 check "the reset user PIN logs in" \
   "${tool[@]}" --login --pin 2468 --generate-random 8 --output-file /dev/null
 
+# Keys and signatures: pkcs11-tool makes a P-256 key and signs; pkcs11-tool
+# and OpenSSL verify against the exported public key.
+echo "interop message" >"$work/msg"
+"${tool[@]}" --login --pin 2468 --keypairgen --key-type EC:prime256v1 --label dev \
+  --id 01 >"$work/out" 2>&1 || fail "keypairgen: $(cat "$work/out")"
+check "pkcs11-tool signs with ECDSA-SHA256" \
+  "${tool[@]}" --login --pin 2468 --sign --mechanism ECDSA-SHA256 --label dev \
+  --input-file "$work/msg" --output-file "$work/sig"
+check "pkcs11-tool verifies it" \
+  "${tool[@]}" --verify --mechanism ECDSA-SHA256 --label dev \
+  --input-file "$work/msg" --signature-file "$work/sig"
+"${tool[@]}" --read-object --type pubkey --label dev -o "$work/pub.der" >/dev/null 2>&1 ||
+  fail "cannot export the public key"
+openssl pkey -pubin -inform DER -in "$work/pub.der" -out "$work/pub.pem"
+"${tool[@]}" --login --pin 2468 --sign --mechanism ECDSA-SHA256 --label dev \
+  --input-file "$work/msg" --output-file "$work/sig.der" --signature-format openssl \
+  >/dev/null 2>&1 || fail "sign (openssl format)"
+check "openssl dgst -verify accepts the signature" \
+  openssl dgst -sha256 -verify "$work/pub.pem" -signature "$work/sig.der" "$work/msg"
+hash=$("${tool[@]}" --hash --mechanism SHA256 --input-file "$work/msg" | xxd -p -c 64)
+check "pkcs11-tool --hash matches sha256sum" \
+  test "$hash" = "$(sha256sum "$work/msg" | cut -d' ' -f1)"
+
 kill -TERM "$daemon_pid"
 status=0; wait "$daemon_pid" || status=$?
 daemon_pid=

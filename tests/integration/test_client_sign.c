@@ -1,0 +1,348 @@
+/*
+ * Keys and signatures through the real module and daemon: FreeRTOS's key
+ * generation template, ECDSA with raw r||s, multi-part hash-and-sign,
+ * digests, and the operation state rules with their exact codes.
+ */
+#include <check.h>
+#include <dlfcn.h>
+#include <openssl/evp.h>
+#include <string.h>
+
+#include "harness.h"
+
+static th_daemon_t d;
+static void *module;
+static CK_FUNCTION_LIST *p11;
+static CK_SESSION_HANDLE session;
+static CK_OBJECT_HANDLE pub, priv;
+
+static const CK_BYTE p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
+			       0xce, 0x3d, 0x03, 0x01, 0x07};
+static CK_BYTE hash[32] = "0123456789abcdef0123456789abcdef";
+
+static void login(void)
+{
+	ck_assert_uint_eq(
+		p11->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
+				   NULL, &session),
+		CKR_OK);
+	ck_assert_uint_eq(
+		p11->C_Login(session, CKU_USER, (CK_UTF8CHAR_PTR) "0000", 4),
+		CKR_OK);
+}
+
+/* FreeRTOS's templates: no CKA_TOKEN on the public key. */
+static CK_RV generate(const CK_BYTE *params, size_t params_len, CK_BBOOL sign)
+{
+	CK_MECHANISM mech = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
+	CK_KEY_TYPE type = CKK_EC;
+	CK_BBOOL yes = CK_TRUE;
+	CK_ATTRIBUTE pt[] = {{CKA_KEY_TYPE, &type, sizeof(type)},
+			     {CKA_VERIFY, &yes, sizeof(yes)},
+			     {CKA_EC_PARAMS, (void *)params, params_len},
+			     {CKA_LABEL, "Device Pub TLS Key", 18}};
+	CK_ATTRIBUTE st[] = {{CKA_KEY_TYPE, &type, sizeof(type)},
+			     {CKA_TOKEN, &yes, sizeof(yes)},
+			     {CKA_PRIVATE, &yes, sizeof(yes)},
+			     {CKA_SIGN, &sign, sizeof(sign)},
+			     {CKA_LABEL, "Device Priv TLS Key", 19}};
+	return p11->C_GenerateKeyPair(session, &mech, pt, 4, st, 5, &pub,
+				      &priv);
+}
+
+static void setup(void)
+{
+	th_pki_make(&d);
+	th_daemon_start(&d, NULL);
+	th_client_env(&d);
+	p11 = th_module_load(&module);
+	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
+	CK_UTF8CHAR label[32];
+	memset(label, ' ', sizeof(label));
+	ck_assert_uint_eq(
+		p11->C_InitToken(0, (CK_UTF8CHAR_PTR) "so-pin-1", 8, label),
+		CKR_OK);
+	CK_SESSION_HANDLE so;
+	ck_assert_uint_eq(
+		p11->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
+				   NULL, &so),
+		CKR_OK);
+	ck_assert_uint_eq(
+		p11->C_Login(so, CKU_SO, (CK_UTF8CHAR_PTR) "so-pin-1", 8),
+		CKR_OK);
+	ck_assert_uint_eq(p11->C_InitPIN(so, (CK_UTF8CHAR_PTR) "0000", 4),
+			  CKR_OK);
+	ck_assert_uint_eq(p11->C_CloseSession(so), CKR_OK);
+	login();
+	ck_assert_uint_eq(generate(p256, sizeof(p256), CK_TRUE), CKR_OK);
+}
+
+static void teardown(void)
+{
+	p11->C_Finalize(NULL);
+	dlclose(module);
+	th_daemon_cleanup(&d);
+}
+
+static CK_RV sign_init(CK_MECHANISM_TYPE type, CK_OBJECT_HANDLE key)
+{
+	CK_MECHANISM mech = {type, NULL, 0};
+	return p11->C_SignInit(session, &mech, key);
+}
+
+static CK_RV verify(CK_MECHANISM_TYPE type, const CK_BYTE *data, CK_ULONG len,
+		    CK_BYTE *sig, CK_ULONG sig_len)
+{
+	CK_MECHANISM mech = {type, NULL, 0};
+	CK_RV rv = p11->C_VerifyInit(session, &mech, pub);
+	return rv == CKR_OK ? p11->C_Verify(session, (CK_BYTE_PTR)data, len,
+					    sig, sig_len)
+			    : rv;
+}
+
+START_TEST(test_generated_keys_have_the_tokens_attributes)
+{
+	CK_BBOOL local = 0, always = 0, never = 0, extractable = 1;
+	CK_MECHANISM_TYPE gen = 0;
+	CK_ATTRIBUTE a[] = {{CKA_LOCAL, &local, 1},
+			    {CKA_ALWAYS_SENSITIVE, &always, 1},
+			    {CKA_NEVER_EXTRACTABLE, &never, 1},
+			    {CKA_EXTRACTABLE, &extractable, 1},
+			    {CKA_KEY_GEN_MECHANISM, &gen, sizeof(gen)}};
+	ck_assert_uint_eq(p11->C_GetAttributeValue(session, priv, a, 5),
+			  CKR_OK);
+	ck_assert(local && always && never && !extractable);
+	ck_assert_uint_eq(gen, CKM_EC_KEY_PAIR_GEN);
+	/* FreeRTOS reads the point from the private key. */
+	CK_BYTE point[67], pub_point[67];
+	CK_ATTRIBUTE pp = {CKA_EC_POINT, point, sizeof(point)};
+	CK_ATTRIBUTE qp = {CKA_EC_POINT, pub_point, sizeof(pub_point)};
+	ck_assert_uint_eq(p11->C_GetAttributeValue(session, priv, &pp, 1),
+			  CKR_OK);
+	ck_assert_uint_eq(p11->C_GetAttributeValue(session, pub, &qp, 1),
+			  CKR_OK);
+	ck_assert_mem_eq(point, pub_point, sizeof(point));
+	CK_BBOOL token = 1;
+	CK_ATTRIBUTE t = {CKA_TOKEN, &token, 1};
+	ck_assert_uint_eq(p11->C_GetAttributeValue(session, pub, &t, 1),
+			  CKR_OK);
+	ck_assert_uint_eq(token, CK_FALSE);
+}
+END_TEST
+
+START_TEST(test_raw_ecdsa_signs_a_hash_as_r_and_s)
+{
+	CK_BYTE sig[64];
+	CK_ULONG len = sizeof(sig);
+	ck_assert_uint_eq(sign_init(CKM_ECDSA, priv), CKR_OK);
+	ck_assert_uint_eq(p11->C_Sign(session, hash, 32, sig, &len), CKR_OK);
+	ck_assert_uint_eq(len, 64);
+	ck_assert_uint_eq(verify(CKM_ECDSA, hash, 32, sig, 64), CKR_OK);
+	sig[10] ^= 1;
+	ck_assert_uint_eq(verify(CKM_ECDSA, hash, 32, sig, 64),
+			  CKR_SIGNATURE_INVALID);
+	ck_assert_uint_eq(verify(CKM_ECDSA, hash, 32, sig, 63),
+			  CKR_SIGNATURE_LEN_RANGE);
+	CK_BYTE big[65] = {0};
+	ck_assert_uint_eq(sign_init(CKM_ECDSA, priv), CKR_OK);
+	len = sizeof(sig);
+	ck_assert_uint_eq(p11->C_Sign(session, big, sizeof(big), sig, &len),
+			  CKR_DATA_LEN_RANGE);
+	/* The error ended the operation. */
+	ck_assert_uint_eq(p11->C_Sign(session, hash, 32, sig, &len),
+			  CKR_OPERATION_NOT_INITIALIZED);
+}
+END_TEST
+
+START_TEST(test_length_query_and_short_buffer_keep_the_operation)
+{
+	CK_BYTE sig[64];
+	CK_ULONG len = 0;
+	ck_assert_uint_eq(sign_init(CKM_ECDSA, priv), CKR_OK);
+	ck_assert_uint_eq(sign_init(CKM_ECDSA, priv), CKR_OPERATION_ACTIVE);
+	ck_assert_uint_eq(p11->C_Sign(session, hash, 32, NULL, &len), CKR_OK);
+	ck_assert_uint_eq(len, 64);
+	len = 10;
+	ck_assert_uint_eq(p11->C_Sign(session, hash, 32, sig, &len),
+			  CKR_BUFFER_TOO_SMALL);
+	ck_assert_uint_eq(len, 64);
+	ck_assert_uint_eq(p11->C_Sign(session, hash, 32, sig, &len), CKR_OK);
+	ck_assert_uint_eq(p11->C_Sign(session, hash, 32, sig, &len),
+			  CKR_OPERATION_NOT_INITIALIZED);
+	ck_assert_uint_eq(p11->C_Sign(session, hash, 32, sig, NULL),
+			  CKR_ARGUMENTS_BAD);
+}
+END_TEST
+
+START_TEST(test_multi_part_hash_and_sign)
+{
+	const CK_BYTE msg[] = "the quick brown fox jumps over the lazy dog";
+	CK_BYTE sig[64];
+	CK_ULONG len = sizeof(sig);
+	ck_assert_uint_eq(sign_init(CKM_ECDSA_SHA256, priv), CKR_OK);
+	ck_assert_uint_eq(p11->C_SignUpdate(session, (CK_BYTE_PTR)msg, 10),
+			  CKR_OK);
+	ck_assert_uint_eq(p11->C_Sign(session, (CK_BYTE_PTR)msg, 10, sig, &len),
+			  CKR_OPERATION_ACTIVE);
+	ck_assert_uint_eq(p11->C_SignUpdate(session, (CK_BYTE_PTR)msg + 10,
+					    sizeof(msg) - 10),
+			  CKR_OK);
+	ck_assert_uint_eq(p11->C_SignFinal(session, sig, &len), CKR_OK);
+	ck_assert_uint_eq(verify(CKM_ECDSA_SHA256, msg, sizeof(msg), sig, len),
+			  CKR_OK);
+	/* The same through multi-part verify. */
+	CK_MECHANISM mech = {CKM_ECDSA_SHA256, NULL, 0};
+	ck_assert_uint_eq(p11->C_VerifyInit(session, &mech, pub), CKR_OK);
+	ck_assert_uint_eq(
+		p11->C_VerifyUpdate(session, (CK_BYTE_PTR)msg, sizeof(msg)),
+		CKR_OK);
+	ck_assert_uint_eq(p11->C_VerifyFinal(session, sig, len), CKR_OK);
+	/* Raw ECDSA is single-part only. */
+	ck_assert_uint_eq(sign_init(CKM_ECDSA, priv), CKR_OK);
+	ck_assert_uint_eq(p11->C_SignUpdate(session, hash, 32),
+			  CKR_FUNCTION_NOT_SUPPORTED);
+	ck_assert_uint_eq(p11->C_SignFinal(session, sig, &len),
+			  CKR_OPERATION_NOT_INITIALIZED);
+}
+END_TEST
+
+START_TEST(test_key_and_mechanism_checks)
+{
+	ck_assert_uint_eq(sign_init(CKM_ECDSA, pub), CKR_KEY_TYPE_INCONSISTENT);
+	ck_assert_uint_eq(sign_init(CKM_ECDSA, priv + 1000),
+			  CKR_KEY_HANDLE_INVALID);
+	ck_assert_uint_eq(sign_init(CKM_RSA_PKCS, priv), CKR_MECHANISM_INVALID);
+	ck_assert_uint_eq(sign_init(CKM_SHA256, priv), CKR_MECHANISM_INVALID);
+	CK_BYTE param[4] = {0};
+	CK_MECHANISM with_param = {CKM_ECDSA, param, sizeof(param)};
+	ck_assert_uint_eq(p11->C_SignInit(session, &with_param, priv),
+			  CKR_MECHANISM_PARAM_INVALID);
+	CK_MECHANISM null_param = {CKM_ECDSA, NULL, 4};
+	ck_assert_uint_eq(p11->C_SignInit(session, &null_param, priv),
+			  CKR_MECHANISM_PARAM_INVALID);
+	ck_assert_uint_eq(p11->C_SignInit(session, NULL, priv),
+			  CKR_ARGUMENTS_BAD);
+	/* A key made with CKA_SIGN false. */
+	ck_assert_uint_eq(generate(p256, sizeof(p256), CK_FALSE), CKR_OK);
+	ck_assert_uint_eq(sign_init(CKM_ECDSA, priv),
+			  CKR_KEY_FUNCTION_NOT_PERMITTED);
+}
+END_TEST
+
+START_TEST(test_key_generation_errors)
+{
+	const CK_BYTE k256[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a};
+	ck_assert_uint_eq(generate(k256, sizeof(k256), CK_TRUE),
+			  CKR_CURVE_NOT_SUPPORTED);
+	CK_MECHANISM rsa = {CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0};
+	CK_OBJECT_HANDLE a, b;
+	ck_assert_uint_eq(
+		p11->C_GenerateKeyPair(session, &rsa, NULL, 0, NULL, 0, &a, &b),
+		CKR_MECHANISM_INVALID);
+	CK_MECHANISM ec = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
+	ck_assert_uint_eq(
+		p11->C_GenerateKeyPair(session, &ec, NULL, 0, NULL, 0, &a, &b),
+		CKR_TEMPLATE_INCOMPLETE);
+	CK_OBJECT_CLASS wrong = CKO_PRIVATE_KEY;
+	CK_ATTRIBUTE pt[] = {{CKA_CLASS, &wrong, sizeof(wrong)},
+			     {CKA_EC_PARAMS, (void *)p256, sizeof(p256)}};
+	ck_assert_uint_eq(
+		p11->C_GenerateKeyPair(session, &ec, pt, 2, NULL, 0, &a, &b),
+		CKR_TEMPLATE_INCONSISTENT);
+	ck_assert_uint_eq(p11->C_GenerateKeyPair(session, &ec, pt + 1, 1, NULL,
+						 0, NULL, &b),
+			  CKR_ARGUMENTS_BAD);
+}
+END_TEST
+
+START_TEST(test_digests_match_openssl)
+{
+	const CK_BYTE msg[] = "remhsm digest";
+	CK_BYTE out[64], want[64];
+	unsigned int want_len;
+	EVP_Digest(msg, sizeof(msg), want, &want_len, EVP_sha384(), NULL);
+	CK_MECHANISM sha384 = {CKM_SHA384, NULL, 0};
+	CK_ULONG len = 0;
+	ck_assert_uint_eq(p11->C_DigestInit(session, &sha384), CKR_OK);
+	ck_assert_uint_eq(p11->C_Digest(session, (CK_BYTE_PTR)msg, sizeof(msg),
+					NULL, &len),
+			  CKR_OK);
+	ck_assert_uint_eq(len, 48);
+	len = sizeof(out);
+	ck_assert_uint_eq(p11->C_Digest(session, (CK_BYTE_PTR)msg, sizeof(msg),
+					out, &len),
+			  CKR_OK);
+	ck_assert_mem_eq(out, want, want_len);
+	ck_assert_uint_eq(p11->C_DigestInit(session, &sha384), CKR_OK);
+	ck_assert_uint_eq(p11->C_DigestUpdate(session, (CK_BYTE_PTR)msg, 5),
+			  CKR_OK);
+	ck_assert_uint_eq(p11->C_DigestUpdate(session, (CK_BYTE_PTR)msg + 5,
+					      sizeof(msg) - 5),
+			  CKR_OK);
+	len = sizeof(out);
+	ck_assert_uint_eq(p11->C_DigestFinal(session, out, &len), CKR_OK);
+	ck_assert_mem_eq(out, want, want_len);
+	ck_assert_uint_eq(p11->C_DigestFinal(session, out, &len),
+			  CKR_OPERATION_NOT_INITIALIZED);
+	CK_MECHANISM ecdsa = {CKM_ECDSA, NULL, 0};
+	ck_assert_uint_eq(p11->C_DigestInit(session, &ecdsa),
+			  CKR_MECHANISM_INVALID);
+}
+END_TEST
+
+START_TEST(test_logout_and_close_end_operations)
+{
+	CK_BYTE sig[64];
+	CK_ULONG len = sizeof(sig);
+	ck_assert_uint_eq(sign_init(CKM_ECDSA, priv), CKR_OK);
+	ck_assert_uint_eq(p11->C_Logout(session), CKR_OK);
+	ck_assert_uint_eq(p11->C_Sign(session, hash, 32, sig, &len),
+			  CKR_OPERATION_NOT_INITIALIZED);
+	/* Logged out, the private key cannot be used at all. */
+	ck_assert_uint_eq(sign_init(CKM_ECDSA, priv), CKR_KEY_HANDLE_INVALID);
+	ck_assert_uint_eq(p11->C_CloseSession(session), CKR_OK);
+	ck_assert_uint_eq(p11->C_Sign(session, hash, 32, sig, &len),
+			  CKR_SESSION_HANDLE_INVALID);
+}
+END_TEST
+
+START_TEST(test_keys_sign_after_a_restart)
+{
+	ck_assert_int_eq(th_daemon_stop(&d), 0);
+	th_daemon_restart(&d, NULL);
+	login();
+	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	CK_ATTRIBUTE t[] = {{CKA_LABEL, "Device Priv TLS Key", 19},
+			    {CKA_CLASS, &cls, sizeof(cls)}};
+	CK_OBJECT_HANDLE key;
+	CK_ULONG n = 0;
+	ck_assert_uint_eq(p11->C_FindObjectsInit(session, t, 2), CKR_OK);
+	ck_assert_uint_eq(p11->C_FindObjects(session, &key, 1, &n), CKR_OK);
+	ck_assert_uint_eq(p11->C_FindObjectsFinal(session), CKR_OK);
+	ck_assert_uint_eq(n, 1);
+	CK_BYTE sig[64];
+	CK_ULONG len = sizeof(sig);
+	ck_assert_uint_eq(sign_init(CKM_ECDSA, key), CKR_OK);
+	ck_assert_uint_eq(p11->C_Sign(session, hash, 32, sig, &len), CKR_OK);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("client-sign");
+	TCase *tc = tcase_create("client-sign");
+	tcase_set_timeout(tc, 60);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_generated_keys_have_the_tokens_attributes);
+	tcase_add_test(tc, test_raw_ecdsa_signs_a_hash_as_r_and_s);
+	tcase_add_test(tc,
+		       test_length_query_and_short_buffer_keep_the_operation);
+	tcase_add_test(tc, test_multi_part_hash_and_sign);
+	tcase_add_test(tc, test_key_and_mechanism_checks);
+	tcase_add_test(tc, test_key_generation_errors);
+	tcase_add_test(tc, test_digests_match_openssl);
+	tcase_add_test(tc, test_logout_and_close_end_operations);
+	tcase_add_test(tc, test_keys_sign_after_a_restart);
+	suite_add_tcase(s, tc);
+	return th_run_suite(s);
+}
