@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "attr.h"
+#include "known.h"
 #include "rh_arena.h"
 #include "rpc.h"
 
@@ -87,9 +88,8 @@ static int count_lock_callbacks(const CK_C_INITIALIZE_ARGS *a)
 	       !!a->UnlockMutex;
 }
 
-CK_RV C_Initialize(CK_VOID_PTR pInitArgs)
+static CK_RV initialize(const CK_C_INITIALIZE_ARGS *args)
 {
-	const CK_C_INITIALIZE_ARGS *args = pInitArgs;
 	if (!args)
 		return rhc_initialize(NULL);
 	if (args->pReserved)
@@ -109,6 +109,14 @@ CK_RV C_Initialize(CK_VOID_PTR pInitArgs)
 		return rhc_initialize(&ops);
 	}
 	return rhc_initialize(NULL);
+}
+
+CK_RV C_Initialize(CK_VOID_PTR pInitArgs)
+{
+	CK_RV rv = initialize(pInitArgs);
+	if (rv == CKR_OK)
+		rhc_known_reset();
+	return rv;
 }
 
 CK_RV C_Finalize(CK_VOID_PTR pReserved)
@@ -300,6 +308,7 @@ CK_RV C_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR pApplication,
 	if (!resp->open_session || resp->open_session->session > UINT32_MAX)
 		return finish(resp, CKR_DEVICE_ERROR);
 	*phSession = (CK_SESSION_HANDLE)resp->open_session->session;
+	rhc_known_session(*phSession, slotID);
 	return finish(resp, CKR_OK);
 }
 
@@ -307,14 +316,20 @@ CK_RV C_CloseSession(CK_SESSION_HANDLE hSession)
 {
 	PREPARE(CLOSE_SESSION, close_session, CloseSession);
 	body.session = hSession;
-	return finish(resp, rhc_call(&req, &resp));
+	CK_RV rv = rhc_call(&req, &resp);
+	if (rv != CKR_CRYPTOKI_NOT_INITIALIZED)
+		rhc_forget_session(hSession);
+	return finish(resp, rv);
 }
 
 CK_RV C_CloseAllSessions(CK_SLOT_ID slotID)
 {
 	PREPARE(CLOSE_ALL_SESSIONS, close_all_sessions, CloseAllSessions);
 	body.slot = slotID;
-	return finish(resp, rhc_call(&req, &resp));
+	CK_RV rv = rhc_call(&req, &resp);
+	if (rv == CKR_OK)
+		rhc_forget_slot(slotID);
+	return finish(resp, rv);
 }
 
 CK_RV C_GetSessionInfo(CK_SESSION_HANDLE hSession, CK_SESSION_INFO_PTR pInfo)
@@ -477,7 +492,10 @@ CK_RV C_Logout(CK_SESSION_HANDLE hSession)
 {
 	PREPARE(LOGOUT, logout, Logout);
 	body.session = hSession;
-	return finish(resp, rhc_call(&req, &resp));
+	CK_RV rv = rhc_call(&req, &resp);
+	if (rv == CKR_OK)
+		rhc_drop_all_inits();
+	return finish(resp, rv);
 }
 
 /* --- objects
@@ -501,9 +519,11 @@ CK_RV C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate,
 	if (rv == CKR_OK &&
 	    (!resp->create_object || !resp->create_object->object))
 		rv = CKR_DEVICE_ERROR;
-	if (rv == CKR_OK)
+	if (rv == CKR_OK) {
 		*phObject =
 			(CK_OBJECT_HANDLE)resp->create_object->object->handle;
+		rhc_known_object(resp->create_object->object);
+	}
 	rh_arena_cleanup(&arena);
 	return finish(resp, rv);
 }
@@ -513,7 +533,10 @@ CK_RV C_DestroyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject)
 	PREPARE(DESTROY_OBJECT, destroy_object, DestroyObject);
 	body.session = hSession;
 	body.object = hObject;
-	return finish(resp, rhc_call(&req, &resp));
+	CK_RV rv = rhc_call(&req, &resp);
+	if (rv == CKR_OK)
+		rhc_forget_object(hObject);
+	return finish(resp, rv);
 }
 
 CK_RV C_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
@@ -575,8 +598,10 @@ CK_RV C_FindObjects(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE_PTR phObject,
 	if (rv == CKR_OK && (!r || r->n_objects > ulMaxObjectCount))
 		rv = CKR_DEVICE_ERROR;
 	if (rv == CKR_OK) {
-		for (size_t i = 0; i < r->n_objects; i++)
+		for (size_t i = 0; i < r->n_objects; i++) {
 			phObject[i] = (CK_OBJECT_HANDLE)r->objects[i]->handle;
+			rhc_known_object(r->objects[i]);
+		}
 		*pulObjectCount = (CK_ULONG)r->n_objects;
 	}
 	return finish(resp, rv);
@@ -641,19 +666,68 @@ static ProtobufCBinaryData bytes_of(CK_BYTE_PTR p, CK_ULONG len)
 	return (ProtobufCBinaryData){len, p};
 }
 
-CK_RV C_DigestInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism)
+/* C_DigestInit as a round trip. */
+static CK_RV digest_init_now(CK_SESSION_HANDLE hSession,
+			     CK_MECHANISM_PTR pMechanism)
 {
-	CK_RV rv = rhc_ready();
-	if (rv != CKR_OK)
-		return rv;
 	Remhsm__Mechanism mech;
-	rv = mechanism_to_wire(pMechanism, &mech);
+	CK_RV rv = mechanism_to_wire(pMechanism, &mech);
 	if (rv != CKR_OK)
 		return rv;
 	PREPARE(DIGEST_INIT, digest_init, DigestInit);
 	body.session = hSession;
 	body.mechanism = &mech;
-	return finish(resp, rhc_call(&req, &resp));
+	rv = rhc_call(&req, &resp);
+	rhc_note_active(hSession, RHC_OP_DIGEST, rv == CKR_OK);
+	return finish(resp, rv);
+}
+
+/* Sends the held Digest init of the session now (before a Final). */
+static CK_RV flush_digest_init(CK_SESSION_HANDLE hSession)
+{
+	CK_MECHANISM_TYPE type;
+	CK_OBJECT_HANDLE key;
+	if (!rhc_take_init(hSession, RHC_OP_DIGEST, &type, &key))
+		return CKR_OK;
+	CK_MECHANISM mech = {type, NULL, 0};
+	(void)key;
+	return digest_init_now(hSession, &mech);
+}
+
+/* The held Digest init, attached to the request that follows. */
+static Remhsm__DigestInitReq *held_digest_init(CK_SESSION_HANDLE hSession,
+					       Remhsm__DigestInitReq *init,
+					       Remhsm__Mechanism *mech)
+{
+	CK_MECHANISM_TYPE type;
+	CK_OBJECT_HANDLE key;
+	if (!rhc_take_init(hSession, RHC_OP_DIGEST, &type, &key))
+		return NULL;
+	remhsm__mechanism__init(mech);
+	mech->type = type;
+	remhsm__digest_init_req__init(init);
+	init->session = hSession;
+	init->mechanism = mech;
+	(void)key;
+	return init;
+}
+
+CK_RV C_DigestInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!pMechanism)
+		return CKR_ARGUMENTS_BAD;
+	/* One round trip per operation: an init whose checks the client can
+	 * make travels with the call that follows. */
+	if (!pMechanism->ulParameterLen) {
+		rv = rhc_hold_init(hSession, RHC_OP_DIGEST,
+				   pMechanism->mechanism, 0);
+		if (rv != CKR_FUNCTION_NOT_SUPPORTED)
+			return rv;
+	}
+	return digest_init_now(hSession, pMechanism);
 }
 
 CK_RV C_Digest(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData,
@@ -667,15 +741,21 @@ CK_RV C_Digest(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData,
 		return CKR_ARGUMENTS_BAD;
 	PREPARE(DIGEST, digest, Digest);
 	Remhsm__OutputBuffer out = output_buffer(pDigest, pulDigestLen);
+	Remhsm__DigestInitReq init;
+	Remhsm__Mechanism init_mech;
 	body.session = hSession;
+	body.init = held_digest_init(hSession, &init, &init_mech);
 	body.data = bytes_of(pData, ulDataLen);
 	body.output = &out;
 	rv = rhc_call(&req, &resp);
-	return finish(
-		resp,
-		take_output(rv,
-			    resp && resp->digest ? resp->digest->output : NULL,
-			    pDigest, pulDigestLen));
+	const Remhsm__Output *o =
+		resp && resp->digest ? resp->digest->output : NULL;
+	rv = take_output(rv, o, pDigest, pulDigestLen);
+	/* A length query or a short buffer keeps the operation. */
+	rhc_note_active(hSession, RHC_OP_DIGEST,
+			rv == CKR_BUFFER_TOO_SMALL ||
+				(rv == CKR_OK && !pDigest));
+	return finish(resp, rv);
 }
 
 CK_RV C_DigestUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
@@ -687,15 +767,23 @@ CK_RV C_DigestUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
 	if (!pPart && ulPartLen)
 		return CKR_ARGUMENTS_BAD;
 	PREPARE(DIGEST_UPDATE, digest_update, DigestUpdate);
+	Remhsm__DigestInitReq init;
+	Remhsm__Mechanism init_mech;
 	body.session = hSession;
+	body.init = held_digest_init(hSession, &init, &init_mech);
 	body.data = bytes_of(pPart, ulPartLen);
-	return finish(resp, rhc_call(&req, &resp));
+	rv = rhc_call(&req, &resp);
+	rhc_note_active(hSession, RHC_OP_DIGEST, rv == CKR_OK);
+	return finish(resp, rv);
 }
 
 CK_RV C_DigestFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pDigest,
 		    CK_ULONG_PTR pulDigestLen)
 {
 	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	rv = flush_digest_init(hSession);
 	if (rv != CKR_OK)
 		return rv;
 	if (!pulDigestLen)
@@ -705,11 +793,61 @@ CK_RV C_DigestFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pDigest,
 	body.session = hSession;
 	body.output = &out;
 	rv = rhc_call(&req, &resp);
-	return finish(resp, take_output(rv,
-					resp && resp->digest_final
-						? resp->digest_final->output
-						: NULL,
-					pDigest, pulDigestLen));
+	const Remhsm__Output *o =
+		resp && resp->digest_final ? resp->digest_final->output : NULL;
+	rv = take_output(rv, o, pDigest, pulDigestLen);
+	/* A length query or a short buffer keeps the operation. */
+	rhc_note_active(hSession, RHC_OP_DIGEST,
+			rv == CKR_BUFFER_TOO_SMALL ||
+				(rv == CKR_OK && !pDigest));
+	return finish(resp, rv);
+}
+
+/* C_SignInit as a round trip. */
+static CK_RV sign_init_now(CK_SESSION_HANDLE hSession,
+			   CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey)
+{
+	Remhsm__Mechanism mech;
+	CK_RV rv = mechanism_to_wire(pMechanism, &mech);
+	if (rv != CKR_OK)
+		return rv;
+	PREPARE(SIGN_INIT, sign_init, SignInit);
+	body.session = hSession;
+	body.mechanism = &mech;
+	body.key = hKey;
+	rv = rhc_call(&req, &resp);
+	rhc_note_active(hSession, RHC_OP_SIGN, rv == CKR_OK);
+	return finish(resp, rv);
+}
+
+/* Sends the held Sign init of the session now (before a Final). */
+static CK_RV flush_sign_init(CK_SESSION_HANDLE hSession)
+{
+	CK_MECHANISM_TYPE type;
+	CK_OBJECT_HANDLE key;
+	if (!rhc_take_init(hSession, RHC_OP_SIGN, &type, &key))
+		return CKR_OK;
+	CK_MECHANISM mech = {type, NULL, 0};
+
+	return sign_init_now(hSession, &mech, key);
+}
+
+/* The held Sign init, attached to the request that follows. */
+static Remhsm__SignInitReq *held_sign_init(CK_SESSION_HANDLE hSession,
+					   Remhsm__SignInitReq *init,
+					   Remhsm__Mechanism *mech)
+{
+	CK_MECHANISM_TYPE type;
+	CK_OBJECT_HANDLE key;
+	if (!rhc_take_init(hSession, RHC_OP_SIGN, &type, &key))
+		return NULL;
+	remhsm__mechanism__init(mech);
+	mech->type = type;
+	remhsm__sign_init_req__init(init);
+	init->session = hSession;
+	init->mechanism = mech;
+	init->key = key;
+	return init;
 }
 
 CK_RV C_SignInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
@@ -718,15 +856,17 @@ CK_RV C_SignInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
-	Remhsm__Mechanism mech;
-	rv = mechanism_to_wire(pMechanism, &mech);
-	if (rv != CKR_OK)
-		return rv;
-	PREPARE(SIGN_INIT, sign_init, SignInit);
-	body.session = hSession;
-	body.mechanism = &mech;
-	body.key = hKey;
-	return finish(resp, rhc_call(&req, &resp));
+	if (!pMechanism)
+		return CKR_ARGUMENTS_BAD;
+	/* One round trip per operation: an init whose checks the client can
+	 * make travels with the call that follows. */
+	if (!pMechanism->ulParameterLen) {
+		rv = rhc_hold_init(hSession, RHC_OP_SIGN, pMechanism->mechanism,
+				   hKey);
+		if (rv != CKR_FUNCTION_NOT_SUPPORTED)
+			return rv;
+	}
+	return sign_init_now(hSession, pMechanism, hKey);
 }
 
 CK_RV C_Sign(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
@@ -739,14 +879,21 @@ CK_RV C_Sign(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
 		return CKR_ARGUMENTS_BAD;
 	PREPARE(SIGN, sign, Sign);
 	Remhsm__OutputBuffer out = output_buffer(pSignature, pulSignatureLen);
+	Remhsm__SignInitReq init;
+	Remhsm__Mechanism init_mech;
 	body.session = hSession;
+	body.init = held_sign_init(hSession, &init, &init_mech);
 	body.data = bytes_of(pData, ulDataLen);
 	body.output = &out;
 	rv = rhc_call(&req, &resp);
-	return finish(
-		resp,
-		take_output(rv, resp && resp->sign ? resp->sign->output : NULL,
-			    pSignature, pulSignatureLen));
+	const Remhsm__Output *o =
+		resp && resp->sign ? resp->sign->output : NULL;
+	rv = take_output(rv, o, pSignature, pulSignatureLen);
+	/* A length query or a short buffer keeps the operation. */
+	rhc_note_active(hSession, RHC_OP_SIGN,
+			rv == CKR_BUFFER_TOO_SMALL ||
+				(rv == CKR_OK && !pSignature));
+	return finish(resp, rv);
 }
 
 CK_RV C_SignUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
@@ -758,15 +905,23 @@ CK_RV C_SignUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
 	if (!pPart && ulPartLen)
 		return CKR_ARGUMENTS_BAD;
 	PREPARE(SIGN_UPDATE, sign_update, SignUpdate);
+	Remhsm__SignInitReq init;
+	Remhsm__Mechanism init_mech;
 	body.session = hSession;
+	body.init = held_sign_init(hSession, &init, &init_mech);
 	body.data = bytes_of(pPart, ulPartLen);
-	return finish(resp, rhc_call(&req, &resp));
+	rv = rhc_call(&req, &resp);
+	rhc_note_active(hSession, RHC_OP_SIGN, rv == CKR_OK);
+	return finish(resp, rv);
 }
 
 CK_RV C_SignFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,
 		  CK_ULONG_PTR pulSignatureLen)
 {
 	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	rv = flush_sign_init(hSession);
 	if (rv != CKR_OK)
 		return rv;
 	if (!pulSignatureLen)
@@ -776,11 +931,61 @@ CK_RV C_SignFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,
 	body.session = hSession;
 	body.output = &out;
 	rv = rhc_call(&req, &resp);
-	return finish(resp, take_output(rv,
-					resp && resp->sign_final
-						? resp->sign_final->output
-						: NULL,
-					pSignature, pulSignatureLen));
+	const Remhsm__Output *o =
+		resp && resp->sign_final ? resp->sign_final->output : NULL;
+	rv = take_output(rv, o, pSignature, pulSignatureLen);
+	/* A length query or a short buffer keeps the operation. */
+	rhc_note_active(hSession, RHC_OP_SIGN,
+			rv == CKR_BUFFER_TOO_SMALL ||
+				(rv == CKR_OK && !pSignature));
+	return finish(resp, rv);
+}
+
+/* C_VerifyInit as a round trip. */
+static CK_RV verify_init_now(CK_SESSION_HANDLE hSession,
+			     CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey)
+{
+	Remhsm__Mechanism mech;
+	CK_RV rv = mechanism_to_wire(pMechanism, &mech);
+	if (rv != CKR_OK)
+		return rv;
+	PREPARE(VERIFY_INIT, verify_init, VerifyInit);
+	body.session = hSession;
+	body.mechanism = &mech;
+	body.key = hKey;
+	rv = rhc_call(&req, &resp);
+	rhc_note_active(hSession, RHC_OP_VERIFY, rv == CKR_OK);
+	return finish(resp, rv);
+}
+
+/* Sends the held Verify init of the session now (before a Final). */
+static CK_RV flush_verify_init(CK_SESSION_HANDLE hSession)
+{
+	CK_MECHANISM_TYPE type;
+	CK_OBJECT_HANDLE key;
+	if (!rhc_take_init(hSession, RHC_OP_VERIFY, &type, &key))
+		return CKR_OK;
+	CK_MECHANISM mech = {type, NULL, 0};
+
+	return verify_init_now(hSession, &mech, key);
+}
+
+/* The held Verify init, attached to the request that follows. */
+static Remhsm__VerifyInitReq *held_verify_init(CK_SESSION_HANDLE hSession,
+					       Remhsm__VerifyInitReq *init,
+					       Remhsm__Mechanism *mech)
+{
+	CK_MECHANISM_TYPE type;
+	CK_OBJECT_HANDLE key;
+	if (!rhc_take_init(hSession, RHC_OP_VERIFY, &type, &key))
+		return NULL;
+	remhsm__mechanism__init(mech);
+	mech->type = type;
+	remhsm__verify_init_req__init(init);
+	init->session = hSession;
+	init->mechanism = mech;
+	init->key = key;
+	return init;
 }
 
 CK_RV C_VerifyInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
@@ -789,15 +994,17 @@ CK_RV C_VerifyInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
-	Remhsm__Mechanism mech;
-	rv = mechanism_to_wire(pMechanism, &mech);
-	if (rv != CKR_OK)
-		return rv;
-	PREPARE(VERIFY_INIT, verify_init, VerifyInit);
-	body.session = hSession;
-	body.mechanism = &mech;
-	body.key = hKey;
-	return finish(resp, rhc_call(&req, &resp));
+	if (!pMechanism)
+		return CKR_ARGUMENTS_BAD;
+	/* One round trip per operation: an init whose checks the client can
+	 * make travels with the call that follows. */
+	if (!pMechanism->ulParameterLen) {
+		rv = rhc_hold_init(hSession, RHC_OP_VERIFY,
+				   pMechanism->mechanism, hKey);
+		if (rv != CKR_FUNCTION_NOT_SUPPORTED)
+			return rv;
+	}
+	return verify_init_now(hSession, pMechanism, hKey);
 }
 
 CK_RV C_Verify(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData,
@@ -810,10 +1017,15 @@ CK_RV C_Verify(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData,
 	if ((!pData && ulDataLen) || (!pSignature && ulSignatureLen))
 		return CKR_ARGUMENTS_BAD;
 	PREPARE(VERIFY, verify, Verify);
+	Remhsm__VerifyInitReq init;
+	Remhsm__Mechanism init_mech;
 	body.session = hSession;
+	body.init = held_verify_init(hSession, &init, &init_mech);
 	body.data = bytes_of(pData, ulDataLen);
 	body.signature = bytes_of(pSignature, ulSignatureLen);
-	return finish(resp, rhc_call(&req, &resp));
+	rv = rhc_call(&req, &resp);
+	rhc_note_active(hSession, RHC_OP_VERIFY, 0);
+	return finish(resp, rv);
 }
 
 CK_RV C_VerifyUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
@@ -825,9 +1037,14 @@ CK_RV C_VerifyUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
 	if (!pPart && ulPartLen)
 		return CKR_ARGUMENTS_BAD;
 	PREPARE(VERIFY_UPDATE, verify_update, VerifyUpdate);
+	Remhsm__VerifyInitReq init;
+	Remhsm__Mechanism init_mech;
 	body.session = hSession;
+	body.init = held_verify_init(hSession, &init, &init_mech);
 	body.data = bytes_of(pPart, ulPartLen);
-	return finish(resp, rhc_call(&req, &resp));
+	rv = rhc_call(&req, &resp);
+	rhc_note_active(hSession, RHC_OP_VERIFY, rv == CKR_OK);
+	return finish(resp, rv);
 }
 
 CK_RV C_VerifyFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,
@@ -836,12 +1053,17 @@ CK_RV C_VerifyFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
+	rv = flush_verify_init(hSession);
+	if (rv != CKR_OK)
+		return rv;
 	if (!pSignature && ulSignatureLen)
 		return CKR_ARGUMENTS_BAD;
 	PREPARE(VERIFY_FINAL, verify_final, VerifyFinal);
 	body.session = hSession;
 	body.signature = bytes_of(pSignature, ulSignatureLen);
-	return finish(resp, rhc_call(&req, &resp));
+	rv = rhc_call(&req, &resp);
+	rhc_note_active(hSession, RHC_OP_VERIFY, 0);
+	return finish(resp, rv);
 }
 
 /* --- key generation
@@ -885,6 +1107,8 @@ CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 	if (rv == CKR_OK) {
 		*phPublicKey = (CK_OBJECT_HANDLE)r->public_key->handle;
 		*phPrivateKey = (CK_OBJECT_HANDLE)r->private_key->handle;
+		rhc_known_object(r->public_key);
+		rhc_known_object(r->private_key);
 	}
 	rh_arena_cleanup(&arena);
 	return finish(resp, rv);

@@ -58,6 +58,16 @@ static void pool_unlock(void)
 		pthread_mutex_unlock(&st.os_mutex);
 }
 
+void rhc_lock(void)
+{
+	pool_lock();
+}
+
+void rhc_unlock(void)
+{
+	pool_unlock();
+}
+
 static void drop_all_links(int graceful)
 {
 	pooled_t *p = st.idle;

@@ -21,6 +21,11 @@ typedef struct rhc_lock_ops {
 rhc_rv_t rhc_initialize(const rhc_lock_ops_t *lock_ops);
 rhc_rv_t rhc_finalize(void);
 
+/* The module's lock (the application's mutex callbacks when it gave
+ * them): held only for bookkeeping, never across I/O. */
+void rhc_lock(void);
+void rhc_unlock(void);
+
 /* CKR_OK when the module is initialised in this process. */
 rhc_rv_t rhc_ready(void);
 

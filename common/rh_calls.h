@@ -6,7 +6,9 @@
  *   UPPER   generated oneof case suffix (REMHSM__REQUEST__CALL_<UPPER>)
  *   lower   oneof member name (req->lower, resp->lower)
  *   Camel   message name stem (Remhsm__<Camel>Req, Remhsm__<Camel>Resp)
- *   flags   RH_CALL_SLOW: runs on the daemon's thread pool
+ *   flags   RH_CALL_SLOW: runs on the daemon's thread pool, and its handler
+ *           takes the application's lock itself (around bookkeeping only);
+ *           RH_CALL_FAST: runs on the loop under the application's lock
  *
  * The daemon's dispatch, the client's stubs and the name table are all
  * generated from this list. Ids never change meaning.
@@ -53,16 +55,16 @@
 	X(33, FIND_OBJECTS_FINAL, find_objects_final, FindObjectsFinal,        \
 	  RH_CALL_FAST)                                                        \
 	X(34, DIGEST_INIT, digest_init, DigestInit, RH_CALL_FAST)              \
-	X(35, DIGEST, digest, Digest, RH_CALL_FAST)                            \
+	X(35, DIGEST, digest, Digest, RH_CALL_SLOW)                            \
 	X(36, DIGEST_UPDATE, digest_update, DigestUpdate, RH_CALL_FAST)        \
-	X(37, DIGEST_FINAL, digest_final, DigestFinal, RH_CALL_FAST)           \
-	X(38, SIGN_INIT, sign_init, SignInit, RH_CALL_FAST)                    \
+	X(37, DIGEST_FINAL, digest_final, DigestFinal, RH_CALL_SLOW)           \
+	X(38, SIGN_INIT, sign_init, SignInit, RH_CALL_SLOW)                    \
 	X(39, SIGN, sign, Sign, RH_CALL_SLOW)                                  \
-	X(40, SIGN_UPDATE, sign_update, SignUpdate, RH_CALL_FAST)              \
+	X(40, SIGN_UPDATE, sign_update, SignUpdate, RH_CALL_SLOW)              \
 	X(41, SIGN_FINAL, sign_final, SignFinal, RH_CALL_SLOW)                 \
-	X(42, VERIFY_INIT, verify_init, VerifyInit, RH_CALL_FAST)              \
+	X(42, VERIFY_INIT, verify_init, VerifyInit, RH_CALL_SLOW)              \
 	X(43, VERIFY, verify, Verify, RH_CALL_SLOW)                            \
-	X(44, VERIFY_UPDATE, verify_update, VerifyUpdate, RH_CALL_FAST)        \
+	X(44, VERIFY_UPDATE, verify_update, VerifyUpdate, RH_CALL_SLOW)        \
 	X(45, VERIFY_FINAL, verify_final, VerifyFinal, RH_CALL_SLOW)           \
 	X(46, GENERATE_KEY_PAIR, generate_key_pair, GenerateKeyPair,           \
 	  RH_CALL_SLOW)                                                        \

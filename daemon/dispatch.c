@@ -608,8 +608,11 @@ static CK_RV on_find_objects(call_ctx_t *ctx, const Remhsm__FindObjectsReq *req)
 	if (!r || (n && (!infos || !ptrs)))
 		return CKR_HOST_MEMORY;
 	for (size_t i = 0; i < n; i++) {
+		const rhd_found_t *f = &s->found[s->found_next++];
 		remhsm__object_info__init(&infos[i]);
-		infos[i].handle = s->found[s->found_next++];
+		infos[i].handle = f->handle;
+		infos[i].class_ = f->cls;
+		infos[i].key_type = f->key_type;
 		ptrs[i] = &infos[i];
 	}
 	r->n_objects = n;
@@ -653,30 +656,37 @@ static CK_RV op_init(call_ctx_t *ctx, uint64_t session, rhd_op_kind_t kind,
 			   param_len(mech), key);
 }
 
-/* Output of a digest or signature into the response's Output. */
+/* Output of a digest or signature into the response's Output. The key
+ * works outside the app's lock. */
 static CK_RV op_output(call_ctx_t *ctx, uint64_t session, rhd_op_kind_t kind,
 		       int single, ProtobufCBinaryData data,
 		       const Remhsm__OutputBuffer *buffer, Remhsm__Output **out)
 {
-	rhd_session_t *s = rhd_session_find(ctx->app, session);
-	if (!s)
-		return CKR_SESSION_HANDLE_INVALID;
+	enum { MAX_OUT = EVP_MAX_MD_SIZE + 160 };
 	Remhsm__Output *o = rh_arena_alloc(ctx->arena, sizeof(*o));
-	uint8_t *bytes = rh_arena_alloc(ctx->arena, EVP_MAX_MD_SIZE + 160);
+	uint8_t *bytes = rh_arena_alloc(ctx->arena, MAX_OUT);
 	if (!o || !bytes)
 		return CKR_HOST_MEMORY;
 	remhsm__output__init(o);
 	int has_buffer = buffer && buffer->has_buffer;
-	size_t len = has_buffer ? (buffer->buffer_len < EVP_MAX_MD_SIZE + 160
+	size_t len = has_buffer ? (buffer->buffer_len < MAX_OUT
 					   ? (size_t)buffer->buffer_len
-					   : EVP_MAX_MD_SIZE + 160)
+					   : MAX_OUT)
 				: 0;
-	CK_RV rv = rhd_op_finish(s, kind, single, data.data, data.len,
-				 has_buffer, bytes, &len);
+	rhd_op_t taken;
+	pthread_mutex_lock(&ctx->app->lock);
+	rhd_session_t *s = rhd_session_find(ctx->app, session);
+	CK_RV rv = s ? rhd_op_take(s, kind, single, has_buffer, &len, &taken)
+		     : CKR_SESSION_HANDLE_INVALID;
+	pthread_mutex_unlock(&ctx->app->lock);
 	o->length = len;
-	if (rv == CKR_OK && has_buffer)
-		o->data = (ProtobufCBinaryData){len, bytes};
 	*out = o;
+	if (rv != CKR_OK || !taken.active)
+		return rv;
+	rv = rhd_op_complete(&taken, kind, single, data.data, data.len, bytes,
+			     len);
+	if (rv == CKR_OK)
+		o->data = (ProtobufCBinaryData){len, bytes};
 	return rv;
 }
 
@@ -696,7 +706,12 @@ static CK_RV on_digest_init(call_ctx_t *ctx, const Remhsm__DigestInitReq *req)
 
 static CK_RV on_digest(call_ctx_t *ctx, const Remhsm__DigestReq *req)
 {
-	CK_RV rv = req->init ? on_digest_init(ctx, req->init) : CKR_OK;
+	CK_RV rv = CKR_OK;
+	if (req->init) {
+		pthread_mutex_lock(&ctx->app->lock);
+		rv = on_digest_init(ctx, req->init);
+		pthread_mutex_unlock(&ctx->app->lock);
+	}
 	Remhsm__DigestResp *r = result_digest(ctx);
 	if (rv != CKR_OK || !r)
 		return r ? rv : CKR_HOST_MEMORY;
@@ -731,14 +746,12 @@ static CK_RV on_sign_init(call_ctx_t *ctx, const Remhsm__SignInitReq *req)
 
 static CK_RV on_sign(call_ctx_t *ctx, const Remhsm__SignReq *req)
 {
-	pthread_mutex_lock(&ctx->app->lock);
 	CK_RV rv = req->init ? on_sign_init(ctx, req->init) : CKR_OK;
 	Remhsm__SignResp *r = result_sign(ctx);
 	if (rv == CKR_OK)
 		rv = r ? op_output(ctx, req->session, RHD_OP_SIGN, 1, req->data,
 				   req->output, &r->output)
 		       : CKR_HOST_MEMORY;
-	pthread_mutex_unlock(&ctx->app->lock);
 	return rv;
 }
 
@@ -752,14 +765,11 @@ static CK_RV on_sign_update(call_ctx_t *ctx, const Remhsm__SignUpdateReq *req)
 
 static CK_RV on_sign_final(call_ctx_t *ctx, const Remhsm__SignFinalReq *req)
 {
-	pthread_mutex_lock(&ctx->app->lock);
 	Remhsm__SignFinalResp *r = result_sign_final(ctx);
-	CK_RV rv = r ? op_output(ctx, req->session, RHD_OP_SIGN, 0,
-				 (ProtobufCBinaryData){0, NULL}, req->output,
-				 &r->output)
-		     : CKR_HOST_MEMORY;
-	pthread_mutex_unlock(&ctx->app->lock);
-	return rv;
+	return r ? op_output(ctx, req->session, RHD_OP_SIGN, 0,
+			     (ProtobufCBinaryData){0, NULL}, req->output,
+			     &r->output)
+		 : CKR_HOST_MEMORY;
 }
 
 static CK_RV on_verify_init(call_ctx_t *ctx, const Remhsm__VerifyInitReq *req)
@@ -768,43 +778,48 @@ static CK_RV on_verify_init(call_ctx_t *ctx, const Remhsm__VerifyInitReq *req)
 		       req->key);
 }
 
-static CK_RV verify_locked(call_ctx_t *ctx, uint64_t session, int single,
-			   ProtobufCBinaryData data, ProtobufCBinaryData sig)
+/* Verify: the operation is taken under the lock, the key works outside. */
+static CK_RV verify_now(call_ctx_t *ctx, uint64_t session, int single,
+			ProtobufCBinaryData data, ProtobufCBinaryData sig)
 {
+	rhd_op_t taken;
+	size_t len = 0;
+	pthread_mutex_lock(&ctx->app->lock);
 	rhd_session_t *s = rhd_session_find(ctx->app, session);
-	if (!s)
-		return CKR_SESSION_HANDLE_INVALID;
-	return rhd_op_verify(s, single, data.data, data.len, sig.data, sig.len);
+	CK_RV rv = s ? rhd_op_take(s, RHD_OP_VERIFY, single, 1, &len, &taken)
+		     : CKR_SESSION_HANDLE_INVALID;
+	pthread_mutex_unlock(&ctx->app->lock);
+	if (rv != CKR_OK)
+		return rv;
+	return rhd_op_complete(&taken, RHD_OP_VERIFY, single, data.data,
+			       data.len, sig.data, sig.len);
 }
 
 static CK_RV on_verify(call_ctx_t *ctx, const Remhsm__VerifyReq *req)
 {
-	pthread_mutex_lock(&ctx->app->lock);
 	CK_RV rv = req->init ? on_verify_init(ctx, req->init) : CKR_OK;
-	if (rv == CKR_OK)
-		rv = verify_locked(ctx, req->session, 1, req->data,
-				   req->signature);
-	pthread_mutex_unlock(&ctx->app->lock);
-	return rv;
+	return rv == CKR_OK ? verify_now(ctx, req->session, 1, req->data,
+					 req->signature)
+			    : rv;
 }
 
 static CK_RV on_verify_update(call_ctx_t *ctx,
 			      const Remhsm__VerifyUpdateReq *req)
 {
-	CK_RV rv = req->init ? on_verify_init(ctx, req->init) : CKR_OK;
-	return rv == CKR_OK
-		       ? op_update(ctx, req->session, RHD_OP_VERIFY, req->data)
-		       : rv;
+	CK_RV rv = CKR_OK;
+	if (req->init)
+		rv = on_verify_init(ctx, req->init);
+	pthread_mutex_lock(&ctx->app->lock);
+	if (rv == CKR_OK)
+		rv = op_update(ctx, req->session, RHD_OP_VERIFY, req->data);
+	pthread_mutex_unlock(&ctx->app->lock);
+	return rv;
 }
 
 static CK_RV on_verify_final(call_ctx_t *ctx, const Remhsm__VerifyFinalReq *req)
 {
-	pthread_mutex_lock(&ctx->app->lock);
-	CK_RV rv =
-		verify_locked(ctx, req->session, 0,
-			      (ProtobufCBinaryData){0, NULL}, req->signature);
-	pthread_mutex_unlock(&ctx->app->lock);
-	return rv;
+	return verify_now(ctx, req->session, 0, (ProtobufCBinaryData){0, NULL},
+			  req->signature);
 }
 
 /* --- key generation

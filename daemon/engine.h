@@ -20,6 +20,13 @@
 #define RHD_IDENTITY_MAX 256
 #define RHD_NOBODY ((CK_USER_TYPE)~0UL)
 
+/* A find's result: the handle, and the class and key type the client
+ * learns with it. */
+typedef struct rhd_found {
+	uint32_t handle;
+	uint64_t cls, key_type;
+} rhd_found_t;
+
 typedef enum {
 	RHD_OP_DIGEST,
 	RHD_OP_SIGN,
@@ -42,10 +49,9 @@ typedef struct rhd_session {
 	uint32_t handle;
 	CK_SLOT_ID slot;
 	CK_FLAGS flags;
-	/* An active C_FindObjects: the handles found, and how many were read.
-	 */
+	/* An active C_FindObjects: what was found, and how much was read. */
 	int finding;
-	uint32_t *found;
+	struct rhd_found *found;
 	size_t found_count, found_next;
 	rhd_op_t ops[RHD_OP_COUNT];
 } rhd_session_t;

@@ -281,16 +281,21 @@ CK_RV rhd_objects_destroy(rhd_engine_t *engine, rhd_app_t *app,
 /* --- find
  * ------------------------------------------------------------------------ */
 
-static CK_RV found_push(rhd_session_t *s, uint32_t handle)
+static CK_RV found_push(rhd_session_t *s, uint32_t handle,
+			const rhd_object_t *obj)
 {
 	if ((s->found_count & 63) == 0) {
-		uint32_t *grown = realloc(s->found, (s->found_count + 64) *
-							    sizeof(*grown));
+		rhd_found_t *grown = realloc(s->found, (s->found_count + 64) *
+							       sizeof(*grown));
 		if (!grown)
 			return CKR_DEVICE_MEMORY;
 		s->found = grown;
 	}
-	s->found[s->found_count++] = handle;
+	rhd_found_t *f = &s->found[s->found_count++];
+	f->handle = handle;
+	f->cls = f->key_type = 0;
+	rhd_object_ulong(obj, CKA_CLASS, &f->cls);
+	rhd_object_ulong(obj, CKA_KEY_TYPE, &f->key_type);
 	return CKR_OK;
 }
 
@@ -317,7 +322,8 @@ static CK_RV find_stored(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 				     app, s->slot,
 				     rhd_object_bool(&obj, CKA_PRIVATE, 0))))
 				h->store_id = ids[i];
-			rv = h ? found_push(s, h->handle) : CKR_DEVICE_MEMORY;
+			rv = h ? found_push(s, h->handle, &obj)
+			       : CKR_DEVICE_MEMORY;
 		}
 		rhd_object_cleanup(&obj);
 	}
@@ -333,7 +339,7 @@ CK_RV rhd_objects_find(rhd_engine_t *engine, rhd_app_t *app,
 		if (!h->session_obj || !visible(app, session, h->handle))
 			continue;
 		if (rhd_object_matches(h->session_obj, tmpl))
-			rv = found_push(session, h->handle);
+			rv = found_push(session, h->handle, h->session_obj);
 	}
 	if (rv != CKR_OK)
 		rhd_session_end_find(session);

@@ -158,43 +158,42 @@ static CK_RV state_allows(const rhd_op_t *op, int single)
 	return single && op->updated ? CKR_OPERATION_ACTIVE : CKR_OK;
 }
 
-CK_RV rhd_op_finish(rhd_session_t *s, rhd_op_kind_t kind, int single,
-		    const uint8_t *data, size_t len, int has_buffer,
-		    uint8_t *out, size_t *out_len)
+CK_RV rhd_op_take(rhd_session_t *s, rhd_op_kind_t kind, int single,
+		  int has_buffer, size_t *out_len, rhd_op_t *taken)
 {
 	rhd_op_t *op = &s->ops[kind];
+	memset(taken, 0, sizeof(*taken));
 	CK_RV rv = state_allows(op, single);
 	if (rv != CKR_OK)
 		return rv;
-	size_t need = output_len(op, kind);
-	int room = has_buffer && *out_len >= need;
-	*out_len = need;
-	if (!room)
-		return has_buffer ? CKR_BUFFER_TOO_SMALL : CKR_OK;
-	uint8_t hash[EVP_MAX_MD_SIZE];
-	size_t hash_len = 0;
-	rv = hash_of(op, single, data, len, hash, &hash_len);
-	if (rv == CKR_OK && kind == RHD_OP_DIGEST)
-		memcpy(out, hash, hash_len);
-	else if (rv == CKR_OK)
-		rv = rhd_crypto_ecdsa_sign(op->key, hash, hash_len, out, need);
-	rhd_op_end(op);
-	return rv;
+	if (kind != RHD_OP_VERIFY) {
+		size_t need = output_len(op, kind);
+		int room = has_buffer && *out_len >= need;
+		*out_len = need;
+		if (!room)
+			return has_buffer ? CKR_BUFFER_TOO_SMALL : CKR_OK;
+	}
+	/* From here the operation ends, whatever the outcome. */
+	*taken = *op;
+	memset(op, 0, sizeof(*op));
+	return CKR_OK;
 }
 
-CK_RV rhd_op_verify(rhd_session_t *s, int single, const uint8_t *data,
-		    size_t len, const uint8_t *sig, size_t sig_len)
+CK_RV rhd_op_complete(rhd_op_t *taken, rhd_op_kind_t kind, int single,
+		      const uint8_t *data, size_t len, uint8_t *out,
+		      size_t out_len)
 {
-	rhd_op_t *op = &s->ops[RHD_OP_VERIFY];
-	CK_RV rv = state_allows(op, single);
-	if (rv != CKR_OK)
-		return rv;
 	uint8_t hash[EVP_MAX_MD_SIZE];
 	size_t hash_len = 0;
-	rv = hash_of(op, single, data, len, hash, &hash_len);
-	if (rv == CKR_OK)
-		rv = rhd_crypto_ecdsa_verify(op->key, hash, hash_len, sig,
-					     sig_len);
-	rhd_op_end(op);
+	CK_RV rv = hash_of(taken, single, data, len, hash, &hash_len);
+	if (rv == CKR_OK && kind == RHD_OP_DIGEST)
+		memcpy(out, hash, hash_len);
+	else if (rv == CKR_OK && kind == RHD_OP_SIGN)
+		rv = rhd_crypto_ecdsa_sign(taken->key, hash, hash_len, out,
+					   out_len);
+	else if (rv == CKR_OK)
+		rv = rhd_crypto_ecdsa_verify(taken->key, hash, hash_len, out,
+					     out_len);
+	rhd_op_end(taken);
 	return rv;
 }

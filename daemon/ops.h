@@ -16,15 +16,22 @@ CK_RV rhd_op_update(rhd_session_t *s, rhd_op_kind_t kind, const uint8_t *data,
 		    size_t len);
 
 /*
+ * Finishing takes two steps, so that no lock is held while a key works:
+ * rhd_op_take (under the app's lock) checks the state and, when the
+ * operation will produce its result, moves it out of the session into
+ * *taken; rhd_op_complete (unlocked) computes and frees it.
+ *
  * Digest or sign: single-part over data (single), or the final of a
  * multi-part one. Without a buffer (has_buffer 0) or with one shorter than
- * needed, *out_len says how much is needed and the operation stays.
+ * needed, *out_len says how much is needed, the operation stays, and
+ * taken->active is 0. Verify always takes (has_buffer 1); its "out" is
+ * the signature to check.
  */
-CK_RV rhd_op_finish(rhd_session_t *s, rhd_op_kind_t kind, int single,
-		    const uint8_t *data, size_t len, int has_buffer,
-		    uint8_t *out, size_t *out_len);
-CK_RV rhd_op_verify(rhd_session_t *s, int single, const uint8_t *data,
-		    size_t len, const uint8_t *sig, size_t sig_len);
+CK_RV rhd_op_take(rhd_session_t *s, rhd_op_kind_t kind, int single,
+		  int has_buffer, size_t *out_len, rhd_op_t *taken);
+CK_RV rhd_op_complete(rhd_op_t *taken, rhd_op_kind_t kind, int single,
+		      const uint8_t *data, size_t len, uint8_t *out,
+		      size_t out_len);
 
 /* The mechanisms served, and their C_GetMechanismInfo. */
 size_t rhd_mechanisms(const CK_MECHANISM_TYPE **list);

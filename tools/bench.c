@@ -22,6 +22,7 @@ typedef struct bench_thread {
 	CK_SESSION_HANDLE session;
 	double seconds;
 	unsigned bytes;
+	CK_OBJECT_HANDLE key; /* sign with it; 0: C_GenerateRandom */
 	uint32_t *samples_ns;
 	size_t count, cap;
 	CK_RV failure;
@@ -48,13 +49,27 @@ static int record(bench_thread_t *t, uint64_t ns)
 	return 0;
 }
 
+/* One measured call: an ECDSA signature over a 32-byte hash (init and
+ * sign), or random bytes. */
+static CK_RV one_call(bench_thread_t *t, unsigned char *buf)
+{
+	if (!t->key)
+		return t->p11->C_GenerateRandom(t->session, buf, t->bytes);
+	CK_MECHANISM ecdsa = {CKM_ECDSA, NULL, 0};
+	CK_ULONG len = 128;
+	CK_RV rv = t->p11->C_SignInit(t->session, &ecdsa, t->key);
+	return rv == CKR_OK
+		       ? t->p11->C_Sign(t->session, buf, 32, buf + 64, &len)
+		       : rv;
+}
+
 static void *run_thread(void *arg)
 {
 	bench_thread_t *t = arg;
-	unsigned char buf[256];
+	unsigned char buf[256] = "a 32-byte hash to sign, repeated";
 	uint64_t end = now_ns() + (uint64_t)(t->seconds * 1e9);
 	for (uint64_t start = now_ns(); start < end; start = now_ns()) {
-		CK_RV rv = t->p11->C_GenerateRandom(t->session, buf, t->bytes);
+		CK_RV rv = one_call(t, buf);
 		if (rv != CKR_OK) {
 			t->failure = rv;
 			break;
@@ -115,7 +130,7 @@ static CK_RV open_sessions(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot,
 }
 
 static int run_round(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot, unsigned n,
-		     double seconds, unsigned bytes)
+		     double seconds, unsigned bytes, CK_OBJECT_HANDLE key)
 {
 	bench_thread_t *threads = calloc(n, sizeof(*threads));
 	if (!threads)
@@ -133,7 +148,8 @@ static int run_round(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot, unsigned n,
 			(bench_thread_t){.p11 = p11,
 					 .session = threads[started].session,
 					 .seconds = seconds,
-					 .bytes = bytes};
+					 .bytes = bytes,
+					 .key = key};
 		if (pthread_create(&threads[started].thread, NULL, run_thread,
 				   &threads[started]) != 0)
 			break;
@@ -171,12 +187,13 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: remhsm bench [--module PATH] [--threads 1,8,32] "
-		"[--seconds S] [--bytes N] [--slot-index I]\n"
+		"[--seconds S] [--bytes N] [--slot-index I] [--sign-pin PIN]\n"
 		"  Measures C_GenerateRandom round trips through a PKCS#11 "
 		"module\n"
 		"  (default: the remhsm module, configured by REMHSM_* "
 		"variables)\n"
-		"  and prints ops/s and p50/p99 latency per thread count.\n"
+		"  and prints ops/s and p50/p99 latency per thread count;\n"
+		"  with --sign-pin USER_PIN, ECDSA P-256 signatures instead.\n"
 		"       remhsm bench login --pin USER_PIN [--count N]   "
 		"C_Login latency\n"
 		"       remhsm bench store --dir EMPTY_DIR [--objects "
@@ -184,9 +201,14 @@ static void usage(void)
 		"  store write/read/find latency at each size\n");
 }
 
-static int parse_args(int argc, char **argv, const char **module,
-		      unsigned *threads, unsigned *nthreads, double *seconds,
-		      unsigned *bytes, unsigned *slot_index)
+typedef struct bench_opts {
+	const char *module;
+	const char *sign_pin; /* set: sign with ECDSA P-256 after this login */
+	unsigned threads[16], nthreads, bytes, slot_index;
+	double seconds;
+} bench_opts_t;
+
+static int parse_args(int argc, char **argv, bench_opts_t *o)
 {
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -195,20 +217,23 @@ static int parse_args(int argc, char **argv, const char **module,
 			return -1;
 		i++;
 		if (!strcmp(a, "--module"))
-			*module = v;
+			o->module = v;
 		else if (!strcmp(a, "--threads")) {
-			if (parse_threads(v, threads, nthreads) < 0)
+			if (parse_threads(v, o->threads, &o->nthreads) < 0)
 				return -1;
 		} else if (!strcmp(a, "--seconds"))
-			*seconds = strtod(v, NULL);
+			o->seconds = strtod(v, NULL);
 		else if (!strcmp(a, "--bytes"))
-			*bytes = (unsigned)strtoul(v, NULL, 10);
+			o->bytes = (unsigned)strtoul(v, NULL, 10);
 		else if (!strcmp(a, "--slot-index"))
-			*slot_index = (unsigned)strtoul(v, NULL, 10);
+			o->slot_index = (unsigned)strtoul(v, NULL, 10);
+		else if (!strcmp(a, "--sign-pin"))
+			o->sign_pin = v;
 		else
 			return -1;
 	}
-	return (*seconds > 0 && *seconds <= 600 && *bytes >= 1 && *bytes <= 256)
+	return (o->seconds > 0 && o->seconds <= 600 && o->bytes >= 1 &&
+		o->bytes <= 256)
 		       ? 0
 		       : -1;
 }
@@ -281,33 +306,74 @@ static int bench_login(int argc, char **argv)
 	return rc < 0 ? 1 : 0;
 }
 
+/* A P-256 key pair as session objects of a logged-in setup session: every
+ * session of the application can use it while that one stays open. */
+static CK_RV make_sign_key(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot,
+			   const char *pin, CK_SESSION_HANDLE *setup,
+			   CK_OBJECT_HANDLE *key)
+{
+	static const CK_BYTE p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
+				       0xce, 0x3d, 0x03, 0x01, 0x07};
+	CK_MECHANISM gen = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_ATTRIBUTE pub[] = {{CKA_EC_PARAMS, (void *)p256, sizeof(p256)},
+			      {CKA_TOKEN, &no, sizeof(no)}};
+	CK_ATTRIBUTE priv[] = {{CKA_SIGN, &yes, sizeof(yes)},
+			       {CKA_TOKEN, &no, sizeof(no)}};
+	CK_OBJECT_HANDLE pub_key;
+	CK_RV rv = p11->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION,
+				      NULL, NULL, setup);
+	if (rv == CKR_OK)
+		rv = p11->C_Login(*setup, CKU_USER, (CK_UTF8CHAR_PTR)pin,
+				  strlen(pin));
+	if (rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN)
+		rv = p11->C_GenerateKeyPair(*setup, &gen, pub, 2, priv, 2,
+					    &pub_key, key);
+	if (rv != CKR_OK)
+		fprintf(stderr, "bench: making the signing key failed: %s\n",
+			rh_ckr_name(rv));
+	return rv;
+}
+
 int rh_bench_main(int argc, char **argv)
 {
 	if (argc > 1 && !strcmp(argv[1], "store"))
 		return rh_bench_store_main(argc - 1, argv + 1);
 	if (argc > 1 && !strcmp(argv[1], "login"))
 		return bench_login(argc - 1, argv + 1);
-	const char *module = REMHSM_DEFAULT_MODULE;
-	unsigned threads[16] = {1, 8, 32}, nthreads = 3, bytes = 32,
-		 slot_index = 0;
-	double seconds = 3;
-	if (parse_args(argc, argv, &module, threads, &nthreads, &seconds,
-		       &bytes, &slot_index) < 0) {
+	bench_opts_t o = {.module = REMHSM_DEFAULT_MODULE,
+			  .threads = {1, 8, 32},
+			  .nthreads = 3,
+			  .bytes = 32,
+			  .seconds = 3};
+	if (parse_args(argc, argv, &o) < 0) {
 		usage();
 		return 2;
 	}
 	void *handle = NULL;
-	CK_FUNCTION_LIST *p11 = rh_p11_load(module, &handle);
+	CK_FUNCTION_LIST *p11 = rh_p11_load(o.module, &handle);
 	CK_SLOT_ID slot;
-	if (!p11 || pick_slot(p11, slot_index, &slot) < 0)
+	CK_SESSION_HANDLE setup = CK_INVALID_HANDLE;
+	CK_OBJECT_HANDLE key = 0;
+	if (!p11 || pick_slot(p11, o.slot_index, &slot) < 0 ||
+	    (o.sign_pin &&
+	     make_sign_key(p11, slot, o.sign_pin, &setup, &key) != CKR_OK))
 		return 1;
-	printf("module: %s\nC_GenerateRandom of %u bytes, %.1f s per round\n",
-	       module, bytes, seconds);
+	if (key)
+		printf("module: %s\nC_SignInit + C_Sign, CKM_ECDSA P-256 over "
+		       "32 bytes, "
+		       "%.1f s per round\n",
+		       o.module, o.seconds);
+	else
+		printf("module: %s\nC_GenerateRandom of %u bytes, %.1f s per "
+		       "round\n",
+		       o.module, o.bytes, o.seconds);
 	printf("%-8s %-10s %-12s %-10s %-10s\n", "threads", "calls", "ops/s",
 	       "p50_us", "p99_us");
 	int rc = 0;
-	for (unsigned i = 0; i < nthreads && rc == 0; i++)
-		rc = run_round(p11, slot, threads[i], seconds, bytes);
+	for (unsigned i = 0; i < o.nthreads && rc == 0; i++)
+		rc = run_round(p11, slot, o.threads[i], o.seconds, o.bytes,
+			       key);
 	p11->C_Finalize(NULL);
 	return rc < 0 ? 1 : 0;
 }

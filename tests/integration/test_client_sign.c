@@ -90,6 +90,18 @@ static CK_RV sign_init(CK_MECHANISM_TYPE type, CK_OBJECT_HANDLE key)
 	return p11->C_SignInit(session, &mech, key);
 }
 
+/* An init's error, reported by the init or, when the client held the init
+ * back to save a round trip, by the call that follows. */
+static CK_RV init_error(CK_MECHANISM_TYPE type, CK_OBJECT_HANDLE key)
+{
+	CK_RV rv = sign_init(type, key);
+	if (rv != CKR_OK)
+		return rv;
+	CK_BYTE sig[128];
+	CK_ULONG len = sizeof(sig);
+	return p11->C_Sign(session, hash, 32, sig, &len);
+}
+
 static CK_RV verify(CK_MECHANISM_TYPE type, const CK_BYTE *data, CK_ULONG len,
 		    CK_BYTE *sig, CK_ULONG sig_len)
 {
@@ -208,7 +220,8 @@ END_TEST
 
 START_TEST(test_key_and_mechanism_checks)
 {
-	ck_assert_uint_eq(sign_init(CKM_ECDSA, pub), CKR_KEY_TYPE_INCONSISTENT);
+	ck_assert_uint_eq(init_error(CKM_ECDSA, pub),
+			  CKR_KEY_TYPE_INCONSISTENT);
 	ck_assert_uint_eq(sign_init(CKM_ECDSA, priv + 1000),
 			  CKR_KEY_HANDLE_INVALID);
 	ck_assert_uint_eq(sign_init(CKM_RSA_PKCS, priv), CKR_MECHANISM_INVALID);
@@ -224,7 +237,7 @@ START_TEST(test_key_and_mechanism_checks)
 			  CKR_ARGUMENTS_BAD);
 	/* A key made with CKA_SIGN false. */
 	ck_assert_uint_eq(generate(p256, sizeof(p256), CK_FALSE), CKR_OK);
-	ck_assert_uint_eq(sign_init(CKM_ECDSA, priv),
+	ck_assert_uint_eq(init_error(CKM_ECDSA, priv),
 			  CKR_KEY_FUNCTION_NOT_PERMITTED);
 }
 END_TEST
@@ -299,7 +312,38 @@ START_TEST(test_logout_and_close_end_operations)
 	ck_assert_uint_eq(p11->C_Sign(session, hash, 32, sig, &len),
 			  CKR_OPERATION_NOT_INITIALIZED);
 	/* Logged out, the private key cannot be used at all. */
-	ck_assert_uint_eq(sign_init(CKM_ECDSA, priv), CKR_KEY_HANDLE_INVALID);
+	ck_assert_uint_eq(init_error(CKM_ECDSA, priv), CKR_KEY_HANDLE_INVALID);
+	ck_assert_uint_eq(p11->C_CloseSession(session), CKR_OK);
+	ck_assert_uint_eq(p11->C_Sign(session, hash, 32, sig, &len),
+			  CKR_SESSION_HANDLE_INVALID);
+}
+END_TEST
+
+START_TEST(test_held_init_keeps_the_specifications_answers)
+{
+	CK_BYTE sig[64];
+	CK_ULONG len = sizeof(sig);
+	/* Held back: a second init is still CKR_OPERATION_ACTIVE, and a
+	 * length query still keeps the operation. */
+	ck_assert_uint_eq(sign_init(CKM_ECDSA, priv), CKR_OK);
+	ck_assert_uint_eq(sign_init(CKM_ECDSA, priv), CKR_OPERATION_ACTIVE);
+	ck_assert_uint_eq(p11->C_Sign(session, hash, 32, NULL, &len), CKR_OK);
+	ck_assert_uint_eq(len, 64);
+	ck_assert_uint_eq(sign_init(CKM_ECDSA, priv), CKR_OPERATION_ACTIVE);
+	ck_assert_uint_eq(p11->C_Sign(session, hash, 32, sig, &len), CKR_OK);
+	/* An init followed directly by a final is sent first. */
+	ck_assert_uint_eq(sign_init(CKM_ECDSA_SHA256, priv), CKR_OK);
+	len = sizeof(sig);
+	ck_assert_uint_eq(p11->C_SignFinal(session, sig, &len), CKR_OK);
+	ck_assert_uint_eq(
+		verify(CKM_ECDSA_SHA256, (const CK_BYTE *)"", 0, sig, len),
+		CKR_OK);
+	/* A session the client does not know gets a real round trip. */
+	CK_MECHANISM ecdsa = {CKM_ECDSA, NULL, 0};
+	ck_assert_uint_eq(p11->C_SignInit(session + 77, &ecdsa, priv),
+			  CKR_SESSION_HANDLE_INVALID);
+	/* A closed session drops its held init. */
+	ck_assert_uint_eq(sign_init(CKM_ECDSA, priv), CKR_OK);
 	ck_assert_uint_eq(p11->C_CloseSession(session), CKR_OK);
 	ck_assert_uint_eq(p11->C_Sign(session, hash, 32, sig, &len),
 			  CKR_SESSION_HANDLE_INVALID);
@@ -342,6 +386,7 @@ int main(void)
 	tcase_add_test(tc, test_key_generation_errors);
 	tcase_add_test(tc, test_digests_match_openssl);
 	tcase_add_test(tc, test_logout_and_close_end_operations);
+	tcase_add_test(tc, test_held_init_keeps_the_specifications_answers);
 	tcase_add_test(tc, test_keys_sign_after_a_restart);
 	suite_add_tcase(s, tc);
 	return th_run_suite(s);

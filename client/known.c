@@ -1,0 +1,227 @@
+#include "known.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "rpc.h"
+
+typedef struct session_entry {
+	CK_SESSION_HANDLE handle;
+	CK_SLOT_ID slot;
+} session_entry_t;
+
+typedef struct key_entry {
+	CK_OBJECT_HANDLE handle;
+	CK_OBJECT_CLASS cls;
+	CK_KEY_TYPE type;
+} key_entry_t;
+
+/* An operation the client holds an init for, or one that may be active
+ * on the daemon. */
+typedef struct held_init {
+	CK_SESSION_HANDLE session;
+	rhc_op_t op;
+	int on_daemon;
+	CK_MECHANISM_TYPE mech;
+	CK_OBJECT_HANDLE key;
+} held_init_t;
+
+/* Small arrays: an application has tens of sessions and keys, not more;
+ * past the caps the client just asks the daemon. */
+#define MAX_KNOWN 1024
+
+static struct {
+	session_entry_t sessions[MAX_KNOWN];
+	size_t n_sessions;
+	key_entry_t keys[MAX_KNOWN];
+	size_t n_keys;
+	held_init_t held[MAX_KNOWN];
+	size_t n_held;
+} k;
+
+void rhc_known_reset(void)
+{
+	rhc_lock();
+	memset(&k, 0, sizeof(k));
+	rhc_unlock();
+}
+
+#define REMOVE_AT(array, n, i) ((array)[i] = (array)[--(n)])
+
+void rhc_known_session(CK_SESSION_HANDLE session, CK_SLOT_ID slot)
+{
+	rhc_lock();
+	if (k.n_sessions < MAX_KNOWN)
+		k.sessions[k.n_sessions++] = (session_entry_t){session, slot};
+	rhc_unlock();
+}
+
+static void drop_inits_locked(CK_SESSION_HANDLE session)
+{
+	for (size_t i = 0; i < k.n_held;)
+		if (k.held[i].session == session)
+			REMOVE_AT(k.held, k.n_held, i);
+		else
+			i++;
+}
+
+void rhc_forget_session(CK_SESSION_HANDLE session)
+{
+	rhc_lock();
+	for (size_t i = 0; i < k.n_sessions; i++)
+		if (k.sessions[i].handle == session) {
+			REMOVE_AT(k.sessions, k.n_sessions, i);
+			break;
+		}
+	drop_inits_locked(session);
+	rhc_unlock();
+}
+
+void rhc_forget_slot(CK_SLOT_ID slot)
+{
+	rhc_lock();
+	for (size_t i = 0; i < k.n_sessions;)
+		if (k.sessions[i].slot == slot) {
+			drop_inits_locked(k.sessions[i].handle);
+			REMOVE_AT(k.sessions, k.n_sessions, i);
+		} else {
+			i++;
+		}
+	rhc_unlock();
+}
+
+void rhc_known_object(const Remhsm__ObjectInfo *info)
+{
+	if (!info ||
+	    (info->class_ != CKO_PRIVATE_KEY && info->class_ != CKO_PUBLIC_KEY))
+		return;
+	rhc_lock();
+	size_t i = 0;
+	while (i < k.n_keys && k.keys[i].handle != info->handle)
+		i++;
+	if (i < MAX_KNOWN) {
+		k.keys[i] = (key_entry_t){(CK_OBJECT_HANDLE)info->handle,
+					  (CK_OBJECT_CLASS)info->class_,
+					  (CK_KEY_TYPE)info->key_type};
+		if (i == k.n_keys)
+			k.n_keys++;
+	}
+	rhc_unlock();
+}
+
+void rhc_forget_object(CK_OBJECT_HANDLE object)
+{
+	rhc_lock();
+	for (size_t i = 0; i < k.n_keys; i++)
+		if (k.keys[i].handle == object) {
+			REMOVE_AT(k.keys, k.n_keys, i);
+			break;
+		}
+	rhc_unlock();
+}
+
+static int session_known(CK_SESSION_HANDLE session)
+{
+	for (size_t i = 0; i < k.n_sessions; i++)
+		if (k.sessions[i].handle == session)
+			return 1;
+	return 0;
+}
+
+/* The key fits the operation: the daemon's own init checks, minus what
+ * only it knows (CKA_SIGN/CKA_VERIFY, visibility), which then surface on
+ * the call that follows. */
+static int key_fits(CK_OBJECT_HANDLE key, rhc_op_t op, CK_MECHANISM_TYPE mech)
+{
+	int ecdsa = mech == CKM_ECDSA || mech == CKM_ECDSA_SHA256 ||
+		    mech == CKM_ECDSA_SHA384 || mech == CKM_ECDSA_SHA512;
+	if (!ecdsa)
+		return 0;
+	CK_OBJECT_CLASS want =
+		op == RHC_OP_SIGN ? CKO_PRIVATE_KEY : CKO_PUBLIC_KEY;
+	for (size_t i = 0; i < k.n_keys; i++)
+		if (k.keys[i].handle == key)
+			return k.keys[i].cls == want &&
+			       k.keys[i].type == CKK_EC;
+	return 0;
+}
+
+static int digest_served(CK_MECHANISM_TYPE mech)
+{
+	return mech == CKM_SHA_1 || mech == CKM_SHA256 || mech == CKM_SHA384 ||
+	       mech == CKM_SHA512;
+}
+
+static held_init_t *find_op(CK_SESSION_HANDLE session, rhc_op_t op)
+{
+	for (size_t i = 0; i < k.n_held; i++)
+		if (k.held[i].session == session && k.held[i].op == op)
+			return &k.held[i];
+	return NULL;
+}
+
+CK_RV rhc_hold_init(CK_SESSION_HANDLE session, rhc_op_t op,
+		    CK_MECHANISM_TYPE mech, CK_OBJECT_HANDLE key)
+{
+	CK_RV rv = CKR_FUNCTION_NOT_SUPPORTED;
+	rhc_lock();
+	int checkable = session_known(session) &&
+			(op == RHC_OP_DIGEST ? digest_served(mech)
+					     : key_fits(key, op, mech));
+	held_init_t *known = find_op(session, op);
+	if (known)
+		rv = known->on_daemon ? CKR_FUNCTION_NOT_SUPPORTED
+				      : CKR_OPERATION_ACTIVE;
+	else if (checkable && k.n_held < MAX_KNOWN) {
+		k.held[k.n_held++] = (held_init_t){session, op, 0, mech, key};
+		rv = CKR_OK;
+	}
+	rhc_unlock();
+	return rv;
+}
+
+void rhc_note_active(CK_SESSION_HANDLE session, rhc_op_t op, int active)
+{
+	rhc_lock();
+	held_init_t *known = find_op(session, op);
+	if (known && !active)
+		REMOVE_AT(k.held, k.n_held, (size_t)(known - k.held));
+	else if (!known && active && k.n_held < MAX_KNOWN)
+		k.held[k.n_held++] = (held_init_t){session, op, 1, 0, 0};
+	else if (known && active)
+		known->on_daemon = 1;
+	rhc_unlock();
+}
+
+int rhc_take_init(CK_SESSION_HANDLE session, rhc_op_t op,
+		  CK_MECHANISM_TYPE *mech, CK_OBJECT_HANDLE *key)
+{
+	int found = 0;
+	rhc_lock();
+	for (size_t i = 0; i < k.n_held; i++) {
+		if (k.held[i].session != session || k.held[i].op != op ||
+		    k.held[i].on_daemon)
+			continue;
+		*mech = k.held[i].mech;
+		*key = k.held[i].key;
+		REMOVE_AT(k.held, k.n_held, i);
+		found = 1;
+		break;
+	}
+	rhc_unlock();
+	return found;
+}
+
+void rhc_drop_inits(CK_SESSION_HANDLE session)
+{
+	rhc_lock();
+	drop_inits_locked(session);
+	rhc_unlock();
+}
+
+void rhc_drop_all_inits(void)
+{
+	rhc_lock();
+	k.n_held = 0;
+	rhc_unlock();
+}

@@ -1,0 +1,48 @@
+/*
+ * What the client has learned from the daemon's answers, to make an init's
+ * checks itself and hold the init back until the call that follows (one
+ * round trip per signature): the sessions it opened, the keys it has seen
+ * (class and key type), and the inits it is holding. Guarded by the
+ * module's lock.
+ */
+#ifndef RHC_KNOWN_H
+#define RHC_KNOWN_H
+
+#include <p11-kit/pkcs11.h>
+
+#include "remhsm.pb-c.h"
+
+typedef enum { RHC_OP_DIGEST, RHC_OP_SIGN, RHC_OP_VERIFY } rhc_op_t;
+
+void rhc_known_reset(void);
+
+void rhc_known_session(CK_SESSION_HANDLE session, CK_SLOT_ID slot);
+void rhc_forget_session(CK_SESSION_HANDLE session);
+void rhc_forget_slot(CK_SLOT_ID slot);
+
+void rhc_known_object(const Remhsm__ObjectInfo *info);
+void rhc_forget_object(CK_OBJECT_HANDLE object);
+
+/*
+ * Holds back an init whose checks the client can make: returns CKR_OK
+ * (held), CKR_OPERATION_ACTIVE (one is held already), or
+ * CKR_FUNCTION_NOT_SUPPORTED when the daemon must be asked.
+ */
+CK_RV rhc_hold_init(CK_SESSION_HANDLE session, rhc_op_t op,
+		    CK_MECHANISM_TYPE mech, CK_OBJECT_HANDLE key);
+
+/* Records whether (session, op) may be active on the daemon after a call:
+ * while it may be, inits are not held back but asked, so that the daemon
+ * answers CKR_OPERATION_ACTIVE itself. */
+void rhc_note_active(CK_SESSION_HANDLE session, rhc_op_t op, int active);
+
+/* Takes the held init of (session, op), if any: 1 and its parts. */
+int rhc_take_init(CK_SESSION_HANDLE session, rhc_op_t op,
+		  CK_MECHANISM_TYPE *mech, CK_OBJECT_HANDLE *key);
+
+/* Held inits die with their session, or with a logout (all of them: the
+ * daemon ends the operations of every session of the token). */
+void rhc_drop_inits(CK_SESSION_HANDLE session);
+void rhc_drop_all_inits(void);
+
+#endif
