@@ -62,6 +62,10 @@ static int set_key(rhc_config_t *cfg, const char *key, const char *value)
 		return set_ms(&cfg->call_timeout_ms, value);
 	if (!strcmp(key, "connect-timeout-ms"))
 		return set_ms(&cfg->connect_timeout_ms, value);
+	if (!strcmp(key, "compat")) {
+		cfg->compat_freertos = !strcmp(value, "freertos");
+		return cfg->compat_freertos || !strcmp(value, "none") ? 0 : -1;
+	}
 	return -1;
 }
 
@@ -133,7 +137,9 @@ int rhc_config_load(rhc_config_t *cfg, char *err, size_t err_len)
 	    from_env(cfg, "REMHSM_CA", "ca", err, err_len) < 0 ||
 	    from_env(cfg, "REMHSM_CERT", "cert", err, err_len) < 0 ||
 	    from_env(cfg, "REMHSM_KEY", "key", err, err_len) < 0 ||
-	    from_env(cfg, "REMHSM_TIMEOUT_MS", "timeout-ms", err, err_len) < 0)
+	    from_env(cfg, "REMHSM_TIMEOUT_MS", "timeout-ms", err, err_len) <
+		    0 ||
+	    from_env(cfg, "REMHSM_COMPAT", "compat", err, err_len) < 0)
 		return -1;
 	if (!cfg->ca[0] || !cfg->cert[0] || !cfg->key[0]) {
 		snprintf(err, err_len,

@@ -565,6 +565,17 @@ CK_RV C_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
 	return finish(resp, rv);
 }
 
+/* Some FreeRTOS code searches with a label length that counts its NUL. */
+static void drop_label_nul(Remhsm__Attribute **attrs, CK_ULONG count)
+{
+	for (CK_ULONG i = 0; i < count; i++) {
+		ProtobufCBinaryData *v = &attrs[i]->bytes;
+		if (attrs[i]->type == CKA_LABEL && v->len &&
+		    v->data[v->len - 1] == 0)
+			v->len--;
+	}
+}
+
 CK_RV C_FindObjectsInit(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate,
 			CK_ULONG ulCount)
 {
@@ -576,6 +587,8 @@ CK_RV C_FindObjectsInit(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate,
 	body.session = hSession;
 	body.n_template_ = ulCount;
 	rv = rhc_template_to_wire(pTemplate, ulCount, &arena, &body.template_);
+	if (rv == CKR_OK && rhc_compat_freertos())
+		drop_label_nul(body.template_, ulCount);
 	if (rv == CKR_OK)
 		rv = rhc_call(&req, &resp);
 	rh_arena_cleanup(&arena);
@@ -889,10 +902,11 @@ CK_RV C_Sign(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
 	const Remhsm__Output *o =
 		resp && resp->sign ? resp->sign->output : NULL;
 	rv = take_output(rv, o, pSignature, pulSignatureLen);
-	/* A length query or a short buffer keeps the operation. */
+	/* A length query or a short buffer keeps the operation (but for
+	 * FreeRTOS, whose length query ends it). */
+	int query = rv == CKR_OK && !pSignature && !rhc_compat_freertos();
 	rhc_note_active(hSession, RHC_OP_SIGN,
-			rv == CKR_BUFFER_TOO_SMALL ||
-				(rv == CKR_OK && !pSignature));
+			rv == CKR_BUFFER_TOO_SMALL || query);
 	return finish(resp, rv);
 }
 

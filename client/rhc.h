@@ -19,10 +19,11 @@ typedef struct rhc_config {
 	unsigned connect_timeout_ms;
 	unsigned call_timeout_ms;
 	int debug;
+	int compat_freertos; /* REMHSM_COMPAT=freertos */
 } rhc_config_t;
 
 /* Reads REMHSM_CONF (if set) and then REMHSM_SERVER, REMHSM_CA, REMHSM_CERT,
- * REMHSM_KEY, REMHSM_TIMEOUT_MS, REMHSM_DEBUG over it. */
+ * REMHSM_KEY, REMHSM_TIMEOUT_MS, REMHSM_COMPAT, REMHSM_DEBUG over it. */
 int rhc_config_load(rhc_config_t *cfg, char *err, size_t err_len);
 
 void rhc_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -162,6 +162,11 @@ rhc_rv_t rhc_finalize(void)
 	return rv;
 }
 
+int rhc_compat_freertos(void)
+{
+	return st.cfg.compat_freertos;
+}
+
 rhc_rv_t rhc_ready(void)
 {
 	return st.initialized && st.pid == getpid()
@@ -209,6 +214,7 @@ static int say_hello(pooled_t *p)
 	hello.versions = versions;
 	hello.app_id = (ProtobufCBinaryData){sizeof(st.app_id), st.app_id};
 	hello.client_name = (char *)"libremhsm-pkcs11";
+	hello.compat = (char *)(st.cfg.compat_freertos ? "freertos" : "");
 	Remhsm__Request req = REMHSM__REQUEST__INIT;
 	req.id = atomic_fetch_add(&st.next_id, 1);
 	req.call_case = REMHSM__REQUEST__CALL_HELLO;

@@ -26,6 +26,9 @@ rhc_rv_t rhc_finalize(void);
 void rhc_lock(void);
 void rhc_unlock(void);
 
+/* 1 when REMHSM_COMPAT=freertos asked for FreeRTOS's behaviours. */
+int rhc_compat_freertos(void);
+
 /* CKR_OK when the module is initialised in this process. */
 rhc_rv_t rhc_ready(void);
 

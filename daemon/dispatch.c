@@ -347,6 +347,9 @@ static CK_RV on_login(call_ctx_t *ctx, const Remhsm__LoginReq *req)
 		     : CKR_SESSION_HANDLE_INVALID;
 	CK_SLOT_ID slot = s ? s->slot : 0;
 	pthread_mutex_unlock(&ctx->app->lock);
+	/* FreeRTOS logs in again on a logged-in session and needs CKR_OK. */
+	if (rv == CKR_USER_ALREADY_LOGGED_IN && ctx->app->compat_freertos)
+		return CKR_OK;
 	if (rv != CKR_OK)
 		return rv;
 	uint8_t key[RHS_KEY_LEN];
@@ -678,6 +681,11 @@ static CK_RV op_output(call_ctx_t *ctx, uint64_t session, rhd_op_kind_t kind,
 	rhd_session_t *s = rhd_session_find(ctx->app, session);
 	CK_RV rv = s ? rhd_op_take(s, kind, single, has_buffer, &len, &taken)
 		     : CKR_SESSION_HANDLE_INVALID;
+	/* FreeRTOS takes the end of a C_Sign length query for the end of the
+	 * operation, and starts again with C_SignInit. */
+	if (rv == CKR_OK && !has_buffer && kind == RHD_OP_SIGN && single &&
+	    ctx->app->compat_freertos)
+		rhd_op_end(&s->ops[kind]);
 	pthread_mutex_unlock(&ctx->app->lock);
 	o->length = len;
 	*out = o;

@@ -90,6 +90,9 @@ typedef struct rhd_app {
 	rhd_login_t login[RHD_MAX_SLOTS];
 	rhd_handle_t *objects;
 	uint32_t next_object;
+	/* FreeRTOS compatibility, asked for in Hello: a repeated C_Login
+	 * answers CKR_OK, a C_Sign length query ends the operation. */
+	int compat_freertos;
 } rhd_app_t;
 
 typedef struct rhd_engine_opts {

@@ -326,8 +326,11 @@ static void handle_hello(conn_t *c, const Remhsm__Request *req)
 		uv_read_stop((uv_stream_t *)&c->tcp);
 		return;
 	}
-	RHD_INFO("event=hello peer=%s identity=%s version=%u", c->peer,
-		 c->identity, hello.version);
+	if (req->hello->compat && !strcmp(req->hello->compat, "freertos"))
+		c->app->compat_freertos = 1;
+	RHD_INFO("event=hello peer=%s identity=%s version=%u compat=%s",
+		 c->peer, c->identity, hello.version,
+		 c->app->compat_freertos ? "freertos" : "none");
 }
 
 static void handle_call(conn_t *c, Remhsm__Request *req)

@@ -42,6 +42,9 @@ echo "== C_Login with the default KDF (scrypt N=32768, r=8, p=1)"
 _install/bin/remhsm token init --module "$module" --freertos --so-pin bench-so-pin >/dev/null
 _install/bin/remhsm bench login --module "$module" --pin 0000 --count 30
 
+echo "== ECDSA P-256 sign (C_SignInit + C_Sign) through remhsm"
+_install/bin/remhsm bench --module "$module" --sign-pin 0000 --threads 1,8,32 --seconds "$seconds"
+
 echo "== store: create (own durable transaction), read by id, find by label"
 mkdir -p "$work/store-bench"
 _install/bin/remhsm bench store --dir "$work/store-bench" --objects "$sizes"
@@ -51,6 +54,9 @@ mkdir -p "$work/softhsm"
 printf 'directories.tokendir = %s\nobjectstore.backend = file\n' "$work/softhsm" \
   >"$work/softhsm2.conf"
 export SOFTHSM2_CONF=$work/softhsm2.conf
-softhsm2-util --init-token --free --label bench --pin 1234 --so-pin 123456 >/dev/null
+softhsm2-util --init-token --free --label bench --pin 0000 --so-pin 123456 >/dev/null
 _install/bin/remhsm bench --module /usr/lib/softhsm/libsofthsm2.so \
   --threads 1,8,32 --seconds "$seconds"
+echo "== ECDSA P-256 sign through SoftHSMv2 (in-process)"
+_install/bin/remhsm bench --module /usr/lib/softhsm/libsofthsm2.so \
+  --sign-pin 0000 --threads 1,8,32 --seconds "$seconds"

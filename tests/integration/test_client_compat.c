@@ -1,0 +1,156 @@
+/*
+ * REMHSM_COMPAT=freertos: FreeRTOS's departures from the specification,
+ * on only when asked for; the default stays strictly conformant.
+ */
+#include <check.h>
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static th_daemon_t d;
+static void *module;
+static CK_FUNCTION_LIST *p11;
+static CK_SESSION_HANDLE session;
+static CK_OBJECT_HANDLE pub, priv;
+static CK_BYTE hash[32] = "0123456789abcdef0123456789abcdef";
+
+static void provision(void)
+{
+	CK_UTF8CHAR label[32];
+	memset(label, ' ', sizeof(label));
+	ck_assert_uint_eq(
+		p11->C_InitToken(0, (CK_UTF8CHAR_PTR) "so-pin-1", 8, label),
+		CKR_OK);
+	CK_SESSION_HANDLE so;
+	ck_assert_uint_eq(
+		p11->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
+				   NULL, &so),
+		CKR_OK);
+	ck_assert_uint_eq(
+		p11->C_Login(so, CKU_SO, (CK_UTF8CHAR_PTR) "so-pin-1", 8),
+		CKR_OK);
+	ck_assert_uint_eq(p11->C_InitPIN(so, (CK_UTF8CHAR_PTR) "0000", 4),
+			  CKR_OK);
+	ck_assert_uint_eq(p11->C_CloseSession(so), CKR_OK);
+}
+
+/* Starts the module in the mode given ("freertos" or NULL). */
+static void start(const char *compat)
+{
+	if (compat)
+		setenv("REMHSM_COMPAT", compat, 1);
+	else
+		unsetenv("REMHSM_COMPAT");
+	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
+	ck_assert_uint_eq(
+		p11->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
+				   NULL, &session),
+		CKR_OK);
+	ck_assert_uint_eq(
+		p11->C_Login(session, CKU_USER, (CK_UTF8CHAR_PTR) "0000", 4),
+		CKR_OK);
+	static const CK_BYTE p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
+				       0xce, 0x3d, 0x03, 0x01, 0x07};
+	CK_MECHANISM gen = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
+	CK_BBOOL yes = CK_TRUE;
+	CK_ATTRIBUTE pt[] = {{CKA_EC_PARAMS, (void *)p256, sizeof(p256)}};
+	CK_ATTRIBUTE st[] = {{CKA_SIGN, &yes, 1},
+			     {CKA_LABEL, "Device Priv TLS Key", 19}};
+	ck_assert_uint_eq(p11->C_GenerateKeyPair(session, &gen, pt, 1, st, 2,
+						 &pub, &priv),
+			  CKR_OK);
+}
+
+static void setup(void)
+{
+	th_pki_make(&d);
+	th_daemon_start(&d, NULL);
+	th_client_env(&d);
+	p11 = th_module_load(&module);
+	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
+	provision();
+	ck_assert_uint_eq(p11->C_Finalize(NULL), CKR_OK);
+}
+
+static void teardown(void)
+{
+	p11->C_Finalize(NULL);
+	dlclose(module);
+	th_daemon_cleanup(&d);
+}
+
+static CK_ULONG find_label(const char *label, size_t len)
+{
+	CK_ATTRIBUTE t = {CKA_LABEL, (void *)label, len};
+	CK_OBJECT_HANDLE h;
+	CK_ULONG n = 0;
+	ck_assert_uint_eq(p11->C_FindObjectsInit(session, &t, 1), CKR_OK);
+	ck_assert_uint_eq(p11->C_FindObjects(session, &h, 1, &n), CKR_OK);
+	ck_assert_uint_eq(p11->C_FindObjectsFinal(session), CKR_OK);
+	return n;
+}
+
+static CK_RV sign_after_length_query(void)
+{
+	CK_MECHANISM ecdsa = {CKM_ECDSA, NULL, 0};
+	CK_BYTE sig[64];
+	CK_ULONG len = 0;
+	ck_assert_uint_eq(p11->C_SignInit(session, &ecdsa, priv), CKR_OK);
+	ck_assert_uint_eq(p11->C_Sign(session, hash, 32, NULL, &len), CKR_OK);
+	ck_assert_uint_eq(len, 64);
+	/* FreeRTOS starts over with C_SignInit. */
+	CK_RV rv = p11->C_SignInit(session, &ecdsa, priv);
+	if (rv == CKR_OK)
+		rv = p11->C_Sign(session, hash, 32, sig, &len);
+	return rv;
+}
+
+START_TEST(test_freertos_mode_departs_where_freertos_needs)
+{
+	start("freertos");
+	ck_assert_uint_eq(
+		p11->C_Login(session, CKU_USER, (CK_UTF8CHAR_PTR) "0000", 4),
+		CKR_OK);
+	ck_assert_uint_eq(sign_after_length_query(), CKR_OK);
+	ck_assert_uint_eq(find_label("Device Priv TLS Key", 20),
+			  1); /* with NUL */
+	ck_assert_uint_eq(find_label("Device Priv TLS Key", 19), 1);
+	ck_assert(th_log_contains(&d, "compat=freertos"));
+}
+END_TEST
+
+START_TEST(test_default_mode_stays_conformant)
+{
+	start(NULL);
+	ck_assert_uint_eq(
+		p11->C_Login(session, CKU_USER, (CK_UTF8CHAR_PTR) "0000", 4),
+		CKR_USER_ALREADY_LOGGED_IN);
+	ck_assert_uint_eq(sign_after_length_query(), CKR_OPERATION_ACTIVE);
+	ck_assert_uint_eq(find_label("Device Priv TLS Key", 20), 0);
+	ck_assert_uint_eq(find_label("Device Priv TLS Key", 19), 1);
+}
+END_TEST
+
+START_TEST(test_unknown_compat_value_fails_initialize)
+{
+	setenv("REMHSM_COMPAT", "windows95", 1);
+	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_GENERAL_ERROR);
+	setenv("REMHSM_COMPAT", "none", 1);
+	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("client-compat");
+	TCase *tc = tcase_create("client-compat");
+	tcase_set_timeout(tc, 60);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_freertos_mode_departs_where_freertos_needs);
+	tcase_add_test(tc, test_default_mode_stays_conformant);
+	tcase_add_test(tc, test_unknown_compat_value_fails_initialize);
+	suite_add_tcase(s, tc);
+	return th_run_suite(s);
+}
