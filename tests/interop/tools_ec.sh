@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Interop with the real tools, EC keys in remhsm:
+# - OpenSC:  pkcs11-tool --test --login exits 0
+# - GnuTLS:  p11tool lists the token, generates an ECDSA key, --test-sign
+# - OpenSSL with the libp11 engine: a CSR that openssl req -verify accepts,
+#   and a signature that openssl dgst -verify accepts with the public key
+#   exported from remhsm.
+#   tools_ec.sh BUILD_DIR
+set -euo pipefail
+. "$(dirname "$0")/lib.sh" "$1" --kdf-scrypt-n 1024
+
+"$bin/remhsm" token init --module "$module" --freertos --so-pin 12345678 >/dev/null ||
+  fail "token init"
+
+check "pkcs11-tool --test --login exits 0" \
+  pkcs11-tool --module "$module" --test --login --pin 0000
+
+p11=(p11tool --provider "$module")
+check "p11tool lists the token" \
+  grep -q "Label: FreeRTOS" <("${p11[@]}" --list-tokens 2>&1)
+export GNUTLS_PIN=0000
+"${p11[@]}" --login --generate-privkey ecdsa --curve secp256r1 --label tls-key \
+  "pkcs11:token=FreeRTOS" >"$work/out" 2>&1 || fail "p11tool generate: $(cat "$work/out")"
+"${p11[@]}" --login --test-sign "pkcs11:token=FreeRTOS;object=tls-key" >"$work/out" 2>&1 || true
+check "p11tool --test-sign signs and verifies" \
+  grep -q "Verifying against public key in the token... ok" "$work/out"
+
+cat >"$work/openssl.cnf" <<CNF
+openssl_conf = openssl_init
+[openssl_init]
+engines = engine_section
+[engine_section]
+pkcs11 = pkcs11_section
+[pkcs11_section]
+engine_id = pkcs11
+MODULE_PATH = $module
+init = 0
+[req]
+distinguished_name = dn
+[dn]
+CNF
+key="pkcs11:token=FreeRTOS;object=tls-key;type=private;pin-value=0000"
+OPENSSL_CONF=$work/openssl.cnf openssl req -engine pkcs11 -keyform engine -key "$key" \
+  -new -subj "/CN=device-42" -sha256 -out "$work/csr.pem" >"$work/out" 2>&1 ||
+  fail "openssl req: $(cat "$work/out")"
+check "openssl req -verify accepts the CSR signed in remhsm" \
+  openssl req -in "$work/csr.pem" -verify -noout
+echo "firmware image" >"$work/msg"
+OPENSSL_CONF=$work/openssl.cnf openssl dgst -engine pkcs11 -keyform engine -sign "$key" \
+  -sha256 -out "$work/msg.sig" "$work/msg" >"$work/out" 2>&1 || fail "engine sign"
+OPENSSL_CONF=$work/openssl.cnf openssl pkey -engine pkcs11 -inform engine -pubin \
+  -in "pkcs11:token=FreeRTOS;object=tls-key;type=public" -out "$work/pub.pem" \
+  >"$work/out" 2>&1 || fail "export: $(cat "$work/out")"
+check "openssl dgst -verify accepts the signature" \
+  openssl dgst -sha256 -verify "$work/pub.pem" -signature "$work/msg.sig" "$work/msg"
+
+finish
