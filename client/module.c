@@ -1127,3 +1127,68 @@ CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 	rh_arena_cleanup(&arena);
 	return finish(resp, rv);
 }
+
+CK_RV C_SetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
+			  CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	PREPARE(SET_ATTRIBUTE_VALUE, set_attribute_value, SetAttributeValue);
+	rh_arena_t arena = RH_ARENA_INIT;
+	body.session = hSession;
+	body.object = hObject;
+	body.n_template_ = ulCount;
+	rv = rhc_template_to_wire(pTemplate, ulCount, &arena, &body.template_);
+	if (rv == CKR_OK)
+		rv = rhc_call(&req, &resp);
+	rh_arena_cleanup(&arena);
+	return finish(resp, rv);
+}
+
+CK_RV C_CopyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
+		   CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount,
+		   CK_OBJECT_HANDLE_PTR phNewObject)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!phNewObject)
+		return CKR_ARGUMENTS_BAD;
+	PREPARE(COPY_OBJECT, copy_object, CopyObject);
+	rh_arena_t arena = RH_ARENA_INIT;
+	body.session = hSession;
+	body.object = hObject;
+	body.n_template_ = ulCount;
+	rv = rhc_template_to_wire(pTemplate, ulCount, &arena, &body.template_);
+	if (rv == CKR_OK)
+		rv = rhc_call(&req, &resp);
+	const Remhsm__CopyObjectResp *r = resp ? resp->copy_object : NULL;
+	if (rv == CKR_OK && (!r || !r->object))
+		rv = CKR_DEVICE_ERROR;
+	if (rv == CKR_OK) {
+		*phNewObject = (CK_OBJECT_HANDLE)r->object->handle;
+		rhc_known_object(r->object);
+	}
+	rh_arena_cleanup(&arena);
+	return finish(resp, rv);
+}
+
+CK_RV C_GetObjectSize(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
+		      CK_ULONG_PTR pulSize)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!pulSize)
+		return CKR_ARGUMENTS_BAD;
+	PREPARE(GET_OBJECT_SIZE, get_object_size, GetObjectSize);
+	body.session = hSession;
+	body.object = hObject;
+	rv = rhc_call(&req, &resp);
+	if (rv == CKR_OK &&
+	    (!resp->get_object_size ||
+	     to_ulong(resp->get_object_size->size, pulSize) < 0))
+		rv = CKR_DEVICE_ERROR;
+	return finish(resp, rv);
+}

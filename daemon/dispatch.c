@@ -456,6 +456,94 @@ static CK_RV on_set_pin(call_ctx_t *ctx, const Remhsm__SetPinReq *req)
 
 #define RHD_MAX_FIND_BATCH 4096
 
+static CK_RV set_locked(call_ctx_t *ctx,
+			const Remhsm__SetAttributeValueReq *req)
+{
+	rhd_session_t *s = rhd_session_find(ctx->app, req->session);
+	if (!s)
+		return CKR_SESSION_HANDLE_INVALID;
+	rhd_object_t changes;
+	CK_RV rv = rhd_object_from_wire(req->template_, req->n_template_,
+					&changes);
+	if (rv == CKR_OK)
+		rv = rhd_objects_update(ctx->engine, ctx->app, s, req->object,
+					&changes);
+	rhd_object_cleanup(&changes);
+	return rv;
+}
+
+static CK_RV on_set_attribute_value(call_ctx_t *ctx,
+				    const Remhsm__SetAttributeValueReq *req)
+{
+	pthread_mutex_lock(&ctx->app->lock);
+	CK_RV rv = set_locked(ctx, req);
+	pthread_mutex_unlock(&ctx->app->lock);
+	return rv;
+}
+
+static CK_RV copy_locked(call_ctx_t *ctx, const Remhsm__CopyObjectReq *req,
+			 Remhsm__ObjectInfo *info)
+{
+	rhd_session_t *s = rhd_session_find(ctx->app, req->session);
+	if (!s)
+		return CKR_SESSION_HANDLE_INVALID;
+	rhd_object_t changes;
+	uint32_t handle = 0;
+	CK_RV rv = rhd_object_from_wire(req->template_, req->n_template_,
+					&changes);
+	if (rv == CKR_OK)
+		rv = rhd_objects_copy(ctx->engine, ctx->app, s, req->object,
+				      &changes, &handle);
+	rhd_object_cleanup(&changes);
+	rhd_object_t copy;
+	if (rv == CKR_OK && rhd_objects_load(ctx->engine, ctx->app, s, handle,
+					     &copy) == CKR_OK) {
+		rhd_object_ulong(&copy, CKA_CLASS, &info->class_);
+		rhd_object_ulong(&copy, CKA_KEY_TYPE, &info->key_type);
+		rhd_object_cleanup(&copy);
+	}
+	info->handle = handle;
+	return rv;
+}
+
+static CK_RV on_copy_object(call_ctx_t *ctx, const Remhsm__CopyObjectReq *req)
+{
+	Remhsm__CopyObjectResp *r = result_copy_object(ctx);
+	Remhsm__ObjectInfo *info = rh_arena_alloc(ctx->arena, sizeof(*info));
+	if (!r || !info)
+		return CKR_HOST_MEMORY;
+	remhsm__object_info__init(info);
+	r->object = info;
+	pthread_mutex_lock(&ctx->app->lock);
+	CK_RV rv = copy_locked(ctx, req, info);
+	pthread_mutex_unlock(&ctx->app->lock);
+	return rv;
+}
+
+/* The size of the object's record: what it takes in the store. */
+static CK_RV on_get_object_size(call_ctx_t *ctx,
+				const Remhsm__GetObjectSizeReq *req)
+{
+	rhd_session_t *s = rhd_session_find(ctx->app, req->session);
+	if (!s)
+		return CKR_SESSION_HANDLE_INVALID;
+	rhd_object_t obj;
+	CK_RV rv =
+		rhd_objects_load(ctx->engine, ctx->app, s, req->object, &obj);
+	if (rv != CKR_OK)
+		return rv;
+	Remhsm__GetObjectSizeResp *r = result_get_object_size(ctx);
+	uint8_t *packed = NULL;
+	size_t len = 0;
+	if (!r || rhd_object_pack(&obj, &packed, &len) < 0)
+		rv = CKR_HOST_MEMORY;
+	else
+		r->size = len;
+	free(packed);
+	rhd_object_cleanup(&obj);
+	return rv;
+}
+
 static CK_RV create_locked(call_ctx_t *ctx, const Remhsm__CreateObjectReq *req,
 			   Remhsm__CreateObjectResp *r)
 {
@@ -992,6 +1080,9 @@ static CK_RV on_generate_key_pair(call_ctx_t *ctx,
 	X(INIT_PIN, init_pin)                                                  \
 	X(SET_PIN, set_pin)                                                    \
 	X(CREATE_OBJECT, create_object)                                        \
+	X(SET_ATTRIBUTE_VALUE, set_attribute_value)                            \
+	X(COPY_OBJECT, copy_object)                                            \
+	X(GET_OBJECT_SIZE, get_object_size)                                    \
 	X(DESTROY_OBJECT, destroy_object)                                      \
 	X(GET_ATTRIBUTE_VALUE, get_attribute_value)                            \
 	X(FIND_OBJECTS_INIT, find_objects_init)                                \

@@ -56,6 +56,15 @@ CK_RV rhd_object_prepare_create(rhd_object_t *obj);
 /* The curve (NID) a CKA_EC_PARAMS names, 0 when not served. */
 int rhd_ec_curve(const rhd_attr_t *params);
 
+/*
+ * Checks changes to obj (C_SetAttributeValue, or C_CopyObject when copy):
+ * the class's attributes only, key material and token-set attributes
+ * read-only, CKA_SENSITIVE never back to false, CKA_EXTRACTABLE never back
+ * to true; a copy may also set CKA_TOKEN, CKA_PRIVATE and CKA_MODIFIABLE.
+ */
+CK_RV rhd_object_check_change(const rhd_object_t *obj,
+			      const rhd_object_t *changes, int copy);
+
 /* 1 when the attribute's value may not leave the daemon. */
 int rhd_object_is_sensitive(const rhd_object_t *obj, uint64_t type);
 

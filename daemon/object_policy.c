@@ -373,3 +373,80 @@ CK_RV rhd_object_prepare_create(rhd_object_t *obj)
 						    sizeof(storage_defaults[0]))
 			    : rv;
 }
+
+/* Fixed once the object exists: what it is, and its key material. */
+static const uint64_t fixed_attrs[] = {CKA_CLASS,
+				       CKA_KEY_TYPE,
+				       CKA_CERTIFICATE_TYPE,
+				       CKA_EC_PARAMS,
+				       CKA_EC_POINT,
+				       CKA_MODULUS,
+				       CKA_PUBLIC_EXPONENT,
+				       CKA_PRIVATE_EXPONENT,
+				       CKA_PRIME_1,
+				       CKA_PRIME_2,
+				       CKA_EXPONENT_1,
+				       CKA_EXPONENT_2,
+				       CKA_COEFFICIENT,
+				       CKA_TRUSTED,
+				       CKA_COPYABLE,
+				       CKA_DESTROYABLE,
+				       END};
+/* Set when the object is made: a copy may choose them, a change may not. */
+static const uint64_t copy_only_attrs[] = {CKA_TOKEN, CKA_PRIVATE,
+					   CKA_MODIFIABLE, END};
+
+/* The lists of attributes obj's class allows. */
+static const uint64_t *const *class_lists(const rhd_object_t *obj)
+{
+	static const uint64_t *const data[] = {common_attrs, data_attrs, NULL};
+	static const uint64_t *const cert[] = {common_attrs, cert_attrs, NULL};
+	static const uint64_t *const pub[] = {
+		common_attrs, key_attrs, public_attrs, ec_public_attrs, NULL};
+	static const uint64_t *const priv[] = {
+		common_attrs, key_attrs, private_attrs, ec_private_attrs, NULL};
+	uint64_t cls = 0;
+	rhd_object_ulong(obj, CKA_CLASS, &cls);
+	switch (cls) {
+	case CKO_DATA:
+		return data;
+	case CKO_CERTIFICATE:
+		return cert;
+	case CKO_PUBLIC_KEY:
+		return pub;
+	default:
+		return priv;
+	}
+}
+
+static CK_RV check_one(const rhd_object_t *obj, const rhd_attr_t *a, int copy)
+{
+	uint64_t cls = 0;
+	rhd_object_ulong(obj, CKA_CLASS, &cls);
+	if (!in_any(class_lists(obj), a->type) &&
+	    !listed(token_set_attrs, a->type))
+		return CKR_ATTRIBUTE_TYPE_INVALID;
+	int value_fixed = a->type == CKA_VALUE && cls != CKO_DATA;
+	if (listed(token_set_attrs, a->type) || listed(fixed_attrs, a->type) ||
+	    value_fixed || (!copy && listed(copy_only_attrs, a->type)))
+		return CKR_ATTRIBUTE_READ_ONLY;
+	int on = a->len == 1 && a->value[0];
+	if (a->type == CKA_SENSITIVE && !on &&
+	    rhd_object_bool(obj, CKA_SENSITIVE, 0))
+		return CKR_ATTRIBUTE_READ_ONLY;
+	if (a->type == CKA_EXTRACTABLE && on &&
+	    !rhd_object_bool(obj, CKA_EXTRACTABLE, 1))
+		return CKR_ATTRIBUTE_READ_ONLY;
+	return CKR_OK;
+}
+
+CK_RV rhd_object_check_change(const rhd_object_t *obj,
+			      const rhd_object_t *changes, int copy)
+{
+	for (size_t i = 0; i < changes->count; i++) {
+		CK_RV rv = check_one(obj, &changes->attrs[i], copy);
+		if (rv != CKR_OK)
+			return rv;
+	}
+	return CKR_OK;
+}

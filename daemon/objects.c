@@ -278,6 +278,88 @@ CK_RV rhd_objects_destroy(rhd_engine_t *engine, rhd_app_t *app,
 	return rv;
 }
 
+/* Changes and copies. */
+
+static CK_RV apply(rhd_object_t *obj, const rhd_object_t *changes)
+{
+	CK_RV rv = CKR_OK;
+	for (size_t i = 0; i < changes->count && rv == CKR_OK; i++)
+		rv = rhd_object_set(obj, changes->attrs[i].type,
+				    changes->attrs[i].value,
+				    changes->attrs[i].len);
+	return rv;
+}
+
+static CK_RV store_update(rhd_engine_t *engine, const rhd_app_t *app,
+			  const rhd_handle_t *h, const rhd_object_t *obj)
+{
+	uint8_t *rec;
+	size_t len;
+	CK_RV rv = record_make(app, h->slot, obj, h->private_obj, &rec, &len);
+	if (rv != CKR_OK)
+		return rv;
+	rhs_index_t ix = index_of(obj);
+	int rc = rhs_object_update(engine->tokens.store, (uint32_t)h->slot,
+				   h->store_id, &ix, rec, len);
+	free(rec);
+	return rc == RHS_OK ? CKR_OK : CKR_DEVICE_ERROR;
+}
+
+CK_RV rhd_objects_update(rhd_engine_t *engine, rhd_app_t *app,
+			 rhd_session_t *session, uint64_t handle,
+			 const rhd_object_t *changes)
+{
+	rhd_handle_t *h = visible(app, session, handle);
+	if (!h)
+		return CKR_OBJECT_HANDLE_INVALID;
+	rhd_object_t obj;
+	CK_RV rv = rhd_objects_load(engine, app, session, handle, &obj);
+	if (rv != CKR_OK)
+		return rv;
+	if (!h->session_obj && !(session->flags & CKF_RW_SESSION))
+		rv = CKR_SESSION_READ_ONLY;
+	else if (!rhd_object_bool(&obj, CKA_MODIFIABLE, 1))
+		rv = CKR_ACTION_PROHIBITED;
+	else
+		rv = rhd_object_check_change(&obj, changes, 0);
+	if (rv == CKR_OK)
+		rv = apply(&obj, changes);
+	if (rv == CKR_OK && !h->session_obj)
+		rv = store_update(engine, app, h, &obj);
+	if (rv == CKR_OK && h->session_obj) {
+		rhd_object_cleanup(h->session_obj);
+		*h->session_obj = obj;
+		return CKR_OK;
+	}
+	rhd_object_cleanup(&obj);
+	return rv;
+}
+
+CK_RV rhd_objects_copy(rhd_engine_t *engine, rhd_app_t *app,
+		       rhd_session_t *session, uint64_t handle,
+		       const rhd_object_t *changes, uint32_t *copy)
+{
+	rhd_object_t obj;
+	CK_RV rv = rhd_objects_load(engine, app, session, handle, &obj);
+	if (rv != CKR_OK)
+		return rv;
+	int was_private = rhd_object_bool(&obj, CKA_PRIVATE, 0);
+	if (!rhd_object_bool(&obj, CKA_COPYABLE, 1))
+		rv = CKR_ACTION_PROHIBITED;
+	else
+		rv = rhd_object_check_change(&obj, changes, 1);
+	if (rv == CKR_OK)
+		rv = apply(&obj, changes);
+	/* A copy never brings a private object into public view. */
+	if (rv == CKR_OK && was_private &&
+	    !rhd_object_bool(&obj, CKA_PRIVATE, 0))
+		rv = CKR_ATTRIBUTE_READ_ONLY;
+	if (rv == CKR_OK)
+		rv = rhd_objects_create(engine, app, session, &obj, copy);
+	rhd_object_cleanup(&obj);
+	return rv;
+}
+
 /* --- find
  * ------------------------------------------------------------------------ */
 

@@ -19,6 +19,15 @@ CK_RV rhd_objects_load(rhd_engine_t *engine, rhd_app_t *app,
 		       rhd_object_t *out);
 CK_RV rhd_objects_destroy(rhd_engine_t *engine, rhd_app_t *app,
 			  const rhd_session_t *session, uint64_t handle);
+/* C_SetAttributeValue: checked changes, written where the object lives. */
+CK_RV rhd_objects_update(rhd_engine_t *engine, rhd_app_t *app,
+			 rhd_session_t *session, uint64_t handle,
+			 const rhd_object_t *changes);
+/* C_CopyObject: a new object from a visible one and checked changes. */
+CK_RV rhd_objects_copy(rhd_engine_t *engine, rhd_app_t *app,
+		       rhd_session_t *session, uint64_t handle,
+		       const rhd_object_t *changes, uint32_t *copy);
+
 /* Starts a find: the handles of every visible object matching tmpl. */
 CK_RV rhd_objects_find(rhd_engine_t *engine, rhd_app_t *app,
 		       rhd_session_t *session, const rhd_object_t *tmpl);

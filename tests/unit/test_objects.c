@@ -245,6 +245,43 @@ static int get_attr(rhd_app_t *a, uint64_t session, uint64_t obj, uint64_t type,
 /* --- fixtures
  * ----------------------------------------------------------------- */
 
+static uint64_t set_attrs(uint64_t session, uint64_t obj, tmpl_t *t)
+{
+	Remhsm__SetAttributeValueReq b = REMHSM__SET_ATTRIBUTE_VALUE_REQ__INIT;
+	b.session = session;
+	b.object = obj;
+	b.n_template_ = t->n;
+	b.template_ = t->p;
+	Remhsm__Request r = REMHSM__REQUEST__INIT;
+	r.call_case = REMHSM__REQUEST__CALL_SET_ATTRIBUTE_VALUE;
+	r.set_attribute_value = &b;
+	Remhsm__Response resp;
+	rh_arena_t arena = RH_ARENA_INIT;
+	uint64_t rv = run(app, &r, &resp, &arena);
+	rh_arena_cleanup(&arena);
+	return rv;
+}
+
+static uint64_t copy_obj(uint64_t session, uint64_t obj, tmpl_t *t,
+			 uint64_t *out)
+{
+	Remhsm__CopyObjectReq b = REMHSM__COPY_OBJECT_REQ__INIT;
+	b.session = session;
+	b.object = obj;
+	b.n_template_ = t->n;
+	b.template_ = t->p;
+	Remhsm__Request r = REMHSM__REQUEST__INIT;
+	r.call_case = REMHSM__REQUEST__CALL_COPY_OBJECT;
+	r.copy_object = &b;
+	Remhsm__Response resp;
+	rh_arena_t arena = RH_ARENA_INIT;
+	uint64_t rv = run(app, &r, &resp, &arena);
+	if (rv == CKR_OK && out)
+		*out = resp.copy_object->object->handle;
+	rh_arena_cleanup(&arena);
+	return rv;
+}
+
 static void start(void)
 {
 	ck_assert_int_eq(th_engine_init(&engine, &store, 1), 0);
@@ -704,6 +741,138 @@ START_TEST(test_token_objects_survive_a_restart)
 }
 END_TEST
 
+START_TEST(test_set_attribute_value_changes_what_may_change)
+{
+	tmpl_t t = {0};
+	data_object(&t, "old label", 1, 0);
+	uint64_t h;
+	ck_assert_uint_eq(create(&t, &h), CKR_OK);
+	tmpl_t label = {0};
+	t_text(&label, CKA_LABEL, "new label");
+	ck_assert_uint_eq(set_attrs(ro, h, &label), CKR_SESSION_READ_ONLY);
+	ck_assert_uint_eq(set_attrs(rw, h, &label), CKR_OK);
+	uint64_t found[8];
+	ck_assert_uint_eq(find(app, ro, &label, found), 1);
+	tmpl_t old = {0};
+	t_text(&old, CKA_LABEL, "old label");
+	ck_assert_uint_eq(find(app, ro, &old, found), 0);
+	tmpl_t cls = {0};
+	t_ulong(&cls, CKA_CLASS, CKO_CERTIFICATE);
+	ck_assert_uint_eq(set_attrs(rw, h, &cls), CKR_ATTRIBUTE_READ_ONLY);
+	tmpl_t token = {0};
+	t_bool(&token, CKA_TOKEN, 0);
+	ck_assert_uint_eq(set_attrs(rw, h, &token), CKR_ATTRIBUTE_READ_ONLY);
+	tmpl_t alien = {0};
+	t_bytes(&alien, CKA_MODULUS, "\x01", 1);
+	ck_assert_uint_eq(set_attrs(rw, h, &alien), CKR_ATTRIBUTE_TYPE_INVALID);
+	ck_assert_uint_eq(set_attrs(rw, h + 500, &label),
+			  CKR_OBJECT_HANDLE_INVALID);
+	tmpl_t frozen = {0};
+	data_object(&frozen, "frozen", 1, 0);
+	t_bool(&frozen, CKA_MODIFIABLE, 0);
+	ck_assert_uint_eq(create(&frozen, &h), CKR_OK);
+	ck_assert_uint_eq(set_attrs(rw, h, &label), CKR_ACTION_PROHIBITED);
+}
+END_TEST
+
+START_TEST(test_sticky_attributes_stay_sticky)
+{
+	tmpl_t t = {0};
+	ec_private(&t, 1);
+	t_bool(&t, CKA_SENSITIVE, 0);
+	t_bool(&t, CKA_EXTRACTABLE, 1);
+	uint64_t h, rv;
+	ck_assert_uint_eq(create(&t, &h), CKR_OK);
+	uint8_t buf[64];
+	size_t len;
+	ck_assert_int_eq(
+		get_attr(app, ro, h, CKA_VALUE, sizeof(buf), buf, &len, &rv),
+		0);
+	tmpl_t on = {0};
+	t_bool(&on, CKA_SENSITIVE, 1);
+	ck_assert_uint_eq(set_attrs(rw, h, &on), CKR_OK);
+	ck_assert_int_eq(
+		get_attr(app, ro, h, CKA_VALUE, sizeof(buf), buf, &len, &rv),
+		REMHSM__ATTRIBUTE_RESULT__STATUS__SENSITIVE);
+	tmpl_t off = {0};
+	t_bool(&off, CKA_SENSITIVE, 0);
+	ck_assert_uint_eq(set_attrs(rw, h, &off), CKR_ATTRIBUTE_READ_ONLY);
+	tmpl_t lock = {0};
+	t_bool(&lock, CKA_EXTRACTABLE, 0);
+	ck_assert_uint_eq(set_attrs(rw, h, &lock), CKR_OK);
+	tmpl_t unlock = {0};
+	t_bool(&unlock, CKA_EXTRACTABLE, 1);
+	ck_assert_uint_eq(set_attrs(rw, h, &unlock), CKR_ATTRIBUTE_READ_ONLY);
+	tmpl_t value = {0};
+	t_bytes(&value, CKA_VALUE, scalar, sizeof(scalar));
+	ck_assert_uint_eq(set_attrs(rw, h, &value), CKR_ATTRIBUTE_READ_ONLY);
+	tmpl_t local = {0};
+	t_bool(&local, CKA_LOCAL, 1);
+	ck_assert_uint_eq(set_attrs(rw, h, &local), CKR_ATTRIBUTE_READ_ONLY);
+	/* Nor through a copy. */
+	ck_assert_uint_eq(copy_obj(rw, h, &off, NULL), CKR_ATTRIBUTE_READ_ONLY);
+	ck_assert_uint_eq(copy_obj(rw, h, &unlock, NULL),
+			  CKR_ATTRIBUTE_READ_ONLY);
+	tmpl_t go_public = {0};
+	t_bool(&go_public, CKA_PRIVATE, 0);
+	ck_assert_uint_eq(copy_obj(rw, h, &go_public, NULL),
+			  CKR_ATTRIBUTE_READ_ONLY);
+}
+END_TEST
+
+START_TEST(test_copy_object)
+{
+	tmpl_t t = {0};
+	data_object(&t, "original", 1, 0);
+	uint64_t h, c, rv;
+	ck_assert_uint_eq(create(&t, &h), CKR_OK);
+	tmpl_t changes = {0};
+	t_text(&changes, CKA_LABEL, "copy");
+	t_bool(&changes, CKA_TOKEN, 0);
+	ck_assert_uint_eq(copy_obj(ro, h, &changes, &c), CKR_OK);
+	uint8_t buf[64];
+	size_t len;
+	ck_assert_int_eq(
+		get_attr(app, ro, c, CKA_LABEL, sizeof(buf), buf, &len, &rv),
+		0);
+	ck_assert_mem_eq(buf, "copy", 4);
+	ck_assert_int_eq(
+		get_attr(app, ro, c, CKA_VALUE, sizeof(buf), buf, &len, &rv),
+		0);
+	ck_assert_mem_eq(buf, "payload", 7);
+	tmpl_t keep = {0};
+	data_object(&keep, "not copyable", 1, 0);
+	t_bool(&keep, CKA_COPYABLE, 0);
+	ck_assert_uint_eq(create(&keep, &h), CKR_OK);
+	tmpl_t none = {0};
+	ck_assert_uint_eq(copy_obj(rw, h, &none, NULL), CKR_ACTION_PROHIBITED);
+}
+END_TEST
+
+START_TEST(test_object_size)
+{
+	tmpl_t t = {0};
+	data_object(&t, "sized", 1, 0);
+	uint64_t h;
+	ck_assert_uint_eq(create(&t, &h), CKR_OK);
+	Remhsm__GetObjectSizeReq b = REMHSM__GET_OBJECT_SIZE_REQ__INIT;
+	b.session = ro;
+	b.object = h;
+	Remhsm__Request r = REMHSM__REQUEST__INIT;
+	r.call_case = REMHSM__REQUEST__CALL_GET_OBJECT_SIZE;
+	r.get_object_size = &b;
+	Remhsm__Response resp;
+	rh_arena_t arena = RH_ARENA_INIT;
+	ck_assert_uint_eq(run(app, &r, &resp, &arena), CKR_OK);
+	ck_assert_uint_gt(resp.get_object_size->size, 7);
+	rh_arena_cleanup(&arena);
+	b.object = h + 100;
+	ck_assert_uint_eq(run(app, &r, &resp, &arena),
+			  CKR_OBJECT_HANDLE_INVALID);
+	rh_arena_cleanup(&arena);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("objects");
@@ -724,6 +893,10 @@ int main(void)
 	tcase_add_test(tc, test_destroy_rules);
 	tcase_add_test(tc, test_session_objects_die_with_their_session);
 	tcase_add_test(tc, test_token_objects_survive_a_restart);
+	tcase_add_test(tc, test_set_attribute_value_changes_what_may_change);
+	tcase_add_test(tc, test_sticky_attributes_stay_sticky);
+	tcase_add_test(tc, test_copy_object);
+	tcase_add_test(tc, test_object_size);
 	suite_add_tcase(s, tc);
 	return th_run_suite(s);
 }
