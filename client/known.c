@@ -131,18 +131,37 @@ static int session_known(CK_SESSION_HANDLE session)
 /* The key fits the operation: the daemon's own init checks, minus what
  * only it knows (CKA_SIGN/CKA_VERIFY, visibility), which then surface on
  * the call that follows. */
+/* The key type a mechanism without parameters signs with; 0 when the
+ * client cannot check it (PSS carries parameters: the daemon checks). */
+static CK_KEY_TYPE key_type_for(CK_MECHANISM_TYPE mech)
+{
+	switch (mech) {
+	case CKM_ECDSA:
+	case CKM_ECDSA_SHA256:
+	case CKM_ECDSA_SHA384:
+	case CKM_ECDSA_SHA512:
+		return CKK_EC;
+	case CKM_RSA_PKCS:
+	case CKM_SHA256_RSA_PKCS:
+	case CKM_SHA384_RSA_PKCS:
+	case CKM_SHA512_RSA_PKCS:
+		return CKK_RSA;
+	default:
+		return (CK_KEY_TYPE)-1;
+	}
+}
+
+/* The key fits the operation: the daemon's own init checks, minus what
+ * only it knows (CKA_SIGN/CKA_VERIFY, visibility), which then surface on
+ * the call that follows. */
 static int key_fits(CK_OBJECT_HANDLE key, rhc_op_t op, CK_MECHANISM_TYPE mech)
 {
-	int ecdsa = mech == CKM_ECDSA || mech == CKM_ECDSA_SHA256 ||
-		    mech == CKM_ECDSA_SHA384 || mech == CKM_ECDSA_SHA512;
-	if (!ecdsa)
-		return 0;
+	CK_KEY_TYPE type = key_type_for(mech);
 	CK_OBJECT_CLASS want =
 		op == RHC_OP_SIGN ? CKO_PRIVATE_KEY : CKO_PUBLIC_KEY;
 	for (size_t i = 0; i < k.n_keys; i++)
 		if (k.keys[i].handle == key)
-			return k.keys[i].cls == want &&
-			       k.keys[i].type == CKK_EC;
+			return k.keys[i].cls == want && k.keys[i].type == type;
 	return 0;
 }
 

@@ -630,7 +630,17 @@ CK_RV C_FindObjectsFinal(CK_SESSION_HANDLE hSession)
 /* --- digest, sign, verify
  * ------------------------------------------------------- */
 
-static CK_RV mechanism_to_wire(const CK_MECHANISM *m, Remhsm__Mechanism *w)
+static int is_pss(CK_MECHANISM_TYPE mech)
+{
+	return mech == CKM_RSA_PKCS_PSS || mech == CKM_SHA256_RSA_PKCS_PSS ||
+	       mech == CKM_SHA384_RSA_PKCS_PSS ||
+	       mech == CKM_SHA512_RSA_PKCS_PSS;
+}
+
+/* A mechanism for the wire; PSS parameters travel typed, so their
+ * CK_ULONGs keep their values across widths. pss is the caller's storage. */
+static CK_RV mechanism_to_wire(const CK_MECHANISM *m, Remhsm__Mechanism *w,
+			       Remhsm__RsaPkcsPssParams *pss)
 {
 	if (!m)
 		return CKR_ARGUMENTS_BAD;
@@ -638,7 +648,16 @@ static CK_RV mechanism_to_wire(const CK_MECHANISM *m, Remhsm__Mechanism *w)
 		return CKR_MECHANISM_PARAM_INVALID;
 	remhsm__mechanism__init(w);
 	w->type = m->mechanism;
-	if (m->ulParameterLen) {
+	if (is_pss(m->mechanism) &&
+	    m->ulParameterLen == sizeof(CK_RSA_PKCS_PSS_PARAMS)) {
+		const CK_RSA_PKCS_PSS_PARAMS *p = m->pParameter;
+		remhsm__rsa_pkcs_pss_params__init(pss);
+		pss->hash_alg = p->hashAlg;
+		pss->mgf = p->mgf;
+		pss->salt_len = p->sLen;
+		w->parameter_case = REMHSM__MECHANISM__PARAMETER_PSS;
+		w->pss = pss;
+	} else if (m->ulParameterLen) {
 		w->parameter_case = REMHSM__MECHANISM__PARAMETER_RAW;
 		w->raw =
 			(ProtobufCBinaryData){m->ulParameterLen, m->pParameter};
@@ -684,7 +703,8 @@ static CK_RV digest_init_now(CK_SESSION_HANDLE hSession,
 			     CK_MECHANISM_PTR pMechanism)
 {
 	Remhsm__Mechanism mech;
-	CK_RV rv = mechanism_to_wire(pMechanism, &mech);
+	Remhsm__RsaPkcsPssParams pss;
+	CK_RV rv = mechanism_to_wire(pMechanism, &mech, &pss);
 	if (rv != CKR_OK)
 		return rv;
 	PREPARE(DIGEST_INIT, digest_init, DigestInit);
@@ -821,7 +841,8 @@ static CK_RV sign_init_now(CK_SESSION_HANDLE hSession,
 			   CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey)
 {
 	Remhsm__Mechanism mech;
-	CK_RV rv = mechanism_to_wire(pMechanism, &mech);
+	Remhsm__RsaPkcsPssParams pss;
+	CK_RV rv = mechanism_to_wire(pMechanism, &mech, &pss);
 	if (rv != CKR_OK)
 		return rv;
 	PREPARE(SIGN_INIT, sign_init, SignInit);
@@ -960,7 +981,8 @@ static CK_RV verify_init_now(CK_SESSION_HANDLE hSession,
 			     CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey)
 {
 	Remhsm__Mechanism mech;
-	CK_RV rv = mechanism_to_wire(pMechanism, &mech);
+	Remhsm__RsaPkcsPssParams pss;
+	CK_RV rv = mechanism_to_wire(pMechanism, &mech, &pss);
 	if (rv != CKR_OK)
 		return rv;
 	PREPARE(VERIFY_INIT, verify_init, VerifyInit);
@@ -1097,7 +1119,8 @@ CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 	if (!phPublicKey || !phPrivateKey)
 		return CKR_ARGUMENTS_BAD;
 	Remhsm__Mechanism mech;
-	rv = mechanism_to_wire(pMechanism, &mech);
+	Remhsm__RsaPkcsPssParams pss;
+	rv = mechanism_to_wire(pMechanism, &mech, &pss);
 	if (rv != CKR_OK)
 		return rv;
 	PREPARE(GENERATE_KEY_PAIR, generate_key_pair, GenerateKeyPair);

@@ -4,6 +4,7 @@
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/param_build.h>
+#include <openssl/rsa.h>
 #include <string.h>
 
 int rhd_ec_curve(const rhd_attr_t *params);
@@ -165,14 +166,165 @@ const EVP_MD *rhd_crypto_md(CK_MECHANISM_TYPE mech)
 		return EVP_sha1();
 	case CKM_SHA256:
 	case CKM_ECDSA_SHA256:
+	case CKM_SHA256_RSA_PKCS:
+	case CKM_SHA256_RSA_PKCS_PSS:
 		return EVP_sha256();
 	case CKM_SHA384:
 	case CKM_ECDSA_SHA384:
+	case CKM_SHA384_RSA_PKCS:
+	case CKM_SHA384_RSA_PKCS_PSS:
 		return EVP_sha384();
 	case CKM_SHA512:
 	case CKM_ECDSA_SHA512:
+	case CKM_SHA512_RSA_PKCS:
+	case CKM_SHA512_RSA_PKCS_PSS:
 		return EVP_sha512();
 	default:
 		return NULL;
 	}
+}
+
+/* --- RSA ------------------------------------------------------------------ */
+
+static const struct {
+	uint64_t type;
+	const char *param;
+} rsa_parts[] = {
+	{CKA_MODULUS, OSSL_PKEY_PARAM_RSA_N},
+	{CKA_PUBLIC_EXPONENT, OSSL_PKEY_PARAM_RSA_E},
+	{CKA_PRIVATE_EXPONENT, OSSL_PKEY_PARAM_RSA_D},
+	{CKA_PRIME_1, OSSL_PKEY_PARAM_RSA_FACTOR1},
+	{CKA_PRIME_2, OSSL_PKEY_PARAM_RSA_FACTOR2},
+	{CKA_EXPONENT_1, OSSL_PKEY_PARAM_RSA_EXPONENT1},
+	{CKA_EXPONENT_2, OSSL_PKEY_PARAM_RSA_EXPONENT2},
+	{CKA_COEFFICIENT, OSSL_PKEY_PARAM_RSA_COEFFICIENT1},
+};
+#define RSA_PARTS (sizeof(rsa_parts) / sizeof(rsa_parts[0]))
+
+EVP_PKEY *rhd_crypto_rsa_key(const rhd_object_t *obj)
+{
+	int private_key = rhd_object_find(obj, CKA_PRIVATE_EXPONENT) != NULL;
+	size_t n = private_key ? RSA_PARTS : 2;
+	BIGNUM *bn[RSA_PARTS] = {NULL};
+	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+	int ok = bld != NULL;
+	for (size_t i = 0; i < n && ok; i++) {
+		const rhd_attr_t *a = rhd_object_find(obj, rsa_parts[i].type);
+		ok = a && (bn[i] = BN_bin2bn(a->value, (int)a->len, NULL)) &&
+		     OSSL_PARAM_BLD_push_BN(bld, rsa_parts[i].param, bn[i]);
+	}
+	OSSL_PARAM *list = ok ? OSSL_PARAM_BLD_to_param(bld) : NULL;
+	EVP_PKEY_CTX *ctx =
+		list ? EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL) : NULL;
+	EVP_PKEY *key = NULL;
+	if (ctx && EVP_PKEY_fromdata_init(ctx) == 1)
+		EVP_PKEY_fromdata(ctx, &key,
+				  private_key ? EVP_PKEY_KEYPAIR
+					      : EVP_PKEY_PUBLIC_KEY,
+				  list);
+	EVP_PKEY_CTX_free(ctx);
+	OSSL_PARAM_free(list);
+	OSSL_PARAM_BLD_free(bld);
+	for (size_t i = 0; i < RSA_PARTS; i++)
+		BN_clear_free(bn[i]);
+	return key;
+}
+
+static CK_RV set_bn(rhd_object_t *obj, uint64_t type, const BIGNUM *bn)
+{
+	uint8_t buf[1024];
+	int len = BN_bn2bin(bn, buf);
+	CK_RV rv = len > 0 && len <= (int)sizeof(buf)
+			   ? rhd_object_set(obj, type, buf, (size_t)len)
+			   : CKR_DEVICE_ERROR;
+	OPENSSL_cleanse(buf, sizeof(buf));
+	return rv;
+}
+
+CK_RV rhd_crypto_rsa_generate(unsigned bits, const rhd_attr_t *exponent,
+			      rhd_object_t *pub, rhd_object_t *priv)
+{
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+	BIGNUM *e =
+		exponent ? BN_bin2bn(exponent->value, (int)exponent->len, NULL)
+			 : NULL;
+	EVP_PKEY *key = NULL;
+	CK_RV rv = CKR_DEVICE_ERROR;
+	if (ctx && EVP_PKEY_keygen_init(ctx) == 1 &&
+	    EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, (int)bits) == 1 &&
+	    (!e || EVP_PKEY_CTX_set1_rsa_keygen_pubexp(ctx, e) == 1) &&
+	    EVP_PKEY_generate(ctx, &key) == 1)
+		rv = CKR_OK;
+	for (size_t i = 0; i < RSA_PARTS && rv == CKR_OK; i++) {
+		BIGNUM *bn = NULL;
+		if (EVP_PKEY_get_bn_param(key, rsa_parts[i].param, &bn) != 1) {
+			rv = CKR_DEVICE_ERROR;
+			break;
+		}
+		rv = set_bn(priv, rsa_parts[i].type, bn);
+		if (rv == CKR_OK && i < 2)
+			rv = set_bn(pub, rsa_parts[i].type, bn);
+		BN_clear_free(bn);
+	}
+	EVP_PKEY_free(key);
+	BN_free(e);
+	EVP_PKEY_CTX_free(ctx);
+	return rv;
+}
+
+static int set_padding(EVP_PKEY_CTX *ctx, const rhd_rsa_padding_t *p)
+{
+	if (EVP_PKEY_CTX_set_rsa_padding(ctx, p->pad) != 1)
+		return 0;
+	if (p->md && EVP_PKEY_CTX_set_signature_md(ctx, p->md) != 1)
+		return 0;
+	if (p->pad != RSA_PKCS1_PSS_PADDING)
+		return 1;
+	return EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, p->mgf1) == 1 &&
+	       EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, p->salt_len) == 1;
+}
+
+CK_RV rhd_crypto_rsa_sign(EVP_PKEY *key, const rhd_rsa_padding_t *p,
+			  const uint8_t *in, size_t in_len, uint8_t *sig,
+			  size_t sig_len)
+{
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(key, NULL);
+	size_t len = sig_len;
+	int ok = ctx && EVP_PKEY_sign_init(ctx) == 1 && set_padding(ctx, p) &&
+		 EVP_PKEY_sign(ctx, sig, &len, in, in_len) == 1 &&
+		 len == sig_len;
+	EVP_PKEY_CTX_free(ctx);
+	/* PKCS#1 v1.5 over raw input fails when the input is too long. */
+	return ok ? CKR_OK : CKR_DATA_LEN_RANGE;
+}
+
+CK_RV rhd_crypto_rsa_verify(EVP_PKEY *key, const rhd_rsa_padding_t *p,
+			    const uint8_t *in, size_t in_len,
+			    const uint8_t *sig, size_t sig_len)
+{
+	size_t k = (size_t)EVP_PKEY_get_size(key);
+	if (sig_len != k)
+		return CKR_SIGNATURE_LEN_RANGE;
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(key, NULL);
+	int ok = 0;
+	if (p->pad == RSA_NO_PADDING) {
+		/* CKM_RSA_X_509: the signature raised to e is the input. */
+		uint8_t out[1024];
+		size_t out_len = sizeof(out);
+		ok = ctx && k <= sizeof(out) && in_len <= k &&
+		     EVP_PKEY_verify_recover_init(ctx) == 1 &&
+		     set_padding(ctx, p) &&
+		     EVP_PKEY_verify_recover(ctx, out, &out_len, sig,
+					     sig_len) == 1 &&
+		     out_len == k &&
+		     CRYPTO_memcmp(out + k - in_len, in, in_len) == 0;
+		for (size_t i = 0; ok && i < k - in_len; i++)
+			ok = out[i] == 0;
+	} else {
+		ok = ctx && EVP_PKEY_verify_init(ctx) == 1 &&
+		     set_padding(ctx, p) &&
+		     EVP_PKEY_verify(ctx, sig, sig_len, in, in_len) == 1;
+	}
+	EVP_PKEY_CTX_free(ctx);
+	return ok ? CKR_OK : CKR_SIGNATURE_INVALID;
 }

@@ -27,6 +27,31 @@ CK_RV rhd_crypto_ecdsa_verify(EVP_PKEY *key, const uint8_t *hash,
 			      size_t hash_len, const uint8_t *sig,
 			      size_t sig_len);
 
+/* The OpenSSL key of an RSA key object (private with all CRT parts). */
+EVP_PKEY *rhd_crypto_rsa_key(const rhd_object_t *obj);
+
+/* A new RSA key pair: modulus and public exponent on both, the private
+ * parts on priv. */
+CK_RV rhd_crypto_rsa_generate(unsigned bits, const rhd_attr_t *exponent,
+			      rhd_object_t *pub, rhd_object_t *priv);
+
+/* How an RSA mechanism pads: PKCS#1 v1.5 (md NULL: the input is the
+ * DigestInfo), PSS with its hash, MGF1 hash and salt, or none (X.509). */
+typedef struct rhd_rsa_padding {
+	int pad;
+	const EVP_MD *md;
+	const EVP_MD *mgf1;
+	int salt_len;
+} rhd_rsa_padding_t;
+
+/* Signs (or, with verify, checks) the input of an RSA mechanism. */
+CK_RV rhd_crypto_rsa_sign(EVP_PKEY *key, const rhd_rsa_padding_t *p,
+			  const uint8_t *in, size_t in_len, uint8_t *sig,
+			  size_t sig_len);
+CK_RV rhd_crypto_rsa_verify(EVP_PKEY *key, const rhd_rsa_padding_t *p,
+			    const uint8_t *in, size_t in_len,
+			    const uint8_t *sig, size_t sig_len);
+
 /* The digest of a CKM_SHA* or CKM_ECDSA_SHA* mechanism; NULL otherwise. */
 const EVP_MD *rhd_crypto_md(CK_MECHANISM_TYPE mech);
 

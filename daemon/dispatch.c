@@ -1,6 +1,7 @@
 #include "dispatch.h"
 
 #include <openssl/crypto.h>
+#include <openssl/rsa.h>
 #include <openssl/rand.h>
 #include <string.h>
 
@@ -743,8 +744,7 @@ static CK_RV op_init(call_ctx_t *ctx, uint64_t session, rhd_op_kind_t kind,
 		return CKR_SESSION_HANDLE_INVALID;
 	if (!mech)
 		return CKR_ARGUMENTS_BAD;
-	return rhd_op_init(ctx->engine, ctx->app, s, kind, mech->type,
-			   param_len(mech), key);
+	return rhd_op_init(ctx->engine, ctx->app, s, kind, mech, key);
 }
 
 /* Output of a digest or signature into the response's Output. The key
@@ -753,7 +753,7 @@ static CK_RV op_output(call_ctx_t *ctx, uint64_t session, rhd_op_kind_t kind,
 		       int single, ProtobufCBinaryData data,
 		       const Remhsm__OutputBuffer *buffer, Remhsm__Output **out)
 {
-	enum { MAX_OUT = EVP_MAX_MD_SIZE + 160 };
+	enum { MAX_OUT = 1024 }; /* an RSA-8192 signature */
 	Remhsm__Output *o = rh_arena_alloc(ctx->arena, sizeof(*o));
 	uint8_t *bytes = rh_arena_alloc(ctx->arena, MAX_OUT);
 	if (!o || !bytes)
@@ -922,29 +922,34 @@ static CK_RV on_verify_final(call_ctx_t *ctx, const Remhsm__VerifyFinalReq *req)
  * --------------------------------------------------------------- */
 
 /* The class and key type a key-pair template may name, or add. */
-static CK_RV key_of_class(rhd_object_t *obj, uint64_t cls)
+static CK_RV key_of_class(rhd_object_t *obj, uint64_t cls, uint64_t key_type)
 {
 	uint64_t v;
 	if (rhd_object_ulong(obj, CKA_CLASS, &v) && v != cls)
 		return CKR_TEMPLATE_INCONSISTENT;
-	if (rhd_object_ulong(obj, CKA_KEY_TYPE, &v) && v != CKK_EC)
+	if (rhd_object_ulong(obj, CKA_KEY_TYPE, &v) && v != key_type)
 		return CKR_TEMPLATE_INCONSISTENT;
 	/* The token makes the key material; a template may not name it. */
-	if (rhd_object_find(obj, CKA_VALUE) ||
-	    rhd_object_find(obj, CKA_EC_POINT))
-		return CKR_TEMPLATE_INCONSISTENT;
+	static const uint64_t made[] = {CKA_VALUE,	CKA_EC_POINT,
+					CKA_MODULUS,	CKA_PRIVATE_EXPONENT,
+					CKA_PRIME_1,	CKA_PRIME_2,
+					CKA_EXPONENT_1, CKA_EXPONENT_2,
+					CKA_COEFFICIENT};
+	for (size_t i = 0; i < sizeof(made) / sizeof(made[0]); i++)
+		if (rhd_object_find(obj, made[i]))
+			return CKR_TEMPLATE_INCONSISTENT;
 	CK_RV rv = rhd_object_set_ulong(obj, CKA_CLASS, cls);
-	return rv == CKR_OK ? rhd_object_set_ulong(obj, CKA_KEY_TYPE, CKK_EC)
+	return rv == CKR_OK ? rhd_object_set_ulong(obj, CKA_KEY_TYPE, key_type)
 			    : rv;
 }
 
 /* What the token records about a key it made. */
-static CK_RV mark_generated(rhd_object_t *obj, int private_key)
+static CK_RV mark_generated(rhd_object_t *obj, CK_MECHANISM_TYPE mech,
+			    int private_key)
 {
 	CK_RV rv = rhd_object_set_bool(obj, CKA_LOCAL, 1);
 	if (rv == CKR_OK)
-		rv = rhd_object_set_ulong(obj, CKA_KEY_GEN_MECHANISM,
-					  CKM_EC_KEY_PAIR_GEN);
+		rv = rhd_object_set_ulong(obj, CKA_KEY_GEN_MECHANISM, mech);
 	if (rv == CKR_OK && private_key)
 		rv = rhd_object_set_bool(
 			obj, CKA_ALWAYS_SENSITIVE,
@@ -957,44 +962,71 @@ static CK_RV mark_generated(rhd_object_t *obj, int private_key)
 }
 
 /* A pairwise check: the new private key signs, the public key verifies. */
-static CK_RV pairwise_check(const rhd_object_t *pub, const rhd_object_t *priv)
+static CK_RV pairwise_check(const rhd_object_t *pub, const rhd_object_t *priv,
+			    int rsa)
 {
-	EVP_PKEY *sk = rhd_crypto_ec_key(priv), *pk = rhd_crypto_ec_key(pub);
-	uint8_t hash[32] = "remhsm pairwise consistency chk", sig[96];
+	EVP_PKEY *sk = rsa ? rhd_crypto_rsa_key(priv) : rhd_crypto_ec_key(priv);
+	EVP_PKEY *pk = rsa ? rhd_crypto_rsa_key(pub) : rhd_crypto_ec_key(pub);
+	uint8_t hash[32] = "remhsm pairwise consistency chk", sig[512];
+	rhd_rsa_padding_t pad = {RSA_PKCS1_PADDING, EVP_sha256(), NULL, 0};
 	CK_RV rv = sk && pk ? CKR_OK : CKR_DEVICE_ERROR;
-	size_t len = sk ? rhd_crypto_ec_sig_len(sk) : 0;
+	size_t len = !sk   ? 0
+		     : rsa ? (size_t)EVP_PKEY_get_size(sk)
+			   : rhd_crypto_ec_sig_len(sk);
 	if (rv == CKR_OK)
-		rv = rhd_crypto_ecdsa_sign(sk, hash, sizeof(hash), sig, len);
-	if (rv == CKR_OK &&
-	    rhd_crypto_ecdsa_verify(pk, hash, sizeof(hash), sig, len) != CKR_OK)
-		rv = CKR_DEVICE_ERROR;
+		rv = rsa ? rhd_crypto_rsa_sign(sk, &pad, hash, sizeof(hash),
+					       sig, len)
+			 : rhd_crypto_ecdsa_sign(sk, hash, sizeof(hash), sig,
+						 len);
+	if (rv == CKR_OK)
+		rv = rsa ? rhd_crypto_rsa_verify(pk, &pad, hash, sizeof(hash),
+						 sig, len)
+			 : rhd_crypto_ecdsa_verify(pk, hash, sizeof(hash), sig,
+						   len);
 	EVP_PKEY_free(sk);
 	EVP_PKEY_free(pk);
-	return rv;
+	return rv == CKR_OK ? CKR_OK : CKR_DEVICE_ERROR;
 }
 
-static CK_RV make_pair(rhd_object_t *pub, rhd_object_t *priv)
+static CK_RV generate_material(rhd_object_t *pub, rhd_object_t *priv, int rsa)
 {
-	CK_RV rv = key_of_class(pub, CKO_PUBLIC_KEY);
-	if (rv == CKR_OK)
-		rv = key_of_class(priv, CKO_PRIVATE_KEY);
+	if (rsa) {
+		uint64_t bits = 0;
+		if (!rhd_object_ulong(pub, CKA_MODULUS_BITS, &bits))
+			return CKR_TEMPLATE_INCOMPLETE;
+		if (bits != 2048 && bits != 3072 && bits != 4096)
+			return CKR_KEY_SIZE_RANGE;
+		return rhd_crypto_rsa_generate(
+			(unsigned)bits,
+			rhd_object_find(pub, CKA_PUBLIC_EXPONENT), pub, priv);
+	}
 	const rhd_attr_t *params = rhd_object_find(pub, CKA_EC_PARAMS);
-	if (rv == CKR_OK && !params)
-		rv = CKR_TEMPLATE_INCOMPLETE;
+	if (!params)
+		return CKR_TEMPLATE_INCOMPLETE;
+	CK_RV rv =
+		rhd_object_set(priv, CKA_EC_PARAMS, params->value, params->len);
+	return rv == CKR_OK ? rhd_crypto_ec_generate(params, pub, priv) : rv;
+}
+
+static CK_RV make_pair(rhd_object_t *pub, rhd_object_t *priv,
+		       CK_MECHANISM_TYPE mech)
+{
+	int rsa = mech == CKM_RSA_PKCS_KEY_PAIR_GEN;
+	uint64_t key_type = rsa ? CKK_RSA : CKK_EC;
+	CK_RV rv = key_of_class(pub, CKO_PUBLIC_KEY, key_type);
 	if (rv == CKR_OK)
-		rv = rhd_object_set(priv, CKA_EC_PARAMS, params->value,
-				    params->len);
+		rv = key_of_class(priv, CKO_PRIVATE_KEY, key_type);
 	if (rv == CKR_OK)
-		rv = rhd_crypto_ec_generate(params, pub, priv);
+		rv = generate_material(pub, priv, rsa);
 	if (rv == CKR_OK)
 		rv = rhd_object_prepare_create(pub);
 	if (rv == CKR_OK)
 		rv = rhd_object_prepare_create(priv);
 	if (rv == CKR_OK)
-		rv = mark_generated(pub, 0);
+		rv = mark_generated(pub, mech, 0);
 	if (rv == CKR_OK)
-		rv = mark_generated(priv, 1);
-	return rv == CKR_OK ? pairwise_check(pub, priv) : rv;
+		rv = mark_generated(priv, mech, 1);
+	return rv == CKR_OK ? pairwise_check(pub, priv, rsa) : rv;
 }
 
 static CK_RV generate_locked(call_ctx_t *ctx,
@@ -1004,7 +1036,8 @@ static CK_RV generate_locked(call_ctx_t *ctx,
 	rhd_session_t *s = rhd_session_find(ctx->app, req->session);
 	if (!s)
 		return CKR_SESSION_HANDLE_INVALID;
-	if (!req->mechanism || req->mechanism->type != CKM_EC_KEY_PAIR_GEN)
+	CK_MECHANISM_TYPE mech = req->mechanism ? req->mechanism->type : 0;
+	if (mech != CKM_EC_KEY_PAIR_GEN && mech != CKM_RSA_PKCS_KEY_PAIR_GEN)
 		return CKR_MECHANISM_INVALID;
 	if (param_len(req->mechanism))
 		return CKR_MECHANISM_PARAM_INVALID;
@@ -1015,7 +1048,7 @@ static CK_RV generate_locked(call_ctx_t *ctx,
 		rv = rhd_object_from_wire(req->private_template,
 					  req->n_private_template, &priv);
 	if (rv == CKR_OK)
-		rv = make_pair(&pub, &priv);
+		rv = make_pair(&pub, &priv, mech);
 	if (rv == CKR_OK)
 		rv = rhd_objects_create(ctx->engine, ctx->app, s, &pub, pub_h);
 	if (rv == CKR_OK) {
@@ -1030,14 +1063,14 @@ static CK_RV generate_locked(call_ctx_t *ctx,
 }
 
 static Remhsm__ObjectInfo *key_info(call_ctx_t *ctx, uint32_t handle,
-				    uint64_t cls)
+				    uint64_t cls, uint64_t key_type)
 {
 	Remhsm__ObjectInfo *info = rh_arena_alloc(ctx->arena, sizeof(*info));
 	if (info) {
 		remhsm__object_info__init(info);
 		info->handle = handle;
 		info->class_ = cls;
-		info->key_type = CKK_EC;
+		info->key_type = key_type;
 	}
 	return info;
 }
@@ -1046,6 +1079,10 @@ static CK_RV on_generate_key_pair(call_ctx_t *ctx,
 				  const Remhsm__GenerateKeyPairReq *req)
 {
 	uint32_t pub = 0, priv = 0;
+	uint64_t key_type = req->mechanism && req->mechanism->type ==
+						      CKM_RSA_PKCS_KEY_PAIR_GEN
+				    ? CKK_RSA
+				    : CKK_EC;
 	pthread_mutex_lock(&ctx->app->lock);
 	CK_RV rv = generate_locked(ctx, req, &pub, &priv);
 	pthread_mutex_unlock(&ctx->app->lock);
@@ -1053,11 +1090,12 @@ static CK_RV on_generate_key_pair(call_ctx_t *ctx,
 		rv == CKR_OK ? result_generate_key_pair(ctx) : NULL;
 	if (rv != CKR_OK)
 		return rv;
-	if (!r || !(r->public_key = key_info(ctx, pub, CKO_PUBLIC_KEY)) ||
-	    !(r->private_key = key_info(ctx, priv, CKO_PRIVATE_KEY)))
+	if (!r ||
+	    !(r->public_key = key_info(ctx, pub, CKO_PUBLIC_KEY, key_type)) ||
+	    !(r->private_key = key_info(ctx, priv, CKO_PRIVATE_KEY, key_type)))
 		return CKR_HOST_MEMORY;
-	RHD_INFO("event=key-generated identity=%s mechanism=ec",
-		 ctx->app->identity);
+	RHD_INFO("event=key-generated identity=%s type=%s", ctx->app->identity,
+		 key_type == CKK_RSA ? "rsa" : "ec");
 	return CKR_OK;
 }
 

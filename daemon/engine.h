@@ -42,6 +42,10 @@ typedef struct rhd_op {
 	CK_MECHANISM_TYPE mech;
 	EVP_MD_CTX *md;
 	EVP_PKEY *key;
+	/* RSA: how the mechanism pads (see crypto.h); 0 for EC. */
+	int rsa_pad;
+	const EVP_MD *rsa_md, *rsa_mgf1;
+	int rsa_salt;
 } rhd_op_t;
 
 typedef struct rhd_session {

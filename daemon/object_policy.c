@@ -9,6 +9,7 @@
 #include <openssl/x509.h>
 #include <string.h>
 
+#include "crypto.h"
 #include "object.h"
 
 #define MAX_EC_POINT 133 /* uncompressed P-521: 1 + 2 * 66 */
@@ -55,6 +56,14 @@ static const uint64_t private_attrs[] = {CKA_SENSITIVE,
 					 END};
 static const uint64_t ec_public_attrs[] = {CKA_EC_PARAMS, CKA_EC_POINT, END};
 static const uint64_t ec_private_attrs[] = {CKA_EC_PARAMS, CKA_VALUE, END};
+static const uint64_t rsa_public_attrs[] = {CKA_MODULUS, CKA_PUBLIC_EXPONENT,
+					    CKA_MODULUS_BITS, END};
+static const uint64_t rsa_private_attrs[] = {
+	CKA_MODULUS,	CKA_PUBLIC_EXPONENT, CKA_PRIVATE_EXPONENT,
+	CKA_PRIME_1,	CKA_PRIME_2,	     CKA_EXPONENT_1,
+	CKA_EXPONENT_2, CKA_COEFFICIENT,     END};
+#define RSA_MIN_BITS 2048
+#define RSA_MAX_BITS 8192
 /* Set by the token: a template may not name them. */
 static const uint64_t token_set_attrs[] = {CKA_LOCAL, CKA_KEY_GEN_MECHANISM,
 					   CKA_ALWAYS_SENSITIVE,
@@ -300,20 +309,47 @@ static const dflt_t key_defaults[] = {
 	{CKA_SUBJECT, 2, 0},
 };
 
+/* RSA: every part present, consistent, and of a served size; the token
+ * records CKA_MODULUS_BITS. */
+static CK_RV prepare_rsa(rhd_object_t *obj, int private_key)
+{
+	const uint64_t *need =
+		private_key ? rsa_private_attrs : rsa_public_attrs;
+	for (size_t i = 0; need[i] != END; i++)
+		if (need[i] != CKA_MODULUS_BITS &&
+		    !rhd_object_find(obj, need[i]))
+			return CKR_TEMPLATE_INCOMPLETE;
+	EVP_PKEY *key = rhd_crypto_rsa_key(obj);
+	EVP_PKEY_CTX *ctx = key ? EVP_PKEY_CTX_new(key, NULL) : NULL;
+	int bits = key ? EVP_PKEY_get_bits(key) : 0;
+	int ok = ctx && bits >= RSA_MIN_BITS && bits <= RSA_MAX_BITS &&
+		 (private_key ? EVP_PKEY_check(ctx)
+			      : EVP_PKEY_public_check(ctx)) == 1;
+	EVP_PKEY_CTX_free(ctx);
+	EVP_PKEY_free(key);
+	if (!ok)
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	return rhd_object_set_ulong(obj, CKA_MODULUS_BITS, (uint64_t)bits);
+}
+
 static CK_RV prepare_key(rhd_object_t *obj, int private_key)
 {
 	uint64_t key_type;
 	if (!rhd_object_ulong(obj, CKA_KEY_TYPE, &key_type))
 		return CKR_TEMPLATE_INCOMPLETE;
-	if (key_type != CKK_EC)
+	if (key_type != CKK_EC && key_type != CKK_RSA)
 		return CKR_ATTRIBUTE_VALUE_INVALID;
-	static const uint64_t *const pub_lists[] = {
-		common_attrs, key_attrs, public_attrs, ec_public_attrs, NULL};
-	static const uint64_t *const priv_lists[] = {
-		common_attrs, key_attrs, private_attrs, ec_private_attrs, NULL};
+	int rsa = key_type == CKK_RSA;
+	const uint64_t *pub_key = rsa ? rsa_public_attrs : ec_public_attrs;
+	const uint64_t *priv_key = rsa ? rsa_private_attrs : ec_private_attrs;
+	const uint64_t *const pub_lists[] = {common_attrs, key_attrs,
+					     public_attrs, pub_key, NULL};
+	const uint64_t *const priv_lists[] = {common_attrs, key_attrs,
+					      private_attrs, priv_key, NULL};
 	CK_RV rv = check_allowed(obj, private_key ? priv_lists : pub_lists);
 	if (rv == CKR_OK)
-		rv = prepare_ec(obj, private_key);
+		rv = rsa ? prepare_rsa(obj, private_key)
+			 : prepare_ec(obj, private_key);
 	if (rv == CKR_OK)
 		rv = fill_defaults(obj, key_defaults,
 				   sizeof(key_defaults) /
@@ -375,23 +411,13 @@ CK_RV rhd_object_prepare_create(rhd_object_t *obj)
 }
 
 /* Fixed once the object exists: what it is, and its key material. */
-static const uint64_t fixed_attrs[] = {CKA_CLASS,
-				       CKA_KEY_TYPE,
-				       CKA_CERTIFICATE_TYPE,
-				       CKA_EC_PARAMS,
-				       CKA_EC_POINT,
-				       CKA_MODULUS,
-				       CKA_PUBLIC_EXPONENT,
-				       CKA_PRIVATE_EXPONENT,
-				       CKA_PRIME_1,
-				       CKA_PRIME_2,
-				       CKA_EXPONENT_1,
-				       CKA_EXPONENT_2,
-				       CKA_COEFFICIENT,
-				       CKA_TRUSTED,
-				       CKA_COPYABLE,
-				       CKA_DESTROYABLE,
-				       END};
+static const uint64_t fixed_attrs[] = {
+	CKA_CLASS,	     CKA_KEY_TYPE,	   CKA_CERTIFICATE_TYPE,
+	CKA_EC_PARAMS,	     CKA_EC_POINT,	   CKA_MODULUS,
+	CKA_PUBLIC_EXPONENT, CKA_PRIVATE_EXPONENT, CKA_PRIME_1,
+	CKA_PRIME_2,	     CKA_EXPONENT_1,	   CKA_EXPONENT_2,
+	CKA_COEFFICIENT,     CKA_TRUSTED,	   CKA_COPYABLE,
+	CKA_DESTROYABLE,     CKA_MODULUS_BITS,	   END};
 /* Set when the object is made: a copy may choose them, a change may not. */
 static const uint64_t copy_only_attrs[] = {CKA_TOKEN, CKA_PRIVATE,
 					   CKA_MODIFIABLE, END};
@@ -401,10 +427,12 @@ static const uint64_t *const *class_lists(const rhd_object_t *obj)
 {
 	static const uint64_t *const data[] = {common_attrs, data_attrs, NULL};
 	static const uint64_t *const cert[] = {common_attrs, cert_attrs, NULL};
-	static const uint64_t *const pub[] = {
-		common_attrs, key_attrs, public_attrs, ec_public_attrs, NULL};
+	static const uint64_t *const pub[] = {common_attrs,	key_attrs,
+					      public_attrs,	ec_public_attrs,
+					      rsa_public_attrs, NULL};
 	static const uint64_t *const priv[] = {
-		common_attrs, key_attrs, private_attrs, ec_private_attrs, NULL};
+		common_attrs,	  key_attrs,	     private_attrs,
+		ec_private_attrs, rsa_private_attrs, NULL};
 	uint64_t cls = 0;
 	rhd_object_ulong(obj, CKA_CLASS, &cls);
 	switch (cls) {

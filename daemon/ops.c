@@ -1,17 +1,35 @@
 #include "ops.h"
 
 #include <openssl/evp.h>
+#include <openssl/rsa.h>
 #include <string.h>
 
 #include "crypto.h"
 #include "objects.h"
 
 #define MAX_RAW_HASH 64
+#define MAX_RAW_INPUT 1024 /* an RSA-8192 block */
 
 static const CK_MECHANISM_TYPE served[] = {
-	CKM_EC_KEY_PAIR_GEN, CKM_ECDSA,	       CKM_ECDSA_SHA256,
-	CKM_ECDSA_SHA384,    CKM_ECDSA_SHA512, CKM_SHA_1,
-	CKM_SHA256,	     CKM_SHA384,       CKM_SHA512,
+	CKM_EC_KEY_PAIR_GEN,
+	CKM_ECDSA,
+	CKM_ECDSA_SHA256,
+	CKM_ECDSA_SHA384,
+	CKM_ECDSA_SHA512,
+	CKM_RSA_PKCS_KEY_PAIR_GEN,
+	CKM_RSA_PKCS,
+	CKM_SHA256_RSA_PKCS,
+	CKM_SHA384_RSA_PKCS,
+	CKM_SHA512_RSA_PKCS,
+	CKM_RSA_PKCS_PSS,
+	CKM_SHA256_RSA_PKCS_PSS,
+	CKM_SHA384_RSA_PKCS_PSS,
+	CKM_SHA512_RSA_PKCS_PSS,
+	CKM_RSA_X_509,
+	CKM_SHA_1,
+	CKM_SHA256,
+	CKM_SHA384,
+	CKM_SHA512,
 };
 
 size_t rhd_mechanisms(const CK_MECHANISM_TYPE **list)
@@ -20,42 +38,53 @@ size_t rhd_mechanisms(const CK_MECHANISM_TYPE **list)
 	return sizeof(served) / sizeof(served[0]);
 }
 
-int rhd_mechanism_info(CK_MECHANISM_TYPE mech, CK_MECHANISM_INFO *info)
-{
-	const CK_FLAGS ec = CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS;
-	memset(info, 0, sizeof(*info));
-	switch (mech) {
-	case CKM_EC_KEY_PAIR_GEN:
-		*info = (CK_MECHANISM_INFO){256, 384,
-					    CKF_GENERATE_KEY_PAIR | ec};
-		return 1;
-	case CKM_ECDSA:
-	case CKM_ECDSA_SHA256:
-	case CKM_ECDSA_SHA384:
-	case CKM_ECDSA_SHA512:
-		*info = (CK_MECHANISM_INFO){256, 384,
-					    CKF_SIGN | CKF_VERIFY | ec};
-		return 1;
-	case CKM_SHA_1:
-	case CKM_SHA256:
-	case CKM_SHA384:
-	case CKM_SHA512:
-		info->flags = CKF_DIGEST;
-		return 1;
-	default:
-		return 0;
-	}
-}
-
 static int is_ecdsa(CK_MECHANISM_TYPE mech)
 {
 	return mech == CKM_ECDSA || mech == CKM_ECDSA_SHA256 ||
 	       mech == CKM_ECDSA_SHA384 || mech == CKM_ECDSA_SHA512;
 }
 
+static int is_pss(CK_MECHANISM_TYPE mech)
+{
+	return mech == CKM_RSA_PKCS_PSS || mech == CKM_SHA256_RSA_PKCS_PSS ||
+	       mech == CKM_SHA384_RSA_PKCS_PSS ||
+	       mech == CKM_SHA512_RSA_PKCS_PSS;
+}
+
+static int is_rsa(CK_MECHANISM_TYPE mech)
+{
+	return is_pss(mech) || mech == CKM_RSA_PKCS ||
+	       mech == CKM_SHA256_RSA_PKCS || mech == CKM_SHA384_RSA_PKCS ||
+	       mech == CKM_SHA512_RSA_PKCS || mech == CKM_RSA_X_509;
+}
+
+int rhd_mechanism_info(CK_MECHANISM_TYPE mech, CK_MECHANISM_INFO *info)
+{
+	const CK_FLAGS ec = CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS;
+	memset(info, 0, sizeof(*info));
+	if (mech == CKM_EC_KEY_PAIR_GEN)
+		*info = (CK_MECHANISM_INFO){256, 384,
+					    CKF_GENERATE_KEY_PAIR | ec};
+	else if (is_ecdsa(mech))
+		*info = (CK_MECHANISM_INFO){256, 384,
+					    CKF_SIGN | CKF_VERIFY | ec};
+	else if (mech == CKM_RSA_PKCS_KEY_PAIR_GEN)
+		*info = (CK_MECHANISM_INFO){2048, 4096, CKF_GENERATE_KEY_PAIR};
+	else if (mech == CKM_RSA_X_509)
+		*info = (CK_MECHANISM_INFO){2048, 4096, CKF_VERIFY};
+	else if (is_rsa(mech))
+		*info = (CK_MECHANISM_INFO){2048, 4096, CKF_SIGN | CKF_VERIFY};
+	else if (rhd_crypto_md(mech))
+		info->flags = CKF_DIGEST;
+	else
+		return 0;
+	return 1;
+}
+
 /* The key of a sign or verify init, by the specification's checks. */
 static CK_RV key_for(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
-		     rhd_op_kind_t kind, uint64_t handle, EVP_PKEY **key)
+		     rhd_op_kind_t kind, CK_MECHANISM_TYPE mech,
+		     uint64_t handle, EVP_PKEY **key)
 {
 	rhd_object_t obj;
 	if (rhd_objects_load(engine, app, s, handle, &obj) != CKR_OK)
@@ -63,36 +92,98 @@ static CK_RV key_for(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 	uint64_t cls = 0, type = 0;
 	rhd_object_ulong(&obj, CKA_CLASS, &cls);
 	rhd_object_ulong(&obj, CKA_KEY_TYPE, &type);
-	uint64_t want = kind == RHD_OP_SIGN ? CKO_PRIVATE_KEY : CKO_PUBLIC_KEY;
+	uint64_t want_cls =
+		kind == RHD_OP_SIGN ? CKO_PRIVATE_KEY : CKO_PUBLIC_KEY;
+	uint64_t want_type = is_ecdsa(mech) ? CKK_EC : CKK_RSA;
 	CK_RV rv = CKR_OK;
-	if (cls != want || type != CKK_EC)
+	if (cls != want_cls || type != want_type)
 		rv = CKR_KEY_TYPE_INCONSISTENT;
 	else if (!rhd_object_bool(
 			 &obj, kind == RHD_OP_SIGN ? CKA_SIGN : CKA_VERIFY, 0))
 		rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
-	else if (!(*key = rhd_crypto_ec_key(&obj)))
+	else if (!(*key = want_type == CKK_EC ? rhd_crypto_ec_key(&obj)
+					      : rhd_crypto_rsa_key(&obj)))
 		rv = CKR_DEVICE_ERROR;
 	rhd_object_cleanup(&obj);
 	return rv;
 }
 
+static const EVP_MD *pss_md(uint64_t hash_alg, uint64_t mgf)
+{
+	static const struct {
+		uint64_t hash, mgf;
+	} pairs[] = {{CKM_SHA_1, CKG_MGF1_SHA1},
+		     {CKM_SHA256, CKG_MGF1_SHA256},
+		     {CKM_SHA384, CKG_MGF1_SHA384},
+		     {CKM_SHA512, CKG_MGF1_SHA512}};
+	for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++)
+		if (pairs[i].hash == hash_alg && pairs[i].mgf == mgf)
+			return rhd_crypto_md(hash_alg);
+	return NULL;
+}
+
+/* How the RSA mechanism pads; PSS parameters are checked against the
+ * mechanism and the key (the salt must fit: k - hLen - 2 bytes at most). */
+static CK_RV rsa_padding(rhd_op_t *op, const Remhsm__Mechanism *m)
+{
+	CK_MECHANISM_TYPE mech = m->type;
+	if (!is_pss(mech)) {
+		op->rsa_pad = mech == CKM_RSA_X_509 ? RSA_NO_PADDING
+						    : RSA_PKCS1_PADDING;
+		op->rsa_md = rhd_crypto_md(mech);
+		return CKR_OK;
+	}
+	if (m->parameter_case != REMHSM__MECHANISM__PARAMETER_PSS || !m->pss)
+		return CKR_MECHANISM_PARAM_INVALID;
+	const EVP_MD *md = pss_md(m->pss->hash_alg, m->pss->mgf);
+	const EVP_MD *own = rhd_crypto_md(mech);
+	long room =
+		EVP_PKEY_get_size(op->key) - (md ? EVP_MD_get_size(md) : 0) - 2;
+	if (!md || (own && own != md) || m->pss->salt_len > (uint64_t)room)
+		return CKR_MECHANISM_PARAM_INVALID;
+	op->rsa_pad = RSA_PKCS1_PSS_PADDING;
+	op->rsa_md = md;
+	op->rsa_mgf1 = md;
+	op->rsa_salt = (int)m->pss->salt_len;
+	return CKR_OK;
+}
+
+static int has_param(const Remhsm__Mechanism *m)
+{
+	return m->parameter_case == REMHSM__MECHANISM__PARAMETER_PSS ||
+	       (m->parameter_case == REMHSM__MECHANISM__PARAMETER_RAW &&
+		m->raw.len);
+}
+
+static int fits(rhd_op_kind_t kind, CK_MECHANISM_TYPE mech)
+{
+	if (kind == RHD_OP_DIGEST)
+		return rhd_crypto_md(mech) && !is_ecdsa(mech) && !is_rsa(mech);
+	if (kind == RHD_OP_SIGN)
+		return is_ecdsa(mech) ||
+		       (is_rsa(mech) && mech != CKM_RSA_X_509);
+	return is_ecdsa(mech) || is_rsa(mech);
+}
+
 CK_RV rhd_op_init(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
-		  rhd_op_kind_t kind, CK_MECHANISM_TYPE mech, size_t param_len,
+		  rhd_op_kind_t kind, const Remhsm__Mechanism *mech,
 		  uint64_t key)
 {
 	rhd_op_t *op = &s->ops[kind];
 	if (op->active)
 		return CKR_OPERATION_ACTIVE;
-	const EVP_MD *md = rhd_crypto_md(mech);
-	int fits =
-		kind == RHD_OP_DIGEST ? md && !is_ecdsa(mech) : is_ecdsa(mech);
-	if (!fits)
+	if (!fits(kind, mech->type))
 		return CKR_MECHANISM_INVALID;
-	if (param_len)
+	if (has_param(mech) && !is_pss(mech->type))
 		return CKR_MECHANISM_PARAM_INVALID;
 	CK_RV rv = CKR_OK;
 	if (kind != RHD_OP_DIGEST)
-		rv = key_for(engine, app, s, kind, key, &op->key);
+		rv = key_for(engine, app, s, kind, mech->type, key, &op->key);
+	if (rv == CKR_OK && is_rsa(mech->type))
+		rv = rsa_padding(op, mech);
+	/* The running hash of hash-then-sign mechanisms and of digests; raw
+	 * mechanisms have none. */
+	const EVP_MD *md = rhd_crypto_md(mech->type);
 	if (rv == CKR_OK && md) {
 		op->md = EVP_MD_CTX_new();
 		if (!op->md || EVP_DigestInit_ex(op->md, md, NULL) != 1)
@@ -103,7 +194,7 @@ CK_RV rhd_op_init(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 		return rv;
 	}
 	op->active = 1;
-	op->mech = mech;
+	op->mech = mech->type;
 	return CKR_OK;
 }
 
@@ -113,7 +204,7 @@ CK_RV rhd_op_update(rhd_session_t *s, rhd_op_kind_t kind, const uint8_t *data,
 	rhd_op_t *op = &s->ops[kind];
 	if (!op->active)
 		return CKR_OPERATION_NOT_INITIALIZED;
-	/* Raw ECDSA signs a hash: single-part only. */
+	/* Raw mechanisms (ECDSA, RSA PKCS/PSS/X.509) are single-part only. */
 	CK_RV rv = !op->md ? CKR_FUNCTION_NOT_SUPPORTED
 		   : EVP_DigestUpdate(op->md, data, len) == 1
 			   ? CKR_OK
@@ -125,29 +216,34 @@ CK_RV rhd_op_update(rhd_session_t *s, rhd_op_kind_t kind, const uint8_t *data,
 	return rv;
 }
 
-/* The hash to sign or the digest: data itself for raw ECDSA. */
-static CK_RV hash_of(rhd_op_t *op, int single, const uint8_t *data, size_t len,
-		     uint8_t *hash, size_t *hash_len)
+/* What the key works on: the digest, or the caller's input for raw
+ * mechanisms (a hash for ECDSA and PSS, a DigestInfo for RSA PKCS). */
+static CK_RV input_of(rhd_op_t *op, int single, const uint8_t *data, size_t len,
+		      uint8_t *in, size_t *in_len)
 {
 	if (!op->md) {
-		if (len > MAX_RAW_HASH)
+		size_t max = op->rsa_pad ? MAX_RAW_INPUT : MAX_RAW_HASH;
+		if (len > max || (op->rsa_pad == RSA_PKCS1_PSS_PADDING &&
+				  len != (size_t)EVP_MD_get_size(op->rsa_md)))
 			return CKR_DATA_LEN_RANGE;
-		memcpy(hash, data, len);
-		*hash_len = len;
+		memcpy(in, data, len);
+		*in_len = len;
 		return CKR_OK;
 	}
 	unsigned int n = 0;
 	if ((single && EVP_DigestUpdate(op->md, data, len) != 1) ||
-	    EVP_DigestFinal_ex(op->md, hash, &n) != 1)
+	    EVP_DigestFinal_ex(op->md, in, &n) != 1)
 		return CKR_DEVICE_ERROR;
-	*hash_len = n;
+	*in_len = n;
 	return CKR_OK;
 }
 
 static size_t output_len(const rhd_op_t *op, rhd_op_kind_t kind)
 {
-	return kind == RHD_OP_DIGEST ? (size_t)EVP_MD_CTX_get_size(op->md)
-				     : rhd_crypto_ec_sig_len(op->key);
+	if (kind == RHD_OP_DIGEST)
+		return (size_t)EVP_MD_CTX_get_size(op->md);
+	return op->rsa_pad ? (size_t)EVP_PKEY_get_size(op->key)
+			   : rhd_crypto_ec_sig_len(op->key);
 }
 
 static CK_RV state_allows(const rhd_op_t *op, int single)
@@ -179,20 +275,39 @@ CK_RV rhd_op_take(rhd_session_t *s, rhd_op_kind_t kind, int single,
 	return CKR_OK;
 }
 
+static rhd_rsa_padding_t padding_of(const rhd_op_t *op)
+{
+	/* Raw PKCS#1 input is already a DigestInfo: no digest to name. */
+	int named = op->rsa_pad == RSA_PKCS1_PSS_PADDING || op->md;
+	return (rhd_rsa_padding_t){op->rsa_pad, named ? op->rsa_md : NULL,
+				   op->rsa_mgf1, op->rsa_salt};
+}
+
 CK_RV rhd_op_complete(rhd_op_t *taken, rhd_op_kind_t kind, int single,
 		      const uint8_t *data, size_t len, uint8_t *out,
 		      size_t out_len)
 {
-	uint8_t hash[EVP_MAX_MD_SIZE];
-	size_t hash_len = 0;
-	CK_RV rv = hash_of(taken, single, data, len, hash, &hash_len);
-	if (rv == CKR_OK && kind == RHD_OP_DIGEST)
-		memcpy(out, hash, hash_len);
-	else if (rv == CKR_OK && kind == RHD_OP_SIGN)
-		rv = rhd_crypto_ecdsa_sign(taken->key, hash, hash_len, out,
+	uint8_t in[MAX_RAW_INPUT];
+	size_t in_len = 0;
+	CK_RV rv = input_of(taken, single, data, len, in, &in_len);
+	rhd_rsa_padding_t pad = padding_of(taken);
+	if (rv != CKR_OK) {
+		rhd_op_end(taken);
+		return rv;
+	}
+	if (kind == RHD_OP_DIGEST)
+		memcpy(out, in, in_len);
+	else if (kind == RHD_OP_SIGN && taken->rsa_pad)
+		rv = rhd_crypto_rsa_sign(taken->key, &pad, in, in_len, out,
+					 out_len);
+	else if (kind == RHD_OP_SIGN)
+		rv = rhd_crypto_ecdsa_sign(taken->key, in, in_len, out,
 					   out_len);
-	else if (rv == CKR_OK)
-		rv = rhd_crypto_ecdsa_verify(taken->key, hash, hash_len, out,
+	else if (taken->rsa_pad)
+		rv = rhd_crypto_rsa_verify(taken->key, &pad, in, in_len, out,
+					   out_len);
+	else
+		rv = rhd_crypto_ecdsa_verify(taken->key, in, in_len, out,
 					     out_len);
 	rhd_op_end(taken);
 	return rv;

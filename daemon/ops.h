@@ -7,10 +7,11 @@
 #define RHD_OPS_H
 
 #include "engine.h"
+#include "remhsm.pb-c.h"
 
 /* Sets *len to what a finished operation needs (digest or signature). */
 CK_RV rhd_op_init(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
-		  rhd_op_kind_t kind, CK_MECHANISM_TYPE mech, size_t param_len,
+		  rhd_op_kind_t kind, const Remhsm__Mechanism *mech,
 		  uint64_t key);
 CK_RV rhd_op_update(rhd_session_t *s, rhd_op_kind_t kind, const uint8_t *data,
 		    size_t len);

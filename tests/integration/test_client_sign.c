@@ -224,7 +224,10 @@ START_TEST(test_key_and_mechanism_checks)
 			  CKR_KEY_TYPE_INCONSISTENT);
 	ck_assert_uint_eq(sign_init(CKM_ECDSA, priv + 1000),
 			  CKR_KEY_HANDLE_INVALID);
-	ck_assert_uint_eq(sign_init(CKM_RSA_PKCS, priv), CKR_MECHANISM_INVALID);
+	ck_assert_uint_eq(sign_init(CKM_RSA_PKCS, priv),
+			  CKR_KEY_TYPE_INCONSISTENT);
+	ck_assert_uint_eq(sign_init(CKM_RSA_PKCS_OAEP, priv),
+			  CKR_MECHANISM_INVALID);
 	ck_assert_uint_eq(sign_init(CKM_SHA256, priv), CKR_MECHANISM_INVALID);
 	CK_BYTE param[4] = {0};
 	CK_MECHANISM with_param = {CKM_ECDSA, param, sizeof(param)};
@@ -247,11 +250,20 @@ START_TEST(test_key_generation_errors)
 	const CK_BYTE k256[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a};
 	ck_assert_uint_eq(generate(k256, sizeof(k256), CK_TRUE),
 			  CKR_CURVE_NOT_SUPPORTED);
-	CK_MECHANISM rsa = {CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0};
+	CK_MECHANISM dsa = {CKM_DSA_KEY_PAIR_GEN, NULL, 0};
 	CK_OBJECT_HANDLE a, b;
 	ck_assert_uint_eq(
-		p11->C_GenerateKeyPair(session, &rsa, NULL, 0, NULL, 0, &a, &b),
+		p11->C_GenerateKeyPair(session, &dsa, NULL, 0, NULL, 0, &a, &b),
 		CKR_MECHANISM_INVALID);
+	CK_MECHANISM rsa = {CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0};
+	ck_assert_uint_eq(
+		p11->C_GenerateKeyPair(session, &rsa, NULL, 0, NULL, 0, &a, &b),
+		CKR_TEMPLATE_INCOMPLETE);
+	CK_ULONG small = 1024;
+	CK_ATTRIBUTE bits = {CKA_MODULUS_BITS, &small, sizeof(small)};
+	ck_assert_uint_eq(p11->C_GenerateKeyPair(session, &rsa, &bits, 1, NULL,
+						 0, &a, &b),
+			  CKR_KEY_SIZE_RANGE);
 	CK_MECHANISM ec = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
 	ck_assert_uint_eq(
 		p11->C_GenerateKeyPair(session, &ec, NULL, 0, NULL, 0, &a, &b),
@@ -350,6 +362,211 @@ START_TEST(test_held_init_keeps_the_specifications_answers)
 }
 END_TEST
 
+/* --- RSA ---------------------------------------------------------------- */
+
+static CK_OBJECT_HANDLE rsa_pub, rsa_priv;
+
+static void generate_rsa(void)
+{
+	CK_MECHANISM mech = {CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0};
+	CK_ULONG bits = 2048;
+	CK_BBOOL yes = CK_TRUE;
+	CK_ATTRIBUTE pt[] = {{CKA_MODULUS_BITS, &bits, sizeof(bits)},
+			     {CKA_VERIFY, &yes, 1}};
+	CK_ATTRIBUTE st[] = {{CKA_SIGN, &yes, 1}, {CKA_TOKEN, &yes, 1}};
+	ck_assert_uint_eq(p11->C_GenerateKeyPair(session, &mech, pt, 2, st, 2,
+						 &rsa_pub, &rsa_priv),
+			  CKR_OK);
+}
+
+static CK_RV rsa_sign(CK_MECHANISM *m, const CK_BYTE *in, CK_ULONG len,
+		      CK_BYTE *sig, CK_ULONG *sig_len)
+{
+	CK_RV rv = p11->C_SignInit(session, m, rsa_priv);
+	return rv == CKR_OK ? p11->C_Sign(session, (CK_BYTE_PTR)in, len, sig,
+					  sig_len)
+			    : rv;
+}
+
+static CK_RV rsa_verify(CK_MECHANISM *m, const CK_BYTE *in, CK_ULONG len,
+			CK_BYTE *sig, CK_ULONG sig_len)
+{
+	CK_RV rv = p11->C_VerifyInit(session, m, rsa_pub);
+	return rv == CKR_OK ? p11->C_Verify(session, (CK_BYTE_PTR)in, len, sig,
+					    sig_len)
+			    : rv;
+}
+
+START_TEST(test_rsa_pkcs_signs_freertos_digest_info)
+{
+	generate_rsa();
+	CK_ULONG bits = 0;
+	CK_ATTRIBUTE b = {CKA_MODULUS_BITS, &bits, sizeof(bits)};
+	ck_assert_uint_eq(p11->C_GetAttributeValue(session, rsa_pub, &b, 1),
+			  CKR_OK);
+	ck_assert_uint_eq(bits, 2048);
+	/* FreeRTOS: the 51-byte SHA-256 DigestInfo, type-1 padding. */
+	const CK_BYTE msg[] = "tls handshake transcript";
+	CK_BYTE info[51] = {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60,
+			    0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+			    0x01, 0x05, 0x00, 0x04, 0x20};
+	unsigned int dlen = 32;
+	EVP_Digest(msg, sizeof(msg), info + 19, &dlen, EVP_sha256(), NULL);
+	CK_MECHANISM pkcs = {CKM_RSA_PKCS, NULL, 0};
+	CK_BYTE sig[256];
+	CK_ULONG len = sizeof(sig);
+	ck_assert_uint_eq(rsa_sign(&pkcs, info, sizeof(info), sig, &len),
+			  CKR_OK);
+	ck_assert_uint_eq(len, 256);
+	ck_assert_uint_eq(rsa_verify(&pkcs, info, sizeof(info), sig, len),
+			  CKR_OK);
+	/* The same signature is CKM_SHA256_RSA_PKCS's over the message. */
+	CK_MECHANISM sha = {CKM_SHA256_RSA_PKCS, NULL, 0};
+	ck_assert_uint_eq(p11->C_VerifyInit(session, &sha, rsa_pub), CKR_OK);
+	ck_assert_uint_eq(
+		p11->C_VerifyUpdate(session, (CK_BYTE_PTR)msg, sizeof(msg)),
+		CKR_OK);
+	ck_assert_uint_eq(p11->C_VerifyFinal(session, sig, len), CKR_OK);
+	sig[0] ^= 1;
+	ck_assert_uint_eq(rsa_verify(&pkcs, info, sizeof(info), sig, len),
+			  CKR_SIGNATURE_INVALID);
+	ck_assert_uint_eq(rsa_verify(&pkcs, info, sizeof(info), sig, 255),
+			  CKR_SIGNATURE_LEN_RANGE);
+	CK_BYTE big[300] = {0};
+	len = sizeof(sig);
+	ck_assert_uint_eq(rsa_sign(&pkcs, big, sizeof(big), sig, &len),
+			  CKR_DATA_LEN_RANGE);
+}
+END_TEST
+
+START_TEST(test_rsa_hash_and_sign_and_x509_verify)
+{
+	generate_rsa();
+	const CK_BYTE msg[] = "signed firmware image";
+	CK_MECHANISM sha = {CKM_SHA384_RSA_PKCS, NULL, 0};
+	CK_BYTE sig[256];
+	CK_ULONG len = sizeof(sig);
+	ck_assert_uint_eq(p11->C_SignInit(session, &sha, rsa_priv), CKR_OK);
+	ck_assert_uint_eq(p11->C_SignUpdate(session, (CK_BYTE_PTR)msg, 6),
+			  CKR_OK);
+	ck_assert_uint_eq(p11->C_SignUpdate(session, (CK_BYTE_PTR)msg + 6,
+					    sizeof(msg) - 6),
+			  CKR_OK);
+	ck_assert_uint_eq(p11->C_SignFinal(session, sig, &len), CKR_OK);
+	ck_assert_uint_eq(rsa_verify(&sha, msg, sizeof(msg), sig, len), CKR_OK);
+	/* CKM_RSA_X_509 verifies the raw block: here, the padded DigestInfo
+	 * is not the message, so it fails; verify-only mechanism. */
+	CK_MECHANISM raw = {CKM_RSA_X_509, NULL, 0};
+	ck_assert_uint_eq(rsa_verify(&raw, msg, sizeof(msg), sig, len),
+			  CKR_SIGNATURE_INVALID);
+	ck_assert_uint_eq(p11->C_SignInit(session, &raw, rsa_priv),
+			  CKR_MECHANISM_INVALID);
+	/* An EC key for an RSA mechanism. */
+	ck_assert_uint_eq(init_error(CKM_SHA256_RSA_PKCS, priv),
+			  CKR_KEY_TYPE_INCONSISTENT);
+}
+END_TEST
+
+START_TEST(test_rsa_pss_parameters_are_checked)
+{
+	generate_rsa();
+	CK_RSA_PKCS_PSS_PARAMS params = {CKM_SHA256, CKG_MGF1_SHA256, 32};
+	CK_MECHANISM pss = {CKM_RSA_PKCS_PSS, &params, sizeof(params)};
+	CK_BYTE sig[256];
+	CK_ULONG len = sizeof(sig);
+	ck_assert_uint_eq(rsa_sign(&pss, hash, 32, sig, &len), CKR_OK);
+	ck_assert_uint_eq(rsa_verify(&pss, hash, 32, sig, len), CKR_OK);
+	CK_MECHANISM sha_pss = {CKM_SHA256_RSA_PKCS_PSS, &params,
+				sizeof(params)};
+	len = sizeof(sig);
+	ck_assert_uint_eq(
+		rsa_sign(&sha_pss, (const CK_BYTE *)"data", 4, sig, &len),
+		CKR_OK);
+	ck_assert_uint_eq(
+		rsa_verify(&sha_pss, (const CK_BYTE *)"data", 4, sig, len),
+		CKR_OK);
+	/* A hash of the wrong length for PSS over a hash. */
+	len = sizeof(sig);
+	ck_assert_uint_eq(rsa_sign(&pss, hash, 20, sig, &len),
+			  CKR_DATA_LEN_RANGE);
+	/* Salt longer than k - hLen - 2 = 256 - 32 - 2. */
+	params.sLen = 223;
+	ck_assert_uint_eq(p11->C_SignInit(session, &pss, rsa_priv),
+			  CKR_MECHANISM_PARAM_INVALID);
+	params.sLen = 222;
+	ck_assert_uint_eq(p11->C_SignInit(session, &pss, rsa_priv), CKR_OK);
+	len = sizeof(sig);
+	ck_assert_uint_eq(p11->C_Sign(session, hash, 32, sig, &len), CKR_OK);
+	/* MGF1 that does not match, a hash that does not match the mechanism,
+	 * parameters missing or of the wrong size. */
+	CK_RSA_PKCS_PSS_PARAMS mismatch = {CKM_SHA256, CKG_MGF1_SHA1, 32};
+	pss.pParameter = &mismatch;
+	ck_assert_uint_eq(p11->C_SignInit(session, &pss, rsa_priv),
+			  CKR_MECHANISM_PARAM_INVALID);
+	CK_RSA_PKCS_PSS_PARAMS sha1 = {CKM_SHA_1, CKG_MGF1_SHA1, 20};
+	sha_pss.pParameter = &sha1;
+	ck_assert_uint_eq(p11->C_SignInit(session, &sha_pss, rsa_priv),
+			  CKR_MECHANISM_PARAM_INVALID);
+	CK_MECHANISM bare = {CKM_RSA_PKCS_PSS, NULL, 0};
+	ck_assert_uint_eq(p11->C_SignInit(session, &bare, rsa_priv),
+			  CKR_MECHANISM_PARAM_INVALID);
+	CK_BYTE junk[5] = {0};
+	CK_MECHANISM odd = {CKM_RSA_PKCS_PSS, junk, sizeof(junk)};
+	ck_assert_uint_eq(p11->C_SignInit(session, &odd, rsa_priv),
+			  CKR_MECHANISM_PARAM_INVALID);
+}
+END_TEST
+
+START_TEST(test_rsa_private_key_import_is_validated)
+{
+	/* FreeRTOS's RSA template: all components, fixed-length buffers. */
+	EVP_PKEY *key = EVP_RSA_gen(2048);
+	const char *names[] = {"n",
+			       "e",
+			       "d",
+			       "rsa-factor1",
+			       "rsa-factor2",
+			       "rsa-exponent1",
+			       "rsa-exponent2",
+			       "rsa-coefficient1"};
+	const CK_ATTRIBUTE_TYPE types[] = {
+		CKA_MODULUS,	CKA_PUBLIC_EXPONENT, CKA_PRIVATE_EXPONENT,
+		CKA_PRIME_1,	CKA_PRIME_2,	     CKA_EXPONENT_1,
+		CKA_EXPONENT_2, CKA_COEFFICIENT};
+	CK_BYTE parts[8][256];
+	CK_ULONG lens[8];
+	for (int i = 0; i < 8; i++) {
+		BIGNUM *bn = NULL;
+		ck_assert_int_eq(EVP_PKEY_get_bn_param(key, names[i], &bn), 1);
+		lens[i] = (CK_ULONG)BN_bn2bin(bn, parts[i]);
+		BN_free(bn);
+	}
+	EVP_PKEY_free(key);
+	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	CK_KEY_TYPE type = CKK_RSA;
+	CK_BBOOL yes = CK_TRUE;
+	CK_ATTRIBUTE t[12] = {{CKA_CLASS, &cls, sizeof(cls)},
+			      {CKA_KEY_TYPE, &type, sizeof(type)},
+			      {CKA_TOKEN, &yes, 1},
+			      {CKA_SIGN, &yes, 1}};
+	for (int i = 0; i < 8; i++)
+		t[4 + i] = (CK_ATTRIBUTE){types[i], parts[i], lens[i]};
+	CK_OBJECT_HANDLE h;
+	ck_assert_uint_eq(p11->C_CreateObject(session, t, 11, &h),
+			  CKR_TEMPLATE_INCOMPLETE);
+	ck_assert_uint_eq(p11->C_CreateObject(session, t, 12, &h), CKR_OK);
+	CK_BYTE exponent[256];
+	CK_ATTRIBUTE secret = {CKA_PRIVATE_EXPONENT, exponent,
+			       sizeof(exponent)};
+	ck_assert_uint_eq(p11->C_GetAttributeValue(session, h, &secret, 1),
+			  CKR_ATTRIBUTE_SENSITIVE);
+	/* Components that do not belong together. */
+	parts[3][lens[3] - 1] ^= 2;
+	ck_assert_uint_eq(p11->C_CreateObject(session, t, 12, &h),
+			  CKR_ATTRIBUTE_VALUE_INVALID);
+}
+END_TEST
+
 START_TEST(test_keys_sign_after_a_restart)
 {
 	ck_assert_int_eq(th_daemon_stop(&d), 0);
@@ -388,6 +605,10 @@ int main(void)
 	tcase_add_test(tc, test_logout_and_close_end_operations);
 	tcase_add_test(tc, test_held_init_keeps_the_specifications_answers);
 	tcase_add_test(tc, test_keys_sign_after_a_restart);
+	tcase_add_test(tc, test_rsa_pkcs_signs_freertos_digest_info);
+	tcase_add_test(tc, test_rsa_hash_and_sign_and_x509_verify);
+	tcase_add_test(tc, test_rsa_pss_parameters_are_checked);
+	tcase_add_test(tc, test_rsa_private_key_import_is_validated);
 	suite_add_tcase(s, tc);
 	return th_run_suite(s);
 }
