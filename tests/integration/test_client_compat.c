@@ -16,26 +16,6 @@ static CK_SESSION_HANDLE session;
 static CK_OBJECT_HANDLE pub, priv;
 static CK_BYTE hash[32] = "0123456789abcdef0123456789abcdef";
 
-static void provision(void)
-{
-	CK_UTF8CHAR label[32];
-	memset(label, ' ', sizeof(label));
-	ck_assert_uint_eq(
-		p11->C_InitToken(0, (CK_UTF8CHAR_PTR) "so-pin-1", 8, label),
-		CKR_OK);
-	CK_SESSION_HANDLE so;
-	ck_assert_uint_eq(
-		p11->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
-				   NULL, &so),
-		CKR_OK);
-	ck_assert_uint_eq(
-		p11->C_Login(so, CKU_SO, (CK_UTF8CHAR_PTR) "so-pin-1", 8),
-		CKR_OK);
-	ck_assert_uint_eq(p11->C_InitPIN(so, (CK_UTF8CHAR_PTR) "0000", 4),
-			  CKR_OK);
-	ck_assert_uint_eq(p11->C_CloseSession(so), CKR_OK);
-}
-
 /* Starts the module in the mode given ("freertos" or NULL). */
 static void start(const char *compat)
 {
@@ -70,7 +50,7 @@ static void setup(void)
 	th_client_env(&d);
 	p11 = th_module_load(&module);
 	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
-	provision();
+	th_provision_token(p11, 0, "so-pin-1", "0000");
 	ck_assert_uint_eq(p11->C_Finalize(NULL), CKR_OK);
 }
 

@@ -39,23 +39,7 @@ static void setup(void)
 	th_client_env(&d);
 	p11 = th_module_load(&module);
 	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
-	CK_UTF8CHAR label[32];
-	memset(label, ' ', sizeof(label));
-	memcpy(label, "objects", 7);
-	ck_assert_uint_eq(
-		p11->C_InitToken(0, (CK_UTF8CHAR_PTR) "so-pin-1", 8, label),
-		CKR_OK);
-	CK_SESSION_HANDLE so;
-	ck_assert_uint_eq(
-		p11->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
-				   NULL, &so),
-		CKR_OK);
-	ck_assert_uint_eq(
-		p11->C_Login(so, CKU_SO, (CK_UTF8CHAR_PTR) "so-pin-1", 8),
-		CKR_OK);
-	ck_assert_uint_eq(p11->C_InitPIN(so, (CK_UTF8CHAR_PTR) "0000", 4),
-			  CKR_OK);
-	ck_assert_uint_eq(p11->C_CloseSession(so), CKR_OK);
+	th_provision_token(p11, 0, "so-pin-1", "0000");
 	open_and_login();
 }
 

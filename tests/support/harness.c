@@ -227,6 +227,28 @@ CK_FUNCTION_LIST *th_module_load(void **handle)
 	return p11;
 }
 
+void th_provision_token(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot,
+			const char *so_pin, const char *user_pin)
+{
+	CK_UTF8CHAR label[32];
+	memset(label, ' ', sizeof(label));
+	ck_assert_uint_eq(p11->C_InitToken(slot, (CK_UTF8CHAR_PTR)so_pin,
+					   strlen(so_pin), label),
+			  CKR_OK);
+	CK_SESSION_HANDLE so;
+	ck_assert_uint_eq(
+		p11->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION,
+				   NULL, NULL, &so),
+		CKR_OK);
+	ck_assert_uint_eq(p11->C_Login(so, CKU_SO, (CK_UTF8CHAR_PTR)so_pin,
+				       strlen(so_pin)),
+			  CKR_OK);
+	ck_assert_uint_eq(
+		p11->C_InitPIN(so, (CK_UTF8CHAR_PTR)user_pin, strlen(user_pin)),
+		CKR_OK);
+	ck_assert_uint_eq(p11->C_CloseSession(so), CKR_OK);
+}
+
 int th_daemon_stop(th_daemon_t *d)
 {
 	if (d->pid <= 0)

@@ -40,6 +40,10 @@ void th_daemon_kill(th_daemon_t *d);
 /* dlopen()s the built client module; its function list. */
 CK_FUNCTION_LIST *th_module_load(void **handle);
 
+/* Initialises slot's token (blank label) with so_pin and sets user_pin. */
+void th_provision_token(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot,
+			const char *so_pin, const char *user_pin);
+
 /* SIGTERM, waits for exit, returns the exit status (-1 if killed). */
 int th_daemon_stop(th_daemon_t *d);
 void th_daemon_cleanup(th_daemon_t *d);
