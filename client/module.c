@@ -698,52 +698,62 @@ static ProtobufCBinaryData bytes_of(CK_BYTE_PTR p, CK_ULONG len)
 	return (ProtobufCBinaryData){len, p};
 }
 
-/* C_DigestInit as a round trip. */
-static CK_RV digest_init_now(CK_SESSION_HANDLE hSession,
-			     CK_MECHANISM_PTR pMechanism)
-{
-	Remhsm__Mechanism mech;
-	Remhsm__RsaPkcsPssParams pss;
-	CK_RV rv = mechanism_to_wire(pMechanism, &mech, &pss);
-	if (rv != CKR_OK)
-		return rv;
-	PREPARE(DIGEST_INIT, digest_init, DigestInit);
-	body.session = hSession;
-	body.mechanism = &mech;
-	rv = rhc_call(&req, &resp);
-	rhc_note_active(hSession, RHC_OP_DIGEST, rv == CKR_OK);
-	return finish(resp, rv);
-}
+/*
+ * For digest, sign and verify: the init as a round trip (<op>_init_now),
+ * a held init sent ahead of a Final (flush_<op>_init), and a held init
+ * attached to the request that follows (held_<op>_init). SET_KEY stores
+ * the key where the init message has one.
+ */
+#define KEY_SET(msg, value) ((msg)->key = (value))
+#define KEY_NONE(msg, value) ((void)(msg), (void)(value))
 
-/* Sends the held Digest init of the session now (before a Final). */
-static CK_RV flush_digest_init(CK_SESSION_HANDLE hSession)
-{
-	CK_MECHANISM_TYPE type;
-	CK_OBJECT_HANDLE key;
-	if (!rhc_take_init(hSession, RHC_OP_DIGEST, &type, &key))
-		return CKR_OK;
-	CK_MECHANISM mech = {type, NULL, 0};
-	(void)key;
-	return digest_init_now(hSession, &mech);
-}
+#define RHC_INIT_HELPERS(low, UP, Camel, OP, SET_KEY)                          \
+	static CK_RV low##_init_now(CK_SESSION_HANDLE hSession,                \
+				    CK_MECHANISM_PTR pMechanism,               \
+				    CK_OBJECT_HANDLE hKey)                     \
+	{                                                                      \
+		Remhsm__Mechanism mech;                                        \
+		Remhsm__RsaPkcsPssParams pss;                                  \
+		CK_RV rv = mechanism_to_wire(pMechanism, &mech, &pss);         \
+		if (rv != CKR_OK)                                              \
+			return rv;                                             \
+		PREPARE(UP##_INIT, low##_init, Camel##Init);                   \
+		body.session = hSession;                                       \
+		body.mechanism = &mech;                                        \
+		SET_KEY(&body, hKey);                                          \
+		rv = rhc_call(&req, &resp);                                    \
+		rhc_note_active(hSession, OP, rv == CKR_OK);                   \
+		return finish(resp, rv);                                       \
+	}                                                                      \
+                                                                               \
+	static CK_RV flush_##low##_init(CK_SESSION_HANDLE hSession)            \
+	{                                                                      \
+		CK_MECHANISM_TYPE type;                                        \
+		CK_OBJECT_HANDLE key;                                          \
+		if (!rhc_take_init(hSession, OP, &type, &key))                 \
+			return CKR_OK;                                         \
+		CK_MECHANISM mech = {type, NULL, 0};                           \
+		return low##_init_now(hSession, &mech, key);                   \
+	}                                                                      \
+                                                                               \
+	static Remhsm__##Camel##InitReq *held_##low##_init(                    \
+		CK_SESSION_HANDLE hSession, Remhsm__##Camel##InitReq *init,    \
+		Remhsm__Mechanism *mech)                                       \
+	{                                                                      \
+		CK_MECHANISM_TYPE type;                                        \
+		CK_OBJECT_HANDLE key;                                          \
+		if (!rhc_take_init(hSession, OP, &type, &key))                 \
+			return NULL;                                           \
+		remhsm__mechanism__init(mech);                                 \
+		mech->type = type;                                             \
+		remhsm__##low##_init_req__init(init);                          \
+		init->session = hSession;                                      \
+		init->mechanism = mech;                                        \
+		SET_KEY(init, key);                                            \
+		return init;                                                   \
+	}
 
-/* The held Digest init, attached to the request that follows. */
-static Remhsm__DigestInitReq *held_digest_init(CK_SESSION_HANDLE hSession,
-					       Remhsm__DigestInitReq *init,
-					       Remhsm__Mechanism *mech)
-{
-	CK_MECHANISM_TYPE type;
-	CK_OBJECT_HANDLE key;
-	if (!rhc_take_init(hSession, RHC_OP_DIGEST, &type, &key))
-		return NULL;
-	remhsm__mechanism__init(mech);
-	mech->type = type;
-	remhsm__digest_init_req__init(init);
-	init->session = hSession;
-	init->mechanism = mech;
-	(void)key;
-	return init;
-}
+RHC_INIT_HELPERS(digest, DIGEST, Digest, RHC_OP_DIGEST, KEY_NONE)
 
 CK_RV C_DigestInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism)
 {
@@ -760,7 +770,7 @@ CK_RV C_DigestInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism)
 		if (rv != CKR_FUNCTION_NOT_SUPPORTED)
 			return rv;
 	}
-	return digest_init_now(hSession, pMechanism);
+	return digest_init_now(hSession, pMechanism, 0);
 }
 
 CK_RV C_Digest(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData,
@@ -836,53 +846,7 @@ CK_RV C_DigestFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pDigest,
 	return finish(resp, rv);
 }
 
-/* C_SignInit as a round trip. */
-static CK_RV sign_init_now(CK_SESSION_HANDLE hSession,
-			   CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey)
-{
-	Remhsm__Mechanism mech;
-	Remhsm__RsaPkcsPssParams pss;
-	CK_RV rv = mechanism_to_wire(pMechanism, &mech, &pss);
-	if (rv != CKR_OK)
-		return rv;
-	PREPARE(SIGN_INIT, sign_init, SignInit);
-	body.session = hSession;
-	body.mechanism = &mech;
-	body.key = hKey;
-	rv = rhc_call(&req, &resp);
-	rhc_note_active(hSession, RHC_OP_SIGN, rv == CKR_OK);
-	return finish(resp, rv);
-}
-
-/* Sends the held Sign init of the session now (before a Final). */
-static CK_RV flush_sign_init(CK_SESSION_HANDLE hSession)
-{
-	CK_MECHANISM_TYPE type;
-	CK_OBJECT_HANDLE key;
-	if (!rhc_take_init(hSession, RHC_OP_SIGN, &type, &key))
-		return CKR_OK;
-	CK_MECHANISM mech = {type, NULL, 0};
-
-	return sign_init_now(hSession, &mech, key);
-}
-
-/* The held Sign init, attached to the request that follows. */
-static Remhsm__SignInitReq *held_sign_init(CK_SESSION_HANDLE hSession,
-					   Remhsm__SignInitReq *init,
-					   Remhsm__Mechanism *mech)
-{
-	CK_MECHANISM_TYPE type;
-	CK_OBJECT_HANDLE key;
-	if (!rhc_take_init(hSession, RHC_OP_SIGN, &type, &key))
-		return NULL;
-	remhsm__mechanism__init(mech);
-	mech->type = type;
-	remhsm__sign_init_req__init(init);
-	init->session = hSession;
-	init->mechanism = mech;
-	init->key = key;
-	return init;
-}
+RHC_INIT_HELPERS(sign, SIGN, Sign, RHC_OP_SIGN, KEY_SET)
 
 CK_RV C_SignInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 		 CK_OBJECT_HANDLE hKey)
@@ -976,53 +940,7 @@ CK_RV C_SignFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,
 	return finish(resp, rv);
 }
 
-/* C_VerifyInit as a round trip. */
-static CK_RV verify_init_now(CK_SESSION_HANDLE hSession,
-			     CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey)
-{
-	Remhsm__Mechanism mech;
-	Remhsm__RsaPkcsPssParams pss;
-	CK_RV rv = mechanism_to_wire(pMechanism, &mech, &pss);
-	if (rv != CKR_OK)
-		return rv;
-	PREPARE(VERIFY_INIT, verify_init, VerifyInit);
-	body.session = hSession;
-	body.mechanism = &mech;
-	body.key = hKey;
-	rv = rhc_call(&req, &resp);
-	rhc_note_active(hSession, RHC_OP_VERIFY, rv == CKR_OK);
-	return finish(resp, rv);
-}
-
-/* Sends the held Verify init of the session now (before a Final). */
-static CK_RV flush_verify_init(CK_SESSION_HANDLE hSession)
-{
-	CK_MECHANISM_TYPE type;
-	CK_OBJECT_HANDLE key;
-	if (!rhc_take_init(hSession, RHC_OP_VERIFY, &type, &key))
-		return CKR_OK;
-	CK_MECHANISM mech = {type, NULL, 0};
-
-	return verify_init_now(hSession, &mech, key);
-}
-
-/* The held Verify init, attached to the request that follows. */
-static Remhsm__VerifyInitReq *held_verify_init(CK_SESSION_HANDLE hSession,
-					       Remhsm__VerifyInitReq *init,
-					       Remhsm__Mechanism *mech)
-{
-	CK_MECHANISM_TYPE type;
-	CK_OBJECT_HANDLE key;
-	if (!rhc_take_init(hSession, RHC_OP_VERIFY, &type, &key))
-		return NULL;
-	remhsm__mechanism__init(mech);
-	mech->type = type;
-	remhsm__verify_init_req__init(init);
-	init->session = hSession;
-	init->mechanism = mech;
-	init->key = key;
-	return init;
-}
+RHC_INIT_HELPERS(verify, VERIFY, Verify, RHC_OP_VERIFY, KEY_SET)
 
 CK_RV C_VerifyInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 		   CK_OBJECT_HANDLE hKey)
