@@ -75,6 +75,16 @@ static int drop_matches(const rhd_handle_t *h, CK_SLOT_ID slot, uint32_t owner)
 	return owner ? h->owner == owner : h->slot == slot;
 }
 
+void rhd_handle_free(rhd_handle_t *h)
+{
+	if (h->session_obj) {
+		rhd_object_cleanup(h->session_obj);
+		free(h->session_obj);
+	}
+	EVP_PKEY_free(h->pkey);
+	free(h);
+}
+
 void rhd_app_drop_objects(rhd_app_t *app, CK_SLOT_ID slot, uint32_t owner)
 {
 	rhd_handle_t **link = &app->objects;
@@ -85,11 +95,7 @@ void rhd_app_drop_objects(rhd_app_t *app, CK_SLOT_ID slot, uint32_t owner)
 			continue;
 		}
 		*link = h->next;
-		if (h->session_obj) {
-			rhd_object_cleanup(h->session_obj);
-			free(h->session_obj);
-		}
-		free(h);
+		rhd_handle_free(h);
 	}
 }
 

@@ -72,6 +72,12 @@ typedef struct rhd_handle {
 	struct rhd_object *session_obj;
 	uint32_t owner;
 	int private_obj;
+	/* A key's OpenSSL form and what its init checks need, kept while the
+	 * token's generation says nothing changed (see rhd_token_t). */
+	EVP_PKEY *pkey;
+	uint64_t pkey_generation;
+	uint64_t cls, key_type;
+	int can_sign, can_verify;
 } rhd_handle_t;
 
 /* Who is logged in to a token for one application, and the token key
@@ -151,6 +157,8 @@ void rhd_app_logout(rhd_app_t *app, CK_SLOT_ID slot);
  * (owner != 0), or everything of a slot (owner 0). */
 void rhd_app_drop_objects(rhd_app_t *app, CK_SLOT_ID slot, uint32_t owner);
 void rhd_session_end_find(rhd_session_t *s);
+/* Frees a handle and what it holds (session object, cached key). */
+void rhd_handle_free(rhd_handle_t *h);
 void rhd_op_end(rhd_op_t *op);
 /* C_Logout and C_CloseSession end every operation of the session. */
 void rhd_session_end_ops(rhd_session_t *s);

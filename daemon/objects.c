@@ -1,6 +1,7 @@
 #include "objects.h"
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,19 +51,26 @@ static rhd_handle_t *handle_new(rhd_app_t *app, CK_SLOT_ID slot,
 	return h;
 }
 
+/* Cached keys of every application learn of it through the generation;
+ * this handle's own cache goes at once. */
+static void token_changed(rhd_engine_t *engine, rhd_handle_t *h)
+{
+	rhd_token_t *t = rhd_engine_token(engine, h->slot);
+	pthread_mutex_lock(&t->lock);
+	t->generation++;
+	pthread_mutex_unlock(&t->lock);
+	EVP_PKEY_free(h->pkey);
+	h->pkey = NULL;
+}
+
 static void handle_unlink(rhd_app_t *app, rhd_handle_t *h)
 {
 	rhd_handle_t **link = &app->objects;
 	while (*link != h)
 		link = &(*link)->next;
 	*link = h->next;
-	if (h->session_obj) {
-		rhd_object_cleanup(h->session_obj);
-		free(h->session_obj);
-	}
-	free(h);
+	rhd_handle_free(h);
 }
-
 /* --- records ----------------------------------------------------------------
  */
 
@@ -230,6 +238,12 @@ static rhd_handle_t *visible(rhd_app_t *app, const rhd_session_t *s,
 	return h;
 }
 
+rhd_handle_t *rhd_objects_visible(rhd_app_t *app, const rhd_session_t *session,
+				  uint64_t handle)
+{
+	return visible(app, session, handle);
+}
+
 CK_RV rhd_objects_load(rhd_engine_t *engine, rhd_app_t *app,
 		       const rhd_session_t *session, uint64_t handle,
 		       rhd_object_t *out)
@@ -273,8 +287,10 @@ CK_RV rhd_objects_destroy(rhd_engine_t *engine, rhd_app_t *app,
 		rv = rc == RHS_OK || rc == RHS_ENOTFOUND ? CKR_OK
 							 : CKR_DEVICE_ERROR;
 	}
-	if (rv == CKR_OK)
+	if (rv == CKR_OK) {
+		token_changed(engine, h);
 		handle_unlink(app, h);
+	}
 	return rv;
 }
 
@@ -326,6 +342,8 @@ CK_RV rhd_objects_update(rhd_engine_t *engine, rhd_app_t *app,
 		rv = apply(&obj, changes);
 	if (rv == CKR_OK && !h->session_obj)
 		rv = store_update(engine, app, h, &obj);
+	if (rv == CKR_OK)
+		token_changed(engine, h);
 	if (rv == CKR_OK && h->session_obj) {
 		rhd_object_cleanup(h->session_obj);
 		*h->session_obj = obj;

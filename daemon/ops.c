@@ -81,31 +81,62 @@ int rhd_mechanism_info(CK_MECHANISM_TYPE mech, CK_MECHANISM_INFO *info)
 	return 1;
 }
 
+static uint64_t generation_of(rhd_engine_t *engine, CK_SLOT_ID slot)
+{
+	rhd_token_t *t = rhd_engine_token(engine, slot);
+	pthread_mutex_lock(&t->lock);
+	uint64_t g = t->generation;
+	pthread_mutex_unlock(&t->lock);
+	return g;
+}
+
+/* Loads, unseals and builds the key once; later inits reuse it until the
+ * token's objects change (the generation moves). */
+static CK_RV cache_key(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
+		       rhd_handle_t *h)
+{
+	uint64_t generation = generation_of(engine, h->slot);
+	if (h->pkey && h->pkey_generation == generation)
+		return CKR_OK;
+	EVP_PKEY_free(h->pkey);
+	h->pkey = NULL;
+	rhd_object_t obj;
+	if (rhd_objects_load(engine, app, s, h->handle, &obj) != CKR_OK)
+		return CKR_KEY_HANDLE_INVALID;
+	h->cls = h->key_type = 0;
+	rhd_object_ulong(&obj, CKA_CLASS, &h->cls);
+	rhd_object_ulong(&obj, CKA_KEY_TYPE, &h->key_type);
+	h->can_sign = rhd_object_bool(&obj, CKA_SIGN, 0);
+	h->can_verify = rhd_object_bool(&obj, CKA_VERIFY, 0);
+	int key = h->cls == CKO_PRIVATE_KEY || h->cls == CKO_PUBLIC_KEY;
+	if (key && h->key_type == CKK_EC)
+		h->pkey = rhd_crypto_ec_key(&obj);
+	else if (key && h->key_type == CKK_RSA)
+		h->pkey = rhd_crypto_rsa_key(&obj);
+	rhd_object_cleanup(&obj);
+	h->pkey_generation = generation;
+	return CKR_OK;
+}
+
 /* The key of a sign or verify init, by the specification's checks. */
 static CK_RV key_for(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 		     rhd_op_kind_t kind, CK_MECHANISM_TYPE mech,
 		     uint64_t handle, EVP_PKEY **key)
 {
-	rhd_object_t obj;
-	if (rhd_objects_load(engine, app, s, handle, &obj) != CKR_OK)
+	rhd_handle_t *h = rhd_objects_visible(app, s, handle);
+	if (!h || cache_key(engine, app, s, h) != CKR_OK)
 		return CKR_KEY_HANDLE_INVALID;
-	uint64_t cls = 0, type = 0;
-	rhd_object_ulong(&obj, CKA_CLASS, &cls);
-	rhd_object_ulong(&obj, CKA_KEY_TYPE, &type);
 	uint64_t want_cls =
 		kind == RHD_OP_SIGN ? CKO_PRIVATE_KEY : CKO_PUBLIC_KEY;
 	uint64_t want_type = is_ecdsa(mech) ? CKK_EC : CKK_RSA;
-	CK_RV rv = CKR_OK;
-	if (cls != want_cls || type != want_type)
-		rv = CKR_KEY_TYPE_INCONSISTENT;
-	else if (!rhd_object_bool(
-			 &obj, kind == RHD_OP_SIGN ? CKA_SIGN : CKA_VERIFY, 0))
-		rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
-	else if (!(*key = want_type == CKK_EC ? rhd_crypto_ec_key(&obj)
-					      : rhd_crypto_rsa_key(&obj)))
-		rv = CKR_DEVICE_ERROR;
-	rhd_object_cleanup(&obj);
-	return rv;
+	if (h->cls != want_cls || h->key_type != want_type)
+		return CKR_KEY_TYPE_INCONSISTENT;
+	if (!(kind == RHD_OP_SIGN ? h->can_sign : h->can_verify))
+		return CKR_KEY_FUNCTION_NOT_PERMITTED;
+	if (!h->pkey || EVP_PKEY_up_ref(h->pkey) != 1)
+		return CKR_DEVICE_ERROR;
+	*key = h->pkey;
+	return CKR_OK;
 }
 
 static const EVP_MD *pss_md(uint64_t hash_alg, uint64_t mgf)

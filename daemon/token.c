@@ -289,6 +289,7 @@ static CK_RV init_ready(rhd_tokens_t *tokens, rhd_token_t *t,
 	if (rc < 0)
 		return CKR_DEVICE_ERROR;
 	rhd_token_t saved = *t;
+	next.generation = t->generation + 1;
 	*t = next;
 	CK_RV rv = persist(tokens, t);
 	if (rv == CKR_OK && rhs_commit(tokens->store) < 0)

@@ -39,6 +39,9 @@ typedef struct rhd_token {
 	rhd_pin_wrap_t so, user;
 	unsigned so_failures, user_failures;
 	unsigned sessions, rw_sessions; /* of every application */
+	/* Bumped whenever a token object is changed or destroyed, or the
+	 * token re-initialised: cached keys older than it are reloaded. */
+	uint64_t generation;
 } rhd_token_t;
 
 /* How new PINs are derived and how many failures lock a PIN. */

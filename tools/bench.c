@@ -23,6 +23,7 @@ typedef struct bench_thread {
 	double seconds;
 	unsigned bytes;
 	CK_OBJECT_HANDLE key; /* sign with it; 0: C_GenerateRandom */
+	int rsa;	      /* the key is RSA-2048: CKM_RSA_PKCS */
 	uint32_t *samples_ns;
 	size_t count, cap;
 	CK_RV failure;
@@ -55,18 +56,19 @@ static CK_RV one_call(bench_thread_t *t, unsigned char *buf)
 {
 	if (!t->key)
 		return t->p11->C_GenerateRandom(t->session, buf, t->bytes);
-	CK_MECHANISM ecdsa = {CKM_ECDSA, NULL, 0};
-	CK_ULONG len = 128;
-	CK_RV rv = t->p11->C_SignInit(t->session, &ecdsa, t->key);
-	return rv == CKR_OK
-		       ? t->p11->C_Sign(t->session, buf, 32, buf + 64, &len)
-		       : rv;
+	/* ECDSA over a 32-byte hash; RSA over a 51-byte SHA-256 DigestInfo. */
+	CK_MECHANISM mech = {t->rsa ? CKM_RSA_PKCS : CKM_ECDSA, NULL, 0};
+	CK_ULONG len = 512;
+	CK_RV rv = t->p11->C_SignInit(t->session, &mech, t->key);
+	return rv == CKR_OK ? t->p11->C_Sign(t->session, buf, t->rsa ? 51 : 32,
+					     buf + 64, &len)
+			    : rv;
 }
 
 static void *run_thread(void *arg)
 {
 	bench_thread_t *t = arg;
-	unsigned char buf[256] = "a 32-byte hash to sign, repeated";
+	unsigned char buf[1024] = "a 32-byte hash to sign, repeated";
 	uint64_t end = now_ns() + (uint64_t)(t->seconds * 1e9);
 	for (uint64_t start = now_ns(); start < end; start = now_ns()) {
 		CK_RV rv = one_call(t, buf);
@@ -130,7 +132,8 @@ static CK_RV open_sessions(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot,
 }
 
 static int run_round(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot, unsigned n,
-		     double seconds, unsigned bytes, CK_OBJECT_HANDLE key)
+		     double seconds, unsigned bytes, CK_OBJECT_HANDLE key,
+		     int rsa)
 {
 	bench_thread_t *threads = calloc(n, sizeof(*threads));
 	if (!threads)
@@ -149,7 +152,8 @@ static int run_round(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot, unsigned n,
 					 .session = threads[started].session,
 					 .seconds = seconds,
 					 .bytes = bytes,
-					 .key = key};
+					 .key = key,
+					 .rsa = rsa};
 		if (pthread_create(&threads[started].thread, NULL, run_thread,
 				   &threads[started]) != 0)
 			break;
@@ -187,13 +191,16 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: remhsm bench [--module PATH] [--threads 1,8,32] "
-		"[--seconds S] [--bytes N] [--slot-index I] [--sign-pin PIN]\n"
+		"[--seconds S] [--bytes N] [--slot-index I] [--sign-pin PIN "
+		"[--key ec|rsa]]\n"
 		"  Measures C_GenerateRandom round trips through a PKCS#11 "
 		"module\n"
 		"  (default: the remhsm module, configured by REMHSM_* "
 		"variables)\n"
 		"  and prints ops/s and p50/p99 latency per thread count;\n"
-		"  with --sign-pin USER_PIN, ECDSA P-256 signatures instead.\n"
+		"  with --sign-pin USER_PIN, signatures instead: ECDSA P-256, "
+		"or\n"
+		"  RSA-2048 with --key rsa.\n"
 		"       remhsm bench login --pin USER_PIN [--count N]   "
 		"C_Login latency\n"
 		"       remhsm bench store --dir EMPTY_DIR [--objects "
@@ -203,7 +210,8 @@ static void usage(void)
 
 typedef struct bench_opts {
 	const char *module;
-	const char *sign_pin; /* set: sign with ECDSA P-256 after this login */
+	const char *sign_pin; /* set: sign after this login */
+	int rsa;	      /* --key rsa: RSA-2048 rather than ECDSA P-256 */
 	unsigned threads[16], nthreads, bytes, slot_index;
 	double seconds;
 } bench_opts_t;
@@ -229,6 +237,9 @@ static int parse_args(int argc, char **argv, bench_opts_t *o)
 			o->slot_index = (unsigned)strtoul(v, NULL, 10);
 		else if (!strcmp(a, "--sign-pin"))
 			o->sign_pin = v;
+		else if (!strcmp(a, "--key") &&
+			 (!strcmp(v, "ec") || !strcmp(v, "rsa")))
+			o->rsa = !strcmp(v, "rsa");
 		else
 			return -1;
 	}
@@ -308,16 +319,22 @@ static int bench_login(int argc, char **argv)
 
 /* A P-256 key pair as session objects of a logged-in setup session: every
  * session of the application can use it while that one stays open. */
+/* A key pair as session objects of a logged-in setup session: every
+ * session of the application can use it while that one stays open. */
 static CK_RV make_sign_key(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot,
-			   const char *pin, CK_SESSION_HANDLE *setup,
+			   const char *pin, int rsa, CK_SESSION_HANDLE *setup,
 			   CK_OBJECT_HANDLE *key)
 {
 	static const CK_BYTE p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
 				       0xce, 0x3d, 0x03, 0x01, 0x07};
-	CK_MECHANISM gen = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
+	CK_MECHANISM gen = {
+		rsa ? CKM_RSA_PKCS_KEY_PAIR_GEN : CKM_EC_KEY_PAIR_GEN, NULL, 0};
 	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-	CK_ATTRIBUTE pub[] = {{CKA_EC_PARAMS, (void *)p256, sizeof(p256)},
-			      {CKA_TOKEN, &no, sizeof(no)}};
+	CK_ULONG bits = 2048;
+	CK_ATTRIBUTE pub[] = {{CKA_TOKEN, &no, sizeof(no)},
+			      {CKA_EC_PARAMS, (void *)p256, sizeof(p256)}};
+	if (rsa)
+		pub[1] = (CK_ATTRIBUTE){CKA_MODULUS_BITS, &bits, sizeof(bits)};
 	CK_ATTRIBUTE priv[] = {{CKA_SIGN, &yes, sizeof(yes)},
 			       {CKA_TOKEN, &no, sizeof(no)}};
 	CK_OBJECT_HANDLE pub_key;
@@ -356,14 +373,16 @@ int rh_bench_main(int argc, char **argv)
 	CK_SESSION_HANDLE setup = CK_INVALID_HANDLE;
 	CK_OBJECT_HANDLE key = 0;
 	if (!p11 || pick_slot(p11, o.slot_index, &slot) < 0 ||
-	    (o.sign_pin &&
-	     make_sign_key(p11, slot, o.sign_pin, &setup, &key) != CKR_OK))
+	    (o.sign_pin && make_sign_key(p11, slot, o.sign_pin, o.rsa, &setup,
+					 &key) != CKR_OK))
 		return 1;
 	if (key)
-		printf("module: %s\nC_SignInit + C_Sign, CKM_ECDSA P-256 over "
-		       "32 bytes, "
-		       "%.1f s per round\n",
-		       o.module, o.seconds);
+		printf("module: %s\nC_SignInit + C_Sign, %s, %.1f s per "
+		       "round\n",
+		       o.module,
+		       o.rsa ? "CKM_RSA_PKCS RSA-2048 over a 51-byte DigestInfo"
+			     : "CKM_ECDSA P-256 over 32 bytes",
+		       o.seconds);
 	else
 		printf("module: %s\nC_GenerateRandom of %u bytes, %.1f s per "
 		       "round\n",
@@ -372,8 +391,8 @@ int rh_bench_main(int argc, char **argv)
 	       "p50_us", "p99_us");
 	int rc = 0;
 	for (unsigned i = 0; i < o.nthreads && rc == 0; i++)
-		rc = run_round(p11, slot, o.threads[i], o.seconds, o.bytes,
-			       key);
+		rc = run_round(p11, slot, o.threads[i], o.seconds, o.bytes, key,
+			       o.rsa);
 	p11->C_Finalize(NULL);
 	return rc < 0 ? 1 : 0;
 }

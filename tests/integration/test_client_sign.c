@@ -7,6 +7,8 @@
 #include <dlfcn.h>
 #include <openssl/evp.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -347,6 +349,42 @@ START_TEST(test_held_init_keeps_the_specifications_answers)
 }
 END_TEST
 
+/* The child, another application, destroys the parent's key. */
+static int destroy_elsewhere(void)
+{
+	CK_SESSION_HANDLE h;
+	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	CK_ATTRIBUTE t[] = {{CKA_LABEL, "Device Priv TLS Key", 19},
+			    {CKA_CLASS, &cls, sizeof(cls)}};
+	CK_OBJECT_HANDLE key;
+	CK_ULONG n = 0;
+	if (p11->C_Initialize(NULL) != CKR_OK ||
+	    p11->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
+			       NULL, &h) != CKR_OK ||
+	    p11->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR) "0000", 4) != CKR_OK ||
+	    p11->C_FindObjectsInit(h, t, 2) != CKR_OK ||
+	    p11->C_FindObjects(h, &key, 1, &n) != CKR_OK || n != 1)
+		return 1;
+	p11->C_FindObjectsFinal(h);
+	return p11->C_DestroyObject(h, key) == CKR_OK ? 0 : 2;
+}
+
+START_TEST(test_a_key_destroyed_elsewhere_no_longer_signs)
+{
+	CK_BYTE sig[64];
+	CK_ULONG len = sizeof(sig);
+	ck_assert_uint_eq(sign_init(CKM_ECDSA, priv), CKR_OK);
+	ck_assert_uint_eq(p11->C_Sign(session, hash, 32, sig, &len), CKR_OK);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(destroy_elsewhere());
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	ck_assert_uint_eq(init_error(CKM_ECDSA, priv), CKR_KEY_HANDLE_INVALID);
+}
+END_TEST
+
 /* --- RSA ---------------------------------------------------------------- */
 
 static CK_OBJECT_HANDLE rsa_pub, rsa_priv;
@@ -590,6 +628,7 @@ int main(void)
 	tcase_add_test(tc, test_logout_and_close_end_operations);
 	tcase_add_test(tc, test_held_init_keeps_the_specifications_answers);
 	tcase_add_test(tc, test_keys_sign_after_a_restart);
+	tcase_add_test(tc, test_a_key_destroyed_elsewhere_no_longer_signs);
 	tcase_add_test(tc, test_rsa_pkcs_signs_freertos_digest_info);
 	tcase_add_test(tc, test_rsa_hash_and_sign_and_x509_verify);
 	tcase_add_test(tc, test_rsa_pss_parameters_are_checked);
