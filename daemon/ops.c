@@ -78,6 +78,8 @@ int rhd_mechanism_info(CK_MECHANISM_TYPE mech, CK_MECHANISM_INFO *info)
 		info->flags = CKF_DIGEST;
 	else
 		return 0;
+	/* Performed by the device (the daemon), never by the client library. */
+	info->flags |= CKF_HW;
 	return 1;
 }
 
