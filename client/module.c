@@ -18,6 +18,13 @@
 #define WIRE_UNAVAILABLE UINT64_MAX
 #define RANDOM_CHUNK 65536u
 
+/* Random bytes and seeds travel in pieces the daemon accepts. */
+static CK_ULONG random_chunk_len(void)
+{
+	size_t frame = rhc_max_payload();
+	return (CK_ULONG)(frame < RANDOM_CHUNK ? frame : RANDOM_CHUNK);
+}
+
 /* Starts a request for call UP, with its body `body` of message Camel. */
 #define PREPARE(UP, low, Camel)                                                \
 	Remhsm__##Camel##Req body = REMHSM__##UP##_REQ__INIT;                  \
@@ -374,8 +381,9 @@ CK_RV C_SeedRandom(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSeed,
 		return CKR_ARGUMENTS_BAD;
 	CK_ULONG done = 0;
 	do {
-		CK_ULONG n = ulSeedLen - done > RANDOM_CHUNK ? RANDOM_CHUNK
-							     : ulSeedLen - done;
+		CK_ULONG n = ulSeedLen - done > random_chunk_len()
+				     ? random_chunk_len()
+				     : ulSeedLen - done;
 		rv = seed_chunk(hSession, pSeed ? pSeed + done : NULL, n);
 		done += n;
 	} while (rv == CKR_OK && done < ulSeedLen);
@@ -409,8 +417,8 @@ CK_RV C_GenerateRandom(CK_SESSION_HANDLE hSession, CK_BYTE_PTR RandomData,
 		return CKR_ARGUMENTS_BAD;
 	CK_ULONG done = 0;
 	do {
-		CK_ULONG n = ulRandomLen - done > RANDOM_CHUNK
-				     ? RANDOM_CHUNK
+		CK_ULONG n = ulRandomLen - done > random_chunk_len()
+				     ? random_chunk_len()
 				     : ulRandomLen - done;
 		rv = random_chunk(hSession,
 				  RandomData ? RandomData + done : NULL, n);
@@ -501,6 +509,12 @@ CK_RV C_Logout(CK_SESSION_HANDLE hSession)
 /* --- objects
  * ---------------------------------------------------------------------- */
 
+/* A template over the daemon's frame: some value is too large to keep. */
+static CK_RV too_large_is_invalid(CK_RV rv)
+{
+	return rv == CKR_DATA_LEN_RANGE ? CKR_ATTRIBUTE_VALUE_INVALID : rv;
+}
+
 CK_RV C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate,
 		     CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phObject)
 {
@@ -515,7 +529,7 @@ CK_RV C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate,
 	body.n_template_ = ulCount;
 	rv = rhc_template_to_wire(pTemplate, ulCount, &arena, &body.template_);
 	if (rv == CKR_OK)
-		rv = rhc_call(&req, &resp);
+		rv = too_large_is_invalid(rhc_call(&req, &resp));
 	if (rv == CKR_OK &&
 	    (!resp->create_object || !resp->create_object->object))
 		rv = CKR_DEVICE_ERROR;
@@ -801,14 +815,10 @@ CK_RV C_Digest(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData,
 	return finish(resp, rv);
 }
 
-CK_RV C_DigestUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
-		     CK_ULONG ulPartLen)
+static CK_RV digest_update_piece(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
+				 CK_ULONG ulPartLen)
 {
-	CK_RV rv = rhc_ready();
-	if (rv != CKR_OK)
-		return rv;
-	if (!pPart && ulPartLen)
-		return CKR_ARGUMENTS_BAD;
+	CK_RV rv;
 	PREPARE(DIGEST_UPDATE, digest_update, DigestUpdate);
 	Remhsm__DigestInitReq init;
 	Remhsm__Mechanism init_mech;
@@ -818,6 +828,27 @@ CK_RV C_DigestUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
 	rv = rhc_call(&req, &resp);
 	rhc_note_active(hSession, RHC_OP_DIGEST, rv == CKR_OK);
 	return finish(resp, rv);
+}
+
+/* Data larger than a frame goes in pieces; the daemon cannot tell. */
+CK_RV C_DigestUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
+		     CK_ULONG ulPartLen)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!pPart && ulPartLen)
+		return CKR_ARGUMENTS_BAD;
+	CK_ULONG done = 0;
+	do {
+		CK_ULONG n = ulPartLen - done;
+		if (n > rhc_max_payload())
+			n = (CK_ULONG)rhc_max_payload();
+		rv = digest_update_piece(hSession, pPart ? pPart + done : NULL,
+					 n);
+		done += n;
+	} while (rv == CKR_OK && done < ulPartLen);
+	return rv;
 }
 
 CK_RV C_DigestFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pDigest,
@@ -895,14 +926,10 @@ CK_RV C_Sign(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
 	return finish(resp, rv);
 }
 
-CK_RV C_SignUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
-		   CK_ULONG ulPartLen)
+static CK_RV sign_update_piece(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
+			       CK_ULONG ulPartLen)
 {
-	CK_RV rv = rhc_ready();
-	if (rv != CKR_OK)
-		return rv;
-	if (!pPart && ulPartLen)
-		return CKR_ARGUMENTS_BAD;
+	CK_RV rv;
 	PREPARE(SIGN_UPDATE, sign_update, SignUpdate);
 	Remhsm__SignInitReq init;
 	Remhsm__Mechanism init_mech;
@@ -912,6 +939,27 @@ CK_RV C_SignUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
 	rv = rhc_call(&req, &resp);
 	rhc_note_active(hSession, RHC_OP_SIGN, rv == CKR_OK);
 	return finish(resp, rv);
+}
+
+/* Data larger than a frame goes in pieces; the daemon cannot tell. */
+CK_RV C_SignUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
+		   CK_ULONG ulPartLen)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!pPart && ulPartLen)
+		return CKR_ARGUMENTS_BAD;
+	CK_ULONG done = 0;
+	do {
+		CK_ULONG n = ulPartLen - done;
+		if (n > rhc_max_payload())
+			n = (CK_ULONG)rhc_max_payload();
+		rv = sign_update_piece(hSession, pPart ? pPart + done : NULL,
+				       n);
+		done += n;
+	} while (rv == CKR_OK && done < ulPartLen);
+	return rv;
 }
 
 CK_RV C_SignFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,
@@ -982,14 +1030,10 @@ CK_RV C_Verify(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData,
 	return finish(resp, rv);
 }
 
-CK_RV C_VerifyUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
-		     CK_ULONG ulPartLen)
+static CK_RV verify_update_piece(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
+				 CK_ULONG ulPartLen)
 {
-	CK_RV rv = rhc_ready();
-	if (rv != CKR_OK)
-		return rv;
-	if (!pPart && ulPartLen)
-		return CKR_ARGUMENTS_BAD;
+	CK_RV rv;
 	PREPARE(VERIFY_UPDATE, verify_update, VerifyUpdate);
 	Remhsm__VerifyInitReq init;
 	Remhsm__Mechanism init_mech;
@@ -999,6 +1043,27 @@ CK_RV C_VerifyUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
 	rv = rhc_call(&req, &resp);
 	rhc_note_active(hSession, RHC_OP_VERIFY, rv == CKR_OK);
 	return finish(resp, rv);
+}
+
+/* Data larger than a frame goes in pieces; the daemon cannot tell. */
+CK_RV C_VerifyUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
+		     CK_ULONG ulPartLen)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!pPart && ulPartLen)
+		return CKR_ARGUMENTS_BAD;
+	CK_ULONG done = 0;
+	do {
+		CK_ULONG n = ulPartLen - done;
+		if (n > rhc_max_payload())
+			n = (CK_ULONG)rhc_max_payload();
+		rv = verify_update_piece(hSession, pPart ? pPart + done : NULL,
+					 n);
+		done += n;
+	} while (rv == CKR_OK && done < ulPartLen);
+	return rv;
 }
 
 CK_RV C_VerifyFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,
@@ -1082,7 +1147,7 @@ CK_RV C_SetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
 	body.n_template_ = ulCount;
 	rv = rhc_template_to_wire(pTemplate, ulCount, &arena, &body.template_);
 	if (rv == CKR_OK)
-		rv = rhc_call(&req, &resp);
+		rv = too_large_is_invalid(rhc_call(&req, &resp));
 	rh_arena_cleanup(&arena);
 	return finish(resp, rv);
 }
@@ -1103,7 +1168,7 @@ CK_RV C_CopyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
 	body.n_template_ = ulCount;
 	rv = rhc_template_to_wire(pTemplate, ulCount, &arena, &body.template_);
 	if (rv == CKR_OK)
-		rv = rhc_call(&req, &resp);
+		rv = too_large_is_invalid(rhc_call(&req, &resp));
 	const Remhsm__CopyObjectResp *r = resp ? resp->copy_object : NULL;
 	if (rv == CKR_OK && (!r || !r->object))
 		rv = CKR_DEVICE_ERROR;

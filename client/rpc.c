@@ -38,7 +38,9 @@ static struct {
 	pthread_mutex_t os_mutex;
 	pooled_t *idle;
 	unsigned idle_count;
-} st = {.transition = PTHREAD_MUTEX_INITIALIZER};
+	_Atomic uint32_t max_frame; /* the daemon's, from Hello */
+} st = {.transition = PTHREAD_MUTEX_INITIALIZER,
+	.max_frame = RH_FRAME_DEFAULT_MAX};
 
 /* The pool lock is held only to move a link in or out of the idle list,
  * never across network I/O. */
@@ -167,6 +169,12 @@ int rhc_compat_freertos(void)
 	return st.cfg.compat_freertos;
 }
 
+size_t rhc_max_payload(void)
+{
+	/* Half the daemon's frame: room for the request around the data. */
+	return st.max_frame / 2;
+}
+
 rhc_rv_t rhc_ready(void)
 {
 	return st.initialized && st.pid == getpid()
@@ -181,6 +189,10 @@ static int exchange(pooled_t *p, const Remhsm__Request *req,
 {
 	uint8_t *frame = NULL, *payload = NULL;
 	size_t frame_len = 0, payload_len = 0;
+	/* A frame over the daemon's maximum would cost the connection, and
+	 * with it the application's sessions: refuse it here. */
+	if (protobuf_c_message_get_packed_size(&req->base) > p->max_frame)
+		return RH_EFRAME_TOO_LARGE;
 	int r = rh_frame_pack(&req->base, &frame, &frame_len);
 	if (r < 0)
 		return r;
@@ -227,8 +239,10 @@ static int say_hello(pooled_t *p)
 	    resp->result_case != REMHSM__RESPONSE__RESULT_HELLO ||
 	    resp->hello->version != RH_PROTOCOL_VERSION)
 		r = RH_EVERSION;
-	else if (resp->hello->max_frame >= 1024)
+	else if (resp->hello->max_frame >= 1024) {
 		p->max_frame = resp->hello->max_frame;
+		st.max_frame = resp->hello->max_frame;
+	}
 	remhsm__response__free_unpacked(resp, NULL);
 	return r;
 }
@@ -312,11 +326,13 @@ rhc_rv_t rhc_call(Remhsm__Request *req, Remhsm__Response **resp)
 	if (!p)
 		return CKR_DEVICE_ERROR;
 	int r = exchange(p, req, resp);
-	link_release(p, r == RH_OK);
+	link_release(p, r == RH_OK || r == RH_EFRAME_TOO_LARGE);
 	if (r < 0) {
 		rhc_debug("%s: %s", rh_call_name((unsigned)req->call_case),
 			  rh_strerror(r));
-		return r == RH_ENOMEM ? CKR_HOST_MEMORY : CKR_DEVICE_ERROR;
+		return r == RH_ENOMEM		  ? CKR_HOST_MEMORY
+		       : r == RH_EFRAME_TOO_LARGE ? CKR_DATA_LEN_RANGE
+						  : CKR_DEVICE_ERROR;
 	}
 	if (!result_matches(req, *resp)) {
 		remhsm__response__free_unpacked(*resp, NULL);

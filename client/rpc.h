@@ -29,6 +29,9 @@ void rhc_unlock(void);
 /* 1 when REMHSM_COMPAT=freertos asked for FreeRTOS's behaviours. */
 int rhc_compat_freertos(void);
 
+/* The largest data chunk an update call sends in one request. */
+size_t rhc_max_payload(void);
+
 /* CKR_OK when the module is initialised in this process. */
 rhc_rv_t rhc_ready(void);
 

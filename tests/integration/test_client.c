@@ -429,22 +429,78 @@ START_TEST(test_unreachable_daemon_is_device_error_then_recovers)
 }
 END_TEST
 
+typedef struct slow_login {
+	pthread_t thread;
+	CK_SESSION_HANDLE session;
+	CK_RV rv;
+} slow_login_t;
+
+static void *login_thread(void *arg)
+{
+	slow_login_t *l = arg;
+	l->rv = p11->C_Login(l->session, CKU_SO, (CK_UTF8CHAR_PTR) "so-pin-1",
+			     8);
+	return NULL;
+}
+
 START_TEST(test_daemon_closing_mid_call_is_device_error)
 {
+	/* A costly KDF keeps the login in the daemon while it dies. */
 	th_daemon_stop(&d);
-	const char *const small_frames[] = {"--max-frame", "1024", NULL};
-	th_daemon_restart(&d, small_frames);
-	CK_SESSION_HANDLE h = open_session(0);
-	/* A frame over the daemon's maximum: it closes the connection while
-	 * the client waits for the answer. */
-	unsigned char seed[4000] = {0};
-	ck_assert_uint_eq(p11->C_SeedRandom(h, seed, sizeof(seed)),
-			  CKR_DEVICE_ERROR);
-	ck_assert(th_log_contains(&d, "frame exceeds the maximum size"));
-	/* The application's sessions ended with its only connection. */
+	const char *const slow_kdf[] = {"--kdf-scrypt-n", "262144", NULL};
+	th_daemon_restart(&d, slow_kdf);
+	CK_UTF8CHAR label[32];
+	memset(label, ' ', sizeof(label));
+	ck_assert_uint_eq(
+		p11->C_InitToken(0, (CK_UTF8CHAR_PTR) "so-pin-1", 8, label),
+		CKR_OK);
+	slow_login_t l = {.session = open_session(CKF_RW_SESSION)};
+	pthread_create(&l.thread, NULL, login_thread, &l);
+	usleep(100000);
+	th_daemon_kill(&d);
+	pthread_join(l.thread, NULL);
+	ck_assert_uint_eq(l.rv, CKR_DEVICE_ERROR);
+	th_daemon_restart(&d, NULL);
 	CK_SESSION_HANDLE again = open_session(0);
 	unsigned char buf[8];
 	ck_assert_uint_eq(p11->C_GenerateRandom(again, buf, 8), CKR_OK);
+}
+END_TEST
+
+START_TEST(test_requests_over_the_frame_limit_are_split_or_refused)
+{
+	th_daemon_stop(&d);
+	const char *const small_frames[] = {"--max-frame", "4096", NULL};
+	th_daemon_restart(&d, small_frames);
+	CK_SESSION_HANDLE h = open_session(0);
+	/* Updates, random and seeds go in pieces: the daemon never sees a
+	 * frame it must refuse, and the connection lives. */
+	size_t big = 100000;
+	unsigned char *data = calloc(1, big);
+	CK_MECHANISM sha = {CKM_SHA256, NULL, 0};
+	CK_BYTE digest[32];
+	CK_ULONG len = sizeof(digest);
+	ck_assert_uint_eq(p11->C_DigestInit(h, &sha), CKR_OK);
+	ck_assert_uint_eq(p11->C_DigestUpdate(h, data, big), CKR_OK);
+	ck_assert_uint_eq(p11->C_DigestFinal(h, digest, &len), CKR_OK);
+	ck_assert_uint_eq(p11->C_GenerateRandom(h, data, big), CKR_OK);
+	ck_assert_uint_eq(p11->C_SeedRandom(h, data, 10000), CKR_OK);
+	/* A single-part call that cannot be split is refused here. */
+	ck_assert_uint_eq(p11->C_DigestInit(h, &sha), CKR_OK);
+	len = sizeof(digest);
+	ck_assert_uint_eq(p11->C_Digest(h, data, big, digest, &len),
+			  CKR_DATA_LEN_RANGE);
+	CK_OBJECT_CLASS cls = CKO_DATA;
+	CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof(cls)},
+			    {CKA_VALUE, data, big}};
+	CK_OBJECT_HANDLE obj;
+	ck_assert_uint_eq(p11->C_CreateObject(h, t, 2, &obj),
+			  CKR_ATTRIBUTE_VALUE_INVALID);
+	free(data);
+	/* Nothing was lost: the session is still there. */
+	CK_SESSION_INFO info;
+	ck_assert_uint_eq(p11->C_GetSessionInfo(h, &info), CKR_OK);
+	ck_assert(!th_log_contains(&d, "frame exceeds the maximum size"));
 }
 END_TEST
 
@@ -605,6 +661,8 @@ int main(void)
 	tcase_add_test(tc,
 		       test_unreachable_daemon_is_device_error_then_recovers);
 	tcase_add_test(tc, test_daemon_closing_mid_call_is_device_error);
+	tcase_add_test(tc,
+		       test_requests_over_the_frame_limit_are_split_or_refused);
 	tcase_add_test(tc, test_threads_share_the_module_and_its_sessions);
 	tcase_add_test(tc, test_calls_survive_signals_without_sa_restart);
 	tcase_add_test(tc, test_fork_child_must_initialize_again);
