@@ -205,6 +205,50 @@ START_TEST(test_multi_part_hash_and_sign)
 }
 END_TEST
 
+START_TEST(test_interleaved_operations_across_sessions)
+{
+	/* Two sessions, each its own multi-part signature and digest,
+	 * interleaved call by call. */
+	CK_SESSION_HANDLE other;
+	ck_assert_uint_eq(
+		p11->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &other),
+		CKR_OK);
+	CK_MECHANISM sha = {CKM_ECDSA_SHA256, NULL, 0};
+	CK_MECHANISM md = {CKM_SHA256, NULL, 0};
+	ck_assert_uint_eq(p11->C_SignInit(session, &sha, priv), CKR_OK);
+	ck_assert_uint_eq(p11->C_SignInit(other, &sha, priv), CKR_OK);
+	ck_assert_uint_eq(p11->C_DigestInit(session, &md), CKR_OK);
+	ck_assert_uint_eq(p11->C_SignUpdate(other, (CK_BYTE_PTR) "beta", 4),
+			  CKR_OK);
+	ck_assert_uint_eq(p11->C_SignUpdate(session, (CK_BYTE_PTR) "alpha", 5),
+			  CKR_OK);
+	ck_assert_uint_eq(
+		p11->C_DigestUpdate(session, (CK_BYTE_PTR) "alpha", 5), CKR_OK);
+	CK_BYTE sig_a[64], sig_b[64], digest[32];
+	CK_ULONG la = sizeof(sig_a), lb = sizeof(sig_b), ld = sizeof(digest);
+	ck_assert_uint_eq(p11->C_SignFinal(other, sig_b, &lb), CKR_OK);
+	ck_assert_uint_eq(p11->C_DigestFinal(session, digest, &ld), CKR_OK);
+	ck_assert_uint_eq(p11->C_SignFinal(session, sig_a, &la), CKR_OK);
+	ck_assert_uint_eq(verify(CKM_ECDSA_SHA256, (const CK_BYTE *)"alpha", 5,
+				 sig_a, la),
+			  CKR_OK);
+	ck_assert_uint_eq(
+		verify(CKM_ECDSA_SHA256, (const CK_BYTE *)"beta", 4, sig_b, lb),
+		CKR_OK);
+	ck_assert_uint_eq(
+		verify(CKM_ECDSA_SHA256, (const CK_BYTE *)"beta", 4, sig_a, la),
+		CKR_SIGNATURE_INVALID);
+	/* Operations belong to their session: a final elsewhere finds none. */
+	ck_assert_uint_eq(p11->C_SignInit(session, &sha, priv), CKR_OK);
+	ck_assert_uint_eq(p11->C_SignUpdate(session, (CK_BYTE_PTR) "x", 1),
+			  CKR_OK);
+	la = sizeof(sig_a);
+	ck_assert_uint_eq(p11->C_SignFinal(other, sig_a, &la),
+			  CKR_OPERATION_NOT_INITIALIZED);
+	ck_assert_uint_eq(p11->C_SignFinal(session, sig_a, &la), CKR_OK);
+}
+END_TEST
+
 START_TEST(test_key_and_mechanism_checks)
 {
 	ck_assert_uint_eq(init_error(CKM_ECDSA, pub),
@@ -622,6 +666,7 @@ int main(void)
 	tcase_add_test(tc,
 		       test_length_query_and_short_buffer_keep_the_operation);
 	tcase_add_test(tc, test_multi_part_hash_and_sign);
+	tcase_add_test(tc, test_interleaved_operations_across_sessions);
 	tcase_add_test(tc, test_key_and_mechanism_checks);
 	tcase_add_test(tc, test_key_generation_errors);
 	tcase_add_test(tc, test_digests_match_openssl);
