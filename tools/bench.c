@@ -352,8 +352,103 @@ static CK_RV make_sign_key(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot,
 	return rv;
 }
 
+/* Fills the token with n data objects labelled "object-<i>" (reusing
+ * what an earlier run left), then times FreeRTOS's find by label: init,
+ * one C_FindObjects, final. */
+static int bench_find(int argc, char **argv)
+{
+	const char *module = REMHSM_DEFAULT_MODULE, *pin = getenv("REMHSM_PIN");
+	unsigned long n = 100000, samples = 1000;
+	for (int i = 1; i + 1 < argc; i += 2) {
+		if (!strcmp(argv[i], "--module"))
+			module = argv[i + 1];
+		else if (!strcmp(argv[i], "--pin"))
+			pin = argv[i + 1];
+		else if (!strcmp(argv[i], "--objects"))
+			n = strtoul(argv[i + 1], NULL, 10);
+	}
+	if (!pin || n < 1 || argc % 2 == 0) {
+		fprintf(stderr, "usage: remhsm bench find --pin USER_PIN "
+				"[--objects N] [--module PATH]\n");
+		return 2;
+	}
+	void *handle;
+	CK_FUNCTION_LIST *p11 = rh_p11_load(module, &handle);
+	CK_SLOT_ID slot;
+	CK_SESSION_HANDLE h;
+	if (!p11 || pick_slot(p11, 0, &slot) < 0 ||
+	    p11->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
+			       NULL, &h) != CKR_OK ||
+	    p11->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin)) !=
+		    CKR_OK)
+		return 1;
+	CK_OBJECT_CLASS cls = CKO_DATA;
+	CK_BBOOL yes = CK_TRUE;
+	char label[32];
+	CK_ATTRIBUTE find[] = {{CKA_LABEL, label, 0},
+			       {CKA_CLASS, &cls, sizeof(cls)}};
+	CK_ATTRIBUTE make[] = {{CKA_CLASS, &cls, sizeof(cls)},
+			       {CKA_TOKEN, &yes, 1},
+			       {CKA_LABEL, label, 0}};
+	uint64_t t0 = now_ns();
+	unsigned long made = 0;
+	for (unsigned long i = 0; i < n; i++) {
+		make[2].ulValueLen = find[0].ulValueLen = (CK_ULONG)snprintf(
+			label, sizeof(label), "object-%lu", i);
+		CK_OBJECT_HANDLE o;
+		CK_ULONG count = 0;
+		/* Resume a fill that an earlier run left. */
+		if (i % 1000 == 0 &&
+		    p11->C_FindObjectsInit(h, find, 2) == CKR_OK) {
+			p11->C_FindObjects(h, &o, 1, &count);
+			p11->C_FindObjectsFinal(h);
+			if (count) {
+				i += 999;
+				continue;
+			}
+		}
+		if (p11->C_CreateObject(h, make, 3, &o) != CKR_OK)
+			return 1;
+		made++;
+	}
+	printf("token holds %lu objects (%lu made in %.1f s); find by label "
+	       "and class, %lu samples\n",
+	       n, made, (double)(now_ns() - t0) / 1e9, samples);
+	bench_thread_t t = {0};
+	int rc = 0;
+	for (unsigned long i = 0; i < samples && rc == 0; i++) {
+		find[0].ulValueLen =
+			(CK_ULONG)snprintf(label, sizeof(label), "object-%lu",
+					   (unsigned long)rand() % n);
+		CK_OBJECT_HANDLE o;
+		CK_ULONG count = 0;
+		uint64_t start = now_ns();
+		CK_RV rv = p11->C_FindObjectsInit(h, find, 2);
+		if (rv == CKR_OK)
+			rv = p11->C_FindObjects(h, &o, 1, &count);
+		CK_RV fin = p11->C_FindObjectsFinal(h);
+		rc = rv == CKR_OK && fin == CKR_OK && count == 1 &&
+				     record(&t, now_ns() - start) == 0
+			     ? 0
+			     : -1;
+	}
+	if (rc == 0) {
+		printf("%-8s %-10s %-12s %-10s %-10s\n", "threads", "calls",
+		       "ops/s", "p50_us", "p99_us");
+		double total = 0;
+		for (size_t i = 0; i < t.count; i++)
+			total += t.samples_ns[i] / 1e9;
+		report(&t, 1, total);
+	}
+	free(t.samples_ns);
+	p11->C_Finalize(NULL);
+	return rc < 0 ? 1 : 0;
+}
+
 int rh_bench_main(int argc, char **argv)
 {
+	if (argc > 1 && !strcmp(argv[1], "find"))
+		return bench_find(argc - 1, argv + 1);
 	if (argc > 1 && !strcmp(argv[1], "store"))
 		return rh_bench_store_main(argc - 1, argv + 1);
 	if (argc > 1 && !strcmp(argv[1], "login"))
