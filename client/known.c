@@ -26,6 +26,13 @@ typedef struct held_init {
 	CK_OBJECT_HANDLE key;
 } held_init_t;
 
+typedef struct held_find {
+	CK_SESSION_HANDLE session;
+	CK_OBJECT_HANDLE *found;
+	size_t count, next;
+	int daemon_open;
+} held_find_t;
+
 /* Small arrays: an application has tens of sessions and keys, not more;
  * past the caps the client just asks the daemon. */
 #define MAX_KNOWN 1024
@@ -37,13 +44,92 @@ static struct {
 	size_t n_keys;
 	held_init_t held[MAX_KNOWN];
 	size_t n_held;
+	held_find_t finds[MAX_KNOWN];
+	size_t n_finds;
 } k;
 
 void rhc_known_reset(void)
 {
 	rhc_lock();
+	for (size_t i = 0; i < k.n_finds; i++)
+		free(k.finds[i].found);
 	memset(&k, 0, sizeof(k));
 	rhc_unlock();
+}
+
+static held_find_t *find_of(CK_SESSION_HANDLE session)
+{
+	for (size_t i = 0; i < k.n_finds; i++)
+		if (k.finds[i].session == session)
+			return &k.finds[i];
+	return NULL;
+}
+
+static void drop_find_locked(CK_SESSION_HANDLE session)
+{
+	held_find_t *f = find_of(session);
+	if (!f)
+		return;
+	free(f->found);
+	*f = k.finds[--k.n_finds];
+}
+
+CK_RV rhc_find_begin(CK_SESSION_HANDLE session, const CK_OBJECT_HANDLE *found,
+		     size_t count, int daemon_open)
+{
+	CK_OBJECT_HANDLE *copy = malloc((count ? count : 1) * sizeof(*copy));
+	if (!copy)
+		return CKR_HOST_MEMORY;
+	if (count)
+		memcpy(copy, found, count * sizeof(*copy));
+	CK_RV rv = CKR_HOST_MEMORY;
+	rhc_lock();
+	drop_find_locked(session);
+	if (k.n_finds < MAX_KNOWN) {
+		k.finds[k.n_finds++] =
+			(held_find_t){session, copy, count, 0, daemon_open};
+		copy = NULL;
+		rv = CKR_OK;
+	}
+	rhc_unlock();
+	free(copy);
+	return rv;
+}
+
+int rhc_find_active(CK_SESSION_HANDLE session)
+{
+	rhc_lock();
+	int active = find_of(session) != NULL;
+	rhc_unlock();
+	return active;
+}
+
+long rhc_find_take(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE *out, size_t max,
+		   int *daemon_open)
+{
+	rhc_lock();
+	held_find_t *f = find_of(session);
+	long n = -1;
+	if (f) {
+		size_t left = f->count - f->next;
+		size_t take = max < left ? max : left;
+		memcpy(out, f->found + f->next, take * sizeof(*out));
+		f->next += take;
+		*daemon_open = f->daemon_open && f->next == f->count;
+		n = (long)take;
+	}
+	rhc_unlock();
+	return n;
+}
+
+int rhc_find_end(CK_SESSION_HANDLE session)
+{
+	rhc_lock();
+	held_find_t *f = find_of(session);
+	int r = f ? f->daemon_open : -1;
+	drop_find_locked(session);
+	rhc_unlock();
+	return r;
 }
 
 #define REMOVE_AT(array, n, i) ((array)[i] = (array)[--(n)])
@@ -74,6 +160,7 @@ void rhc_forget_session(CK_SESSION_HANDLE session)
 			break;
 		}
 	drop_inits_locked(session);
+	drop_find_locked(session);
 	rhc_unlock();
 }
 
@@ -83,6 +170,7 @@ void rhc_forget_slot(CK_SLOT_ID slot)
 	for (size_t i = 0; i < k.n_sessions;)
 		if (k.sessions[i].slot == slot) {
 			drop_inits_locked(k.sessions[i].handle);
+			drop_find_locked(k.sessions[i].handle);
 			REMOVE_AT(k.sessions, k.n_sessions, i);
 		} else {
 			i++;

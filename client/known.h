@@ -40,6 +40,21 @@ void rhc_note_active(CK_SESSION_HANDLE session, rhc_op_t op, int active);
 int rhc_take_init(CK_SESSION_HANDLE session, rhc_op_t op,
 		  CK_MECHANISM_TYPE *mech, CK_OBJECT_HANDLE *key);
 
+/*
+ * A find's results held by the client: those the init returned, and
+ * whether the daemon still has more (its cursor is open).
+ */
+CK_RV rhc_find_begin(CK_SESSION_HANDLE session, const CK_OBJECT_HANDLE *found,
+		     size_t count, int daemon_open);
+int rhc_find_active(CK_SESSION_HANDLE session);
+/* Up to max held results; *daemon_open says whether to ask for more.
+ * -1 when the session has no held find. */
+long rhc_find_take(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE *out, size_t max,
+		   int *daemon_open);
+/* Ends a held find: 1 when the daemon's cursor must be closed too, 0 when
+ * not, -1 when the session had none. */
+int rhc_find_end(CK_SESSION_HANDLE session);
+
 /* Held inits die with their session, or with a logout (all of them: the
  * daemon ends the operations of every session of the token). */
 void rhc_drop_inits(CK_SESSION_HANDLE session);

@@ -17,6 +17,7 @@
 
 #define WIRE_UNAVAILABLE UINT64_MAX
 #define RANDOM_CHUNK 65536u
+#define FIND_PREFETCH 64
 
 /* Random bytes and seeds travel in pieces the daemon accepts. */
 static CK_ULONG random_chunk_len(void)
@@ -596,16 +597,54 @@ CK_RV C_FindObjectsInit(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate,
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
+	if (rhc_find_active(hSession))
+		return CKR_OPERATION_ACTIVE;
 	PREPARE(FIND_OBJECTS_INIT, find_objects_init, FindObjectsInit);
 	rh_arena_t arena = RH_ARENA_INIT;
 	body.session = hSession;
 	body.n_template_ = ulCount;
+	/* One round trip per find: the first results come with the answer. */
+	body.prefetch = FIND_PREFETCH;
 	rv = rhc_template_to_wire(pTemplate, ulCount, &arena, &body.template_);
 	if (rv == CKR_OK && rhc_compat_freertos())
 		drop_label_nul(body.template_, ulCount);
 	if (rv == CKR_OK)
 		rv = rhc_call(&req, &resp);
+	const Remhsm__FindObjectsInitResp *r =
+		resp ? resp->find_objects_init : NULL;
+	if (rv == CKR_OK && (!r || r->n_objects > FIND_PREFETCH))
+		rv = CKR_DEVICE_ERROR;
+	if (rv == CKR_OK) {
+		CK_OBJECT_HANDLE found[FIND_PREFETCH];
+		for (size_t i = 0; i < r->n_objects; i++) {
+			found[i] = (CK_OBJECT_HANDLE)r->objects[i]->handle;
+			rhc_known_object(r->objects[i]);
+		}
+		rv = rhc_find_begin(hSession, found, r->n_objects,
+				    !r->complete);
+	}
 	rh_arena_cleanup(&arena);
+	return finish(resp, rv);
+}
+
+/* More results from the daemon's cursor. */
+static CK_RV find_more(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE_PTR out,
+		       CK_ULONG max, CK_ULONG *count)
+{
+	PREPARE(FIND_OBJECTS, find_objects, FindObjects);
+	body.session = hSession;
+	body.max_count = max;
+	CK_RV rv = rhc_call(&req, &resp);
+	const Remhsm__FindObjectsResp *r = resp ? resp->find_objects : NULL;
+	if (rv == CKR_OK && (!r || r->n_objects > max))
+		rv = CKR_DEVICE_ERROR;
+	if (rv == CKR_OK) {
+		for (size_t i = 0; i < r->n_objects; i++) {
+			out[i] = (CK_OBJECT_HANDLE)r->objects[i]->handle;
+			rhc_known_object(r->objects[i]);
+		}
+		*count = (CK_ULONG)r->n_objects;
+	}
 	return finish(resp, rv);
 }
 
@@ -617,25 +656,28 @@ CK_RV C_FindObjects(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE_PTR phObject,
 		return rv;
 	if (!pulObjectCount || (!phObject && ulMaxObjectCount))
 		return CKR_ARGUMENTS_BAD;
-	PREPARE(FIND_OBJECTS, find_objects, FindObjects);
-	body.session = hSession;
-	body.max_count = ulMaxObjectCount;
-	rv = rhc_call(&req, &resp);
-	const Remhsm__FindObjectsResp *r = resp ? resp->find_objects : NULL;
-	if (rv == CKR_OK && (!r || r->n_objects > ulMaxObjectCount))
-		rv = CKR_DEVICE_ERROR;
-	if (rv == CKR_OK) {
-		for (size_t i = 0; i < r->n_objects; i++) {
-			phObject[i] = (CK_OBJECT_HANDLE)r->objects[i]->handle;
-			rhc_known_object(r->objects[i]);
-		}
-		*pulObjectCount = (CK_ULONG)r->n_objects;
-	}
-	return finish(resp, rv);
+	int daemon_open = 0;
+	long held = rhc_find_take(hSession, phObject, ulMaxObjectCount,
+				  &daemon_open);
+	if (held < 0) /* no find the client knows of: the daemon answers */
+		return find_more(hSession, phObject, ulMaxObjectCount,
+				 pulObjectCount);
+	CK_ULONG more = 0;
+	if ((CK_ULONG)held < ulMaxObjectCount && daemon_open)
+		rv = find_more(hSession, phObject + held,
+			       ulMaxObjectCount - (CK_ULONG)held, &more);
+	*pulObjectCount = (CK_ULONG)held + more;
+	return rv;
 }
 
 CK_RV C_FindObjectsFinal(CK_SESSION_HANDLE hSession)
 {
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	/* A find the init answered whole ended in the daemon already. */
+	if (rhc_find_end(hSession) == 0)
+		return CKR_OK;
 	PREPARE(FIND_OBJECTS_FINAL, find_objects_final, FindObjectsFinal);
 	body.session = hSession;
 	return finish(resp, rhc_call(&req, &resp));

@@ -662,6 +662,48 @@ static CK_RV on_get_attribute_value(call_ctx_t *ctx,
 	return rv;
 }
 
+/* Up to max results from the session's find, for an answer. */
+static CK_RV take_found(call_ctx_t *ctx, rhd_session_t *s, uint64_t max,
+			Remhsm__ObjectInfo ***out, size_t *count)
+{
+	size_t left = s->found_count - s->found_next;
+	size_t n = max < left ? (size_t)max : left;
+	if (n > RHD_MAX_FIND_BATCH)
+		n = RHD_MAX_FIND_BATCH;
+	Remhsm__ObjectInfo *infos =
+		rh_arena_alloc(ctx->arena, n * sizeof(*infos));
+	Remhsm__ObjectInfo **ptrs =
+		rh_arena_alloc(ctx->arena, n * sizeof(*ptrs));
+	if (n && (!infos || !ptrs))
+		return CKR_HOST_MEMORY;
+	for (size_t i = 0; i < n; i++) {
+		const rhd_found_t *f = &s->found[s->found_next++];
+		remhsm__object_info__init(&infos[i]);
+		infos[i].handle = f->handle;
+		infos[i].class_ = f->cls;
+		infos[i].key_type = f->key_type;
+		ptrs[i] = &infos[i];
+	}
+	*out = ptrs;
+	*count = n;
+	return CKR_OK;
+}
+
+/* With a prefetch, the first results travel with the answer, and a find
+ * they exhaust ends here. */
+static CK_RV find_prefetch(call_ctx_t *ctx, rhd_session_t *s, uint64_t prefetch)
+{
+	Remhsm__FindObjectsInitResp *r = result_find_objects_init(ctx);
+	if (!r)
+		return CKR_HOST_MEMORY;
+	CK_RV rv = take_found(ctx, s, prefetch, &r->objects, &r->n_objects);
+	if (rv == CKR_OK && s->found_next == s->found_count) {
+		r->complete = 1;
+		rhd_session_end_find(s);
+	}
+	return rv;
+}
+
 static CK_RV on_find_objects_init(call_ctx_t *ctx,
 				  const Remhsm__FindObjectsInitReq *req)
 {
@@ -676,6 +718,8 @@ static CK_RV on_find_objects_init(call_ctx_t *ctx,
 					  &tmpl);
 	if (rv == CKR_OK)
 		rv = rhd_objects_find(ctx->engine, ctx->app, s, &tmpl);
+	if (rv == CKR_OK && req->prefetch)
+		rv = find_prefetch(ctx, s, req->prefetch);
 	rhd_object_cleanup(&tmpl);
 	pthread_mutex_unlock(&ctx->app->lock);
 	return rv;
@@ -689,27 +733,9 @@ static CK_RV on_find_objects(call_ctx_t *ctx, const Remhsm__FindObjectsReq *req)
 	if (!s->finding)
 		return CKR_OPERATION_NOT_INITIALIZED;
 	Remhsm__FindObjectsResp *r = result_find_objects(ctx);
-	size_t left = s->found_count - s->found_next;
-	size_t n = req->max_count < left ? (size_t)req->max_count : left;
-	if (n > RHD_MAX_FIND_BATCH)
-		n = RHD_MAX_FIND_BATCH;
-	Remhsm__ObjectInfo *infos =
-		rh_arena_alloc(ctx->arena, n * sizeof(*infos));
-	Remhsm__ObjectInfo **ptrs =
-		rh_arena_alloc(ctx->arena, n * sizeof(*ptrs));
-	if (!r || (n && (!infos || !ptrs)))
+	if (!r)
 		return CKR_HOST_MEMORY;
-	for (size_t i = 0; i < n; i++) {
-		const rhd_found_t *f = &s->found[s->found_next++];
-		remhsm__object_info__init(&infos[i]);
-		infos[i].handle = f->handle;
-		infos[i].class_ = f->cls;
-		infos[i].key_type = f->key_type;
-		ptrs[i] = &infos[i];
-	}
-	r->n_objects = n;
-	r->objects = ptrs;
-	return CKR_OK;
+	return take_found(ctx, s, req->max_count, &r->objects, &r->n_objects);
 }
 
 static CK_RV on_find_objects_final(call_ctx_t *ctx,

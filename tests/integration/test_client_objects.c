@@ -180,6 +180,39 @@ START_TEST(test_freertos_find_not_found_is_ok_with_none)
 }
 END_TEST
 
+START_TEST(test_find_with_more_results_than_one_answer_carries)
+{
+	CK_OBJECT_CLASS cls = CKO_DATA;
+	CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof(cls)},
+			    {CKA_LABEL, "many", 4}};
+	CK_OBJECT_HANDLE h, found[300];
+	for (int i = 0; i < 150; i++)
+		ck_assert_uint_eq(p11->C_CreateObject(session, t, 2, &h),
+				  CKR_OK);
+	ck_assert_uint_eq(p11->C_FindObjectsInit(session, t + 1, 1), CKR_OK);
+	ck_assert_uint_eq(p11->C_FindObjectsInit(session, t + 1, 1),
+			  CKR_OPERATION_ACTIVE);
+	CK_ULONG total = 0, n;
+	do {
+		ck_assert_uint_eq(
+			p11->C_FindObjects(session, found + total, 40, &n),
+			CKR_OK);
+		total += n;
+	} while (n > 0 && total < 300);
+	ck_assert_uint_eq(total, 150);
+	for (CK_ULONG i = 1; i < total; i++)
+		ck_assert_uint_ne(found[i], found[i - 1]);
+	ck_assert_uint_eq(p11->C_FindObjectsFinal(session), CKR_OK);
+	ck_assert_uint_eq(p11->C_FindObjectsFinal(session),
+			  CKR_OPERATION_NOT_INITIALIZED);
+	/* A new find after the final starts afresh. */
+	ck_assert_uint_eq(p11->C_FindObjectsInit(session, t + 1, 1), CKR_OK);
+	ck_assert_uint_eq(p11->C_FindObjects(session, found, 300, &n), CKR_OK);
+	ck_assert_uint_eq(n, 150);
+	ck_assert_uint_eq(p11->C_FindObjectsFinal(session), CKR_OK);
+}
+END_TEST
+
 START_TEST(test_objects_survive_restart_and_reinitialize)
 {
 	CK_OBJECT_HANDLE key, h;
@@ -216,6 +249,7 @@ int main(void)
 	tcase_add_test(tc, test_native_template_shapes_are_checked);
 	tcase_add_test(tc, test_get_attribute_value_rules);
 	tcase_add_test(tc, test_freertos_find_not_found_is_ok_with_none);
+	tcase_add_test(tc, test_find_with_more_results_than_one_answer_carries);
 	tcase_add_test(tc, test_objects_survive_restart_and_reinitialize);
 	suite_add_tcase(s, tc);
 	return th_run_suite(s);
