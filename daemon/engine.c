@@ -85,17 +85,137 @@ void rhd_handle_free(rhd_handle_t *h)
 	free(h);
 }
 
-void rhd_app_drop_objects(rhd_app_t *app, CK_SLOT_ID slot, uint32_t owner)
+/* --- the handle index ----------------------------------------------------- */
+
+#define MIN_BUCKETS 64
+
+static size_t hash_handle(uint64_t handle, size_t buckets)
+{
+	return (size_t)(handle * 0x9e3779b97f4a7c15ull >> 32) & (buckets - 1);
+}
+
+static size_t hash_store(CK_SLOT_ID slot, uint64_t id, size_t buckets)
+{
+	return hash_handle(id ^ ((uint64_t)slot << 48), buckets);
+}
+
+static void chain_in(rhd_app_t *app, rhd_handle_t *h)
+{
+	size_t b = hash_handle(h->handle, app->buckets);
+	h->next_by_handle = app->by_handle[b];
+	app->by_handle[b] = h;
+	if (h->session_obj || !h->store_id)
+		return;
+	b = hash_store(h->slot, h->store_id, app->buckets);
+	h->next_by_store = app->by_store[b];
+	app->by_store[b] = h;
+}
+
+/* Doubles the buckets when they get crowded, so chains stay short. */
+static int grow(rhd_app_t *app)
+{
+	if (app->buckets && app->handle_count < app->buckets)
+		return 0;
+	size_t buckets = app->buckets ? app->buckets * 2 : MIN_BUCKETS;
+	rhd_handle_t **by_handle = calloc(buckets, sizeof(*by_handle));
+	rhd_handle_t **by_store = calloc(buckets, sizeof(*by_store));
+	if (!by_handle || !by_store) {
+		free(by_handle);
+		free(by_store);
+		return -1;
+	}
+	free(app->by_handle);
+	free(app->by_store);
+	app->by_handle = by_handle;
+	app->by_store = by_store;
+	app->buckets = buckets;
+	for (rhd_handle_t *h = app->objects; h; h = h->next)
+		chain_in(app, h);
+	return 0;
+}
+
+rhd_handle_t *rhd_app_handle_find(const rhd_app_t *app, uint64_t handle)
+{
+	if (!app->buckets)
+		return NULL;
+	rhd_handle_t *h = app->by_handle[hash_handle(handle, app->buckets)];
+	while (h && h->handle != handle)
+		h = h->next_by_handle;
+	return h;
+}
+
+rhd_handle_t *rhd_app_handle_by_store(const rhd_app_t *app, CK_SLOT_ID slot,
+				      uint64_t store_id)
+{
+	if (!app->buckets)
+		return NULL;
+	rhd_handle_t *h =
+		app->by_store[hash_store(slot, store_id, app->buckets)];
+	while (h && (h->slot != slot || h->store_id != store_id))
+		h = h->next_by_store;
+	return h;
+}
+
+int rhd_app_handle_add(rhd_app_t *app, rhd_handle_t *h)
+{
+	app->handle_count++;
+	if (grow(app) < 0) {
+		app->handle_count--;
+		return -1;
+	}
+	do
+		h->handle = app->next_object++;
+	while (h->handle == 0 || rhd_app_handle_find(app, h->handle));
+	h->next = app->objects;
+	app->objects = h;
+	if (h->session_obj)
+		app->session_objects++;
+	chain_in(app, h);
+	return 0;
+}
+
+void rhd_app_handle_index_store(rhd_app_t *app, rhd_handle_t *h)
+{
+	size_t b = hash_store(h->slot, h->store_id, app->buckets);
+	h->next_by_store = app->by_store[b];
+	app->by_store[b] = h;
+}
+
+static void unchain(rhd_handle_t **head, rhd_handle_t *h, int by_store)
+{
+	while (*head && *head != h)
+		head = by_store ? &(*head)->next_by_store
+				: &(*head)->next_by_handle;
+	if (*head)
+		*head = by_store ? h->next_by_store : h->next_by_handle;
+}
+
+void rhd_app_handle_remove(rhd_app_t *app, rhd_handle_t *h)
 {
 	rhd_handle_t **link = &app->objects;
-	while (*link) {
-		rhd_handle_t *h = *link;
-		if (!drop_matches(h, slot, owner)) {
-			link = &h->next;
-			continue;
+	while (*link != h)
+		link = &(*link)->next;
+	*link = h->next;
+	unchain(&app->by_handle[hash_handle(h->handle, app->buckets)], h, 0);
+	if (!h->session_obj && h->store_id)
+		unchain(&app->by_store[hash_store(h->slot, h->store_id,
+						  app->buckets)],
+			h, 1);
+	if (h->session_obj)
+		app->session_objects--;
+	app->handle_count--;
+}
+
+void rhd_app_drop_objects(rhd_app_t *app, CK_SLOT_ID slot, uint32_t owner)
+{
+	rhd_handle_t *h = app->objects;
+	while (h) {
+		rhd_handle_t *next = h->next;
+		if (drop_matches(h, slot, owner)) {
+			rhd_app_handle_remove(app, h);
+			rhd_handle_free(h);
 		}
-		*link = h->next;
-		rhd_handle_free(h);
+		h = next;
 	}
 }
 
@@ -112,6 +232,8 @@ static void app_free(rhd_engine_t *engine, rhd_app_t *app)
 	}
 	for (unsigned slot = 0; slot < RHD_MAX_SLOTS; slot++)
 		rhd_app_drop_objects(app, slot, 0);
+	free(app->by_handle);
+	free(app->by_store);
 	for (unsigned slot = 0; slot < RHD_MAX_SLOTS; slot++)
 		rhd_app_logout(app, slot);
 	pthread_mutex_destroy(&app->lock);

@@ -66,6 +66,7 @@ struct rhd_object;
  * a session object owned by one of the app's sessions. */
 typedef struct rhd_handle {
 	struct rhd_handle *next;
+	struct rhd_handle *next_by_handle, *next_by_store; /* index chains */
 	uint32_t handle;
 	CK_SLOT_ID slot;
 	uint64_t store_id;
@@ -100,6 +101,9 @@ typedef struct rhd_app {
 	rhd_login_t login[RHD_MAX_SLOTS];
 	rhd_handle_t *objects;
 	uint32_t next_object;
+	/* Hash indexes of objects: by handle, and by slot and store id. */
+	rhd_handle_t **by_handle, **by_store;
+	size_t buckets, handle_count, session_objects;
 	/* FreeRTOS compatibility, asked for in Hello: a repeated C_Login
 	 * answers CKR_OK, a C_Sign length query ends the operation. */
 	int compat_freertos;
@@ -159,6 +163,15 @@ void rhd_app_drop_objects(rhd_app_t *app, CK_SLOT_ID slot, uint32_t owner);
 void rhd_session_end_find(rhd_session_t *s);
 /* Frees a handle and what it holds (session object, cached key). */
 void rhd_handle_free(rhd_handle_t *h);
+
+/* The app's object handles: added with a fresh handle number, indexed by
+ * store id once it has one, found in O(1), removed (not freed). */
+int rhd_app_handle_add(rhd_app_t *app, rhd_handle_t *h);
+void rhd_app_handle_index_store(rhd_app_t *app, rhd_handle_t *h);
+rhd_handle_t *rhd_app_handle_find(const rhd_app_t *app, uint64_t handle);
+rhd_handle_t *rhd_app_handle_by_store(const rhd_app_t *app, CK_SLOT_ID slot,
+				      uint64_t store_id);
+void rhd_app_handle_remove(rhd_app_t *app, rhd_handle_t *h);
 void rhd_op_end(rhd_op_t *op);
 /* C_Logout and C_CloseSession end every operation of the session. */
 void rhd_session_end_ops(rhd_session_t *s);

@@ -18,36 +18,19 @@ static int user_logged_in(const rhd_app_t *app, CK_SLOT_ID slot)
 	return app->login[slot].user == CKU_USER;
 }
 
-static rhd_handle_t *handle_find(rhd_app_t *app, uint64_t handle)
-{
-	for (rhd_handle_t *h = app->objects; h; h = h->next)
-		if (h->handle == handle)
-			return h;
-	return NULL;
-}
-
-static rhd_handle_t *handle_of_store_id(rhd_app_t *app, CK_SLOT_ID slot,
-					uint64_t id)
-{
-	for (rhd_handle_t *h = app->objects; h; h = h->next)
-		if (!h->session_obj && h->slot == slot && h->store_id == id)
-			return h;
-	return NULL;
-}
-
+/* A new handle; the session object or store id comes after. */
 static rhd_handle_t *handle_new(rhd_app_t *app, CK_SLOT_ID slot,
 				int private_obj)
 {
 	rhd_handle_t *h = calloc(1, sizeof(*h));
 	if (!h)
 		return NULL;
-	do
-		h->handle = app->next_object++;
-	while (h->handle == 0 || handle_find(app, h->handle));
 	h->slot = slot;
 	h->private_obj = private_obj;
-	h->next = app->objects;
-	app->objects = h;
+	if (rhd_app_handle_add(app, h) < 0) {
+		free(h);
+		return NULL;
+	}
 	return h;
 }
 
@@ -65,10 +48,7 @@ static void token_changed(rhd_engine_t *engine, rhd_handle_t *h)
 
 static void handle_unlink(rhd_app_t *app, rhd_handle_t *h)
 {
-	rhd_handle_t **link = &app->objects;
-	while (*link != h)
-		link = &(*link)->next;
-	*link = h->next;
+	rhd_app_handle_remove(app, h);
 	rhd_handle_free(h);
 }
 /* --- records ----------------------------------------------------------------
@@ -197,8 +177,11 @@ CK_RV rhd_objects_create(rhd_engine_t *engine, rhd_app_t *app,
 		return CKR_DEVICE_MEMORY;
 	if (!token_obj) {
 		h->session_obj = malloc(sizeof(*h->session_obj));
-		if (!h->session_obj)
+		if (!h->session_obj) {
+			handle_unlink(app, h);
 			return CKR_DEVICE_MEMORY;
+		}
+		app->session_objects++;
 		*h->session_obj = *obj;
 		memset(obj, 0, sizeof(*obj));
 		h->owner = session->handle;
@@ -223,6 +206,7 @@ CK_RV rhd_objects_create(rhd_engine_t *engine, rhd_app_t *app,
 		handle_unlink(app, h);
 		return rv;
 	}
+	rhd_app_handle_index_store(app, h);
 	*handle = h->handle;
 	return CKR_OK;
 }
@@ -230,7 +214,7 @@ CK_RV rhd_objects_create(rhd_engine_t *engine, rhd_app_t *app,
 static rhd_handle_t *visible(rhd_app_t *app, const rhd_session_t *s,
 			     uint64_t handle)
 {
-	rhd_handle_t *h = handle_find(app, handle);
+	rhd_handle_t *h = rhd_app_handle_find(app, handle);
 	if (!h || h->slot != s->slot)
 		return NULL;
 	if (h->private_obj && !user_logged_in(app, h->slot))
@@ -416,12 +400,14 @@ static CK_RV find_stored(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 			continue; /* private while logged out, or unreadable */
 		if (rhd_object_matches(&obj, tmpl)) {
 			rhd_handle_t *h =
-				handle_of_store_id(app, s->slot, ids[i]);
+				rhd_app_handle_by_store(app, s->slot, ids[i]);
 			if (!h &&
 			    (h = handle_new(
 				     app, s->slot,
-				     rhd_object_bool(&obj, CKA_PRIVATE, 0))))
+				     rhd_object_bool(&obj, CKA_PRIVATE, 0)))) {
 				h->store_id = ids[i];
+				rhd_app_handle_index_store(app, h);
+			}
 			rv = h ? found_push(s, h->handle, &obj)
 			       : CKR_DEVICE_MEMORY;
 		}
@@ -435,7 +421,9 @@ CK_RV rhd_objects_find(rhd_engine_t *engine, rhd_app_t *app,
 		       rhd_session_t *session, const rhd_object_t *tmpl)
 {
 	CK_RV rv = find_stored(engine, app, session, tmpl);
-	for (rhd_handle_t *h = app->objects; h && rv == CKR_OK; h = h->next) {
+	/* Session objects are few; the walk is skipped when there are none. */
+	for (rhd_handle_t *h = app->session_objects ? app->objects : NULL;
+	     h && rv == CKR_OK; h = h->next) {
 		if (!h->session_obj || !visible(app, session, h->handle))
 			continue;
 		if (rhd_object_matches(h->session_obj, tmpl))
