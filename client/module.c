@@ -809,24 +809,55 @@ static ProtobufCBinaryData bytes_of(CK_BYTE_PTR p, CK_ULONG len)
 		return init;                                                   \
 	}
 
-RHC_INIT_HELPERS(digest, DIGEST, Digest, RHC_OP_DIGEST, KEY_NONE)
+/* An update's data, in pieces that fit the daemon's frame. */
+typedef CK_RV (*piece_fn)(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG);
 
-CK_RV C_DigestInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism)
+static CK_RV in_pieces(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
+		       CK_ULONG ulPartLen, piece_fn piece)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!pPart && ulPartLen)
+		return CKR_ARGUMENTS_BAD;
+	CK_ULONG done = 0;
+	do {
+		CK_ULONG n = ulPartLen - done;
+		if (n > rhc_max_payload())
+			n = (CK_ULONG)rhc_max_payload();
+		rv = piece(hSession, pPart ? pPart + done : NULL, n);
+		done += n;
+	} while (rv == CKR_OK && done < ulPartLen);
+	return rv;
+}
+
+/* One round trip per operation: an init whose checks the client can make
+ * travels with the call that follows; any other is asked now. */
+typedef CK_RV (*init_fn)(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE);
+
+static CK_RV hold_or_init(CK_SESSION_HANDLE hSession, rhc_op_t op,
+			  CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey,
+			  init_fn init_now)
 {
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
 	if (!pMechanism)
 		return CKR_ARGUMENTS_BAD;
-	/* One round trip per operation: an init whose checks the client can
-	 * make travels with the call that follows. */
 	if (!pMechanism->ulParameterLen) {
-		rv = rhc_hold_init(hSession, RHC_OP_DIGEST,
-				   pMechanism->mechanism, 0);
+		rv = rhc_hold_init(hSession, op, pMechanism->mechanism, hKey);
 		if (rv != CKR_FUNCTION_NOT_SUPPORTED)
 			return rv;
 	}
-	return digest_init_now(hSession, pMechanism, 0);
+	return init_now(hSession, pMechanism, hKey);
+}
+
+RHC_INIT_HELPERS(digest, DIGEST, Digest, RHC_OP_DIGEST, KEY_NONE)
+
+CK_RV C_DigestInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism)
+{
+	return hold_or_init(hSession, RHC_OP_DIGEST, pMechanism, 0,
+			    digest_init_now);
 }
 
 CK_RV C_Digest(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData,
@@ -872,25 +903,10 @@ static CK_RV digest_update_piece(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
 	return finish(resp, rv);
 }
 
-/* Data larger than a frame goes in pieces; the daemon cannot tell. */
 CK_RV C_DigestUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
 		     CK_ULONG ulPartLen)
 {
-	CK_RV rv = rhc_ready();
-	if (rv != CKR_OK)
-		return rv;
-	if (!pPart && ulPartLen)
-		return CKR_ARGUMENTS_BAD;
-	CK_ULONG done = 0;
-	do {
-		CK_ULONG n = ulPartLen - done;
-		if (n > rhc_max_payload())
-			n = (CK_ULONG)rhc_max_payload();
-		rv = digest_update_piece(hSession, pPart ? pPart + done : NULL,
-					 n);
-		done += n;
-	} while (rv == CKR_OK && done < ulPartLen);
-	return rv;
+	return in_pieces(hSession, pPart, ulPartLen, digest_update_piece);
 }
 
 CK_RV C_DigestFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pDigest,
@@ -924,20 +940,8 @@ RHC_INIT_HELPERS(sign, SIGN, Sign, RHC_OP_SIGN, KEY_SET)
 CK_RV C_SignInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 		 CK_OBJECT_HANDLE hKey)
 {
-	CK_RV rv = rhc_ready();
-	if (rv != CKR_OK)
-		return rv;
-	if (!pMechanism)
-		return CKR_ARGUMENTS_BAD;
-	/* One round trip per operation: an init whose checks the client can
-	 * make travels with the call that follows. */
-	if (!pMechanism->ulParameterLen) {
-		rv = rhc_hold_init(hSession, RHC_OP_SIGN, pMechanism->mechanism,
-				   hKey);
-		if (rv != CKR_FUNCTION_NOT_SUPPORTED)
-			return rv;
-	}
-	return sign_init_now(hSession, pMechanism, hKey);
+	return hold_or_init(hSession, RHC_OP_SIGN, pMechanism, hKey,
+			    sign_init_now);
 }
 
 CK_RV C_Sign(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
@@ -983,25 +987,10 @@ static CK_RV sign_update_piece(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
 	return finish(resp, rv);
 }
 
-/* Data larger than a frame goes in pieces; the daemon cannot tell. */
 CK_RV C_SignUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
 		   CK_ULONG ulPartLen)
 {
-	CK_RV rv = rhc_ready();
-	if (rv != CKR_OK)
-		return rv;
-	if (!pPart && ulPartLen)
-		return CKR_ARGUMENTS_BAD;
-	CK_ULONG done = 0;
-	do {
-		CK_ULONG n = ulPartLen - done;
-		if (n > rhc_max_payload())
-			n = (CK_ULONG)rhc_max_payload();
-		rv = sign_update_piece(hSession, pPart ? pPart + done : NULL,
-				       n);
-		done += n;
-	} while (rv == CKR_OK && done < ulPartLen);
-	return rv;
+	return in_pieces(hSession, pPart, ulPartLen, sign_update_piece);
 }
 
 CK_RV C_SignFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,
@@ -1035,20 +1024,8 @@ RHC_INIT_HELPERS(verify, VERIFY, Verify, RHC_OP_VERIFY, KEY_SET)
 CK_RV C_VerifyInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 		   CK_OBJECT_HANDLE hKey)
 {
-	CK_RV rv = rhc_ready();
-	if (rv != CKR_OK)
-		return rv;
-	if (!pMechanism)
-		return CKR_ARGUMENTS_BAD;
-	/* One round trip per operation: an init whose checks the client can
-	 * make travels with the call that follows. */
-	if (!pMechanism->ulParameterLen) {
-		rv = rhc_hold_init(hSession, RHC_OP_VERIFY,
-				   pMechanism->mechanism, hKey);
-		if (rv != CKR_FUNCTION_NOT_SUPPORTED)
-			return rv;
-	}
-	return verify_init_now(hSession, pMechanism, hKey);
+	return hold_or_init(hSession, RHC_OP_VERIFY, pMechanism, hKey,
+			    verify_init_now);
 }
 
 CK_RV C_Verify(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData,
@@ -1087,25 +1064,10 @@ static CK_RV verify_update_piece(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
 	return finish(resp, rv);
 }
 
-/* Data larger than a frame goes in pieces; the daemon cannot tell. */
 CK_RV C_VerifyUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
 		     CK_ULONG ulPartLen)
 {
-	CK_RV rv = rhc_ready();
-	if (rv != CKR_OK)
-		return rv;
-	if (!pPart && ulPartLen)
-		return CKR_ARGUMENTS_BAD;
-	CK_ULONG done = 0;
-	do {
-		CK_ULONG n = ulPartLen - done;
-		if (n > rhc_max_payload())
-			n = (CK_ULONG)rhc_max_payload();
-		rv = verify_update_piece(hSession, pPart ? pPart + done : NULL,
-					 n);
-		done += n;
-	} while (rv == CKR_OK && done < ulPartLen);
-	return rv;
+	return in_pieces(hSession, pPart, ulPartLen, verify_update_piece);
 }
 
 CK_RV C_VerifyFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,
