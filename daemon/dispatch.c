@@ -521,16 +521,22 @@ static CK_RV on_copy_object(call_ctx_t *ctx, const Remhsm__CopyObjectReq *req)
 	return rv;
 }
 
+/* The object a call names, loaded through the call's session. */
+static CK_RV load_named(call_ctx_t *ctx, uint64_t session, uint64_t object,
+			rhd_object_t *obj)
+{
+	rhd_session_t *s = rhd_session_find(ctx->app, session);
+	if (!s)
+		return CKR_SESSION_HANDLE_INVALID;
+	return rhd_objects_load(ctx->engine, ctx->app, s, object, obj);
+}
+
 /* The size of the object's record: what it takes in the store. */
 static CK_RV on_get_object_size(call_ctx_t *ctx,
 				const Remhsm__GetObjectSizeReq *req)
 {
-	rhd_session_t *s = rhd_session_find(ctx->app, req->session);
-	if (!s)
-		return CKR_SESSION_HANDLE_INVALID;
 	rhd_object_t obj;
-	CK_RV rv =
-		rhd_objects_load(ctx->engine, ctx->app, s, req->object, &obj);
+	CK_RV rv = load_named(ctx, req->session, req->object, &obj);
 	if (rv != CKR_OK)
 		return rv;
 	Remhsm__GetObjectSizeResp *r = result_get_object_size(ctx);
@@ -633,12 +639,8 @@ static CK_RV answer_attribute(call_ctx_t *ctx, const rhd_object_t *obj,
 static CK_RV on_get_attribute_value(call_ctx_t *ctx,
 				    const Remhsm__GetAttributeValueReq *req)
 {
-	rhd_session_t *s = rhd_session_find(ctx->app, req->session);
-	if (!s)
-		return CKR_SESSION_HANDLE_INVALID;
 	rhd_object_t obj;
-	CK_RV rv =
-		rhd_objects_load(ctx->engine, ctx->app, s, req->object, &obj);
+	CK_RV rv = load_named(ctx, req->session, req->object, &obj);
 	if (rv != CKR_OK)
 		return rv;
 	Remhsm__GetAttributeValueResp *r = result_get_attribute_value(ctx);
