@@ -759,11 +759,16 @@ int rhd_server_run(const rhd_config_t *cfg, rhd_engine_t *engine)
 	uv_loop_init(&s.loop);
 	uv_timer_init(&s.loop, &s.drain_timer);
 	s.drain_timer.data = &s;
+	/* Signals first: once the port accepts, SIGTERM must drain, never
+	 * kill by default. */
+	start_signals(&s);
 	int rc = start_listening(&s);
 	if (rc == 0) {
-		start_signals(&s);
 		uv_run(&s.loop, UV_RUN_DEFAULT);
 		RHD_INFO("event=stopped");
+	} else {
+		uv_close((uv_handle_t *)&s.sigterm, NULL);
+		uv_close((uv_handle_t *)&s.sigint, NULL);
 	}
 	if (close_loop(&s) < 0)
 		RHD_ERROR("event=loop-not-closed");
