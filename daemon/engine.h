@@ -16,6 +16,9 @@
 
 #define RHD_APP_ID_LEN 16
 #define RHD_MAX_SESSIONS_PER_APP 1024
+/* Session objects live in the daemon's memory; one connection may not
+ * exhaust it for every other. */
+#define RHD_MAX_SESSION_OBJECTS_PER_APP 4096
 #define RHD_MAX_RANDOM_PER_CALL 65536
 #define RHD_IDENTITY_MAX 256
 #define RHD_NOBODY ((CK_USER_TYPE)~0UL)

@@ -160,6 +160,12 @@ static CK_RV may_create(const rhd_app_t *app, const rhd_session_t *s,
 		return CKR_SESSION_READ_ONLY;
 	if (private_obj && !user_logged_in(app, s->slot))
 		return CKR_USER_NOT_LOGGED_IN;
+	if (!token_obj &&
+	    app->session_objects >= RHD_MAX_SESSION_OBJECTS_PER_APP) {
+		RHD_WARN("event=session-objects-full identity=%s limit=%d",
+			 app->identity, RHD_MAX_SESSION_OBJECTS_PER_APP);
+		return CKR_DEVICE_MEMORY;
+	}
 	return CKR_OK;
 }
 

@@ -717,6 +717,33 @@ START_TEST(test_session_objects_die_with_their_session)
 }
 END_TEST
 
+START_TEST(test_session_objects_are_capped_per_application)
+{
+	tmpl_t t = {0};
+	data_object(&t, "many", 0, 0);
+	uint64_t h = 0, first = 0;
+	for (int i = 0; i < RHD_MAX_SESSION_OBJECTS_PER_APP; i++) {
+		ck_assert_uint_eq(create(&t, &h), CKR_OK);
+		if (i == 0)
+			first = h;
+	}
+	ck_assert_uint_eq(create(&t, &h), CKR_DEVICE_MEMORY);
+	/* Token objects are the store's to bound, not memory's. */
+	tmpl_t kept = {0};
+	data_object(&kept, "stored", 1, 0);
+	ck_assert_uint_eq(create(&kept, &h), CKR_OK);
+	/* Another application is not starved by this one. */
+	uint64_t s = open_session(other, 0);
+	ck_assert_uint_eq(create_as(other, s, &t, &h), CKR_OK);
+	/* Freeing one makes room for one. */
+	ck_assert_uint_eq(
+		simple(app, REMHSM__REQUEST__CALL_DESTROY_OBJECT, rw, first),
+		CKR_OK);
+	ck_assert_uint_eq(create(&t, &h), CKR_OK);
+	ck_assert_uint_eq(create(&t, &h), CKR_DEVICE_MEMORY);
+}
+END_TEST
+
 START_TEST(test_token_objects_survive_a_restart)
 {
 	tmpl_t t = {0};
@@ -897,6 +924,7 @@ int main(void)
 	tcase_add_test(tc, test_sticky_attributes_stay_sticky);
 	tcase_add_test(tc, test_copy_object);
 	tcase_add_test(tc, test_object_size);
+	tcase_add_test(tc, test_session_objects_are_capped_per_application);
 	suite_add_tcase(s, tc);
 	return th_run_suite(s);
 }
