@@ -741,6 +741,13 @@ static CK_RV take_output(CK_RV rv, const Remhsm__Output *o, CK_BYTE_PTR out,
 	return CKR_OK;
 }
 
+/* Whether the two-call convention keeps the operation: a length query or
+ * a short buffer does. */
+static int output_pending(CK_RV rv, CK_BYTE_PTR out)
+{
+	return rv == CKR_BUFFER_TOO_SMALL || (rv == CKR_OK && !out);
+}
+
 static Remhsm__OutputBuffer output_buffer(CK_BYTE_PTR out, CK_ULONG_PTR out_len)
 {
 	Remhsm__OutputBuffer b = REMHSM__OUTPUT_BUFFER__INIT;
@@ -881,10 +888,7 @@ CK_RV C_Digest(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData,
 	const Remhsm__Output *o =
 		resp && resp->digest ? resp->digest->output : NULL;
 	rv = take_output(rv, o, pDigest, pulDigestLen);
-	/* A length query or a short buffer keeps the operation. */
-	rhc_note_active(hSession, RHC_OP_DIGEST,
-			rv == CKR_BUFFER_TOO_SMALL ||
-				(rv == CKR_OK && !pDigest));
+	rhc_note_active(hSession, RHC_OP_DIGEST, output_pending(rv, pDigest));
 	return finish(resp, rv);
 }
 
@@ -928,10 +932,7 @@ CK_RV C_DigestFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pDigest,
 	const Remhsm__Output *o =
 		resp && resp->digest_final ? resp->digest_final->output : NULL;
 	rv = take_output(rv, o, pDigest, pulDigestLen);
-	/* A length query or a short buffer keeps the operation. */
-	rhc_note_active(hSession, RHC_OP_DIGEST,
-			rv == CKR_BUFFER_TOO_SMALL ||
-				(rv == CKR_OK && !pDigest));
+	rhc_note_active(hSession, RHC_OP_DIGEST, output_pending(rv, pDigest));
 	return finish(resp, rv);
 }
 
@@ -964,11 +965,10 @@ CK_RV C_Sign(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
 	const Remhsm__Output *o =
 		resp && resp->sign ? resp->sign->output : NULL;
 	rv = take_output(rv, o, pSignature, pulSignatureLen);
-	/* A length query or a short buffer keeps the operation (but for
-	 * FreeRTOS, whose length query ends it). */
-	int query = rv == CKR_OK && !pSignature && !rhc_compat_freertos();
+	/* FreeRTOS's length query ends the operation. */
+	int freertos_query = rv == CKR_OK && rhc_compat_freertos();
 	rhc_note_active(hSession, RHC_OP_SIGN,
-			rv == CKR_BUFFER_TOO_SMALL || query);
+			output_pending(rv, pSignature) && !freertos_query);
 	return finish(resp, rv);
 }
 
@@ -1012,10 +1012,7 @@ CK_RV C_SignFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,
 	const Remhsm__Output *o =
 		resp && resp->sign_final ? resp->sign_final->output : NULL;
 	rv = take_output(rv, o, pSignature, pulSignatureLen);
-	/* A length query or a short buffer keeps the operation. */
-	rhc_note_active(hSession, RHC_OP_SIGN,
-			rv == CKR_BUFFER_TOO_SMALL ||
-				(rv == CKR_OK && !pSignature));
+	rhc_note_active(hSession, RHC_OP_SIGN, output_pending(rv, pSignature));
 	return finish(resp, rv);
 }
 
