@@ -92,12 +92,17 @@ static CK_ULONG native_len(CK_ATTRIBUTE_TYPE type, uint64_t wire_len)
 	}
 }
 
+/* The value into the caller's buffer of a->ulValueLen bytes. What the
+ * daemon declared was checked already; what it sent is checked here, so a
+ * broken daemon can never write past the buffer. */
 static CK_RV copy_value(const Remhsm__Attribute *w, CK_ATTRIBUTE *a)
 {
 	if (!w || w->type != a->type)
 		return CKR_DEVICE_ERROR;
 	switch (w->value_case) {
 	case REMHSM__ATTRIBUTE__VALUE_ULONG: {
+		if (a->ulValueLen < sizeof(CK_ULONG))
+			return CKR_DEVICE_ERROR;
 		CK_ULONG v = w->ulong == UINT64_MAX ? CK_UNAVAILABLE_INFORMATION
 						    : (CK_ULONG)w->ulong;
 		memcpy(a->pValue, &v, sizeof(v));
@@ -105,10 +110,14 @@ static CK_RV copy_value(const Remhsm__Attribute *w, CK_ATTRIBUTE *a)
 		return CKR_OK;
 	}
 	case REMHSM__ATTRIBUTE__VALUE_BOOLEAN:
+		if (a->ulValueLen < sizeof(CK_BBOOL))
+			return CKR_DEVICE_ERROR;
 		*(CK_BBOOL *)a->pValue = w->boolean ? CK_TRUE : CK_FALSE;
 		a->ulValueLen = sizeof(CK_BBOOL);
 		return CKR_OK;
 	case REMHSM__ATTRIBUTE__VALUE_BYTES:
+		if (w->bytes.len > a->ulValueLen)
+			return CKR_DEVICE_ERROR;
 		if (w->bytes.len)
 			memcpy(a->pValue, w->bytes.data, w->bytes.len);
 		a->ulValueLen = (CK_ULONG)w->bytes.len;

@@ -15,6 +15,9 @@
 
 #define APP_ID_LEN 16
 #define MAX_IDLE_LINKS 64
+/* The largest frame the daemon can be configured for; a Hello offering more
+ * is not believed, so no header can make the client allocate beyond it. */
+#define MAX_FRAME_BELIEVED (64u << 20)
 
 typedef struct pooled {
 	struct pooled *next;
@@ -200,9 +203,14 @@ static int exchange(pooled_t *p, const Remhsm__Request *req,
 			       st.cfg.call_timeout_ms);
 	OPENSSL_cleanse(frame, frame_len); /* may hold a PIN */
 	free(frame);
-	if (r == RH_OK)
+	if (r == RH_OK) {
 		r = st.transport->receive(p->link, p->max_frame, &payload,
 					  &payload_len, st.cfg.call_timeout_ms);
+		/* An answer over the agreed maximum is the daemon's fault and
+		 * leaves the link mid-frame: not the caller's data too long. */
+		if (r == RH_EFRAME_TOO_LARGE)
+			r = RH_EPROTO;
+	}
 	if (r < 0)
 		return r;
 	*resp = remhsm__response__unpack(NULL, payload_len, payload);
@@ -240,8 +248,10 @@ static int say_hello(pooled_t *p)
 	    resp->hello->version != RH_PROTOCOL_VERSION)
 		r = RH_EVERSION;
 	else if (resp->hello->max_frame >= 1024) {
-		p->max_frame = resp->hello->max_frame;
-		st.max_frame = resp->hello->max_frame;
+		uint32_t max = resp->hello->max_frame;
+		p->max_frame =
+			max < MAX_FRAME_BELIEVED ? max : MAX_FRAME_BELIEVED;
+		st.max_frame = p->max_frame;
 	}
 	remhsm__response__free_unpacked(resp, NULL);
 	return r;

@@ -1,0 +1,532 @@
+/*
+ * A broken or malicious daemon: a fake server with the daemon's certificate
+ * answers the real module with truncated frames, lengths beyond any limit,
+ * wrong request ids, answers to another call, and values larger than the
+ * caller's buffer. The module must fail the call with CKR_DEVICE_ERROR,
+ * never write past a buffer (guard bytes, and ASan in the sanitizer build),
+ * never hang, and serve the next call once the server behaves.
+ */
+#include <arpa/inet.h>
+#include <check.h>
+#include <dlfcn.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "rh_calls.h"
+#include "rh_tls.h"
+
+#define GUARD 0xA5
+#define GUARD_LEN 64
+
+/* Answers one request that is not a Hello; 0 closes the connection. */
+typedef int (*answer_fn)(SSL *ssl, const Remhsm__Request *req);
+
+static th_daemon_t d; /* only its PKI: no remhsmd runs here */
+static void *module;
+static CK_FUNCTION_LIST *p11;
+static struct {
+	int fd;
+	SSL_CTX *ctx;
+	pthread_t thread;
+	atomic_int stop;
+	answer_fn answer;
+	uint32_t hello_max_frame;
+} fake;
+
+/* --- the fake server */
+
+static int read_full(SSL *ssl, uint8_t *buf, size_t len)
+{
+	size_t got = 0;
+	while (got < len) {
+		size_t n = 0;
+		if (SSL_read_ex(ssl, buf + got, len - got, &n) != 1)
+			return -1;
+		got += n;
+	}
+	return 0;
+}
+
+static Remhsm__Request *read_request(SSL *ssl)
+{
+	uint8_t header[RH_FRAME_HEADER];
+	uint32_t len = 0;
+	if (read_full(ssl, header, sizeof(header)) < 0 ||
+	    rh_frame_header_decode(header, RH_FRAME_DEFAULT_MAX, &len) < 0)
+		return NULL;
+	uint8_t *payload = malloc(len ? len : 1);
+	Remhsm__Request *req = NULL;
+	if (read_full(ssl, payload, len) == 0)
+		req = remhsm__request__unpack(NULL, len, payload);
+	free(payload);
+	return req;
+}
+
+static void send_bytes(SSL *ssl, const void *buf, size_t len)
+{
+	size_t n = 0;
+	SSL_write_ex(ssl, buf, len, &n);
+}
+
+static void send_response(SSL *ssl, Remhsm__Response *resp)
+{
+	uint8_t *frame = NULL;
+	size_t len = 0;
+	ck_assert_int_eq(rh_frame_pack(&resp->base, &frame, &len), 0);
+	send_bytes(ssl, frame, len);
+	free(frame);
+}
+
+static void answer_hello(SSL *ssl, const Remhsm__Request *req)
+{
+	Remhsm__HelloResp hello = REMHSM__HELLO_RESP__INIT;
+	hello.version = RH_PROTOCOL_VERSION;
+	hello.max_frame = fake.hello_max_frame;
+	Remhsm__Response resp = REMHSM__RESPONSE__INIT;
+	resp.id = req->id;
+	resp.result_case = REMHSM__RESPONSE__RESULT_HELLO;
+	resp.hello = &hello;
+	send_response(ssl, &resp);
+}
+
+static void serve_connection(SSL *ssl)
+{
+	Remhsm__Request *req;
+	int keep = 1;
+	while (keep && (req = read_request(ssl)) != NULL) {
+		if (req->call_case == REMHSM__REQUEST__CALL_HELLO)
+			answer_hello(ssl, req);
+		else
+			keep = fake.answer(ssl, req);
+		remhsm__request__free_unpacked(req, NULL);
+	}
+}
+
+static void *fake_server(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&fake.stop)) {
+		struct pollfd p = {fake.fd, POLLIN, 0};
+		if (poll(&p, 1, 50) != 1)
+			continue;
+		int c = accept(fake.fd, NULL, NULL);
+		if (c < 0)
+			continue;
+		struct timeval tv = {2, 0};
+		setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		SSL *ssl = SSL_new(fake.ctx);
+		SSL_set_fd(ssl, c);
+		if (SSL_accept(ssl) == 1)
+			serve_connection(ssl);
+		SSL_shutdown(ssl);
+		SSL_free(ssl);
+		close(c);
+	}
+	return NULL;
+}
+
+static int listen_loopback(void)
+{
+	fake.fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	ck_assert_int_eq(bind(fake.fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(listen(fake.fd, 8), 0);
+	ck_assert_int_eq(getsockname(fake.fd, (struct sockaddr *)&a, &len), 0);
+	return ntohs(a.sin_port);
+}
+
+/* Starts the fake server with `answer` and points the module at it. */
+static void start(answer_fn answer)
+{
+	char server[64], cert[320], key[320], ca[320], err[256];
+	snprintf(cert, sizeof(cert), "%s/server.pem", d.pki);
+	snprintf(key, sizeof(key), "%s/server.key", d.pki);
+	snprintf(ca, sizeof(ca), "%s/ca.pem", d.pki);
+	rh_tls_files_t files = {ca, cert, key};
+	fake.ctx = rh_tls_server_ctx_new(&files, 0, err, sizeof(err));
+	ck_assert_msg(fake.ctx != NULL, "%s", err);
+	fake.answer = answer;
+	snprintf(server, sizeof(server), "127.0.0.1:%d", listen_loopback());
+	setenv("REMHSM_SERVER", server, 1);
+	ck_assert_int_eq(pthread_create(&fake.thread, NULL, fake_server, NULL),
+			 0);
+	p11 = th_module_load(&module);
+	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
+}
+
+static void setup(void)
+{
+	th_pki_make(&d);
+	th_client_env(&d);
+	/* Long enough that a client waiting for bytes that never come would
+	 * overrun the test's own timeout. */
+	setenv("REMHSM_TIMEOUT_MS", "30000", 1);
+	fake.hello_max_frame = RH_FRAME_DEFAULT_MAX;
+	atomic_store(&fake.stop, 0);
+}
+
+static void teardown(void)
+{
+	p11->C_Finalize(NULL);
+	dlclose(module);
+	atomic_store(&fake.stop, 1);
+	pthread_join(fake.thread, NULL);
+	close(fake.fd);
+	SSL_CTX_free(fake.ctx);
+	th_daemon_cleanup(&d);
+}
+
+/* --- answers */
+
+static void reply_to(const Remhsm__Request *req, Remhsm__Response *resp)
+{
+	resp->id = req->id;
+	resp->rv = CKR_OK;
+}
+
+/* A truthful C_GetInfo answer, and 0 slots for C_GetSlotList. */
+static int answer_well(SSL *ssl, const Remhsm__Request *req)
+{
+	Remhsm__Response resp = REMHSM__RESPONSE__INIT;
+	Remhsm__GetInfoResp info = REMHSM__GET_INFO_RESP__INIT;
+	Remhsm__Version v = REMHSM__VERSION__INIT;
+	Remhsm__GetSlotListResp slots = REMHSM__GET_SLOT_LIST_RESP__INIT;
+	reply_to(req, &resp);
+	if (req->call_case == REMHSM__REQUEST__CALL_GET_INFO) {
+		v.major = 2;
+		v.minor = 40;
+		info.cryptoki_version = &v;
+		info.manufacturer_id =
+			(ProtobufCBinaryData){4, (uint8_t *)"fake"};
+		resp.result_case = REMHSM__RESPONSE__RESULT_GET_INFO;
+		resp.get_info = &info;
+	} else if (req->call_case == REMHSM__REQUEST__CALL_GET_SLOT_LIST) {
+		resp.result_case = REMHSM__RESPONSE__RESULT_GET_SLOT_LIST;
+		resp.get_slot_list = &slots;
+	} else {
+		resp.rv = CKR_FUNCTION_FAILED;
+	}
+	send_response(ssl, &resp);
+	return 1;
+}
+
+/* The module works again once the server answers properly. */
+static void check_recovers(void)
+{
+	CK_INFO info;
+	ck_assert_uint_eq(p11->C_GetInfo(&info), CKR_OK);
+	ck_assert_mem_eq(info.manufacturerID, "fake", 4);
+	ck_assert_uint_eq(info.manufacturerID[4], ' ');
+}
+
+/* Bytes sent instead of an answer to C_GetSlotList. */
+typedef struct raw_answer {
+	const uint8_t *bytes;
+	size_t len;
+	int keep; /* 0 closes the connection after them */
+} raw_answer_t;
+
+static const uint8_t partial_frame[] = {0, 0, 0, 100, 0x08, 0x01, 0x10};
+/* A header alone, then nothing: the header must end the call. */
+static const uint8_t huge_header[] = {0xff, 0xff, 0xff, 0xf0};
+/* 256 MiB: above any daemon's maximum, whatever its Hello offered. */
+static const uint8_t beyond_daemon_header[] = {0x10, 0x00, 0x00, 0x00};
+static const uint8_t undecodable[] = {0,    0,	  0,	6,    0xff,
+				      0xff, 0xff, 0xff, 0xff, 0xff};
+static raw_answer_t raw;
+
+static int raw_bytes(SSL *ssl, const Remhsm__Request *req)
+{
+	if (req->call_case == REMHSM__REQUEST__CALL_GET_INFO)
+		return answer_well(ssl, req);
+	send_bytes(ssl, raw.bytes, raw.len);
+	return raw.keep;
+}
+
+static void start_raw(const uint8_t *bytes, size_t len, int keep)
+{
+	raw = (raw_answer_t){bytes, len, keep};
+	start(raw_bytes);
+}
+
+static int wrong_id(SSL *ssl, const Remhsm__Request *req)
+{
+	if (req->call_case == REMHSM__REQUEST__CALL_GET_INFO)
+		return answer_well(ssl, req);
+	Remhsm__Response resp = REMHSM__RESPONSE__INIT;
+	Remhsm__GetSlotListResp slots = REMHSM__GET_SLOT_LIST_RESP__INIT;
+	reply_to(req, &resp);
+	resp.id = req->id + 7;
+	resp.result_case = REMHSM__RESPONSE__RESULT_GET_SLOT_LIST;
+	resp.get_slot_list = &slots;
+	send_response(ssl, &resp);
+	return 1;
+}
+
+static int another_calls_answer(SSL *ssl, const Remhsm__Request *req)
+{
+	if (req->call_case == REMHSM__REQUEST__CALL_GET_INFO)
+		return answer_well(ssl, req);
+	Remhsm__Response resp = REMHSM__RESPONSE__INIT;
+	Remhsm__GenerateRandomResp random = REMHSM__GENERATE_RANDOM_RESP__INIT;
+	reply_to(req, &resp);
+	resp.result_case = REMHSM__RESPONSE__RESULT_GENERATE_RANDOM;
+	resp.generate_random = &random;
+	send_response(ssl, &resp);
+	return 1;
+}
+
+static uint8_t oversized[4096];
+
+static int too_much_data(SSL *ssl, const Remhsm__Request *req)
+{
+	Remhsm__Response resp = REMHSM__RESPONSE__INIT;
+	Remhsm__GenerateRandomResp random = REMHSM__GENERATE_RANDOM_RESP__INIT;
+	Remhsm__OpenSessionResp open = REMHSM__OPEN_SESSION_RESP__INIT;
+	Remhsm__GetSlotListResp slots = REMHSM__GET_SLOT_LIST_RESP__INIT;
+	Remhsm__SignInitResp sign_init = REMHSM__SIGN_INIT_RESP__INIT;
+	Remhsm__SignResp sign = REMHSM__SIGN_RESP__INIT;
+	Remhsm__Output out = REMHSM__OUTPUT__INIT;
+	uint64_t many[40] = {0};
+	reply_to(req, &resp);
+	resp.result_case = (Remhsm__Response__ResultCase)req->call_case;
+	switch (req->call_case) {
+	case REMHSM__REQUEST__CALL_GENERATE_RANDOM:
+		random.data =
+			(ProtobufCBinaryData){sizeof(oversized), oversized};
+		resp.generate_random = &random;
+		break;
+	case REMHSM__REQUEST__CALL_OPEN_SESSION:
+		open.session = 1;
+		resp.open_session = &open;
+		break;
+	case REMHSM__REQUEST__CALL_GET_SLOT_LIST:
+		slots.n_slots = 40;
+		slots.slots = many;
+		resp.get_slot_list = &slots;
+		break;
+	case REMHSM__REQUEST__CALL_SIGN_INIT:
+		resp.sign_init = &sign_init;
+		break;
+	case REMHSM__REQUEST__CALL_SIGN:
+		out.length = 64; /* says 64, sends 4096 */
+		out.data = (ProtobufCBinaryData){sizeof(oversized), oversized};
+		sign.output = &out;
+		resp.sign = &sign;
+		break;
+	default:
+		return answer_well(ssl, req);
+	}
+	send_response(ssl, &resp);
+	return 1;
+}
+
+/* Declares a 4-byte value and sends 4096 bytes; sends a CK_ULONG for a byte
+ * string the caller gave one byte for. */
+static int lying_attributes(SSL *ssl, const Remhsm__Request *req)
+{
+	if (req->call_case != REMHSM__REQUEST__CALL_GET_ATTRIBUTE_VALUE)
+		return too_much_data(ssl, req);
+	const Remhsm__GetAttributeValueReq *q = req->get_attribute_value;
+	Remhsm__Response resp = REMHSM__RESPONSE__INIT;
+	Remhsm__GetAttributeValueResp r =
+		REMHSM__GET_ATTRIBUTE_VALUE_RESP__INIT;
+	Remhsm__AttributeResult result = REMHSM__ATTRIBUTE_RESULT__INIT;
+	Remhsm__AttributeResult *results[] = {&result};
+	Remhsm__Attribute value = REMHSM__ATTRIBUTE__INIT;
+	reply_to(req, &resp);
+	value.type = q->n_template_ ? q->template_[0]->type : 0;
+	if (value.type == CKA_LABEL) {
+		result.length = 4;
+		value.value_case = REMHSM__ATTRIBUTE__VALUE_BYTES;
+		value.bytes =
+			(ProtobufCBinaryData){sizeof(oversized), oversized};
+	} else {
+		result.length = 1;
+		value.value_case = REMHSM__ATTRIBUTE__VALUE_ULONG;
+		value.ulong = UINT64_MAX - 1;
+	}
+	result.value = &value;
+	r.n_results = 1;
+	r.results = results;
+	resp.result_case = REMHSM__RESPONSE__RESULT_GET_ATTRIBUTE_VALUE;
+	resp.get_attribute_value = &r;
+	send_response(ssl, &resp);
+	return 1;
+}
+
+/* --- tests */
+
+typedef struct guarded {
+	CK_BYTE buf[64];
+	CK_BYTE guard[GUARD_LEN];
+} guarded_t;
+
+static void guard_set(guarded_t *g)
+{
+	memset(g, 0, sizeof(*g));
+	memset(g->guard, GUARD, GUARD_LEN);
+}
+
+static void guard_check(const guarded_t *g)
+{
+	for (int i = 0; i < GUARD_LEN; i++)
+		ck_assert_uint_eq(g->guard[i], GUARD);
+}
+
+static void expect_slot_list_fails(void)
+{
+	CK_ULONG n = 0;
+	ck_assert_uint_eq(p11->C_GetSlotList(CK_FALSE, NULL, &n),
+			  CKR_DEVICE_ERROR);
+	check_recovers();
+}
+
+START_TEST(test_truncated_frame)
+{
+	start_raw(partial_frame, sizeof(partial_frame), 0);
+	expect_slot_list_fails();
+}
+END_TEST
+
+START_TEST(test_length_beyond_the_agreed_maximum)
+{
+	start_raw(huge_header, sizeof(huge_header), 1);
+	expect_slot_list_fails();
+}
+END_TEST
+
+START_TEST(test_hello_cannot_raise_the_maximum_without_bound)
+{
+	fake.hello_max_frame = UINT32_MAX;
+	start_raw(beyond_daemon_header, sizeof(beyond_daemon_header), 1);
+	expect_slot_list_fails();
+}
+END_TEST
+
+START_TEST(test_wrong_request_id)
+{
+	start(wrong_id);
+	expect_slot_list_fails();
+}
+END_TEST
+
+START_TEST(test_answer_to_another_call)
+{
+	start(another_calls_answer);
+	expect_slot_list_fails();
+}
+END_TEST
+
+START_TEST(test_undecodable_payload)
+{
+	start_raw(undecodable, sizeof(undecodable), 1);
+	expect_slot_list_fails();
+}
+END_TEST
+
+START_TEST(test_more_random_than_asked)
+{
+	start(too_much_data);
+	guarded_t g;
+	guard_set(&g);
+	CK_SESSION_HANDLE s;
+	ck_assert_uint_eq(
+		p11->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &s),
+		CKR_OK);
+	ck_assert_uint_eq(p11->C_GenerateRandom(s, g.buf, sizeof(g.buf)),
+			  CKR_DEVICE_ERROR);
+	guard_check(&g);
+	check_recovers();
+}
+END_TEST
+
+START_TEST(test_more_slots_than_the_buffer)
+{
+	start(too_much_data);
+	struct {
+		CK_SLOT_ID slots[2];
+		CK_BYTE guard[GUARD_LEN];
+	} g;
+	memset(&g, GUARD, sizeof(g));
+	CK_ULONG n = 2;
+	ck_assert_uint_eq(p11->C_GetSlotList(CK_FALSE, g.slots, &n),
+			  CKR_BUFFER_TOO_SMALL);
+	ck_assert_uint_eq(n, 40);
+	for (int i = 0; i < GUARD_LEN; i++)
+		ck_assert_uint_eq(g.guard[i], GUARD);
+}
+END_TEST
+
+START_TEST(test_signature_longer_than_declared)
+{
+	start(too_much_data);
+	guarded_t g;
+	guard_set(&g);
+	CK_SESSION_HANDLE s;
+	ck_assert_uint_eq(
+		p11->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &s),
+		CKR_OK);
+	CK_MECHANISM ecdsa = {CKM_ECDSA, NULL, 0};
+	CK_BYTE hash[32] = {1};
+	CK_ULONG len = sizeof(g.buf);
+	CK_RV rv = p11->C_SignInit(s, &ecdsa, 5);
+	if (rv == CKR_OK)
+		rv = p11->C_Sign(s, hash, sizeof(hash), g.buf, &len);
+	ck_assert_uint_eq(rv, CKR_DEVICE_ERROR);
+	guard_check(&g);
+	check_recovers();
+}
+END_TEST
+
+START_TEST(test_attribute_values_larger_than_declared)
+{
+	start(lying_attributes);
+	CK_SESSION_HANDLE s;
+	ck_assert_uint_eq(
+		p11->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &s),
+		CKR_OK);
+	guarded_t g;
+	guard_set(&g);
+	CK_ATTRIBUTE label = {CKA_LABEL, g.buf, 4};
+	ck_assert_uint_eq(p11->C_GetAttributeValue(s, 5, &label, 1),
+			  CKR_DEVICE_ERROR);
+	guard_check(&g);
+	CK_ATTRIBUTE id = {CKA_ID, g.buf + sizeof(g.buf) - 1, 1};
+	ck_assert_uint_eq(p11->C_GetAttributeValue(s, 5, &id, 1),
+			  CKR_DEVICE_ERROR);
+	guard_check(&g);
+	check_recovers();
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("client_hostile");
+	TCase *tc = tcase_create("hostile");
+	/* Well under the client's 30 s call timeout: a client that waited
+	 * for the announced bytes fails here. */
+	tcase_set_timeout(tc, 15);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_truncated_frame);
+	tcase_add_test(tc, test_length_beyond_the_agreed_maximum);
+	tcase_add_test(tc, test_hello_cannot_raise_the_maximum_without_bound);
+	tcase_add_test(tc, test_wrong_request_id);
+	tcase_add_test(tc, test_answer_to_another_call);
+	tcase_add_test(tc, test_undecodable_payload);
+	tcase_add_test(tc, test_more_random_than_asked);
+	tcase_add_test(tc, test_more_slots_than_the_buffer);
+	tcase_add_test(tc, test_signature_longer_than_declared);
+	tcase_add_test(tc, test_attribute_values_larger_than_declared);
+	suite_add_tcase(s, tc);
+	return th_run_suite(s);
+}
