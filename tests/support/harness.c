@@ -215,6 +215,11 @@ void th_daemon_kill(th_daemon_t *d)
 	d->pid = 0;
 }
 
+const char *th_module_path(void)
+{
+	return REMHSM_MODULE_PATH;
+}
+
 CK_FUNCTION_LIST *th_module_load(void **handle)
 {
 	*handle = dlopen(REMHSM_MODULE_PATH, RTLD_NOW | RTLD_LOCAL);

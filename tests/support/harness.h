@@ -37,7 +37,8 @@ void th_daemon_restart(th_daemon_t *d, const char *const *extra_flags);
 /* SIGKILL, as a crash or power loss would. */
 void th_daemon_kill(th_daemon_t *d);
 
-/* dlopen()s the built client module; its function list. */
+/* The built client module, and dlopen() of it with its function list. */
+const char *th_module_path(void);
 CK_FUNCTION_LIST *th_module_load(void **handle);
 
 /* Initialises slot's token (blank label) with so_pin and sets user_pin. */
