@@ -190,6 +190,7 @@ static int expect_peer_name(SSL *ssl, const char *host)
 static int handshake(rhc_link_t *l, int64_t deadline)
 {
 	for (;;) {
+		ERR_clear_error(); /* see read_exact */
 		int r = SSL_do_handshake(l->ssl);
 		int fr = flush_out(l, deadline);
 		if (fr < 0)
@@ -270,7 +271,10 @@ static int tls_connect(const rhc_config_t *cfg, SSL_CTX *tls, rhc_link_t **out)
 static int tls_send(rhc_link_t *l, const uint8_t *frame, size_t len,
 		    unsigned timeout_ms)
 {
-	if (len > INT32_MAX || SSL_write(l->ssl, frame, (int)len) != (int)len)
+	if (len > INT32_MAX)
+		return RH_ETLS;
+	ERR_clear_error(); /* see read_exact */
+	if (SSL_write(l->ssl, frame, (int)len) != (int)len)
 		return RH_ETLS;
 	return flush_out(l, now_ms() + timeout_ms);
 }
@@ -279,6 +283,10 @@ static int read_exact(rhc_link_t *l, uint8_t *buf, size_t len, int64_t deadline)
 {
 	size_t got = 0;
 	while (got < len) {
+		/* SSL_get_error reads the thread's error queue, which the
+		 * application shares with us: an error it left there (a
+		 * failed PEM parse, say) would read as a broken link. */
+		ERR_clear_error();
 		int n = SSL_read(l->ssl, buf + got, (int)(len - got));
 		if (n > 0) {
 			got += (size_t)n;

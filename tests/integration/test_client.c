@@ -5,6 +5,8 @@
  */
 #include <check.h>
 #include <dlfcn.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
@@ -121,6 +123,26 @@ START_TEST(test_module_leaves_signals_and_exit_to_the_application)
 	}
 	ck_assert_int_eq(pclose(nm), 0);
 	ck_assert_int_gt(imports, 20);
+}
+END_TEST
+
+/* The application shares the thread's OpenSSL error queue with the
+ * module; what it leaves there must not read as a broken link. */
+START_TEST(test_errors_the_application_left_in_openssl_do_not_matter)
+{
+	CK_SESSION_HANDLE h = open_session(0);
+	unsigned char buf[16];
+	for (int i = 0; i < 3; i++) {
+		ERR_raise(ERR_LIB_PEM, PEM_R_NO_START_LINE);
+		ck_assert_uint_eq(p11->C_GenerateRandom(h, buf, sizeof(buf)),
+				  CKR_OK);
+	}
+	ck_assert_uint_eq(p11->C_CloseSession(h), CKR_OK);
+	ck_assert_uint_eq(p11->C_Finalize(NULL), CKR_OK);
+	ERR_raise(ERR_LIB_PEM, PEM_R_NO_START_LINE);
+	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
+	h = open_session(0); /* a new connection and handshake */
+	ck_assert_uint_eq(p11->C_GenerateRandom(h, buf, sizeof(buf)), CKR_OK);
 }
 END_TEST
 
@@ -704,6 +726,8 @@ int main(void)
 		       test_requests_over_the_frame_limit_are_split_or_refused);
 	tcase_add_test(tc, test_threads_share_the_module_and_its_sessions);
 	tcase_add_test(tc, test_calls_survive_signals_without_sa_restart);
+	tcase_add_test(
+		tc, test_errors_the_application_left_in_openssl_do_not_matter);
 	tcase_add_test(tc, test_fork_child_must_initialize_again);
 	suite_add_tcase(s, tc);
 	return th_run_suite(s);
