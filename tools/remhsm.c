@@ -4,6 +4,7 @@
 
 #include "bench.h"
 #include "pki.h"
+#include "provision.h"
 #include "token.h"
 
 static void usage(FILE *out)
@@ -15,6 +16,17 @@ static void usage(FILE *out)
 		     "                           certificate (ca.pem, "
 		     "server.pem/.key,\n"
 		     "                           client.pem/.key) in DIR\n"
+		     "  token init|list|set-pin  create and re-PIN tokens "
+		     "(remhsm token --help)\n"
+		     "  key gen|import           make or import a key pair\n"
+		     "  csr                      a PKCS#10 request signed "
+		     "inside remhsm\n"
+		     "  cert import              store a certificate next to "
+		     "its key\n"
+		     "  pubkey export            a key's public half as PEM\n"
+		     "  object list|show|delete  the objects on a token\n"
+		     "                           (remhsm key --help, and so "
+		     "on)\n"
 		     "  bench [OPTIONS]          measure round trips through a "
 		     "PKCS#11\n"
 		     "                           module (remhsm bench --help)\n"
@@ -51,6 +63,11 @@ int main(int argc, char **argv)
 		return pki_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "token"))
 		return rh_token_main(argc - 1, argv + 1);
+	static const char *const provisioning[] = {"key",    "csr",    "cert",
+						   "pubkey", "object", NULL};
+	for (int i = 0; provisioning[i]; i++)
+		if (!strcmp(argv[1], provisioning[i]))
+			return rh_provision_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "bench"))
 		return rh_bench_main(argc - 1, argv + 1);
 	fprintf(stderr, "remhsm: unknown command '%s'\n", argv[1]);

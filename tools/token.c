@@ -6,13 +6,12 @@
 #include "token.h"
 
 #include <getopt.h>
-#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <termios.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "p11.h"
 
 #define FREERTOS_LABEL "FreeRTOS"
@@ -60,58 +59,9 @@ static void usage(FILE *out)
 		"bad usage.\n");
 }
 
-/* A PIN from a flag, the environment or the terminal; NULL if none. */
-static char *pin_from(const char *flag, const char *env, const char *prompt)
-{
-	if (flag)
-		return strdup(flag);
-	const char *value = getenv(env);
-	if (value && *value)
-		return strdup(value);
-	FILE *tty = fopen("/dev/tty", "r+");
-	if (!tty)
-		return NULL;
-	struct termios old, quiet;
-	int fd = fileno(tty);
-	int restore = tcgetattr(fd, &old) == 0;
-	quiet = old;
-	quiet.c_lflag &= ~(tcflag_t)ECHO;
-	if (restore)
-		tcsetattr(fd, TCSAFLUSH, &quiet);
-	fprintf(tty, "%s: ", prompt);
-	fflush(tty);
-	char buf[256];
-	char *line = fgets(buf, sizeof(buf), tty);
-	if (restore)
-		tcsetattr(fd, TCSAFLUSH, &old);
-	fprintf(tty, "\n");
-	fclose(tty);
-	if (!line)
-		return NULL;
-	buf[strcspn(buf, "\n")] = '\0';
-	char *pin = strdup(buf);
-	OPENSSL_cleanse(buf, sizeof(buf));
-	return pin;
-}
-
-static void pin_free(char *pin)
-{
-	if (pin)
-		OPENSSL_cleanse(pin, strlen(pin));
-	free(pin);
-}
-
 static int failed(const char *what, CK_RV rv)
 {
-	fprintf(stderr, "remhsm token: %s failed: %s\n", what, rh_ckr_name(rv));
-	return 1;
-}
-
-static size_t trimmed_len(const CK_UTF8CHAR *s, size_t n)
-{
-	while (n > 0 && s[n - 1] == ' ')
-		n--;
-	return n;
+	return rh_failed("remhsm token", what, rv);
 }
 
 static CK_RV slots(CK_FUNCTION_LIST *p11, CK_SLOT_ID *list, CK_ULONG *n)
@@ -136,8 +86,8 @@ static int cmd_list(CK_FUNCTION_LIST *p11)
 			continue;
 		}
 		printf("slot %lu: label \"%.*s\", serial %.*s, %s%s%s%s\n",
-		       list[i], (int)trimmed_len(t.label, 32), t.label,
-		       (int)trimmed_len(t.serialNumber, 16), t.serialNumber,
+		       list[i], (int)rh_trimmed_len(t.label, 32), t.label,
+		       (int)rh_trimmed_len(t.serialNumber, 16), t.serialNumber,
 		       t.flags & CKF_TOKEN_INITIALIZED ? "initialised"
 						       : "blank",
 		       t.flags & CKF_USER_PIN_INITIALIZED ? ", user PIN set"
@@ -146,37 +96,6 @@ static int cmd_list(CK_FUNCTION_LIST *p11)
 		       t.flags & CKF_SO_PIN_LOCKED ? ", SO PIN LOCKED" : "");
 	}
 	return 0;
-}
-
-/* The slot of the token labelled label, or of the only initialised one. */
-static int find_token(CK_FUNCTION_LIST *p11, const char *label,
-		      CK_SLOT_ID *slot)
-{
-	CK_SLOT_ID list[MAX_SLOTS];
-	CK_ULONG n;
-	CK_RV rv = slots(p11, list, &n);
-	if (rv != CKR_OK)
-		return failed("C_GetSlotList", rv);
-	int found = 0;
-	for (CK_ULONG i = 0; i < n; i++) {
-		CK_TOKEN_INFO t;
-		if (p11->C_GetTokenInfo(list[i], &t) != CKR_OK ||
-		    !(t.flags & CKF_TOKEN_INITIALIZED))
-			continue;
-		size_t len = trimmed_len(t.label, 32);
-		if (label &&
-		    (strlen(label) != len || memcmp(label, t.label, len)))
-			continue;
-		*slot = list[i];
-		found++;
-	}
-	if (found == 1)
-		return 0;
-	fprintf(stderr, found ? "remhsm token: several tokens; name one with "
-				"--token LABEL\n"
-			      : "remhsm token: no such initialised token; see "
-				"remhsm token list\n");
-	return 1;
 }
 
 static int first_blank(CK_FUNCTION_LIST *p11, CK_SLOT_ID *slot)
@@ -229,11 +148,11 @@ static int cmd_init(CK_FUNCTION_LIST *p11, const opts_t *o)
 	CK_SLOT_ID slot = (CK_SLOT_ID)o->slot;
 	if (o->slot < 0 && first_blank(p11, &slot))
 		return 1;
-	char *so_pin = pin_from(o->so_pin, "REMHSM_SO_PIN", "SO PIN");
+	char *so_pin = rh_pin_from(o->so_pin, "REMHSM_SO_PIN", "SO PIN");
 	/* A user PIN is set when one is given, or by the FreeRTOS preset. */
 	char *pin = NULL;
 	if (o->pin || getenv("REMHSM_PIN"))
-		pin = pin_from(o->pin, "REMHSM_PIN", "user PIN");
+		pin = rh_pin_from(o->pin, "REMHSM_PIN", "user PIN");
 	else if (o->freertos)
 		pin = strdup(FREERTOS_USER_PIN);
 	int rc = 0;
@@ -259,8 +178,8 @@ static int cmd_init(CK_FUNCTION_LIST *p11, const opts_t *o)
 	printf("token \"%s\" initialised in slot %lu%s\n", label, slot,
 	       pin ? " with its user PIN" : "; set a user PIN with --pin");
 out:
-	pin_free(so_pin);
-	pin_free(pin);
+	rh_pin_free(so_pin);
+	rh_pin_free(pin);
 	return rc;
 }
 
@@ -285,12 +204,13 @@ static CK_RV change_pin(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot, int so,
 static int cmd_set_pin(CK_FUNCTION_LIST *p11, const opts_t *o)
 {
 	CK_SLOT_ID slot;
-	if (find_token(p11, o->token, &slot))
+	if (rh_find_token(p11, "remhsm token set-pin", o->token, &slot))
 		return 1;
-	char *old_pin = o->so ? pin_from(o->so_pin ? o->so_pin : o->pin,
-					 "REMHSM_SO_PIN", "current SO PIN")
-			      : pin_from(o->pin, "REMHSM_PIN", "current PIN");
-	char *new_pin = pin_from(o->new_pin, "REMHSM_NEW_PIN", "new PIN");
+	char *old_pin =
+		o->so ? rh_pin_from(o->so_pin ? o->so_pin : o->pin,
+				    "REMHSM_SO_PIN", "current SO PIN")
+		      : rh_pin_from(o->pin, "REMHSM_PIN", "current PIN");
+	char *new_pin = rh_pin_from(o->new_pin, "REMHSM_NEW_PIN", "new PIN");
 	int rc = 0;
 	if (!old_pin || !new_pin) {
 		fprintf(stderr,
@@ -302,8 +222,8 @@ static int cmd_set_pin(CK_FUNCTION_LIST *p11, const opts_t *o)
 		if (rc == 0)
 			printf("%s PIN changed\n", o->so ? "SO" : "user");
 	}
-	pin_free(old_pin);
-	pin_free(new_pin);
+	rh_pin_free(old_pin);
+	rh_pin_free(new_pin);
 	return rc;
 }
 
