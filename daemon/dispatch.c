@@ -862,10 +862,23 @@ static CK_RV on_digest_final(call_ctx_t *ctx, const Remhsm__DigestFinalReq *req)
 			 &r->output);
 }
 
+/* Sign and verify calls are slow calls, run without the app's lock; their
+ * inits (alone, or held back and sent with the call that follows) read
+ * the session and the key's handle, and fill the handle's key cache, which
+ * other connections of the same application share. */
+static CK_RV locked_init(call_ctx_t *ctx, uint64_t session, rhd_op_kind_t kind,
+			 const Remhsm__Mechanism *mech, uint64_t key)
+{
+	pthread_mutex_lock(&ctx->app->lock);
+	CK_RV rv = op_init(ctx, session, kind, mech, key);
+	pthread_mutex_unlock(&ctx->app->lock);
+	return rv;
+}
+
 static CK_RV on_sign_init(call_ctx_t *ctx, const Remhsm__SignInitReq *req)
 {
-	return op_init(ctx, req->session, RHD_OP_SIGN, req->mechanism,
-		       req->key);
+	return locked_init(ctx, req->session, RHD_OP_SIGN, req->mechanism,
+			   req->key);
 }
 
 static CK_RV on_sign(call_ctx_t *ctx, const Remhsm__SignReq *req)
@@ -882,9 +895,11 @@ static CK_RV on_sign(call_ctx_t *ctx, const Remhsm__SignReq *req)
 static CK_RV on_sign_update(call_ctx_t *ctx, const Remhsm__SignUpdateReq *req)
 {
 	CK_RV rv = req->init ? on_sign_init(ctx, req->init) : CKR_OK;
-	return rv == CKR_OK
-		       ? op_update(ctx, req->session, RHD_OP_SIGN, req->data)
-		       : rv;
+	pthread_mutex_lock(&ctx->app->lock);
+	if (rv == CKR_OK)
+		rv = op_update(ctx, req->session, RHD_OP_SIGN, req->data);
+	pthread_mutex_unlock(&ctx->app->lock);
+	return rv;
 }
 
 static CK_RV on_sign_final(call_ctx_t *ctx, const Remhsm__SignFinalReq *req)
@@ -898,8 +913,8 @@ static CK_RV on_sign_final(call_ctx_t *ctx, const Remhsm__SignFinalReq *req)
 
 static CK_RV on_verify_init(call_ctx_t *ctx, const Remhsm__VerifyInitReq *req)
 {
-	return op_init(ctx, req->session, RHD_OP_VERIFY, req->mechanism,
-		       req->key);
+	return locked_init(ctx, req->session, RHD_OP_VERIFY, req->mechanism,
+			   req->key);
 }
 
 /* Verify: the operation is taken under the lock, the key works outside. */

@@ -2,7 +2,9 @@
 # Installs what is missing, builds and runs every test:
 #   1. the release build: unit, integration and interop tests
 #   2. an ASan+UBSan build of the same unit and integration tests
-#   3. the libFuzzer target (clang) over the decoders and dispatch, bounded
+#   3. a ThreadSanitizer build (daemon, module and tests) of the integration
+#      tests, the threads test among them
+#   4. the libFuzzer target (clang) over the decoders and dispatch, bounded
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -31,6 +33,13 @@ cmake --build build-asan -j"$jobs" >/dev/null
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   run_ctest build-asan -j"$jobs" -L 'unit|integration'
+
+echo "== ThreadSanitizer build: integration"
+cmake -S . -B build-tsan -DBUILD_TESTING=ON -DREMHSM_TSAN=ON \
+  -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build build-tsan -j"$jobs" >/dev/null
+TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+  run_ctest build-tsan -j"$jobs" -L integration
 
 echo "== libFuzzer: ${fuzz_seconds}s over frame and request decoders into dispatch"
 CC=clang cmake -S . -B build-fuzz -DBUILD_TESTING=ON -DREMHSM_FUZZ=ON \

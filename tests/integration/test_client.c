@@ -9,6 +9,7 @@
 #include <openssl/pem.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -609,14 +610,14 @@ static void on_tick(int sig)
 
 typedef struct ticker {
 	pthread_t target;
-	volatile int stop;
+	atomic_int stop;
 } ticker_t;
 
 static void *tick_thread(void *arg)
 {
 	ticker_t *t = arg;
 	struct timespec period = {0, 100000}; /* 100 us */
-	while (!t->stop) {
+	while (!atomic_load(&t->stop)) {
 		pthread_kill(t->target, SIGUSR1);
 		nanosleep(&period, NULL);
 	}
@@ -646,7 +647,7 @@ START_TEST(test_calls_survive_signals_without_sa_restart)
 			failures += p11->C_GenerateRandom(
 					    h, buf, sizeof(buf)) != CKR_OK;
 	}
-	ticker.stop = 1;
+	atomic_store(&ticker.stop, 1);
 	pthread_join(thread, NULL);
 	ck_assert_int_eq(failures, 0);
 	ck_assert_int_gt(ticks, 1000);
