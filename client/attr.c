@@ -1,5 +1,6 @@
 #include "attr.h"
 
+#include <limits.h>
 #include <string.h>
 
 #include "rh_attr.h"
@@ -101,7 +102,8 @@ static CK_RV copy_value(const Remhsm__Attribute *w, CK_ATTRIBUTE *a)
 		return CKR_DEVICE_ERROR;
 	switch (w->value_case) {
 	case REMHSM__ATTRIBUTE__VALUE_ULONG: {
-		if (a->ulValueLen < sizeof(CK_ULONG))
+		if (a->ulValueLen < sizeof(CK_ULONG) ||
+		    (w->ulong > ULONG_MAX && w->ulong != UINT64_MAX))
 			return CKR_DEVICE_ERROR;
 		CK_ULONG v = w->ulong == UINT64_MAX ? CK_UNAVAILABLE_INFORMATION
 						    : (CK_ULONG)w->ulong;

@@ -55,6 +55,17 @@ static int to_ulong(uint64_t wire, CK_ULONG *out)
 	return 0;
 }
 
+/* An object the daemon named: its handle must fit the host's CK_ULONG (a
+ * 32-bit application's handles are 32 bits wide). -1 when it does not. */
+static int take_object(const Remhsm__ObjectInfo *info, CK_OBJECT_HANDLE *out)
+{
+	if (!info || info->handle > ULONG_MAX)
+		return -1;
+	*out = (CK_OBJECT_HANDLE)info->handle;
+	rhc_known_object(info);
+	return 0;
+}
+
 static void pad_copy(CK_UTF8CHAR *dst, size_t width, ProtobufCBinaryData src)
 {
 	size_t n = src.len < width ? src.len : width;
@@ -532,13 +543,9 @@ CK_RV C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate,
 	if (rv == CKR_OK)
 		rv = too_large_is_invalid(rhc_call(&req, &resp));
 	if (rv == CKR_OK &&
-	    (!resp->create_object || !resp->create_object->object))
+	    (!resp->create_object ||
+	     take_object(resp->create_object->object, phObject) < 0))
 		rv = CKR_DEVICE_ERROR;
-	if (rv == CKR_OK) {
-		*phObject =
-			(CK_OBJECT_HANDLE)resp->create_object->object->handle;
-		rhc_known_object(resp->create_object->object);
-	}
 	rh_arena_cleanup(&arena);
 	return finish(resp, rv);
 }
@@ -614,15 +621,13 @@ CK_RV C_FindObjectsInit(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate,
 		resp ? resp->find_objects_init : NULL;
 	if (rv == CKR_OK && (!r || r->n_objects > FIND_PREFETCH))
 		rv = CKR_DEVICE_ERROR;
-	if (rv == CKR_OK) {
-		CK_OBJECT_HANDLE found[FIND_PREFETCH];
-		for (size_t i = 0; i < r->n_objects; i++) {
-			found[i] = (CK_OBJECT_HANDLE)r->objects[i]->handle;
-			rhc_known_object(r->objects[i]);
-		}
+	CK_OBJECT_HANDLE found[FIND_PREFETCH];
+	for (size_t i = 0; rv == CKR_OK && i < r->n_objects; i++)
+		if (take_object(r->objects[i], &found[i]) < 0)
+			rv = CKR_DEVICE_ERROR;
+	if (rv == CKR_OK)
 		rv = rhc_find_begin(hSession, found, r->n_objects,
 				    !r->complete);
-	}
 	rh_arena_cleanup(&arena);
 	return finish(resp, rv);
 }
@@ -638,13 +643,11 @@ static CK_RV find_more(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE_PTR out,
 	const Remhsm__FindObjectsResp *r = resp ? resp->find_objects : NULL;
 	if (rv == CKR_OK && (!r || r->n_objects > max))
 		rv = CKR_DEVICE_ERROR;
-	if (rv == CKR_OK) {
-		for (size_t i = 0; i < r->n_objects; i++) {
-			out[i] = (CK_OBJECT_HANDLE)r->objects[i]->handle;
-			rhc_known_object(r->objects[i]);
-		}
+	for (size_t i = 0; rv == CKR_OK && i < r->n_objects; i++)
+		if (take_object(r->objects[i], &out[i]) < 0)
+			rv = CKR_DEVICE_ERROR;
+	if (rv == CKR_OK)
 		*count = (CK_ULONG)r->n_objects;
-	}
 	return finish(resp, rv);
 }
 
@@ -729,10 +732,8 @@ static CK_RV take_output(CK_RV rv, const Remhsm__Output *o, CK_BYTE_PTR out,
 		return rv;
 	if (!o)
 		return CKR_DEVICE_ERROR;
-	if (rv == CKR_BUFFER_TOO_SMALL || !out) {
-		*out_len = (CK_ULONG)o->length;
-		return rv;
-	}
+	if (rv == CKR_BUFFER_TOO_SMALL || !out)
+		return to_ulong(o->length, out_len) < 0 ? CKR_DEVICE_ERROR : rv;
 	if (o->data.len > *out_len)
 		return CKR_DEVICE_ERROR;
 	if (o->data.len)
@@ -1123,14 +1124,10 @@ CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 		rv = rhc_call(&req, &resp);
 	const Remhsm__GenerateKeyPairResp *r =
 		resp ? resp->generate_key_pair : NULL;
-	if (rv == CKR_OK && (!r || !r->public_key || !r->private_key))
+	if (rv == CKR_OK &&
+	    (!r || take_object(r->public_key, phPublicKey) < 0 ||
+	     take_object(r->private_key, phPrivateKey) < 0))
 		rv = CKR_DEVICE_ERROR;
-	if (rv == CKR_OK) {
-		*phPublicKey = (CK_OBJECT_HANDLE)r->public_key->handle;
-		*phPrivateKey = (CK_OBJECT_HANDLE)r->private_key->handle;
-		rhc_known_object(r->public_key);
-		rhc_known_object(r->private_key);
-	}
 	rh_arena_cleanup(&arena);
 	return finish(resp, rv);
 }
@@ -1171,12 +1168,8 @@ CK_RV C_CopyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
 	if (rv == CKR_OK)
 		rv = too_large_is_invalid(rhc_call(&req, &resp));
 	const Remhsm__CopyObjectResp *r = resp ? resp->copy_object : NULL;
-	if (rv == CKR_OK && (!r || !r->object))
+	if (rv == CKR_OK && (!r || take_object(r->object, phNewObject) < 0))
 		rv = CKR_DEVICE_ERROR;
-	if (rv == CKR_OK) {
-		*phNewObject = (CK_OBJECT_HANDLE)r->object->handle;
-		rhc_known_object(r->object);
-	}
 	rh_arena_cleanup(&arena);
 	return finish(resp, rv);
 }

@@ -1,5 +1,6 @@
 #include "rpc.h"
 
+#include <limits.h>
 #include <openssl/rand.h>
 #include <p11-kit/pkcs11.h>
 #include <pthread.h>
@@ -344,7 +345,8 @@ rhc_rv_t rhc_call(Remhsm__Request *req, Remhsm__Response **resp)
 		       : r == RH_EFRAME_TOO_LARGE ? CKR_DATA_LEN_RANGE
 						  : CKR_DEVICE_ERROR;
 	}
-	if (!result_matches(req, *resp)) {
+	/* A code a 32-bit CK_RV cannot hold must not wrap round to CKR_OK. */
+	if (!result_matches(req, *resp) || (*resp)->rv > ULONG_MAX) {
 		remhsm__response__free_unpacked(*resp, NULL);
 		*resp = NULL;
 		return CKR_DEVICE_ERROR;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages remhsm needs that are missing.
 #   scripts/deps.sh build   what building and running needs
-#   scripts/deps.sh test    that, plus what the test suite drives
+#   scripts/deps.sh test    that, plus what the test suite drives, and the
+#                           i386 libraries the 32-bit client build needs
 #   scripts/deps.sh bench   that, plus SoftHSMv2 to compare against
 set -euo pipefail
 
@@ -19,6 +20,10 @@ case "${1:-build}" in
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
 
+# The 32-bit client build (scripts/test.sh): multiarch i386 libraries.
+i386=(gcc-multilib libssl-dev:i386 libprotobuf-c-dev:i386 check:i386 libp11-kit-dev:i386)
+[ "${1:-build}" = build ] || wanted+=("${i386[@]}")
+
 missing=()
 for pkg in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" ||
@@ -31,6 +36,21 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 echo "installing: ${missing[*]}"
-apt-get update -qq
+if [[ " ${missing[*]} " == *":i386 "* ]] &&
+  ! dpkg --print-foreign-architectures | grep -qx i386; then
+  dpkg --add-architecture i386
+fi
+# An index that fails to download (a mirror mid-sync) is reported and
+# skipped; the install below says what it then cannot find.
+apt-get update -qq || true
+
+# libssl is Multi-Arch: same, so both architectures must carry one version.
+# The i386 candidate can lag the host's (its security index may not be
+# reachable): then both take the version i386 has.
+pin=()
+if [[ " ${missing[*]} " == *" libssl-dev:i386 "* ]]; then
+  v=$(apt-cache policy libssl-dev:i386 | sed -n 's/ *Candidate: //p')
+  pin=("libssl3=$v" "libssl3:i386=$v" "libssl-dev=$v" "libssl-dev:i386=$v")
+fi
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-  "${missing[@]}" >/dev/null
+  --allow-downgrades "${missing[@]}" "${pin[@]}" >/dev/null

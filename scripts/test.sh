@@ -4,7 +4,9 @@
 #   2. an ASan+UBSan build of the same unit and integration tests
 #   3. a ThreadSanitizer build (daemon, module and tests) of the integration
 #      tests, the threads test among them
-#   4. the libFuzzer target (clang) over the decoders and dispatch, bounded
+#   4. the client module and its tests as i386 programs, against the 64-bit
+#      daemon of stage 1
+#   5. the libFuzzer target (clang) over the decoders and dispatch, bounded
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -40,6 +42,13 @@ cmake -S . -B build-tsan -DBUILD_TESTING=ON -DREMHSM_TSAN=ON \
 cmake --build build-tsan -j"$jobs" >/dev/null
 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
   run_ctest build-tsan -j"$jobs" -L integration
+
+echo "== i386 client: the module and its tests as 32-bit programs, 64-bit daemon"
+cmake -S . -B build-i386 -DCMAKE_TOOLCHAIN_FILE=cmake/i386.cmake \
+  -DREMHSM_CLIENT_ONLY=ON -DBUILD_TESTING=ON \
+  -DREMHSM_DAEMON="$root/build/daemon/remhsmd" >/dev/null
+cmake --build build-i386 -j"$jobs" >/dev/null
+run_ctest build-i386 -j"$jobs"
 
 echo "== libFuzzer: ${fuzz_seconds}s over frame and request decoders into dispatch"
 CC=clang cmake -S . -B build-fuzz -DBUILD_TESTING=ON -DREMHSM_FUZZ=ON \

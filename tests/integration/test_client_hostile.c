@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <dlfcn.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -364,6 +365,53 @@ static int lying_attributes(SSL *ssl, const Remhsm__Request *req)
 	return 1;
 }
 
+/* Values above 32 bits: a 64-bit application takes them as they are, a
+ * 32-bit one must refuse them rather than truncate. */
+#define WIDE ((uint64_t)1 << 32 | 5)
+
+static int wide_values(SSL *ssl, const Remhsm__Request *req)
+{
+	Remhsm__Response resp = REMHSM__RESPONSE__INIT;
+	Remhsm__FindObjectsInitResp find = REMHSM__FIND_OBJECTS_INIT_RESP__INIT;
+	Remhsm__ObjectInfo object = REMHSM__OBJECT_INFO__INIT;
+	Remhsm__ObjectInfo *objects[] = {&object};
+	Remhsm__GetAttributeValueResp attrs =
+		REMHSM__GET_ATTRIBUTE_VALUE_RESP__INIT;
+	Remhsm__AttributeResult result = REMHSM__ATTRIBUTE_RESULT__INIT;
+	Remhsm__AttributeResult *results[] = {&result};
+	Remhsm__Attribute value = REMHSM__ATTRIBUTE__INIT;
+	reply_to(req, &resp);
+	resp.result_case = (Remhsm__Response__ResultCase)req->call_case;
+	switch (req->call_case) {
+	case REMHSM__REQUEST__CALL_FIND_OBJECTS_INIT:
+		object.handle = WIDE;
+		object.class_ = CKO_DATA;
+		find.n_objects = 1;
+		find.objects = objects;
+		find.complete = 1;
+		resp.find_objects_init = &find;
+		break;
+	case REMHSM__REQUEST__CALL_GET_ATTRIBUTE_VALUE:
+		value.type = CKA_MODULUS_BITS;
+		value.value_case = REMHSM__ATTRIBUTE__VALUE_ULONG;
+		value.ulong = WIDE;
+		result.length = 8;
+		result.value = &value;
+		attrs.n_results = 1;
+		attrs.results = results;
+		resp.get_attribute_value = &attrs;
+		break;
+	case REMHSM__REQUEST__CALL_GENERATE_RANDOM:
+		resp.rv = WIDE; /* a code no 32-bit CK_RV holds */
+		resp.result_case = REMHSM__RESPONSE__RESULT__NOT_SET;
+		break;
+	default:
+		return too_much_data(ssl, req);
+	}
+	send_response(ssl, &resp);
+	return 1;
+}
+
 /* --- tests */
 
 typedef struct guarded {
@@ -509,6 +557,38 @@ START_TEST(test_attribute_values_larger_than_declared)
 }
 END_TEST
 
+START_TEST(test_values_wider_than_the_hosts_ck_ulong)
+{
+	start(wide_values);
+	CK_SESSION_HANDLE s;
+	ck_assert_uint_eq(
+		p11->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &s),
+		CKR_OK);
+	CK_OBJECT_HANDLE h = 0;
+	CK_ULONG n = 0, bits = 0;
+	CK_ATTRIBUTE a = {CKA_MODULUS_BITS, &bits, sizeof(bits)};
+	CK_BYTE buf[8];
+	CK_RV find = p11->C_FindObjectsInit(s, NULL, 0);
+	CK_RV attr = p11->C_GetAttributeValue(s, 5, &a, 1);
+	CK_RV random = p11->C_GenerateRandom(s, buf, sizeof(buf));
+#if ULONG_MAX == 0xffffffffUL
+	ck_assert_uint_eq(find, CKR_DEVICE_ERROR);
+	ck_assert_uint_eq(attr, CKR_DEVICE_ERROR);
+	ck_assert_uint_eq(random, CKR_DEVICE_ERROR);
+	(void)h, (void)n;
+#else
+	ck_assert_uint_eq(find, CKR_OK);
+	ck_assert_uint_eq(p11->C_FindObjects(s, &h, 1, &n), CKR_OK);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_uint_eq(h, WIDE);
+	ck_assert_uint_eq(attr, CKR_OK);
+	ck_assert_uint_eq(bits, WIDE);
+	ck_assert_uint_eq(random, WIDE);
+#endif
+	check_recovers();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("client_hostile");
@@ -527,6 +607,7 @@ int main(void)
 	tcase_add_test(tc, test_more_slots_than_the_buffer);
 	tcase_add_test(tc, test_signature_longer_than_declared);
 	tcase_add_test(tc, test_attribute_values_larger_than_declared);
+	tcase_add_test(tc, test_values_wider_than_the_hosts_ck_ulong);
 	suite_add_tcase(s, tc);
 	return th_run_suite(s);
 }
