@@ -142,6 +142,11 @@ CK_RV C_Finalize(CK_VOID_PTR pReserved)
 {
 	if (pReserved)
 		return CKR_ARGUMENTS_BAD;
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	/* Held finds own memory; an unloaded module must not leak it. */
+	rhc_known_reset();
 	return rhc_finalize();
 }
 
