@@ -36,12 +36,12 @@ static int set_text(char *dst, size_t cap, const char *value)
 	return 0;
 }
 
-static int set_ms(unsigned *dst, const char *value)
+static int set_ms(unsigned *dst, const char *value, unsigned long min)
 {
 	char *end = NULL;
 	errno = 0;
 	unsigned long v = strtoul(value, &end, 10);
-	if (errno || !isdigit((unsigned char)value[0]) || *end || v < 1 ||
+	if (errno || !isdigit((unsigned char)value[0]) || *end || v < min ||
 	    v > 3600000)
 		return -1;
 	*dst = (unsigned)v;
@@ -59,9 +59,11 @@ static int set_key(rhc_config_t *cfg, const char *key, const char *value)
 	if (!strcmp(key, "key"))
 		return set_text(cfg->key, sizeof(cfg->key), value);
 	if (!strcmp(key, "timeout-ms"))
-		return set_ms(&cfg->call_timeout_ms, value);
+		return set_ms(&cfg->call_timeout_ms, value, 1);
 	if (!strcmp(key, "connect-timeout-ms"))
-		return set_ms(&cfg->connect_timeout_ms, value);
+		return set_ms(&cfg->connect_timeout_ms, value, 1);
+	if (!strcmp(key, "reconnect-ms"))
+		return set_ms(&cfg->reconnect_timeout_ms, value, 0);
 	if (!strcmp(key, "compat")) {
 		cfg->compat_freertos = !strcmp(value, "freertos");
 		return cfg->compat_freertos || !strcmp(value, "none") ? 0 : -1;
@@ -128,6 +130,7 @@ int rhc_config_load(rhc_config_t *cfg, char *err, size_t err_len)
 	snprintf(cfg->server, sizeof(cfg->server), "%s", DEFAULT_SERVER);
 	cfg->connect_timeout_ms = 5000;
 	cfg->call_timeout_ms = 60000;
+	cfg->reconnect_timeout_ms = 15000;
 	const char *debug = getenv("REMHSM_DEBUG");
 	cfg->debug = debug && *debug && strcmp(debug, "0") != 0;
 	const char *conf = getenv("REMHSM_CONF");
@@ -138,6 +141,8 @@ int rhc_config_load(rhc_config_t *cfg, char *err, size_t err_len)
 	    from_env(cfg, "REMHSM_CERT", "cert", err, err_len) < 0 ||
 	    from_env(cfg, "REMHSM_KEY", "key", err, err_len) < 0 ||
 	    from_env(cfg, "REMHSM_TIMEOUT_MS", "timeout-ms", err, err_len) <
+		    0 ||
+	    from_env(cfg, "REMHSM_RECONNECT_MS", "reconnect-ms", err, err_len) <
 		    0 ||
 	    from_env(cfg, "REMHSM_COMPAT", "compat", err, err_len) < 0)
 		return -1;

@@ -1,5 +1,6 @@
 #include "known.h"
 
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,7 +9,17 @@
 typedef struct session_entry {
 	CK_SESSION_HANDLE handle;
 	CK_SLOT_ID slot;
+	CK_FLAGS flags;
 } session_entry_t;
+
+/* A user login's lease, per slot: opaque to the client (sealed by the
+ * daemon), presented when a new connection restores the application. */
+#define MAX_LEASE 256
+typedef struct lease_entry {
+	CK_SLOT_ID slot;
+	size_t len;
+	uint8_t bytes[MAX_LEASE];
+} lease_entry_t;
 
 typedef struct key_entry {
 	CK_OBJECT_HANDLE handle;
@@ -36,6 +47,8 @@ typedef struct held_find {
 /* Small arrays: an application has tens of sessions and keys, not more;
  * past the caps the client just asks the daemon. */
 #define MAX_KNOWN 1024
+#define REMOVE_AT(array, n, i) ((array)[i] = (array)[--(n)])
+#define MAX_LEASES 64
 
 static struct {
 	session_entry_t sessions[MAX_KNOWN];
@@ -46,6 +59,8 @@ static struct {
 	size_t n_held;
 	held_find_t finds[MAX_KNOWN];
 	size_t n_finds;
+	lease_entry_t leases[MAX_LEASES];
+	size_t n_leases;
 } k;
 
 void rhc_known_reset(void)
@@ -53,7 +68,7 @@ void rhc_known_reset(void)
 	rhc_lock();
 	for (size_t i = 0; i < k.n_finds; i++)
 		free(k.finds[i].found);
-	memset(&k, 0, sizeof(k));
+	OPENSSL_cleanse(&k, sizeof(k)); /* leases included */
 	rhc_unlock();
 }
 
@@ -132,14 +147,124 @@ int rhc_find_end(CK_SESSION_HANDLE session)
 	return r;
 }
 
-#define REMOVE_AT(array, n, i) ((array)[i] = (array)[--(n)])
-
-void rhc_known_session(CK_SESSION_HANDLE session, CK_SLOT_ID slot)
+void rhc_known_session(CK_SESSION_HANDLE session, CK_SLOT_ID slot,
+		       CK_FLAGS flags)
 {
 	rhc_lock();
 	if (k.n_sessions < MAX_KNOWN)
-		k.sessions[k.n_sessions++] = (session_entry_t){session, slot};
+		k.sessions[k.n_sessions++] =
+			(session_entry_t){session, slot, flags};
 	rhc_unlock();
+}
+
+static void drop_lease_locked(CK_SLOT_ID slot)
+{
+	for (size_t i = 0; i < k.n_leases; i++)
+		if (k.leases[i].slot == slot) {
+			OPENSSL_cleanse(k.leases[i].bytes, k.leases[i].len);
+			REMOVE_AT(k.leases, k.n_leases, i);
+			return;
+		}
+}
+
+void rhc_known_lease(CK_SLOT_ID slot, const uint8_t *lease, size_t len)
+{
+	rhc_lock();
+	drop_lease_locked(slot);
+	if (len && len <= MAX_LEASE && k.n_leases < MAX_LEASES) {
+		lease_entry_t *l = &k.leases[k.n_leases++];
+		l->slot = slot;
+		l->len = len;
+		memcpy(l->bytes, lease, len);
+	}
+	rhc_unlock();
+}
+
+void rhc_forget_lease(CK_SESSION_HANDLE session)
+{
+	rhc_lock();
+	for (size_t i = 0; i < k.n_sessions; i++)
+		if (k.sessions[i].handle == session)
+			drop_lease_locked(k.sessions[i].slot);
+	rhc_unlock();
+}
+
+/* A login ends with the last session of its token. */
+static void drop_lease_if_unused_locked(CK_SLOT_ID slot)
+{
+	for (size_t i = 0; i < k.n_sessions; i++)
+		if (k.sessions[i].slot == slot)
+			return;
+	drop_lease_locked(slot);
+}
+
+int rhc_holds_sessions(void)
+{
+	rhc_lock();
+	int any = k.n_sessions > 0;
+	rhc_unlock();
+	return any;
+}
+
+CK_SLOT_ID rhc_session_slot(CK_SESSION_HANDLE session, int *found)
+{
+	rhc_lock();
+	*found = 0;
+	CK_SLOT_ID slot = 0;
+	for (size_t i = 0; i < k.n_sessions && !*found; i++)
+		if (k.sessions[i].handle == session) {
+			slot = k.sessions[i].slot;
+			*found = 1;
+		}
+	rhc_unlock();
+	return slot;
+}
+
+int rhc_restore_request(Remhsm__RestoreReq *req, rh_arena_t *arena)
+{
+	rhc_lock();
+	int r = -1;
+	req->sessions = rh_arena_alloc(arena, (k.n_sessions + 1) *
+						      sizeof(*req->sessions));
+	req->logins =
+		rh_arena_alloc(arena, (k.n_leases + 1) * sizeof(*req->logins));
+	if (!req->sessions || !req->logins)
+		goto out;
+	for (size_t i = 0; i < k.n_sessions; i++) {
+		Remhsm__RestoreSession *s = rh_arena_alloc(arena, sizeof(*s));
+		if (!s)
+			goto out;
+		remhsm__restore_session__init(s);
+		s->handle = k.sessions[i].handle;
+		s->slot = k.sessions[i].slot;
+		s->flags = k.sessions[i].flags;
+		req->sessions[req->n_sessions++] = s;
+	}
+	for (size_t i = 0; i < k.n_leases; i++) {
+		Remhsm__RestoreLogin *l = rh_arena_alloc(arena, sizeof(*l));
+		uint8_t *copy = rh_arena_alloc(arena, k.leases[i].len);
+		if (!l || !copy)
+			goto out;
+		remhsm__restore_login__init(l);
+		l->slot = k.leases[i].slot;
+		memcpy(copy, k.leases[i].bytes, k.leases[i].len);
+		l->lease = (ProtobufCBinaryData){k.leases[i].len, copy};
+		req->logins[req->n_logins++] = l;
+	}
+	r = (int)req->n_sessions;
+out:
+	rhc_unlock();
+	return r;
+}
+
+void rhc_restore_lost(const Remhsm__RestoreResp *resp)
+{
+	rhc_lock();
+	for (size_t i = 0; i < resp->n_lost_logins; i++)
+		drop_lease_locked(resp->lost_logins[i]);
+	rhc_unlock();
+	for (size_t i = 0; i < resp->n_lost_sessions; i++)
+		rhc_forget_session(resp->lost_sessions[i]);
 }
 
 static void drop_inits_locked(CK_SESSION_HANDLE session)
@@ -156,7 +281,9 @@ void rhc_forget_session(CK_SESSION_HANDLE session)
 	rhc_lock();
 	for (size_t i = 0; i < k.n_sessions; i++)
 		if (k.sessions[i].handle == session) {
+			CK_SLOT_ID slot = k.sessions[i].slot;
 			REMOVE_AT(k.sessions, k.n_sessions, i);
+			drop_lease_if_unused_locked(slot);
 			break;
 		}
 	drop_inits_locked(session);
@@ -175,6 +302,7 @@ void rhc_forget_slot(CK_SLOT_ID slot)
 		} else {
 			i++;
 		}
+	drop_lease_locked(slot);
 	rhc_unlock();
 }
 

@@ -11,14 +11,33 @@
 #include <p11-kit/pkcs11.h>
 
 #include "remhsm.pb-c.h"
+#include "rh_arena.h"
 
 typedef enum { RHC_OP_DIGEST, RHC_OP_SIGN, RHC_OP_VERIFY } rhc_op_t;
 
 void rhc_known_reset(void);
 
-void rhc_known_session(CK_SESSION_HANDLE session, CK_SLOT_ID slot);
+void rhc_known_session(CK_SESSION_HANDLE session, CK_SLOT_ID slot,
+		       CK_FLAGS flags);
 void rhc_forget_session(CK_SESSION_HANDLE session);
 void rhc_forget_slot(CK_SLOT_ID slot);
+int rhc_holds_sessions(void);
+/* The slot of a session the client opened (*found 0 when it has none). */
+CK_SLOT_ID rhc_session_slot(CK_SESSION_HANDLE session, int *found);
+
+/*
+ * Login leases: kept per slot from C_Login's answer, dropped by C_Logout
+ * (of the session's slot), by the slot's last C_CloseSession and by
+ * C_CloseAllSessions. Never the PIN: the lease is sealed by the daemon.
+ */
+void rhc_known_lease(CK_SLOT_ID slot, const uint8_t *lease, size_t len);
+void rhc_forget_lease(CK_SESSION_HANDLE session);
+
+/* The Restore a new connection sends: every session the client holds and
+ * every lease. The number of sessions, or -1 when memory runs out. */
+int rhc_restore_request(Remhsm__RestoreReq *req, rh_arena_t *arena);
+/* Forgets what the daemon could not restore. */
+void rhc_restore_lost(const Remhsm__RestoreResp *resp);
 
 void rhc_known_object(const Remhsm__ObjectInfo *info);
 void rhc_forget_object(CK_OBJECT_HANDLE object);

@@ -332,7 +332,7 @@ CK_RV C_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR pApplication,
 	if (!resp->open_session || resp->open_session->session > UINT32_MAX)
 		return finish(resp, CKR_DEVICE_ERROR);
 	*phSession = (CK_SESSION_HANDLE)resp->open_session->session;
-	rhc_known_session(*phSession, slotID);
+	rhc_known_session(*phSession, slotID, flags);
 	return finish(resp, CKR_OK);
 }
 
@@ -510,7 +510,13 @@ CK_RV C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType,
 	body.session = hSession;
 	body.user_type = userType;
 	body.pin = pin_of(pPin, ulPinLen);
-	return finish(resp, rhc_call(&req, &resp));
+	rv = rhc_call(&req, &resp);
+	int known = 0;
+	CK_SLOT_ID slot = rhc_session_slot(hSession, &known);
+	if (rv == CKR_OK && known && resp->login && resp->login->lease.len)
+		rhc_known_lease(slot, resp->login->lease.data,
+				resp->login->lease.len);
+	return finish(resp, rv);
 }
 
 CK_RV C_Logout(CK_SESSION_HANDLE hSession)
@@ -518,8 +524,10 @@ CK_RV C_Logout(CK_SESSION_HANDLE hSession)
 	PREPARE(LOGOUT, logout, Logout);
 	body.session = hSession;
 	CK_RV rv = rhc_call(&req, &resp);
-	if (rv == CKR_OK)
+	if (rv == CKR_OK) {
 		rhc_drop_all_inits();
+		rhc_forget_lease(hSession);
+	}
 	return finish(resp, rv);
 }
 

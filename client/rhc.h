@@ -18,12 +18,16 @@ typedef struct rhc_config {
 	char key[PATH_MAX];
 	unsigned connect_timeout_ms;
 	unsigned call_timeout_ms;
+	/* How long a call keeps trying to reach a daemon that went away
+	 * (restarting, or the link dropped); 0 fails at once. */
+	unsigned reconnect_timeout_ms;
 	int debug;
 	int compat_freertos; /* REMHSM_COMPAT=freertos */
 } rhc_config_t;
 
 /* Reads REMHSM_CONF (if set) and then REMHSM_SERVER, REMHSM_CA, REMHSM_CERT,
- * REMHSM_KEY, REMHSM_TIMEOUT_MS, REMHSM_COMPAT, REMHSM_DEBUG over it. */
+ * REMHSM_KEY, REMHSM_TIMEOUT_MS, REMHSM_RECONNECT_MS, REMHSM_COMPAT,
+ * REMHSM_DEBUG over it. */
 int rhc_config_load(rhc_config_t *cfg, char *err, size_t err_len);
 
 void rhc_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -3,12 +3,15 @@
 #include <limits.h>
 #include <openssl/rand.h>
 #include <p11-kit/pkcs11.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "known.h"
 #include "rh_calls.h"
 #include "rh_err.h"
 #include "rh_frame.h"
@@ -188,8 +191,10 @@ rhc_rv_t rhc_ready(void)
 
 /* --- one round trip ------------------------------------------------------ */
 
+/* One round trip on p; *sent (when given) says whether the request left in
+ * full, so that the daemon may have run it. */
 static int exchange(pooled_t *p, const Remhsm__Request *req,
-		    Remhsm__Response **resp)
+		    Remhsm__Response **resp, int *sent)
 {
 	uint8_t *frame = NULL, *payload = NULL;
 	size_t frame_len = 0, payload_len = 0;
@@ -204,6 +209,8 @@ static int exchange(pooled_t *p, const Remhsm__Request *req,
 			       st.cfg.call_timeout_ms);
 	OPENSSL_cleanse(frame, frame_len); /* may hold a PIN */
 	free(frame);
+	if (sent)
+		*sent = r == RH_OK;
 	if (r == RH_OK) {
 		r = st.transport->receive(p->link, p->max_frame, &payload,
 					  &payload_len, st.cfg.call_timeout_ms);
@@ -241,7 +248,7 @@ static int say_hello(pooled_t *p)
 	req.call_case = REMHSM__REQUEST__CALL_HELLO;
 	req.hello = &hello;
 	Remhsm__Response *resp = NULL;
-	int r = exchange(p, &req, &resp);
+	int r = exchange(p, &req, &resp, NULL);
 	if (r < 0)
 		return r;
 	if (resp->rv != CKR_OK ||
@@ -254,6 +261,42 @@ static int say_hello(pooled_t *p)
 			max < MAX_FRAME_BELIEVED ? max : MAX_FRAME_BELIEVED;
 		st.max_frame = p->max_frame;
 	}
+	remhsm__response__free_unpacked(resp, NULL);
+	return r;
+}
+
+/*
+ * A new connection may reach a daemon that restarted, or that let the
+ * application go when its last connection dropped: before any call, it
+ * recreates the sessions the client holds, under the same handles, and
+ * redeems the login leases. Idempotent, so every new connection does it.
+ */
+static int restore(pooled_t *p)
+{
+	Remhsm__RestoreReq body = REMHSM__RESTORE_REQ__INIT;
+	rh_arena_t arena = RH_ARENA_INIT;
+	int n = rhc_restore_request(&body, &arena);
+	if (n <= 0) {
+		rh_arena_cleanup(&arena);
+		return n < 0 ? RH_ENOMEM : RH_OK;
+	}
+	Remhsm__Request req = REMHSM__REQUEST__INIT;
+	req.id = atomic_fetch_add(&st.next_id, 1);
+	req.call_case = REMHSM__REQUEST__CALL_RESTORE;
+	req.restore = &body;
+	Remhsm__Response *resp = NULL;
+	int r = exchange(p, &req, &resp, NULL);
+	rh_arena_cleanup(&arena);
+	if (r < 0)
+		return r;
+	if (resp->rv != CKR_OK || !resp->restore)
+		r = RH_EPROTO;
+	else if (resp->restore->n_lost_sessions || resp->restore->n_lost_logins)
+		rhc_debug("restore: %zu session(s) and %zu login(s) lost",
+			  resp->restore->n_lost_sessions,
+			  resp->restore->n_lost_logins);
+	if (r == RH_OK)
+		rhc_restore_lost(resp->restore);
 	remhsm__response__free_unpacked(resp, NULL);
 	return r;
 }
@@ -288,6 +331,8 @@ static pooled_t *link_acquire(void)
 	int r = st.transport->connect(&st.cfg, st.tls, &p->link);
 	if (r == RH_OK) {
 		r = say_hello(p);
+		if (r == RH_OK)
+			r = restore(p);
 		if (r < 0) {
 			rhc_debug("hello to %s failed: %s", st.cfg.server,
 				  rh_strerror(r));
@@ -326,6 +371,85 @@ static int result_matches(const Remhsm__Request *req,
 	       (unsigned)resp->result_case == (unsigned)req->call_case;
 }
 
+/* Calls whose request, if the daemon ran it and the answer was lost, can be
+ * sent again without changing what the application sees: reads, random,
+ * and single-part digest/sign/verify that carry their init. */
+static int replayable(const Remhsm__Request *req)
+{
+	switch (req->call_case) {
+	case REMHSM__REQUEST__CALL_GET_INFO:
+	case REMHSM__REQUEST__CALL_GET_SLOT_LIST:
+	case REMHSM__REQUEST__CALL_GET_SLOT_INFO:
+	case REMHSM__REQUEST__CALL_GET_TOKEN_INFO:
+	case REMHSM__REQUEST__CALL_GET_MECHANISM_LIST:
+	case REMHSM__REQUEST__CALL_GET_MECHANISM_INFO:
+	case REMHSM__REQUEST__CALL_GET_SESSION_INFO:
+	case REMHSM__REQUEST__CALL_GET_OBJECT_SIZE:
+	case REMHSM__REQUEST__CALL_GET_ATTRIBUTE_VALUE:
+	case REMHSM__REQUEST__CALL_GENERATE_RANDOM:
+		return 1;
+	case REMHSM__REQUEST__CALL_SIGN:
+		return req->sign->init != NULL;
+	case REMHSM__REQUEST__CALL_VERIFY:
+		return req->verify->init != NULL;
+	case REMHSM__REQUEST__CALL_DIGEST:
+		return req->digest->init != NULL;
+	default:
+		return 0;
+	}
+}
+
+/* The link broke (closed, reset, TLS failure), as opposed to a daemon that
+ * answered badly or too slowly. */
+static int link_broke(int r)
+{
+	return r == RH_ECLOSED || r == RH_EIO || r == RH_ETLS;
+}
+
+static int64_t clock_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits ms, through any signal the application takes meanwhile. */
+static void pause_ms(int64_t ms)
+{
+	int64_t until = clock_ms() + ms;
+	for (int64_t left = ms; left > 0; left = until - clock_ms())
+		poll(NULL, 0, (int)left);
+}
+
+/* One request on some link, again on a new one while the daemon is away
+ * (restarting, or the link dropped) for up to reconnect_timeout_ms: a
+ * request that was never sent, or is replayable, cannot tell. */
+static int exchange_retrying(Remhsm__Request *req, Remhsm__Response **resp)
+{
+	/* Only an application with sessions to keep waits for the daemon;
+	 * one that has none learns at once that it is unreachable. */
+	int patient = rhc_holds_sessions();
+	int64_t deadline =
+		clock_ms() + (patient ? st.cfg.reconnect_timeout_ms : 0);
+	int64_t backoff = 10;
+	for (int attempt = 0;; attempt++) {
+		pooled_t *p = link_acquire();
+		int r = RH_EIO, sent = 0;
+		if (p) {
+			r = exchange(p, req, resp, &sent);
+			link_release(p, r == RH_OK || r == RH_EFRAME_TOO_LARGE);
+		}
+		int again = p ? link_broke(r) && (!sent || replayable(req))
+			      : patient;
+		if (!again || (attempt > 0 && clock_ms() >= deadline))
+			return r;
+		if (!p) {
+			pause_ms(backoff);
+			backoff = backoff < 250 ? backoff * 2 : 500;
+		}
+	}
+}
+
 rhc_rv_t rhc_call(Remhsm__Request *req, Remhsm__Response **resp)
 {
 	*resp = NULL;
@@ -333,11 +457,7 @@ rhc_rv_t rhc_call(Remhsm__Request *req, Remhsm__Response **resp)
 	if (rv != CKR_OK)
 		return rv;
 	req->id = atomic_fetch_add(&st.next_id, 1);
-	pooled_t *p = link_acquire();
-	if (!p)
-		return CKR_DEVICE_ERROR;
-	int r = exchange(p, req, resp);
-	link_release(p, r == RH_OK || r == RH_EFRAME_TOO_LARGE);
+	int r = exchange_retrying(req, resp);
 	if (r < 0) {
 		rhc_debug("%s: %s", rh_call_name((unsigned)req->call_case),
 			  rh_strerror(r));

@@ -20,6 +20,7 @@ void rhd_config_defaults(rhd_config_t *cfg)
 	cfg->max_connections = 1024;
 	cfg->slots = 1;
 	cfg->pin_max_failures = 10;
+	cfg->login_lease_s = 900;
 	/* scrypt N=2^15, r=8, p=1: 32 MiB and tens of milliseconds a try. */
 	cfg->kdf_scrypt_n = 32768;
 	cfg->kdf_scrypt_r = 8;
@@ -58,6 +59,7 @@ static const struct setting {
 	UINT("max-connections", max_connections, 1, 1000000),
 	UINT("slots", slots, 1, 64),
 	UINT("pin-max-failures", pin_max_failures, 1, 1000),
+	UINT("login-lease-s", login_lease_s, 0, 86400),
 	{"kdf-scrypt-n", KIND_POW2, offsetof(rhd_config_t, kdf_scrypt_n), 0, 2,
 	 1u << 22},
 	UINT("kdf-scrypt-r", kdf_scrypt_r, 1, 64),
@@ -325,6 +327,10 @@ void rhd_config_usage(const char *prog)
 		"  --slots N                  slots to expose (1)\n"
 		"  --pin-max-failures N       wrong PINs in a row that lock it "
 		"(10)\n"
+		"  --login-lease-s N          a login survives a restart or a "
+		"dropped\n"
+		"                             connection for N s (900; 0: "
+		"never)\n"
 		"  --kdf-scrypt-n N           scrypt cost of new PINs, a power "
 		"of 2 (32768)\n"
 		"  --kdf-scrypt-r N           scrypt block size of new PINs "

@@ -21,6 +21,7 @@ typedef struct rhd_config {
 	unsigned max_connections;
 	unsigned slots;
 	unsigned pin_max_failures;
+	unsigned login_lease_s;
 	unsigned kdf_scrypt_n;
 	unsigned kdf_scrypt_r;
 	unsigned kdf_scrypt_p;

@@ -10,6 +10,7 @@
 #include "objects.h"
 #include "crypto.h"
 #include "ops.h"
+#include "resume.h"
 #include "rh_calls.h"
 
 typedef struct call_ctx {
@@ -340,6 +341,23 @@ static CK_RV finish_login(call_ctx_t *ctx, uint64_t handle, CK_USER_TYPE user,
 	return CKR_OK;
 }
 
+/* The lease a user login comes with, when the daemon grants them. */
+static CK_RV grant_lease(call_ctx_t *ctx, CK_SLOT_ID slot,
+			 const uint8_t key[RHS_KEY_LEN])
+{
+	Remhsm__LoginResp *r = result_login(ctx);
+	if (!r)
+		return CKR_HOST_MEMORY;
+	if (!ctx->engine->lease_seconds)
+		return CKR_OK;
+	uint8_t *lease = rh_arena_alloc(ctx->arena, RHD_LEASE_LEN);
+	if (!lease ||
+	    rhd_lease_issue(ctx->engine, ctx->app, slot, key, lease) != CKR_OK)
+		return CKR_OK; /* the login stands; it only will not resume */
+	r->lease = (ProtobufCBinaryData){RHD_LEASE_LEN, lease};
+	return CKR_OK;
+}
+
 static CK_RV on_login(call_ctx_t *ctx, const Remhsm__LoginReq *req)
 {
 	pthread_mutex_lock(&ctx->app->lock);
@@ -362,10 +380,51 @@ static CK_RV on_login(call_ctx_t *ctx, const Remhsm__LoginReq *req)
 		rv = finish_login(ctx, req->session, req->user_type, key);
 		pthread_mutex_unlock(&ctx->app->lock);
 	}
+	if (rv == CKR_OK && req->user_type == CKU_USER)
+		rv = grant_lease(ctx, slot, key);
 	OPENSSL_cleanse(key, sizeof(key));
 	RHD_INFO("event=login slot=%lu role=%s identity=%s rv=0x%lx", slot,
 		 role_name(req->user_type), ctx->app->identity, rv);
 	return rv;
+}
+
+/* Appends v to a uint64 array of the arena (cap entries). */
+static void note_lost(uint64_t *list, size_t *n, uint64_t v)
+{
+	if (list)
+		list[(*n)++] = v;
+}
+
+/* Sessions first, so that a lease has a session to log in. */
+static CK_RV on_restore(call_ctx_t *ctx, const Remhsm__RestoreReq *req)
+{
+	Remhsm__RestoreResp *r = result_restore(ctx);
+	if (!r)
+		return CKR_HOST_MEMORY;
+	r->lost_sessions = rh_arena_alloc(ctx->arena, (req->n_sessions + 1) *
+							      sizeof(uint64_t));
+	r->lost_logins = rh_arena_alloc(ctx->arena,
+					(req->n_logins + 1) * sizeof(uint64_t));
+	if (!r->lost_sessions || !r->lost_logins)
+		return CKR_HOST_MEMORY;
+	for (size_t i = 0; i < req->n_sessions; i++) {
+		const Remhsm__RestoreSession *s = req->sessions[i];
+		if (rhd_session_restore(ctx->engine, ctx->app, s->handle,
+					s->slot, s->flags) != CKR_OK)
+			note_lost(r->lost_sessions, &r->n_lost_sessions,
+				  s->handle);
+	}
+	for (size_t i = 0; i < req->n_logins; i++) {
+		const Remhsm__RestoreLogin *l = req->logins[i];
+		if (rhd_lease_redeem(ctx->engine, ctx->app, l->slot,
+				     l->lease.data, l->lease.len) != CKR_OK)
+			note_lost(r->lost_logins, &r->n_lost_logins, l->slot);
+	}
+	RHD_INFO("event=restore identity=%s sessions=%zu lost-sessions=%zu "
+		 "logins=%zu lost-logins=%zu",
+		 ctx->app->identity, req->n_sessions, r->n_lost_sessions,
+		 req->n_logins, r->n_lost_logins);
+	return CKR_OK;
 }
 
 static CK_RV on_logout(call_ctx_t *ctx, const Remhsm__LogoutReq *req)
@@ -1181,7 +1240,8 @@ static CK_RV on_generate_key_pair(call_ctx_t *ctx,
 	X(VERIFY, verify)                                                      \
 	X(VERIFY_UPDATE, verify_update)                                        \
 	X(VERIFY_FINAL, verify_final)                                          \
-	X(GENERATE_KEY_PAIR, generate_key_pair)
+	X(GENERATE_KEY_PAIR, generate_key_pair)                                \
+	X(RESTORE, restore)
 
 static CK_RV route(call_ctx_t *ctx, const Remhsm__Request *req)
 {

@@ -1,24 +1,25 @@
 #include "engine.h"
 
-#include "object.h"
-
-#include <openssl/evp.h>
-
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "object.h"
+#include "resume.h"
+
 int rhd_engine_init(rhd_engine_t *engine, const rhd_engine_opts_t *opts)
 {
 	memset(engine, 0, sizeof(*engine));
 	engine->slot_count = opts->slots;
-	uint8_t serial[8];
-	if (RAND_bytes(serial, sizeof(serial)) != 1)
+	engine->lease_seconds = opts->lease_seconds;
+	if (opts->resume_key)
+		memcpy(engine->resume_key, opts->resume_key, RHS_KEY_LEN);
+	else if (RAND_bytes(engine->resume_key, RHS_KEY_LEN) != 1)
 		return -1;
-	for (size_t i = 0; i < sizeof(serial); i++)
-		snprintf(engine->serial + 2 * i, 3, "%02x", serial[i]);
+	rhd_resume_serial(engine->resume_key, engine->serial);
 	if (rhd_tokens_load(&engine->tokens, opts->slots, opts->store,
 			    &opts->policy) < 0)
 		return -1;
@@ -163,22 +164,26 @@ int rhd_app_handle_add(rhd_app_t *app, rhd_handle_t *h)
 		app->handle_count--;
 		return -1;
 	}
-	do
-		h->handle = app->next_object++;
-	while (h->handle == 0 || rhd_app_handle_find(app, h->handle));
+	uint32_t stable = h->store_id < RHD_SESSION_OBJECT_BASE
+				  ? (uint32_t)h->store_id ^ app->handle_mask
+				  : 0;
+	/* A token object's handle survives a daemon restart; the counter is
+	 * for session objects, and for the one store id in 2^31 whose stable
+	 * handle would be 0. */
+	if (!h->session_obj && h->store_id && stable &&
+	    !rhd_app_handle_find(app, stable))
+		h->handle = stable;
+	else
+		do
+			h->handle = RHD_SESSION_OBJECT_BASE |
+				    (app->next_object++ & 0x7fffffffu);
+		while (rhd_app_handle_find(app, h->handle));
 	h->next = app->objects;
 	app->objects = h;
 	if (h->session_obj)
 		app->session_objects++;
 	chain_in(app, h);
 	return 0;
-}
-
-void rhd_app_handle_index_store(rhd_app_t *app, rhd_handle_t *h)
-{
-	size_t b = hash_store(h->slot, h->store_id, app->buckets);
-	h->next_by_store = app->by_store[b];
-	app->by_store[b] = h;
 }
 
 static void unchain(rhd_handle_t **head, rhd_handle_t *h, int by_store)
@@ -250,10 +255,12 @@ void rhd_engine_cleanup(rhd_engine_t *engine)
 	}
 	engine->apps = NULL;
 	rhd_tokens_cleanup(&engine->tokens);
+	OPENSSL_cleanse(engine->resume_key, sizeof(engine->resume_key));
 	pthread_mutex_destroy(&engine->lock);
 }
 
-static rhd_app_t *app_new(const uint8_t *app_id, const char *identity)
+static rhd_app_t *app_new(const rhd_engine_t *engine, const uint8_t *app_id,
+			  const char *identity)
 {
 	rhd_app_t *app = calloc(1, sizeof(*app));
 	if (!app)
@@ -266,6 +273,7 @@ static rhd_app_t *app_new(const uint8_t *app_id, const char *identity)
 	snprintf(app->identity, sizeof(app->identity), "%s", identity);
 	app->next_handle = 1;
 	app->next_object = 1;
+	app->handle_mask = rhd_resume_handle_mask(engine->resume_key, app_id);
 	for (unsigned slot = 0; slot < RHD_MAX_SLOTS; slot++)
 		app->login[slot].user = RHD_NOBODY;
 	return app;
@@ -285,7 +293,7 @@ rhd_app_t *rhd_engine_attach(rhd_engine_t *engine, const uint8_t *app_id,
 		goto out;
 	}
 	if (!app) {
-		app = app_new(app_id, identity);
+		app = app_new(engine, app_id, identity);
 		if (!app)
 			goto out;
 		app->next = engine->apps;
@@ -334,8 +342,9 @@ static uint32_t next_free_handle(rhd_app_t *app)
 	}
 }
 
-CK_RV rhd_session_open(rhd_engine_t *engine, rhd_app_t *app, CK_SLOT_ID slot,
-		       CK_FLAGS flags, uint32_t *handle)
+/* A new session with the given handle (0: the next free one). */
+static CK_RV session_new(rhd_engine_t *engine, rhd_app_t *app, CK_SLOT_ID slot,
+			 CK_FLAGS flags, uint32_t want, uint32_t *handle)
 {
 	if (!(flags & CKF_SERIAL_SESSION))
 		return CKR_SESSION_PARALLEL_NOT_SUPPORTED;
@@ -346,7 +355,7 @@ CK_RV rhd_session_open(rhd_engine_t *engine, rhd_app_t *app, CK_SLOT_ID slot,
 	rhd_session_t *s = calloc(1, sizeof(*s));
 	if (!s)
 		return CKR_DEVICE_MEMORY;
-	s->handle = next_free_handle(app);
+	s->handle = want ? want : next_free_handle(app);
 	s->slot = slot;
 	s->flags = flags & (CKF_SERIAL_SESSION | CKF_RW_SESSION);
 	s->next = app->sessions;
@@ -355,6 +364,28 @@ CK_RV rhd_session_open(rhd_engine_t *engine, rhd_app_t *app, CK_SLOT_ID slot,
 	count_on_token(engine, s, +1);
 	*handle = s->handle;
 	return CKR_OK;
+}
+
+CK_RV rhd_session_open(rhd_engine_t *engine, rhd_app_t *app, CK_SLOT_ID slot,
+		       CK_FLAGS flags, uint32_t *handle)
+{
+	return session_new(engine, app, slot, flags, 0, handle);
+}
+
+CK_RV rhd_session_restore(rhd_engine_t *engine, rhd_app_t *app, uint64_t handle,
+			  CK_SLOT_ID slot, CK_FLAGS flags)
+{
+	if (handle == 0 || handle > UINT32_MAX ||
+	    !rhd_engine_slot_valid(engine, slot))
+		return CKR_ARGUMENTS_BAD;
+	flags &= CKF_SERIAL_SESSION | CKF_RW_SESSION;
+	rhd_session_t *s = rhd_session_find(app, handle);
+	if (s)
+		return s->slot == slot && s->flags == flags
+			       ? CKR_OK
+			       : CKR_SESSION_HANDLE_INVALID;
+	uint32_t got;
+	return session_new(engine, app, slot, flags, (uint32_t)handle, &got);
 }
 
 rhd_session_t *rhd_session_find(rhd_app_t *app, uint64_t handle)

@@ -15,6 +15,7 @@
 #include "token.h"
 
 #define RHD_APP_ID_LEN 16
+#define RHD_SESSION_OBJECT_BASE 0x80000000u
 #define RHD_MAX_SESSIONS_PER_APP 1024
 /* Session objects live in the daemon's memory; one connection may not
  * exhaust it for every other. */
@@ -104,6 +105,9 @@ typedef struct rhd_app {
 	rhd_login_t login[RHD_MAX_SLOTS];
 	rhd_handle_t *objects;
 	uint32_t next_object;
+	/* Token objects get handle store_id ^ handle_mask, the same in every
+	 * daemon run; session objects count from RHD_SESSION_OBJECT_BASE. */
+	uint32_t handle_mask;
 	/* Hash indexes of objects: by handle, and by slot and store id. */
 	rhd_handle_t **by_handle, **by_store;
 	size_t buckets, handle_count, session_objects;
@@ -116,6 +120,10 @@ typedef struct rhd_engine_opts {
 	unsigned slots;
 	rhs_store_t *store;
 	rhd_token_policy_t policy;
+	/* From the store key (resume.h); NULL for a random one, which no
+	 * later daemon can honour (tests). */
+	const uint8_t *resume_key;
+	unsigned lease_seconds; /* 0: no login leases */
 } rhd_engine_opts_t;
 
 typedef struct rhd_engine {
@@ -124,6 +132,8 @@ typedef struct rhd_engine {
 	unsigned slot_count;
 	char serial[17];
 	rhd_tokens_t tokens;
+	uint8_t resume_key[RHS_KEY_LEN];
+	unsigned lease_seconds;
 } rhd_engine_t;
 
 int rhd_engine_init(rhd_engine_t *engine, const rhd_engine_opts_t *opts);
@@ -150,6 +160,10 @@ unsigned rhd_app_session_count(rhd_app_t *app);
 CK_RV rhd_session_open(rhd_engine_t *engine, rhd_app_t *app, CK_SLOT_ID slot,
 		       CK_FLAGS flags, uint32_t *handle);
 rhd_session_t *rhd_session_find(rhd_app_t *app, uint64_t handle);
+/* Recreates a session a client still holds under its old handle (after a
+ * restart or a dropped connection); CKR_OK too when it exists as given. */
+CK_RV rhd_session_restore(rhd_engine_t *engine, rhd_app_t *app, uint64_t handle,
+			  CK_SLOT_ID slot, CK_FLAGS flags);
 CK_RV rhd_session_close(rhd_engine_t *engine, rhd_app_t *app, uint64_t handle);
 void rhd_session_close_slot(rhd_engine_t *engine, rhd_app_t *app,
 			    CK_SLOT_ID slot);
@@ -167,10 +181,10 @@ void rhd_session_end_find(rhd_session_t *s);
 /* Frees a handle and what it holds (session object, cached key). */
 void rhd_handle_free(rhd_handle_t *h);
 
-/* The app's object handles: added with a fresh handle number, indexed by
- * store id once it has one, found in O(1), removed (not freed). */
+/* The app's object handles: added (a token object with its store id set:
+ * its handle is fixed by it; a session object gets the next number),
+ * indexed by handle and store id, found in O(1), removed (not freed). */
 int rhd_app_handle_add(rhd_app_t *app, rhd_handle_t *h);
-void rhd_app_handle_index_store(rhd_app_t *app, rhd_handle_t *h);
 rhd_handle_t *rhd_app_handle_find(const rhd_app_t *app, uint64_t handle);
 rhd_handle_t *rhd_app_handle_by_store(const rhd_app_t *app, CK_SLOT_ID slot,
 				      uint64_t store_id);

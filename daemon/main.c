@@ -9,10 +9,13 @@
 #include "config.h"
 #include "engine.h"
 #include "log.h"
+#include "resume.h"
 #include "rhs.h"
 #include "server.h"
 
-static rhs_store_t *open_store(const rhd_config_t *cfg)
+/* Opens the store, and derives the resume key from its key. */
+static rhs_store_t *open_store(const rhd_config_t *cfg,
+			       uint8_t resume_key[RHS_KEY_LEN])
 {
 	char err[1024], path[PATH_MAX + 16];
 	uint8_t key[RHS_KEY_LEN];
@@ -22,6 +25,12 @@ static rhs_store_t *open_store(const rhd_config_t *cfg)
 		snprintf(path, sizeof(path), "%s/store.db", cfg->state_dir);
 		rc = rhs_open(path, key, NULL, &store, err, sizeof(err));
 	}
+	if (rc == RHS_OK && rhd_resume_key_derive(key, resume_key) < 0) {
+		snprintf(err, sizeof(err), "cannot derive the resume key");
+		rhs_close(store);
+		store = NULL;
+		rc = -1;
+	}
 	OPENSSL_cleanse(key, sizeof(key));
 	if (rc < 0)
 		RHD_ERROR("event=start-failed reason=\"%s\"", err);
@@ -30,7 +39,8 @@ static rhs_store_t *open_store(const rhd_config_t *cfg)
 
 static int serve(const rhd_config_t *cfg)
 {
-	rhs_store_t *store = open_store(cfg);
+	uint8_t resume_key[RHS_KEY_LEN];
+	rhs_store_t *store = open_store(cfg, resume_key);
 	if (!store)
 		return 1;
 	rhd_engine_opts_t opts = {
@@ -40,10 +50,14 @@ static int serve(const rhd_config_t *cfg)
 			   .kdf_r = cfg->kdf_scrypt_r,
 			   .kdf_p = cfg->kdf_scrypt_p,
 			   .max_failures = cfg->pin_max_failures},
+		.resume_key = resume_key,
+		.lease_seconds = cfg->login_lease_s,
 	};
 	rhd_engine_t engine;
 	int rc = 1;
-	if (rhd_engine_init(&engine, &opts) < 0) {
+	int init = rhd_engine_init(&engine, &opts);
+	OPENSSL_cleanse(resume_key, sizeof(resume_key));
+	if (init < 0) {
 		RHD_ERROR("event=start-failed reason=\"engine init\"");
 	} else {
 		rc = rhd_server_run(cfg, &engine) < 0 ? 1 : 0;

@@ -18,15 +18,17 @@ static int user_logged_in(const rhd_app_t *app, CK_SLOT_ID slot)
 	return app->login[slot].user == CKU_USER;
 }
 
-/* A new handle; the session object or store id comes after. */
+/* A new handle: a token object's (store_id set) is the same in every daemon
+ * run; a session object's (store_id 0) gets its session object after. */
 static rhd_handle_t *handle_new(rhd_app_t *app, CK_SLOT_ID slot,
-				int private_obj)
+				int private_obj, uint64_t store_id)
 {
 	rhd_handle_t *h = calloc(1, sizeof(*h));
 	if (!h)
 		return NULL;
 	h->slot = slot;
 	h->private_obj = private_obj;
+	h->store_id = store_id;
 	if (rhd_app_handle_add(app, h) < 0) {
 		free(h);
 		return NULL;
@@ -178,10 +180,11 @@ CK_RV rhd_objects_create(rhd_engine_t *engine, rhd_app_t *app,
 	CK_RV rv = may_create(app, session, token_obj, private_obj);
 	if (rv != CKR_OK)
 		return rv;
-	rhd_handle_t *h = handle_new(app, session->slot, private_obj);
-	if (!h)
-		return CKR_DEVICE_MEMORY;
 	if (!token_obj) {
+		rhd_handle_t *h =
+			handle_new(app, session->slot, private_obj, 0);
+		if (!h)
+			return CKR_DEVICE_MEMORY;
 		h->session_obj = malloc(sizeof(*h->session_obj));
 		if (!h->session_obj) {
 			handle_unlink(app, h);
@@ -196,11 +199,12 @@ CK_RV rhd_objects_create(rhd_engine_t *engine, rhd_app_t *app,
 	}
 	uint8_t *rec;
 	size_t len;
+	uint64_t store_id = 0;
 	rv = record_make(app, session->slot, obj, private_obj, &rec, &len);
 	rhs_index_t ix = index_of(obj);
 	int rc = rv == CKR_OK ? rhs_object_create(engine->tokens.store,
 						  (uint32_t)session->slot, &ix,
-						  rec, len, &h->store_id)
+						  rec, len, &store_id)
 			      : RHS_OK;
 	if (rv == CKR_OK) {
 		free(rec);
@@ -208,11 +212,18 @@ CK_RV rhd_objects_create(rhd_engine_t *engine, rhd_app_t *app,
 		     : rc == RHS_EFULL ? CKR_DEVICE_MEMORY
 				       : CKR_DEVICE_ERROR;
 	}
-	if (rv != CKR_OK) {
-		handle_unlink(app, h);
+	if (rv != CKR_OK)
 		return rv;
+	rhd_handle_t *h = handle_new(app, session->slot, private_obj, store_id);
+	if (!h) {
+		/* No handle to name it by: the object must not stay. */
+		if (rhs_object_delete(engine->tokens.store,
+				      (uint32_t)session->slot,
+				      store_id) != RHS_OK)
+			RHD_WARN("event=object-orphaned slot=%lu store-id=%llu",
+				 session->slot, (unsigned long long)store_id);
+		return CKR_DEVICE_MEMORY;
 	}
-	rhd_app_handle_index_store(app, h);
 	*handle = h->handle;
 	return CKR_OK;
 }
@@ -407,13 +418,11 @@ static CK_RV find_stored(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 		if (rhd_object_matches(&obj, tmpl)) {
 			rhd_handle_t *h =
 				rhd_app_handle_by_store(app, s->slot, ids[i]);
-			if (!h &&
-			    (h = handle_new(
-				     app, s->slot,
-				     rhd_object_bool(&obj, CKA_PRIVATE, 0)))) {
-				h->store_id = ids[i];
-				rhd_app_handle_index_store(app, h);
-			}
+			if (!h)
+				h = handle_new(
+					app, s->slot,
+					rhd_object_bool(&obj, CKA_PRIVATE, 0),
+					ids[i]);
 			rv = h ? found_push(s, h->handle, &obj)
 			       : CKR_DEVICE_MEMORY;
 		}

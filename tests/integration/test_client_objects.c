@@ -220,11 +220,12 @@ START_TEST(test_objects_survive_restart_and_reinitialize)
 	ck_assert_uint_eq(import_ec_key("Device Priv TLS Key", &key), CKR_OK);
 	ck_assert_int_eq(th_daemon_stop(&d), 0);
 	th_daemon_restart(&d, NULL);
-	open_and_login();
+	/* The session and its login came back; the key has its handle. */
 	ck_assert_uint_eq(
 		find_one("Device Priv TLS Key", CKO_PRIVATE_KEY, &h, &count),
 		CKR_OK);
 	ck_assert_uint_eq(count, 1);
+	ck_assert_uint_eq(h, key);
 	ck_assert_uint_eq(p11->C_Finalize(NULL), CKR_OK);
 	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
 	open_and_login();

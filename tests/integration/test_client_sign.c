@@ -634,11 +634,11 @@ START_TEST(test_rsa_private_key_import_is_validated)
 }
 END_TEST
 
+/* The session, its login and the key's handle outlive the daemon. */
 START_TEST(test_keys_sign_after_a_restart)
 {
 	ck_assert_int_eq(th_daemon_stop(&d), 0);
 	th_daemon_restart(&d, NULL);
-	login();
 	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
 	CK_ATTRIBUTE t[] = {{CKA_LABEL, "Device Priv TLS Key", 19},
 			    {CKA_CLASS, &cls, sizeof(cls)}};
@@ -648,10 +648,15 @@ START_TEST(test_keys_sign_after_a_restart)
 	ck_assert_uint_eq(p11->C_FindObjects(session, &key, 1, &n), CKR_OK);
 	ck_assert_uint_eq(p11->C_FindObjectsFinal(session), CKR_OK);
 	ck_assert_uint_eq(n, 1);
+	ck_assert_uint_eq(key, priv);
 	CK_BYTE sig[64];
 	CK_ULONG len = sizeof(sig);
 	ck_assert_uint_eq(sign_init(CKM_ECDSA, key), CKR_OK);
 	ck_assert_uint_eq(p11->C_Sign(session, hash, 32, sig, &len), CKR_OK);
+	/* FreeRTOS's public key was a session object: those end with the
+	 * daemon that held them. */
+	ck_assert_uint_eq(verify(CKM_ECDSA, hash, 32, sig, len),
+			  CKR_KEY_HANDLE_INVALID);
 }
 END_TEST
 
