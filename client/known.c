@@ -1,5 +1,6 @@
 #include "known.h"
 
+#include <limits.h>
 #include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
@@ -260,11 +261,15 @@ out:
 void rhc_restore_lost(const Remhsm__RestoreResp *resp)
 {
 	rhc_lock();
+	/* Values no CK_ULONG holds name nothing of ours. */
 	for (size_t i = 0; i < resp->n_lost_logins; i++)
-		drop_lease_locked(resp->lost_logins[i]);
+		if (resp->lost_logins[i] <= ULONG_MAX)
+			drop_lease_locked((CK_SLOT_ID)resp->lost_logins[i]);
 	rhc_unlock();
 	for (size_t i = 0; i < resp->n_lost_sessions; i++)
-		rhc_forget_session(resp->lost_sessions[i]);
+		if (resp->lost_sessions[i] <= ULONG_MAX)
+			rhc_forget_session(
+				(CK_SESSION_HANDLE)resp->lost_sessions[i]);
 }
 
 static void drop_inits_locked(CK_SESSION_HANDLE session)

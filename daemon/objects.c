@@ -228,10 +228,32 @@ CK_RV rhd_objects_create(rhd_engine_t *engine, rhd_app_t *app,
 	return CKR_OK;
 }
 
-static rhd_handle_t *visible(rhd_app_t *app, const rhd_session_t *s,
-			     uint64_t handle)
+/* A token-object handle the app has not used since the daemon started (a
+ * restarted daemon knows none): its store id follows from it, and the
+ * object is taken if it exists and the app may see it now. */
+static rhd_handle_t *resolve_stored(rhd_engine_t *engine, rhd_app_t *app,
+				    const rhd_session_t *s, uint64_t handle)
+{
+	if (handle == 0 || handle >= RHD_SESSION_OBJECT_BASE)
+		return NULL;
+	uint64_t store_id = handle ^ app->handle_mask;
+	if (store_id == 0 || rhd_app_handle_by_store(app, s->slot, store_id))
+		return NULL;
+	rhd_object_t obj;
+	if (load_stored(engine, app, s->slot, store_id, &obj) != CKR_OK)
+		return NULL;
+	int private_obj = rhd_object_bool(&obj, CKA_PRIVATE, 0);
+	rhd_object_cleanup(&obj);
+	rhd_handle_t *h = handle_new(app, s->slot, private_obj, store_id);
+	return h && h->handle == handle ? h : NULL;
+}
+
+static rhd_handle_t *visible(rhd_engine_t *engine, rhd_app_t *app,
+			     const rhd_session_t *s, uint64_t handle)
 {
 	rhd_handle_t *h = rhd_app_handle_find(app, handle);
+	if (!h)
+		h = resolve_stored(engine, app, s, handle);
 	if (!h || h->slot != s->slot)
 		return NULL;
 	if (h->private_obj && !user_logged_in(app, h->slot))
@@ -239,10 +261,10 @@ static rhd_handle_t *visible(rhd_app_t *app, const rhd_session_t *s,
 	return h;
 }
 
-rhd_handle_t *rhd_objects_visible(rhd_app_t *app, const rhd_session_t *session,
-				  uint64_t handle)
+rhd_handle_t *rhd_objects_visible(rhd_engine_t *engine, rhd_app_t *app,
+				  const rhd_session_t *session, uint64_t handle)
 {
-	return visible(app, session, handle);
+	return visible(engine, app, session, handle);
 }
 
 CK_RV rhd_objects_load(rhd_engine_t *engine, rhd_app_t *app,
@@ -250,7 +272,7 @@ CK_RV rhd_objects_load(rhd_engine_t *engine, rhd_app_t *app,
 		       rhd_object_t *out)
 {
 	memset(out, 0, sizeof(*out));
-	rhd_handle_t *h = visible(app, session, handle);
+	rhd_handle_t *h = visible(engine, app, session, handle);
 	if (!h)
 		return CKR_OBJECT_HANDLE_INVALID;
 	if (!h->session_obj)
@@ -269,7 +291,7 @@ CK_RV rhd_objects_load(rhd_engine_t *engine, rhd_app_t *app,
 CK_RV rhd_objects_destroy(rhd_engine_t *engine, rhd_app_t *app,
 			  const rhd_session_t *session, uint64_t handle)
 {
-	rhd_handle_t *h = visible(app, session, handle);
+	rhd_handle_t *h = visible(engine, app, session, handle);
 	if (!h)
 		return CKR_OBJECT_HANDLE_INVALID;
 	rhd_object_t obj;
@@ -326,7 +348,7 @@ CK_RV rhd_objects_update(rhd_engine_t *engine, rhd_app_t *app,
 			 rhd_session_t *session, uint64_t handle,
 			 const rhd_object_t *changes)
 {
-	rhd_handle_t *h = visible(app, session, handle);
+	rhd_handle_t *h = visible(engine, app, session, handle);
 	if (!h)
 		return CKR_OBJECT_HANDLE_INVALID;
 	rhd_object_t obj;
@@ -439,7 +461,8 @@ CK_RV rhd_objects_find(rhd_engine_t *engine, rhd_app_t *app,
 	/* Session objects are few; the walk is skipped when there are none. */
 	for (rhd_handle_t *h = app->session_objects ? app->objects : NULL;
 	     h && rv == CKR_OK; h = h->next) {
-		if (!h->session_obj || !visible(app, session, h->handle))
+		if (!h->session_obj ||
+		    !visible(engine, app, session, h->handle))
 			continue;
 		if (rhd_object_matches(h->session_obj, tmpl))
 			rv = found_push(session, h->handle, h->session_obj);

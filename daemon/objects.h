@@ -29,7 +29,8 @@ CK_RV rhd_objects_copy(rhd_engine_t *engine, rhd_app_t *app,
 		       const rhd_object_t *changes, uint32_t *copy);
 
 /* The handle of a visible object (NULL when none), for the key cache. */
-rhd_handle_t *rhd_objects_visible(rhd_app_t *app, const rhd_session_t *session,
+rhd_handle_t *rhd_objects_visible(rhd_engine_t *engine, rhd_app_t *app,
+				  const rhd_session_t *session,
 				  uint64_t handle);
 
 /* Starts a find: the handles of every visible object matching tmpl. */

@@ -125,7 +125,7 @@ static CK_RV key_for(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 		     rhd_op_kind_t kind, CK_MECHANISM_TYPE mech,
 		     uint64_t handle, EVP_PKEY **key)
 {
-	rhd_handle_t *h = rhd_objects_visible(app, s, handle);
+	rhd_handle_t *h = rhd_objects_visible(engine, app, s, handle);
 	if (!h || cache_key(engine, app, s, h) != CKR_OK)
 		return CKR_KEY_HANDLE_INVALID;
 	uint64_t want_cls =

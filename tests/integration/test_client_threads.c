@@ -44,23 +44,8 @@ static void setup(void)
 	p11 = th_module_load(&module);
 	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
 	th_provision_token(p11, 0, "so-pin-1", "0000");
-	ck_assert_uint_eq(
-		p11->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
-				   NULL, &shared),
-		CKR_OK);
-	ck_assert_uint_eq(
-		p11->C_Login(shared, CKU_USER, (CK_UTF8CHAR_PTR) "0000", 4),
-		CKR_OK);
-	static const CK_BYTE p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
-				       0xce, 0x3d, 0x03, 0x01, 0x07};
-	CK_BBOOL yes = CK_TRUE;
-	CK_MECHANISM gen = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
-	CK_ATTRIBUTE pt[] = {{CKA_EC_PARAMS, (void *)p256, sizeof(p256)},
-			     {CKA_VERIFY, &yes, 1}};
-	CK_ATTRIBUTE st[] = {{CKA_SIGN, &yes, 1}, {CKA_TOKEN, &yes, 1}};
-	ck_assert_uint_eq(
-		p11->C_GenerateKeyPair(shared, &gen, pt, 2, st, 2, &pub, &priv),
-		CKR_OK);
+	shared = th_user_session(p11, 0, "0000");
+	th_generate_p256(p11, shared, CK_TRUE, &pub, &priv);
 }
 
 static void teardown(void)

@@ -215,6 +215,37 @@ void th_daemon_kill(th_daemon_t *d)
 	d->pid = 0;
 }
 
+CK_SESSION_HANDLE th_user_session(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot,
+				  const char *pin)
+{
+	CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+	ck_assert_uint_eq(
+		p11->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION,
+				   NULL, NULL, &h),
+		CKR_OK);
+	ck_assert_uint_eq(
+		p11->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin)),
+		CKR_OK);
+	return h;
+}
+
+void th_generate_p256(CK_FUNCTION_LIST *p11, CK_SESSION_HANDLE session,
+		      CK_BBOOL token_public, CK_OBJECT_HANDLE *pub,
+		      CK_OBJECT_HANDLE *priv)
+{
+	static const CK_BYTE p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
+				       0xce, 0x3d, 0x03, 0x01, 0x07};
+	CK_BBOOL yes = CK_TRUE;
+	CK_MECHANISM gen = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
+	CK_ATTRIBUTE pt[] = {{CKA_EC_PARAMS, (void *)p256, sizeof(p256)},
+			     {CKA_VERIFY, &yes, 1},
+			     {CKA_TOKEN, &token_public, 1}};
+	CK_ATTRIBUTE st[] = {{CKA_SIGN, &yes, 1}, {CKA_TOKEN, &yes, 1}};
+	ck_assert_uint_eq(
+		p11->C_GenerateKeyPair(session, &gen, pt, 3, st, 2, pub, priv),
+		CKR_OK);
+}
+
 const char *th_module_path(void)
 {
 	return REMHSM_MODULE_PATH;

@@ -45,6 +45,16 @@ CK_FUNCTION_LIST *th_module_load(void **handle);
 void th_provision_token(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot,
 			const char *so_pin, const char *user_pin);
 
+/* A read-write session on slot, logged in as the user with pin. */
+CK_SESSION_HANDLE th_user_session(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot,
+				  const char *pin);
+
+/* An EC P-256 signing pair on the token (public half too, when
+ * token_public), generated in session. */
+void th_generate_p256(CK_FUNCTION_LIST *p11, CK_SESSION_HANDLE session,
+		      CK_BBOOL token_public, CK_OBJECT_HANDLE *pub,
+		      CK_OBJECT_HANDLE *priv);
+
 /* SIGTERM, waits for exit, returns the exit status (-1 if killed). */
 int th_daemon_stop(th_daemon_t *d);
 void th_daemon_cleanup(th_daemon_t *d);
