@@ -45,6 +45,11 @@ _install/bin/remhsm bench login --module "$module" --pin 0000 --count 30
 echo "== ECDSA P-256 sign (C_SignInit + C_Sign) through remhsm"
 _install/bin/remhsm bench --module "$module" --sign-pin 0000 --threads 1,8,32 --seconds "$seconds"
 
+echo "== recovery: a signing loop through 20 daemon restarts and 20 cut links"
+cmake -S . -B build -DBUILD_TESTING=ON >/dev/null
+cmake --build build -j"$(nproc)" --target test_client_restart >/dev/null
+build/tests/test_client_restart | grep '^restart-recovery:'
+
 echo "== store: create (own durable transaction), read by id, find by label"
 mkdir -p "$work/store-bench"
 _install/bin/remhsm bench store --dir "$work/store-bench" --objects "$sizes"
