@@ -292,14 +292,15 @@ START_TEST(test_signing_survives_restarts_and_cut_links)
 	signer_t s = {0};
 	ck_assert_int_eq(pthread_create(&s.thread, NULL, sign_loop, &s), 0);
 	progress(&s, 0, 10);
+	/* Recovery: from the restarted daemon listening to the application's
+	 * next signature (the module's backoff, reconnect and restore). */
 	double worst_restart = 0, total_restart = 0, worst_cut = 0;
 	for (int i = 0; i < RESTARTS; i++) {
-		int before = atomic_load(&s.signed_ok);
-		double t0 = now_s();
 		ck_assert_int_eq(th_daemon_stop(&d), 0);
+		int before = atomic_load(&s.signed_ok);
 		th_daemon_restart(&d, NULL);
+		double took = progress(&s, before, 1);
 		progress(&s, before, 5);
-		double took = now_s() - t0;
 		total_restart += took;
 		worst_restart = took > worst_restart ? took : worst_restart;
 	}
@@ -311,9 +312,10 @@ START_TEST(test_signing_survives_restarts_and_cut_links)
 	}
 	atomic_store(&s.stop, 1);
 	pthread_join(s.thread, NULL);
-	printf("restart-recovery: %d restarts, mean %.1f ms, worst %.1f ms "
-	       "(stop, start, first signatures); %d cuts, worst %.1f ms; "
-	       "%d signatures, %d connections\n",
+	printf("restart-recovery: %d restarts, from listening to the next "
+	       "signature mean %.1f ms, worst %.1f ms; %d cut links, from the "
+	       "cut to 5 more signatures worst %.1f ms; %d signatures, %d "
+	       "connections\n",
 	       RESTARTS, 1000 * total_restart / RESTARTS, 1000 * worst_restart,
 	       CUTS, 1000 * worst_cut, atomic_load(&s.signed_ok),
 	       atomic_load(&relay.pairs_opened));
