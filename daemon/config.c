@@ -274,9 +274,16 @@ int rhd_config_from_args(rhd_config_t *cfg, int argc, char **argv, char *err,
 	}
 	if (path && rhd_config_load_file(cfg, path, err, err_len) < 0)
 		return -1;
+	int what = RHD_RUN;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
-			return 1;
+			return RHD_HELP;
+		if (!strcmp(argv[i], "--version"))
+			return RHD_VERSION;
+		if (!strcmp(argv[i], "--check-config")) {
+			what = RHD_CHECK_CONFIG;
+			continue;
+		}
 		if (strncmp(argv[i], "--", 2) != 0) {
 			snprintf(err, err_len, "unexpected argument '%s'",
 				 argv[i]);
@@ -294,15 +301,18 @@ int rhd_config_from_args(rhd_config_t *cfg, int argc, char **argv, char *err,
 		snprintf(err, err_len, "state-dir: path too long");
 		return -1;
 	}
-	return 0;
+	return what;
 }
 
-void rhd_config_usage(const char *prog)
+void rhd_config_usage(FILE *out, const char *prog)
 {
-	fprintf(stderr,
+	fprintf(out,
 		"usage: %s [options]\n"
 		"  --config FILE              read 'key = value' settings "
 		"(flags override)\n"
+		"  --check-config             check the settings and the TLS "
+		"files, then exit\n"
+		"  --version                  print the version and exit\n"
 		"  --listen ADDR:PORT         address to serve (default "
 		"127.0.0.1:%d)\n"
 		"  --state-dir DIR            state folder (default ./state)\n"

@@ -4,6 +4,7 @@
 
 #include <limits.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #define RHD_DEFAULT_PORT 5697
 
@@ -37,14 +38,18 @@ int rhd_config_set(rhd_config_t *cfg, const char *key, const char *value,
 int rhd_config_load_file(rhd_config_t *cfg, const char *path, char *err,
 			 size_t err_len);
 
+/* What the command line asks remhsmd to do. */
+enum { RHD_RUN = 0, RHD_HELP = 1, RHD_VERSION = 2, RHD_CHECK_CONFIG = 3 };
+
 /*
  * Applies --config FILE first, then every other flag over it, then fills
  * the TLS paths left empty from the state directory's pki/ folder.
- * Returns 0, 1 when --help was asked for, or -1 with err set.
+ * Returns RHD_RUN, RHD_HELP, RHD_VERSION, RHD_CHECK_CONFIG, or -1 with err
+ * set.
  */
 int rhd_config_from_args(rhd_config_t *cfg, int argc, char **argv, char *err,
 			 size_t err_len);
 
-void rhd_config_usage(const char *prog);
+void rhd_config_usage(FILE *out, const char *prog);
 
 #endif

@@ -10,6 +10,7 @@
 #include "engine.h"
 #include "log.h"
 #include "resume.h"
+#include "rh_tls.h"
 #include "rhs.h"
 #include "server.h"
 
@@ -67,21 +68,52 @@ static int serve(const rhd_config_t *cfg)
 	return rc;
 }
 
+/* --check-config: the settings parsed; the TLS files must load too. */
+static int check_config(const rhd_config_t *cfg)
+{
+	char err[512];
+	struct sockaddr_storage addr;
+	if (rhd_server_parse_listen(cfg->listen, &addr) < 0) {
+		fprintf(stderr,
+			"remhsmd: listen: '%s' is not ADDRESS:PORT (a numeric "
+			"IPv4 address, or IPv6 in brackets)\n",
+			cfg->listen);
+		return 1;
+	}
+	rh_tls_files_t files = {cfg->tls_ca, cfg->tls_cert, cfg->tls_key};
+	SSL_CTX *tls =
+		rh_tls_server_ctx_new(&files, cfg->tls12, err, sizeof(err));
+	if (!tls) {
+		fprintf(stderr, "remhsmd: %s\n", err);
+		return 1;
+	}
+	SSL_CTX_free(tls);
+	printf("remhsmd: configuration OK (listen %s, state %s)\n", cfg->listen,
+	       cfg->state_dir);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	rhd_config_t cfg;
 	char err[1024];
 	rhd_config_defaults(&cfg);
 	int r = rhd_config_from_args(&cfg, argc, argv, err, sizeof(err));
-	if (r == 1) {
-		rhd_config_usage(argv[0]);
+	if (r == RHD_HELP) {
+		rhd_config_usage(stdout, argv[0]);
+		return 0;
+	}
+	if (r == RHD_VERSION) {
+		printf("remhsmd %s\n", REMHSM_VERSION);
 		return 0;
 	}
 	if (r < 0) {
 		fprintf(stderr, "remhsmd: %s\n", err);
-		rhd_config_usage(argv[0]);
+		rhd_config_usage(stderr, argv[0]);
 		return 2;
 	}
+	if (r == RHD_CHECK_CONFIG)
+		return check_config(&cfg);
 	/* A peer that vanishes mid-write must cost a connection, not the
 	 * daemon. */
 	signal(SIGPIPE, SIG_IGN);

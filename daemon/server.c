@@ -671,7 +671,7 @@ static void on_signal(uv_signal_t *sig, int signum)
 /* --- setup -----------------------------------------------------------------
  */
 
-static int parse_listen(const char *listen, struct sockaddr_storage *addr)
+int rhd_server_parse_listen(const char *listen, struct sockaddr_storage *addr)
 {
 	char host[256];
 	const char *colon = strrchr(listen, ':');
@@ -701,7 +701,7 @@ static int start_listening(server_t *s)
 {
 	struct sockaddr_storage addr;
 	memset(&addr, 0, sizeof(addr));
-	if (parse_listen(s->cfg->listen, &addr) < 0) {
+	if (rhd_server_parse_listen(s->cfg->listen, &addr) < 0) {
 		RHD_ERROR(
 			"event=start-failed reason=\"bad listen address '%s'\"",
 			s->cfg->listen);

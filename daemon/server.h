@@ -2,6 +2,8 @@
 #ifndef RHD_SERVER_H
 #define RHD_SERVER_H
 
+#include <sys/socket.h>
+
 #include "config.h"
 #include "engine.h"
 
@@ -11,5 +13,9 @@
  * server cannot start (the reason is logged).
  */
 int rhd_server_run(const rhd_config_t *cfg, rhd_engine_t *engine);
+
+/* A listen setting ("127.0.0.1:5697", "[::1]:0") as an address; -1 when it
+ * is not a numeric IPv4 or bracketed IPv6 address and a port. */
+int rhd_server_parse_listen(const char *listen, struct sockaddr_storage *addr);
 
 #endif
