@@ -9,6 +9,7 @@
 
 #include "dispatch.h"
 #include "log.h"
+#include "notify.h"
 #include "rh_calls.h"
 #include "rh_frame.h"
 #include "rh_tls.h"
@@ -49,6 +50,7 @@ struct server {
 	uv_tcp_t listener;
 	uv_signal_t sigterm, sigint;
 	uv_timer_t drain_timer;
+	uv_timer_t watchdog; /* systemd's, when WatchdogSec= asks for it */
 	SSL_CTX *tls;
 	rhd_engine_t *engine;
 	const rhd_config_t *cfg;
@@ -651,6 +653,7 @@ static void on_signal(uv_signal_t *sig, int signum)
 	RHD_INFO("event=shutdown signal=%s connections=%u", strsignal(signum),
 		 s->conn_count);
 	s->draining = 1;
+	rhd_notify("STOPPING=1");
 	uv_close((uv_handle_t *)&s->listener, NULL);
 	uv_close((uv_handle_t *)&s->sigterm, NULL);
 	uv_close((uv_handle_t *)&s->sigint, NULL);
@@ -726,6 +729,28 @@ static int start_listening(server_t *s)
 	return 0;
 }
 
+/* The loop itself pets the watchdog: a wedged loop stops petting it. */
+static void on_watchdog(uv_timer_t *timer)
+{
+	(void)timer;
+	rhd_notify("WATCHDOG=1");
+}
+
+/* Ready once the port accepts; the watchdog from then on, at half the
+ * interval systemd allows. */
+static void tell_service_manager(server_t *s)
+{
+	uint64_t usec = rhd_notify_watchdog_usec();
+	if (usec) {
+		uint64_t ms = usec / 2000 ? usec / 2000 : 1;
+		uv_timer_start(&s->watchdog, on_watchdog, ms, ms);
+		uv_unref((uv_handle_t *)&s->watchdog);
+	}
+	if (rhd_notify("READY=1\nSTATUS=serving") < 0)
+		RHD_WARN("event=notify-failed socket=\"%s\"",
+			 getenv("NOTIFY_SOCKET"));
+}
+
 static void start_signals(server_t *s)
 {
 	uv_signal_init(&s->loop, &s->sigterm);
@@ -739,6 +764,7 @@ static void start_signals(server_t *s)
 static int close_loop(server_t *s)
 {
 	uv_close((uv_handle_t *)&s->drain_timer, NULL);
+	uv_close((uv_handle_t *)&s->watchdog, NULL);
 	uv_run(&s->loop, UV_RUN_DEFAULT);
 	return uv_loop_close(&s->loop) == 0 ? 0 : -1;
 }
@@ -758,12 +784,14 @@ int rhd_server_run(const rhd_config_t *cfg, rhd_engine_t *engine)
 	}
 	uv_loop_init(&s.loop);
 	uv_timer_init(&s.loop, &s.drain_timer);
+	uv_timer_init(&s.loop, &s.watchdog);
 	s.drain_timer.data = &s;
 	/* Signals first: once the port accepts, SIGTERM must drain, never
 	 * kill by default. */
 	start_signals(&s);
 	int rc = start_listening(&s);
 	if (rc == 0) {
+		tell_service_manager(&s);
 		uv_run(&s.loop, UV_RUN_DEFAULT);
 		RHD_INFO("event=stopped");
 	} else {

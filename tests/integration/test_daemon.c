@@ -4,10 +4,12 @@
  * outcome and a log line, and a well-behaved client is served afterwards.
  */
 #include <check.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -352,6 +354,51 @@ START_TEST(test_pipelined_requests_are_all_answered)
 }
 END_TEST
 
+/* Receives one notification (1 s at most) into buf; its length or -1. */
+static ssize_t notification(int fd, char *buf, size_t cap)
+{
+	struct pollfd p = {fd, POLLIN, 0};
+	if (poll(&p, 1, 1000) != 1)
+		return -1;
+	ssize_t n = recv(fd, buf, cap - 1, 0);
+	if (n >= 0)
+		buf[n] = '\0';
+	return n;
+}
+
+/* Type=notify and WatchdogSec=: READY once the port accepts, the
+ * watchdog petted from the loop, STOPPING at SIGTERM. */
+START_TEST(test_service_manager_is_notified)
+{
+	ck_assert_int_eq(th_daemon_stop(&d), 0);
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	ck_assert_uint_lt(strlen(d.dir) + 8, sizeof(addr.sun_path));
+	memcpy(addr.sun_path, d.dir, strlen(d.dir));
+	memcpy(addr.sun_path + strlen(d.dir), "/notify", 8);
+	int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	setenv("NOTIFY_SOCKET", addr.sun_path, 1);
+	setenv("WATCHDOG_USEC", "100000", 1);
+	th_daemon_restart(&d, fast_timeouts);
+	unsetenv("NOTIFY_SOCKET");
+	unsetenv("WATCHDOG_USEC");
+	char buf[256];
+	ck_assert_int_gt(notification(fd, buf, sizeof(buf)), 0);
+	ck_assert_ptr_nonnull(strstr(buf, "READY=1"));
+	int pets = 0;
+	for (int i = 0; i < 5; i++)
+		pets += notification(fd, buf, sizeof(buf)) > 0 &&
+			!strcmp(buf, "WATCHDOG=1");
+	ck_assert_int_eq(pets, 5);
+	ck_assert_int_eq(th_daemon_stop(&d), 0);
+	int stopping = 0;
+	while (notification(fd, buf, sizeof(buf)) > 0)
+		stopping |= !strcmp(buf, "STOPPING=1");
+	ck_assert(stopping);
+	close(fd);
+}
+END_TEST
+
 START_TEST(test_sigterm_drains_and_exits_zero)
 {
 	th_conn_t c;
@@ -467,6 +514,7 @@ int main(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_good_client_is_served_and_logged);
+	tcase_add_test(tc, test_service_manager_is_notified);
 	tcase_add_test(tc, test_client_without_certificate_is_refused);
 	tcase_add_test(tc, test_certificate_from_another_ca_is_refused);
 	tcase_add_test(tc, test_expired_certificate_is_refused);
