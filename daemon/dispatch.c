@@ -5,6 +5,7 @@
 #include <openssl/rand.h>
 #include <string.h>
 
+#include "audit.h"
 #include "log.h"
 #include "object.h"
 #include "objects.h"
@@ -385,6 +386,8 @@ static CK_RV on_login(call_ctx_t *ctx, const Remhsm__LoginReq *req)
 	OPENSSL_cleanse(key, sizeof(key));
 	RHD_INFO("event=login slot=%lu role=%s identity=%s rv=0x%lx", slot,
 		 role_name(req->user_type), ctx->app->identity, rv);
+	rhd_audit("event=login slot=%lu role=%s identity=\"%s\" rv=0x%lx", slot,
+		  role_name(req->user_type), ctx->app->identity, rv);
 	return rv;
 }
 
@@ -451,6 +454,8 @@ static CK_RV on_init_token(call_ctx_t *ctx, const Remhsm__InitTokenReq *req)
 				  req->label.data, req->label.len);
 	RHD_INFO("event=token-init slot=%llu identity=%s rv=0x%lx",
 		 (unsigned long long)req->slot, ctx->app->identity, rv);
+	rhd_audit("event=token-init slot=%llu identity=\"%s\" rv=0x%lx",
+		  (unsigned long long)req->slot, ctx->app->identity, rv);
 	return rv;
 }
 
@@ -482,6 +487,8 @@ static CK_RV on_init_pin(call_ctx_t *ctx, const Remhsm__InitPinReq *req)
 	OPENSSL_cleanse(key, sizeof(key));
 	RHD_INFO("event=init-pin slot=%lu identity=%s rv=0x%lx", slot,
 		 ctx->app->identity, rv);
+	rhd_audit("event=init-pin slot=%lu identity=\"%s\" rv=0x%lx", slot,
+		  ctx->app->identity, rv);
 	return rv;
 }
 
@@ -508,6 +515,8 @@ static CK_RV on_set_pin(call_ctx_t *ctx, const Remhsm__SetPinReq *req)
 	OPENSSL_cleanse(key, sizeof(key));
 	RHD_INFO("event=set-pin slot=%lu role=%s identity=%s rv=0x%lx", slot,
 		 role_name(role), ctx->app->identity, rv);
+	rhd_audit("event=set-pin slot=%lu role=%s identity=\"%s\" rv=0x%lx",
+		  slot, role_name(role), ctx->app->identity, rv);
 	return rv;
 }
 
@@ -645,6 +654,12 @@ static CK_RV on_create_object(call_ctx_t *ctx,
 	pthread_mutex_lock(&ctx->app->lock);
 	CK_RV rv = create_locked(ctx, req, r);
 	pthread_mutex_unlock(&ctx->app->lock);
+	if (rv == CKR_OK &&
+	    (info->class_ == CKO_PRIVATE_KEY || info->class_ == CKO_SECRET_KEY))
+		rhd_audit("event=key-imported identity=\"%s\" class=0x%llx "
+			  "handle=%llu",
+			  ctx->app->identity, (unsigned long long)info->class_,
+			  (unsigned long long)info->handle);
 	return rv;
 }
 
@@ -657,6 +672,9 @@ static CK_RV on_destroy_object(call_ctx_t *ctx,
 		s ? rhd_objects_destroy(ctx->engine, ctx->app, s, req->object)
 		  : CKR_SESSION_HANDLE_INVALID;
 	pthread_mutex_unlock(&ctx->app->lock);
+	if (rv == CKR_OK)
+		rhd_audit("event=object-destroyed identity=\"%s\" handle=%llu",
+			  ctx->app->identity, (unsigned long long)req->object);
 	return rv;
 }
 
@@ -856,6 +874,7 @@ static CK_RV op_output(call_ctx_t *ctx, uint64_t session, rhd_op_kind_t kind,
 	rhd_session_t *s = rhd_session_find(ctx->app, session);
 	CK_RV rv = s ? rhd_op_take(s, kind, single, has_buffer, &len, &taken)
 		     : CKR_SESSION_HANDLE_INVALID;
+	CK_SLOT_ID slot = s ? s->slot : 0;
 	/* FreeRTOS takes the end of a C_Sign length query for the end of the
 	 * operation, and starts again with C_SignInit. */
 	if (rv == CKR_OK && !has_buffer && kind == RHD_OP_SIGN && single &&
@@ -866,10 +885,13 @@ static CK_RV op_output(call_ctx_t *ctx, uint64_t session, rhd_op_kind_t kind,
 	*out = o;
 	if (rv != CKR_OK || !taken.active)
 		return rv;
+	uint64_t key = taken.key_store_id; /* completing ends the op */
 	rv = rhd_op_complete(&taken, kind, single, data.data, data.len, bytes,
 			     len);
 	if (rv == CKR_OK)
 		o->data = (ProtobufCBinaryData){len, bytes};
+	if (rv == CKR_OK && kind == RHD_OP_SIGN)
+		rhd_audit_signature(slot, key);
 	return rv;
 }
 
@@ -1198,6 +1220,10 @@ static CK_RV on_generate_key_pair(call_ctx_t *ctx,
 		return CKR_HOST_MEMORY;
 	RHD_INFO("event=key-generated identity=%s type=%s", ctx->app->identity,
 		 key_type == CKK_RSA ? "rsa" : "ec");
+	rhd_audit("event=key-generated identity=\"%s\" type=%s public=%llu "
+		  "private=%llu",
+		  ctx->app->identity, key_type == CKK_RSA ? "rsa" : "ec",
+		  (unsigned long long)pub, (unsigned long long)priv);
 	return CKR_OK;
 }
 

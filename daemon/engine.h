@@ -50,6 +50,7 @@ typedef struct rhd_op {
 	int rsa_pad;
 	const EVP_MD *rsa_md, *rsa_mgf1;
 	int rsa_salt;
+	uint64_t key_store_id; /* the audit's name for the key; 0: session */
 } rhd_op_t;
 
 typedef struct rhd_session {

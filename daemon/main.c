@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "audit.h"
 #include "config.h"
 #include "engine.h"
 #include "log.h"
@@ -44,6 +45,15 @@ static int serve(const rhd_config_t *cfg)
 	rhs_store_t *store = open_store(cfg, resume_key);
 	if (!store)
 		return 1;
+	char err[1024], audit_path[PATH_MAX + 16];
+	snprintf(audit_path, sizeof(audit_path), "%s/audit.log",
+		 cfg->state_dir);
+	if (rhd_audit_open(audit_path, err, sizeof(err)) < 0) {
+		RHD_ERROR("event=start-failed reason=\"audit log: %s\"", err);
+		OPENSSL_cleanse(resume_key, sizeof(resume_key));
+		rhs_close(store);
+		return 1;
+	}
 	rhd_engine_opts_t opts = {
 		.slots = cfg->slots,
 		.store = store,
@@ -64,6 +74,7 @@ static int serve(const rhd_config_t *cfg)
 		rc = rhd_server_run(cfg, &engine) < 0 ? 1 : 0;
 		rhd_engine_cleanup(&engine);
 	}
+	rhd_audit_close();
 	rhs_close(store);
 	return rc;
 }

@@ -123,7 +123,7 @@ static CK_RV cache_key(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 /* The key of a sign or verify init, by the specification's checks. */
 static CK_RV key_for(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 		     rhd_op_kind_t kind, CK_MECHANISM_TYPE mech,
-		     uint64_t handle, EVP_PKEY **key)
+		     uint64_t handle, rhd_op_t *op)
 {
 	rhd_handle_t *h = rhd_objects_visible(engine, app, s, handle);
 	if (!h || cache_key(engine, app, s, h) != CKR_OK)
@@ -137,7 +137,8 @@ static CK_RV key_for(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 		return CKR_KEY_FUNCTION_NOT_PERMITTED;
 	if (!h->pkey || EVP_PKEY_up_ref(h->pkey) != 1)
 		return CKR_DEVICE_ERROR;
-	*key = h->pkey;
+	op->key = h->pkey;
+	op->key_store_id = h->session_obj ? 0 : h->store_id;
 	return CKR_OK;
 }
 
@@ -211,7 +212,7 @@ CK_RV rhd_op_init(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 		return CKR_MECHANISM_PARAM_INVALID;
 	CK_RV rv = CKR_OK;
 	if (kind != RHD_OP_DIGEST)
-		rv = key_for(engine, app, s, kind, mech->type, key, &op->key);
+		rv = key_for(engine, app, s, kind, mech->type, key, op);
 	if (rv == CKR_OK && is_rsa(mech->type))
 		rv = rsa_padding(op, mech);
 	/* The running hash of hash-then-sign mechanisms and of digests; raw

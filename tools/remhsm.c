@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "audit.h"
 #include "bench.h"
 #include "pki.h"
 #include "provision.h"
@@ -27,6 +28,8 @@ static void usage(FILE *out)
 		     "  object list|show|delete  the objects on a token\n"
 		     "                           (remhsm key --help, and so "
 		     "on)\n"
+		     "  audit verify FILE        check remhsmd's hash-chained "
+		     "audit log\n"
 		     "  bench [OPTIONS]          measure round trips through a "
 		     "PKCS#11\n"
 		     "                           module (remhsm bench --help)\n"
@@ -68,6 +71,8 @@ int main(int argc, char **argv)
 	for (int i = 0; provisioning[i]; i++)
 		if (!strcmp(argv[1], provisioning[i]))
 			return rh_provision_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "audit"))
+		return rh_audit_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "bench"))
 		return rh_bench_main(argc - 1, argv + 1);
 	fprintf(stderr, "remhsm: unknown command '%s'\n", argv[1]);
