@@ -23,7 +23,7 @@ else()
 endif()
 install(FILES ${DEPLOY}/remhsmd.conf.example
         DESTINATION ${REMHSM_CONF_DIR} RENAME remhsmd.conf)
-install(FILES ${DEPLOY}/remhsmd.conf.example README.md
+install(FILES ${DEPLOY}/remhsmd.conf.example ${DEPLOY}/access.list.example README.md
         DESTINATION ${CMAKE_INSTALL_DOCDIR})
 
 set(CPACK_GENERATOR DEB)

@@ -13,6 +13,7 @@ void rhd_config_defaults(rhd_config_t *cfg)
 	snprintf(cfg->listen, sizeof(cfg->listen), "127.0.0.1:%d",
 		 RHD_DEFAULT_PORT);
 	snprintf(cfg->state_dir, sizeof(cfg->state_dir), "%s", "state");
+	snprintf(cfg->identity_from, sizeof(cfg->identity_from), "cn");
 	cfg->handshake_timeout_ms = 10000;
 	cfg->idle_timeout_ms = 300000;
 	cfg->drain_timeout_ms = 10000;
@@ -51,6 +52,9 @@ static const struct setting {
 	TEXT("tls-ca", tls_ca),
 	TEXT("tls-cert", tls_cert),
 	TEXT("tls-key", tls_key),
+	TEXT("tls-crl", tls_crl),
+	TEXT("access-list", access_list),
+	TEXT("identity-from", identity_from),
 	{"tls12", KIND_BOOL, offsetof(rhd_config_t, tls12), 0, 0, 1},
 	UINT("handshake-timeout-ms", handshake_timeout_ms, 10, 600000),
 	UINT("idle-timeout-ms", idle_timeout_ms, 10, 86400000),
@@ -325,6 +329,16 @@ void rhd_config_usage(FILE *out, const char *prog)
 		"STATE/pki/server.key)\n"
 		"  --tls12                    also accept TLS 1.2 (default: "
 		"TLS 1.3 only)\n"
+		"  --tls-crl FILE             refuse client certificates this "
+		"CRL revokes\n"
+		"  --access-list FILE         who may connect, to which slots, "
+		"in which roles\n"
+		"                             (default: every certified "
+		"client, everything)\n"
+		"  --identity-from KIND       a client's identity: cn, "
+		"san-uri, "
+		"san-dns or\n"
+		"                             fingerprint (cn)\n"
 		"  --handshake-timeout-ms N   close handshakes slower than N "
 		"ms (10000)\n"
 		"  --idle-timeout-ms N        close connections idle for N ms "

@@ -14,6 +14,9 @@ typedef struct rhd_config {
 	char tls_ca[PATH_MAX];
 	char tls_cert[PATH_MAX];
 	char tls_key[PATH_MAX];
+	char tls_crl[PATH_MAX];
+	char access_list[PATH_MAX];
+	char identity_from[32];
 	int tls12;
 	unsigned handshake_timeout_ms;
 	unsigned idle_timeout_ms;

@@ -75,6 +75,25 @@ static CK_RV on_get_info(call_ctx_t *ctx, const Remhsm__GetInfoReq *req)
 	return CKR_OK;
 }
 
+/* A slot exists and the access list lets this application see it: any
+ * other is answered as if it did not exist. */
+static int slot_visible(const call_ctx_t *ctx, uint64_t slot)
+{
+	return rhd_engine_slot_valid(ctx->engine, slot) &&
+	       (ctx->app->visible_slots >> slot & 1);
+}
+
+/* A role the access list did not grant: refused, with a log line. */
+static CK_RV lacks_role(const call_ctx_t *ctx, unsigned role, const char *what,
+			CK_RV refusal)
+{
+	if (ctx->app->roles & role)
+		return CKR_OK;
+	RHD_WARN("event=access-denied identity=%s action=%s",
+		 ctx->app->identity, what);
+	return refusal;
+}
+
 static CK_RV on_get_slot_list(call_ctx_t *ctx,
 			      const Remhsm__GetSlotListReq *req)
 {
@@ -83,19 +102,19 @@ static CK_RV on_get_slot_list(call_ctx_t *ctx,
 	if (!r)
 		return CKR_HOST_MEMORY;
 	unsigned n = ctx->engine->slot_count;
-	r->slots = rh_arena_alloc(ctx->arena, n * sizeof(*r->slots));
-	if (!r->slots && n)
+	r->slots = rh_arena_alloc(ctx->arena, (n + 1) * sizeof(*r->slots));
+	if (!r->slots)
 		return CKR_HOST_MEMORY;
 	for (unsigned i = 0; i < n; i++)
-		r->slots[i] = i;
-	r->n_slots = n;
+		if (slot_visible(ctx, i))
+			r->slots[r->n_slots++] = i;
 	return CKR_OK;
 }
 
 static CK_RV on_get_slot_info(call_ctx_t *ctx,
 			      const Remhsm__GetSlotInfoReq *req)
 {
-	if (!rhd_engine_slot_valid(ctx->engine, req->slot))
+	if (!slot_visible(ctx, req->slot))
 		return CKR_SLOT_ID_INVALID;
 	Remhsm__GetSlotInfoResp *r = result_get_slot_info(ctx);
 	if (!r)
@@ -140,7 +159,7 @@ static CK_RV token_usable(call_ctx_t *ctx, CK_SLOT_ID slot)
 static CK_RV on_get_token_info(call_ctx_t *ctx,
 			       const Remhsm__GetTokenInfoReq *req)
 {
-	if (!rhd_engine_slot_valid(ctx->engine, req->slot))
+	if (!slot_visible(ctx, req->slot))
 		return CKR_SLOT_ID_INVALID;
 	CK_RV rv = token_usable(ctx, req->slot);
 	if (rv != CKR_OK)
@@ -173,7 +192,7 @@ static CK_RV on_get_token_info(call_ctx_t *ctx,
 static CK_RV on_get_mechanism_list(call_ctx_t *ctx,
 				   const Remhsm__GetMechanismListReq *req)
 {
-	if (!rhd_engine_slot_valid(ctx->engine, req->slot))
+	if (!slot_visible(ctx, req->slot))
 		return CKR_SLOT_ID_INVALID;
 	Remhsm__GetMechanismListResp *r = result_get_mechanism_list(ctx);
 	const CK_MECHANISM_TYPE *list;
@@ -191,7 +210,7 @@ static CK_RV on_get_mechanism_list(call_ctx_t *ctx,
 static CK_RV on_get_mechanism_info(call_ctx_t *ctx,
 				   const Remhsm__GetMechanismInfoReq *req)
 {
-	if (!rhd_engine_slot_valid(ctx->engine, req->slot))
+	if (!slot_visible(ctx, req->slot))
 		return CKR_SLOT_ID_INVALID;
 	CK_MECHANISM_INFO info;
 	if (!rhd_mechanism_info(req->type, &info))
@@ -207,8 +226,11 @@ static CK_RV on_get_mechanism_info(call_ctx_t *ctx,
 
 static CK_RV on_open_session(call_ctx_t *ctx, const Remhsm__OpenSessionReq *req)
 {
-	if (!rhd_engine_slot_valid(ctx->engine, req->slot))
+	if (!slot_visible(ctx, req->slot))
 		return CKR_SLOT_ID_INVALID;
+	if (!(ctx->app->roles & (RHD_ROLE_USER | RHD_ROLE_SO)))
+		return lacks_role(ctx, RHD_ROLE_USER, "open-session",
+				  CKR_ACTION_PROHIBITED);
 	CK_RV rv = token_usable(ctx, req->slot);
 	if (rv != CKR_OK)
 		return rv;
@@ -231,7 +253,7 @@ static CK_RV on_close_session(call_ctx_t *ctx,
 static CK_RV on_close_all_sessions(call_ctx_t *ctx,
 				   const Remhsm__CloseAllSessionsReq *req)
 {
-	if (!rhd_engine_slot_valid(ctx->engine, req->slot))
+	if (!slot_visible(ctx, req->slot))
 		return CKR_SLOT_ID_INVALID;
 	rhd_session_close_slot(ctx->engine, ctx->app, req->slot);
 	return CKR_OK;
@@ -299,6 +321,11 @@ static CK_RV login_allowed(call_ctx_t *ctx, const rhd_session_t *s,
 		return CKR_OPERATION_NOT_INITIALIZED;
 	if (user != CKU_SO && user != CKU_USER)
 		return CKR_USER_TYPE_INVALID;
+	CK_RV rv = lacks_role(ctx, user == CKU_SO ? RHD_ROLE_SO : RHD_ROLE_USER,
+			      user == CKU_SO ? "so-login" : "user-login",
+			      CKR_USER_TYPE_INVALID);
+	if (rv != CKR_OK)
+		return rv;
 	CK_USER_TYPE current = ctx->app->login[s->slot].user;
 	if (current == user)
 		return CKR_USER_ALREADY_LOGGED_IN;
@@ -412,14 +439,17 @@ static CK_RV on_restore(call_ctx_t *ctx, const Remhsm__RestoreReq *req)
 		return CKR_HOST_MEMORY;
 	for (size_t i = 0; i < req->n_sessions; i++) {
 		const Remhsm__RestoreSession *s = req->sessions[i];
-		if (rhd_session_restore(ctx->engine, ctx->app, s->handle,
+		if (!slot_visible(ctx, s->slot) ||
+		    rhd_session_restore(ctx->engine, ctx->app, s->handle,
 					s->slot, s->flags) != CKR_OK)
 			note_lost(r->lost_sessions, &r->n_lost_sessions,
 				  s->handle);
 	}
 	for (size_t i = 0; i < req->n_logins; i++) {
 		const Remhsm__RestoreLogin *l = req->logins[i];
-		if (rhd_lease_redeem(ctx->engine, ctx->app, l->slot,
+		if (!slot_visible(ctx, l->slot) ||
+		    !(ctx->app->roles & RHD_ROLE_USER) ||
+		    rhd_lease_redeem(ctx->engine, ctx->app, l->slot,
 				     l->lease.data, l->lease.len) != CKR_OK)
 			note_lost(r->lost_logins, &r->n_lost_logins, l->slot);
 	}
@@ -446,12 +476,22 @@ static CK_RV on_logout(call_ctx_t *ctx, const Remhsm__LogoutReq *req)
 
 static CK_RV on_init_token(call_ctx_t *ctx, const Remhsm__InitTokenReq *req)
 {
-	if (!rhd_engine_slot_valid(ctx->engine, req->slot))
+	if (!slot_visible(ctx, req->slot))
 		return CKR_SLOT_ID_INVALID;
-	CK_RV rv = rhd_token_init(&ctx->engine->tokens,
-				  rhd_engine_token(ctx->engine, req->slot),
-				  req->so_pin.data, req->so_pin.len,
-				  req->label.data, req->label.len);
+	/* Making a token is the admin's; re-initialising one, its SO's. */
+	rhd_token_t *t = rhd_engine_token(ctx->engine, req->slot);
+	pthread_mutex_lock(&t->lock);
+	int blank = t->state == RHD_TOKEN_BLANK;
+	pthread_mutex_unlock(&t->lock);
+	CK_RV rv = lacks_role(ctx, blank ? RHD_ROLE_ADMIN : RHD_ROLE_SO,
+			      blank ? "create-token" : "reinit-token",
+			      CKR_ACTION_PROHIBITED);
+	if (rv != CKR_OK)
+		return rv;
+	rv = rhd_token_init(&ctx->engine->tokens,
+			    rhd_engine_token(ctx->engine, req->slot),
+			    req->so_pin.data, req->so_pin.len, req->label.data,
+			    req->label.len);
 	RHD_INFO("event=token-init slot=%llu identity=%s rv=0x%lx",
 		 (unsigned long long)req->slot, ctx->app->identity, rv);
 	rhd_audit("event=token-init slot=%llu identity=\"%s\" rv=0x%lx",

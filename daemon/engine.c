@@ -274,6 +274,8 @@ static rhd_app_t *app_new(const rhd_engine_t *engine, const uint8_t *app_id,
 	app->next_handle = 1;
 	app->next_object = 1;
 	app->handle_mask = rhd_resume_handle_mask(engine->resume_key, app_id);
+	app->visible_slots = ~(uint64_t)0;
+	app->roles = RHD_ROLE_ALL;
 	for (unsigned slot = 0; slot < RHD_MAX_SLOTS; slot++)
 		app->login[slot].user = RHD_NOBODY;
 	return app;

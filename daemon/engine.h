@@ -16,6 +16,11 @@
 
 #define RHD_APP_ID_LEN 16
 #define RHD_SESSION_OBJECT_BASE 0x80000000u
+
+#define RHD_ROLE_USER 1u  /* sessions, user login */
+#define RHD_ROLE_SO 2u	  /* SO login, C_InitToken of a token, C_InitPIN */
+#define RHD_ROLE_ADMIN 4u /* C_InitToken of a blank slot: token creation */
+#define RHD_ROLE_ALL (RHD_ROLE_USER | RHD_ROLE_SO | RHD_ROLE_ADMIN)
 #define RHD_MAX_SESSIONS_PER_APP 1024
 /* Session objects live in the daemon's memory; one connection may not
  * exhaust it for every other. */
@@ -115,6 +120,10 @@ typedef struct rhd_app {
 	/* FreeRTOS compatibility, asked for in Hello: a repeated C_Login
 	 * answers CKR_OK, a C_Sign length query ends the operation. */
 	int compat_freertos;
+	/* What the access list grants the identity (access.h): slots as a
+	 * bit mask, roles as RHD_ROLE_* bits. All of both without a list. */
+	uint64_t visible_slots;
+	unsigned roles;
 } rhd_app_t;
 
 typedef struct rhd_engine_opts {

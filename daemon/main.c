@@ -94,10 +94,14 @@ static int check_config(const rhd_config_t *cfg)
 	rh_tls_files_t files = {cfg->tls_ca, cfg->tls_cert, cfg->tls_key};
 	SSL_CTX *tls =
 		rh_tls_server_ctx_new(&files, cfg->tls12, err, sizeof(err));
-	if (!tls) {
+	rhd_access_t access;
+	if (!tls ||
+	    rhd_server_access_setup(cfg, tls, &access, err, sizeof(err)) < 0) {
 		fprintf(stderr, "remhsmd: %s\n", err);
+		SSL_CTX_free(tls);
 		return 1;
 	}
+	rhd_access_free(&access);
 	SSL_CTX_free(tls);
 	printf("remhsmd: configuration OK (listen %s, state %s)\n", cfg->listen,
 	       cfg->state_dir);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "access.h"
 #include "dispatch.h"
 #include "log.h"
 #include "notify.h"
@@ -43,6 +44,8 @@ typedef struct conn {
 	size_t inlen, incap;
 	char peer[64];
 	char identity[RHD_IDENTITY_MAX];
+	uint64_t visible_slots; /* what the access list grants */
+	unsigned roles;
 } conn_t;
 
 struct server {
@@ -56,6 +59,7 @@ struct server {
 	const rhd_config_t *cfg;
 	conn_t *conns;
 	unsigned conn_count;
+	rhd_access_t access;
 	int draining;
 	char read_buf[READ_CHUNK];
 };
@@ -328,8 +332,12 @@ static void handle_hello(conn_t *c, const Remhsm__Request *req)
 		uv_read_stop((uv_stream_t *)&c->tcp);
 		return;
 	}
+	pthread_mutex_lock(&c->app->lock);
 	if (req->hello->compat && !strcmp(req->hello->compat, "freertos"))
 		c->app->compat_freertos = 1;
+	c->app->visible_slots = c->visible_slots;
+	c->app->roles = c->roles;
+	pthread_mutex_unlock(&c->app->lock);
 	RHD_INFO("event=hello peer=%s identity=%s version=%u compat=%s",
 		 c->peer, c->identity, hello.version,
 		 c->app->compat_freertos ? "freertos" : "none");
@@ -467,12 +475,34 @@ static void handshake_failed(conn_t *c)
 	conn_close(c, "handshake failed");
 }
 
+/* The identity of a verified peer, and what the access list grants it; 0
+ * after closing the connection when it grants nothing. */
+static int admit(conn_t *c)
+{
+	const rhd_access_t *access = &c->server->access;
+	rhd_access_identity(access, c->ssl, c->identity, sizeof(c->identity));
+	const rhd_rule_t *rule = rhd_access_match(access, c->identity);
+	if (!c->identity[0])
+		snprintf(c->identity, sizeof(c->identity), "-");
+	if (!rule) {
+		RHD_WARN("event=access-denied peer=%s identity=%s "
+			 "reason=\"no access rule matches\"",
+			 c->peer, c->identity);
+		conn_close(c, "identity not on the access list");
+		return 0;
+	}
+	c->visible_slots = rule->slots;
+	c->roles = rule->roles;
+	return 1;
+}
+
 static void advance_handshake(conn_t *c)
 {
 	int r = SSL_do_handshake(c->ssl);
 	if (r == 1) {
 		c->state = CONN_OPEN;
-		rh_tls_peer_identity(c->ssl, c->identity, sizeof(c->identity));
+		if (!admit(c))
+			return;
 		RHD_INFO("event=handshake peer=%s identity=%s tls=%s", c->peer,
 			 c->identity, SSL_get_version(c->ssl));
 		uv_timer_start(&c->timer, on_timeout,
@@ -769,6 +799,22 @@ static int close_loop(server_t *s)
 	return uv_loop_close(&s->loop) == 0 ? 0 : -1;
 }
 
+int rhd_server_access_setup(const rhd_config_t *cfg, SSL_CTX *tls,
+			    rhd_access_t *access, char *err, size_t err_len)
+{
+	rhd_id_kind_t kind;
+	if (rhd_id_kind_parse(cfg->identity_from, &kind) < 0) {
+		snprintf(err, err_len,
+			 "identity-from '%s': cn, san-uri, san-dns or "
+			 "fingerprint",
+			 cfg->identity_from);
+		return -1;
+	}
+	if (rhd_access_load_crl(tls, cfg->tls_crl, err, err_len) < 0)
+		return -1;
+	return rhd_access_load(access, kind, cfg->access_list, err, err_len);
+}
+
 int rhd_server_run(const rhd_config_t *cfg, rhd_engine_t *engine)
 {
 	char err[512];
@@ -778,8 +824,10 @@ int rhd_server_run(const rhd_config_t *cfg, rhd_engine_t *engine)
 	s.cfg = cfg;
 	s.engine = engine;
 	s.tls = rh_tls_server_ctx_new(&files, cfg->tls12, err, sizeof(err));
-	if (!s.tls) {
+	if (!s.tls || rhd_server_access_setup(cfg, s.tls, &s.access, err,
+					      sizeof(err)) < 0) {
 		RHD_ERROR("event=start-failed reason=\"%s\"", err);
+		SSL_CTX_free(s.tls);
 		return -1;
 	}
 	uv_loop_init(&s.loop);
@@ -801,5 +849,6 @@ int rhd_server_run(const rhd_config_t *cfg, rhd_engine_t *engine)
 	if (close_loop(&s) < 0)
 		RHD_ERROR("event=loop-not-closed");
 	SSL_CTX_free(s.tls);
+	rhd_access_free(&s.access);
 	return rc;
 }

@@ -15,8 +15,11 @@ pki=(--state-dir "$work/state" --tls-ca "$work/state/pki/ca.pem"
 check "--version names the version" bash -c "'$bin/remhsmd' --version | grep -qx 'remhsmd [0-9.]*'"
 check "--help goes to stdout and exits 0" bash -c "'$bin/remhsmd' --help | grep -q -- --check-config"
 flags=$("${d[@]}" --help | sed -n 's/^  --\([a-z0-9-]*\).*/\1/p' | grep -vxE 'config|check-config|version' | sort)
-keys=$(grep -o '^[a-z0-9-]* =' "$example" | sed 's/ =//' | sort)
-check "the example sets every key the daemon has" test "$flags" = "$keys"
+keys=$(grep -oE '^(# )?[a-z0-9-]+ =' "$example" | sed -E 's/^# //; s/ =//' | sort)
+check "the example documents every key the daemon has" test "$flags" = "$keys"
+cp "$(dirname "$0")/../../deploy/access.list.example" "$work/example.list"
+check "the example access list parses" \
+  "${d[@]}" --check-config "${pki[@]}" --access-list "$work/example.list"
 check "the example passes --check-config (its paths overridden by flags)" \
   "${d[@]}" --config "$example" --check-config "${pki[@]}"
 check "--check-config does not start serving" \
@@ -48,4 +51,12 @@ check "a listen address that is not one" \
   refused 1 "listen: 'localhost' is not ADDRESS:PORT" --check-config "${pki[@]}" --listen localhost
 check "a certificate file that is missing" \
   refused 1 "$work/missing.pem" --check-config "${pki[@]}" --tls-cert "$work/missing.pem"
+printf 'CN=ok 0 user\nCN=bad 0 wizard\n' >"$work/access.list"
+check "an access list with a bad role names file and line" \
+  refused 1 "access.list:2: roles" --check-config "${pki[@]}" --access-list "$work/access.list"
+check "an unknown identity form" \
+  refused 1 "identity-from 'email'" --check-config "${pki[@]}" --identity-from email
+echo garbage >"$work/crl.pem"
+check "a CRL file that is not one" \
+  refused 1 "not a PEM CRL file" --check-config "${pki[@]}" --tls-crl "$work/crl.pem"
 finish

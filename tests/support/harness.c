@@ -88,6 +88,70 @@ static EVP_PKEY *read_key(const char *path)
 	return k;
 }
 
+static void load_ca(const th_daemon_t *d, X509 **ca, EVP_PKEY **key)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/ca.pem", d->pki);
+	*ca = read_cert(path);
+	snprintf(path, sizeof(path), "%s/ca.key", d->pki);
+	*key = read_key(path);
+}
+
+void th_issue_client(const th_daemon_t *d, const char *cn)
+{
+	X509 *ca;
+	EVP_PKEY *ca_key;
+	load_ca(d, &ca, &ca_key);
+	issue(d, cn, ca, ca_key, -60, 86400L);
+	X509_free(ca);
+	EVP_PKEY_free(ca_key);
+}
+
+void th_write_crl(const th_daemon_t *d, const char *const *cns)
+{
+	X509 *ca;
+	EVP_PKEY *ca_key;
+	load_ca(d, &ca, &ca_key);
+	X509_CRL *crl = X509_CRL_new();
+	ck_assert_int_eq(X509_CRL_set_version(crl, 1), 1);
+	X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca));
+	ASN1_TIME *now = ASN1_TIME_adj(NULL, time(NULL), 0, -60);
+	ASN1_TIME *next = ASN1_TIME_adj(NULL, time(NULL), 1, 0);
+	X509_CRL_set1_lastUpdate(crl, now);
+	X509_CRL_set1_nextUpdate(crl, next);
+	char path[512];
+	for (; *cns; cns++) {
+		snprintf(path, sizeof(path), "%s/%s.pem", d->pki, *cns);
+		X509 *cert = read_cert(path);
+		X509_REVOKED *r = X509_REVOKED_new();
+		X509_REVOKED_set_serialNumber(r, X509_get_serialNumber(cert));
+		X509_REVOKED_set_revocationDate(r, now);
+		X509_CRL_add0_revoked(crl, r);
+		X509_free(cert);
+	}
+	X509_CRL_sort(crl);
+	ck_assert_int_gt(X509_CRL_sign(crl, ca_key, EVP_sha256()), 0);
+	snprintf(path, sizeof(path), "%s/crl.pem", d->pki);
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(PEM_write_X509_CRL(f, crl), 1);
+	fclose(f);
+	ASN1_TIME_free(now);
+	ASN1_TIME_free(next);
+	X509_CRL_free(crl);
+	X509_free(ca);
+	EVP_PKEY_free(ca_key);
+}
+
+void th_client_as(const th_daemon_t *d, const char *cn)
+{
+	char v[512];
+	snprintf(v, sizeof(v), "%s/%s.pem", d->pki, cn);
+	setenv("REMHSM_CERT", v, 1);
+	snprintf(v, sizeof(v), "%s/%s.key", d->pki, cn);
+	setenv("REMHSM_KEY", v, 1);
+}
+
 void th_pki_make(th_daemon_t *d)
 {
 	char err[512];

@@ -27,6 +27,13 @@ typedef struct th_daemon {
 /* A temporary folder with a development PKI (dir/pki). */
 void th_pki_make(th_daemon_t *d);
 
+/* A client certificate CN=cn from the test CA: pki/cn.pem and .key. */
+void th_issue_client(const th_daemon_t *d, const char *cn);
+/* pki/crl.pem: the test CA's CRL revoking the certificates of cns. */
+void th_write_crl(const th_daemon_t *d, const char *const *cns);
+/* Points the module at pki/cn.pem and .key (after th_client_env). */
+void th_client_as(const th_daemon_t *d, const char *cn);
+
 /* Starts remhsmd (extra flags appended, NULL-terminated) and waits until it
  * listens. The daemon gets SIGTERM if the test process dies. */
 void th_daemon_start(th_daemon_t *d, const char *const *extra_flags);

@@ -1,0 +1,223 @@
+/*
+ * Access control by client certificate, through the real module: the
+ * access list decides which slots an identity sees and which roles it
+ * holds; an identity the list does not name, and a revoked certificate,
+ * are refused; handles of one client mean nothing to another.
+ */
+#include <check.h>
+#include <dlfcn.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static th_daemon_t d;
+static void *module;
+static CK_FUNCTION_LIST *p11;
+static char acl[400], crl[400];
+
+static void write_acl(const char *text)
+{
+	FILE *f = fopen(acl, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* The module, as the client certificate cn ("" for the dev client). */
+static void become(const char *cn)
+{
+	if (p11)
+		p11->C_Finalize(NULL);
+	th_client_env(&d);
+	if (*cn)
+		th_client_as(&d, cn);
+	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
+}
+
+static void setup(void)
+{
+	th_pki_make(&d);
+	static const char *const clients[] = {"gateway-7", "reader", "stranger",
+					      "revoked-1"};
+	for (size_t i = 0; i < 4; i++)
+		th_issue_client(&d, clients[i]);
+	static const char *const revoked[] = {"revoked-1", NULL};
+	th_write_crl(&d, revoked);
+	snprintf(acl, sizeof(acl), "%s/access.list", d.dir);
+	snprintf(crl, sizeof(crl), "%s/crl.pem", d.pki);
+	write_acl("# provisioning, then two kinds of device\n"
+		  "CN=remhsm-dev-client  *    user,so,admin\n"
+		  "CN=gateway-*          1    user\n"
+		  "CN=reader             0    user\n"
+		  "CN=revoked-1          *    user\n");
+	const char *flags[] = {
+		"--slots", "2", "--access-list", acl, "--tls-crl", crl, NULL};
+	th_daemon_start(&d, flags);
+	th_client_env(&d);
+	p11 = th_module_load(&module);
+	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
+	th_provision_token(p11, 0, "so-pin-1", "0000");
+	th_provision_token(p11, 1, "so-pin-1", "0000");
+}
+
+static void teardown(void)
+{
+	p11->C_Finalize(NULL);
+	dlclose(module);
+	p11 = NULL;
+	th_daemon_cleanup(&d);
+}
+
+START_TEST(test_an_identity_sees_only_its_slots)
+{
+	become("gateway-7");
+	CK_SLOT_ID slots[4];
+	CK_ULONG n = 4;
+	ck_assert_uint_eq(p11->C_GetSlotList(CK_FALSE, slots, &n), CKR_OK);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_uint_eq(slots[0], 1);
+	CK_TOKEN_INFO info;
+	ck_assert_uint_eq(p11->C_GetTokenInfo(0, &info), CKR_SLOT_ID_INVALID);
+	CK_SESSION_HANDLE h;
+	ck_assert_uint_eq(
+		p11->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &h),
+		CKR_SLOT_ID_INVALID);
+	ck_assert_uint_eq(
+		p11->C_OpenSession(1, CKF_SERIAL_SESSION, NULL, NULL, &h),
+		CKR_OK);
+	ck_assert_uint_eq(
+		p11->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR) "0000", 4), CKR_OK);
+}
+END_TEST
+
+START_TEST(test_roles_are_enforced)
+{
+	become("gateway-7");
+	CK_SESSION_HANDLE h;
+	ck_assert_uint_eq(
+		p11->C_OpenSession(1, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
+				   NULL, &h),
+		CKR_OK);
+	ck_assert_uint_eq(
+		p11->C_Login(h, CKU_SO, (CK_UTF8CHAR_PTR) "so-pin-1", 8),
+		CKR_USER_TYPE_INVALID);
+	ck_assert_int_eq(th_log_contains(&d, "event=access-denied "
+					     "identity=CN=gateway-7 "
+					     "action=so-login"),
+			 1);
+	ck_assert_uint_eq(p11->C_CloseSession(h), CKR_OK);
+	CK_UTF8CHAR label[32];
+	memset(label, ' ', sizeof(label));
+	ck_assert_uint_eq(
+		p11->C_InitToken(1, (CK_UTF8CHAR_PTR) "so-pin-1", 8, label),
+		CKR_ACTION_PROHIBITED);
+	ck_assert_int_eq(th_log_contains(&d, "action=reinit-token"), 1);
+	/* The token is as it was: its user still logs in. */
+	ck_assert_uint_eq(
+		p11->C_OpenSession(1, CKF_SERIAL_SESSION, NULL, NULL, &h),
+		CKR_OK);
+	ck_assert_uint_eq(
+		p11->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR) "0000", 4), CKR_OK);
+}
+END_TEST
+
+START_TEST(test_an_identity_not_on_the_list_is_refused)
+{
+	become("stranger");
+	CK_ULONG n;
+	ck_assert_uint_eq(p11->C_GetSlotList(CK_FALSE, NULL, &n),
+			  CKR_DEVICE_ERROR);
+	ck_assert_int_eq(th_log_contains(&d, "event=access-denied peer="), 1);
+	ck_assert_int_eq(th_log_contains(&d, "identity=CN=stranger "
+					     "reason=\"no access rule "
+					     "matches\""),
+			 1);
+	/* The others are still served. */
+	become("reader");
+	ck_assert_uint_eq(p11->C_GetSlotList(CK_FALSE, NULL, &n), CKR_OK);
+	ck_assert_uint_eq(n, 1);
+}
+END_TEST
+
+START_TEST(test_a_revoked_certificate_is_refused)
+{
+	become("revoked-1");
+	CK_ULONG n;
+	ck_assert_uint_eq(p11->C_GetSlotList(CK_FALSE, NULL, &n),
+			  CKR_DEVICE_ERROR);
+	ck_assert_int_eq(th_log_contains(&d, "certificate revoked"), 1);
+	/* A new connection is checked again, every time: no resumption. */
+	ck_assert_uint_eq(p11->C_GetSlotList(CK_FALSE, NULL, &n),
+			  CKR_DEVICE_ERROR);
+}
+END_TEST
+
+START_TEST(test_handles_of_another_identity_are_meaningless)
+{
+	become("gateway-7");
+	CK_SESSION_HANDLE theirs;
+	ck_assert_uint_eq(
+		p11->C_OpenSession(1, CKF_SERIAL_SESSION, NULL, NULL, &theirs),
+		CKR_OK);
+	become("reader");
+	CK_SESSION_INFO info;
+	ck_assert_uint_eq(p11->C_GetSessionInfo(theirs, &info),
+			  CKR_SESSION_HANDLE_INVALID);
+	CK_BYTE buf[8];
+	ck_assert_uint_eq(p11->C_GenerateRandom(theirs, buf, sizeof(buf)),
+			  CKR_SESSION_HANDLE_INVALID);
+	ck_assert_uint_eq(p11->C_CloseAllSessions(1), CKR_SLOT_ID_INVALID);
+}
+END_TEST
+
+/* identity-from fingerprint: the list names a certificate, not a name. */
+START_TEST(test_identity_by_certificate_fingerprint)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/gateway-7.pem", d.pki);
+	FILE *f = fopen(path, "r");
+	X509 *cert = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	unsigned char md[32];
+	unsigned int len = 0;
+	ck_assert_int_eq(X509_digest(cert, EVP_sha256(), md, &len), 1);
+	X509_free(cert);
+	char line[200] = "SHA256:";
+	for (unsigned i = 0; i < len; i++)
+		snprintf(line + 7 + 2 * i, 3, "%02x", md[i]);
+	strcat(line, " 1 user\n");
+	write_acl(line);
+	ck_assert_int_eq(th_daemon_stop(&d), 0);
+	const char *flags[] = {
+		"--slots",     "2", "--access-list", acl, "--identity-from",
+		"fingerprint", NULL};
+	th_daemon_restart(&d, flags);
+	become("gateway-7");
+	CK_ULONG n;
+	ck_assert_uint_eq(p11->C_GetSlotList(CK_FALSE, NULL, &n), CKR_OK);
+	ck_assert_uint_eq(n, 1);
+	become("reader");
+	ck_assert_uint_eq(p11->C_GetSlotList(CK_FALSE, NULL, &n),
+			  CKR_DEVICE_ERROR);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("access");
+	TCase *tc = tcase_create("access");
+	tcase_set_timeout(tc, 60);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_an_identity_sees_only_its_slots);
+	tcase_add_test(tc, test_roles_are_enforced);
+	tcase_add_test(tc, test_an_identity_not_on_the_list_is_refused);
+	tcase_add_test(tc, test_a_revoked_certificate_is_refused);
+	tcase_add_test(tc, test_handles_of_another_identity_are_meaningless);
+	tcase_add_test(tc, test_identity_by_certificate_fingerprint);
+	suite_add_tcase(s, tc);
+	return th_run_suite(s);
+}
