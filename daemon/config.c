@@ -279,6 +279,8 @@ int rhd_config_from_args(rhd_config_t *cfg, int argc, char **argv, char *err,
 	if (path && rhd_config_load_file(cfg, path, err, err_len) < 0)
 		return -1;
 	int what = RHD_RUN;
+	cfg->argc = argc;
+	cfg->argv = argv;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
 			return RHD_HELP;

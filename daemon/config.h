@@ -26,6 +26,10 @@ typedef struct rhd_config {
 	unsigned slots;
 	unsigned pin_max_failures;
 	unsigned login_lease_s;
+	/* The command line this configuration came from, to read it again
+	 * on SIGHUP (the file included). */
+	int argc;
+	char **argv;
 	unsigned kdf_scrypt_n;
 	unsigned kdf_scrypt_r;
 	unsigned kdf_scrypt_p;

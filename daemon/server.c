@@ -2,6 +2,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +52,7 @@ typedef struct conn {
 struct server {
 	uv_loop_t loop;
 	uv_tcp_t listener;
-	uv_signal_t sigterm, sigint;
+	uv_signal_t sigterm, sigint, sighup;
 	uv_timer_t drain_timer;
 	uv_timer_t watchdog; /* systemd's, when WatchdogSec= asks for it */
 	SSL_CTX *tls;
@@ -687,6 +688,7 @@ static void on_signal(uv_signal_t *sig, int signum)
 	uv_close((uv_handle_t *)&s->listener, NULL);
 	uv_close((uv_handle_t *)&s->sigterm, NULL);
 	uv_close((uv_handle_t *)&s->sigint, NULL);
+	uv_close((uv_handle_t *)&s->sighup, NULL);
 	uv_timer_start(&s->drain_timer, on_drain_timeout,
 		       s->cfg->drain_timeout_ms, 0);
 	uv_unref((uv_handle_t *)&s->drain_timer);
@@ -781,14 +783,106 @@ static void tell_service_manager(server_t *s)
 			 getenv("NOTIFY_SOCKET"));
 }
 
+/* A connection's certificate checked again, against the CA and CRL now in
+ * force; the reason when it no longer passes. */
+static const char *still_valid(SSL_CTX *tls, conn_t *c)
+{
+	X509 *cert = SSL_get0_peer_certificate(c->ssl);
+	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+	const char *why = "cannot check the certificate";
+	if (cert && ctx &&
+	    X509_STORE_CTX_init(ctx, SSL_CTX_get_cert_store(tls), cert,
+				SSL_get_peer_cert_chain(c->ssl)) == 1) {
+		X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
+		why = X509_verify_cert(ctx) == 1
+			      ? NULL
+			      : X509_verify_cert_error_string(
+					X509_STORE_CTX_get_error(ctx));
+	}
+	X509_STORE_CTX_free(ctx);
+	return why;
+}
+
+/* Applies the new certificates, CRL and access list to the connections
+ * already open: those they no longer admit are closed, the others keep
+ * going with what the new list grants them. */
+static void recheck_connections(server_t *s)
+{
+	for (conn_t *c = s->conns, *next; c; c = next) {
+		next = c->next;
+		if (c->state != CONN_OPEN)
+			continue;
+		const char *why = still_valid(s->tls, c);
+		const rhd_rule_t *rule =
+			why ? NULL : rhd_access_match(&s->access, c->identity);
+		if (!why && !rule)
+			why = "identity no longer on the access list";
+		if (why) {
+			RHD_WARN("event=access-revoked peer=%s identity=%s "
+				 "reason=\"%s\"",
+				 c->peer, c->identity, why);
+			conn_close(c, why);
+			continue;
+		}
+		c->visible_slots = rule->slots;
+		c->roles = rule->roles;
+		if (c->app) {
+			pthread_mutex_lock(&c->app->lock);
+			c->app->visible_slots = rule->slots;
+			c->app->roles = rule->roles;
+			pthread_mutex_unlock(&c->app->lock);
+		}
+	}
+}
+
+/* SIGHUP: the configuration read again; its certificates, CRL and access
+ * list replace the old ones only if all of them load. */
+static void on_reload(uv_signal_t *sig, int signum)
+{
+	(void)signum;
+	server_t *s = sig->data;
+	rhd_config_t fresh;
+	char err[512];
+	rhd_config_defaults(&fresh);
+	SSL_CTX *tls = NULL;
+	rhd_access_t access = {0};
+	int r = rhd_config_from_args(&fresh, s->cfg->argc, s->cfg->argv, err,
+				     sizeof(err));
+	if (r >= 0) {
+		rh_tls_files_t files = {fresh.tls_ca, fresh.tls_cert,
+					fresh.tls_key};
+		tls = rh_tls_server_ctx_new(&files, s->cfg->tls12, err,
+					    sizeof(err));
+	}
+	if (r < 0 || !tls ||
+	    rhd_server_access_setup(&fresh, tls, &access, err, sizeof(err)) <
+		    0) {
+		RHD_ERROR("event=reload-failed reason=\"%s\" "
+			  "kept=\"the configuration in force\"",
+			  err);
+		SSL_CTX_free(tls);
+		return;
+	}
+	SSL_CTX_free(s->tls); /* open connections hold their own reference */
+	s->tls = tls;
+	rhd_access_free(&s->access);
+	s->access = access;
+	RHD_INFO("event=reload rules=%zu crl=%s", access.n_rules,
+		 fresh.tls_crl[0] ? fresh.tls_crl : "none");
+	recheck_connections(s);
+}
+
 static void start_signals(server_t *s)
 {
 	uv_signal_init(&s->loop, &s->sigterm);
 	uv_signal_init(&s->loop, &s->sigint);
+	uv_signal_init(&s->loop, &s->sighup);
 	s->sigterm.data = s;
 	s->sigint.data = s;
+	s->sighup.data = s;
 	uv_signal_start(&s->sigterm, on_signal, SIGTERM);
 	uv_signal_start(&s->sigint, on_signal, SIGINT);
+	uv_signal_start(&s->sighup, on_reload, SIGHUP);
 }
 
 static int close_loop(server_t *s)
@@ -845,6 +939,7 @@ int rhd_server_run(const rhd_config_t *cfg, rhd_engine_t *engine)
 	} else {
 		uv_close((uv_handle_t *)&s.sigterm, NULL);
 		uv_close((uv_handle_t *)&s.sigint, NULL);
+		uv_close((uv_handle_t *)&s.sighup, NULL);
 	}
 	if (close_loop(&s) < 0)
 		RHD_ERROR("event=loop-not-closed");

@@ -8,6 +8,7 @@
 #include <dlfcn.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,6 +207,81 @@ START_TEST(test_identity_by_certificate_fingerprint)
 }
 END_TEST
 
+static void hangup(void)
+{
+	ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
+}
+
+/* SIGHUP: a new access list applies to connections already open, without
+ * dropping the ones it still admits; a broken one changes nothing. */
+START_TEST(test_sighup_reloads_the_access_list)
+{
+	become("gateway-7");
+	CK_SESSION_HANDLE h;
+	ck_assert_uint_eq(
+		p11->C_OpenSession(1, CKF_SERIAL_SESSION, NULL, NULL, &h),
+		CKR_OK);
+	write_acl("CN=remhsm-dev-client * user,so,admin\n"
+		  "CN=gateway-* 0,1 user\n");
+	hangup();
+	ck_assert_int_eq(th_log_contains(&d, "event=reload rules=2"), 1);
+	/* The same connection now sees both slots. */
+	CK_ULONG n = 0;
+	ck_assert_uint_eq(p11->C_GetSlotList(CK_FALSE, NULL, &n), CKR_OK);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_int_eq(th_log_contains(&d, "identity=CN=gateway-7 reason"),
+			 0);
+	CK_BYTE buf[8];
+	ck_assert_uint_eq(p11->C_GenerateRandom(h, buf, sizeof(buf)), CKR_OK);
+
+	write_acl("CN=gateway-* 0,1 wizard\n");
+	hangup();
+	ck_assert_int_eq(th_log_contains(&d, "event=reload-failed"), 1);
+	ck_assert_int_eq(th_log_contains(&d, "kept="), 1);
+	ck_assert_uint_eq(p11->C_GenerateRandom(h, buf, sizeof(buf)), CKR_OK);
+
+	/* Gone from the list: disconnected now, refused from then on. */
+	write_acl("CN=remhsm-dev-client * user,so,admin\n");
+	hangup();
+	ck_assert_int_eq(th_log_contains(&d, "event=access-revoked "), 1);
+	ck_assert_int_eq(th_log_contains(&d, "identity=CN=gateway-7 "
+					     "reason=\"identity no longer on "
+					     "the access list\""),
+			 1);
+	setenv("REMHSM_RECONNECT_MS", "0", 1);
+	become("gateway-7");
+	unsetenv("REMHSM_RECONNECT_MS");
+	ck_assert_uint_eq(p11->C_GetSlotList(CK_FALSE, NULL, &n),
+			  CKR_DEVICE_ERROR);
+}
+END_TEST
+
+/* SIGHUP with a CRL that now revokes an open connection's certificate. */
+START_TEST(test_sighup_disconnects_a_revoked_identity)
+{
+	become("reader");
+	CK_SESSION_HANDLE h;
+	ck_assert_uint_eq(
+		p11->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &h),
+		CKR_OK);
+	static const char *const revoked[] = {"revoked-1", "reader", NULL};
+	th_write_crl(&d, revoked);
+	hangup();
+	ck_assert_int_eq(th_log_contains(&d, "event=access-revoked "), 1);
+	ck_assert_int_eq(th_log_contains(&d, "identity=CN=reader "
+					     "reason=\"certificate revoked\""),
+			 1);
+	setenv("REMHSM_RECONNECT_MS", "0", 1);
+	become("reader");
+	unsetenv("REMHSM_RECONNECT_MS");
+	CK_ULONG n;
+	ck_assert_uint_eq(p11->C_GetSlotList(CK_FALSE, NULL, &n),
+			  CKR_DEVICE_ERROR);
+	become("gateway-7");
+	ck_assert_uint_eq(p11->C_GetSlotList(CK_FALSE, NULL, &n), CKR_OK);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("access");
@@ -218,6 +294,8 @@ int main(void)
 	tcase_add_test(tc, test_a_revoked_certificate_is_refused);
 	tcase_add_test(tc, test_handles_of_another_identity_are_meaningless);
 	tcase_add_test(tc, test_identity_by_certificate_fingerprint);
+	tcase_add_test(tc, test_sighup_reloads_the_access_list);
+	tcase_add_test(tc, test_sighup_disconnects_a_revoked_identity);
 	suite_add_tcase(s, tc);
 	return th_run_suite(s);
 }
