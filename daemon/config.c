@@ -19,6 +19,8 @@ void rhd_config_defaults(rhd_config_t *cfg)
 	cfg->drain_timeout_ms = 10000;
 	cfg->max_frame = 1u << 20;
 	cfg->max_connections = 1024;
+	cfg->max_connections_per_identity = 256;
+	cfg->max_inflight = 64;
 	cfg->slots = 1;
 	cfg->pin_max_failures = 10;
 	cfg->login_lease_s = 900;
@@ -61,6 +63,9 @@ static const struct setting {
 	UINT("drain-timeout-ms", drain_timeout_ms, 0, 600000),
 	UINT("max-frame", max_frame, 1024, 64u << 20),
 	UINT("max-connections", max_connections, 1, 1000000),
+	UINT("max-connections-per-identity", max_connections_per_identity, 1,
+	     1000000),
+	UINT("max-inflight", max_inflight, 1, 4096),
 	UINT("slots", slots, 1, 64),
 	UINT("pin-max-failures", pin_max_failures, 1, 1000),
 	UINT("login-lease-s", login_lease_s, 0, 86400),
@@ -350,6 +355,12 @@ void rhd_config_usage(FILE *out, const char *prog)
 		"  --max-frame N              largest accepted frame in bytes "
 		"(1048576)\n"
 		"  --max-connections N        concurrent connections (1024)\n"
+		"  --max-connections-per-identity N\n"
+		"                             of them from one identity (256)\n"
+		"  --max-inflight N           calls one connection may have "
+		"running; past it\n"
+		"                             the daemon stops reading from it "
+		"(64)\n"
 		"  --slots N                  slots to expose (1)\n"
 		"  --pin-max-failures N       wrong PINs in a row that lock it "
 		"(10)\n"

@@ -23,6 +23,8 @@ typedef struct rhd_config {
 	unsigned drain_timeout_ms;
 	unsigned max_frame;
 	unsigned max_connections;
+	unsigned max_connections_per_identity;
+	unsigned max_inflight;
 	unsigned slots;
 	unsigned pin_max_failures;
 	unsigned login_lease_s;

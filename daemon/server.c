@@ -20,7 +20,6 @@
 	((type *)((char *)(ptr)-offsetof(type, member)))
 
 #define READ_CHUNK 16384
-#define MAX_INFLIGHT 64
 #define KEEPALIVE_DELAY_S 60
 
 typedef struct server server_t;
@@ -38,6 +37,7 @@ typedef struct conn {
 	conn_state_t state;
 	int handles_open;
 	unsigned inflight;
+	int paused; /* at max-inflight: not reading until calls finish */
 	unsigned pending_writes;
 	int close_when_flushed;
 	rhd_app_t *app;
@@ -256,6 +256,23 @@ static void on_work(uv_work_t *req)
 		     &w->response, &w->arena);
 }
 
+static void process_frames(conn_t *c);
+static void read_plaintext(conn_t *c);
+static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf);
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+
+/* A call finished on a paused connection: its buffered frames first, then
+ * the socket again. */
+static void resume_reading(conn_t *c)
+{
+	c->paused = 0;
+	process_frames(c);
+	if (c->paused || c->state != CONN_OPEN)
+		return;
+	uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+	read_plaintext(c);
+}
+
 static void on_work_done(uv_work_t *req, int status)
 {
 	work_t *w = container_of(req, work_t, req);
@@ -270,6 +287,8 @@ static void on_work_done(uv_work_t *req, int status)
 	free(w);
 	if (c->state == CONN_CLOSING)
 		conn_free_if_done(c);
+	else if (c->paused)
+		resume_reading(c);
 	else
 		maybe_close_flushed(c);
 }
@@ -307,7 +326,7 @@ static void handle_hello(conn_t *c, const Remhsm__Request *req)
 	resp.result_case = REMHSM__RESPONSE__RESULT_HELLO;
 	resp.hello = &hello;
 	hello.max_frame = c->server->cfg->max_frame;
-	hello.max_inflight = MAX_INFLIGHT;
+	hello.max_inflight = c->server->cfg->max_inflight;
 	hello.server_id = (char *)"remhsmd";
 	hello.version = (uint32_t)choose_version(req->hello);
 	const char *refusal = NULL;
@@ -389,6 +408,18 @@ static void process_frames(conn_t *c)
 {
 	size_t off = 0;
 	while (c->state == CONN_OPEN && !c->close_when_flushed) {
+		/* Backpressure: a client with max-inflight calls running
+		 * waits, its frames unread, while the others are served. */
+		if (c->inflight >= c->server->cfg->max_inflight) {
+			if (!c->paused) {
+				uv_read_stop((uv_stream_t *)&c->tcp);
+				RHD_INFO("event=backpressure peer=%s "
+					 "identity=%s inflight=%u",
+					 c->peer, c->identity, c->inflight);
+			}
+			c->paused = 1;
+			break;
+		}
 		long n = rh_frame_next(c->inbuf + off, c->inlen - off,
 				       c->server->cfg->max_frame);
 		if (n < 0) {
@@ -434,7 +465,7 @@ static int ensure_space(conn_t *c)
 
 static void read_plaintext(conn_t *c)
 {
-	while (c->state == CONN_OPEN && !c->close_when_flushed) {
+	while (c->state == CONN_OPEN && !c->close_when_flushed && !c->paused) {
 		if (ensure_space(c) < 0) {
 			conn_close(c, "frame exceeds the maximum size");
 			return;
@@ -490,6 +521,18 @@ static int admit(conn_t *c)
 			 "reason=\"no access rule matches\"",
 			 c->peer, c->identity);
 		conn_close(c, "identity not on the access list");
+		return 0;
+	}
+	unsigned same = 0;
+	for (conn_t *o = c->server->conns; o; o = o->next)
+		same += o != c && o->state == CONN_OPEN &&
+			!strcmp(o->identity, c->identity);
+	if (same >= c->server->cfg->max_connections_per_identity) {
+		RHD_WARN("event=limit peer=%s identity=%s "
+			 "limit=max-connections-per-identity value=%u",
+			 c->peer, c->identity,
+			 c->server->cfg->max_connections_per_identity);
+		conn_close(c, "too many connections from this identity");
 		return 0;
 	}
 	c->visible_slots = rule->slots;

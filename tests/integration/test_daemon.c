@@ -399,6 +399,66 @@ START_TEST(test_service_manager_is_notified)
 }
 END_TEST
 
+/* A client with max-inflight slow calls running is not read from until
+ * they finish; all its calls are answered, in the end, and others are
+ * served meanwhile. */
+START_TEST(test_inflight_limit_applies_backpressure)
+{
+	ck_assert_int_eq(th_daemon_stop(&d), 0);
+	static const char *const two[] = {"--max-inflight", "2", NULL};
+	th_daemon_restart(&d, two);
+	th_conn_t c;
+	connect_hello(&c);
+	enum { CALLS = 40 };
+	for (uint64_t id = 10; id < 10 + CALLS; id++) {
+		Remhsm__SignReq body = REMHSM__SIGN_REQ__INIT;
+		body.session = 999; /* none: the thread pool says so */
+		Remhsm__Request req = REMHSM__REQUEST__INIT;
+		req.id = id;
+		req.call_case = REMHSM__REQUEST__CALL_SIGN;
+		req.sign = &body;
+		ck_assert_int_eq(th_send_request(&c, &req), 0);
+	}
+	assert_still_serving();
+	int answered = 0;
+	for (int i = 0; i < CALLS; i++) {
+		Remhsm__Response *r = th_recv_response(&c);
+		ck_assert_ptr_nonnull(r);
+		answered += r->rv == CKR_SESSION_HANDLE_INVALID;
+		remhsm__response__free_unpacked(r, NULL);
+	}
+	ck_assert_int_eq(answered, CALLS);
+	ck_assert_int_eq(th_log_contains(&d, "event=backpressure"), 1);
+	th_conn_close(&c);
+}
+END_TEST
+
+START_TEST(test_connections_per_identity_are_limited)
+{
+	ck_assert_int_eq(th_daemon_stop(&d), 0);
+	static const char *const two[] = {"--max-connections-per-identity", "2",
+					  NULL};
+	th_daemon_restart(&d, two);
+	th_conn_t a, b, c;
+	connect_hello(&a);
+	connect_hello(&b);
+	ck_assert_int_eq(th_tls_connect(&d, TH_CERT_GOOD, &c), 0);
+	ck_assert(th_peer_closed(&c));
+	ck_assert_int_eq(th_log_contains(&d, "event=limit peer="), 1);
+	ck_assert_int_eq(th_log_contains(&d, "identity=CN=remhsm-dev-client "
+					     "limit=max-connections-per-"
+					     "identity value=2"),
+			 1);
+	th_conn_close(&c);
+	th_conn_close(&b);
+	/* A freed place is taken again. */
+	usleep(100000);
+	connect_hello(&b);
+	th_conn_close(&b);
+	th_conn_close(&a);
+}
+END_TEST
+
 START_TEST(test_sigterm_drains_and_exits_zero)
 {
 	th_conn_t c;
@@ -515,6 +575,8 @@ int main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_good_client_is_served_and_logged);
 	tcase_add_test(tc, test_service_manager_is_notified);
+	tcase_add_test(tc, test_inflight_limit_applies_backpressure);
+	tcase_add_test(tc, test_connections_per_identity_are_limited);
 	tcase_add_test(tc, test_client_without_certificate_is_refused);
 	tcase_add_test(tc, test_certificate_from_another_ca_is_refused);
 	tcase_add_test(tc, test_expired_certificate_is_refused);
