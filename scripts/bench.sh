@@ -45,6 +45,10 @@ _install/bin/remhsm bench login --module "$module" --pin 0000 --count 30
 echo "== ECDSA P-256 sign (C_SignInit + C_Sign) through remhsm"
 _install/bin/remhsm bench --module "$module" --sign-pin 0000 --threads 1,8,32 --seconds "$seconds"
 
+echo "== ECDSA signing while 1,000 connections sit mid-handshake (p99 against the baseline)"
+_install/bin/remhsm bench --module "$module" --sign-pin 0000 --threads 1,8 --seconds "$seconds" \
+  --flood 1000
+
 echo "== recovery: a signing loop through 20 daemon restarts and 20 cut links"
 cmake -S . -B build -DBUILD_TESTING=ON >/dev/null
 cmake --build build -j"$(nproc)" --target test_client_restart >/dev/null

@@ -4,6 +4,8 @@
  * session. Figures, not pass/fail: nothing here times out on a slow machine.
  */
 #include "bench.h"
+
+#include "flood.h"
 #include "p11.h"
 
 #include <p11-kit/pkcs11.h>
@@ -88,7 +90,8 @@ static int cmp_u32(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-static int report(bench_thread_t *threads, unsigned n, double wall)
+static int report(bench_thread_t *threads, unsigned n, double wall,
+		  const char *label, double *p99_out)
 {
 	size_t total = 0;
 	for (unsigned i = 0; i < n; i++) {
@@ -112,8 +115,9 @@ static int report(bench_thread_t *threads, unsigned n, double wall)
 	qsort(all, total, sizeof(*all), cmp_u32);
 	double p50 = total ? all[total / 2] / 1000.0 : 0;
 	double p99 = total ? all[(total * 99) / 100] / 1000.0 : 0;
-	printf("%-8u %-10zu %-12.0f %-10.1f %-10.1f\n", n, total,
-	       (double)total / wall, p50, p99);
+	printf("%-8u %-10zu %-12.0f %-10.1f %-10.1f%s\n", n, total,
+	       (double)total / wall, p50, p99, label);
+	*p99_out = p99;
 	fflush(stdout);
 	free(all);
 	return 0;
@@ -133,7 +137,7 @@ static CK_RV open_sessions(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot,
 
 static int run_round(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot, unsigned n,
 		     double seconds, unsigned bytes, CK_OBJECT_HANDLE key,
-		     int rsa)
+		     int rsa, const char *label, double *p99)
 {
 	bench_thread_t *threads = calloc(n, sizeof(*threads));
 	if (!threads)
@@ -161,7 +165,7 @@ static int run_round(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot, unsigned n,
 	for (unsigned i = 0; i < started; i++)
 		pthread_join(threads[i].thread, NULL);
 	double wall = (double)(now_ns() - start) / 1e9;
-	rc = started == n ? report(threads, n, wall) : -1;
+	rc = started == n ? report(threads, n, wall, label, p99) : -1;
 out:
 	for (unsigned i = 0; i < n; i++) {
 		if (threads[i].session)
@@ -200,7 +204,11 @@ static void usage(void)
 		"  and prints ops/s and p50/p99 latency per thread count;\n"
 		"  with --sign-pin USER_PIN, signatures instead: ECDSA P-256, "
 		"or\n"
-		"  RSA-2048 with --key rsa.\n"
+		"  RSA-2048 with --key rsa. With --flood N, each round runs "
+		"again while\n"
+		"  N connections sit mid-handshake (REMHSM_SERVER), and the "
+		"p99 ratio is\n"
+		"  printed.\n"
 		"       remhsm bench login --pin USER_PIN [--count N]   "
 		"C_Login latency\n"
 		"       remhsm bench store --dir EMPTY_DIR [--objects "
@@ -210,6 +218,8 @@ static void usage(void)
 
 typedef struct bench_opts {
 	const char *module;
+	unsigned flood;	      /* --flood N: each round again under N half-open
+				 handshakes */
 	const char *sign_pin; /* set: sign after this login */
 	int rsa;	      /* --key rsa: RSA-2048 rather than ECDSA P-256 */
 	unsigned threads[16], nthreads, bytes, slot_index;
@@ -237,6 +247,8 @@ static int parse_args(int argc, char **argv, bench_opts_t *o)
 			o->slot_index = (unsigned)strtoul(v, NULL, 10);
 		else if (!strcmp(a, "--sign-pin"))
 			o->sign_pin = v;
+		else if (!strcmp(a, "--flood"))
+			o->flood = (unsigned)strtoul(v, NULL, 10);
 		else if (!strcmp(a, "--key") &&
 			 (!strcmp(v, "ec") || !strcmp(v, "rsa")))
 			o->rsa = !strcmp(v, "rsa");
@@ -310,7 +322,7 @@ static int bench_login(int argc, char **argv)
 		double total = 0;
 		for (size_t i = 0; i < t.count; i++)
 			total += t.samples_ns[i] / 1e9;
-		report(&t, 1, total);
+		report(&t, 1, total, "", &(double){0});
 	}
 	free(t.samples_ns);
 	p11->C_Finalize(NULL);
@@ -438,11 +450,32 @@ static int bench_find(int argc, char **argv)
 		double total = 0;
 		for (size_t i = 0; i < t.count; i++)
 			total += t.samples_ns[i] / 1e9;
-		report(&t, 1, total);
+		report(&t, 1, total, "", &(double){0});
 	}
 	free(t.samples_ns);
 	p11->C_Finalize(NULL);
 	return rc < 0 ? 1 : 0;
+}
+
+/* The round again with a handshake flood held open; the p99 ratio. */
+static int flooded_round(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot,
+			 const bench_opts_t *o, CK_OBJECT_HANDLE key,
+			 unsigned threads, double base_p99)
+{
+	const char *server = getenv("REMHSM_SERVER");
+	rh_flood_t flood;
+	unsigned opened = rh_flood_start(
+		&flood, server ? server : "127.0.0.1:5697", o->flood);
+	char label[64];
+	snprintf(label, sizeof(label), "  (%u handshakes held open)", opened);
+	double p99 = 0;
+	int rc = run_round(p11, slot, threads, o->seconds, o->bytes, key,
+			   o->rsa, label, &p99);
+	rh_flood_stop(&flood);
+	if (rc == 0)
+		printf("p99 under the flood: %.2fx the baseline\n",
+		       base_p99 > 0 ? p99 / base_p99 : 0);
+	return rc;
 }
 
 int rh_bench_main(int argc, char **argv)
@@ -485,9 +518,14 @@ int rh_bench_main(int argc, char **argv)
 	printf("%-8s %-10s %-12s %-10s %-10s\n", "threads", "calls", "ops/s",
 	       "p50_us", "p99_us");
 	int rc = 0;
-	for (unsigned i = 0; i < o.nthreads && rc == 0; i++)
+	for (unsigned i = 0; i < o.nthreads && rc == 0; i++) {
+		double base = 0;
 		rc = run_round(p11, slot, o.threads[i], o.seconds, o.bytes, key,
-			       o.rsa);
+			       o.rsa, "", &base);
+		if (rc == 0 && o.flood)
+			rc = flooded_round(p11, slot, &o, key, o.threads[i],
+					   base);
+	}
 	p11->C_Finalize(NULL);
 	return rc < 0 ? 1 : 0;
 }
