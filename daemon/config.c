@@ -57,6 +57,7 @@ static const struct setting {
 	TEXT("tls-crl", tls_crl),
 	TEXT("access-list", access_list),
 	TEXT("identity-from", identity_from),
+	TEXT("metrics-listen", metrics_listen),
 	{"tls12", KIND_BOOL, offsetof(rhd_config_t, tls12), 0, 0, 1},
 	UINT("handshake-timeout-ms", handshake_timeout_ms, 10, 600000),
 	UINT("idle-timeout-ms", idle_timeout_ms, 10, 86400000),
@@ -355,6 +356,9 @@ void rhd_config_usage(FILE *out, const char *prog)
 		"  --max-frame N              largest accepted frame in bytes "
 		"(1048576)\n"
 		"  --max-connections N        concurrent connections (1024)\n"
+		"  --metrics-listen ADDR:PORT serve Prometheus metrics there "
+		"(loopback only;\n"
+		"                             default: off)\n"
 		"  --max-connections-per-identity N\n"
 		"                             of them from one identity (256)\n"
 		"  --max-inflight N           calls one connection may have "

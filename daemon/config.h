@@ -17,6 +17,7 @@ typedef struct rhd_config {
 	char tls_crl[PATH_MAX];
 	char access_list[PATH_MAX];
 	char identity_from[32];
+	char metrics_listen[256];
 	int tls12;
 	unsigned handshake_timeout_ms;
 	unsigned idle_timeout_ms;

@@ -10,6 +10,7 @@
 #include "config.h"
 #include "engine.h"
 #include "log.h"
+#include "metrics.h"
 #include "resume.h"
 #include "rh_tls.h"
 #include "rhs.h"
@@ -89,6 +90,14 @@ static int check_config(const rhd_config_t *cfg)
 			"remhsmd: listen: '%s' is not ADDRESS:PORT (a numeric "
 			"IPv4 address, or IPv6 in brackets)\n",
 			cfg->listen);
+		return 1;
+	}
+	if (cfg->metrics_listen[0] &&
+	    !rhd_metrics_listen_ok(cfg->metrics_listen)) {
+		fprintf(stderr,
+			"remhsmd: metrics-listen: '%s' is not a loopback "
+			"ADDRESS:PORT (metrics are served on loopback only)\n",
+			cfg->metrics_listen);
 		return 1;
 	}
 	rh_tls_files_t files = {cfg->tls_ca, cfg->tls_cert, cfg->tls_key};

@@ -11,6 +11,7 @@
 #include "access.h"
 #include "dispatch.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
 #include "rh_calls.h"
 #include "rh_frame.h"
@@ -74,6 +75,7 @@ typedef struct write_req {
 
 typedef struct work {
 	uv_work_t req;
+	uint64_t queued_ns; /* for the latency metrics */
 	conn_t *conn;
 	Remhsm__Request *request;
 	Remhsm__Response response;
@@ -209,8 +211,40 @@ static void send_response(conn_t *c, const Remhsm__Response *resp)
 /* --- requests --------------------------------------------------------------
  */
 
-static void log_call(conn_t *c, const Remhsm__Request *req, uint64_t rv)
+/* The mechanism a request names, for the metrics (0: none). */
+static uint64_t mechanism_of(const Remhsm__Request *req)
 {
+	const Remhsm__Mechanism *mech = NULL;
+	switch (req->call_case) {
+	case REMHSM__REQUEST__CALL_SIGN_INIT:
+		mech = req->sign_init->mechanism;
+		break;
+	case REMHSM__REQUEST__CALL_SIGN:
+		mech = req->sign->init ? req->sign->init->mechanism : NULL;
+		break;
+	case REMHSM__REQUEST__CALL_VERIFY_INIT:
+		mech = req->verify_init->mechanism;
+		break;
+	case REMHSM__REQUEST__CALL_VERIFY:
+		mech = req->verify->init ? req->verify->init->mechanism : NULL;
+		break;
+	case REMHSM__REQUEST__CALL_DIGEST_INIT:
+		mech = req->digest_init->mechanism;
+		break;
+	case REMHSM__REQUEST__CALL_GENERATE_KEY_PAIR:
+		mech = req->generate_key_pair->mechanism;
+		break;
+	default:
+		break;
+	}
+	return mech ? mech->type : 0;
+}
+
+static void log_call(conn_t *c, const Remhsm__Request *req, uint64_t rv,
+		     uint64_t started_ns)
+{
+	rhd_metrics_call((unsigned)req->call_case, mechanism_of(req), rv,
+			 uv_hrtime() - started_ns);
 	const char *name = rh_call_name((unsigned)req->call_case);
 	if (!name)
 		RHD_WARN("event=unknown-call peer=%s identity=%s id=%llu",
@@ -279,7 +313,7 @@ static void on_work_done(uv_work_t *req, int status)
 	conn_t *c = w->conn;
 	c->inflight--;
 	if (status == 0 && c->state == CONN_OPEN) {
-		log_call(c, w->request, w->response.rv);
+		log_call(c, w->request, w->response.rv, w->queued_ns);
 		send_response(c, &w->response);
 	}
 	rh_arena_cleanup(&w->arena);
@@ -300,6 +334,7 @@ static int queue_slow_call(conn_t *c, Remhsm__Request *req)
 		return -1;
 	w->conn = c;
 	w->request = req;
+	w->queued_ns = uv_hrtime();
 	remhsm__response__init(&w->response);
 	if (uv_queue_work(&c->server->loop, &w->req, on_work, on_work_done) <
 	    0) {
@@ -374,8 +409,9 @@ static void handle_call(conn_t *c, Remhsm__Request *req)
 	}
 	Remhsm__Response resp = REMHSM__RESPONSE__INIT;
 	rh_arena_t arena = RH_ARENA_INIT;
+	uint64_t started = uv_hrtime();
 	rhd_dispatch(c->server->engine, c->app, req, &resp, &arena);
-	log_call(c, req, resp.rv);
+	log_call(c, req, resp.rv, started);
 	send_response(c, &resp);
 	rh_arena_cleanup(&arena);
 	request_free(req);
@@ -520,6 +556,7 @@ static int admit(conn_t *c)
 		RHD_WARN("event=access-denied peer=%s identity=%s "
 			 "reason=\"no access rule matches\"",
 			 c->peer, c->identity);
+		rhd_metrics_connection(RHD_CONN_REFUSED);
 		conn_close(c, "identity not on the access list");
 		return 0;
 	}
@@ -532,6 +569,7 @@ static int admit(conn_t *c)
 			 "limit=max-connections-per-identity value=%u",
 			 c->peer, c->identity,
 			 c->server->cfg->max_connections_per_identity);
+		rhd_metrics_connection(RHD_CONN_REFUSED);
 		conn_close(c, "too many connections from this identity");
 		return 0;
 	}
@@ -691,6 +729,8 @@ static void on_connection(uv_stream_t *listener, int status)
 		return;
 	}
 	peer_name(c);
+	rhd_metrics_connection(over_limit || s->draining ? RHD_CONN_REFUSED
+							 : RHD_CONN_ACCEPTED);
 	if (over_limit || s->draining) {
 		RHD_WARN("event=refused peer=%s reason=\"%s\"", c->peer,
 			 over_limit ? "maximum connections reached"
@@ -728,6 +768,7 @@ static void on_signal(uv_signal_t *sig, int signum)
 		 s->conn_count);
 	s->draining = 1;
 	rhd_notify("STOPPING=1");
+	rhd_metrics_stop();
 	uv_close((uv_handle_t *)&s->listener, NULL);
 	uv_close((uv_handle_t *)&s->sigterm, NULL);
 	uv_close((uv_handle_t *)&s->sigint, NULL);
@@ -975,6 +1016,13 @@ int rhd_server_run(const rhd_config_t *cfg, rhd_engine_t *engine)
 	 * kill by default. */
 	start_signals(&s);
 	int rc = start_listening(&s);
+	if (rc == 0 && cfg->metrics_listen[0] &&
+	    rhd_metrics_start(&s.loop, cfg->metrics_listen, engine,
+			      &s.conn_count, err, sizeof(err)) < 0) {
+		RHD_ERROR("event=start-failed reason=\"%s\"", err);
+		uv_close((uv_handle_t *)&s.listener, NULL);
+		rc = -1;
+	}
 	if (rc == 0) {
 		tell_service_manager(&s);
 		uv_run(&s.loop, UV_RUN_DEFAULT);

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The metrics endpoint: off by default, loopback only, Prometheus text with
+# connections, sessions, calls by mechanism and result, latency histograms
+# and login failures, after real calls through pkcs11-tool.
+#   metrics.sh BUILD_DIR
+set -euo pipefail
+. "$(dirname "$0")/lib.sh" "$1" --kdf-scrypt-n 1024
+check "off by default" bash -c "! grep -q event=metrics-listening '$work/remhsmd.log'"
+stop_daemon
+start_daemon --kdf-scrypt-n 1024 --metrics-listen 127.0.0.1:0
+mport=
+for _ in $(seq 100); do
+  mport=$(sed -n 's/.*event=metrics-listening listen=127.0.0.1:\([0-9]*\).*/\1/p' "$work/remhsmd.log")
+  [ -n "$mport" ] && break
+  sleep 0.05
+done
+[ -n "$mport" ] || fail "no metrics listener"
+
+scrape() { # PATH
+  exec 3<>"/dev/tcp/127.0.0.1/$mport"
+  printf 'GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n' "$1" >&3
+  cat <&3
+  exec 3<&-
+}
+tool=(pkcs11-tool --module "$module")
+"$bin/remhsm" token init --module "$module" --freertos --so-pin 11112222 >/dev/null
+"${tool[@]}" --login --pin 9999 -O >/dev/null 2>&1 || true
+"${tool[@]}" --login --pin 0000 --keypairgen --key-type EC:prime256v1 --label m >/dev/null 2>&1
+head -c 32 /dev/urandom >"$work/data"
+for _ in 1 2 3; do
+  "${tool[@]}" --login --pin 0000 --sign --mechanism ECDSA-SHA256 --label m \
+    --input-file "$work/data" --output-file "$work/sig" >/dev/null 2>&1
+done
+scrape /metrics >"$work/metrics"
+has() { grep -q "$1" "$work/metrics"; }
+check "HTTP 200 in Prometheus's text format" has 'Content-Type: text/plain; version=0.0.4'
+check "open connections" has '^remhsm_connections [0-9]'
+check "connections accepted" has '^remhsm_connections_total{outcome="accepted"} [1-9]'
+check "sessions" has '^remhsm_sessions [0-9]'
+check "three ECDSA-SHA256 signatures, by mechanism and result" \
+  has '^remhsm_calls_total{call="C_Sign",mechanism="0x1044",result="0x0"} 3$'
+check "the failed login" has '^remhsm_login_failures_total 1$'
+check "a latency histogram per call" has '^remhsm_call_duration_seconds_bucket{call="C_Sign",le="+Inf"} 3$'
+check "another path is 404" bash -c "$(declare -f scrape); mport=$mport; scrape /other | head -1 | grep -q '404 Not Found'"
+check "a non-loopback listener is refused" \
+  test "$(status_of "$bin/remhsmd" --check-config --state-dir "$work/state" --metrics-listen 0.0.0.0:9697)" -eq 1
+check "and named" grep -q "not a loopback" "$work/out"
+finish
