@@ -207,6 +207,39 @@ START_TEST(test_identity_by_certificate_fingerprint)
 }
 END_TEST
 
+/* identity-from san-uri / san-dns: the list names subjectAltNames. */
+static void restart_with(const char *form, const char *list)
+{
+	write_acl(list);
+	ck_assert_int_eq(th_daemon_stop(&d), 0);
+	const char *flags[] = {
+		"--slots", "2", "--access-list", acl, "--identity-from",
+		form,	   NULL};
+	th_daemon_restart(&d, flags);
+}
+
+START_TEST(test_identity_by_subject_alt_name)
+{
+	th_issue_client_san(&d, "uri-device", "URI:spiffe://remhsm/gw/7");
+	th_issue_client_san(&d, "dns-device", "DNS:gw-9.example.test");
+	restart_with("san-uri", "URI:spiffe://remhsm/gw/* 1 user\n");
+	CK_ULONG n;
+	become("uri-device");
+	ck_assert_uint_eq(p11->C_GetSlotList(CK_FALSE, NULL, &n), CKR_OK);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_int_eq(th_log_contains(&d, "identity=URI:spiffe://remhsm/"
+					     "gw/7"),
+			 1);
+	become("dns-device"); /* no URI at all: nothing to match */
+	ck_assert_uint_eq(p11->C_GetSlotList(CK_FALSE, NULL, &n),
+			  CKR_DEVICE_ERROR);
+	restart_with("san-dns", "DNS:*.example.test 0 user\n");
+	become("dns-device");
+	ck_assert_uint_eq(p11->C_GetSlotList(CK_FALSE, NULL, &n), CKR_OK);
+	ck_assert_uint_eq(n, 1);
+}
+END_TEST
+
 static void hangup(void)
 {
 	ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
@@ -294,6 +327,7 @@ int main(void)
 	tcase_add_test(tc, test_a_revoked_certificate_is_refused);
 	tcase_add_test(tc, test_handles_of_another_identity_are_meaningless);
 	tcase_add_test(tc, test_identity_by_certificate_fingerprint);
+	tcase_add_test(tc, test_identity_by_subject_alt_name);
 	tcase_add_test(tc, test_sighup_reloads_the_access_list);
 	tcase_add_test(tc, test_sighup_disconnects_a_revoked_identity);
 	suite_add_tcase(s, tc);

@@ -9,6 +9,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -103,6 +104,32 @@ void th_issue_client(const th_daemon_t *d, const char *cn)
 	EVP_PKEY *ca_key;
 	load_ca(d, &ca, &ca_key);
 	issue(d, cn, ca, ca_key, -60, 86400L);
+	X509_free(ca);
+	EVP_PKEY_free(ca_key);
+}
+
+void th_issue_client_san(const th_daemon_t *d, const char *cn, const char *san)
+{
+	X509 *ca;
+	EVP_PKEY *ca_key;
+	load_ca(d, &ca, &ca_key);
+	EVP_PKEY *key = rh_pki_keygen();
+	X509 *cert =
+		rh_pki_issue(key, cn, RH_PKI_CLIENT, ca, ca_key, -60, 86400L);
+	X509_EXTENSION *ext = X509V3_EXT_conf_nid(
+		NULL, NULL, NID_subject_alt_name, (char *)san);
+	ck_assert_ptr_nonnull(cert);
+	ck_assert_ptr_nonnull(ext);
+	ck_assert_int_eq(X509_add_ext(cert, ext, -1), 1);
+	ck_assert_int_gt(X509_sign(cert, ca_key, EVP_sha256()), 0);
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s.key", d->pki, cn);
+	ck_assert_int_eq(rh_pki_write_key(path, key), 0);
+	snprintf(path, sizeof(path), "%s/%s.pem", d->pki, cn);
+	ck_assert_int_eq(rh_pki_write_cert(path, cert), 0);
+	X509_EXTENSION_free(ext);
+	X509_free(cert);
+	EVP_PKEY_free(key);
 	X509_free(ca);
 	EVP_PKEY_free(ca_key);
 }
