@@ -21,6 +21,9 @@ void rhd_config_defaults(rhd_config_t *cfg)
 	cfg->max_connections = 1024;
 	cfg->max_connections_per_identity = 256;
 	cfg->max_inflight = 64;
+	cfg->max_sessions = 1024;
+	cfg->max_session_objects = 4096;
+	snprintf(cfg->log_level, sizeof(cfg->log_level), "info");
 	cfg->slots = 1;
 	cfg->pin_max_failures = 10;
 	cfg->login_lease_s = 900;
@@ -67,6 +70,9 @@ static const struct setting {
 	UINT("max-connections-per-identity", max_connections_per_identity, 1,
 	     1000000),
 	UINT("max-inflight", max_inflight, 1, 4096),
+	UINT("max-sessions", max_sessions, 1, 1u << 20),
+	UINT("max-session-objects", max_session_objects, 1, 1u << 20),
+	TEXT("log-level", log_level),
 	UINT("slots", slots, 1, 64),
 	UINT("pin-max-failures", pin_max_failures, 1, 1000),
 	UINT("login-lease-s", login_lease_s, 0, 86400),
@@ -366,6 +372,11 @@ void rhd_config_usage(FILE *out, const char *prog)
 		"                             the daemon stops reading from it "
 		"(64)\n"
 		"  --slots N                  slots to expose (1)\n"
+		"  --max-sessions N           sessions one application may "
+		"hold (1024)\n"
+		"  --max-session-objects N    session objects one application "
+		"may hold (4096)\n"
+		"  --log-level LEVEL          info, warn or error (info)\n"
 		"  --pin-max-failures N       wrong PINs in a row that lock it "
 		"(10)\n"
 		"  --login-lease-s N          a login survives a restart or a "

@@ -26,6 +26,9 @@ typedef struct rhd_config {
 	unsigned max_connections;
 	unsigned max_connections_per_identity;
 	unsigned max_inflight;
+	unsigned max_sessions;
+	unsigned max_session_objects;
+	char log_level[16];
 	unsigned slots;
 	unsigned pin_max_failures;
 	unsigned login_lease_s;

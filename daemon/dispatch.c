@@ -171,8 +171,8 @@ static CK_RV on_get_token_info(call_ctx_t *ctx,
 	r->manufacturer_id = text("remhsm");
 	r->model = text("remhsmd");
 	r->serial_number = text(ctx->engine->serial);
-	r->max_session_count = RHD_MAX_SESSIONS_PER_APP;
-	r->max_rw_session_count = RHD_MAX_SESSIONS_PER_APP;
+	r->max_session_count = ctx->engine->max_sessions;
+	r->max_rw_session_count = ctx->engine->max_sessions;
 	r->max_pin_len = RHD_MAX_PIN_LEN;
 	r->min_pin_len = RHD_MIN_PIN_LEN;
 	r->total_public_memory = UINT64_MAX;

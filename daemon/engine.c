@@ -15,6 +15,11 @@ int rhd_engine_init(rhd_engine_t *engine, const rhd_engine_opts_t *opts)
 	memset(engine, 0, sizeof(*engine));
 	engine->slot_count = opts->slots;
 	engine->lease_seconds = opts->lease_seconds;
+	engine->max_sessions = opts->max_sessions ? opts->max_sessions
+						  : RHD_MAX_SESSIONS_PER_APP;
+	engine->max_session_objects = opts->max_session_objects
+					      ? opts->max_session_objects
+					      : RHD_MAX_SESSION_OBJECTS_PER_APP;
 	if (opts->resume_key)
 		memcpy(engine->resume_key, opts->resume_key, RHS_KEY_LEN);
 	else if (RAND_bytes(engine->resume_key, RHS_KEY_LEN) != 1)
@@ -352,7 +357,7 @@ static CK_RV session_new(rhd_engine_t *engine, rhd_app_t *app, CK_SLOT_ID slot,
 		return CKR_SESSION_PARALLEL_NOT_SUPPORTED;
 	if (!(flags & CKF_RW_SESSION) && app->login[slot].user == CKU_SO)
 		return CKR_SESSION_READ_WRITE_SO_EXISTS;
-	if (app->session_count >= RHD_MAX_SESSIONS_PER_APP)
+	if (app->session_count >= engine->max_sessions)
 		return CKR_SESSION_COUNT;
 	rhd_session_t *s = calloc(1, sizeof(*s));
 	if (!s)

@@ -134,6 +134,8 @@ typedef struct rhd_engine_opts {
 	 * later daemon can honour (tests). */
 	const uint8_t *resume_key;
 	unsigned lease_seconds; /* 0: no login leases */
+	/* Per application; 0 for the defaults below. */
+	unsigned max_sessions, max_session_objects;
 } rhd_engine_opts_t;
 
 typedef struct rhd_engine {
@@ -144,6 +146,7 @@ typedef struct rhd_engine {
 	rhd_tokens_t tokens;
 	uint8_t resume_key[RHS_KEY_LEN];
 	unsigned lease_seconds;
+	unsigned max_sessions, max_session_objects;
 } rhd_engine_t;
 
 int rhd_engine_init(rhd_engine_t *engine, const rhd_engine_opts_t *opts);

@@ -2,10 +2,33 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
+
+static const char *const levels[] = {"info", "warn", "error"};
+static int threshold; /* index into levels; written once, at start */
+
+static int level_index(const char *level)
+{
+	for (int i = 0; i < 3; i++)
+		if (!strcmp(level, levels[i]))
+			return i;
+	return -1;
+}
+
+int rhd_log_set_level(const char *level)
+{
+	int i = level_index(level);
+	if (i < 0)
+		return -1;
+	threshold = i;
+	return 0;
+}
 
 void rhd_log(const char *level, const char *fmt, ...)
 {
+	if (level_index(level) < threshold)
+		return;
 	char line[1024];
 	struct timespec now;
 	struct tm tm;

@@ -64,6 +64,8 @@ static int serve(const rhd_config_t *cfg)
 			   .max_failures = cfg->pin_max_failures},
 		.resume_key = resume_key,
 		.lease_seconds = cfg->login_lease_s,
+		.max_sessions = cfg->max_sessions,
+		.max_session_objects = cfg->max_session_objects,
 	};
 	rhd_engine_t engine;
 	int rc = 1;
@@ -134,6 +136,12 @@ int main(int argc, char **argv)
 	if (r < 0) {
 		fprintf(stderr, "remhsmd: %s\n", err);
 		rhd_config_usage(stderr, argv[0]);
+		return 2;
+	}
+	if (rhd_log_set_level(cfg.log_level) < 0) {
+		fprintf(stderr,
+			"remhsmd: log-level '%s': info, warn or error\n",
+			cfg.log_level);
 		return 2;
 	}
 	if (r == RHD_CHECK_CONFIG)

@@ -155,17 +155,16 @@ static CK_RV load_stored(rhd_engine_t *engine, const rhd_app_t *app,
 /* --- the calls
  * ---------------------------------------------------------------- */
 
-static CK_RV may_create(const rhd_app_t *app, const rhd_session_t *s,
-			int token_obj, int private_obj)
+static CK_RV may_create(const rhd_engine_t *engine, const rhd_app_t *app,
+			const rhd_session_t *s, int token_obj, int private_obj)
 {
 	if (token_obj && !(s->flags & CKF_RW_SESSION))
 		return CKR_SESSION_READ_ONLY;
 	if (private_obj && !user_logged_in(app, s->slot))
 		return CKR_USER_NOT_LOGGED_IN;
-	if (!token_obj &&
-	    app->session_objects >= RHD_MAX_SESSION_OBJECTS_PER_APP) {
-		RHD_WARN("event=session-objects-full identity=%s limit=%d",
-			 app->identity, RHD_MAX_SESSION_OBJECTS_PER_APP);
+	if (!token_obj && app->session_objects >= engine->max_session_objects) {
+		RHD_WARN("event=session-objects-full identity=%s limit=%u",
+			 app->identity, engine->max_session_objects);
 		return CKR_DEVICE_MEMORY;
 	}
 	return CKR_OK;
@@ -177,7 +176,7 @@ CK_RV rhd_objects_create(rhd_engine_t *engine, rhd_app_t *app,
 {
 	int token_obj = rhd_object_bool(obj, CKA_TOKEN, 0);
 	int private_obj = rhd_object_bool(obj, CKA_PRIVATE, 0);
-	CK_RV rv = may_create(app, session, token_obj, private_obj);
+	CK_RV rv = may_create(engine, app, session, token_obj, private_obj);
 	if (rv != CKR_OK)
 		return rv;
 	if (!token_obj) {

@@ -459,6 +459,43 @@ START_TEST(test_connections_per_identity_are_limited)
 }
 END_TEST
 
+/* max-sessions per application, and log-level dropping info lines. */
+START_TEST(test_session_limit_and_log_level_are_configurable)
+{
+	ck_assert_int_eq(th_daemon_stop(&d), 0);
+	ck_assert_int_eq(truncate(d.log, 0), 0);
+	static const char *const flags[] = {"--max-sessions", "2",
+					    "--log-level", "warn", NULL};
+	th_daemon_restart(&d, flags);
+	th_conn_t c;
+	connect_hello(&c);
+	open_session(&c);
+	open_session(&c);
+	Remhsm__OpenSessionReq body = REMHSM__OPEN_SESSION_REQ__INIT;
+	body.flags = CKF_SERIAL_SESSION;
+	Remhsm__Request req = REMHSM__REQUEST__INIT;
+	req.id = 3;
+	req.call_case = REMHSM__REQUEST__CALL_OPEN_SESSION;
+	req.open_session = &body;
+	ck_assert_int_eq(th_send_request(&c, &req), 0);
+	Remhsm__Response *resp = th_recv_response(&c);
+	ck_assert_ptr_nonnull(resp);
+	ck_assert_uint_eq(resp->rv, CKR_SESSION_COUNT);
+	remhsm__response__free_unpacked(resp, NULL);
+	th_conn_close(&c);
+	/* Warnings still come (a certificate from another CA); the info
+	 * lines of all the above (listening, handshake, hello, the refused
+	 * call) do not. */
+	th_conn_t other;
+	th_tls_connect(&d, TH_CERT_OTHER_CA, &other);
+	th_conn_close(&other);
+	ck_assert_int_eq(th_log_contains(&d, "level=warn "
+					     "event=handshake-failed"),
+			 1);
+	ck_assert_int_eq(th_log_contains(&d, "level=info"), 0);
+}
+END_TEST
+
 START_TEST(test_sigterm_drains_and_exits_zero)
 {
 	th_conn_t c;
@@ -577,6 +614,7 @@ int main(void)
 	tcase_add_test(tc, test_service_manager_is_notified);
 	tcase_add_test(tc, test_inflight_limit_applies_backpressure);
 	tcase_add_test(tc, test_connections_per_identity_are_limited);
+	tcase_add_test(tc, test_session_limit_and_log_level_are_configurable);
 	tcase_add_test(tc, test_client_without_certificate_is_refused);
 	tcase_add_test(tc, test_certificate_from_another_ca_is_refused);
 	tcase_add_test(tc, test_expired_certificate_is_refused);

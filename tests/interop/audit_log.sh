@@ -42,6 +42,8 @@ signed=$(sed -n 's/.*event=signatures slot=0 key=[0-9]* count=\([0-9]*\).*/\1/p'
 check "25 signatures counted for the key" test "$signed" = 25
 # A PIN would be a field's value; hashes may contain the digits anywhere.
 check "no PIN in the log" bash -c "! grep -qE '=\"?(4321|9999|11112222)\"?( |$)' '$log'"
+check "nor in the operational log" \
+  bash -c "! grep -qE '(=|\"| )(4321|9999|11112222)(\"| |$)' '$work/remhsmd.log'"
 
 refused() { # FILE MESSAGE
   [ "$(status_of "$bin/remhsm" audit verify "$1")" -eq 1 ] && grep -q "$2" "$work/out"

@@ -51,6 +51,7 @@ check "a listen address that is not one" \
   refused 1 "listen: 'localhost' is not ADDRESS:PORT" --check-config "${pki[@]}" --listen localhost
 check "a certificate file that is missing" \
   refused 1 "$work/missing.pem" --check-config "${pki[@]}" --tls-cert "$work/missing.pem"
+check "an unknown log level" refused 2 "log-level 'loud'" --check-config "${pki[@]}" --log-level loud
 printf 'CN=ok 0 user\nCN=bad 0 wizard\n' >"$work/access.list"
 check "an access list with a bad role names file and line" \
   refused 1 "access.list:2: roles" --check-config "${pki[@]}" --access-list "$work/access.list"
