@@ -1,7 +1,6 @@
 /*
- * Telling the service manager how the daemon is doing: systemd's
- * notification protocol (one datagram per message to $NOTIFY_SOCKET), so
- * that Type=notify and WatchdogSec= work without linking libsystemd.
+ * Telling the service manager how the daemon is doing, through
+ * libsystemd's sd_notify, so that Type=notify and WatchdogSec= work.
  * Outside systemd ($NOTIFY_SOCKET unset) every call does nothing.
  */
 #ifndef RHD_NOTIFY_H

@@ -144,6 +144,9 @@ static void on_timeout(uv_timer_t *timer)
 
 /* --- writing ------------------------------------------------------------- */
 
+static int must_wait(conn_t *c);
+static void resume_reading(conn_t *c);
+
 static void maybe_close_flushed(conn_t *c)
 {
 	if (c->state == CONN_CLOSING || c->pending_writes > 0 ||
@@ -163,6 +166,8 @@ static void on_written(uv_write_t *req, int status)
 	c->pending_writes--;
 	if (status < 0)
 		conn_close(c, uv_strerror(status));
+	else if (c->paused && c->state == CONN_OPEN && !must_wait(c))
+		resume_reading(c);
 	maybe_close_flushed(c);
 }
 
@@ -321,7 +326,7 @@ static void on_work_done(uv_work_t *req, int status)
 	free(w);
 	if (c->state == CONN_CLOSING)
 		conn_free_if_done(c);
-	else if (c->paused)
+	else if (c->paused && !must_wait(c))
 		resume_reading(c);
 	else
 		maybe_close_flushed(c);
@@ -439,6 +444,20 @@ static void handle_frame(conn_t *c, const uint8_t *payload, size_t len)
 	handle_call(c, req);
 }
 
+static size_t queued_bytes(conn_t *c)
+{
+	return uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+}
+
+/* A connection stops being read from while it has max-inflight calls
+ * running, or answers it does not read piling up (more than a frame's
+ * worth): it waits, and the others are served. */
+static int must_wait(conn_t *c)
+{
+	return c->inflight >= c->server->cfg->max_inflight ||
+	       queued_bytes(c) > c->server->cfg->max_frame;
+}
+
 /* Handles every complete frame in the input buffer. */
 static void process_frames(conn_t *c)
 {
@@ -446,12 +465,13 @@ static void process_frames(conn_t *c)
 	while (c->state == CONN_OPEN && !c->close_when_flushed) {
 		/* Backpressure: a client with max-inflight calls running
 		 * waits, its frames unread, while the others are served. */
-		if (c->inflight >= c->server->cfg->max_inflight) {
+		if (must_wait(c)) {
 			if (!c->paused) {
 				uv_read_stop((uv_stream_t *)&c->tcp);
 				RHD_INFO("event=backpressure peer=%s "
-					 "identity=%s inflight=%u",
-					 c->peer, c->identity, c->inflight);
+					 "identity=%s inflight=%u queued=%zu",
+					 c->peer, c->identity, c->inflight,
+					 queued_bytes(c));
 			}
 			c->paused = 1;
 			break;

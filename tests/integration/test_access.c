@@ -162,8 +162,17 @@ START_TEST(test_handles_of_another_identity_are_meaningless)
 	become("gateway-7");
 	CK_SESSION_HANDLE theirs;
 	ck_assert_uint_eq(
-		p11->C_OpenSession(1, CKF_SERIAL_SESSION, NULL, NULL, &theirs),
+		p11->C_OpenSession(1, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
+				   NULL, &theirs),
 		CKR_OK);
+	CK_OBJECT_CLASS cls = CKO_DATA;
+	CK_BBOOL yes = CK_TRUE;
+	CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof(cls)},
+			    {CKA_TOKEN, &yes, 1},
+			    {CKA_VALUE, "gateway data", 12}};
+	CK_OBJECT_HANDLE their_object;
+	ck_assert_uint_eq(p11->C_CreateObject(theirs, t, 3, &their_object),
+			  CKR_OK);
 	become("reader");
 	CK_SESSION_INFO info;
 	ck_assert_uint_eq(p11->C_GetSessionInfo(theirs, &info),
@@ -171,6 +180,15 @@ START_TEST(test_handles_of_another_identity_are_meaningless)
 	CK_BYTE buf[8];
 	ck_assert_uint_eq(p11->C_GenerateRandom(theirs, buf, sizeof(buf)),
 			  CKR_SESSION_HANDLE_INVALID);
+	/* An object handle: the reader's own session cannot use it. */
+	CK_SESSION_HANDLE mine;
+	ck_assert_uint_eq(
+		p11->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &mine),
+		CKR_OK);
+	CK_BYTE value[32];
+	CK_ATTRIBUTE a = {CKA_VALUE, value, sizeof(value)};
+	ck_assert_uint_eq(p11->C_GetAttributeValue(mine, their_object, &a, 1),
+			  CKR_OBJECT_HANDLE_INVALID);
 	ck_assert_uint_eq(p11->C_CloseAllSessions(1), CKR_SLOT_ID_INVALID);
 }
 END_TEST

@@ -433,6 +433,41 @@ START_TEST(test_inflight_limit_applies_backpressure)
 }
 END_TEST
 
+/* A client that sends and never reads its answers: once they pile up
+ * the daemon stops reading from it, serves the others, and lets it
+ * catch up; nothing is lost. */
+START_TEST(test_a_client_that_does_not_read_is_held_back)
+{
+	th_conn_t c;
+	connect_hello(&c);
+	uint64_t session = open_session(&c);
+	enum { CALLS = 2000 }; /* 32 MiB of answers, past any socket buffer */
+	for (uint64_t id = 100; id < 100 + CALLS; id++) {
+		Remhsm__GenerateRandomReq body =
+			REMHSM__GENERATE_RANDOM_REQ__INIT;
+		body.session = session;
+		body.length = 16384;
+		Remhsm__Request req = REMHSM__REQUEST__INIT;
+		req.id = id;
+		req.call_case = REMHSM__REQUEST__CALL_GENERATE_RANDOM;
+		req.generate_random = &body;
+		ck_assert_int_eq(th_send_request(&c, &req), 0);
+	}
+	ck_assert_int_eq(th_log_contains(&d, "event=backpressure"), 1);
+	assert_still_serving();
+	int answered = 0;
+	for (int i = 0; i < CALLS; i++) {
+		Remhsm__Response *r = th_recv_response(&c);
+		ck_assert_ptr_nonnull(r);
+		answered += r->rv == CKR_OK && r->generate_random &&
+			    r->generate_random->data.len == 16384;
+		remhsm__response__free_unpacked(r, NULL);
+	}
+	ck_assert_int_eq(answered, CALLS);
+	th_conn_close(&c);
+}
+END_TEST
+
 START_TEST(test_connections_per_identity_are_limited)
 {
 	ck_assert_int_eq(th_daemon_stop(&d), 0);
@@ -614,6 +649,7 @@ int main(void)
 	tcase_add_test(tc, test_service_manager_is_notified);
 	tcase_add_test(tc, test_inflight_limit_applies_backpressure);
 	tcase_add_test(tc, test_connections_per_identity_are_limited);
+	tcase_add_test(tc, test_a_client_that_does_not_read_is_held_back);
 	tcase_add_test(tc, test_session_limit_and_log_level_are_configurable);
 	tcase_add_test(tc, test_client_without_certificate_is_refused);
 	tcase_add_test(tc, test_certificate_from_another_ca_is_refused);
