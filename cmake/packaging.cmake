@@ -4,7 +4,14 @@
 set(DEPLOY ${PROJECT_SOURCE_DIR}/deploy)
 # Applications include p11-kit's pkcs11.h, as remhsm does.
 list(GET P11KIT_INCLUDE_DIRS 0 P11KIT_INCLUDE_DIR)
-configure_file(${DEPLOY}/remhsmd.service.in ${PROJECT_BINARY_DIR}/remhsmd.service @ONLY)
+# The unit in deploy/ names the Debian package's paths; an install
+# elsewhere gets its own.
+file(READ ${DEPLOY}/remhsmd.service UNIT)
+string(REPLACE "/usr/bin/" "${CMAKE_INSTALL_FULL_BINDIR}/" UNIT "${UNIT}")
+string(REPLACE "/etc/remhsm/" "${CMAKE_INSTALL_FULL_SYSCONFDIR}/remhsm/" UNIT "${UNIT}")
+string(REPLACE "/usr/share/doc/remhsm/" "${CMAKE_INSTALL_FULL_DOCDIR}/" UNIT "${UNIT}")
+file(WRITE ${PROJECT_BINARY_DIR}/remhsmd.service "${UNIT}")
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${DEPLOY}/remhsmd.service)
 configure_file(${DEPLOY}/remhsm.module.in ${PROJECT_BINARY_DIR}/remhsm.module @ONLY)
 configure_file(${DEPLOY}/remhsm-pkcs11.pc.in ${PROJECT_BINARY_DIR}/remhsm-pkcs11.pc @ONLY)
 

@@ -29,10 +29,15 @@ check "the configuration is a conffile in /etc" \
   bash -c "dpkg-query --showformat='\${Conffiles}' -W remhsm | grep -q /etc/remhsm/remhsmd.conf"
 check "the installed unit passes systemd-analyze verify" \
   systemd-analyze verify /lib/systemd/system/remhsmd.service
-exposure=$(systemd-analyze security --offline=true /lib/systemd/system/remhsmd.service 2>&1 |
-  sed -n 's/.*Overall exposure level for remhsmd.service: \([0-9.]*\).*/\1/p')
-echo "systemd exposure: $exposure"
-check "its security exposure is at most 2.0" awk -v e="$exposure" 'BEGIN { exit !(e != "" && e <= 2.0) }'
+exposure() {
+  systemd-analyze security --offline=true "$1" 2>&1 |
+    sed -n 's/.*Overall exposure level for remhsmd.service: \([0-9.]*\).*/\1/p'
+}
+at_most_2() { awk -v e="$1" 'BEGIN { exit !(e != "" && e <= 2.0) }'; }
+echo "systemd exposure: deploy/remhsmd.service $(exposure "$src/deploy/remhsmd.service"), installed $(exposure /lib/systemd/system/remhsmd.service)"
+check "deploy/remhsmd.service's security exposure is at most 2.0" \
+  at_most_2 "$(exposure "$src/deploy/remhsmd.service")"
+check "and the installed unit's" at_most_2 "$(exposure /lib/systemd/system/remhsmd.service)"
 check "p11-kit list-modules finds the remhsm module" \
   bash -c "p11-kit list-modules 2>/dev/null | grep -A3 '^remhsm: /usr/lib/.*/libremhsm-pkcs11.so' |
     grep -q 'library-manufacturer: remhsm'"
