@@ -5,7 +5,30 @@
 
 #include "rh_attr.h"
 
-static CK_RV value_to_wire(const CK_ATTRIBUTE *a, Remhsm__Attribute *w)
+/* A CK_ULONG array (CKA_ALLOWED_MECHANISMS) as 8-byte little-endian
+ * entries: the same bytes from a 32- and a 64-bit application. */
+static CK_RV ulongs_to_wire(const CK_ATTRIBUTE *a, Remhsm__Attribute *w,
+			    rh_arena_t *arena)
+{
+	if (a->ulValueLen % sizeof(CK_ULONG))
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	size_t n = a->ulValueLen / sizeof(CK_ULONG);
+	uint8_t *out = rh_arena_alloc(arena, 8 * n + 1);
+	if (!out)
+		return CKR_HOST_MEMORY;
+	const CK_ULONG *in = a->pValue;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t v = in[i];
+		for (int b = 0; b < 8; b++, v >>= 8)
+			out[8 * i + (size_t)b] = (uint8_t)v;
+	}
+	w->value_case = REMHSM__ATTRIBUTE__VALUE_BYTES;
+	w->bytes = (ProtobufCBinaryData){8 * n, out};
+	return CKR_OK;
+}
+
+static CK_RV value_to_wire(const CK_ATTRIBUTE *a, Remhsm__Attribute *w,
+			   rh_arena_t *arena)
 {
 	remhsm__attribute__init(w);
 	w->type = a->type;
@@ -33,6 +56,8 @@ static CK_RV value_to_wire(const CK_ATTRIBUTE *a, Remhsm__Attribute *w)
 		w->value_case = REMHSM__ATTRIBUTE__VALUE_BYTES;
 		w->bytes = (ProtobufCBinaryData){a->ulValueLen, a->pValue};
 		return CKR_OK;
+	case RH_ATTR_ULONG_ARRAY:
+		return ulongs_to_wire(a, w, arena);
 	default:
 		return CKR_ATTRIBUTE_TYPE_INVALID;
 	}
@@ -49,7 +74,7 @@ CK_RV rhc_template_to_wire(const CK_ATTRIBUTE *tmpl, CK_ULONG count,
 	if (!w || !ptrs)
 		return CKR_HOST_MEMORY;
 	for (CK_ULONG i = 0; i < count; i++) {
-		CK_RV rv = value_to_wire(&tmpl[i], &w[i]);
+		CK_RV rv = value_to_wire(&tmpl[i], &w[i], arena);
 		if (rv != CKR_OK)
 			return rv;
 		ptrs[i] = &w[i];
@@ -88,9 +113,30 @@ static CK_ULONG native_len(CK_ATTRIBUTE_TYPE type, uint64_t wire_len)
 		return sizeof(CK_ULONG);
 	case RH_ATTR_BOOL:
 		return sizeof(CK_BBOOL);
+	case RH_ATTR_ULONG_ARRAY:
+		return (CK_ULONG)(wire_len / 8 * sizeof(CK_ULONG));
 	default:
 		return (CK_ULONG)wire_len;
 	}
+}
+
+/* 8-byte little-endian entries into the caller's CK_ULONG array. */
+static CK_RV ulongs_from_wire(const ProtobufCBinaryData *b, CK_ATTRIBUTE *a)
+{
+	size_t n = b->len / 8;
+	if (b->len % 8 || n > a->ulValueLen / sizeof(CK_ULONG))
+		return CKR_DEVICE_ERROR;
+	CK_ULONG *out = a->pValue;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t v = 0;
+		for (int k = 7; k >= 0; k--)
+			v = v << 8 | b->data[8 * i + (size_t)k];
+		if (v > ULONG_MAX)
+			return CKR_DEVICE_ERROR;
+		out[i] = (CK_ULONG)v;
+	}
+	a->ulValueLen = (CK_ULONG)(n * sizeof(CK_ULONG));
+	return CKR_OK;
 }
 
 /* The value into the caller's buffer of a->ulValueLen bytes. What the
@@ -118,6 +164,8 @@ static CK_RV copy_value(const Remhsm__Attribute *w, CK_ATTRIBUTE *a)
 		a->ulValueLen = sizeof(CK_BBOOL);
 		return CKR_OK;
 	case REMHSM__ATTRIBUTE__VALUE_BYTES:
+		if (rh_attr_kind(a->type) == RH_ATTR_ULONG_ARRAY)
+			return ulongs_from_wire(&w->bytes, a);
 		if (w->bytes.len > a->ulValueLen)
 			return CKR_DEVICE_ERROR;
 		if (w->bytes.len)

@@ -734,7 +734,11 @@ static CK_RV answer_attribute(call_ctx_t *ctx, const rhd_object_t *obj,
 		out->status = REMHSM__ATTRIBUTE_RESULT__STATUS__TYPE_INVALID;
 		return CKR_OK;
 	}
-	out->length = a->kind == RH_ATTR_BYTES ? a->len : 1;
+	/* Byte strings and mechanism lists: their wire length (a list's
+	 * native length depends on the client's CK_ULONG, which the client
+	 * checks itself). */
+	int sized = a->kind == RH_ATTR_BYTES || a->kind == RH_ATTR_ULONG_ARRAY;
+	out->length = sized ? a->len : 1;
 	if (!q->has_buffer)
 		return CKR_OK;
 	if (a->kind == RH_ATTR_BYTES && q->buffer_len < a->len) {

@@ -88,6 +88,7 @@ void rhd_handle_free(rhd_handle_t *h)
 		free(h->session_obj);
 	}
 	EVP_PKEY_free(h->pkey);
+	free(h->allowed);
 	free(h);
 }
 

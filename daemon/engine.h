@@ -89,6 +89,10 @@ typedef struct rhd_handle {
 	uint64_t pkey_generation;
 	uint64_t cls, key_type;
 	int can_sign, can_verify;
+	/* CKA_ALLOWED_MECHANISMS, when the key has it (even empty). */
+	int has_allowed;
+	size_t n_allowed;
+	uint64_t *allowed;
 } rhd_handle_t;
 
 /* Who is logged in to a token for one application, and the token key

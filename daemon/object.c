@@ -107,8 +107,17 @@ static CK_RV value_from_wire(const Remhsm__Attribute *w, uint8_t **buf,
 		*buf = w->bytes.data;
 		*len = w->bytes.len;
 		return CKR_OK;
+	case RH_ATTR_ULONG_ARRAY:
+		/* CKA_ALLOWED_MECHANISMS: 8-byte little-endian entries, the
+		 * same for 32- and 64-bit clients. */
+		if (w->value_case != REMHSM__ATTRIBUTE__VALUE_BYTES ||
+		    w->bytes.len % 8 || w->bytes.len > 8 * RHD_MAX_MECHANISMS)
+			return CKR_ATTRIBUTE_VALUE_INVALID;
+		*buf = w->bytes.data;
+		*len = w->bytes.len;
+		return CKR_OK;
 	default:
-		/* Mechanism lists and nested templates: not served. */
+		/* Nested templates: not served. */
 		return CKR_ATTRIBUTE_TYPE_INVALID;
 	}
 }

@@ -12,6 +12,9 @@
 #include "remhsm.pb-c.h"
 #include "rh_attr.h"
 
+/* The most entries a CKA_ALLOWED_MECHANISMS list may have. */
+#define RHD_MAX_MECHANISMS 64
+
 /* ULONG values are kept as uint64_t, BOOL as one byte, arrays of ULONG as
  * uint64_t[], everything else as bytes. */
 typedef struct rhd_attr {

@@ -41,7 +41,8 @@ static const uint64_t cert_attrs[] = {CKA_CERTIFICATE_TYPE,
 				      END};
 static const uint64_t key_attrs[] = {
 	CKA_KEY_TYPE, CKA_ID,	   CKA_START_DATE,	CKA_END_DATE,
-	CKA_DERIVE,   CKA_SUBJECT, CKA_PUBLIC_KEY_INFO, END};
+	CKA_DERIVE,   CKA_SUBJECT, CKA_PUBLIC_KEY_INFO, CKA_ALLOWED_MECHANISMS,
+	END};
 static const uint64_t public_attrs[] = {CKA_ENCRYPT,	    CKA_VERIFY,
 					CKA_VERIFY_RECOVER, CKA_WRAP,
 					CKA_TRUSTED,	    END};

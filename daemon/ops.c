@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "crypto.h"
@@ -92,6 +93,37 @@ static uint64_t generation_of(rhd_engine_t *engine, CK_SLOT_ID slot)
 	return g;
 }
 
+/* The key's CKA_ALLOWED_MECHANISMS (8-byte little-endian entries). */
+static void cache_allowed(rhd_handle_t *h, const rhd_attr_t *a)
+{
+	free(h->allowed);
+	h->allowed = NULL;
+	h->n_allowed = 0;
+	h->has_allowed = a != NULL;
+	if (!a || !a->len)
+		return;
+	h->allowed = malloc(a->len);
+	if (!h->allowed)
+		return; /* has_allowed with none: nothing is allowed */
+	h->n_allowed = a->len / 8;
+	for (size_t i = 0; i < h->n_allowed; i++) {
+		uint64_t v = 0;
+		for (int b = 7; b >= 0; b--)
+			v = v << 8 | a->value[8 * i + (size_t)b];
+		h->allowed[i] = v;
+	}
+}
+
+static int mechanism_allowed(const rhd_handle_t *h, CK_MECHANISM_TYPE mech)
+{
+	if (!h->has_allowed)
+		return 1;
+	for (size_t i = 0; i < h->n_allowed; i++)
+		if (h->allowed[i] == mech)
+			return 1;
+	return 0;
+}
+
 /* Loads, unseals and builds the key once; later inits reuse it until the
  * token's objects change (the generation moves). */
 static CK_RV cache_key(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
@@ -110,6 +142,7 @@ static CK_RV cache_key(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 	rhd_object_ulong(&obj, CKA_KEY_TYPE, &h->key_type);
 	h->can_sign = rhd_object_bool(&obj, CKA_SIGN, 0);
 	h->can_verify = rhd_object_bool(&obj, CKA_VERIFY, 0);
+	cache_allowed(h, rhd_object_find(&obj, CKA_ALLOWED_MECHANISMS));
 	int key = h->cls == CKO_PRIVATE_KEY || h->cls == CKO_PUBLIC_KEY;
 	if (key && h->key_type == CKK_EC)
 		h->pkey = rhd_crypto_ec_key(&obj);
@@ -135,6 +168,8 @@ static CK_RV key_for(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 		return CKR_KEY_TYPE_INCONSISTENT;
 	if (!(kind == RHD_OP_SIGN ? h->can_sign : h->can_verify))
 		return CKR_KEY_FUNCTION_NOT_PERMITTED;
+	if (!mechanism_allowed(h, mech))
+		return CKR_MECHANISM_INVALID;
 	if (!h->pkey || EVP_PKEY_up_ref(h->pkey) != 1)
 		return CKR_DEVICE_ERROR;
 	op->key = h->pkey;

@@ -660,6 +660,50 @@ START_TEST(test_keys_sign_after_a_restart)
 }
 END_TEST
 
+/* CKA_ALLOWED_MECHANISMS: the key signs with what the list names and
+ * nothing else; the list reads back by the two-call convention, in the
+ * application's CK_ULONG width. */
+START_TEST(test_allowed_mechanisms_are_enforced)
+{
+	static const CK_BYTE p256_oid[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
+					   0xce, 0x3d, 0x03, 0x01, 0x07};
+	CK_MECHANISM_TYPE allowed[] = {CKM_ECDSA, CKM_ECDSA_SHA384};
+	CK_BBOOL yes = CK_TRUE;
+	CK_MECHANISM gen = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
+	CK_ATTRIBUTE pt[] = {
+		{CKA_EC_PARAMS, (void *)p256_oid, sizeof(p256_oid)}};
+	CK_ATTRIBUTE st[] = {
+		{CKA_SIGN, &yes, 1},
+		{CKA_ALLOWED_MECHANISMS, allowed, sizeof(allowed)}};
+	CK_OBJECT_HANDLE kpub, kpriv;
+	ck_assert_uint_eq(p11->C_GenerateKeyPair(session, &gen, pt, 1, st, 2,
+						 &kpub, &kpriv),
+			  CKR_OK);
+	CK_ATTRIBUTE q = {CKA_ALLOWED_MECHANISMS, NULL, 0};
+	ck_assert_uint_eq(p11->C_GetAttributeValue(session, kpriv, &q, 1),
+			  CKR_OK);
+	ck_assert_uint_eq(q.ulValueLen, sizeof(allowed));
+	CK_MECHANISM_TYPE back[2] = {0};
+	q.pValue = back;
+	ck_assert_uint_eq(p11->C_GetAttributeValue(session, kpriv, &q, 1),
+			  CKR_OK);
+	ck_assert_uint_eq(back[0], CKM_ECDSA);
+	ck_assert_uint_eq(back[1], CKM_ECDSA_SHA384);
+	CK_BYTE sig[64];
+	CK_ULONG len = sizeof(sig);
+	ck_assert_uint_eq(sign_init(CKM_ECDSA, kpriv), CKR_OK);
+	ck_assert_uint_eq(p11->C_Sign(session, hash, 32, sig, &len), CKR_OK);
+	ck_assert_uint_eq(init_error(CKM_ECDSA_SHA256, kpriv),
+			  CKR_MECHANISM_INVALID);
+	/* A list whose length is not whole CK_ULONGs is no list. */
+	CK_ATTRIBUTE bad[] = {{CKA_SIGN, &yes, 1},
+			      {CKA_ALLOWED_MECHANISMS, allowed, 3}};
+	ck_assert_uint_eq(p11->C_GenerateKeyPair(session, &gen, pt, 1, bad, 2,
+						 &kpub, &kpriv),
+			  CKR_ATTRIBUTE_VALUE_INVALID);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("client-sign");
@@ -678,6 +722,7 @@ int main(void)
 	tcase_add_test(tc, test_logout_and_close_end_operations);
 	tcase_add_test(tc, test_held_init_keeps_the_specifications_answers);
 	tcase_add_test(tc, test_keys_sign_after_a_restart);
+	tcase_add_test(tc, test_allowed_mechanisms_are_enforced);
 	tcase_add_test(tc, test_a_key_destroyed_elsewhere_no_longer_signs);
 	tcase_add_test(tc, test_rsa_pkcs_signs_freertos_digest_info);
 	tcase_add_test(tc, test_rsa_hash_and_sign_and_x509_verify);

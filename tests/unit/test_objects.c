@@ -566,9 +566,16 @@ START_TEST(test_template_errors_have_their_codes)
 	ck_assert_uint_eq(create(&secret, NULL), CKR_ATTRIBUTE_VALUE_INVALID);
 	tmpl_t mechs = {0};
 	data_object(&mechs, "x", 0, 0);
-	/* Mechanism lists are not served (yet). */
+	/* A mechanism list is whole 8-byte entries on the wire... */
 	t_bytes(&mechs, CKA_ALLOWED_MECHANISMS, "\x01", 1);
-	ck_assert_uint_eq(create(&mechs, NULL), CKR_ATTRIBUTE_TYPE_INVALID);
+	ck_assert_uint_eq(create(&mechs, NULL), CKR_ATTRIBUTE_VALUE_INVALID);
+	/* ...and belongs to keys, not to data objects. */
+	tmpl_t data_mechs = {0};
+	data_object(&data_mechs, "x", 0, 0);
+	t_bytes(&data_mechs, CKA_ALLOWED_MECHANISMS,
+		"\x41\x10\x00\x00\x00\x00\x00\x00", 8);
+	ck_assert_uint_eq(create(&data_mechs, NULL),
+			  CKR_ATTRIBUTE_TYPE_INVALID);
 }
 END_TEST
 
