@@ -20,6 +20,9 @@ int rhd_engine_init(rhd_engine_t *engine, const rhd_engine_opts_t *opts)
 	engine->max_session_objects = opts->max_session_objects
 					      ? opts->max_session_objects
 					      : RHD_MAX_SESSION_OBJECTS_PER_APP;
+	engine->max_token_handles = opts->max_token_handles
+					    ? opts->max_token_handles
+					    : RHD_MAX_TOKEN_HANDLES;
 	if (opts->resume_key)
 		memcpy(engine->resume_key, opts->resume_key, RHS_KEY_LEN);
 	else if (RAND_bytes(engine->resume_key, RHS_KEY_LEN) != 1)
@@ -163,8 +166,33 @@ rhd_handle_t *rhd_app_handle_by_store(const rhd_app_t *app, CK_SLOT_ID slot,
 	return h;
 }
 
+/* A token object's handle that the store can give back: its value is
+ * the fixed function of its store id (not the counter's fallback). */
+static int resolvable(const rhd_app_t *app, const rhd_handle_t *h)
+{
+	return !h->session_obj && h->store_id &&
+	       h->handle == ((uint32_t)h->store_id ^ app->handle_mask);
+}
+
+/* Empties the cache of token-object handles: a find over a million
+ * objects must not keep a million handles. Each resolves again from the
+ * store when used; no caller holds one across an add. */
+static void evict_token_handles(rhd_app_t *app)
+{
+	for (rhd_handle_t *h = app->objects, *next; h; h = next) {
+		next = h->next;
+		if (resolvable(app, h)) {
+			rhd_app_handle_remove(app, h);
+			rhd_handle_free(h);
+		}
+	}
+}
+
 int rhd_app_handle_add(rhd_app_t *app, rhd_handle_t *h)
 {
+	int token = !h->session_obj && h->store_id;
+	if (token && app->token_handles >= app->max_token_handles)
+		evict_token_handles(app);
 	app->handle_count++;
 	if (grow(app) < 0) {
 		app->handle_count--;
@@ -188,6 +216,7 @@ int rhd_app_handle_add(rhd_app_t *app, rhd_handle_t *h)
 	app->objects = h;
 	if (h->session_obj)
 		app->session_objects++;
+	app->token_handles += token;
 	chain_in(app, h);
 	return 0;
 }
@@ -214,6 +243,8 @@ void rhd_app_handle_remove(rhd_app_t *app, rhd_handle_t *h)
 			h, 1);
 	if (h->session_obj)
 		app->session_objects--;
+	else if (h->store_id)
+		app->token_handles--;
 	app->handle_count--;
 }
 
@@ -280,6 +311,7 @@ static rhd_app_t *app_new(const rhd_engine_t *engine, const uint8_t *app_id,
 	app->next_handle = 1;
 	app->next_object = 1;
 	app->handle_mask = rhd_resume_handle_mask(engine->resume_key, app_id);
+	app->max_token_handles = engine->max_token_handles;
 	app->visible_slots = ~(uint64_t)0;
 	app->roles = RHD_ROLE_ALL;
 	for (unsigned slot = 0; slot < RHD_MAX_SLOTS; slot++)

@@ -25,6 +25,9 @@
 /* Session objects live in the daemon's memory; one connection may not
  * exhaust it for every other. */
 #define RHD_MAX_SESSION_OBJECTS_PER_APP 4096
+/* Token-object handles one application keeps in memory; past it the
+ * cache is emptied (those handles resolve again from the store). */
+#define RHD_MAX_TOKEN_HANDLES 65536
 #define RHD_MAX_RANDOM_PER_CALL 65536
 #define RHD_IDENTITY_MAX 256
 #define RHD_NOBODY ((CK_USER_TYPE)~0UL)
@@ -121,6 +124,8 @@ typedef struct rhd_app {
 	/* Hash indexes of objects: by handle, and by slot and store id. */
 	rhd_handle_t **by_handle, **by_store;
 	size_t buckets, handle_count, session_objects;
+	/* Token-object handles held, and the most the app may hold. */
+	size_t token_handles, max_token_handles;
 	/* FreeRTOS compatibility, asked for in Hello: a repeated C_Login
 	 * answers CKR_OK, a C_Sign length query ends the operation. */
 	int compat_freertos;
@@ -138,8 +143,8 @@ typedef struct rhd_engine_opts {
 	 * later daemon can honour (tests). */
 	const uint8_t *resume_key;
 	unsigned lease_seconds; /* 0: no login leases */
-	/* Per application; 0 for the defaults below. */
-	unsigned max_sessions, max_session_objects;
+	/* Per application; 0 for the defaults above. */
+	unsigned max_sessions, max_session_objects, max_token_handles;
 } rhd_engine_opts_t;
 
 typedef struct rhd_engine {
@@ -150,7 +155,7 @@ typedef struct rhd_engine {
 	rhd_tokens_t tokens;
 	uint8_t resume_key[RHS_KEY_LEN];
 	unsigned lease_seconds;
-	unsigned max_sessions, max_session_objects;
+	unsigned max_sessions, max_session_objects, max_token_handles;
 } rhd_engine_t;
 
 int rhd_engine_init(rhd_engine_t *engine, const rhd_engine_opts_t *opts);

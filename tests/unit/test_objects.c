@@ -751,6 +751,37 @@ START_TEST(test_session_objects_are_capped_per_application)
 }
 END_TEST
 
+/* The token-object handles an application caches are bounded: past the
+ * bound the cache empties, and every handle it gave out still works. */
+START_TEST(test_token_handle_cache_is_bounded)
+{
+	app->max_token_handles = 4;
+	uint64_t handles[12];
+	for (int i = 0; i < 12; i++) {
+		tmpl_t t = {0};
+		char label[16];
+		snprintf(label, sizeof(label), "obj-%d", i);
+		data_object(&t, label, 1, 0);
+		ck_assert_uint_eq(create(&t, &handles[i]), CKR_OK);
+		ck_assert_uint_le(app->token_handles, 4);
+	}
+	for (int i = 0; i < 12; i++) {
+		uint8_t buf[32];
+		size_t len = 0;
+		uint64_t rv;
+		ck_assert_int_eq(get_attr(app, rw, handles[i], CKA_LABEL,
+					  sizeof(buf), buf, &len, &rv),
+				 0);
+		ck_assert_uint_eq(rv, CKR_OK);
+		char want[16];
+		snprintf(want, sizeof(want), "obj-%d", i);
+		ck_assert_uint_eq(len, strlen(want));
+		ck_assert_mem_eq(buf, want, len);
+		ck_assert_uint_le(app->token_handles, 4);
+	}
+}
+END_TEST
+
 START_TEST(test_token_objects_survive_a_restart)
 {
 	tmpl_t t = {0};
@@ -932,6 +963,7 @@ int main(void)
 	tcase_add_test(tc, test_copy_object);
 	tcase_add_test(tc, test_object_size);
 	tcase_add_test(tc, test_session_objects_are_capped_per_application);
+	tcase_add_test(tc, test_token_handle_cache_is_bounded);
 	suite_add_tcase(s, tc);
 	return th_run_suite(s);
 }
