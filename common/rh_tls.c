@@ -89,22 +89,3 @@ SSL_CTX *rh_tls_client_ctx_new(const rh_tls_files_t *files, char *err,
 	}
 	return ctx;
 }
-
-void rh_tls_peer_identity(SSL *ssl, char *buf, size_t len)
-{
-	snprintf(buf, len, "-");
-	X509 *peer = SSL_get0_peer_certificate(ssl);
-	if (!peer)
-		return;
-	X509_NAME *subject = X509_get_subject_name(peer);
-	char cn[128];
-	if (X509_NAME_get_text_by_NID(subject, NID_commonName, cn,
-				      (int)sizeof(cn)) <= 0)
-		return;
-	/* The name goes into log lines: keep them one line of printable text.
-	 */
-	for (char *c = cn; *c; c++)
-		if (*c < 0x20 || *c > 0x7e || *c == ' ' || *c == '"')
-			*c = '_';
-	snprintf(buf, len, "CN=%s", cn);
-}

@@ -26,10 +26,4 @@ SSL_CTX *rh_tls_client_ctx_new(const rh_tls_files_t *files, char *err,
 /* Drains OpenSSL's error queue of this thread into buf ("" when empty). */
 void rh_tls_last_error(char *buf, size_t len);
 
-/*
- * The identity of the verified peer certificate ("CN=..." of its subject),
- * written to buf; "-" when there is none.
- */
-void rh_tls_peer_identity(SSL *ssl, char *buf, size_t len);
-
 #endif
