@@ -123,6 +123,18 @@ static int report(bench_thread_t *threads, unsigned n, double wall,
 	return 0;
 }
 
+/* The table of one sequential thread's samples (login, find): the header,
+ * then its line with the time the calls took as the wall clock. */
+static void report_sequential(bench_thread_t *t)
+{
+	printf("%-8s %-10s %-12s %-10s %-10s\n", "threads", "calls", "ops/s",
+	       "p50_us", "p99_us");
+	double busy = 0, p99;
+	for (size_t i = 0; i < t->count; i++)
+		busy += t->samples_ns[i] / 1e9;
+	report(t, 1, busy, "", &p99);
+}
+
 static CK_RV open_sessions(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot,
 			   bench_thread_t *threads, unsigned n)
 {
@@ -317,12 +329,7 @@ static int bench_login(int argc, char **argv)
 	}
 	if (rc == 0) {
 		printf("C_Login (user) through %s, %u logins\n", module, count);
-		printf("%-8s %-10s %-12s %-10s %-10s\n", "threads", "calls",
-		       "ops/s", "p50_us", "p99_us");
-		double total = 0;
-		for (size_t i = 0; i < t.count; i++)
-			total += t.samples_ns[i] / 1e9;
-		report(&t, 1, total, "", &(double){0});
+		report_sequential(&t);
 	}
 	free(t.samples_ns);
 	p11->C_Finalize(NULL);
@@ -444,14 +451,8 @@ static int bench_find(int argc, char **argv)
 			     ? 0
 			     : -1;
 	}
-	if (rc == 0) {
-		printf("%-8s %-10s %-12s %-10s %-10s\n", "threads", "calls",
-		       "ops/s", "p50_us", "p99_us");
-		double total = 0;
-		for (size_t i = 0; i < t.count; i++)
-			total += t.samples_ns[i] / 1e9;
-		report(&t, 1, total, "", &(double){0});
-	}
+	if (rc == 0)
+		report_sequential(&t);
 	free(t.samples_ns);
 	p11->C_Finalize(NULL);
 	return rc < 0 ? 1 : 0;
