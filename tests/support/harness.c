@@ -55,14 +55,24 @@ static void path_in(char *out, size_t cap, const th_daemon_t *d,
 	snprintf(out, cap, "%s/%s", d->pki, file);
 }
 
-static void issue(const th_daemon_t *d, const char *stem, X509 *ca,
-		  EVP_PKEY *ca_key, long from, long to)
+/* A client certificate CN=stem (with subjectAltName san unless NULL) and
+ * its key, as pki/stem.pem and .key. */
+static void issue(const th_daemon_t *d, const char *stem, const char *san,
+		  X509 *ca, EVP_PKEY *ca_key, long from, long to)
 {
 	char path[512];
 	EVP_PKEY *key = rh_pki_keygen();
 	X509 *cert =
 		rh_pki_issue(key, stem, RH_PKI_CLIENT, ca, ca_key, from, to);
 	ck_assert_ptr_nonnull(cert);
+	if (san) {
+		X509_EXTENSION *ext = X509V3_EXT_conf_nid(
+			NULL, NULL, NID_subject_alt_name, (char *)san);
+		ck_assert_ptr_nonnull(ext);
+		ck_assert_int_eq(X509_add_ext(cert, ext, -1), 1);
+		X509_EXTENSION_free(ext);
+		ck_assert_int_gt(X509_sign(cert, ca_key, EVP_sha256()), 0);
+	}
 	snprintf(path, sizeof(path), "%s/%s.key", d->pki, stem);
 	ck_assert_int_eq(rh_pki_write_key(path, key), 0);
 	snprintf(path, sizeof(path), "%s/%s.pem", d->pki, stem);
@@ -100,12 +110,7 @@ static void load_ca(const th_daemon_t *d, X509 **ca, EVP_PKEY **key)
 
 void th_issue_client(const th_daemon_t *d, const char *cn)
 {
-	X509 *ca;
-	EVP_PKEY *ca_key;
-	load_ca(d, &ca, &ca_key);
-	issue(d, cn, ca, ca_key, -60, 86400L);
-	X509_free(ca);
-	EVP_PKEY_free(ca_key);
+	th_issue_client_san(d, cn, NULL);
 }
 
 void th_issue_client_san(const th_daemon_t *d, const char *cn, const char *san)
@@ -113,23 +118,7 @@ void th_issue_client_san(const th_daemon_t *d, const char *cn, const char *san)
 	X509 *ca;
 	EVP_PKEY *ca_key;
 	load_ca(d, &ca, &ca_key);
-	EVP_PKEY *key = rh_pki_keygen();
-	X509 *cert =
-		rh_pki_issue(key, cn, RH_PKI_CLIENT, ca, ca_key, -60, 86400L);
-	X509_EXTENSION *ext = X509V3_EXT_conf_nid(
-		NULL, NULL, NID_subject_alt_name, (char *)san);
-	ck_assert_ptr_nonnull(cert);
-	ck_assert_ptr_nonnull(ext);
-	ck_assert_int_eq(X509_add_ext(cert, ext, -1), 1);
-	ck_assert_int_gt(X509_sign(cert, ca_key, EVP_sha256()), 0);
-	char path[512];
-	snprintf(path, sizeof(path), "%s/%s.key", d->pki, cn);
-	ck_assert_int_eq(rh_pki_write_key(path, key), 0);
-	snprintf(path, sizeof(path), "%s/%s.pem", d->pki, cn);
-	ck_assert_int_eq(rh_pki_write_cert(path, cert), 0);
-	X509_EXTENSION_free(ext);
-	X509_free(cert);
-	EVP_PKEY_free(key);
+	issue(d, cn, san, ca, ca_key, -60, 86400L);
 	X509_free(ca);
 	EVP_PKEY_free(ca_key);
 }
@@ -195,12 +184,12 @@ void th_pki_make(th_daemon_t *d)
 	path_in(ca_key_path, sizeof(ca_key_path), d, "ca.key");
 	X509 *ca = read_cert(ca_path);
 	EVP_PKEY *ca_key = read_key(ca_key_path);
-	issue(d, "expired", ca, ca_key, -10 * 86400L, -86400L);
+	issue(d, "expired", NULL, ca, ca_key, -10 * 86400L, -86400L);
 	/* A second CA whose client certificates the daemon must refuse. */
 	EVP_PKEY *other_key = rh_pki_keygen();
 	X509 *other = rh_pki_issue(other_key, "other CA", RH_PKI_CA, NULL, NULL,
 				   -60, 86400L);
-	issue(d, "otherca", other, other_key, -60, 86400L);
+	issue(d, "otherca", NULL, other, other_key, -60, 86400L);
 	X509_free(other);
 	EVP_PKEY_free(other_key);
 	X509_free(ca);

@@ -29,7 +29,8 @@ void th_pki_make(th_daemon_t *d);
 
 /* A client certificate CN=cn from the test CA: pki/cn.pem and .key. */
 void th_issue_client(const th_daemon_t *d, const char *cn);
-/* The same with a subjectAltName ("URI:spiffe://...", "DNS:name"). */
+/* The same with a subjectAltName ("URI:spiffe://...", "DNS:name"; NULL for
+ * none). */
 void th_issue_client_san(const th_daemon_t *d, const char *cn, const char *san);
 /* pki/crl.pem: the test CA's CRL revoking the certificates of cns. */
 void th_write_crl(const th_daemon_t *d, const char *const *cns);
