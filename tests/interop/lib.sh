@@ -67,6 +67,32 @@ start_daemon() {
     REMHSM_CERT=$work/state/pki/client.pem REMHSM_KEY=$work/state/pki/client.key
 }
 
+# OpenSSL's PKCS#11 engine (libp11) on the installed module with user PIN
+# 0000, through OPENSSL_CONF, for the device key FreeRTOS's label names
+# ($device_key). mosquitto_pub 2.0.11 opens its --key argument as a file
+# before handing it to the engine (upstream PR #1820 is still open): an
+# empty file named as the URI, in DIR, which becomes the working folder,
+# satisfies that check.
+#   use_engine DIR
+use_engine() {
+  cat >"$1/openssl.cnf" <<CNF
+openssl_conf = init
+[init]
+engines = engines
+[engines]
+pkcs11 = pkcs11
+[pkcs11]
+engine_id = pkcs11
+MODULE_PATH = $module
+PIN = 0000
+init = 0
+CNF
+  export OPENSSL_CONF=$1/openssl.cnf
+  device_key='pkcs11:token=FreeRTOS;object=Device%20Priv%20TLS%20Key;type=private'
+  cd "$1"
+  : >"$device_key"
+}
+
 cmake --install "$1" --prefix "$work/prefix" >/dev/null
 bin=$work/prefix/bin
 module=$(find "$work/prefix" -name libremhsm-pkcs11.so | head -n 1)

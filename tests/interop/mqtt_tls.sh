@@ -77,25 +77,7 @@ openssl x509 -req -in "$pki/device.csr" -CA "$pki/stranger.pem" -CAkey "$pki/str
   -days 1 -out "$pki/device-stranger.pem" 2>/dev/null
 
 # OpenSSL finds the engine and the module through its configuration.
-cat >"$pki/openssl.cnf" <<CNF
-openssl_conf = init
-[init]
-engines = engines
-[engines]
-pkcs11 = pkcs11
-[pkcs11]
-engine_id = pkcs11
-MODULE_PATH = $module
-PIN = 0000
-init = 0
-CNF
-export OPENSSL_CONF=$pki/openssl.cnf
-key_uri='pkcs11:token=FreeRTOS;object=Device%20Priv%20TLS%20Key;type=private'
-# mosquitto_pub 2.0.11 opens its --key argument as a file before handing
-# it to the engine (upstream PR #1820 is still open): an empty file named
-# as the URI, in the working folder, satisfies that check.
-cd "$pki"
-: >"$key_uri"
+use_engine "$pki"
 
 port=$(free_port)
 cat >"$pki/mosquitto.conf" <<CNF
@@ -136,7 +118,7 @@ publish() {
 
 subscribe 1
 check "mosquitto_pub publishes with the key inside remhsm" \
-  publish "$pki/device.pem" "$key_uri" "hello from device-1"
+  publish "$pki/device.pem" "$device_key" "hello from device-1"
 wait "$sub_pid" || true
 check "the subscriber receives the message" grep -qx "hello from device-1" "$pki/received"
 check "the broker took the identity from the device's certificate" \
@@ -144,7 +126,7 @@ check "the broker took the identity from the device's certificate" \
 
 subscribe 2
 check "a certificate from a CA the broker does not trust is refused" \
-  test "$(status_of publish "$pki/device-stranger.pem" "$key_uri" "stranger")" -ne 0
+  test "$(status_of publish "$pki/device-stranger.pem" "$device_key" "stranger")" -ne 0
 openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=thief \
   -keyout "$pki/thief.key" -out /dev/null 2>/dev/null
 check "the device certificate with a key that is not in remhsm is refused" \
@@ -153,7 +135,7 @@ check "the device certificate with a key that is not in remhsm is refused" \
 check "a client without a certificate is refused" \
   test "$(status_of mosquitto_pub "${tls_client[@]}" -t devices/device-1 -m anon)" -ne 0
 check "the device publishes again" \
-  publish "$pki/device.pem" "$key_uri" "after the refusals"
+  publish "$pki/device.pem" "$device_key" "after the refusals"
 wait "$sub_pid" || true
 check "the subscriber's first message is the device's, none of the refused" \
   grep -qx "after the refusals" "$pki/received"
@@ -178,7 +160,7 @@ s_server_accepts() {
   # s_client completes the handshake, sends the line and closes at the
   # end of its input; the timeout only bounds a broken run.
   echo ping | timeout 20 openssl s_client -connect "127.0.0.1:$sport" -CAfile "$pki/ca.pem" \
-    -engine pkcs11 -keyform engine -key "$key_uri" -cert "$pki/device.pem" \
+    -engine pkcs11 -keyform engine -key "$device_key" -cert "$pki/device.pem" \
     "-$version" -verify_return_error >"$pki/s_client.out" 2>&1 || true
   wait "$server" || true
   grep -q "Peer certificate: CN = device-1" "$pki/s_server.out" &&

@@ -90,23 +90,9 @@ openssl x509 -req -in "$work/d.csr" -CA "$work/devca.pem" -CAkey "$work/devca.ke
   -out "$work/device.pem" 2>/dev/null
 check "cert import" in_ns c "${r[@]}" cert import "$work/device.pem" "${m[@]}"
 
-cat >"$work/openssl.cnf" <<CNF
-openssl_conf = init
-[init]
-engines = engines
-[engines]
-pkcs11 = pkcs11
-[pkcs11]
-engine_id = pkcs11
-MODULE_PATH = $module
-PIN = 0000
-init = 0
-CNF
-export OPENSSL_CONF=$work/openssl.cnf
-key='pkcs11:token=FreeRTOS;object=Device%20Priv%20TLS%20Key;type=private'
-cd "$work" && : >"$key"
+use_engine "$work"
 ip netns exec "${tag}c" mosquitto_sub -h 10.77.0.2 -p 8883 --cafile "$work/devca.pem" --cert "$work/device.pem" \
-  --tls-engine pkcs11 --keyform engine --key "$key" -t t/device-9 -C 1 -W 15 \
+  --tls-engine pkcs11 --keyform engine --key "$device_key" -t t/device-9 -C 1 -W 15 \
   >"$work/received" 2>"$work/sub.err" &
 sub=$!
 pids+=("$sub")
@@ -114,7 +100,7 @@ for _ in $(seq 200); do grep -q "Sending SUBACK" "$work/mosquitto.log" && break;
 check "the device publishes with its key in remhsm" \
   in_ns c mosquitto_pub -h 10.77.0.2 -p 8883 \
   --cafile "$work/devca.pem" --cert "$work/device.pem" --tls-engine pkcs11 --keyform engine \
-  --key "$key" -t t/device-9 -m "from namespace c"
+  --key "$device_key" -t t/device-9 -m "from namespace c"
 wait "$sub" || true
 check "and the message arrives" grep -qx "from namespace c" "$work/received"
 check "remhsmd saw the client from its namespace's address" \
