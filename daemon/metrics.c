@@ -269,17 +269,23 @@ static void on_scrape(uv_stream_t *listener, int status)
 		uv_close((uv_handle_t *)&s->tcp, scrape_closed);
 }
 
+/* listen as an address, if it is a loopback one (127.0.0.0/8, ::1). */
+static int parse_loopback(const char *listen, struct sockaddr_storage *addr)
+{
+	if (rhd_server_parse_listen(listen, addr) < 0)
+		return 0;
+	if (addr->ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)addr;
+		return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+	}
+	const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)addr;
+	return IN6_IS_ADDR_LOOPBACK(&a->sin6_addr);
+}
+
 int rhd_metrics_listen_ok(const char *listen)
 {
 	struct sockaddr_storage addr;
-	if (rhd_server_parse_listen(listen, &addr) < 0)
-		return 0;
-	if (addr.ss_family == AF_INET) {
-		const struct sockaddr_in *a = (const struct sockaddr_in *)&addr;
-		return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
-	}
-	const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&addr;
-	return IN6_IS_ADDR_LOOPBACK(&a->sin6_addr);
+	return parse_loopback(listen, &addr);
 }
 
 int rhd_metrics_start(uv_loop_t *loop, const char *listen, rhd_engine_t *engine,
@@ -289,8 +295,7 @@ int rhd_metrics_start(uv_loop_t *loop, const char *listen, rhd_engine_t *engine,
 	m.engine = engine;
 	m.open_connections = open_connections;
 	struct sockaddr_storage addr;
-	if (!rhd_metrics_listen_ok(listen) ||
-	    rhd_server_parse_listen(listen, &addr) < 0) {
+	if (!parse_loopback(listen, &addr)) {
 		snprintf(err, err_len,
 			 "metrics-listen '%s': a loopback ADDRESS:PORT only",
 			 listen);
