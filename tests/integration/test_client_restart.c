@@ -13,8 +13,6 @@
 #include <check.h>
 #include <dlfcn.h>
 #include <netinet/in.h>
-#include <openssl/core_names.h>
-#include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <poll.h>
 #include <pthread.h>
@@ -187,34 +185,7 @@ static EVP_PKEY *read_public_key(CK_OBJECT_HANDLE key)
 	ck_assert_uint_eq(p11->C_GetAttributeValue(session, key, &a, 1),
 			  CKR_OK);
 	ck_assert_uint_eq(a.ulValueLen, 67);
-	OSSL_PARAM params[] = {
-		OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
-				       (char *)"prime256v1", 0),
-		OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, point + 2, 65),
-		OSSL_PARAM_END};
-	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-	EVP_PKEY *out = NULL;
-	ck_assert_int_eq(EVP_PKEY_fromdata_init(ctx), 1);
-	ck_assert_int_eq(
-		EVP_PKEY_fromdata(ctx, &out, EVP_PKEY_PUBLIC_KEY, params), 1);
-	EVP_PKEY_CTX_free(ctx);
-	return out;
-}
-
-static int verifies(const CK_BYTE hash[32], const CK_BYTE rs[64])
-{
-	ECDSA_SIG *sig = ECDSA_SIG_new();
-	ECDSA_SIG_set0(sig, BN_bin2bn(rs, 32, NULL),
-		       BN_bin2bn(rs + 32, 32, NULL));
-	unsigned char *der = NULL;
-	int len = i2d_ECDSA_SIG(sig, &der);
-	ECDSA_SIG_free(sig);
-	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(public_key, NULL);
-	int ok = EVP_PKEY_verify_init(ctx) == 1 &&
-		 EVP_PKEY_verify(ctx, der, (size_t)len, hash, 32) == 1;
-	EVP_PKEY_CTX_free(ctx);
-	OPENSSL_free(der);
-	return ok;
+	return th_p256_public_key(point);
 }
 
 static void setup(void)
@@ -266,7 +237,7 @@ static void *sign_loop(void *arg)
 		if (rv != CKR_OK) {
 			s->last_error = rv;
 			atomic_fetch_add(&s->errors, 1);
-		} else if (len != 64 || !verifies(hash, sig)) {
+		} else if (!th_ecdsa_verifies(public_key, hash, sig, len)) {
 			atomic_fetch_add(&s->bad_signatures, 1);
 		} else {
 			atomic_fetch_add(&s->signed_ok, 1);

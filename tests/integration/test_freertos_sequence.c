@@ -57,26 +57,6 @@ static void ec_point_der(EVP_PKEY *key, CK_BYTE out[67])
 	ck_assert_uint_eq(len, 65);
 }
 
-/* Raw r||s from the token, checked as a DER ECDSA-Sig-Value by OpenSSL. */
-static int ecdsa_ok(EVP_PKEY *key, const CK_BYTE hash[32], const CK_BYTE *rs,
-		    CK_ULONG rs_len)
-{
-	if (rs_len != 64)
-		return 0;
-	ECDSA_SIG *sig = ECDSA_SIG_new();
-	ECDSA_SIG_set0(sig, BN_bin2bn(rs, 32, NULL),
-		       BN_bin2bn(rs + 32, 32, NULL));
-	unsigned char *der = NULL;
-	int der_len = i2d_ECDSA_SIG(sig, &der);
-	ECDSA_SIG_free(sig);
-	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(key, NULL);
-	int ok = EVP_PKEY_verify_init(ctx) == 1 &&
-		 EVP_PKEY_verify(ctx, der, (size_t)der_len, hash, 32) == 1;
-	EVP_PKEY_CTX_free(ctx);
-	OPENSSL_free(der);
-	return ok;
-}
-
 static int rsa_pkcs1_ok(EVP_PKEY *key, const CK_BYTE hash[32],
 			const CK_BYTE *sig, CK_ULONG sig_len)
 {
@@ -344,7 +324,7 @@ static void tls_sign(tls_client_t *c, CK_OBJECT_HANDLE priv)
 	pthread_mutex_unlock(c->op_lock);
 	ck_assert_uint_eq(init, CKR_OK);
 	ck_assert_uint_eq(rv, CKR_OK);
-	ck_assert(ecdsa_ok(c->expected, hash, sig, len));
+	ck_assert(th_ecdsa_verifies(c->expected, hash, sig, len));
 }
 
 static void *tls_handshakes(void *arg)
@@ -422,20 +402,7 @@ START_TEST(test_generated_device_key_feeds_a_csr)
 	CK_BYTE point[67];
 	ck_assert_uint_eq(read_attr(priv, CKA_EC_POINT, point, sizeof(point)),
 			  67);
-	ck_assert_uint_eq(point[0], 0x04);
-	ck_assert_uint_eq(point[1], 65);
-	EVP_PKEY *token_key = NULL;
-	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-	OSSL_PARAM params[] = {
-		OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
-				       (char *)"prime256v1", 0),
-		OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, point + 2, 65),
-		OSSL_PARAM_END};
-	ck_assert_int_eq(EVP_PKEY_fromdata_init(ctx), 1);
-	ck_assert_int_eq(
-		EVP_PKEY_fromdata(ctx, &token_key, EVP_PKEY_PUBLIC_KEY, params),
-		1);
-	EVP_PKEY_CTX_free(ctx);
+	EVP_PKEY *token_key = th_p256_public_key(point);
 
 	/* FreeRTOS's length query ends the operation in this mode, so the
 	 * CSR code initialises again before signing. */
@@ -448,7 +415,7 @@ START_TEST(test_generated_device_key_feeds_a_csr)
 	ck_assert_uint_eq(len, 64);
 	ck_assert_uint_eq(p11->C_SignInit(session, &ecdsa, priv), CKR_OK);
 	ck_assert_uint_eq(p11->C_Sign(session, hash, 32, sig, &len), CKR_OK);
-	ck_assert(ecdsa_ok(token_key, hash, sig, len));
+	ck_assert(th_ecdsa_verifies(token_key, hash, sig, len));
 	EVP_PKEY_free(token_key);
 }
 END_TEST

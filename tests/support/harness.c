@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -324,6 +326,44 @@ void th_generate_p256(CK_FUNCTION_LIST *p11, CK_SESSION_HANDLE session,
 	ck_assert_uint_eq(
 		p11->C_GenerateKeyPair(session, &gen, pt, 3, st, 2, pub, priv),
 		CKR_OK);
+}
+
+EVP_PKEY *th_p256_public_key(const CK_BYTE point[67])
+{
+	ck_assert_uint_eq(point[0], 0x04);
+	ck_assert_uint_eq(point[1], 65);
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
+				       (char *)"prime256v1", 0),
+		OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY,
+					(void *)(point + 2), 65),
+		OSSL_PARAM_END};
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+	EVP_PKEY *key = NULL;
+	ck_assert_int_eq(EVP_PKEY_fromdata_init(ctx), 1);
+	ck_assert_int_eq(
+		EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, params), 1);
+	EVP_PKEY_CTX_free(ctx);
+	return key;
+}
+
+int th_ecdsa_verifies(EVP_PKEY *key, const CK_BYTE hash[32], const CK_BYTE *rs,
+		      CK_ULONG rs_len)
+{
+	if (rs_len != 64)
+		return 0;
+	ECDSA_SIG *sig = ECDSA_SIG_new();
+	ECDSA_SIG_set0(sig, BN_bin2bn(rs, 32, NULL),
+		       BN_bin2bn(rs + 32, 32, NULL));
+	unsigned char *der = NULL;
+	int der_len = i2d_ECDSA_SIG(sig, &der);
+	ECDSA_SIG_free(sig);
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(key, NULL);
+	int ok = EVP_PKEY_verify_init(ctx) == 1 &&
+		 EVP_PKEY_verify(ctx, der, (size_t)der_len, hash, 32) == 1;
+	EVP_PKEY_CTX_free(ctx);
+	OPENSSL_free(der);
+	return ok;
 }
 
 const char *th_module_path(void)

@@ -65,6 +65,15 @@ void th_generate_p256(CK_FUNCTION_LIST *p11, CK_SESSION_HANDLE session,
 		      CK_BBOOL token_public, CK_OBJECT_HANDLE *pub,
 		      CK_OBJECT_HANDLE *priv);
 
+/* A P-256 public key from a CKA_EC_POINT (DER OCTET STRING, 67 bytes),
+ * for OpenSSL to check the token's signatures with. */
+EVP_PKEY *th_p256_public_key(const CK_BYTE point[67]);
+
+/* Whether a raw r||s ECDSA P-256 signature over a 32-byte hash verifies
+ * (OpenSSL, outside the token); rs_len other than 64 never does. */
+int th_ecdsa_verifies(EVP_PKEY *key, const CK_BYTE hash[32], const CK_BYTE *rs,
+		      CK_ULONG rs_len);
+
 /* SIGTERM, waits for exit, returns the exit status (-1 if killed). */
 int th_daemon_stop(th_daemon_t *d);
 void th_daemon_cleanup(th_daemon_t *d);
