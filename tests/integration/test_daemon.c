@@ -531,6 +531,53 @@ START_TEST(test_session_limit_and_log_level_are_configurable)
 }
 END_TEST
 
+/* Restore from a client that lies: nothing it names that the daemon
+ * cannot honour is restored, each is reported lost, nothing else moves. */
+START_TEST(test_restore_refuses_what_it_cannot_honour)
+{
+	th_conn_t c;
+	connect_hello(&c);
+	Remhsm__RestoreSession bad_slot = REMHSM__RESTORE_SESSION__INIT;
+	bad_slot.handle = 7;
+	bad_slot.slot = 40;
+	bad_slot.flags = CKF_SERIAL_SESSION;
+	Remhsm__RestoreSession no_handle = REMHSM__RESTORE_SESSION__INIT;
+	no_handle.flags = CKF_SERIAL_SESSION;
+	Remhsm__RestoreSession *sessions[] = {&bad_slot, &no_handle};
+	uint8_t forged[121];
+	memset(forged, 0x5a, sizeof(forged));
+	Remhsm__RestoreLogin garbage = REMHSM__RESTORE_LOGIN__INIT;
+	garbage.lease = (ProtobufCBinaryData){sizeof(forged), forged};
+	Remhsm__RestoreLogin short_one = REMHSM__RESTORE_LOGIN__INIT;
+	short_one.lease = (ProtobufCBinaryData){3, forged};
+	Remhsm__RestoreLogin *logins[] = {&garbage, &short_one};
+	Remhsm__RestoreReq body = REMHSM__RESTORE_REQ__INIT;
+	body.n_sessions = 2;
+	body.sessions = sessions;
+	body.n_logins = 2;
+	body.logins = logins;
+	Remhsm__Request req = REMHSM__REQUEST__INIT;
+	req.id = 5;
+	req.call_case = REMHSM__REQUEST__CALL_RESTORE;
+	req.restore = &body;
+	ck_assert_int_eq(th_send_request(&c, &req), 0);
+	Remhsm__Response *r = th_recv_response(&c);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_uint_eq(r->rv, CKR_OK);
+	ck_assert_uint_eq(r->restore->n_lost_sessions, 2);
+	ck_assert_uint_eq(r->restore->n_lost_logins, 2);
+	remhsm__response__free_unpacked(r, NULL);
+	ck_assert_int_eq(th_log_contains(&d, "event=restore "), 1);
+	ck_assert_int_eq(th_log_contains(&d, "lost-sessions=2 logins=2 "
+					     "lost-logins=2"),
+			 1);
+	/* The connection goes on, with no session and no login. */
+	uint64_t session = open_session(&c);
+	ck_assert_uint_ne(session, 7);
+	th_conn_close(&c);
+}
+END_TEST
+
 START_TEST(test_sigterm_drains_and_exits_zero)
 {
 	th_conn_t c;
@@ -651,6 +698,7 @@ int main(void)
 	tcase_add_test(tc, test_connections_per_identity_are_limited);
 	tcase_add_test(tc, test_a_client_that_does_not_read_is_held_back);
 	tcase_add_test(tc, test_session_limit_and_log_level_are_configurable);
+	tcase_add_test(tc, test_restore_refuses_what_it_cannot_honour);
 	tcase_add_test(tc, test_client_without_certificate_is_refused);
 	tcase_add_test(tc, test_certificate_from_another_ca_is_refused);
 	tcase_add_test(tc, test_expired_certificate_is_refused);

@@ -64,4 +64,14 @@ stop_daemon
 check "the chain goes on across a restart" "$bin/remhsm" audit verify "$log"
 check "the head is in the operational log too" \
   bash -c "grep -q \"event=audit-head seq=\$(tail -n 1 '$log' | sed 's/seq=\\([0-9]*\\).*/\\1/')\" '$work/remhsmd.log'"
+
+# A log whose last record is cut short: the daemon will not start on it
+# (it could not continue the chain) and leaves the file as it was.
+printf 'seq=999 ts=cut' >>"$log"
+cp "$log" "$work/cut.copy"
+check "a log ending in a partial record stops the start" \
+  test "$(status_of timeout 10 "$bin/remhsmd" --listen 127.0.0.1:0 --state-dir "$work/state")" -eq 1
+check "naming the file and what to do" \
+  grep -q "audit log: .*audit.log: its last record does not parse; keep the file and start a new log" "$work/out"
+check "the log is untouched" cmp -s "$log" "$work/cut.copy"
 finish

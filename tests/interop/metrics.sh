@@ -42,6 +42,17 @@ check "three ECDSA-SHA256 signatures, by mechanism and result" \
 check "the failed login" has '^remhsm_login_failures_total 1$'
 check "a latency histogram per call" has '^remhsm_call_duration_seconds_bucket{call="C_Sign",le="+Inf"} 3$'
 check "another path is 404" bash -c "$(declare -f scrape); mport=$mport; scrape /other | head -1 | grep -q '404 Not Found'"
+# A request that never ends its headers: closed at 4 KiB, nothing served.
+oversized() {
+  exec 3<>"/dev/tcp/127.0.0.1/$mport"
+  head -c 5000 /dev/zero | tr '\0' A >&3 || true
+  local answer
+  answer=$(timeout 5 cat <&3 || true)
+  exec 3<&-
+  [ -z "$answer" ]
+}
+check "an endless request is closed unanswered" oversized
+check "and the endpoint still serves" bash -c "$(declare -f scrape); mport=$mport; scrape /metrics | grep -q '^remhsm_connections '"
 check "a non-loopback listener is refused" \
   test "$(status_of "$bin/remhsmd" --check-config --state-dir "$work/state" --metrics-listen 0.0.0.0:9697)" -eq 1
 check "and named" grep -q "not a loopback" "$work/out"
