@@ -64,6 +64,8 @@ static int set_key(rhc_config_t *cfg, const char *key, const char *value)
 		return set_ms(&cfg->connect_timeout_ms, value, 1);
 	if (!strcmp(key, "reconnect-ms"))
 		return set_ms(&cfg->reconnect_timeout_ms, value, 0);
+	if (!strcmp(key, "spin-us"))
+		return set_ms(&cfg->spin_us, value, 0);
 	if (!strcmp(key, "compat")) {
 		cfg->compat_freertos = !strcmp(value, "freertos");
 		return cfg->compat_freertos || !strcmp(value, "none") ? 0 : -1;
@@ -131,6 +133,7 @@ int rhc_config_load(rhc_config_t *cfg, char *err, size_t err_len)
 	cfg->connect_timeout_ms = 5000;
 	cfg->call_timeout_ms = 60000;
 	cfg->reconnect_timeout_ms = 15000;
+	cfg->spin_us = 100;
 	const char *debug = getenv("REMHSM_DEBUG");
 	cfg->debug = debug && *debug && strcmp(debug, "0") != 0;
 	const char *conf = getenv("REMHSM_CONF");
@@ -144,6 +147,7 @@ int rhc_config_load(rhc_config_t *cfg, char *err, size_t err_len)
 		    0 ||
 	    from_env(cfg, "REMHSM_RECONNECT_MS", "reconnect-ms", err, err_len) <
 		    0 ||
+	    from_env(cfg, "REMHSM_SPIN_US", "spin-us", err, err_len) < 0 ||
 	    from_env(cfg, "REMHSM_COMPAT", "compat", err, err_len) < 0)
 		return -1;
 	if (!cfg->ca[0] || !cfg->cert[0] || !cfg->key[0]) {

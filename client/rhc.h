@@ -21,12 +21,16 @@ typedef struct rhc_config {
 	/* How long a call keeps trying to reach a daemon that went away
 	 * (restarting, or the link dropped); 0 fails at once. */
 	unsigned reconnect_timeout_ms;
+	/* How long a thread waiting for an answer polls the socket before
+	 * sleeping (REMHSM_SPIN_US); see transport_tls.c. */
+	unsigned spin_us;
 	int debug;
 	int compat_freertos; /* REMHSM_COMPAT=freertos */
 } rhc_config_t;
 
 /* Reads REMHSM_CONF (if set) and then REMHSM_SERVER, REMHSM_CA, REMHSM_CERT,
- * REMHSM_KEY, REMHSM_TIMEOUT_MS, REMHSM_RECONNECT_MS, REMHSM_COMPAT,
+ * REMHSM_KEY, REMHSM_TIMEOUT_MS, REMHSM_RECONNECT_MS, REMHSM_SPIN_US,
+ * REMHSM_COMPAT,
  * REMHSM_DEBUG over it. */
 int rhc_config_load(rhc_config_t *cfg, char *err, size_t err_len);
 

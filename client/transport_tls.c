@@ -13,6 +13,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -29,7 +30,36 @@ struct rhc_link {
 	SSL *ssl;
 	BIO *net_in;
 	BIO *net_out;
+	uint64_t spin_ns;     /* REMHSM_SPIN_US */
+	uint64_t wait_avg_ns; /* how long answers took lately */
 };
+
+/* Threads polling a socket right now; at most one per spare core, so that
+ * polling threads never take the CPU from each other or from the daemon. */
+static atomic_uint spinners;
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int take_spinner(void)
+{
+	static atomic_long spare_cores = -1;
+	long spare = atomic_load(&spare_cores);
+	if (spare < 0) {
+		spare = sysconf(_SC_NPROCESSORS_ONLN) - 1;
+		atomic_store(&spare_cores, spare);
+	}
+	if (spare < 1 || atomic_fetch_add(&spinners, 1) >= (unsigned)spare) {
+		if (spare >= 1)
+			atomic_fetch_sub(&spinners, 1);
+		return 0;
+	}
+	return 1;
+}
 
 static int64_t now_ms(void)
 {
@@ -91,12 +121,40 @@ static int flush_out(rhc_link_t *l, int64_t deadline)
 	return RH_OK;
 }
 
+static int would_block(ssize_t n)
+{
+	return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+/* A recv() that, when nothing has come yet, polls the socket for up to the
+ * link's spin budget before giving up: a thread sleeping in poll() is woken
+ * tens of microseconds late on a virtual machine, longer than a P-256
+ * signature takes. It polls only while recent answers came within the
+ * budget, so a slow call (an RSA-4096 signature, a login) is not spun for. */
+static ssize_t recv_polling(rhc_link_t *l, uint8_t *buf, size_t cap)
+{
+	ssize_t n = recv(l->fd, buf, cap, 0);
+	if (!would_block(n) || !l->spin_ns || l->wait_avg_ns > l->spin_ns ||
+	    !take_spinner())
+		return n;
+	uint64_t until = now_ns() + l->spin_ns;
+	do
+		n = recv(l->fd, buf, cap, 0);
+	while ((would_block(n) || (n < 0 && errno == EINTR)) &&
+	       now_ns() < until);
+	atomic_fetch_sub(&spinners, 1);
+	return n;
+}
+
 /* Feeds OpenSSL with the next bytes from the socket. */
 static int fill_in(rhc_link_t *l, int64_t deadline)
 {
 	uint8_t buf[16384];
+	int polled = 0;
 	for (;;) {
-		ssize_t n = recv(l->fd, buf, sizeof(buf), 0);
+		ssize_t n = polled ? recv(l->fd, buf, sizeof(buf), 0)
+				   : recv_polling(l, buf, sizeof(buf));
+		polled = 1;
 		if (n > 0)
 			return BIO_write(l->net_in, buf, (int)n) == n
 				       ? RH_OK
@@ -239,6 +297,7 @@ static int tls_connect(const rhc_config_t *cfg, SSL_CTX *tls, rhc_link_t **out)
 	rhc_link_t *l = calloc(1, sizeof(*l));
 	if (!l)
 		return RH_ENOMEM;
+	l->spin_ns = (uint64_t)cfg->spin_us * 1000u;
 	l->fd = open_tcp(host, port, deadline);
 	if (l->fd < 0) {
 		rhc_debug("cannot connect to %s: %s", cfg->server,
@@ -312,10 +371,12 @@ static int tls_receive(rhc_link_t *l, uint32_t max_payload, uint8_t **payload,
 		       size_t *len, unsigned timeout_ms)
 {
 	int64_t deadline = now_ms() + timeout_ms;
+	uint64_t started = now_ns();
 	uint8_t header[RH_FRAME_HEADER];
 	int r = read_exact(l, header, sizeof(header), deadline);
 	if (r < 0)
 		return r;
+	l->wait_avg_ns = (l->wait_avg_ns * 3 + (now_ns() - started)) / 4;
 	uint32_t n;
 	r = rh_frame_header_decode(header, max_payload, &n);
 	if (r < 0)

@@ -27,6 +27,7 @@ void rhd_config_defaults(rhd_config_t *cfg)
 	cfg->slots = 1;
 	cfg->pin_max_failures = 10;
 	cfg->login_lease_s = 900;
+	cfg->busy_poll_us = 50;
 	/* scrypt N=2^15, r=8, p=1: 32 MiB and tens of milliseconds a try. */
 	cfg->kdf_scrypt_n = 32768;
 	cfg->kdf_scrypt_r = 8;
@@ -76,6 +77,7 @@ static const struct setting {
 	UINT("slots", slots, 1, 64),
 	UINT("pin-max-failures", pin_max_failures, 1, 1000),
 	UINT("login-lease-s", login_lease_s, 0, 86400),
+	UINT("busy-poll-us", busy_poll_us, 0, 10000),
 	{"kdf-scrypt-n", KIND_POW2, offsetof(rhd_config_t, kdf_scrypt_n), 0, 2,
 	 1u << 22},
 	UINT("kdf-scrypt-r", kdf_scrypt_r, 1, 64),
@@ -383,6 +385,10 @@ void rhd_config_usage(FILE *out, const char *prog)
 		"dropped\n"
 		"                             connection for N s (900; 0: "
 		"never)\n"
+		"  --busy-poll-us N           after a request, poll without "
+		"sleeping for N us\n"
+		"                             before waiting again (50; 0: "
+		"off)\n"
 		"  --kdf-scrypt-n N           scrypt cost of new PINs, a power "
 		"of 2 (32768)\n"
 		"  --kdf-scrypt-r N           scrypt block size of new PINs "

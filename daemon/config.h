@@ -32,6 +32,7 @@ typedef struct rhd_config {
 	unsigned slots;
 	unsigned pin_max_failures;
 	unsigned login_lease_s;
+	unsigned busy_poll_us;
 	/* The command line this configuration came from, to read it again
 	 * on SIGHUP (the file included). */
 	int argc;

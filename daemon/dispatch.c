@@ -1330,6 +1330,25 @@ static CK_RV route(call_ctx_t *ctx, const Remhsm__Request *req)
 	}
 }
 
+static int short_ecdsa(const Remhsm__Mechanism *m, size_t data_len)
+{
+	return m && rhd_mechanism_is_ecdsa(m->type) &&
+	       data_len <= RHD_SHORT_CALL_DATA;
+}
+
+int rhd_dispatch_is_short(const Remhsm__Request *req)
+{
+	if (req->call_case == REMHSM__REQUEST__CALL_SIGN)
+		return req->sign && req->sign->init &&
+		       short_ecdsa(req->sign->init->mechanism,
+				   req->sign->data.len);
+	if (req->call_case == REMHSM__REQUEST__CALL_VERIFY)
+		return req->verify && req->verify->init &&
+		       short_ecdsa(req->verify->init->mechanism,
+				   req->verify->data.len);
+	return 0;
+}
+
 void rhd_dispatch(rhd_engine_t *engine, rhd_app_t *app,
 		  const Remhsm__Request *req, Remhsm__Response *resp,
 		  rh_arena_t *arena)

@@ -18,4 +18,12 @@ void rhd_dispatch(rhd_engine_t *engine, rhd_app_t *app,
 		  const Remhsm__Request *req, Remhsm__Response *resp,
 		  rh_arena_t *arena);
 
+/*
+ * Whether a call the thread pool normally runs is short enough to run in
+ * place: a single-part ECDSA sign or verify carrying its init, over at most
+ * RHD_SHORT_CALL_DATA bytes. It costs less than handing it to a thread.
+ */
+#define RHD_SHORT_CALL_DATA 1024
+int rhd_dispatch_is_short(const Remhsm__Request *req);
+
 #endif

@@ -39,10 +39,15 @@ size_t rhd_mechanisms(const CK_MECHANISM_TYPE **list)
 	return sizeof(served) / sizeof(served[0]);
 }
 
-static int is_ecdsa(CK_MECHANISM_TYPE mech)
+int rhd_mechanism_is_ecdsa(CK_MECHANISM_TYPE mech)
 {
 	return mech == CKM_ECDSA || mech == CKM_ECDSA_SHA256 ||
 	       mech == CKM_ECDSA_SHA384 || mech == CKM_ECDSA_SHA512;
+}
+
+static int is_ecdsa(CK_MECHANISM_TYPE mech)
+{
+	return rhd_mechanism_is_ecdsa(mech);
 }
 
 static int is_pss(CK_MECHANISM_TYPE mech)

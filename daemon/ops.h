@@ -37,5 +37,6 @@ CK_RV rhd_op_complete(rhd_op_t *taken, rhd_op_kind_t kind, int single,
 /* The mechanisms served, and their C_GetMechanismInfo. */
 size_t rhd_mechanisms(const CK_MECHANISM_TYPE **list);
 int rhd_mechanism_info(CK_MECHANISM_TYPE mech, CK_MECHANISM_INFO *info);
+int rhd_mechanism_is_ecdsa(CK_MECHANISM_TYPE mech);
 
 #endif

@@ -237,6 +237,25 @@ START_TEST(test_missing_configuration_fails_initialize)
 }
 END_TEST
 
+START_TEST(test_spin_setting_is_checked)
+{
+	setenv("REMHSM_SPIN_US", "-1", 1);
+	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_GENERAL_ERROR);
+	setenv("REMHSM_SPIN_US", "100us", 1);
+	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_GENERAL_ERROR);
+	setenv("REMHSM_SPIN_US", "0", 1);
+	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
+	CK_BYTE random[16];
+	CK_SESSION_HANDLE s;
+	ck_assert_uint_eq(
+		p11->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &s),
+		CKR_OK);
+	ck_assert_uint_eq(p11->C_GenerateRandom(s, random, sizeof(random)),
+			  CKR_OK);
+	unsetenv("REMHSM_SPIN_US");
+}
+END_TEST
+
 START_TEST(test_config_file_names_the_server)
 {
 	char path[400];
@@ -718,6 +737,7 @@ int main(void)
 		       test_module_leaves_signals_and_exit_to_the_application);
 	tcase_add_test(fresh, test_calls_before_initialize_are_refused);
 	tcase_add_test(fresh, test_initialize_argument_rules);
+	tcase_add_test(fresh, test_spin_setting_is_checked);
 	tcase_add_test(fresh, test_application_mutex_callbacks_are_used);
 	tcase_add_test(fresh, test_missing_configuration_fails_initialize);
 	tcase_add_test(fresh, test_config_file_names_the_server);

@@ -312,6 +312,47 @@ START_TEST(test_unserved_and_unknown_calls_are_not_supported)
 }
 END_TEST
 
+START_TEST(test_only_small_ecdsa_with_its_init_is_short)
+{
+	Remhsm__Mechanism ecdsa = REMHSM__MECHANISM__INIT;
+	Remhsm__Mechanism rsa = REMHSM__MECHANISM__INIT;
+	ecdsa.type = CKM_ECDSA_SHA256;
+	rsa.type = CKM_SHA256_RSA_PKCS;
+	Remhsm__SignInitReq init = REMHSM__SIGN_INIT_REQ__INIT;
+	init.mechanism = &ecdsa;
+	Remhsm__SignReq sign = REMHSM__SIGN_REQ__INIT;
+	sign.data.len = RHD_SHORT_CALL_DATA;
+	sign.init = &init;
+	Remhsm__Request req = REMHSM__REQUEST__INIT;
+	req.call_case = REMHSM__REQUEST__CALL_SIGN;
+	req.sign = &sign;
+	ck_assert_int_eq(rhd_dispatch_is_short(&req), 1);
+	sign.data.len = RHD_SHORT_CALL_DATA + 1;
+	ck_assert_int_eq(rhd_dispatch_is_short(&req), 0);
+	sign.data.len = 32;
+	init.mechanism = &rsa;
+	ck_assert_int_eq(rhd_dispatch_is_short(&req), 0);
+	init.mechanism = NULL;
+	ck_assert_int_eq(rhd_dispatch_is_short(&req), 0);
+	sign.init = NULL; /* its init ran apart: the mechanism is unknown */
+	ck_assert_int_eq(rhd_dispatch_is_short(&req), 0);
+	req.sign = NULL;
+	ck_assert_int_eq(rhd_dispatch_is_short(&req), 0);
+
+	Remhsm__VerifyInitReq vinit = REMHSM__VERIFY_INIT_REQ__INIT;
+	vinit.mechanism = &ecdsa;
+	Remhsm__VerifyReq verify = REMHSM__VERIFY_REQ__INIT;
+	verify.init = &vinit;
+	req.call_case = REMHSM__REQUEST__CALL_VERIFY;
+	req.verify = &verify;
+	ck_assert_int_eq(rhd_dispatch_is_short(&req), 1);
+	Remhsm__DigestReq digest = REMHSM__DIGEST_REQ__INIT;
+	req.call_case = REMHSM__REQUEST__CALL_DIGEST;
+	req.digest = &digest;
+	ck_assert_int_eq(rhd_dispatch_is_short(&req), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("dispatch");
@@ -332,6 +373,7 @@ int main(void)
 	tcase_add_test(tc, test_seed_random_needs_a_session);
 	tcase_add_test(tc, test_session_count_is_bounded);
 	tcase_add_test(tc, test_unserved_and_unknown_calls_are_not_supported);
+	tcase_add_test(tc, test_only_small_ecdsa_with_its_init_is_short);
 	suite_add_tcase(s, tc);
 	return th_run_suite(s);
 }
