@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Builds, starts a fresh remhsmd on a free loopback port, and runs
-# `remhsm bench` through the remhsm module and, for comparison, through a
-# fresh SoftHSMv2 token (a local module, no network); then C_Login latency
-# with the default KDF, and the store at 1k, 100k and 1M objects.
-#   scripts/bench.sh [SECONDS_PER_ROUND] [STORE_SIZES]
+# `remhsm bench` through the remhsm module and, in the same run, through a
+# fresh SoftHSMv2 token (a local module, no network), printing the ratios:
+# random bytes, ECDSA P-256 and RSA-2048 signatures at 1, 8 and 32 threads,
+# and RSA-2048 against `openssl speed`. Then C_Login latency with the
+# default KDF, signing under a handshake flood, find by label through the
+# module with FIND_OBJECTS token objects (filling 1M takes minutes),
+# recovery from restarts, and the store at each of STORE_SIZES.
+#   scripts/bench.sh [SECONDS_PER_ROUND] [STORE_SIZES] [FIND_OBJECTS]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 seconds=${1:-5}
 sizes=${2:-1000,100000,1000000}
+find_objects=${3:-1000000}
 
 scripts/deps.sh bench
 cmake -S . -B build-run -DBUILD_TESTING=OFF -DCMAKE_INSTALL_PREFIX="$root/_install" >/dev/null
@@ -33,21 +38,47 @@ for _ in $(seq 100); do
   sleep 0.05
 done
 
-echo "== remhsm over mTLS on loopback ($(nproc) cores)"
+echo "== SoftHSMv2 token for comparison (in-process, no network)"
+mkdir -p "$work/softhsm"
+printf 'directories.tokendir = %s\nobjectstore.backend = file\n' "$work/softhsm" \
+  >"$work/softhsm2.conf"
+export SOFTHSM2_CONF=$work/softhsm2.conf
+softhsm2-util --init-token --free --label bench --pin 0000 --so-pin 123456 >/dev/null
+softhsm=/usr/lib/softhsm/libsofthsm2.so
+
 export REMHSM_SERVER=127.0.0.1:$port REMHSM_CA=$work/pki/ca.pem \
   REMHSM_CERT=$work/pki/client.pem REMHSM_KEY=$work/pki/client.key
-_install/bin/remhsm bench --module "$module" --threads 1,8,32 --seconds "$seconds"
+_install/bin/remhsm token init --module "$module" --freertos --so-pin bench-so-pin >/dev/null
+
+echo "== C_GenerateRandom: 1 = remhsm over mTLS on loopback ($(nproc) cores), 2 = SoftHSMv2"
+_install/bin/remhsm bench --module "$module" --compare "$softhsm" --threads 1,8,32 \
+  --seconds "$seconds"
+
+echo "== ECDSA P-256 sign (C_SignInit + C_Sign): 1 = remhsm, 2 = SoftHSMv2"
+_install/bin/remhsm bench --module "$module" --compare "$softhsm" --sign-pin 0000 \
+  --threads 1,8,32 --seconds "$seconds" | tee "$work/ecdsa.txt"
+
+echo "== RSA-2048 sign (C_SignInit + C_Sign): 1 = remhsm, 2 = SoftHSMv2"
+_install/bin/remhsm bench --module "$module" --compare "$softhsm" --sign-pin 0000 \
+  --key rsa --threads 1,8,32 --seconds "$seconds" | tee "$work/rsa.txt"
+
+echo "== RSA-2048 sign in OpenSSL itself, one process per core"
+speed=$(openssl speed -multi "$(nproc)" -seconds "$seconds" rsa2048 2>/dev/null |
+  awk '/^rsa 2048 bits/ {print $6}')
+rsa8=$(awk '$1 == 8 && $6 == 1 {print $3}' "$work/rsa.txt")
+echo "openssl speed -multi $(nproc) rsa2048: $speed signs/s;" \
+  "remhsm at 8 threads: $rsa8 ops/s, $(awk -v a="$rsa8" -v b="$speed" \
+  'BEGIN {printf "%.2f", a / b}')x"
 
 echo "== C_Login with the default KDF (scrypt N=32768, r=8, p=1)"
-_install/bin/remhsm token init --module "$module" --freertos --so-pin bench-so-pin >/dev/null
 _install/bin/remhsm bench login --module "$module" --pin 0000 --count 30
-
-echo "== ECDSA P-256 sign (C_SignInit + C_Sign) through remhsm"
-_install/bin/remhsm bench --module "$module" --sign-pin 0000 --threads 1,8,32 --seconds "$seconds"
 
 echo "== ECDSA signing while 1,000 connections sit mid-handshake (p99 against the baseline)"
 _install/bin/remhsm bench --module "$module" --sign-pin 0000 --threads 1,8 --seconds "$seconds" \
   --flood 1000
+
+echo "== find by label through the module, $find_objects token objects"
+_install/bin/remhsm bench find --module "$module" --pin 0000 --objects "$find_objects"
 
 echo "== recovery: a signing loop through 20 daemon restarts and 20 cut links"
 cmake -S . -B build -DBUILD_TESTING=ON >/dev/null
@@ -57,15 +88,3 @@ build/tests/test_client_restart | grep '^restart-recovery:'
 echo "== store: create (own durable transaction), read by id, find by label"
 mkdir -p "$work/store-bench"
 _install/bin/remhsm bench store --dir "$work/store-bench" --objects "$sizes"
-
-echo "== SoftHSMv2 (local module)"
-mkdir -p "$work/softhsm"
-printf 'directories.tokendir = %s\nobjectstore.backend = file\n' "$work/softhsm" \
-  >"$work/softhsm2.conf"
-export SOFTHSM2_CONF=$work/softhsm2.conf
-softhsm2-util --init-token --free --label bench --pin 0000 --so-pin 123456 >/dev/null
-_install/bin/remhsm bench --module /usr/lib/softhsm/libsofthsm2.so \
-  --threads 1,8,32 --seconds "$seconds"
-echo "== ECDSA P-256 sign through SoftHSMv2 (in-process)"
-_install/bin/remhsm bench --module /usr/lib/softhsm/libsofthsm2.so \
-  --sign-pin 0000 --threads 1,8,32 --seconds "$seconds"

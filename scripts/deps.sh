@@ -3,15 +3,16 @@
 #   scripts/deps.sh build   what building and running needs
 #   scripts/deps.sh test    that, plus what the test suite drives, and the
 #                           i386 libraries the 32-bit client build needs
-#   scripts/deps.sh bench   that, plus SoftHSMv2 to compare against
+#   scripts/deps.sh bench   the same as test (SoftHSMv2, to compare
+#                           against, is among the test packages)
 set -euo pipefail
 
 build=(cmake make gcc pkg-config libuv1-dev libprotobuf-c-dev protobuf-c-compiler
        libssl-dev libsqlite3-dev libp11-kit-dev libsystemd-dev check)
 test=(opensc gnutls-bin libengine-pkcs11-openssl openssl xxd clang libclang-rt-14-dev
       clang-format mosquitto mosquitto-clients dpkg-dev systemd p11-kit iproute2
-      podman runc debootstrap)
-bench=(softhsm2)
+      podman runc debootstrap softhsm2)
+bench=()
 
 wanted=("${build[@]}")
 case "${1:-build}" in

@@ -90,15 +90,18 @@ static int cmp_u32(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+typedef struct round_result {
+	double ops, p50_us, p99_us;
+} round_result_t;
+
 static int report(bench_thread_t *threads, unsigned n, double wall,
-		  const char *label, double *p99_out)
+		  const char *label, round_result_t *out)
 {
 	size_t total = 0;
 	for (unsigned i = 0; i < n; i++) {
 		if (threads[i].failure != CKR_OK) {
-			fprintf(stderr,
-				"bench: C_GenerateRandom failed: 0x%lx\n",
-				threads[i].failure);
+			fprintf(stderr, "bench: the measured call failed: %s\n",
+				rh_ckr_name(threads[i].failure));
 			return -1;
 		}
 		total += threads[i].count;
@@ -113,11 +116,11 @@ static int report(bench_thread_t *threads, unsigned n, double wall,
 		off += threads[i].count;
 	}
 	qsort(all, total, sizeof(*all), cmp_u32);
-	double p50 = total ? all[total / 2] / 1000.0 : 0;
-	double p99 = total ? all[(total * 99) / 100] / 1000.0 : 0;
-	printf("%-8u %-10zu %-12.0f %-10.1f %-10.1f%s\n", n, total,
-	       (double)total / wall, p50, p99, label);
-	*p99_out = p99;
+	out->ops = (double)total / wall;
+	out->p50_us = total ? all[total / 2] / 1000.0 : 0;
+	out->p99_us = total ? all[(total * 99) / 100] / 1000.0 : 0;
+	printf("%-8u %-10zu %-12.0f %-10.1f %-10.1f%s\n", n, total, out->ops,
+	       out->p50_us, out->p99_us, label);
 	fflush(stdout);
 	free(all);
 	return 0;
@@ -129,10 +132,11 @@ static void report_sequential(bench_thread_t *t)
 {
 	printf("%-8s %-10s %-12s %-10s %-10s\n", "threads", "calls", "ops/s",
 	       "p50_us", "p99_us");
-	double busy = 0, p99;
+	double busy = 0;
+	round_result_t result;
 	for (size_t i = 0; i < t->count; i++)
 		busy += t->samples_ns[i] / 1e9;
-	report(t, 1, busy, "", &p99);
+	report(t, 1, busy, "", &result);
 }
 
 static CK_RV open_sessions(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot,
@@ -149,7 +153,7 @@ static CK_RV open_sessions(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot,
 
 static int run_round(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot, unsigned n,
 		     double seconds, unsigned bytes, CK_OBJECT_HANDLE key,
-		     int rsa, const char *label, double *p99)
+		     int rsa, const char *label, round_result_t *result)
 {
 	bench_thread_t *threads = calloc(n, sizeof(*threads));
 	if (!threads)
@@ -177,7 +181,7 @@ static int run_round(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot, unsigned n,
 	for (unsigned i = 0; i < started; i++)
 		pthread_join(threads[i].thread, NULL);
 	double wall = (double)(now_ns() - start) / 1e9;
-	rc = started == n ? report(threads, n, wall, label, p99) : -1;
+	rc = started == n ? report(threads, n, wall, label, result) : -1;
 out:
 	for (unsigned i = 0; i < n; i++) {
 		if (threads[i].session)
@@ -208,7 +212,7 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: remhsm bench [--module PATH] [--threads 1,8,32] "
 		"[--seconds S] [--bytes N] [--slot-index I] [--sign-pin PIN "
-		"[--key ec|rsa]]\n"
+		"[--key ec|rsa]] [--compare PATH] [--flood N]\n"
 		"  Measures C_GenerateRandom round trips through a PKCS#11 "
 		"module\n"
 		"  (default: the remhsm module, configured by REMHSM_* "
@@ -220,7 +224,10 @@ static void usage(void)
 		"again while\n"
 		"  N connections sit mid-handshake (REMHSM_SERVER), and the "
 		"p99 ratio is\n"
-		"  printed.\n"
+		"  printed. With --compare PATH, each round also runs through "
+		"that module\n"
+		"  (say SoftHSMv2, with the same user PIN), and the ratios are "
+		"printed.\n"
 		"       remhsm bench login --pin USER_PIN [--count N]   "
 		"C_Login latency\n"
 		"       remhsm bench store --dir EMPTY_DIR [--objects "
@@ -230,6 +237,7 @@ static void usage(void)
 
 typedef struct bench_opts {
 	const char *module;
+	const char *compare;  /* --compare PATH: the same rounds through it */
 	unsigned flood;	      /* --flood N: each round again under N half-open
 				 handshakes */
 	const char *sign_pin; /* set: sign after this login */
@@ -248,6 +256,8 @@ static int parse_args(int argc, char **argv, bench_opts_t *o)
 		i++;
 		if (!strcmp(a, "--module"))
 			o->module = v;
+		else if (!strcmp(a, "--compare"))
+			o->compare = v;
 		else if (!strcmp(a, "--threads")) {
 			if (parse_threads(v, o->threads, &o->nthreads) < 0)
 				return -1;
@@ -458,9 +468,31 @@ static int bench_find(int argc, char **argv)
 	return rc < 0 ? 1 : 0;
 }
 
+/* A module under measurement: loaded, a slot picked, and with --sign-pin
+ * a session logged in holding the signing key. */
+typedef struct target {
+	const char *path;
+	void *handle;
+	CK_FUNCTION_LIST *p11;
+	CK_SLOT_ID slot;
+	CK_SESSION_HANDLE setup;
+	CK_OBJECT_HANDLE key; /* 0: C_GenerateRandom */
+} target_t;
+
+static int open_target(const bench_opts_t *o, const char *path, target_t *t)
+{
+	*t = (target_t){.path = path, .setup = CK_INVALID_HANDLE};
+	t->p11 = rh_p11_load(path, &t->handle);
+	if (!t->p11 || pick_slot(t->p11, o->slot_index, &t->slot) < 0)
+		return -1;
+	if (o->sign_pin && make_sign_key(t->p11, t->slot, o->sign_pin, o->rsa,
+					 &t->setup, &t->key) != CKR_OK)
+		return -1;
+	return 0;
+}
+
 /* The round again with a handshake flood held open; the p99 ratio. */
-static int flooded_round(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot,
-			 const bench_opts_t *o, CK_OBJECT_HANDLE key,
+static int flooded_round(const target_t *t, const bench_opts_t *o,
 			 unsigned threads, double base_p99)
 {
 	const char *server = getenv("REMHSM_SERVER");
@@ -469,14 +501,60 @@ static int flooded_round(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot,
 		&flood, server ? server : "127.0.0.1:5697", o->flood);
 	char label[64];
 	snprintf(label, sizeof(label), "  (%u handshakes held open)", opened);
-	double p99 = 0;
-	int rc = run_round(p11, slot, threads, o->seconds, o->bytes, key,
-			   o->rsa, label, &p99);
+	round_result_t flooded;
+	int rc = run_round(t->p11, t->slot, threads, o->seconds, o->bytes,
+			   t->key, o->rsa, label, &flooded);
 	rh_flood_stop(&flood);
 	if (rc == 0)
 		printf("p99 under the flood: %.2fx the baseline\n",
-		       base_p99 > 0 ? p99 / base_p99 : 0);
+		       base_p99 > 0 ? flooded.p99_us / base_p99 : 0);
 	return rc;
+}
+
+static double ratio(double a, double b)
+{
+	return b > 0 ? a / b : 0;
+}
+
+/* One thread count: the module, then (--compare) the other module in the
+ * same way, and how the first compares with the second. */
+static int bench_threads(const target_t *t, const target_t *other,
+			 const bench_opts_t *o, unsigned threads)
+{
+	round_result_t mine, theirs;
+	int rc = run_round(t->p11, t->slot, threads, o->seconds, o->bytes,
+			   t->key, o->rsa, other ? "  1" : "", &mine);
+	if (rc == 0 && o->flood)
+		rc = flooded_round(t, o, threads, mine.p99_us);
+	if (rc != 0 || !other)
+		return rc;
+	rc = run_round(other->p11, other->slot, threads, o->seconds, o->bytes,
+		       other->key, o->rsa, "  2", &theirs);
+	if (rc == 0)
+		printf("%-8s ratio 1/2: ops/s %.2fx, p50 %.2fx, p99 %.2fx\n",
+		       "", ratio(mine.ops, theirs.ops),
+		       ratio(mine.p50_us, theirs.p50_us),
+		       ratio(mine.p99_us, theirs.p99_us));
+	return rc;
+}
+
+static void print_heading(const bench_opts_t *o, const target_t *t,
+			  const target_t *other)
+{
+	printf("module%s: %s\n", other ? " 1" : "", t->path);
+	if (other)
+		printf("module 2: %s\n", other->path);
+	if (t->key)
+		printf("C_SignInit + C_Sign, %s, %.1f s per round\n",
+		       o->rsa ? "CKM_RSA_PKCS RSA-2048 over a 51-byte "
+				"DigestInfo"
+			      : "CKM_ECDSA P-256 over 32 bytes",
+		       o->seconds);
+	else
+		printf("C_GenerateRandom of %u bytes, %.1f s per round\n",
+		       o->bytes, o->seconds);
+	printf("%-8s %-10s %-12s %-10s %-10s%s\n", "threads", "calls", "ops/s",
+	       "p50_us", "p99_us", other ? "  module" : "");
 }
 
 int rh_bench_main(int argc, char **argv)
@@ -496,37 +574,17 @@ int rh_bench_main(int argc, char **argv)
 		usage();
 		return 2;
 	}
-	void *handle = NULL;
-	CK_FUNCTION_LIST *p11 = rh_p11_load(o.module, &handle);
-	CK_SLOT_ID slot;
-	CK_SESSION_HANDLE setup = CK_INVALID_HANDLE;
-	CK_OBJECT_HANDLE key = 0;
-	if (!p11 || pick_slot(p11, o.slot_index, &slot) < 0 ||
-	    (o.sign_pin && make_sign_key(p11, slot, o.sign_pin, o.rsa, &setup,
-					 &key) != CKR_OK))
+	target_t t, other;
+	if (open_target(&o, o.module, &t) < 0 ||
+	    (o.compare && open_target(&o, o.compare, &other) < 0))
 		return 1;
-	if (key)
-		printf("module: %s\nC_SignInit + C_Sign, %s, %.1f s per "
-		       "round\n",
-		       o.module,
-		       o.rsa ? "CKM_RSA_PKCS RSA-2048 over a 51-byte DigestInfo"
-			     : "CKM_ECDSA P-256 over 32 bytes",
-		       o.seconds);
-	else
-		printf("module: %s\nC_GenerateRandom of %u bytes, %.1f s per "
-		       "round\n",
-		       o.module, o.bytes, o.seconds);
-	printf("%-8s %-10s %-12s %-10s %-10s\n", "threads", "calls", "ops/s",
-	       "p50_us", "p99_us");
+	const target_t *second = o.compare ? &other : NULL;
+	print_heading(&o, &t, second);
 	int rc = 0;
-	for (unsigned i = 0; i < o.nthreads && rc == 0; i++) {
-		double base = 0;
-		rc = run_round(p11, slot, o.threads[i], o.seconds, o.bytes, key,
-			       o.rsa, "", &base);
-		if (rc == 0 && o.flood)
-			rc = flooded_round(p11, slot, &o, key, o.threads[i],
-					   base);
-	}
-	p11->C_Finalize(NULL);
+	for (unsigned i = 0; i < o.nthreads && rc == 0; i++)
+		rc = bench_threads(&t, second, &o, o.threads[i]);
+	t.p11->C_Finalize(NULL);
+	if (second)
+		other.p11->C_Finalize(NULL);
 	return rc < 0 ? 1 : 0;
 }

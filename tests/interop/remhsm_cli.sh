@@ -41,4 +41,24 @@ check "a label over 32 bytes is refused" \
 check "no SO PIN and no terminal is a clear error" \
   test "$(status_of setsid "${cli[@]}" init --slot 1 --label x </dev/null)" -eq 2
 
+# The bench runs each round through remhsm and then through SoftHSMv2, and
+# prints both lines and their ratios (figures only: nothing is timed here).
+mkdir -p "$work/softhsm"
+printf 'directories.tokendir = %s\nobjectstore.backend = file\n' "$work/softhsm" \
+  >"$work/softhsm2.conf"
+export SOFTHSM2_CONF=$work/softhsm2.conf
+softhsm2-util --init-token --free --label bench --pin 9999 --so-pin 123456 >/dev/null
+status=$(status_of "$bin/remhsm" bench --module "$module" \
+  --compare /usr/lib/softhsm/libsofthsm2.so --sign-pin 9999 --threads 1,2 --seconds 0.2)
+cp "$work/out" "$work/bench.txt"
+check "bench signs through remhsm and SoftHSMv2 and compares them" test "$status" -eq 0
+check "bench prints a line per module and thread count" \
+  test "$(grep -Ec '^[12] +[0-9]+ +[0-9]+ .* [12]$' "$work/bench.txt")" -eq 4
+check "bench prints the ratios" \
+  test "$(grep -c 'ratio 1/2: ops/s [0-9.]*x, p50 [0-9.]*x, p99 [0-9.]*x' "$work/bench.txt")" -eq 2
+check "bench exits 1 when its login fails" \
+  test "$(status_of "$bin/remhsm" bench --module "$module" --compare \
+    /usr/lib/softhsm/libsofthsm2.so --sign-pin 0000 --seconds 0.2)" -eq 1
+check "the message names the code" grep -q "CKR_PIN_INCORRECT" "$work/out"
+
 finish
