@@ -52,16 +52,24 @@ finish() {
   [ "$failed" -eq 0 ]
 }
 
+# The loopback port the daemon's log names for EVENT (listening,
+# metrics-listening), waiting up to 5 s for the line; empty if it never came.
+#   logged_port EVENT
+logged_port() {
+  local found=
+  for _ in $(seq 100); do
+    found=$(sed -n "s/.*event=$1 listen=127.0.0.1:\([0-9]*\).*/\1/p" "$work/remhsmd.log")
+    [ -n "$found" ] && break
+    sleep 0.05
+  done
+  echo "$found"
+}
+
 start_daemon() {
   "$bin/remhsmd" --listen 127.0.0.1:0 --state-dir "$work/state" "$@" \
     2>"$work/remhsmd.log" &
   daemon_pid=$!
-  port=
-  for _ in $(seq 100); do
-    port=$(sed -n 's/.*event=listening listen=127.0.0.1:\([0-9]*\).*/\1/p' "$work/remhsmd.log")
-    [ -n "$port" ] && break
-    sleep 0.05
-  done
+  port=$(logged_port listening)
   [ -n "$port" ] || fail "remhsmd did not start"
   export REMHSM_SERVER=127.0.0.1:$port REMHSM_CA=$work/state/pki/ca.pem \
     REMHSM_CERT=$work/state/pki/client.pem REMHSM_KEY=$work/state/pki/client.key

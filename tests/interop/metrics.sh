@@ -8,12 +8,7 @@ set -euo pipefail
 check "off by default" bash -c "! grep -q event=metrics-listening '$work/remhsmd.log'"
 stop_daemon
 start_daemon --kdf-scrypt-n 1024 --metrics-listen 127.0.0.1:0
-mport=
-for _ in $(seq 100); do
-  mport=$(sed -n 's/.*event=metrics-listening listen=127.0.0.1:\([0-9]*\).*/\1/p' "$work/remhsmd.log")
-  [ -n "$mport" ] && break
-  sleep 0.05
-done
+mport=$(logged_port metrics-listening)
 [ -n "$mport" ] || fail "no metrics listener"
 
 scrape() { # PATH
