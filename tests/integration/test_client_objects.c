@@ -34,12 +34,7 @@ static void open_and_login(void)
 
 static void setup(void)
 {
-	th_pki_make(&d);
-	th_daemon_start(&d, NULL);
-	th_client_env(&d);
-	p11 = th_module_load(&module);
-	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
-	th_provision_token(p11, 0, "so-pin-1", "0000");
+	p11 = th_start_provisioned(&d, NULL, &module);
 	open_and_login();
 }
 

@@ -54,12 +54,7 @@ static CK_RV generate(const CK_BYTE *params, size_t params_len, CK_BBOOL sign)
 
 static void setup(void)
 {
-	th_pki_make(&d);
-	th_daemon_start(&d, NULL);
-	th_client_env(&d);
-	p11 = th_module_load(&module);
-	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
-	th_provision_token(p11, 0, "so-pin-1", "0000");
+	p11 = th_start_provisioned(&d, NULL, &module);
 	login();
 	ck_assert_uint_eq(generate(p256, sizeof(p256), CK_TRUE), CKR_OK);
 }

@@ -248,16 +248,11 @@ static void setup(void)
 	/* Neither side polls for answers here, as on a device that would
 	 * rather sleep: the other tests run with both polling. */
 	static const char *const no_polling[] = {"--busy-poll-us", "0", NULL};
-	th_pki_make(&d);
-	th_daemon_start(&d, no_polling);
-	th_client_env(&d);
 	setenv("REMHSM_SPIN_US", "0", 1);
 	/* The token is provisioned as a FreeRTOS device expects it: user
 	 * PIN "0000", through the module in its default mode. */
 	void *module;
-	CK_FUNCTION_LIST *admin = th_module_load(&module);
-	ck_assert_uint_eq(admin->C_Initialize(NULL), CKR_OK);
-	th_provision_token(admin, 0, "so-pin-1", "0000");
+	CK_FUNCTION_LIST *admin = th_start_provisioned(&d, no_polling, &module);
 	ck_assert_uint_eq(admin->C_Finalize(NULL), CKR_OK);
 	setenv("REMHSM_COMPAT", "freertos", 1);
 	ec_key = EVP_EC_gen("P-256");

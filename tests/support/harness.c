@@ -405,6 +405,19 @@ void th_provision_token(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot,
 	ck_assert_uint_eq(p11->C_CloseSession(so), CKR_OK);
 }
 
+CK_FUNCTION_LIST *th_start_provisioned(th_daemon_t *d,
+				       const char *const *extra_flags,
+				       void **module)
+{
+	th_pki_make(d);
+	th_daemon_start(d, extra_flags);
+	th_client_env(d);
+	CK_FUNCTION_LIST *p11 = th_module_load(module);
+	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
+	th_provision_token(p11, 0, "so-pin-1", "0000");
+	return p11;
+}
+
 int th_daemon_stop(th_daemon_t *d)
 {
 	if (d->pid <= 0)

@@ -55,6 +55,13 @@ CK_FUNCTION_LIST *th_module_load(void **handle);
 void th_provision_token(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot,
 			const char *so_pin, const char *user_pin);
 
+/* A fresh PKI and daemon (extra flags as th_daemon_start's), the client's
+ * environment naming them, and the module loaded and initialised, with slot
+ * 0's token provisioned: SO PIN "so-pin-1", user PIN "0000". */
+CK_FUNCTION_LIST *th_start_provisioned(th_daemon_t *d,
+				       const char *const *extra_flags,
+				       void **module);
+
 /* A read-write session on slot, logged in as the user with pin. */
 CK_SESSION_HANDLE th_user_session(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot,
 				  const char *pin);
