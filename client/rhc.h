@@ -34,6 +34,13 @@ typedef struct rhc_config {
  * REMHSM_DEBUG over it. */
 int rhc_config_load(rhc_config_t *cfg, char *err, size_t err_len);
 
+/* The module's clock: CLOCK_MONOTONIC (client/transport_tls.c). */
+uint64_t rhc_now_ns(void);
+static inline int64_t rhc_now_ms(void)
+{
+	return (int64_t)(rhc_now_ns() / 1000000u);
+}
+
 void rhc_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void rhc_set_debug(int on);
 

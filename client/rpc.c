@@ -406,18 +406,11 @@ static int link_broke(int r)
 	return r == RH_ECLOSED || r == RH_EIO || r == RH_ETLS;
 }
 
-static int64_t clock_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Waits ms, through any signal the application takes meanwhile. */
 static void pause_ms(int64_t ms)
 {
-	int64_t until = clock_ms() + ms;
-	for (int64_t left = ms; left > 0; left = until - clock_ms())
+	int64_t until = rhc_now_ms() + ms;
+	for (int64_t left = ms; left > 0; left = until - rhc_now_ms())
 		poll(NULL, 0, (int)left);
 }
 
@@ -430,7 +423,7 @@ static int exchange_retrying(Remhsm__Request *req, Remhsm__Response **resp)
 	 * one that has none learns at once that it is unreachable. */
 	int patient = rhc_holds_sessions();
 	int64_t deadline =
-		clock_ms() + (patient ? st.cfg.reconnect_timeout_ms : 0);
+		rhc_now_ms() + (patient ? st.cfg.reconnect_timeout_ms : 0);
 	int64_t backoff = 10;
 	for (int attempt = 0;; attempt++) {
 		pooled_t *p = link_acquire();
@@ -441,7 +434,7 @@ static int exchange_retrying(Remhsm__Request *req, Remhsm__Response **resp)
 		}
 		int again = p ? link_broke(r) && (!sent || replayable(req))
 			      : patient;
-		if (!again || (attempt > 0 && clock_ms() >= deadline))
+		if (!again || (attempt > 0 && rhc_now_ms() >= deadline))
 			return r;
 		if (!p) {
 			pause_ms(backoff);

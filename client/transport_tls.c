@@ -38,7 +38,7 @@ struct rhc_link {
  * polling threads never take the CPU from each other or from the daemon. */
 static atomic_uint spinners;
 
-static uint64_t now_ns(void)
+uint64_t rhc_now_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -53,26 +53,19 @@ static int take_spinner(void)
 		spare = sysconf(_SC_NPROCESSORS_ONLN) - 1;
 		atomic_store(&spare_cores, spare);
 	}
-	if (spare < 1 || atomic_fetch_add(&spinners, 1) >= (unsigned)spare) {
-		if (spare >= 1)
-			atomic_fetch_sub(&spinners, 1);
+	if (spare < 1)
 		return 0;
-	}
-	return 1;
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	if (atomic_fetch_add(&spinners, 1) < (unsigned)spare)
+		return 1;
+	atomic_fetch_sub(&spinners, 1);
+	return 0;
 }
 
 /* Waits for events on fd until the deadline; EINTR only shortens a wait. */
 static int wait_fd(int fd, short events, int64_t deadline)
 {
 	for (;;) {
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - rhc_now_ms();
 		if (left <= 0)
 			return RH_ETIMEDOUT;
 		struct pollfd p = {.fd = fd, .events = events};
@@ -137,11 +130,11 @@ static ssize_t recv_polling(rhc_link_t *l, uint8_t *buf, size_t cap)
 	if (!would_block(n) || !l->spin_ns || l->wait_avg_ns > l->spin_ns ||
 	    !take_spinner())
 		return n;
-	uint64_t until = now_ns() + l->spin_ns;
+	uint64_t until = rhc_now_ns() + l->spin_ns;
 	do
 		n = recv(l->fd, buf, cap, 0);
 	while ((would_block(n) || (n < 0 && errno == EINTR)) &&
-	       now_ns() < until);
+	       rhc_now_ns() < until);
 	atomic_fetch_sub(&spinners, 1);
 	return n;
 }
@@ -293,7 +286,7 @@ static int tls_connect(const rhc_config_t *cfg, SSL_CTX *tls, rhc_link_t **out)
 		rhc_debug("bad server address '%s'", cfg->server);
 		return RH_ECONFIG;
 	}
-	int64_t deadline = now_ms() + cfg->connect_timeout_ms;
+	int64_t deadline = rhc_now_ms() + cfg->connect_timeout_ms;
 	rhc_link_t *l = calloc(1, sizeof(*l));
 	if (!l)
 		return RH_ENOMEM;
@@ -335,7 +328,7 @@ static int tls_send(rhc_link_t *l, const uint8_t *frame, size_t len,
 	ERR_clear_error(); /* see read_exact */
 	if (SSL_write(l->ssl, frame, (int)len) != (int)len)
 		return RH_ETLS;
-	return flush_out(l, now_ms() + timeout_ms);
+	return flush_out(l, rhc_now_ms() + timeout_ms);
 }
 
 static int read_exact(rhc_link_t *l, uint8_t *buf, size_t len, int64_t deadline)
@@ -370,13 +363,13 @@ static int read_exact(rhc_link_t *l, uint8_t *buf, size_t len, int64_t deadline)
 static int tls_receive(rhc_link_t *l, uint32_t max_payload, uint8_t **payload,
 		       size_t *len, unsigned timeout_ms)
 {
-	int64_t deadline = now_ms() + timeout_ms;
-	uint64_t started = now_ns();
+	int64_t deadline = rhc_now_ms() + timeout_ms;
+	uint64_t started = rhc_now_ns();
 	uint8_t header[RH_FRAME_HEADER];
 	int r = read_exact(l, header, sizeof(header), deadline);
 	if (r < 0)
 		return r;
-	l->wait_avg_ns = (l->wait_avg_ns * 3 + (now_ns() - started)) / 4;
+	l->wait_avg_ns = (l->wait_avg_ns * 3 + (rhc_now_ns() - started)) / 4;
 	uint32_t n;
 	r = rh_frame_header_decode(header, max_payload, &n);
 	if (r < 0)
@@ -408,7 +401,7 @@ static void tls_close(rhc_link_t *l, int graceful)
 {
 	if (graceful) {
 		SSL_shutdown(l->ssl);
-		(void)flush_out(l, now_ms() + 100);
+		(void)flush_out(l, rhc_now_ms() + 100);
 	}
 	link_free(l);
 }

@@ -45,11 +45,6 @@ int rhd_mechanism_is_ecdsa(CK_MECHANISM_TYPE mech)
 	       mech == CKM_ECDSA_SHA384 || mech == CKM_ECDSA_SHA512;
 }
 
-static int is_ecdsa(CK_MECHANISM_TYPE mech)
-{
-	return rhd_mechanism_is_ecdsa(mech);
-}
-
 static int is_pss(CK_MECHANISM_TYPE mech)
 {
 	return mech == CKM_RSA_PKCS_PSS || mech == CKM_SHA256_RSA_PKCS_PSS ||
@@ -71,7 +66,7 @@ int rhd_mechanism_info(CK_MECHANISM_TYPE mech, CK_MECHANISM_INFO *info)
 	if (mech == CKM_EC_KEY_PAIR_GEN)
 		*info = (CK_MECHANISM_INFO){256, 384,
 					    CKF_GENERATE_KEY_PAIR | ec};
-	else if (is_ecdsa(mech))
+	else if (rhd_mechanism_is_ecdsa(mech))
 		*info = (CK_MECHANISM_INFO){256, 384,
 					    CKF_SIGN | CKF_VERIFY | ec};
 	else if (mech == CKM_RSA_PKCS_KEY_PAIR_GEN)
@@ -168,7 +163,7 @@ static CK_RV key_for(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 		return CKR_KEY_HANDLE_INVALID;
 	uint64_t want_cls =
 		kind == RHD_OP_SIGN ? CKO_PRIVATE_KEY : CKO_PUBLIC_KEY;
-	uint64_t want_type = is_ecdsa(mech) ? CKK_EC : CKK_RSA;
+	uint64_t want_type = rhd_mechanism_is_ecdsa(mech) ? CKK_EC : CKK_RSA;
 	if (h->cls != want_cls || h->key_type != want_type)
 		return CKR_KEY_TYPE_INCONSISTENT;
 	if (!(kind == RHD_OP_SIGN ? h->can_sign : h->can_verify))
@@ -232,11 +227,12 @@ static int has_param(const Remhsm__Mechanism *m)
 static int fits(rhd_op_kind_t kind, CK_MECHANISM_TYPE mech)
 {
 	if (kind == RHD_OP_DIGEST)
-		return rhd_crypto_md(mech) && !is_ecdsa(mech) && !is_rsa(mech);
+		return rhd_crypto_md(mech) && !rhd_mechanism_is_ecdsa(mech) &&
+		       !is_rsa(mech);
 	if (kind == RHD_OP_SIGN)
-		return is_ecdsa(mech) ||
+		return rhd_mechanism_is_ecdsa(mech) ||
 		       (is_rsa(mech) && mech != CKM_RSA_X_509);
-	return is_ecdsa(mech) || is_rsa(mech);
+	return rhd_mechanism_is_ecdsa(mech) || is_rsa(mech);
 }
 
 CK_RV rhd_op_init(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
