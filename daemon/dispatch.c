@@ -1330,23 +1330,43 @@ static CK_RV route(call_ctx_t *ctx, const Remhsm__Request *req)
 	}
 }
 
-static int short_ecdsa(const Remhsm__Mechanism *m, size_t data_len)
+const Remhsm__Mechanism *rhd_request_mechanism(const Remhsm__Request *req)
 {
-	return m && rhd_mechanism_is_ecdsa(m->type) &&
-	       data_len <= RHD_SHORT_CALL_DATA;
+	switch (req->call_case) {
+	case REMHSM__REQUEST__CALL_SIGN_INIT:
+		return req->sign_init ? req->sign_init->mechanism : NULL;
+	case REMHSM__REQUEST__CALL_SIGN:
+		return req->sign && req->sign->init ? req->sign->init->mechanism
+						    : NULL;
+	case REMHSM__REQUEST__CALL_VERIFY_INIT:
+		return req->verify_init ? req->verify_init->mechanism : NULL;
+	case REMHSM__REQUEST__CALL_VERIFY:
+		return req->verify && req->verify->init
+			       ? req->verify->init->mechanism
+			       : NULL;
+	case REMHSM__REQUEST__CALL_DIGEST_INIT:
+		return req->digest_init ? req->digest_init->mechanism : NULL;
+	case REMHSM__REQUEST__CALL_GENERATE_KEY_PAIR:
+		return req->generate_key_pair
+			       ? req->generate_key_pair->mechanism
+			       : NULL;
+	default:
+		return NULL;
+	}
 }
 
 int rhd_dispatch_is_short(const Remhsm__Request *req)
 {
-	if (req->call_case == REMHSM__REQUEST__CALL_SIGN)
-		return req->sign && req->sign->init &&
-		       short_ecdsa(req->sign->init->mechanism,
-				   req->sign->data.len);
-	if (req->call_case == REMHSM__REQUEST__CALL_VERIFY)
-		return req->verify && req->verify->init &&
-		       short_ecdsa(req->verify->init->mechanism,
-				   req->verify->data.len);
-	return 0;
+	size_t data_len;
+	if (req->call_case == REMHSM__REQUEST__CALL_SIGN && req->sign)
+		data_len = req->sign->data.len;
+	else if (req->call_case == REMHSM__REQUEST__CALL_VERIFY && req->verify)
+		data_len = req->verify->data.len;
+	else
+		return 0;
+	const Remhsm__Mechanism *mech = rhd_request_mechanism(req);
+	return mech && rhd_mechanism_is_ecdsa(mech->type) &&
+	       data_len <= RHD_SHORT_CALL_DATA;
 }
 
 void rhd_dispatch(rhd_engine_t *engine, rhd_app_t *app,

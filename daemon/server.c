@@ -218,39 +218,11 @@ static void send_response(conn_t *c, const Remhsm__Response *resp)
 /* --- requests --------------------------------------------------------------
  */
 
-/* The mechanism a request names, for the metrics (0: none). */
-static uint64_t mechanism_of(const Remhsm__Request *req)
-{
-	const Remhsm__Mechanism *mech = NULL;
-	switch (req->call_case) {
-	case REMHSM__REQUEST__CALL_SIGN_INIT:
-		mech = req->sign_init->mechanism;
-		break;
-	case REMHSM__REQUEST__CALL_SIGN:
-		mech = req->sign->init ? req->sign->init->mechanism : NULL;
-		break;
-	case REMHSM__REQUEST__CALL_VERIFY_INIT:
-		mech = req->verify_init->mechanism;
-		break;
-	case REMHSM__REQUEST__CALL_VERIFY:
-		mech = req->verify->init ? req->verify->init->mechanism : NULL;
-		break;
-	case REMHSM__REQUEST__CALL_DIGEST_INIT:
-		mech = req->digest_init->mechanism;
-		break;
-	case REMHSM__REQUEST__CALL_GENERATE_KEY_PAIR:
-		mech = req->generate_key_pair->mechanism;
-		break;
-	default:
-		break;
-	}
-	return mech ? mech->type : 0;
-}
-
 static void log_call(conn_t *c, const Remhsm__Request *req, uint64_t rv,
 		     uint64_t started_ns)
 {
-	rhd_metrics_call((unsigned)req->call_case, mechanism_of(req), rv,
+	const Remhsm__Mechanism *mech = rhd_request_mechanism(req);
+	rhd_metrics_call((unsigned)req->call_case, mech ? mech->type : 0, rv,
 			 uv_hrtime() - started_ns);
 	const char *name = rh_call_name((unsigned)req->call_case);
 	if (!name)
