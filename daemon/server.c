@@ -550,6 +550,20 @@ static void handshake_failed(conn_t *c)
 	conn_close(c, "handshake failed");
 }
 
+/* What an access rule grants the connection, and its application when it
+ * has one (applications hear of it at Hello otherwise). */
+static void grant(conn_t *c, const rhd_rule_t *rule)
+{
+	c->visible_slots = rule->slots;
+	c->roles = rule->roles;
+	if (!c->app)
+		return;
+	pthread_mutex_lock(&c->app->lock);
+	c->app->visible_slots = rule->slots;
+	c->app->roles = rule->roles;
+	pthread_mutex_unlock(&c->app->lock);
+}
+
 /* The identity of a verified peer, and what the access list grants it; 0
  * after closing the connection when it grants nothing. */
 static int admit(conn_t *c)
@@ -580,8 +594,7 @@ static int admit(conn_t *c)
 		conn_close(c, "too many connections from this identity");
 		return 0;
 	}
-	c->visible_slots = rule->slots;
-	c->roles = rule->roles;
+	grant(c, rule);
 	return 1;
 }
 
@@ -915,14 +928,7 @@ static void recheck_connections(server_t *s)
 			conn_close(c, why);
 			continue;
 		}
-		c->visible_slots = rule->slots;
-		c->roles = rule->roles;
-		if (c->app) {
-			pthread_mutex_lock(&c->app->lock);
-			c->app->visible_slots = rule->slots;
-			c->app->roles = rule->roles;
-			pthread_mutex_unlock(&c->app->lock);
-		}
+		grant(c, rule);
 	}
 }
 
