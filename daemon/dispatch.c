@@ -418,13 +418,6 @@ static CK_RV on_login(call_ctx_t *ctx, const Remhsm__LoginReq *req)
 	return rv;
 }
 
-/* Appends v to a uint64 array of the arena (cap entries). */
-static void note_lost(uint64_t *list, size_t *n, uint64_t v)
-{
-	if (list)
-		list[(*n)++] = v;
-}
-
 /* Sessions first, so that a lease has a session to log in. */
 static CK_RV on_restore(call_ctx_t *ctx, const Remhsm__RestoreReq *req)
 {
@@ -442,8 +435,7 @@ static CK_RV on_restore(call_ctx_t *ctx, const Remhsm__RestoreReq *req)
 		if (!slot_visible(ctx, s->slot) ||
 		    rhd_session_restore(ctx->engine, ctx->app, s->handle,
 					s->slot, s->flags) != CKR_OK)
-			note_lost(r->lost_sessions, &r->n_lost_sessions,
-				  s->handle);
+			r->lost_sessions[r->n_lost_sessions++] = s->handle;
 	}
 	for (size_t i = 0; i < req->n_logins; i++) {
 		const Remhsm__RestoreLogin *l = req->logins[i];
@@ -451,7 +443,7 @@ static CK_RV on_restore(call_ctx_t *ctx, const Remhsm__RestoreReq *req)
 		    !(ctx->app->roles & RHD_ROLE_USER) ||
 		    rhd_lease_redeem(ctx->engine, ctx->app, l->slot,
 				     l->lease.data, l->lease.len) != CKR_OK)
-			note_lost(r->lost_logins, &r->n_lost_logins, l->slot);
+			r->lost_logins[r->n_lost_logins++] = l->slot;
 	}
 	RHD_INFO("event=restore identity=%s sessions=%zu lost-sessions=%zu "
 		 "logins=%zu lost-logins=%zu",
@@ -488,10 +480,8 @@ static CK_RV on_init_token(call_ctx_t *ctx, const Remhsm__InitTokenReq *req)
 			      CKR_ACTION_PROHIBITED);
 	if (rv != CKR_OK)
 		return rv;
-	rv = rhd_token_init(&ctx->engine->tokens,
-			    rhd_engine_token(ctx->engine, req->slot),
-			    req->so_pin.data, req->so_pin.len, req->label.data,
-			    req->label.len);
+	rv = rhd_token_init(&ctx->engine->tokens, t, req->so_pin.data,
+			    req->so_pin.len, req->label.data, req->label.len);
 	RHD_INFO("event=token-init slot=%llu identity=%s rv=0x%lx",
 		 (unsigned long long)req->slot, ctx->app->identity, rv);
 	rhd_audit("event=token-init slot=%llu identity=\"%s\" rv=0x%lx",
