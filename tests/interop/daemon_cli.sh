@@ -44,6 +44,9 @@ check "a boolean that is not one" \
   refused 2 "bad.conf:1" --check-config --config "$(conf 'tls12 = perhaps\n')"
 check "a scrypt cost that is not a power of two" \
   refused 2 "bad.conf:1" --check-config --config "$(conf 'kdf-scrypt-n = 1000\n')"
+check "a busy-poll time over 10 ms" \
+  refused 2 "bad.conf:1: busy-poll-us: expected an integer in 0..10000" --check-config \
+  --config "$(conf 'busy-poll-us = 10001\n')"
 check "a config file that does not exist" \
   refused 2 "nowhere.conf" --check-config --config "$work/nowhere.conf"
 check "an unknown flag" refused 2 "colour" --check-config --colour blue

@@ -56,6 +56,10 @@ check "bench prints a line per module and thread count" \
   test "$(grep -Ec '^[12] +[0-9]+ +[0-9]+ .* [12]$' "$work/bench.txt")" -eq 4
 check "bench prints the ratios" \
   test "$(grep -c 'ratio 1/2: ops/s [0-9.]*x, p50 [0-9.]*x, p99 [0-9.]*x' "$work/bench.txt")" -eq 2
+check "bench exits 1 when the module to compare with does not load" \
+  test "$(status_of "$bin/remhsm" bench --module "$module" --compare \
+    "$work/no-such-module.so" --sign-pin 9999 --seconds 0.2)" -eq 1
+check "the message names the module" grep -q "cannot load $work/no-such-module.so" "$work/out"
 check "bench exits 1 when its login fails" \
   test "$(status_of "$bin/remhsm" bench --module "$module" --compare \
     /usr/lib/softhsm/libsofthsm2.so --sign-pin 0000 --seconds 0.2)" -eq 1
