@@ -12,6 +12,7 @@
 
 #include "known.h"
 #include "rh_calls.h"
+#include "rh_decode.h"
 #include "rh_err.h"
 #include "rh_frame.h"
 #include "rh_tls.h"
@@ -220,11 +221,12 @@ static int exchange(pooled_t *p, const Remhsm__Request *req,
 	}
 	if (r < 0)
 		return r;
-	*resp = remhsm__response__unpack(NULL, payload_len, payload);
+	*resp = (Remhsm__Response *)rh_decode(&remhsm__response__descriptor,
+					      payload, payload_len, &r);
 	OPENSSL_cleanse(payload, payload_len);
 	free(payload);
 	if (!*resp)
-		return RH_EDECODE;
+		return r;
 	if ((*resp)->id != req->id) {
 		remhsm__response__free_unpacked(*resp, NULL);
 		*resp = NULL;

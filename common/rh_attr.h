@@ -18,4 +18,9 @@ typedef enum {
 
 rh_attr_kind_t rh_attr_kind(uint64_t type);
 
+/* The most attributes one template or one C_GetAttributeValue may carry:
+ * far above what any PKCS#11 object has, and a bound on what a request can
+ * make the daemon hold or answer. */
+#define RH_MAX_TEMPLATE 1024u
+
 #endif

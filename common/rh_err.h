@@ -16,7 +16,8 @@
 	X(RH_EPROTO, -9, "protocol violation")                                 \
 	X(RH_ECONFIG, -10, "invalid configuration")                            \
 	X(RH_EVERSION, -11, "no common protocol version")                      \
-	X(RH_ECRYPTO, -12, "cryptographic library error")
+	X(RH_ECRYPTO, -12, "cryptographic library error")                      \
+	X(RH_EDEPTH, -13, "message nested deeper than the protocol allows")
 
 enum rh_err {
 	RH_OK = 0,

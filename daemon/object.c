@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
+#include "rh_decode.h"
+
 void rhd_object_cleanup(rhd_object_t *obj)
 {
 	for (size_t i = 0; i < obj->count; i++) {
@@ -82,10 +85,29 @@ CK_RV rhd_object_set_bool(rhd_object_t *obj, uint64_t type, int v)
 	return rhd_object_set(obj, type, &b, 1);
 }
 
+/* A template attribute (CKA_WRAP_TEMPLATE and its kin) holding another
+ * template: deeper than PKCS#11 allows. */
+static int nests_twice(const Remhsm__Attribute *w)
+{
+	if (w->value_case != REMHSM__ATTRIBUTE__VALUE_ARRAY || !w->array)
+		return 0;
+	for (size_t i = 0; i < w->array->n_attributes; i++)
+		if (w->array->attributes[i]->value_case ==
+		    REMHSM__ATTRIBUTE__VALUE_ARRAY)
+			return 1;
+	return 0;
+}
+
 /* One wire value in the kind its type has in the table. */
 static CK_RV value_from_wire(const Remhsm__Attribute *w, uint8_t **buf,
 			     size_t *len, uint64_t *scratch)
 {
+	if (nests_twice(w)) {
+		RHD_WARN("event=template-refused type=0x%llx "
+			 "reason=\"template nested more than one level\"",
+			 (unsigned long long)w->type);
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	}
 	switch (rh_attr_kind(w->type)) {
 	case RH_ATTR_ULONG:
 		if (w->value_case != REMHSM__ATTRIBUTE__VALUE_ULONG)
@@ -122,27 +144,101 @@ static CK_RV value_from_wire(const Remhsm__Attribute *w, uint8_t **buf,
 	}
 }
 
+/* Template entries in order of type, then of position, so that repeats of
+ * a type sit together: finding them costs n log n, not n squared. */
+typedef struct {
+	uint64_t type;
+	size_t pos;
+} entry_t;
+
+static int by_type_then_pos(const void *a, const void *b)
+{
+	const entry_t *x = a, *y = b;
+	if (x->type != y->type)
+		return x->type < y->type ? -1 : 1;
+	return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+static int same_value(const rhd_attr_t *a, const rhd_attr_t *b)
+{
+	return a->len == b->len && memcmp(a->value, b->value, a->len) == 0;
+}
+
+/* Drops repeats of a type that carry the same value (their first place
+ * stays); CKR_TEMPLATE_INCONSISTENT when a repeat differs. */
+static CK_RV drop_repeats(rhd_object_t *obj)
+{
+	size_t n = obj->count;
+	entry_t *order = malloc((n ? n : 1) * sizeof(*order));
+	if (!order)
+		return CKR_DEVICE_MEMORY;
+	for (size_t i = 0; i < n; i++)
+		order[i] = (entry_t){obj->attrs[i].type, i};
+	qsort(order, n, sizeof(*order), by_type_then_pos);
+	CK_RV rv = CKR_OK;
+	for (size_t i = 1; i < n && rv == CKR_OK; i++) {
+		if (order[i].type != order[i - 1].type)
+			continue;
+		rhd_attr_t *first = &obj->attrs[order[i - 1].pos];
+		rhd_attr_t *again = &obj->attrs[order[i].pos];
+		if (!same_value(first, again))
+			rv = CKR_TEMPLATE_INCONSISTENT;
+		order[i].pos = order[i - 1].pos; /* the first of its run */
+		OPENSSL_cleanse(again->value, again->len);
+		free(again->value);
+		again->value = NULL; /* marks the repeat for removal */
+	}
+	free(order);
+	size_t kept = 0;
+	for (size_t i = 0; i < n; i++)
+		if (obj->attrs[i].value)
+			obj->attrs[kept++] = obj->attrs[i];
+	obj->count = kept;
+	return rv;
+}
+
+static CK_RV append_from_wire(rhd_object_t *obj, const Remhsm__Attribute *w)
+{
+	uint64_t scratch = 0;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	CK_RV rv = value_from_wire(w, &buf, &len, &scratch);
+	if (rv != CKR_OK)
+		return rv;
+	rhd_attr_t *a = &obj->attrs[obj->count];
+	a->value = malloc(len ? len : 1);
+	if (!a->value)
+		return CKR_DEVICE_MEMORY;
+	if (len)
+		memcpy(a->value, buf, len);
+	a->type = w->type;
+	a->kind = rh_attr_kind(w->type);
+	a->len = len;
+	obj->count++;
+	return CKR_OK;
+}
+
 CK_RV rhd_object_from_wire(Remhsm__Attribute *const *attrs, size_t n,
 			   rhd_object_t *out)
 {
 	memset(out, 0, sizeof(*out));
-	for (size_t i = 0; i < n; i++) {
-		uint64_t scratch = 0;
-		uint8_t *buf = NULL;
-		size_t len = 0;
-		CK_RV rv = value_from_wire(attrs[i], &buf, &len, &scratch);
-		const rhd_attr_t *seen = rhd_object_find(out, attrs[i]->type);
-		if (rv == CKR_OK && seen &&
-		    (seen->len != len || memcmp(seen->value, buf, len) != 0))
-			rv = CKR_TEMPLATE_INCONSISTENT;
-		if (rv == CKR_OK && !seen)
-			rv = rhd_object_set(out, attrs[i]->type, buf, len);
-		if (rv != CKR_OK) {
-			rhd_object_cleanup(out);
-			return rv;
-		}
+	if (n > RH_MAX_TEMPLATE) {
+		RHD_WARN("event=template-refused attributes=%zu limit=%u "
+			 "reason=\"too many attributes\"",
+			 n, RH_MAX_TEMPLATE);
+		return CKR_DEVICE_MEMORY;
 	}
-	return CKR_OK;
+	out->attrs = calloc(n ? n : 1, sizeof(*out->attrs));
+	if (!out->attrs)
+		return CKR_DEVICE_MEMORY;
+	CK_RV rv = CKR_OK;
+	for (size_t i = 0; i < n && rv == CKR_OK; i++)
+		rv = append_from_wire(out, attrs[i]);
+	if (rv == CKR_OK)
+		rv = drop_repeats(out);
+	if (rv != CKR_OK)
+		rhd_object_cleanup(out);
+	return rv;
 }
 
 int rhd_object_matches(const rhd_object_t *obj, const rhd_object_t *tmpl)
@@ -228,8 +324,9 @@ out:
 
 int rhd_object_unpack(const uint8_t *buf, size_t len, rhd_object_t *out)
 {
-	Remhsm__AttributeList *list =
-		remhsm__attribute_list__unpack(NULL, len, buf);
+	int err;
+	Remhsm__AttributeList *list = (Remhsm__AttributeList *)rh_decode(
+		&remhsm__attribute_list__descriptor, buf, len, &err);
 	if (!list)
 		return -1;
 	CK_RV rv =

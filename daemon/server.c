@@ -14,6 +14,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "rh_calls.h"
+#include "rh_decode.h"
 #include "rh_frame.h"
 #include "rh_tls.h"
 
@@ -408,12 +409,41 @@ static void handle_call(conn_t *c, Remhsm__Request *req)
 	request_free(req);
 }
 
+/* A request nested deeper than the protocol allows was not decoded; the
+ * only recursion in the schema is an attribute holding a template, so it is
+ * answered as a template PKCS#11 does not allow, and the connection lives
+ * on. Before Hello there is nobody to answer. */
+static void refuse_too_deep(conn_t *c, const uint8_t *payload, size_t len)
+{
+	uint64_t id;
+	uint32_t call;
+	if (!c->app || rh_decode_peek(payload, len, 1, &id, &call) < 0 ||
+	    call == REMHSM__REQUEST__CALL_HELLO) {
+		conn_close(c, "request nested too deep");
+		return;
+	}
+	RHD_WARN("event=request-refused peer=%s identity=%s call=%s id=%llu "
+		 "reason=\"nested deeper than %u levels\"",
+		 c->peer, c->identity,
+		 rh_call_name(call) ? rh_call_name(call) : "-",
+		 (unsigned long long)id, RH_MAX_NESTING);
+	Remhsm__Response resp = REMHSM__RESPONSE__INIT;
+	resp.id = id;
+	resp.rv = CKR_ATTRIBUTE_VALUE_INVALID;
+	send_response(c, &resp);
+}
+
 static void handle_frame(conn_t *c, const uint8_t *payload, size_t len)
 {
 	c->server->activity++;
-	Remhsm__Request *req = remhsm__request__unpack(NULL, len, payload);
+	int err;
+	Remhsm__Request *req = (Remhsm__Request *)rh_decode(
+		&remhsm__request__descriptor, payload, len, &err);
 	if (!req) {
-		conn_close(c, "undecodable frame");
+		if (err == RH_EDEPTH)
+			refuse_too_deep(c, payload, len);
+		else
+			conn_close(c, "undecodable frame");
 		return;
 	}
 	int is_hello = req->call_case == REMHSM__REQUEST__CALL_HELLO;

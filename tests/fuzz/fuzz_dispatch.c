@@ -10,6 +10,7 @@
 #include "dispatch.h"
 #include "engine.h"
 #include "engine_support.h"
+#include "rh_decode.h"
 #include "rh_frame.h"
 
 #define FUZZ_MAX_FRAME (1u << 16)
@@ -41,9 +42,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	long n;
 	while ((n = rh_frame_next(data + off, size - off, FUZZ_MAX_FRAME)) >
 	       0) {
-		Remhsm__Request *req = remhsm__request__unpack(
-			NULL, (size_t)n - RH_FRAME_HEADER,
-			data + off + RH_FRAME_HEADER);
+		int err;
+		Remhsm__Request *req = (Remhsm__Request *)rh_decode(
+			&remhsm__request__descriptor,
+			data + off + RH_FRAME_HEADER,
+			(size_t)n - RH_FRAME_HEADER, &err);
 		off += (size_t)n;
 		if (!req)
 			break;

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "nesting.h"
 #include "rh_calls.h"
 #include "rh_tls.h"
 
@@ -589,6 +590,68 @@ START_TEST(test_values_wider_than_the_hosts_ck_ulong)
 }
 END_TEST
 
+/* The finding: a 60 KB answer nested thousands deep crashed pkcs11-tool in
+ * protobuf-c's unpack. */
+static unsigned nested_depth;
+
+static int nested_answer(SSL *ssl, const Remhsm__Request *req)
+{
+	if (req->call_case == REMHSM__REQUEST__CALL_RESTORE) {
+		/* the sessions of the earlier rounds, on a new link */
+		Remhsm__Response resp = REMHSM__RESPONSE__INIT;
+		Remhsm__RestoreResp restored = REMHSM__RESTORE_RESP__INIT;
+		reply_to(req, &resp);
+		resp.result_case = REMHSM__RESPONSE__RESULT_RESTORE;
+		resp.restore = &restored;
+		send_response(ssl, &resp);
+		return 1;
+	}
+	if (req->call_case != REMHSM__REQUEST__CALL_GET_ATTRIBUTE_VALUE)
+		return too_much_data(ssl, req);
+	size_t len, frame_len;
+	uint8_t *payload = th_nested_response(req->id, nested_depth, &len);
+	uint8_t *frame = th_framed(payload, len, &frame_len);
+	send_bytes(ssl, frame, frame_len);
+	free(frame);
+	free(payload);
+	return 1;
+}
+
+static void *read_label(void *arg)
+{
+	CK_RV *rv = arg;
+	CK_SESSION_HANDLE s;
+	*rv = p11->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &s);
+	CK_BYTE buf[64];
+	CK_ATTRIBUTE label = {CKA_LABEL, buf, sizeof(buf)};
+	if (*rv == CKR_OK)
+		*rv = p11->C_GetAttributeValue(s, 5, &label, 1);
+	return NULL;
+}
+
+START_TEST(test_deeply_nested_answer_fails_the_call_on_a_small_stack)
+{
+	static const unsigned depths[] = {1, 2, 100, 100000};
+	fake.hello_max_frame = 4u << 20;
+	start(nested_answer);
+	for (size_t i = 0; i < sizeof(depths) / sizeof(depths[0]); i++) {
+		nested_depth = depths[i];
+		pthread_attr_t attr;
+		pthread_attr_init(&attr);
+		ck_assert_int_eq(pthread_attr_setstacksize(&attr, 64 * 1024),
+				 0);
+		pthread_t t;
+		CK_RV rv = CKR_OK;
+		ck_assert_int_eq(pthread_create(&t, &attr, read_label, &rv), 0);
+		pthread_join(t, NULL);
+		pthread_attr_destroy(&attr);
+		ck_assert_msg(rv == CKR_DEVICE_ERROR, "depth %u: rv 0x%lx",
+			      depths[i], rv);
+		check_recovers();
+	}
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("client_hostile");
@@ -608,6 +671,8 @@ int main(void)
 	tcase_add_test(tc, test_signature_longer_than_declared);
 	tcase_add_test(tc, test_attribute_values_larger_than_declared);
 	tcase_add_test(tc, test_values_wider_than_the_hosts_ck_ulong);
+	tcase_add_test(
+		tc, test_deeply_nested_answer_fails_the_call_on_a_small_stack);
 	suite_add_tcase(s, tc);
 	return th_run_suite(s);
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "nesting.h"
 
 static th_daemon_t d;
 
@@ -280,6 +281,57 @@ START_TEST(test_unknown_message_type_is_not_supported_and_connection_lives)
 	remhsm__response__free_unpacked(r, NULL);
 	th_conn_close(&c);
 	ck_assert(th_log_contains(&d, "event=unknown-call"));
+}
+END_TEST
+
+/* The finding: a template nested about 4,500 deep (60 KB) crashed the
+ * daemon in protobuf-c's unpack. Every depth is answered, and the
+ * connection and its session live on. */
+START_TEST(test_deeply_nested_template_is_refused_and_connection_lives)
+{
+	th_conn_t c;
+	connect_hello(&c);
+	uint64_t session = open_session(&c);
+	static const unsigned depths[] = {2, 100, 4500, 7000};
+	for (size_t i = 0; i < sizeof(depths) / sizeof(depths[0]); i++) {
+		size_t len, frame_len;
+		uint8_t *payload =
+			th_nested_request(20 + i, session, depths[i], &len);
+		uint8_t *frame = th_framed(payload, len, &frame_len);
+		ck_assert_int_eq(th_send_raw(&c, frame, frame_len), 0);
+		free(frame);
+		free(payload);
+		Remhsm__Response *r = th_recv_response(&c);
+		ck_assert_msg(r != NULL, "no answer at depth %u", depths[i]);
+		ck_assert_uint_eq(r->id, 20 + i);
+		ck_assert_uint_eq(r->rv, CKR_ATTRIBUTE_VALUE_INVALID);
+		remhsm__response__free_unpacked(r, NULL);
+	}
+	Remhsm__Response *r = call_random(&c, 30, session);
+	ck_assert_uint_eq(r->rv, CKR_OK);
+	remhsm__response__free_unpacked(r, NULL);
+	th_conn_close(&c);
+	ck_assert(
+		th_log_contains(&d, "reason=\"nested deeper than 8 levels\""));
+	ck_assert(th_log_contains(
+		&d, "reason=\"template nested more than one level\""));
+}
+END_TEST
+
+START_TEST(test_deeply_nested_request_before_hello_closes_only_its_connection)
+{
+	th_conn_t c;
+	ck_assert_int_eq(th_tls_connect(&d, TH_CERT_GOOD, &c), 0);
+	size_t len, frame_len;
+	uint8_t *payload = th_nested_request(1, 1, 7000, &len);
+	uint8_t *frame = th_framed(payload, len, &frame_len);
+	ck_assert_int_eq(th_send_raw(&c, frame, frame_len), 0);
+	free(frame);
+	free(payload);
+	ck_assert(th_peer_closed(&c));
+	th_conn_close(&c);
+	ck_assert(th_log_contains(&d, "reason=\"request nested too deep\""));
+	assert_still_serving();
 }
 END_TEST
 
@@ -713,6 +765,12 @@ int main(void)
 		tc,
 		test_unknown_message_type_is_not_supported_and_connection_lives);
 	tcase_add_test(tc, test_unsupported_protocol_version_is_refused);
+	tcase_add_test(
+		tc,
+		test_deeply_nested_template_is_refused_and_connection_lives);
+	tcase_add_test(
+		tc,
+		test_deeply_nested_request_before_hello_closes_only_its_connection);
 	tcase_add_test(tc, test_request_before_hello_closes_the_connection);
 	tcase_add_test(tc, test_slow_call_is_answered_from_the_thread_pool);
 	tcase_add_test(tc, test_pipelined_requests_are_all_answered);

@@ -5,9 +5,13 @@
 
 #include "remhsm.pb-c.h"
 #include "rh_calls.h"
+#include "rh_decode.h"
 #include "rh_frame.h"
 
+#include <pthread.h>
+
 #include "harness.h"
+#include "nesting.h"
 
 static const uint8_t header_100[] = {0, 0, 0, 100};
 
@@ -251,6 +255,111 @@ START_TEST(test_slow_calls_are_flagged)
 }
 END_TEST
 
+/* Decodes a nested request or response on a thread with a 64 KiB stack, as
+ * an embedded client or a small worker would have. */
+typedef struct {
+	int response;
+	unsigned depth;
+	int err;
+	size_t attributes; /* at the outermost level, when it decoded */
+} nested_job_t;
+
+static void *decode_nested(void *arg)
+{
+	nested_job_t *job = arg;
+	size_t len;
+	uint8_t *buf = job->response
+			       ? th_nested_response(7, job->depth, &len)
+			       : th_nested_request(7, 1, job->depth, &len);
+	const ProtobufCMessageDescriptor *desc =
+		job->response ? &remhsm__response__descriptor
+			      : &remhsm__request__descriptor;
+	ProtobufCMessage *msg = rh_decode(desc, buf, len, &job->err);
+	if (msg && job->response) {
+		Remhsm__Response *r = (Remhsm__Response *)msg;
+		job->attributes = r->get_attribute_value->n_results;
+	} else if (msg) {
+		Remhsm__Request *r = (Remhsm__Request *)msg;
+		job->attributes = r->create_object->n_template_;
+	}
+	if (msg)
+		protobuf_c_message_free_unpacked(msg, NULL);
+	free(buf);
+	return NULL;
+}
+
+static nested_job_t run_on_small_stack(int response, unsigned depth)
+{
+	nested_job_t job = {.response = response, .depth = depth};
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	ck_assert_int_eq(pthread_attr_setstacksize(&attr, 64 * 1024), 0);
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, &attr, decode_nested, &job), 0);
+	pthread_join(t, NULL);
+	pthread_attr_destroy(&attr);
+	return job;
+}
+
+/* Depths 1 and 2 decode; 3, 100 and 100,000 are refused unread. */
+static void assert_depths(int response)
+{
+	static const unsigned depths[] = {1, 2, 3, 100, 100000};
+	for (size_t i = 0; i < sizeof(depths) / sizeof(depths[0]); i++) {
+		nested_job_t job = run_on_small_stack(response, depths[i]);
+		if (depths[i] <= 2) {
+			ck_assert_int_eq(job.err, RH_OK);
+			ck_assert_uint_eq(job.attributes, 1);
+		} else {
+			ck_assert_int_eq(job.err, RH_EDEPTH);
+		}
+	}
+}
+
+START_TEST(test_request_nesting_is_bounded_before_unpacking)
+{
+	assert_depths(0);
+}
+END_TEST
+
+START_TEST(test_response_nesting_is_bounded_before_unpacking)
+{
+	assert_depths(1);
+}
+END_TEST
+
+START_TEST(test_refused_request_still_names_its_id_and_call)
+{
+	size_t len;
+	uint8_t *buf = th_nested_request(4242, 9, 100000, &len);
+	uint64_t id;
+	uint32_t call;
+	ck_assert_int_eq(rh_decode_peek(buf, len, 1, &id, &call), RH_OK);
+	ck_assert_uint_eq(id, 4242);
+	ck_assert_uint_eq(call, REMHSM__REQUEST__CALL_CREATE_OBJECT);
+	free(buf);
+}
+END_TEST
+
+START_TEST(test_decoder_check_refuses_truncated_and_group_fields)
+{
+	static const uint8_t overlong[] = {0x0a, 0x05, 0x01};
+	static const uint8_t group[] = {0x0b, 0x0c};
+	static const uint8_t endless_varint[] = {0x08, 0xff, 0xff, 0xff,
+						 0xff, 0xff, 0xff, 0xff,
+						 0xff, 0xff, 0xff, 0x01};
+	const ProtobufCMessageDescriptor *d = &remhsm__request__descriptor;
+	ck_assert_int_eq(rh_decode_check(d, overlong, sizeof(overlong), 8),
+			 RH_EDECODE);
+	ck_assert_int_eq(rh_decode_check(d, group, sizeof(group), 8),
+			 RH_EDECODE);
+	ck_assert_int_eq(
+		rh_decode_check(d, endless_varint, sizeof(endless_varint), 8),
+		RH_EDECODE);
+	ck_assert_int_eq(rh_decode_check(d, NULL, 0, 8), RH_OK);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("codec");
@@ -268,6 +377,11 @@ int main(void)
 	tcase_add_test(tc, test_truncated_message_does_not_decode);
 	tcase_add_test(tc, test_garbage_does_not_decode);
 	tcase_add_test(tc, test_slow_calls_are_flagged);
+	tcase_add_test(tc, test_request_nesting_is_bounded_before_unpacking);
+	tcase_add_test(tc, test_response_nesting_is_bounded_before_unpacking);
+	tcase_add_test(tc, test_refused_request_still_names_its_id_and_call);
+	tcase_add_test(tc,
+		       test_decoder_check_refuses_truncated_and_group_fields);
 	suite_add_tcase(s, tc);
 	return th_run_suite(s);
 }
