@@ -747,13 +747,59 @@ static CK_RV answer_attribute(call_ctx_t *ctx, const rhd_object_t *obj,
 	return CKR_OK;
 }
 
+/* What one attribute's answer may add to the frame besides its value:
+ * the result's tags and lengths, status, length and type (varints of at
+ * most ten bytes each). */
+#define ANSWER_OVERHEAD 48u
+/* The Response around the results: id, rv and the oneof's tag. */
+#define ENVELOPE_OVERHEAD 64u
+
+/* 1 when the values the caller has room for, with their framing, fit the
+ * answer a client accepts: checked before anything is copied, so that a
+ * small request cannot make a large answer. */
+static int answer_fits(const call_ctx_t *ctx, const rhd_object_t *obj,
+		       const Remhsm__GetAttributeValueReq *req)
+{
+	size_t budget = ctx->engine->max_answer - ENVELOPE_OVERHEAD;
+	size_t total = 0;
+	for (size_t i = 0; i < req->n_template_; i++) {
+		const Remhsm__AttributeQuery *q = req->template_[i];
+		const rhd_attr_t *a = rhd_object_find(obj, q->type);
+		int sent =
+			a && q->has_buffer &&
+			!rhd_object_is_sensitive(obj, q->type) &&
+			!(a->kind == RH_ATTR_BYTES && q->buffer_len < a->len);
+		size_t value = sent ? a->len : 0;
+		if (value > budget - total ||
+		    ANSWER_OVERHEAD > budget - total - value)
+			return 0;
+		total += value + ANSWER_OVERHEAD;
+	}
+	return 1;
+}
+
 static CK_RV on_get_attribute_value(call_ctx_t *ctx,
 				    const Remhsm__GetAttributeValueReq *req)
 {
+	if (req->n_template_ > RH_MAX_TEMPLATE) {
+		RHD_WARN("event=answer-refused identity=%s "
+			 "call=C_GetAttributeValue attributes=%zu limit=%u "
+			 "reason=\"too many attributes\"",
+			 ctx->app->identity, req->n_template_, RH_MAX_TEMPLATE);
+		return CKR_DEVICE_MEMORY;
+	}
 	rhd_object_t obj;
 	CK_RV rv = load_named(ctx, req->session, req->object, &obj);
 	if (rv != CKR_OK)
 		return rv;
+	if (!answer_fits(ctx, &obj, req)) {
+		RHD_WARN("event=answer-refused identity=%s "
+			 "call=C_GetAttributeValue limit=%zu "
+			 "reason=\"answer would exceed the frame\"",
+			 ctx->app->identity, ctx->engine->max_answer);
+		rhd_object_cleanup(&obj);
+		return CKR_DEVICE_MEMORY;
+	}
 	Remhsm__GetAttributeValueResp *r = result_get_attribute_value(ctx);
 	size_t n = req->n_template_;
 	Remhsm__AttributeResult *results =

@@ -9,6 +9,7 @@
 
 #include "object.h"
 #include "resume.h"
+#include "rh_frame.h"
 
 int rhd_engine_init(rhd_engine_t *engine, const rhd_engine_opts_t *opts)
 {
@@ -23,6 +24,8 @@ int rhd_engine_init(rhd_engine_t *engine, const rhd_engine_opts_t *opts)
 	engine->max_token_handles = opts->max_token_handles
 					    ? opts->max_token_handles
 					    : RHD_MAX_TOKEN_HANDLES;
+	engine->max_answer =
+		opts->max_answer ? opts->max_answer : RH_FRAME_DEFAULT_MAX;
 	if (opts->resume_key)
 		memcpy(engine->resume_key, opts->resume_key, RHS_KEY_LEN);
 	else if (RAND_bytes(engine->resume_key, RHS_KEY_LEN) != 1)

@@ -145,6 +145,9 @@ typedef struct rhd_engine_opts {
 	unsigned lease_seconds; /* 0: no login leases */
 	/* Per application; 0 for the defaults above. */
 	unsigned max_sessions, max_session_objects, max_token_handles;
+	/* The largest answer a client accepts (the frame limit); 0 for
+	 * RH_FRAME_DEFAULT_MAX. */
+	size_t max_answer;
 } rhd_engine_opts_t;
 
 typedef struct rhd_engine {
@@ -156,6 +159,7 @@ typedef struct rhd_engine {
 	uint8_t resume_key[RHS_KEY_LEN];
 	unsigned lease_seconds;
 	unsigned max_sessions, max_session_objects, max_token_handles;
+	size_t max_answer;
 } rhd_engine_t;
 
 int rhd_engine_init(rhd_engine_t *engine, const rhd_engine_opts_t *opts);

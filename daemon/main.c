@@ -66,6 +66,7 @@ static int serve(const rhd_config_t *cfg)
 		.lease_seconds = cfg->login_lease_s,
 		.max_sessions = cfg->max_sessions,
 		.max_session_objects = cfg->max_session_objects,
+		.max_answer = cfg->max_frame,
 	};
 	rhd_engine_t engine;
 	int rc = 1;

@@ -201,11 +201,30 @@ static int flush_tls(conn_t *c)
 	return 0;
 }
 
+/* The last guard of the frame limit: an answer that would exceed it (the
+ * handlers refuse such requests before building their answers) goes out
+ * as CKR_DEVICE_MEMORY instead, never as a frame the client must refuse. */
+static int pack_within_frame(conn_t *c, const Remhsm__Response *resp,
+			     uint8_t **frame, size_t *len)
+{
+	size_t size = protobuf_c_message_get_packed_size(&resp->base);
+	if (size <= c->server->cfg->max_frame)
+		return rh_frame_pack(&resp->base, frame, len);
+	RHD_ERROR("event=answer-refused peer=%s identity=%s id=%llu "
+		  "size=%zu limit=%u reason=\"answer exceeds the frame\"",
+		  c->peer, c->identity, (unsigned long long)resp->id, size,
+		  c->server->cfg->max_frame);
+	Remhsm__Response refusal = REMHSM__RESPONSE__INIT;
+	refusal.id = resp->id;
+	refusal.rv = CKR_DEVICE_MEMORY;
+	return rh_frame_pack(&refusal.base, frame, len);
+}
+
 static void send_response(conn_t *c, const Remhsm__Response *resp)
 {
 	uint8_t *frame = NULL;
 	size_t len = 0;
-	if (rh_frame_pack(&resp->base, &frame, &len) < 0) {
+	if (pack_within_frame(c, resp, &frame, &len) < 0) {
 		conn_close(c, "cannot encode response");
 		return;
 	}

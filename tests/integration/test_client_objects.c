@@ -208,6 +208,48 @@ START_TEST(test_find_with_more_results_than_one_answer_carries)
 }
 END_TEST
 
+/* The finding: one CKA_VALUE of 1 MB asked for 1,000 times made a 1 GB
+ * answer on the event loop. An answer that would not fit the frame is
+ * refused before it is built, and the session lives on. */
+START_TEST(test_answer_larger_than_the_frame_is_refused_before_building)
+{
+	static CK_BYTE big[400 * 1024];
+	memset(big, 0x5a, sizeof(big));
+	CK_OBJECT_CLASS cls = CKO_DATA;
+	CK_BBOOL no = CK_FALSE;
+	CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof(cls)},
+			    {CKA_TOKEN, &no, sizeof(no)},
+			    {CKA_VALUE, big, sizeof(big)}};
+	CK_OBJECT_HANDLE h;
+	ck_assert_uint_eq(p11->C_CreateObject(session, t, 3, &h), CKR_OK);
+	static CK_BYTE out[3][sizeof(big)];
+	CK_ATTRIBUTE three[3];
+	for (int i = 0; i < 3; i++)
+		three[i] = (CK_ATTRIBUTE){CKA_VALUE, out[i], sizeof(out[i])};
+	ck_assert_uint_eq(p11->C_GetAttributeValue(session, h, three, 3),
+			  CKR_DEVICE_MEMORY);
+	/* Lengths alone fit, and so do two values. */
+	for (int i = 0; i < 3; i++)
+		three[i].pValue = NULL;
+	ck_assert_uint_eq(p11->C_GetAttributeValue(session, h, three, 3),
+			  CKR_OK);
+	ck_assert_uint_eq(three[2].ulValueLen, sizeof(big));
+	three[0].pValue = out[0];
+	three[1].pValue = out[1];
+	ck_assert_uint_eq(p11->C_GetAttributeValue(session, h, three, 2),
+			  CKR_OK);
+	ck_assert_mem_eq(out[1], big, sizeof(big));
+	ck_assert(th_log_contains(&d, "answer would exceed the frame"));
+	static CK_ATTRIBUTE many[1025];
+	for (size_t i = 0; i < 1025; i++)
+		many[i] = (CK_ATTRIBUTE){CKA_CLASS, NULL, 0};
+	ck_assert_uint_eq(p11->C_GetAttributeValue(session, h, many, 1024),
+			  CKR_OK);
+	ck_assert_uint_eq(p11->C_GetAttributeValue(session, h, many, 1025),
+			  CKR_DEVICE_MEMORY);
+}
+END_TEST
+
 START_TEST(test_objects_survive_restart_and_reinitialize)
 {
 	CK_OBJECT_HANDLE key, h;
@@ -247,6 +289,9 @@ int main(void)
 	tcase_add_test(tc, test_freertos_find_not_found_is_ok_with_none);
 	tcase_add_test(tc, test_find_with_more_results_than_one_answer_carries);
 	tcase_add_test(tc, test_objects_survive_restart_and_reinitialize);
+	tcase_add_test(
+		tc,
+		test_answer_larger_than_the_frame_is_refused_before_building);
 	suite_add_tcase(s, tc);
 	return th_run_suite(s);
 }
