@@ -393,9 +393,11 @@ static CK_RV on_login(call_ctx_t *ctx, const Remhsm__LoginReq *req)
 	CK_RV rv = s ? login_allowed(ctx, s, req->user_type)
 		     : CKR_SESSION_HANDLE_INVALID;
 	CK_SLOT_ID slot = s ? s->slot : 0;
+	/* Another connection's Hello may set it meanwhile: read it here. */
+	int compat_freertos = ctx->app->compat_freertos;
 	pthread_mutex_unlock(&ctx->app->lock);
 	/* FreeRTOS logs in again on a logged-in session and needs CKR_OK. */
-	if (rv == CKR_USER_ALREADY_LOGGED_IN && ctx->app->compat_freertos)
+	if (rv == CKR_USER_ALREADY_LOGGED_IN && compat_freertos)
 		return CKR_OK;
 	if (rv != CKR_OK)
 		return rv;
