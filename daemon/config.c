@@ -14,12 +14,19 @@ void rhd_config_defaults(rhd_config_t *cfg)
 		 RHD_DEFAULT_PORT);
 	snprintf(cfg->state_dir, sizeof(cfg->state_dir), "%s", "state");
 	snprintf(cfg->identity_from, sizeof(cfg->identity_from), "cn");
-	cfg->handshake_timeout_ms = 10000;
+	/* A client sends its ClientHello at once and finishes the handshake
+	 * in a round trip or two: these only bound what a peer that does not
+	 * can hold. */
+	cfg->handshake_timeout_ms = 5000;
+	cfg->first_byte_timeout_ms = 1000;
+	cfg->frame_timeout_ms = 10000;
 	cfg->idle_timeout_ms = 300000;
 	cfg->drain_timeout_ms = 10000;
 	cfg->max_frame = 1u << 20;
 	cfg->max_connections = 1024;
 	cfg->max_connections_per_identity = 256;
+	cfg->max_handshakes = 128;
+	cfg->max_handshakes_per_address = 16;
 	cfg->max_inflight = 64;
 	cfg->max_sessions = 1024;
 	cfg->max_session_objects = 4096;
@@ -64,12 +71,17 @@ static const struct setting {
 	TEXT("metrics-listen", metrics_listen),
 	{"tls12", KIND_BOOL, offsetof(rhd_config_t, tls12), 0, 0, 1},
 	UINT("handshake-timeout-ms", handshake_timeout_ms, 10, 600000),
+	UINT("first-byte-timeout-ms", first_byte_timeout_ms, 10, 600000),
+	UINT("frame-timeout-ms", frame_timeout_ms, 10, 600000),
 	UINT("idle-timeout-ms", idle_timeout_ms, 10, 86400000),
 	UINT("drain-timeout-ms", drain_timeout_ms, 0, 600000),
 	UINT("max-frame", max_frame, 1024, 64u << 20),
 	UINT("max-connections", max_connections, 1, 1000000),
 	UINT("max-connections-per-identity", max_connections_per_identity, 1,
 	     1000000),
+	UINT("max-handshakes", max_handshakes, 1, 100000),
+	UINT("max-handshakes-per-address", max_handshakes_per_address, 1,
+	     100000),
 	UINT("max-inflight", max_inflight, 1, 4096),
 	UINT("max-sessions", max_sessions, 1, 1u << 20),
 	UINT("max-session-objects", max_session_objects, 1, 1u << 20),
@@ -355,15 +367,27 @@ void rhd_config_usage(FILE *out, const char *prog)
 		"san-uri, "
 		"san-dns or\n"
 		"                             fingerprint (cn)\n"
-		"  --handshake-timeout-ms N   close handshakes slower than N "
-		"ms (10000)\n"
-		"  --idle-timeout-ms N        close connections idle for N ms "
-		"(300000)\n"
+		"  --handshake-timeout-ms N   close handshakes not done N ms "
+		"after connecting\n"
+		"                             (5000)\n"
+		"  --first-byte-timeout-ms N  close connections silent for N "
+		"ms after\n"
+		"                             connecting (1000)\n"
+		"  --frame-timeout-ms N       close connections whose frame is "
+		"not whole N ms\n"
+		"                             after its first byte (10000)\n"
+		"  --idle-timeout-ms N        close connections without a "
+		"request for N ms\n"
+		"                             (300000)\n"
 		"  --drain-timeout-ms N       on SIGTERM, wait at most N ms "
 		"for calls (10000)\n"
 		"  --max-frame N              largest accepted frame in bytes "
 		"(1048576)\n"
-		"  --max-connections N        concurrent connections (1024)\n"
+		"  --max-connections N        established connections (1024)\n"
+		"  --max-handshakes N         connections still in the TLS "
+		"handshake (128)\n"
+		"  --max-handshakes-per-address N\n"
+		"                             of them from one address (16)\n"
 		"  --metrics-listen ADDR:PORT serve Prometheus metrics there "
 		"(loopback only;\n"
 		"                             default: off)\n"

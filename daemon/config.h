@@ -20,11 +20,15 @@ typedef struct rhd_config {
 	char metrics_listen[256];
 	int tls12;
 	unsigned handshake_timeout_ms;
+	unsigned first_byte_timeout_ms;
+	unsigned frame_timeout_ms;
 	unsigned idle_timeout_ms;
 	unsigned drain_timeout_ms;
 	unsigned max_frame;
 	unsigned max_connections;
 	unsigned max_connections_per_identity;
+	unsigned max_handshakes;
+	unsigned max_handshakes_per_address;
 	unsigned max_inflight;
 	unsigned max_sessions;
 	unsigned max_session_objects;

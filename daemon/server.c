@@ -23,6 +23,11 @@
 
 #define READ_CHUNK 16384
 #define KEEPALIVE_DELAY_S 60
+/* The kernel's queue of connections not yet accepted: deep enough that a
+ * flood of sockets from one peer does not drop the others' SYNs while the
+ * loop catches up (the kernel caps it at net.core.somaxconn). */
+#define LISTEN_BACKLOG 4096
+#define ACCEPTS_PER_TURN 16
 
 typedef struct server server_t;
 
@@ -30,9 +35,15 @@ typedef enum { CONN_HANDSHAKE, CONN_OPEN, CONN_CLOSING } conn_state_t;
 
 typedef struct conn {
 	uv_tcp_t tcp;
-	uv_timer_t timer;
+	uv_timer_t timer;	/* handshake, then idle deadline */
+	uv_timer_t frame_timer; /* a frame begun must be whole by then */
 	server_t *server;
 	struct conn *prev, *next;
+	/* Connections in the handshake, in order of arrival. */
+	struct conn *hs_prev, *hs_next;
+	char host[48]; /* the peer's address without its port */
+	uint64_t accepted_ms;
+	int heard; /* some byte has arrived */
 	SSL *ssl;
 	BIO *net_in;  /* bytes from the socket, read by OpenSSL */
 	BIO *net_out; /* bytes from OpenSSL, to write to the socket */
@@ -62,6 +73,12 @@ struct server {
 	const rhd_config_t *cfg;
 	conn_t *conns;
 	unsigned conn_count;
+	/* Handshakes have a budget of their own, so that peers with no
+	 * certificate cannot take the places of established clients. */
+	conn_t *hs_oldest, *hs_newest;
+	unsigned handshakes, established;
+	unsigned accepted_this_turn;
+	int accept_pending; /* one is waiting for the next loop turn */
 	rhd_access_t access;
 	int draining;
 	uint64_t activity; /* requests read and calls finished, for busy-poll */
@@ -117,16 +134,89 @@ static void on_handle_closed(uv_handle_t *handle)
 	conn_free_if_done(c);
 }
 
+/* --- the handshake budget ------------------------------------------------ */
+
+static void handshake_enter(conn_t *c)
+{
+	server_t *s = c->server;
+	c->hs_prev = s->hs_newest;
+	if (s->hs_newest)
+		s->hs_newest->hs_next = c;
+	else
+		s->hs_oldest = c;
+	s->hs_newest = c;
+	s->handshakes++;
+}
+
+static void handshake_leave(conn_t *c)
+{
+	server_t *s = c->server;
+	if (c->hs_prev)
+		c->hs_prev->hs_next = c->hs_next;
+	else
+		s->hs_oldest = c->hs_next;
+	if (c->hs_next)
+		c->hs_next->hs_prev = c->hs_prev;
+	else
+		s->hs_newest = c->hs_prev;
+	c->hs_prev = c->hs_next = NULL;
+	s->handshakes--;
+}
+
 static void conn_close(conn_t *c, const char *why)
 {
 	if (c->state == CONN_CLOSING)
 		return;
 	RHD_INFO("event=close peer=%s identity=%s reason=\"%s\"", c->peer,
 		 c->identity, why);
+	if (c->state == CONN_HANDSHAKE)
+		handshake_leave(c);
+	else
+		c->server->established--;
 	c->state = CONN_CLOSING;
 	uv_read_stop((uv_stream_t *)&c->tcp);
 	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+	uv_close((uv_handle_t *)&c->frame_timer, on_handle_closed);
 	uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+/* The oldest handshake that has sent nothing yet, from host (NULL: from
+ * anywhere): the first to give way to a newcomer. */
+static conn_t *oldest_silent(server_t *s, const char *host)
+{
+	for (conn_t *o = s->hs_oldest; o; o = o->hs_next)
+		if (!o->heard && (!host || !strcmp(o->host, host)))
+			return o;
+	return NULL;
+}
+
+static unsigned handshakes_from(server_t *s, const char *host)
+{
+	unsigned n = 0;
+	for (conn_t *o = s->hs_oldest; o; o = o->hs_next)
+		n += !strcmp(o->host, host);
+	return n;
+}
+
+/* Room in the handshake budget for c (its newest entry), its address's
+ * and the whole daemon's: the oldest silent connection gives way to c
+ * when the budget is full, and c is refused when every other place is
+ * taken by a handshake under way. Returns NULL, or why c is refused. */
+static const char *make_room(server_t *s, conn_t *c)
+{
+	if (handshakes_from(s, c->host) > s->cfg->max_handshakes_per_address) {
+		conn_t *v = oldest_silent(s, c->host);
+		if (v == c)
+			return "too many handshakes from this address";
+		conn_close(v, "gave way: handshakes from this address");
+	}
+	if (s->handshakes > s->cfg->max_handshakes) {
+		conn_t *v = oldest_silent(s, NULL);
+		if (v == c)
+			return "too many handshakes";
+		conn_close(v, "gave way: handshakes");
+	}
+	return NULL;
 }
 
 static void on_timeout(uv_timer_t *timer)
@@ -141,8 +231,26 @@ static void on_timeout(uv_timer_t *timer)
 			       c->server->cfg->idle_timeout_ms, 0);
 		return;
 	}
-	conn_close(c, c->state == CONN_HANDSHAKE ? "handshake timed out"
-						 : "idle timeout");
+	conn_close(c, c->state != CONN_HANDSHAKE ? "idle timeout"
+		      : c->heard		 ? "handshake timed out"
+				 : "no bytes before the first-byte timeout");
+}
+
+/* A frame begun and not whole in time: a trickle cannot keep its buffer.
+ * Frames the daemon holds back itself (backpressure) are not late. */
+static void on_frame_timeout(uv_timer_t *timer)
+{
+	conn_t *c = timer->data;
+	if (c->paused) {
+		uv_timer_start(&c->frame_timer, on_frame_timeout,
+			       c->server->cfg->frame_timeout_ms, 0);
+		return;
+	}
+	RHD_WARN("event=frame-timeout peer=%s identity=%s buffered=%zu "
+		 "limit-ms=%u",
+		 c->peer, c->identity, c->inlen,
+		 c->server->cfg->frame_timeout_ms);
+	conn_close(c, "frame not whole within frame-timeout-ms");
 }
 
 /* --- writing ------------------------------------------------------------- */
@@ -394,10 +502,11 @@ static void handle_hello(conn_t *c, const Remhsm__Request *req)
 		c->app->compat_freertos = 1;
 	c->app->visible_slots = c->visible_slots;
 	c->app->roles = c->roles;
+	int compat_freertos = c->app->compat_freertos;
 	pthread_mutex_unlock(&c->app->lock);
 	RHD_INFO("event=hello peer=%s identity=%s version=%u compat=%s",
 		 c->peer, c->identity, hello.version,
-		 c->app->compat_freertos ? "freertos" : "none");
+		 compat_freertos ? "freertos" : "none");
 }
 
 /* A slow call goes to the thread pool, unless it is short and the pool
@@ -455,6 +564,9 @@ static void refuse_too_deep(conn_t *c, const uint8_t *payload, size_t len)
 static void handle_frame(conn_t *c, const uint8_t *payload, size_t len)
 {
 	c->server->activity++;
+	/* Idle means no request: bytes that do not make one keep nothing. */
+	uv_timer_start(&c->timer, on_timeout, c->server->cfg->idle_timeout_ms,
+		       0);
 	int err;
 	Remhsm__Request *req = (Remhsm__Request *)rh_decode(
 		&remhsm__request__descriptor, payload, len, &err);
@@ -494,6 +606,17 @@ static int must_wait(conn_t *c)
 	       queued_bytes(c) > c->server->cfg->max_frame;
 }
 
+/* The deadline of the frame in progress starts with its first byte: none
+ * while the buffer is empty, a new one when a frame was just completed. */
+static void frame_deadline(conn_t *c, int completed)
+{
+	if (c->inlen == 0)
+		uv_timer_stop(&c->frame_timer);
+	else if (completed || !uv_is_active((uv_handle_t *)&c->frame_timer))
+		uv_timer_start(&c->frame_timer, on_frame_timeout,
+			       c->server->cfg->frame_timeout_ms, 0);
+}
+
 /* Handles every complete frame in the input buffer. */
 static void process_frames(conn_t *c)
 {
@@ -524,34 +647,43 @@ static void process_frames(conn_t *c)
 			     (size_t)n - RH_FRAME_HEADER);
 		off += (size_t)n;
 	}
+	if (c->state != CONN_OPEN)
+		return;
 	memmove(c->inbuf, c->inbuf + off, c->inlen - off);
 	c->inlen -= off;
 	/* Frames may have carried PINs: nothing handled stays behind. */
 	OPENSSL_cleanse(c->inbuf + c->inlen, off);
+	frame_deadline(c, off > 0);
 }
 
-/* Room for the frame in progress; its header has already been checked
- * against the maximum, so the buffer never outgrows max_frame. */
+/* Room to read more. The buffer grows with what has arrived (doubling),
+ * never to what a header merely announces, so a stalled frame pins no
+ * more memory than its sender has sent; the header has been checked
+ * against the maximum, so the buffer never outgrows max_frame either. */
 static int ensure_space(conn_t *c)
 {
-	size_t need = READ_CHUNK;
+	if (c->inlen < c->incap)
+		return 0;
+	size_t want = c->incap ? c->incap * 2 : READ_CHUNK;
 	if (c->inlen >= RH_FRAME_HEADER) {
 		uint32_t payload;
 		if (rh_frame_header_decode(c->inbuf, c->server->cfg->max_frame,
 					   &payload) < 0)
 			return -1;
-		if (RH_FRAME_HEADER + (size_t)payload > need)
-			need = RH_FRAME_HEADER + (size_t)payload;
+		size_t frame = RH_FRAME_HEADER + (size_t)payload;
+		if (frame > c->incap && want > frame)
+			want = frame;
 	}
-	if (c->incap >= need && c->inlen < c->incap)
-		return 0;
-	if (c->incap >= need)
-		need = c->incap + READ_CHUNK;
-	uint8_t *grown = realloc(c->inbuf, need);
+	uint8_t *grown = malloc(want);
 	if (!grown)
 		return -1;
+	if (c->inbuf) {
+		memcpy(grown, c->inbuf, c->inlen);
+		OPENSSL_cleanse(c->inbuf, c->incap); /* may hold a PIN */
+		free(c->inbuf);
+	}
 	c->inbuf = grown;
-	c->incap = need;
+	c->incap = want;
 	return 0;
 }
 
@@ -647,12 +779,29 @@ static int admit(conn_t *c)
 	return 1;
 }
 
+/* The handshake is done: c leaves the handshake budget for the
+ * established connections'; 0 after closing it when they are full. */
+static int establish(conn_t *c)
+{
+	server_t *s = c->server;
+	handshake_leave(c);
+	c->state = CONN_OPEN;
+	s->established++;
+	if (s->established <= s->cfg->max_connections)
+		return 1;
+	RHD_WARN("event=refused peer=%s reason=\"maximum connections "
+		 "reached\" limit=%u",
+		 c->peer, s->cfg->max_connections);
+	rhd_metrics_connection(RHD_CONN_REFUSED);
+	conn_close(c, "refused");
+	return 0;
+}
+
 static void advance_handshake(conn_t *c)
 {
 	int r = SSL_do_handshake(c->ssl);
 	if (r == 1) {
-		c->state = CONN_OPEN;
-		if (!admit(c))
+		if (!establish(c) || !admit(c))
 			return;
 		RHD_INFO("event=handshake peer=%s identity=%s tls=%s", c->peer,
 			 c->identity, SSL_get_version(c->ssl));
@@ -682,6 +831,17 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 	*buf = uv_buf_init(c->server->read_buf, sizeof(c->server->read_buf));
 }
 
+/* The first bytes of a connection: from now on it has what is left of
+ * the handshake timeout, counted from the accept. */
+static void first_bytes(conn_t *c)
+{
+	c->heard = 1;
+	uint64_t spent = uv_now(&c->server->loop) - c->accepted_ms;
+	uint64_t limit = c->server->cfg->handshake_timeout_ms;
+	uv_timer_start(&c->timer, on_timeout, spent < limit ? limit - spent : 1,
+		       0);
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
 	conn_t *c = stream->data;
@@ -700,11 +860,11 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 		return;
 	}
 	if (c->state == CONN_HANDSHAKE) {
+		if (!c->heard)
+			first_bytes(c);
 		advance_handshake(c);
 		return;
 	}
-	uv_timer_start(&c->timer, on_timeout, c->server->cfg->idle_timeout_ms,
-		       0);
 	read_plaintext(c);
 }
 
@@ -731,8 +891,16 @@ static void peer_name(conn_t *c)
 	struct sockaddr_storage ss;
 	int len = sizeof(ss);
 	snprintf(c->peer, sizeof(c->peer), "-");
-	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
-		format_address(&ss, c->peer, sizeof(c->peer));
+	snprintf(c->host, sizeof(c->host), "-");
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+		return;
+	format_address(&ss, c->peer, sizeof(c->peer));
+	if (ss.ss_family == AF_INET6)
+		uv_ip6_name((const struct sockaddr_in6 *)&ss, c->host,
+			    sizeof(c->host));
+	else
+		uv_ip4_name((const struct sockaddr_in *)&ss, c->host,
+			    sizeof(c->host));
 }
 
 static void bound_address(uv_tcp_t *tcp, char *out, size_t cap)
@@ -770,9 +938,13 @@ static conn_t *conn_new(server_t *s)
 	snprintf(c->identity, sizeof(c->identity), "-");
 	uv_tcp_init(&s->loop, &c->tcp);
 	uv_timer_init(&s->loop, &c->timer);
+	uv_timer_init(&s->loop, &c->frame_timer);
 	c->tcp.data = c;
 	c->timer.data = c;
-	c->handles_open = 2;
+	c->frame_timer.data = c;
+	c->handles_open = 3;
+	c->accepted_ms = uv_now(&s->loop);
+	handshake_enter(c);
 	c->next = s->conns;
 	if (s->conns)
 		s->conns->prev = c;
@@ -781,29 +953,23 @@ static conn_t *conn_new(server_t *s)
 	return c;
 }
 
-static void on_connection(uv_stream_t *listener, int status)
+static void accept_one(server_t *s)
 {
-	server_t *s = listener->data;
-	if (status < 0) {
-		RHD_WARN("event=accept-failed reason=\"%s\"",
-			 uv_strerror(status));
-		return;
-	}
-	int over_limit = s->conn_count >= s->cfg->max_connections;
+	s->accepted_this_turn++;
 	conn_t *c = conn_new(s);
 	if (!c)
 		return;
-	if (uv_accept(listener, (uv_stream_t *)&c->tcp) < 0) {
+	if (uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&c->tcp) <
+	    0) {
 		conn_close(c, "accept failed");
 		return;
 	}
 	peer_name(c);
-	rhd_metrics_connection(over_limit || s->draining ? RHD_CONN_REFUSED
-							 : RHD_CONN_ACCEPTED);
-	if (over_limit || s->draining) {
+	const char *refusal = s->draining ? "shutting down" : make_room(s, c);
+	rhd_metrics_connection(refusal ? RHD_CONN_REFUSED : RHD_CONN_ACCEPTED);
+	if (refusal) {
 		RHD_WARN("event=refused peer=%s reason=\"%s\"", c->peer,
-			 over_limit ? "maximum connections reached"
-				    : "shutting down");
+			 refusal);
 		conn_close(c, "refused");
 		return;
 	}
@@ -813,9 +979,31 @@ static void on_connection(uv_stream_t *listener, int status)
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
 	uv_tcp_keepalive(&c->tcp, 1, KEEPALIVE_DELAY_S);
-	uv_timer_start(&c->timer, on_timeout, s->cfg->handshake_timeout_ms, 0);
+	unsigned first = s->cfg->first_byte_timeout_ms;
+	unsigned whole = s->cfg->handshake_timeout_ms;
+	uv_timer_start(&c->timer, on_timeout, first < whole ? first : whole, 0);
 	uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 	RHD_INFO("event=accept peer=%s", c->peer);
+}
+
+/* libuv accepts for as long as connections keep coming; a flood that
+ * reopens what is closed would keep the loop accepting and starve every
+ * established connection. So a loop turn accepts ACCEPTS_PER_TURN at most:
+ * a connection left unaccepted pauses the listener until the next turn
+ * takes it (run_loop). */
+static void on_connection(uv_stream_t *listener, int status)
+{
+	server_t *s = listener->data;
+	if (status < 0) {
+		RHD_WARN("event=accept-failed reason=\"%s\"",
+			 uv_strerror(status));
+		return;
+	}
+	if (s->accepted_this_turn >= ACCEPTS_PER_TURN) {
+		s->accept_pending = 1;
+		return;
+	}
+	accept_one(s);
 }
 
 /* --- shutdown --------------------------------------------------------------
@@ -899,7 +1087,8 @@ static int start_listening(server_t *s)
 	s->listener.data = s;
 	int r = uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0);
 	if (r == 0)
-		r = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
+		r = uv_listen((uv_stream_t *)&s->listener, LISTEN_BACKLOG,
+			      on_connection);
 	if (r < 0) {
 		RHD_ERROR("event=start-failed listen=%s reason=\"%s\"",
 			  s->cfg->listen, uv_strerror(r));
@@ -1049,6 +1238,11 @@ static void run_loop(server_t *s)
 	uint64_t spin_until = 0;
 	int alive = 1;
 	while (alive) {
+		s->accepted_this_turn = 0;
+		if (s->accept_pending && !s->draining) {
+			s->accept_pending = 0;
+			accept_one(s);
+		}
 		uint64_t seen = s->activity;
 		int polling = spin_ns && uv_hrtime() < spin_until;
 		alive = uv_run(&s->loop, polling ? UV_RUN_NOWAIT : UV_RUN_ONCE);

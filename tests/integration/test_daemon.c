@@ -21,6 +21,10 @@ static th_daemon_t d;
 
 static const char *const fast_timeouts[] = {"--handshake-timeout-ms",
 					    "300",
+					    "--first-byte-timeout-ms",
+					    "200",
+					    "--frame-timeout-ms",
+					    "400",
 					    "--idle-timeout-ms",
 					    "600",
 					    "--max-frame",
@@ -171,6 +175,40 @@ START_TEST(test_stalled_handshake_is_closed_at_timeout)
 	ck_assert_int_eq(recv(fd, buf, sizeof(buf), 0), 0);
 	close(fd);
 	ck_assert(th_log_contains(&d, "reason=\"handshake timed out\""));
+	assert_still_serving();
+}
+END_TEST
+
+START_TEST(test_silent_connection_is_closed_at_the_first_byte_timeout)
+{
+	int fd = th_tcp_connect(d.port);
+	ck_assert_int_ge(fd, 0);
+	char buf[16];
+	ck_assert_int_eq(recv(fd, buf, sizeof(buf), 0), 0);
+	close(fd);
+	ck_assert(th_log_contains(
+		&d, "reason=\"no bytes before the first-byte timeout\""));
+	assert_still_serving();
+}
+END_TEST
+
+/* The finding: the idle timer restarted on every byte, so one byte a
+ * second kept a connection and its half-received frame for ever. */
+START_TEST(test_trickled_frame_is_closed_at_the_frame_timeout)
+{
+	th_conn_t c;
+	connect_hello(&c);
+	const uint8_t header[] = {0, 0, 0x10, 0}; /* 4 KiB announced */
+	ck_assert_int_eq(th_send_raw(&c, header, sizeof(header)), 0);
+	int sent = 0; /* 40 bytes over 2 s: never idle for 600 ms */
+	while (sent < 40 && th_send_raw(&c, "x", 1) == 0) {
+		usleep(50 * 1000);
+		sent++;
+	}
+	ck_assert_msg(sent < 40, "the trickle kept its connection");
+	th_conn_close(&c);
+	ck_assert(th_log_contains(&d, "reason=\"frame not whole within "
+				      "frame-timeout-ms\""));
 	assert_still_serving();
 }
 END_TEST
@@ -757,6 +795,9 @@ int main(void)
 	tcase_add_test(tc, test_plain_tcp_client_is_refused);
 	tcase_add_test(tc, test_stalled_handshake_is_closed_at_timeout);
 	tcase_add_test(tc, test_idle_connection_is_closed_at_timeout);
+	tcase_add_test(
+		tc, test_silent_connection_is_closed_at_the_first_byte_timeout);
+	tcase_add_test(tc, test_trickled_frame_is_closed_at_the_frame_timeout);
 	tcase_add_test(tc, test_idle_connection_with_sessions_is_kept);
 	tcase_add_test(tc, test_truncated_frame_then_close_loses_nothing);
 	tcase_add_test(tc, test_oversized_frame_is_refused_before_allocating);
