@@ -2,6 +2,7 @@
 
 #include <openssl/err.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -70,6 +71,49 @@ SSL_CTX *rh_tls_server_ctx_new(const rh_tls_files_t *files, int allow_tls12,
 	if (names)
 		SSL_CTX_set_client_CA_list(ctx, names);
 	return ctx;
+}
+
+/* The chain verified, its leaf is judged as a client's certificate. */
+static int judge_leaf(int ok, X509_STORE_CTX *store, int eku_optional)
+{
+	if (X509_STORE_CTX_get_error_depth(store) != 0)
+		return ok;
+	X509 *leaf = X509_STORE_CTX_get_current_cert(store);
+	int err = X509_STORE_CTX_get_error(store);
+	/* A CA's certificate usually fails the purpose check first; say what
+	 * is wrong with it. */
+	if ((ok || err == X509_V_ERR_INVALID_PURPOSE) && X509_check_ca(leaf)) {
+		X509_STORE_CTX_set_error(store, X509_V_ERR_INVALID_NON_CA);
+		return 0;
+	}
+	if (!ok)
+		return 0;
+	uint32_t flags = X509_get_extension_flags(leaf);
+	int has_eku = (flags & EXFLAG_XKUSAGE) != 0;
+	if ((!has_eku && !eku_optional) ||
+	    (has_eku &&
+	     !(X509_get_extended_key_usage(leaf) & XKU_SSL_CLIENT))) {
+		X509_STORE_CTX_set_error(store, X509_V_ERR_INVALID_PURPOSE);
+		return 0;
+	}
+	return 1;
+}
+
+static int verify_leaf_strict(int ok, X509_STORE_CTX *store)
+{
+	return judge_leaf(ok, store, 0);
+}
+
+static int verify_leaf_eku_optional(int ok, X509_STORE_CTX *store)
+{
+	return judge_leaf(ok, store, 1);
+}
+
+void rh_tls_require_client_leaf(SSL_CTX *ctx, int eku_optional)
+{
+	SSL_CTX_set_verify(
+		ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+		eku_optional ? verify_leaf_eku_optional : verify_leaf_strict);
 }
 
 SSL_CTX *rh_tls_client_ctx_new(const rh_tls_files_t *files, char *err,

@@ -19,6 +19,14 @@ typedef struct rh_tls_files {
 SSL_CTX *rh_tls_server_ctx_new(const rh_tls_files_t *files, int allow_tls12,
 			       char *err, size_t err_len);
 
+/*
+ * Admits only end-entity client certificates: no CA:TRUE (nor keyCertSign
+ * on a certificate without basic constraints), and an extended key usage
+ * that names clientAuth; a certificate with no EKU at all is admitted only
+ * when eku_optional.
+ */
+void rh_tls_require_client_leaf(SSL_CTX *ctx, int eku_optional);
+
 /* A client context that verifies the server against the CA. */
 SSL_CTX *rh_tls_client_ctx_new(const rh_tls_files_t *files, char *err,
 			       size_t err_len);

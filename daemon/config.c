@@ -70,6 +70,10 @@ static const struct setting {
 	TEXT("identity-from", identity_from),
 	TEXT("metrics-listen", metrics_listen),
 	{"tls12", KIND_BOOL, offsetof(rhd_config_t, tls12), 0, 0, 1},
+	{"tls-client-eku-optional", KIND_BOOL,
+	 offsetof(rhd_config_t, tls_client_eku_optional), 0, 0, 1},
+	{"allow-core-dumps", KIND_BOOL,
+	 offsetof(rhd_config_t, allow_core_dumps), 0, 0, 1},
 	UINT("handshake-timeout-ms", handshake_timeout_ms, 10, 600000),
 	UINT("first-byte-timeout-ms", first_byte_timeout_ms, 10, 600000),
 	UINT("frame-timeout-ms", frame_timeout_ms, 10, 600000),
@@ -357,6 +361,13 @@ void rhd_config_usage(FILE *out, const char *prog)
 		"STATE/pki/server.key)\n"
 		"  --tls12                    also accept TLS 1.2 (default: "
 		"TLS 1.3 only)\n"
+		"  --tls-client-eku-optional  admit client certificates "
+		"without an extended\n"
+		"                             key usage (default: clientAuth "
+		"required)\n"
+		"  --allow-core-dumps         let the daemon dump core, keys "
+		"and all (debugging\n"
+		"                             only; default: not dumpable)\n"
 		"  --tls-crl FILE             refuse client certificates this "
 		"CRL revokes\n"
 		"  --access-list FILE         who may connect, to which slots, "

@@ -19,6 +19,8 @@ typedef struct rhd_config {
 	char identity_from[32];
 	char metrics_listen[256];
 	int tls12;
+	int tls_client_eku_optional;
+	int allow_core_dumps;
 	unsigned handshake_timeout_ms;
 	unsigned first_byte_timeout_ms;
 	unsigned frame_timeout_ms;

@@ -4,6 +4,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "audit.h"
@@ -120,6 +122,21 @@ static int check_config(const rhd_config_t *cfg)
 	return 0;
 }
 
+/* A core file, or a debugger or another process of the same user reading
+ * this one, would hold the token keys and key values in memory. */
+static int forbid_core_dumps(void)
+{
+	struct rlimit none = {0, 0};
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0 ||
+	    setrlimit(RLIMIT_CORE, &none) < 0) {
+		RHD_ERROR("event=start-failed reason=\"cannot forbid core "
+			  "dumps: %s\"",
+			  strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	rhd_config_t cfg;
@@ -150,6 +167,8 @@ int main(int argc, char **argv)
 	/* A peer that vanishes mid-write must cost a connection, not the
 	 * daemon. */
 	signal(SIGPIPE, SIG_IGN);
+	if (!cfg.allow_core_dumps && forbid_core_dumps() < 0)
+		return 1;
 	if (mkdir(cfg.state_dir, 0700) < 0 && errno != EEXIST) {
 		RHD_ERROR("event=start-failed state_dir=%s reason=\"%s\"",
 			  cfg.state_dir, strerror(errno));

@@ -1262,6 +1262,7 @@ int rhd_server_access_setup(const rhd_config_t *cfg, SSL_CTX *tls,
 			 cfg->identity_from);
 		return -1;
 	}
+	rh_tls_require_client_leaf(tls, cfg->tls_client_eku_optional);
 	if (rhd_access_load_crl(tls, cfg->tls_crl, err, err_len) < 0)
 		return -1;
 	return rhd_access_load(access, kind, cfg->access_list, err, err_len);

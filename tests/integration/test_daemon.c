@@ -145,6 +145,60 @@ START_TEST(test_expired_certificate_is_refused)
 }
 END_TEST
 
+START_TEST(test_ca_certificate_is_refused_as_a_client)
+{
+	assert_refused_before_any_request(
+		TH_CERT_CA, "certificate rejected: invalid non-CA certificate");
+}
+END_TEST
+
+START_TEST(test_certificate_without_client_auth_is_refused)
+{
+	assert_refused_before_any_request(
+		TH_CERT_NO_EKU,
+		"certificate rejected: unsuitable certificate purpose");
+}
+END_TEST
+
+START_TEST(test_no_eku_is_admitted_only_when_configured)
+{
+	th_daemon_stop(&d);
+	static const char *const optional[] = {"--tls-client-eku-optional",
+					       NULL};
+	th_daemon_restart(&d, optional);
+	th_conn_t c;
+	ck_assert_int_eq(th_tls_connect(&d, TH_CERT_NO_EKU, &c), 0);
+	Remhsm__Response *hello = th_hello(&c, 1);
+	ck_assert_ptr_nonnull(hello);
+	remhsm__response__free_unpacked(hello, NULL);
+	th_conn_close(&c);
+	if (th_tls_connect(&d, TH_CERT_CA, &c) == 0)
+		ck_assert_ptr_null(th_hello(&c, 1));
+	th_conn_close(&c);
+	ck_assert(th_log_contains(
+		&d, "certificate rejected: invalid non-CA certificate"));
+}
+END_TEST
+
+/* Core files and debuggers of the same user would read keys: the daemon
+ * forbids both unless told it is being debugged. */
+START_TEST(test_daemon_dumps_no_core)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/limits", (int)d.pid);
+	FILE *f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	int found = 0;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "Max core file size", 18)) {
+			found = 1;
+			ck_assert_msg(strstr(line, " 0 ") != NULL, "%s", line);
+		}
+	fclose(f);
+	ck_assert(found);
+}
+END_TEST
+
 START_TEST(test_plain_tcp_client_is_refused)
 {
 	int fd = th_tcp_connect(d.port);
@@ -792,6 +846,10 @@ int main(void)
 	tcase_add_test(tc, test_client_without_certificate_is_refused);
 	tcase_add_test(tc, test_certificate_from_another_ca_is_refused);
 	tcase_add_test(tc, test_expired_certificate_is_refused);
+	tcase_add_test(tc, test_ca_certificate_is_refused_as_a_client);
+	tcase_add_test(tc, test_certificate_without_client_auth_is_refused);
+	tcase_add_test(tc, test_no_eku_is_admitted_only_when_configured);
+	tcase_add_test(tc, test_daemon_dumps_no_core);
 	tcase_add_test(tc, test_plain_tcp_client_is_refused);
 	tcase_add_test(tc, test_stalled_handshake_is_closed_at_timeout);
 	tcase_add_test(tc, test_idle_connection_is_closed_at_timeout);

@@ -57,15 +57,21 @@ static void path_in(char *out, size_t cap, const th_daemon_t *d,
 	snprintf(out, cap, "%s/%s", d->pki, file);
 }
 
+/* What a test certificate is besides a client's. */
+typedef enum { LEAF_CLIENT, LEAF_CA, LEAF_NO_EKU } leaf_t;
+
 /* A client certificate CN=stem (with subjectAltName san unless NULL) and
- * its key, as pki/stem.pem and .key. */
-static void issue(const th_daemon_t *d, const char *stem, const char *san,
-		  X509 *ca, EVP_PKEY *ca_key, long from, long to)
+ * its key, as pki/stem.pem and .key; a CA's instead, or one without an
+ * extended key usage, by kind. */
+static void issue_kind(const th_daemon_t *d, const char *stem, const char *san,
+		       X509 *ca, EVP_PKEY *ca_key, long from, long to,
+		       leaf_t kind)
 {
 	char path[512];
 	EVP_PKEY *key = rh_pki_keygen();
-	X509 *cert =
-		rh_pki_issue(key, stem, RH_PKI_CLIENT, ca, ca_key, from, to);
+	X509 *cert = rh_pki_issue(key, stem,
+				  kind == LEAF_CA ? RH_PKI_CA : RH_PKI_CLIENT,
+				  ca, ca_key, from, to);
 	ck_assert_ptr_nonnull(cert);
 	if (san) {
 		X509_EXTENSION *ext = X509V3_EXT_conf_nid(
@@ -73,14 +79,25 @@ static void issue(const th_daemon_t *d, const char *stem, const char *san,
 		ck_assert_ptr_nonnull(ext);
 		ck_assert_int_eq(X509_add_ext(cert, ext, -1), 1);
 		X509_EXTENSION_free(ext);
-		ck_assert_int_gt(X509_sign(cert, ca_key, EVP_sha256()), 0);
 	}
+	if (kind == LEAF_NO_EKU)
+		X509_EXTENSION_free(X509_delete_ext(
+			cert,
+			X509_get_ext_by_NID(cert, NID_ext_key_usage, -1)));
+	if (san || kind == LEAF_NO_EKU)
+		ck_assert_int_gt(X509_sign(cert, ca_key, EVP_sha256()), 0);
 	snprintf(path, sizeof(path), "%s/%s.key", d->pki, stem);
 	ck_assert_int_eq(rh_pki_write_key(path, key), 0);
 	snprintf(path, sizeof(path), "%s/%s.pem", d->pki, stem);
 	ck_assert_int_eq(rh_pki_write_cert(path, cert), 0);
 	X509_free(cert);
 	EVP_PKEY_free(key);
+}
+
+static void issue(const th_daemon_t *d, const char *stem, const char *san,
+		  X509 *ca, EVP_PKEY *ca_key, long from, long to)
+{
+	issue_kind(d, stem, san, ca, ca_key, from, to, LEAF_CLIENT);
 }
 
 static X509 *read_cert(const char *path)
@@ -187,6 +204,8 @@ void th_pki_make(th_daemon_t *d)
 	X509 *ca = read_cert(ca_path);
 	EVP_PKEY *ca_key = read_key(ca_key_path);
 	issue(d, "expired", NULL, ca, ca_key, -10 * 86400L, -86400L);
+	issue_kind(d, "caleaf", NULL, ca, ca_key, -60, 86400L, LEAF_CA);
+	issue_kind(d, "noeku", NULL, ca, ca_key, -60, 86400L, LEAF_NO_EKU);
 	/* A second CA whose client certificates the daemon must refuse. */
 	EVP_PKEY *other_key = rh_pki_keygen();
 	X509 *other = rh_pki_issue(other_key, "other CA", RH_PKI_CA, NULL, NULL,
@@ -486,6 +505,10 @@ static const char *cert_stem(th_cert_t cert)
 		return "otherca";
 	case TH_CERT_EXPIRED:
 		return "expired";
+	case TH_CERT_CA:
+		return "caleaf";
+	case TH_CERT_NO_EKU:
+		return "noeku";
 	default:
 		return "client";
 	}

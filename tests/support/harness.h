@@ -96,6 +96,8 @@ typedef enum {
 	TH_CERT_GOOD,
 	TH_CERT_OTHER_CA,
 	TH_CERT_EXPIRED,
+	TH_CERT_CA,	/* CA:TRUE, issued by the test CA */
+	TH_CERT_NO_EKU, /* an end entity without extended key usage */
 	TH_CERT_NONE
 } th_cert_t;
 
