@@ -1214,16 +1214,52 @@ static CK_RV generate_material(rhd_object_t *pub, rhd_object_t *priv, int rsa)
 	return rv == CKR_OK ? rhd_crypto_ec_generate(params, pub, priv) : rv;
 }
 
+/* The checks a key pair's request must pass before any key is made,
+ * under the app's lock: the session, the mechanism, the templates, and
+ * whether the session may hold the two objects (a login for a private key,
+ * a read-write session for token keys). */
+static CK_RV generate_allowed(call_ctx_t *ctx,
+			      const Remhsm__GenerateKeyPairReq *req,
+			      rhd_object_t *pub, rhd_object_t *priv)
+{
+	rhd_session_t *s = rhd_session_find(ctx->app, req->session);
+	if (!s)
+		return CKR_SESSION_HANDLE_INVALID;
+	CK_MECHANISM_TYPE mech = req->mechanism ? req->mechanism->type : 0;
+	if (mech != CKM_EC_KEY_PAIR_GEN && mech != CKM_RSA_PKCS_KEY_PAIR_GEN)
+		return CKR_MECHANISM_INVALID;
+	if (param_len(req->mechanism))
+		return CKR_MECHANISM_PARAM_INVALID;
+	uint64_t key_type =
+		mech == CKM_RSA_PKCS_KEY_PAIR_GEN ? CKK_RSA : CKK_EC;
+	CK_RV rv = rhd_object_from_wire(req->public_template,
+					req->n_public_template, pub);
+	if (rv == CKR_OK)
+		rv = rhd_object_from_wire(req->private_template,
+					  req->n_private_template, priv);
+	if (rv == CKR_OK)
+		rv = key_of_class(pub, CKO_PUBLIC_KEY, key_type);
+	if (rv == CKR_OK)
+		rv = key_of_class(priv, CKO_PRIVATE_KEY, key_type);
+	if (rv == CKR_OK)
+		rv = rhd_objects_may_create(
+			ctx->engine, ctx->app, s,
+			rhd_object_bool(pub, CKA_TOKEN, 0),
+			rhd_object_bool(pub, CKA_PRIVATE, 0));
+	if (rv == CKR_OK)
+		rv = rhd_objects_may_create(
+			ctx->engine, ctx->app, s,
+			rhd_object_bool(priv, CKA_TOKEN, 0),
+			rhd_object_bool(priv, CKA_PRIVATE, 1));
+	return rv;
+}
+
+/* The keys, made outside every lock: RSA-4096 takes seconds. */
 static CK_RV make_pair(rhd_object_t *pub, rhd_object_t *priv,
 		       CK_MECHANISM_TYPE mech)
 {
 	int rsa = mech == CKM_RSA_PKCS_KEY_PAIR_GEN;
-	uint64_t key_type = rsa ? CKK_RSA : CKK_EC;
-	CK_RV rv = key_of_class(pub, CKO_PUBLIC_KEY, key_type);
-	if (rv == CKR_OK)
-		rv = key_of_class(priv, CKO_PRIVATE_KEY, key_type);
-	if (rv == CKR_OK)
-		rv = generate_material(pub, priv, rsa);
+	CK_RV rv = generate_material(pub, priv, rsa);
 	if (rv == CKR_OK)
 		rv = rhd_object_prepare_create(pub);
 	if (rv == CKR_OK)
@@ -1235,33 +1271,35 @@ static CK_RV make_pair(rhd_object_t *pub, rhd_object_t *priv,
 	return rv == CKR_OK ? pairwise_check(pub, priv, rsa) : rv;
 }
 
-static CK_RV generate_locked(call_ctx_t *ctx,
-			     const Remhsm__GenerateKeyPairReq *req,
-			     uint32_t *pub_h, uint32_t *priv_h)
+/* The new pair joins the session, which may have closed meanwhile. */
+static CK_RV store_pair(call_ctx_t *ctx, uint64_t session, rhd_object_t *pub,
+			rhd_object_t *priv, uint32_t *pub_h, uint32_t *priv_h)
 {
-	rhd_session_t *s = rhd_session_find(ctx->app, req->session);
+	rhd_session_t *s = rhd_session_find(ctx->app, session);
 	if (!s)
 		return CKR_SESSION_HANDLE_INVALID;
-	CK_MECHANISM_TYPE mech = req->mechanism ? req->mechanism->type : 0;
-	if (mech != CKM_EC_KEY_PAIR_GEN && mech != CKM_RSA_PKCS_KEY_PAIR_GEN)
-		return CKR_MECHANISM_INVALID;
-	if (param_len(req->mechanism))
-		return CKR_MECHANISM_PARAM_INVALID;
+	CK_RV rv = rhd_objects_create(ctx->engine, ctx->app, s, pub, pub_h);
+	if (rv != CKR_OK)
+		return rv;
+	rv = rhd_objects_create(ctx->engine, ctx->app, s, priv, priv_h);
+	if (rv != CKR_OK)
+		rhd_objects_destroy(ctx->engine, ctx->app, s, *pub_h);
+	return rv;
+}
+
+static CK_RV generate(call_ctx_t *ctx, const Remhsm__GenerateKeyPairReq *req,
+		      uint32_t *pub_h, uint32_t *priv_h)
+{
 	rhd_object_t pub = {0}, priv = {0};
-	CK_RV rv = rhd_object_from_wire(req->public_template,
-					req->n_public_template, &pub);
+	pthread_mutex_lock(&ctx->app->lock);
+	CK_RV rv = generate_allowed(ctx, req, &pub, &priv);
+	pthread_mutex_unlock(&ctx->app->lock);
 	if (rv == CKR_OK)
-		rv = rhd_object_from_wire(req->private_template,
-					  req->n_private_template, &priv);
-	if (rv == CKR_OK)
-		rv = make_pair(&pub, &priv, mech);
-	if (rv == CKR_OK)
-		rv = rhd_objects_create(ctx->engine, ctx->app, s, &pub, pub_h);
+		rv = make_pair(&pub, &priv, req->mechanism->type);
 	if (rv == CKR_OK) {
-		rv = rhd_objects_create(ctx->engine, ctx->app, s, &priv,
-					priv_h);
-		if (rv != CKR_OK)
-			rhd_objects_destroy(ctx->engine, ctx->app, s, *pub_h);
+		pthread_mutex_lock(&ctx->app->lock);
+		rv = store_pair(ctx, req->session, &pub, &priv, pub_h, priv_h);
+		pthread_mutex_unlock(&ctx->app->lock);
 	}
 	rhd_object_cleanup(&pub);
 	rhd_object_cleanup(&priv);
@@ -1289,9 +1327,7 @@ static CK_RV on_generate_key_pair(call_ctx_t *ctx,
 						      CKM_RSA_PKCS_KEY_PAIR_GEN
 				    ? CKK_RSA
 				    : CKK_EC;
-	pthread_mutex_lock(&ctx->app->lock);
-	CK_RV rv = generate_locked(ctx, req, &pub, &priv);
-	pthread_mutex_unlock(&ctx->app->lock);
+	CK_RV rv = generate(ctx, req, &pub, &priv);
 	Remhsm__GenerateKeyPairResp *r =
 		rv == CKR_OK ? result_generate_key_pair(ctx) : NULL;
 	if (rv != CKR_OK)

@@ -155,8 +155,9 @@ static CK_RV load_stored(rhd_engine_t *engine, const rhd_app_t *app,
 /* --- the calls
  * ---------------------------------------------------------------- */
 
-static CK_RV may_create(const rhd_engine_t *engine, const rhd_app_t *app,
-			const rhd_session_t *s, int token_obj, int private_obj)
+CK_RV rhd_objects_may_create(const rhd_engine_t *engine, const rhd_app_t *app,
+			     const rhd_session_t *s, int token_obj,
+			     int private_obj)
 {
 	if (token_obj && !(s->flags & CKF_RW_SESSION))
 		return CKR_SESSION_READ_ONLY;
@@ -176,7 +177,8 @@ CK_RV rhd_objects_create(rhd_engine_t *engine, rhd_app_t *app,
 {
 	int token_obj = rhd_object_bool(obj, CKA_TOKEN, 0);
 	int private_obj = rhd_object_bool(obj, CKA_PRIVATE, 0);
-	CK_RV rv = may_create(engine, app, session, token_obj, private_obj);
+	CK_RV rv = rhd_objects_may_create(engine, app, session, token_obj,
+					  private_obj);
 	if (rv != CKR_OK)
 		return rv;
 	if (!token_obj) {

@@ -10,6 +10,13 @@
 #include "object.h"
 
 /* The caller holds app->lock for all of these. */
+
+/* Whether session may hold a new object of this kind now: a read-write
+ * session for a token object, a user login for a private one, room for a
+ * session object. Checked before any costly work for the object. */
+CK_RV rhd_objects_may_create(const rhd_engine_t *engine, const rhd_app_t *app,
+			     const rhd_session_t *s, int token_obj,
+			     int private_obj);
 CK_RV rhd_objects_create(rhd_engine_t *engine, rhd_app_t *app,
 			 rhd_session_t *session, rhd_object_t *obj,
 			 uint32_t *handle);
