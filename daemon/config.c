@@ -87,6 +87,7 @@ static const struct setting {
 	UINT("max-handshakes-per-address", max_handshakes_per_address, 1,
 	     100000),
 	UINT("max-inflight", max_inflight, 1, 4096),
+	UINT("max-identity-workers", max_identity_workers, 0, 1024),
 	UINT("max-sessions", max_sessions, 1, 1u << 20),
 	UINT("max-session-objects", max_session_objects, 1, 1u << 20),
 	TEXT("log-level", log_level),
@@ -408,6 +409,10 @@ void rhd_config_usage(FILE *out, const char *prog)
 		"running; past it\n"
 		"                             the daemon stops reading from it "
 		"(64)\n"
+		"  --max-identity-workers N   worker threads one identity's "
+		"long calls (key\n"
+		"                             generation, logins) may hold at "
+		"once (0: half)\n"
 		"  --slots N                  slots to expose (1)\n"
 		"  --max-sessions N           sessions one application may "
 		"hold (1024)\n"

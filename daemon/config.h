@@ -32,6 +32,7 @@ typedef struct rhd_config {
 	unsigned max_handshakes;
 	unsigned max_handshakes_per_address;
 	unsigned max_inflight;
+	unsigned max_identity_workers;
 	unsigned max_sessions;
 	unsigned max_session_objects;
 	char log_level[16];

@@ -1,15 +1,20 @@
 #include "server.h"
 
+#include <errno.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "access.h"
 #include "dispatch.h"
+#include "fairq.h"
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
@@ -28,6 +33,7 @@
  * loop catches up (the kernel caps it at net.core.somaxconn). */
 #define LISTEN_BACKLOG 4096
 #define ACCEPTS_PER_TURN 16
+#define WORKER_NICE 10
 
 typedef struct server server_t;
 
@@ -82,7 +88,7 @@ struct server {
 	rhd_access_t access;
 	int draining;
 	uint64_t activity; /* requests read and calls finished, for busy-poll */
-	unsigned pool_busy; /* calls queued on or running in the thread pool */
+	rhd_fairq_t workq; /* long calls, for the thread pool */
 	char read_buf[READ_CHUNK];
 };
 
@@ -95,7 +101,8 @@ typedef struct write_req {
 
 typedef struct work {
 	uv_work_t req;
-	uint64_t queued_ns; /* for the latency metrics */
+	rhd_fairq_item_t item; /* in the fair queue until it starts */
+	uint64_t queued_ns;    /* for the latency metrics */
 	conn_t *conn;
 	Remhsm__Request *request;
 	Remhsm__Response response;
@@ -390,9 +397,25 @@ static void request_free(Remhsm__Request *req)
 	remhsm__request__free_unpacked(req, NULL);
 }
 
+/* Long work yields the processor to the event loop: on a gateway with
+ * few cores, key generation must not delay the signatures the loop makes.
+ * Linux applies a nice value to the calling thread alone. */
+static void lower_worker_priority(void)
+{
+	static _Thread_local int lowered;
+	if (lowered)
+		return;
+	lowered = 1;
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid),
+			WORKER_NICE) < 0)
+		RHD_WARN("event=worker-priority reason=\"%s\"",
+			 strerror(errno));
+}
+
 static void on_work(uv_work_t *req)
 {
 	work_t *w = container_of(req, work_t, req);
+	lower_worker_priority();
 	rhd_dispatch(w->conn->server->engine, w->conn->app, w->request,
 		     &w->response, &w->arena);
 }
@@ -414,13 +437,27 @@ static void resume_reading(conn_t *c)
 	read_plaintext(c);
 }
 
+static void on_work_done(uv_work_t *req, int status);
+
+/* Starts what the fair queue allows on the thread pool. */
+static void pump_work(server_t *s)
+{
+	rhd_fairq_item_t *item;
+	while ((item = rhd_fairq_next(&s->workq)) != NULL) {
+		work_t *w = container_of(item, work_t, item);
+		/* Only fails for a request that is not initialised. */
+		(void)uv_queue_work(&s->loop, &w->req, on_work, on_work_done);
+	}
+}
+
 static void on_work_done(uv_work_t *req, int status)
 {
 	work_t *w = container_of(req, work_t, req);
 	conn_t *c = w->conn;
 	c->inflight--;
 	c->server->activity++;
-	c->server->pool_busy--;
+	rhd_fairq_done(&c->server->workq, &w->item);
+	pump_work(c->server);
 	if (status == 0 && c->state == CONN_OPEN) {
 		log_call(c, w->request, w->response.rv, w->queued_ns);
 		send_response(c, &w->response);
@@ -445,13 +482,12 @@ static int queue_slow_call(conn_t *c, Remhsm__Request *req)
 	w->request = req;
 	w->queued_ns = uv_hrtime();
 	remhsm__response__init(&w->response);
-	if (uv_queue_work(&c->server->loop, &w->req, on_work, on_work_done) <
-	    0) {
+	if (rhd_fairq_push(&c->server->workq, c->identity, &w->item) < 0) {
 		free(w);
 		return -1;
 	}
 	c->inflight++;
-	c->server->pool_busy++;
+	pump_work(c->server);
 	return 0;
 }
 
@@ -509,18 +545,18 @@ static void handle_hello(conn_t *c, const Remhsm__Request *req)
 		 compat_freertos ? "freertos" : "none");
 }
 
-/* A slow call goes to the thread pool, unless it is short and the pool
- * idle: then handing it over would cost more than running it here. */
-static int goes_to_pool(const conn_t *c, const Remhsm__Request *req)
+/* A slow call goes to the thread pool, unless it is short (an ECDSA
+ * signature or verification): handing that over would cost more than
+ * running it here, and it must never wait behind long work. */
+static int goes_to_pool(const Remhsm__Request *req)
 {
-	if (!(rh_call_flags((unsigned)req->call_case) & RH_CALL_SLOW))
-		return 0;
-	return c->server->pool_busy > 0 || !rhd_dispatch_is_short(req);
+	return (rh_call_flags((unsigned)req->call_case) & RH_CALL_SLOW) &&
+	       !rhd_dispatch_is_short(req);
 }
 
 static void handle_call(conn_t *c, Remhsm__Request *req)
 {
-	if (goes_to_pool(c, req)) {
+	if (goes_to_pool(req)) {
 		if (queue_slow_call(c, req) < 0) {
 			request_free(req);
 			conn_close(c, "cannot queue work");
@@ -1268,6 +1304,14 @@ int rhd_server_access_setup(const rhd_config_t *cfg, SSL_CTX *tls,
 	return rhd_access_load(access, kind, cfg->access_list, err, err_len);
 }
 
+/* libuv's pool: UV_THREADPOOL_SIZE threads, 4 unless it says otherwise. */
+static unsigned thread_pool_size(void)
+{
+	const char *v = getenv("UV_THREADPOOL_SIZE");
+	long n = v ? strtol(v, NULL, 10) : 0;
+	return n > 0 && n <= 1024 ? (unsigned)n : 4;
+}
+
 int rhd_server_run(const rhd_config_t *cfg, rhd_engine_t *engine)
 {
 	char err[512];
@@ -1275,6 +1319,7 @@ int rhd_server_run(const rhd_config_t *cfg, rhd_engine_t *engine)
 	static server_t s;
 	memset(&s, 0, sizeof(s));
 	s.cfg = cfg;
+	rhd_fairq_init(&s.workq, thread_pool_size(), cfg->max_identity_workers);
 	s.engine = engine;
 	s.tls = rh_tls_server_ctx_new(&files, cfg->tls12, err, sizeof(err));
 	if (!s.tls || rhd_server_access_setup(cfg, s.tls, &s.access, err,
