@@ -30,6 +30,9 @@ void rhd_config_defaults(rhd_config_t *cfg)
 	cfg->max_inflight = 64;
 	cfg->max_sessions = 1024;
 	cfg->max_session_objects = 4096;
+	cfg->max_app_memory_mb = 32;
+	cfg->max_identity_memory_mb = 128;
+	cfg->max_memory_mb = 1024;
 	snprintf(cfg->log_level, sizeof(cfg->log_level), "info");
 	cfg->slots = 1;
 	cfg->pin_max_failures = 10;
@@ -90,6 +93,9 @@ static const struct setting {
 	UINT("max-identity-workers", max_identity_workers, 0, 1024),
 	UINT("max-sessions", max_sessions, 1, 1u << 20),
 	UINT("max-session-objects", max_session_objects, 1, 1u << 20),
+	UINT("max-app-memory-mb", max_app_memory_mb, 1, 1u << 20),
+	UINT("max-identity-memory-mb", max_identity_memory_mb, 1, 1u << 20),
+	UINT("max-memory-mb", max_memory_mb, 1, 1u << 20),
 	TEXT("log-level", log_level),
 	UINT("slots", slots, 1, 64),
 	UINT("pin-max-failures", pin_max_failures, 1, 1000),
@@ -418,6 +424,13 @@ void rhd_config_usage(FILE *out, const char *prog)
 		"hold (1024)\n"
 		"  --max-session-objects N    session objects one application "
 		"may hold (4096)\n"
+		"  --max-app-memory-mb N      memory one application's session "
+		"objects and\n"
+		"                             find results may take (32)\n"
+		"  --max-identity-memory-mb N the same for all applications of "
+		"one identity (128)\n"
+		"  --max-memory-mb N          the same for the whole daemon "
+		"(1024)\n"
 		"  --log-level LEVEL          info, warn or error (info)\n"
 		"  --pin-max-failures N       wrong PINs in a row that lock it "
 		"(10)\n"

@@ -35,6 +35,9 @@ typedef struct rhd_config {
 	unsigned max_identity_workers;
 	unsigned max_sessions;
 	unsigned max_session_objects;
+	unsigned max_app_memory_mb;
+	unsigned max_identity_memory_mb;
+	unsigned max_memory_mb;
 	char log_level[16];
 	unsigned slots;
 	unsigned pin_max_failures;

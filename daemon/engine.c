@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "object.h"
 #include "resume.h"
 #include "rh_frame.h"
@@ -26,6 +27,13 @@ int rhd_engine_init(rhd_engine_t *engine, const rhd_engine_opts_t *opts)
 					    : RHD_MAX_TOKEN_HANDLES;
 	engine->max_answer =
 		opts->max_answer ? opts->max_answer : RH_FRAME_DEFAULT_MAX;
+	engine->max_app_bytes = opts->max_app_bytes ? opts->max_app_bytes
+						    : RHD_DEFAULT_APP_BYTES;
+	engine->max_identity_bytes = opts->max_identity_bytes
+					     ? opts->max_identity_bytes
+					     : RHD_DEFAULT_IDENTITY_BYTES;
+	engine->total.limit = opts->max_total_bytes ? opts->max_total_bytes
+						    : RHD_DEFAULT_TOTAL_BYTES;
 	if (opts->resume_key)
 		memcpy(engine->resume_key, opts->resume_key, RHS_KEY_LEN);
 	else if (RAND_bytes(engine->resume_key, RHS_KEY_LEN) != 1)
@@ -77,9 +85,55 @@ void rhd_session_end_ops(rhd_session_t *s)
 void rhd_session_end_find(rhd_session_t *s)
 {
 	free(s->found);
+	if (s->found_cap)
+		rhd_app_refund(s->app, s->found_cap * sizeof(*s->found));
 	s->found = NULL;
-	s->found_count = s->found_next = 0;
+	s->found_count = s->found_next = s->found_cap = 0;
 	s->finding = 0;
+}
+
+/* --- memory budgets ------------------------------------------------------ */
+
+static int budget_take(rhd_budget_t *b, size_t bytes)
+{
+	size_t used = atomic_load(&b->used);
+	do {
+		if (bytes > b->limit || used > b->limit - bytes)
+			return 0;
+	} while (!atomic_compare_exchange_weak(&b->used, &used, used + bytes));
+	return 1;
+}
+
+static void budget_give(rhd_budget_t *b, size_t bytes)
+{
+	atomic_fetch_sub(&b->used, bytes);
+}
+
+CK_RV rhd_app_charge(rhd_app_t *app, size_t bytes, const char *what)
+{
+	rhd_budget_t *levels[] = {&app->budget, &app->ident->budget,
+				  app->total};
+	static const char *const names[] = {"application", "identity",
+					    "daemon"};
+	size_t taken = 0;
+	while (taken < 3 && budget_take(levels[taken], bytes))
+		taken++;
+	if (taken == 3)
+		return CKR_OK;
+	RHD_WARN("event=memory-budget identity=%s budget=%s for=%s bytes=%zu "
+		 "limit=%zu",
+		 app->identity, names[taken], what, bytes,
+		 levels[taken]->limit);
+	while (taken-- > 0)
+		budget_give(levels[taken], bytes);
+	return CKR_DEVICE_MEMORY;
+}
+
+void rhd_app_refund(rhd_app_t *app, size_t bytes)
+{
+	budget_give(&app->budget, bytes);
+	budget_give(&app->ident->budget, bytes);
+	budget_give(app->total, bytes);
 }
 
 static int drop_matches(const rhd_handle_t *h, CK_SLOT_ID slot, uint32_t owner)
@@ -244,9 +298,11 @@ void rhd_app_handle_remove(rhd_app_t *app, rhd_handle_t *h)
 		unchain(&app->by_store[hash_store(h->slot, h->store_id,
 						  app->buckets)],
 			h, 1);
-	if (h->session_obj)
+	if (h->session_obj) {
 		app->session_objects--;
-	else if (h->store_id)
+		rhd_app_refund(app, h->charged);
+		h->charged = 0;
+	} else if (h->store_id)
 		app->token_handles--;
 	app->handle_count--;
 }
@@ -263,6 +319,8 @@ void rhd_app_drop_objects(rhd_app_t *app, CK_SLOT_ID slot, uint32_t owner)
 		h = next;
 	}
 }
+
+static void identity_release(rhd_engine_t *engine, rhd_identity_t *id);
 
 static void app_free(rhd_engine_t *engine, rhd_app_t *app)
 {
@@ -281,6 +339,9 @@ static void app_free(rhd_engine_t *engine, rhd_app_t *app)
 	free(app->by_store);
 	for (unsigned slot = 0; slot < RHD_MAX_SLOTS; slot++)
 		rhd_app_logout(app, slot);
+	pthread_mutex_lock(&engine->lock);
+	identity_release(engine, app->ident);
+	pthread_mutex_unlock(&engine->lock);
 	pthread_mutex_destroy(&app->lock);
 	free(app);
 }
@@ -299,7 +360,38 @@ void rhd_engine_cleanup(rhd_engine_t *engine)
 	pthread_mutex_destroy(&engine->lock);
 }
 
-static rhd_app_t *app_new(const rhd_engine_t *engine, const uint8_t *app_id,
+/* The identity's shared budget, made on its first application; the
+ * caller holds engine->lock. */
+static rhd_identity_t *identity_hold(rhd_engine_t *engine, const char *name)
+{
+	rhd_identity_t *id = engine->identities;
+	while (id && strcmp(id->name, name) != 0)
+		id = id->next;
+	if (!id) {
+		id = calloc(1, sizeof(*id));
+		if (!id)
+			return NULL;
+		snprintf(id->name, sizeof(id->name), "%s", name);
+		id->budget.limit = engine->max_identity_bytes;
+		id->next = engine->identities;
+		engine->identities = id;
+	}
+	id->refs++;
+	return id;
+}
+
+static void identity_release(rhd_engine_t *engine, rhd_identity_t *id)
+{
+	if (--id->refs > 0)
+		return;
+	rhd_identity_t **link = &engine->identities;
+	while (*link != id)
+		link = &(*link)->next;
+	*link = id->next;
+	free(id);
+}
+
+static rhd_app_t *app_new(rhd_engine_t *engine, const uint8_t *app_id,
 			  const char *identity)
 {
 	rhd_app_t *app = calloc(1, sizeof(*app));
@@ -309,6 +401,14 @@ static rhd_app_t *app_new(const rhd_engine_t *engine, const uint8_t *app_id,
 		free(app);
 		return NULL;
 	}
+	app->ident = identity_hold(engine, identity);
+	if (!app->ident) {
+		pthread_mutex_destroy(&app->lock);
+		free(app);
+		return NULL;
+	}
+	app->budget.limit = engine->max_app_bytes;
+	app->total = &engine->total;
 	memcpy(app->id, app_id, RHD_APP_ID_LEN);
 	snprintf(app->identity, sizeof(app->identity), "%s", identity);
 	app->next_handle = 1;
@@ -400,6 +500,7 @@ static CK_RV session_new(rhd_engine_t *engine, rhd_app_t *app, CK_SLOT_ID slot,
 		return CKR_DEVICE_MEMORY;
 	s->handle = want ? want : next_free_handle(app);
 	s->slot = slot;
+	s->app = app;
 	s->flags = flags & (CKF_SERIAL_SESSION | CKF_RW_SESSION);
 	s->next = app->sessions;
 	app->sessions = s;

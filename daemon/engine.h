@@ -7,6 +7,7 @@
 
 #include <p11-kit/pkcs11.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +32,27 @@
 #define RHD_MAX_RANDOM_PER_CALL 65536
 #define RHD_IDENTITY_MAX 256
 #define RHD_NOBODY ((CK_USER_TYPE)~0UL)
+
+/* Bytes of daemon memory that requests may make it hold (session objects,
+ * find results), charged to the application, to its identity and to the
+ * daemon as a whole; what exceeds a limit is refused with
+ * CKR_DEVICE_MEMORY. */
+typedef struct rhd_budget {
+	atomic_size_t used;
+	size_t limit;
+} rhd_budget_t;
+
+#define RHD_DEFAULT_APP_BYTES ((size_t)32 << 20)
+#define RHD_DEFAULT_IDENTITY_BYTES ((size_t)128 << 20)
+#define RHD_DEFAULT_TOTAL_BYTES ((size_t)1 << 30)
+
+/* The applications of one certificate identity share its budget. */
+typedef struct rhd_identity {
+	struct rhd_identity *next;
+	unsigned refs;
+	rhd_budget_t budget;
+	char name[RHD_IDENTITY_MAX];
+} rhd_identity_t;
 
 /* A find's result: the handle, and the class and key type the client
  * learns with it. */
@@ -61,15 +83,18 @@ typedef struct rhd_op {
 	uint64_t key_store_id; /* the audit's name for the key; 0: session */
 } rhd_op_t;
 
+struct rhd_app;
+
 typedef struct rhd_session {
 	struct rhd_session *next;
+	struct rhd_app *app; /* whose budget holds the find's results */
 	uint32_t handle;
 	CK_SLOT_ID slot;
 	CK_FLAGS flags;
 	/* An active C_FindObjects: what was found, and how much was read. */
 	int finding;
 	struct rhd_found *found;
-	size_t found_count, found_next;
+	size_t found_count, found_next, found_cap;
 	rhd_op_t ops[RHD_OP_COUNT];
 } rhd_session_t;
 
@@ -86,6 +111,7 @@ typedef struct rhd_handle {
 	struct rhd_object *session_obj;
 	uint32_t owner;
 	int private_obj;
+	size_t charged; /* a session object's bytes, in its app's budget */
 	/* A key's OpenSSL form and what its init checks need, kept while the
 	 * token's generation says nothing changed (see rhd_token_t). */
 	EVP_PKEY *pkey;
@@ -133,6 +159,9 @@ typedef struct rhd_app {
 	 * bit mask, roles as RHD_ROLE_* bits. All of both without a list. */
 	uint64_t visible_slots;
 	unsigned roles;
+	rhd_budget_t budget;
+	rhd_identity_t *ident;
+	rhd_budget_t *total; /* the daemon's */
 } rhd_app_t;
 
 typedef struct rhd_engine_opts {
@@ -148,6 +177,8 @@ typedef struct rhd_engine_opts {
 	/* The largest answer a client accepts (the frame limit); 0 for
 	 * RH_FRAME_DEFAULT_MAX. */
 	size_t max_answer;
+	/* Memory budgets in bytes; 0 for the defaults above. */
+	size_t max_app_bytes, max_identity_bytes, max_total_bytes;
 } rhd_engine_opts_t;
 
 typedef struct rhd_engine {
@@ -160,6 +191,9 @@ typedef struct rhd_engine {
 	unsigned lease_seconds;
 	unsigned max_sessions, max_session_objects, max_token_handles;
 	size_t max_answer;
+	size_t max_app_bytes, max_identity_bytes;
+	rhd_budget_t total;
+	rhd_identity_t *identities;
 } rhd_engine_t;
 
 int rhd_engine_init(rhd_engine_t *engine, const rhd_engine_opts_t *opts);
@@ -196,6 +230,12 @@ void rhd_session_close_slot(rhd_engine_t *engine, rhd_app_t *app,
 void rhd_session_count(const rhd_app_t *app, CK_SLOT_ID slot,
 		       unsigned long *all, unsigned long *rw);
 CK_STATE rhd_session_state(const rhd_app_t *app, const rhd_session_t *s);
+
+/* Takes bytes from the app's, its identity's and the daemon's budgets:
+ * CKR_OK, or CKR_DEVICE_MEMORY (with a log line naming the budget and
+ * what it was for) and nothing taken. */
+CK_RV rhd_app_charge(rhd_app_t *app, size_t bytes, const char *what);
+void rhd_app_refund(rhd_app_t *app, size_t bytes);
 
 /* Ends the app's login to slot, wiping the token key. */
 void rhd_app_logout(rhd_app_t *app, CK_SLOT_ID slot);

@@ -69,6 +69,9 @@ static int serve(const rhd_config_t *cfg)
 		.max_sessions = cfg->max_sessions,
 		.max_session_objects = cfg->max_session_objects,
 		.max_answer = cfg->max_frame,
+		.max_app_bytes = (size_t)cfg->max_app_memory_mb << 20,
+		.max_identity_bytes = (size_t)cfg->max_identity_memory_mb << 20,
+		.max_total_bytes = (size_t)cfg->max_memory_mb << 20,
 	};
 	rhd_engine_t engine;
 	int rc = 1;

@@ -155,6 +155,15 @@ static CK_RV load_stored(rhd_engine_t *engine, const rhd_app_t *app,
 /* --- the calls
  * ---------------------------------------------------------------- */
 
+/* What an object held in memory costs: its values and their bookkeeping. */
+static size_t object_bytes(const rhd_object_t *obj)
+{
+	size_t n = sizeof(rhd_handle_t) + sizeof(rhd_object_t);
+	for (size_t i = 0; i < obj->count; i++)
+		n += sizeof(rhd_attr_t) + obj->attrs[i].len;
+	return n;
+}
+
 CK_RV rhd_objects_may_create(const rhd_engine_t *engine, const rhd_app_t *app,
 			     const rhd_session_t *s, int token_obj,
 			     int private_obj)
@@ -182,15 +191,21 @@ CK_RV rhd_objects_create(rhd_engine_t *engine, rhd_app_t *app,
 	if (rv != CKR_OK)
 		return rv;
 	if (!token_obj) {
+		size_t bytes = object_bytes(obj);
+		rv = rhd_app_charge(app, bytes, "session-object");
+		if (rv != CKR_OK)
+			return rv;
 		rhd_handle_t *h =
 			handle_new(app, session->slot, private_obj, 0);
-		if (!h)
-			return CKR_DEVICE_MEMORY;
-		h->session_obj = malloc(sizeof(*h->session_obj));
-		if (!h->session_obj) {
-			handle_unlink(app, h);
+		if (h)
+			h->session_obj = malloc(sizeof(*h->session_obj));
+		if (!h || !h->session_obj) {
+			if (h)
+				handle_unlink(app, h);
+			rhd_app_refund(app, bytes);
 			return CKR_DEVICE_MEMORY;
 		}
+		h->charged = bytes;
 		app->session_objects++;
 		*h->session_obj = *obj;
 		memset(obj, 0, sizeof(*obj));
@@ -345,6 +360,22 @@ static CK_RV store_update(rhd_engine_t *engine, const rhd_app_t *app,
 	return rc == RHS_OK ? CKR_OK : CKR_DEVICE_ERROR;
 }
 
+/* A session object changed: its budget follows its size. */
+static CK_RV recharge(rhd_app_t *app, rhd_handle_t *h, const rhd_object_t *obj)
+{
+	size_t bytes = object_bytes(obj);
+	if (bytes > h->charged) {
+		CK_RV rv = rhd_app_charge(app, bytes - h->charged,
+					  "session-object");
+		if (rv != CKR_OK)
+			return rv;
+	} else {
+		rhd_app_refund(app, h->charged - bytes);
+	}
+	h->charged = bytes;
+	return CKR_OK;
+}
+
 CK_RV rhd_objects_update(rhd_engine_t *engine, rhd_app_t *app,
 			 rhd_session_t *session, uint64_t handle,
 			 const rhd_object_t *changes)
@@ -368,6 +399,8 @@ CK_RV rhd_objects_update(rhd_engine_t *engine, rhd_app_t *app,
 		rv = store_update(engine, app, h, &obj);
 	if (rv == CKR_OK)
 		token_changed(engine, h);
+	if (rv == CKR_OK && h->session_obj)
+		rv = recharge(app, h, &obj);
 	if (rv == CKR_OK && h->session_obj) {
 		rhd_object_cleanup(h->session_obj);
 		*h->session_obj = obj;
@@ -405,15 +438,32 @@ CK_RV rhd_objects_copy(rhd_engine_t *engine, rhd_app_t *app,
 /* --- find
  * ------------------------------------------------------------------------ */
 
+/* The find's results grow by doubling, each growth paid from the app's
+ * budget (a find over a million objects holds them all). */
+static CK_RV found_grow(rhd_session_t *s)
+{
+	size_t cap = s->found_cap ? s->found_cap * 2 : 64;
+	size_t more = (cap - s->found_cap) * sizeof(*s->found);
+	CK_RV rv = rhd_app_charge(s->app, more, "find-results");
+	if (rv != CKR_OK)
+		return rv;
+	rhd_found_t *grown = realloc(s->found, cap * sizeof(*grown));
+	if (!grown) {
+		rhd_app_refund(s->app, more);
+		return CKR_DEVICE_MEMORY;
+	}
+	s->found = grown;
+	s->found_cap = cap;
+	return CKR_OK;
+}
+
 static CK_RV found_push(rhd_session_t *s, uint32_t handle,
 			const rhd_object_t *obj)
 {
-	if ((s->found_count & 63) == 0) {
-		rhd_found_t *grown = realloc(s->found, (s->found_count + 64) *
-							       sizeof(*grown));
-		if (!grown)
-			return CKR_DEVICE_MEMORY;
-		s->found = grown;
+	if (s->found_count == s->found_cap) {
+		CK_RV rv = found_grow(s);
+		if (rv != CKR_OK)
+			return rv;
 	}
 	rhd_found_t *f = &s->found[s->found_count++];
 	f->handle = handle;

@@ -406,8 +406,8 @@ static void lower_worker_priority(void)
 	if (lowered)
 		return;
 	lowered = 1;
-	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid),
-			WORKER_NICE) < 0)
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), WORKER_NICE) <
+	    0)
 		RHD_WARN("event=worker-priority reason=\"%s\"",
 			 strerror(errno));
 }
@@ -689,6 +689,12 @@ static void process_frames(conn_t *c)
 	c->inlen -= off;
 	/* Frames may have carried PINs: nothing handled stays behind. */
 	OPENSSL_cleanse(c->inbuf + c->inlen, off);
+	/* A large frame's buffer is not kept for a connection gone quiet. */
+	if (c->inlen == 0 && c->incap > READ_CHUNK) {
+		free(c->inbuf);
+		c->inbuf = NULL;
+		c->incap = 0;
+	}
 	frame_deadline(c, off > 0);
 }
 

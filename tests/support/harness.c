@@ -516,6 +516,12 @@ static const char *cert_stem(th_cert_t cert)
 
 int th_tls_connect(const th_daemon_t *d, th_cert_t cert, th_conn_t *c)
 {
+	return th_tls_connect_as(
+		d, cert == TH_CERT_NONE ? NULL : cert_stem(cert), c);
+}
+
+int th_tls_connect_as(const th_daemon_t *d, const char *stem, th_conn_t *c)
+{
 	char path[512];
 	memset(c, 0, sizeof(*c));
 	c->fd = th_tcp_connect(d->port);
@@ -524,14 +530,12 @@ int th_tls_connect(const th_daemon_t *d, th_cert_t cert, th_conn_t *c)
 	path_in(path, sizeof(path), d, "ca.pem");
 	ck_assert_int_eq(SSL_CTX_load_verify_locations(c->ctx, path, NULL), 1);
 	SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
-	if (cert != TH_CERT_NONE) {
-		snprintf(path, sizeof(path), "%s/%s.pem", d->pki,
-			 cert_stem(cert));
+	if (stem) {
+		snprintf(path, sizeof(path), "%s/%s.pem", d->pki, stem);
 		ck_assert_int_eq(SSL_CTX_use_certificate_file(c->ctx, path,
 							      SSL_FILETYPE_PEM),
 				 1);
-		snprintf(path, sizeof(path), "%s/%s.key", d->pki,
-			 cert_stem(cert));
+		snprintf(path, sizeof(path), "%s/%s.key", d->pki, stem);
 		ck_assert_int_eq(SSL_CTX_use_PrivateKey_file(c->ctx, path,
 							     SSL_FILETYPE_PEM),
 				 1);

@@ -112,6 +112,8 @@ int th_tcp_connect(int port);
 /* TLS to the daemon with the given client certificate; returns 0 when the
  * handshake completed from the client's side. */
 int th_tls_connect(const th_daemon_t *d, th_cert_t cert, th_conn_t *c);
+/* The same with the certificate pki/stem.pem (NULL: none). */
+int th_tls_connect_as(const th_daemon_t *d, const char *stem, th_conn_t *c);
 void th_conn_close(th_conn_t *c);
 
 int th_send_raw(th_conn_t *c, const void *buf, size_t len);
