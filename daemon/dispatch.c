@@ -423,6 +423,16 @@ static CK_RV on_login(call_ctx_t *ctx, const Remhsm__LoginReq *req)
 /* Sessions first, so that a lease has a session to log in. */
 static CK_RV on_restore(call_ctx_t *ctx, const Remhsm__RestoreReq *req)
 {
+	/* More than an application can hold is no client's state: refused
+	 * before any of it is looked at, so that the loop's work stays
+	 * bounded by the limits and not by the request. */
+	if (req->n_sessions > ctx->engine->max_sessions ||
+	    req->n_logins > RHD_MAX_SLOTS) {
+		RHD_WARN("event=restore-refused identity=%s sessions=%zu "
+			 "logins=%zu reason=\"more than an application holds\"",
+			 ctx->app->identity, req->n_sessions, req->n_logins);
+		return CKR_ARGUMENTS_BAD;
+	}
 	Remhsm__RestoreResp *r = result_restore(ctx);
 	if (!r)
 		return CKR_HOST_MEMORY;
@@ -432,20 +442,26 @@ static CK_RV on_restore(call_ctx_t *ctx, const Remhsm__RestoreReq *req)
 					(req->n_logins + 1) * sizeof(uint64_t));
 	if (!r->lost_sessions || !r->lost_logins)
 		return CKR_HOST_MEMORY;
+	/* On a worker, the app's lock taken entry by entry: the app's calls
+	 * on the loop wait for one entry at most. */
 	for (size_t i = 0; i < req->n_sessions; i++) {
 		const Remhsm__RestoreSession *s = req->sessions[i];
+		pthread_mutex_lock(&ctx->app->lock);
 		if (!slot_visible(ctx, s->slot) ||
 		    rhd_session_restore(ctx->engine, ctx->app, s->handle,
 					s->slot, s->flags) != CKR_OK)
 			r->lost_sessions[r->n_lost_sessions++] = s->handle;
+		pthread_mutex_unlock(&ctx->app->lock);
 	}
 	for (size_t i = 0; i < req->n_logins; i++) {
 		const Remhsm__RestoreLogin *l = req->logins[i];
+		pthread_mutex_lock(&ctx->app->lock);
 		if (!slot_visible(ctx, l->slot) ||
 		    !(ctx->app->roles & RHD_ROLE_USER) ||
 		    rhd_lease_redeem(ctx->engine, ctx->app, l->slot,
 				     l->lease.data, l->lease.len) != CKR_OK)
 			r->lost_logins[r->n_lost_logins++] = l->slot;
+		pthread_mutex_unlock(&ctx->app->lock);
 	}
 	RHD_INFO("event=restore identity=%s sessions=%zu lost-sessions=%zu "
 		 "logins=%zu lost-logins=%zu",
