@@ -65,6 +65,7 @@ static const struct setting {
 	}
 	TEXT("listen", listen),
 	TEXT("state-dir", state_dir),
+	TEXT("store-key", store_key),
 	TEXT("tls-ca", tls_ca),
 	TEXT("tls-cert", tls_cert),
 	TEXT("tls-key", tls_key),
@@ -359,6 +360,11 @@ void rhd_config_usage(FILE *out, const char *prog)
 		"  --listen ADDR:PORT         address to serve (default "
 		"127.0.0.1:%d)\n"
 		"  --state-dir DIR            state folder (default ./state)\n"
+		"  --store-key FILE           the store key, kept apart from "
+		"the state folder\n"
+		"                             (default: the systemd credential "
+		"remhsm-store-key,\n"
+		"                             else STATE/store.key)\n"
 		"  --tls-ca FILE              CA that client certificates must "
 		"chain to\n"
 		"                             (default STATE/pki/ca.pem)\n"

@@ -25,7 +25,8 @@ static rhs_store_t *open_store(const rhd_config_t *cfg,
 	char err[1024], path[PATH_MAX + 16];
 	uint8_t key[RHS_KEY_LEN];
 	rhs_store_t *store = NULL;
-	int rc = rhs_key_load(cfg->state_dir, key, err, sizeof(err));
+	int rc = rhs_key_load_from(cfg->state_dir, cfg->store_key, key, err,
+				   sizeof(err));
 	if (rc == RHS_OK) {
 		snprintf(path, sizeof(path), "%s/store.db", cfg->state_dir);
 		rc = rhs_open(path, key, NULL, &store, err, sizeof(err));

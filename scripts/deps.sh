@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages remhsm needs that are missing.
-#   scripts/deps.sh build   what building and running needs
+#   scripts/deps.sh build   what building and running needs (with opensc,
+#                           whose pkcs11-tool the run script points at)
 #   scripts/deps.sh test    that, plus what the test suite drives, and the
 #                           i386 libraries the 32-bit client build needs
 #   scripts/deps.sh bench   the same as test (SoftHSMv2, to compare
@@ -8,8 +9,8 @@
 set -euo pipefail
 
 build=(cmake make gcc pkg-config libuv1-dev libprotobuf-c-dev protobuf-c-compiler
-       libssl-dev libsqlite3-dev libp11-kit-dev libsystemd-dev check)
-test=(opensc gnutls-bin libengine-pkcs11-openssl openssl xxd clang libclang-rt-14-dev
+       libssl-dev libsqlite3-dev libp11-kit-dev libsystemd-dev check opensc)
+test=(gnutls-bin libengine-pkcs11-openssl openssl xxd clang libclang-rt-14-dev
       clang-format mosquitto mosquitto-clients dpkg-dev systemd p11-kit iproute2
       podman runc debootstrap softhsm2)
 bench=()

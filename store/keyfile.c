@@ -1,4 +1,5 @@
-/* The store key: a systemd credential, or a key file in the state folder. */
+/* The store key: a systemd credential, or a key file (apart from the state
+ * folder, or in it). */
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/crypto.h>
@@ -61,8 +62,8 @@ static int create_key(const char *path, uint8_t key[RHS_KEY_LEN], char *err,
 	return RHS_OK;
 }
 
-int rhs_key_load(const char *state_dir, uint8_t key[RHS_KEY_LEN], char *err,
-		 size_t err_len)
+int rhs_key_load_from(const char *state_dir, const char *key_file,
+		      uint8_t key[RHS_KEY_LEN], char *err, size_t err_len)
 {
 	char path[4096];
 	const char *creds = getenv("CREDENTIALS_DIRECTORY");
@@ -71,7 +72,10 @@ int rhs_key_load(const char *state_dir, uint8_t key[RHS_KEY_LEN], char *err,
 		if (access(path, F_OK) == 0)
 			return read_key(path, key, 0, err, err_len);
 	}
-	snprintf(path, sizeof(path), "%s/store.key", state_dir);
+	if (key_file && *key_file)
+		snprintf(path, sizeof(path), "%s", key_file);
+	else
+		snprintf(path, sizeof(path), "%s/store.key", state_dir);
 	if (access(path, F_OK) == 0)
 		return read_key(path, key, 1, err, err_len);
 	char db[4096];
@@ -84,4 +88,10 @@ int rhs_key_load(const char *state_dir, uint8_t key[RHS_KEY_LEN], char *err,
 		return RHS_EKEYFILE;
 	}
 	return create_key(path, key, err, err_len);
+}
+
+int rhs_key_load(const char *state_dir, uint8_t key[RHS_KEY_LEN], char *err,
+		 size_t err_len)
+{
+	return rhs_key_load_from(state_dir, NULL, key, err, err_len);
 }

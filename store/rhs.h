@@ -60,9 +60,14 @@ int rhs_open(const char *path, const uint8_t key[RHS_KEY_LEN],
 	     size_t err_len) RHS_WARN_UNUSED;
 void rhs_close(rhs_store_t *store);
 
-/* Loads the store key: $CREDENTIALS_DIRECTORY/remhsm-store-key when that
- * exists, else state_dir/store.key, created (0600) when no store exists
- * yet. err names the file. */
+/* Loads the store key of state_dir/store.db: $CREDENTIALS_DIRECTORY/
+ * remhsm-store-key when that exists, else key_file (NULL: state_dir/
+ * store.key), created (0600) when no store exists yet. err names the
+ * file. */
+int rhs_key_load_from(const char *state_dir, const char *key_file,
+		      uint8_t key[RHS_KEY_LEN], char *err,
+		      size_t err_len) RHS_WARN_UNUSED;
+/* The same with the key file in the state folder. */
 int rhs_key_load(const char *state_dir, uint8_t key[RHS_KEY_LEN], char *err,
 		 size_t err_len) RHS_WARN_UNUSED;
 

@@ -171,13 +171,18 @@ static CK_RV set_id(rh_tok_t *t, CK_OBJECT_HANDLE h, const unsigned char *id,
 	return t->p11->C_SetAttributeValue(t->session, h, &a, 1);
 }
 
-/* The pair's CKA_ID: --id, else the SHA-1 of the new public key. */
+/* The pair's CKA_ID, --id or else the SHA-1 of the new public key, into
+ * id and *id_len. 0, or 1 with the pair destroyed and a message printed.
+ * (A one-byte --id is as good as any: 1 is no length here.) */
 static int name_pair(rh_tok_t *t, const rh_prov_opts_t *o, CK_OBJECT_HANDLE pub,
-		     CK_OBJECT_HANDLE priv, unsigned char id[RH_URI_MAX_ID])
+		     CK_OBJECT_HANDLE priv, unsigned char id[RH_URI_MAX_ID],
+		     size_t *id_len)
 {
 	int len = -1;
+	const char *what = "reading the new public key";
 	if (o->id_hex) {
 		len = parse_hex(o->id_hex, id, RH_URI_MAX_ID);
+		what = "--id: not an even number of hex digits";
 	} else {
 		EVP_PKEY *key = rh_tok_public_key(t, pub);
 		len = key ? rh_key_id(key, id) : -1;
@@ -186,13 +191,16 @@ static int name_pair(rh_tok_t *t, const rh_prov_opts_t *o, CK_OBJECT_HANDLE pub,
 	CK_RV rv = len > 0 ? set_id(t, pub, id, (size_t)len) : CKR_OK;
 	if (rv == CKR_OK && len > 0)
 		rv = set_id(t, priv, id, (size_t)len);
-	if (rv != CKR_OK || len <= 0) {
-		t->p11->C_DestroyObject(t->session, priv);
-		t->p11->C_DestroyObject(t->session, pub);
-		return rv != CKR_OK ? rh_failed(t->who, "setting CKA_ID", rv)
-				    : 1;
+	if (rv == CKR_OK && len > 0) {
+		*id_len = (size_t)len;
+		return 0;
 	}
-	return len;
+	t->p11->C_DestroyObject(t->session, priv);
+	t->p11->C_DestroyObject(t->session, pub);
+	if (rv != CKR_OK)
+		return rh_failed(t->who, "setting CKA_ID", rv);
+	fprintf(stderr, "%s: %s; the new pair was destroyed\n", t->who, what);
+	return 1;
 }
 
 static int cmd_key_gen(rh_tok_t *t, const rh_prov_opts_t *o)
@@ -208,13 +216,11 @@ static int cmd_key_gen(rh_tok_t *t, const rh_prov_opts_t *o)
 	if (rv != CKR_OK)
 		return rh_failed(t->who, "C_GenerateKeyPair", rv);
 	unsigned char id[RH_URI_MAX_ID];
-	int id_len = name_pair(t, o, pub, priv, id);
-	if (id_len <= 1)
+	size_t id_len = 0;
+	if (name_pair(t, o, pub, priv, id, &id_len))
 		return 1;
-	rh_print_uri(t, "private key", priv_label, id, (size_t)id_len,
-		     CKO_PRIVATE_KEY);
-	rh_print_uri(t, "public key", pub_label, id, (size_t)id_len,
-		     CKO_PUBLIC_KEY);
+	rh_print_uri(t, "private key", priv_label, id, id_len, CKO_PRIVATE_KEY);
+	rh_print_uri(t, "public key", pub_label, id, id_len, CKO_PUBLIC_KEY);
 	return 0;
 }
 

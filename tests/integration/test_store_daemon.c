@@ -74,6 +74,43 @@ START_TEST(test_missing_store_key_is_refused)
 }
 END_TEST
 
+/* The store key kept apart: a copy of the state folder alone does not
+ * open, and says which key it lacks. */
+START_TEST(test_store_key_apart_from_the_state_folder)
+{
+	char keys[400], key[450], copy[400], cmd[1400];
+	snprintf(keys, sizeof(keys), "%s/keys", d.dir);
+	snprintf(key, sizeof(key), "%s/store.key", keys);
+	snprintf(copy, sizeof(copy), "%s/copied-state", d.dir);
+	ck_assert_int_eq(mkdir(keys, 0700), 0);
+	ck_assert_int_eq(mkdir(copy, 0700), 0);
+	char start[2000];
+	snprintf(start, sizeof(start),
+		 "timeout 3 %s --listen 127.0.0.1:0 --state-dir %s --store-key "
+		 "%s 2>%s/apart.log; true",
+		 th_remhsmd_path(), copy, key, d.dir);
+	ck_assert_int_eq(system(start), 0); /* made its store, then stopped */
+	struct stat st;
+	ck_assert_int_eq(stat(key, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 0777, 0600);
+	snprintf(cmd, sizeof(cmd), "%s/store.key", copy);
+	ck_assert_int_ne(access(cmd, F_OK), 0);
+	snprintf(cmd, sizeof(cmd), "%s/store.db", copy);
+	ck_assert_int_eq(access(cmd, F_OK), 0);
+	/* The folder alone, under the state folder's default key path. */
+	snprintf(cmd, sizeof(cmd),
+		 "timeout 10 %s --listen 127.0.0.1:0 --state-dir %s "
+		 "2>%s/alone.log",
+		 th_remhsmd_path(), copy, d.dir);
+	int status = system(cmd);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+	snprintf(cmd, sizeof(cmd), "%s/alone.log", d.dir);
+	ck_assert(th_file_contains(cmd, "its key", 7));
+	ck_assert(
+		th_file_contains(cmd, "copied-state/store.key is missing", 33));
+}
+END_TEST
+
 START_TEST(test_wrong_store_key_is_refused)
 {
 	int fd = open(in_state("store.key"), O_WRONLY | O_TRUNC);
@@ -161,6 +198,7 @@ int main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_missing_store_key_is_refused);
 	tcase_add_test(tc, test_wrong_store_key_is_refused);
+	tcase_add_test(tc, test_store_key_apart_from_the_state_folder);
 	tcase_add_test(tc, test_store_readable_by_others_is_refused);
 	tcase_add_test(tc, test_store_in_use_by_another_daemon_is_refused);
 	tcase_add_test(tc, test_newer_schema_is_refused);

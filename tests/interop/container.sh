@@ -35,6 +35,9 @@ check "it runs as a user of its own, not root" \
   bash -c "[ \"\$(podman exec '$name' id -u)\" != 0 ]"
 check "its state lives in the volume" \
   bash -c "podman exec '$name' test -f /var/lib/remhsm/store.db"
+check "and its store key apart from the state" \
+  bash -c "podman exec '$name' test -f /etc/remhsm/keys/store.key &&
+    ! podman exec '$name' test -e /var/lib/remhsm/store.key"
 check "the HEALTHCHECK, a PKCS#11 call through the module, passes" \
   bash -c "podman healthcheck run '$name' 2>/dev/null"
 check "and it really reaches the token" \

@@ -59,6 +59,9 @@ check "object show describes the key and reveals no secret" \
 # RSA, and keys made elsewhere.
 check "key gen --type rsa-2048 with a label and id" \
   "${r[@]}" key gen --type rsa-2048 --label claim --id 0a0b "${m[@]}"
+check "key gen --id 01: a one-byte id (it used to exit 1 in silence)" \
+  bash -c "'$bin/remhsm' key gen --label one-byte --id 01 --module '$module' |
+    grep -q 'id=%01'"
 check "an RSA CSR verifies" \
   bash -c "'$bin/remhsm' csr --key 'pkcs11:object=claim;id=%0a%0b;type=private' \
     --subject /CN=claim --module '$module' | openssl req -verify -noout"
