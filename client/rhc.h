@@ -67,4 +67,9 @@ typedef struct rhc_transport {
 
 extern const rhc_transport_t rhc_tls_transport;
 
+/* Why this thread's last connection failed: the address and the system's
+ * reason, or which certificate the TLS handshake refused and why; "" after
+ * a connection that worked. */
+const char *rhc_link_last_error(void);
+
 #endif

@@ -13,7 +13,9 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -164,6 +166,29 @@ static int fill_in(rhc_link_t *l, int64_t deadline)
 	}
 }
 
+/* Why the last connection of this thread failed, for REMHSM_DEBUG and
+ * for tools that explain an unreachable daemon. */
+static _Thread_local char last_error[512];
+
+static void link_failed(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+
+static void link_failed(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(last_error, sizeof(last_error), fmt, ap);
+	va_end(ap);
+	rhc_debug("%s", last_error);
+}
+
+const char *rhc_link_last_error(void)
+{
+	return last_error;
+}
+
+/* A connected socket, or -1 with errno saying why (ETIMEDOUT when the
+ * deadline passed). */
 static int connect_socket(const struct addrinfo *ai, int64_t deadline)
 {
 	int fd = socket(ai->ai_family,
@@ -171,20 +196,22 @@ static int connect_socket(const struct addrinfo *ai, int64_t deadline)
 			ai->ai_protocol);
 	if (fd < 0)
 		return -1;
+	int err = 0;
 	if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
 		return fd;
-	if (errno != EINPROGRESS && errno != EINTR)
-		goto fail;
-	if (wait_fd(fd, POLLOUT, deadline) < 0)
-		goto fail;
-	int so_error = 0;
-	socklen_t len = sizeof(so_error);
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len) < 0 ||
-	    so_error)
-		goto fail;
-	return fd;
-fail:
+	if (errno != EINPROGRESS && errno != EINTR) {
+		err = errno;
+	} else if (wait_fd(fd, POLLOUT, deadline) < 0) {
+		err = ETIMEDOUT;
+	} else {
+		socklen_t len = sizeof(err);
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+			err = errno;
+	}
+	if (!err)
+		return fd;
 	close(fd);
+	errno = err;
 	return -1;
 }
 
@@ -214,12 +241,18 @@ static int open_tcp(const char *host, const char *port, int64_t deadline)
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
 				 .ai_flags = AI_NUMERICSERV};
 	struct addrinfo *list = NULL;
-	if (getaddrinfo(host, port, &hints, &list) != 0)
+	int gai = getaddrinfo(host, port, &hints, &list);
+	if (gai != 0) {
+		link_failed("cannot resolve %s: %s", host, gai_strerror(gai));
 		return -1;
+	}
 	int fd = -1;
 	for (struct addrinfo *ai = list; ai && fd < 0; ai = ai->ai_next)
 		fd = connect_socket(ai, deadline);
 	freeaddrinfo(list);
+	if (fd < 0)
+		link_failed("cannot connect to %s:%s: %s", host, port,
+			    strerror(errno));
 	if (fd >= 0) {
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -238,6 +271,35 @@ static int expect_peer_name(SSL *ssl, const char *host)
 	return SSL_set1_host(ssl, host) == 1 ? 0 : -1;
 }
 
+/* Verification as OpenSSL does it, remembering which certificate of the
+ * server's chain it refused and why. */
+static int note_refused_certificate(int ok, X509_STORE_CTX *store)
+{
+	if (ok)
+		return ok;
+	char subject[256] = "(none)";
+	X509 *cert = X509_STORE_CTX_get_current_cert(store);
+	if (cert)
+		X509_NAME_oneline(X509_get_subject_name(cert), subject,
+				  sizeof(subject));
+	link_failed(
+		"TLS: the server's certificate %s (depth %d) was refused: "
+		"%s",
+		subject, X509_STORE_CTX_get_error_depth(store),
+		X509_verify_cert_error_string(X509_STORE_CTX_get_error(store)));
+	return ok;
+}
+
+/* What OpenSSL said, unless the verification has said it already. */
+static void handshake_failed(rhc_link_t *l)
+{
+	char why[256];
+	rh_tls_last_error(why, sizeof(why));
+	if (SSL_get_verify_result(l->ssl) == X509_V_OK)
+		link_failed("TLS handshake failed: %s",
+			    why[0] ? why : "connection closed");
+}
+
 static int handshake(rhc_link_t *l, int64_t deadline)
 {
 	for (;;) {
@@ -249,17 +311,17 @@ static int handshake(rhc_link_t *l, int64_t deadline)
 		if (r == 1)
 			return RH_OK;
 		if (SSL_get_error(l->ssl, r) != SSL_ERROR_WANT_READ) {
-			char why[256];
-			rh_tls_last_error(why, sizeof(why));
-			long v = SSL_get_verify_result(l->ssl);
-			rhc_debug("TLS handshake failed: %s%s%s", why,
-				  v != X509_V_OK ? " / " : "",
-				  v != X509_V_OK
-					  ? X509_verify_cert_error_string(v)
-					  : "");
+			handshake_failed(l);
 			return RH_ETLS;
 		}
 		int ir = fill_in(l, deadline);
+		if (ir == RH_ECLOSED)
+			link_failed("the server closed the connection during "
+				    "the TLS handshake (is it remhsmd, and "
+				    "does it accept this client's "
+				    "certificate?)");
+		else if (ir == RH_ETIMEDOUT)
+			link_failed("the TLS handshake timed out");
 		if (ir < 0)
 			return ir;
 	}
@@ -283,7 +345,7 @@ static int tls_connect(const rhc_config_t *cfg, SSL_CTX *tls, rhc_link_t **out)
 	char host[256];
 	const char *port;
 	if (split_host_port(cfg->server, host, sizeof(host), &port) < 0) {
-		rhc_debug("bad server address '%s'", cfg->server);
+		link_failed("bad server address '%s'", cfg->server);
 		return RH_ECONFIG;
 	}
 	int64_t deadline = rhc_now_ms() + cfg->connect_timeout_ms;
@@ -293,8 +355,6 @@ static int tls_connect(const rhc_config_t *cfg, SSL_CTX *tls, rhc_link_t **out)
 	l->spin_ns = (uint64_t)cfg->spin_us * 1000u;
 	l->fd = open_tcp(host, port, deadline);
 	if (l->fd < 0) {
-		rhc_debug("cannot connect to %s: %s", cfg->server,
-			  strerror(errno));
 		link_free(l);
 		return RH_EIO;
 	}
@@ -308,6 +368,7 @@ static int tls_connect(const rhc_config_t *cfg, SSL_CTX *tls, rhc_link_t **out)
 	BIO_set_mem_eof_return(l->net_in, -1);
 	SSL_set_bio(l->ssl, l->net_in, l->net_out);
 	SSL_set_connect_state(l->ssl);
+	SSL_set_verify(l->ssl, SSL_VERIFY_PEER, note_refused_certificate);
 	int r = expect_peer_name(l->ssl, host) < 0 ? RH_ETLS
 						   : handshake(l, deadline);
 	if (r < 0) {
@@ -316,6 +377,7 @@ static int tls_connect(const rhc_config_t *cfg, SSL_CTX *tls, rhc_link_t **out)
 		link_free(l);
 		return r;
 	}
+	last_error[0] = '\0';
 	*out = l;
 	return RH_OK;
 }

@@ -4,6 +4,7 @@
  * session. Figures, not pass/fail: nothing here times out on a slow machine.
  */
 #include "bench.h"
+#include "cli.h"
 
 #include "flood.h"
 #include "p11.h"
@@ -302,7 +303,7 @@ static int pick_slot(CK_FUNCTION_LIST *p11, unsigned index, CK_SLOT_ID *slot)
  * the client sees it. */
 static int bench_login(int argc, char **argv)
 {
-	const char *module = REMHSM_DEFAULT_MODULE, *pin = getenv("REMHSM_PIN");
+	const char *module = rh_default_module(), *pin = getenv("REMHSM_PIN");
 	unsigned count = 20;
 	for (int i = 1; i + 1 < argc; i += 2) {
 		if (!strcmp(argv[i], "--module"))
@@ -386,7 +387,7 @@ static CK_RV make_sign_key(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot,
  * one C_FindObjects, final. */
 static int bench_find(int argc, char **argv)
 {
-	const char *module = REMHSM_DEFAULT_MODULE, *pin = getenv("REMHSM_PIN");
+	const char *module = rh_default_module(), *pin = getenv("REMHSM_PIN");
 	unsigned long n = 100000, samples = 1000;
 	for (int i = 1; i + 1 < argc; i += 2) {
 		if (!strcmp(argv[i], "--module"))
@@ -565,7 +566,7 @@ int rh_bench_main(int argc, char **argv)
 		return rh_bench_store_main(argc - 1, argv + 1);
 	if (argc > 1 && !strcmp(argv[1], "login"))
 		return bench_login(argc - 1, argv + 1);
-	bench_opts_t o = {.module = REMHSM_DEFAULT_MODULE,
+	bench_opts_t o = {.module = rh_default_module(),
 			  .threads = {1, 8, 32},
 			  .nthreads = 3,
 			  .bytes = 32,

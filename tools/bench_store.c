@@ -5,11 +5,13 @@
  * single creates (each its own durable transaction), reads by id, and
  * finds by label.
  */
+#include <errno.h>
 #include <openssl/rand.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "bench.h"
@@ -143,11 +145,19 @@ int rh_bench_store_main(int argc, char **argv)
 	char err[1024], path[4096];
 	uint8_t key[RHS_KEY_LEN], record[RECORD_LEN];
 	rhs_store_t *store;
+	struct stat st;
+	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		fprintf(stderr,
+			"remhsm bench store: --dir %s: %s (it needs an empty "
+			"folder to build its store in)\n",
+			dir, errno ? strerror(errno) : "not a folder");
+		return 1;
+	}
 	snprintf(path, sizeof(path), "%s/store.db", dir);
 	RAND_bytes(record, sizeof(record));
 	if (rhs_key_load(dir, key, err, sizeof(err)) < 0 ||
 	    rhs_open(path, key, NULL, &store, err, sizeof(err)) < 0) {
-		fprintf(stderr, "bench store: %s\n", err);
+		fprintf(stderr, "remhsm bench store: %s\n", err);
 		return 1;
 	}
 	printf("store: %s, %d-byte records, %d samples per figure\n", path,
@@ -163,7 +173,7 @@ int rh_bench_store_main(int argc, char **argv)
 		have += SAMPLES;
 	}
 	if (rc < 0)
-		fprintf(stderr, "bench store: a store call failed\n");
+		fprintf(stderr, "remhsm bench store: a store call failed\n");
 	rhs_close(store);
 	return rc < 0 ? 1 : 0;
 }

@@ -4,9 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <termios.h>
+#include <unistd.h>
 
 #include "p11.h"
+#include "reach.h"
 
 #define MAX_SLOTS 64
 
@@ -59,7 +62,14 @@ size_t rh_trimmed_len(const CK_UTF8CHAR *s, size_t n)
 
 int rh_failed(const char *who, const char *what, CK_RV rv)
 {
-	fprintf(stderr, "%s: %s failed: %s\n", who, what, rh_ckr_name(rv));
+	char why[800];
+	/* The module's word for a daemon it could not reach, or that broke
+	 * the link: find out which, and say where and why. */
+	if (rv == CKR_DEVICE_ERROR)
+		rh_explain_unreachable(why, sizeof(why));
+	else
+		snprintf(why, sizeof(why), "%s", rh_ckr_name(rv));
+	fprintf(stderr, "%s: %s failed: %s\n", who, what, why);
 	return 1;
 }
 
@@ -96,4 +106,27 @@ int rh_find_token(CK_FUNCTION_LIST *p11, const char *who, const char *label,
 			"list\n",
 			who);
 	return 1;
+}
+
+const char *rh_default_module(void)
+{
+	const char *env = getenv("REMHSM_MODULE");
+	if (env && *env)
+		return env;
+	static char beside[PATH_MAX];
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n > 0) {
+		exe[n] = '\0';
+		char *slash = strrchr(exe, '/');
+		if (slash)
+			*slash = '\0';
+		int len =
+			snprintf(beside, sizeof(beside), "%.*s/%s",
+				 PATH_MAX / 2, exe, REMHSM_MODULE_FROM_BINDIR);
+		if (len > 0 && (size_t)len < sizeof(beside) &&
+		    access(beside, R_OK) == 0)
+			return beside;
+	}
+	return REMHSM_DEFAULT_MODULE;
 }

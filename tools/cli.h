@@ -22,6 +22,14 @@ size_t rh_trimmed_len(const CK_UTF8CHAR *s, size_t n);
 int rh_find_token(CK_FUNCTION_LIST *p11, const char *who, const char *label,
 		  CK_SLOT_ID *slot);
 
+/*
+ * The PKCS#11 module to load when --module does not name one:
+ * $REMHSM_MODULE, else the module installed beside this program
+ * (BINDIR/../LIBDIR, wherever the installation was moved), else the one at
+ * the configured install prefix.
+ */
+const char *rh_default_module(void);
+
 /* Reports a failed call as "who: what failed: CKR_…"; returns 1. */
 int rh_failed(const char *who, const char *what, CK_RV rv);
 

@@ -703,7 +703,7 @@ int rh_provision_main(int argc, char **argv)
 		usage(help ? stdout : stderr, NULL);
 		return help ? 0 : 2;
 	}
-	rh_prov_opts_t o = {.tok = {.module = REMHSM_DEFAULT_MODULE}};
+	rh_prov_opts_t o = {.tok = {.module = rh_default_module()}};
 	int r = parse(argc, argv, &o);
 	if (r == 1) {
 		usage(stdout, cmd);

@@ -287,7 +287,7 @@ static int parse(int argc, char **argv, opts_t *o)
 
 int rh_token_main(int argc, char **argv)
 {
-	opts_t o = {.module = REMHSM_DEFAULT_MODULE, .slot = -1};
+	opts_t o = {.module = rh_default_module(), .slot = -1};
 	int r = parse(argc, argv, &o);
 	if (r == 1) {
 		usage(stdout);

@@ -41,6 +41,32 @@ check "a label over 32 bytes is refused" \
 check "no SO PIN and no terminal is a clear error" \
   test "$(status_of setsid "${cli[@]}" init --slot 1 --label x </dev/null)" -eq 2
 
+# Where the module is, and why a daemon cannot be reached.
+check "the CLI finds the module installed beside it (configured for another prefix)" \
+  bash -c "env -u REMHSM_MODULE '$bin/remhsm' token list | grep -q '^slot 0:'"
+check "REMHSM_MODULE names the module when --module does not" \
+  test "$(REMHSM_MODULE=$work/no-such.so status_of "$bin/remhsm" token list)" -eq 1
+check "the message names that module" grep -q "$work/no-such.so" "$work/out"
+check "an unreachable daemon: exit 1" \
+  test "$(REMHSM_SERVER=127.0.0.1:1 status_of "${cli[@]}" list)" -eq 1
+check "the message gives the address and the reason" \
+  grep -q "cannot reach remhsmd at 127.0.0.1:1: cannot connect to 127.0.0.1:1: Connection refused" "$work/out"
+"$bin/remhsm" pki init "$work/other-pki" >/dev/null
+check "a daemon whose certificate the CA does not vouch for: exit 1" \
+  test "$(REMHSM_CA=$work/other-pki/ca.pem status_of "${cli[@]}" list)" -eq 1
+check "the message names the certificate and why" \
+  grep -q "the server's certificate .* was refused: self-signed certificate in certificate chain" "$work/out"
+check "a client certificate the daemon refuses: exit 1, and says so" \
+  bash -c "[ \"\$(REMHSM_CERT=$work/other-pki/client.pem REMHSM_KEY=$work/other-pki/client.key \
+    '$bin/remhsm' token list --module '$module' 2>&1 >/dev/null)\" != '' ] &&
+    REMHSM_CERT=$work/other-pki/client.pem REMHSM_KEY=$work/other-pki/client.key \
+    '$bin/remhsm' token list --module '$module' 2>&1 | grep -q 'refused this client after the TLS handshake'"
+
+check "bench store with a folder that does not exist: exit 1" \
+  test "$(status_of "$bin/remhsm" bench store --dir "$work/no-such-dir")" -eq 1
+check "the message names the folder and what it is for" \
+  grep -q "no-such-dir: No such file or directory (it needs an empty folder" "$work/out"
+
 # The bench runs each round through remhsm and then through SoftHSMv2, and
 # prints both lines and their ratios (figures only: nothing is timed here).
 mkdir -p "$work/softhsm"
