@@ -13,6 +13,7 @@ void rhd_config_defaults(rhd_config_t *cfg)
 	snprintf(cfg->listen, sizeof(cfg->listen), "127.0.0.1:%d",
 		 RHD_DEFAULT_PORT);
 	snprintf(cfg->state_dir, sizeof(cfg->state_dir), "%s", "state");
+	snprintf(cfg->store_rollback, sizeof(cfg->store_rollback), "refuse");
 	snprintf(cfg->identity_from, sizeof(cfg->identity_from), "cn");
 	/* A client sends its ClientHello at once and finishes the handshake
 	 * in a round trip or two: these only bound what a peer that does not
@@ -66,6 +67,7 @@ static const struct setting {
 	TEXT("listen", listen),
 	TEXT("state-dir", state_dir),
 	TEXT("store-key", store_key),
+	TEXT("store-rollback", store_rollback),
 	TEXT("tls-ca", tls_ca),
 	TEXT("tls-cert", tls_cert),
 	TEXT("tls-key", tls_key),
@@ -365,6 +367,10 @@ void rhd_config_usage(FILE *out, const char *prog)
 		"                             (default: the systemd credential "
 		"remhsm-store-key,\n"
 		"                             else STATE/store.key)\n"
+		"  --store-rollback MODE      a store older than the audit log "
+		"last recorded:\n"
+		"                             refuse (default) or warn and "
+		"start\n"
 		"  --tls-ca FILE              CA that client certificates must "
 		"chain to\n"
 		"                             (default STATE/pki/ca.pem)\n"

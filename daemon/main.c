@@ -43,21 +43,49 @@ static rhs_store_t *open_store(const rhd_config_t *cfg,
 	return store;
 }
 
+/* The store must be no older than the one the audit log last saw: a whole
+ * store.db put back from an older copy (its rows all agreeing) shows in
+ * its counter. Refused, or with store-rollback = warn only logged. */
+static int store_is_current(const rhd_config_t *cfg, const rhs_store_t *store,
+			    const char *audit_path)
+{
+	uint64_t anchor = rhd_audit_last_anchor(audit_path);
+	uint64_t counter = rhs_counter(store);
+	if (counter >= anchor)
+		return 1;
+	int warn = !strcmp(cfg->store_rollback, "warn");
+	rhd_log(warn ? "warn" : "error",
+		"event=%s state=%s reason=\"store.db is older than the one "
+		"this daemon last ran on (write counter %llu, %llu recorded in "
+		"%s): a rolled-back copy?%s\"",
+		warn ? "store-rolled-back" : "start-failed", cfg->state_dir,
+		(unsigned long long)counter, (unsigned long long)anchor,
+		audit_path,
+		warn ? " Starting anyway (store-rollback = warn)"
+		     : " Set store-rollback = warn to start anyway");
+	return warn;
+}
+
 static int serve(const rhd_config_t *cfg)
 {
 	uint8_t resume_key[RHS_KEY_LEN];
 	rhs_store_t *store = open_store(cfg, resume_key);
 	if (!store)
 		return 1;
-	char err[1024], audit_path[PATH_MAX + 16];
+	char err[1024] = "", audit_path[PATH_MAX + 16];
 	snprintf(audit_path, sizeof(audit_path), "%s/audit.log",
 		 cfg->state_dir);
-	if (rhd_audit_open(audit_path, err, sizeof(err)) < 0) {
-		RHD_ERROR("event=start-failed reason=\"audit log: %s\"", err);
+	if (!store_is_current(cfg, store, audit_path) ||
+	    rhd_audit_open(audit_path, err, sizeof(err)) < 0) {
+		if (err[0])
+			RHD_ERROR("event=start-failed reason=\"audit log: %s\"",
+				  err);
 		OPENSSL_cleanse(resume_key, sizeof(resume_key));
 		rhs_close(store);
 		return 1;
 	}
+	rhd_audit("event=store-anchor counter=%llu when=start",
+		  (unsigned long long)rhs_counter(store));
 	rhd_engine_opts_t opts = {
 		.slots = cfg->slots,
 		.store = store,
@@ -84,6 +112,8 @@ static int serve(const rhd_config_t *cfg)
 		rc = rhd_server_run(cfg, &engine) < 0 ? 1 : 0;
 		rhd_engine_cleanup(&engine);
 	}
+	rhd_audit("event=store-anchor counter=%llu when=stop",
+		  (unsigned long long)rhs_counter(store));
 	rhd_audit_close();
 	rhs_close(store);
 	return rc;
@@ -164,6 +194,13 @@ int main(int argc, char **argv)
 		fprintf(stderr,
 			"remhsmd: log-level '%s': info, warn or error\n",
 			cfg.log_level);
+		return 2;
+	}
+	if (strcmp(cfg.store_rollback, "refuse") &&
+	    strcmp(cfg.store_rollback, "warn")) {
+		fprintf(stderr,
+			"remhsmd: store-rollback '%s': refuse or warn\n",
+			cfg.store_rollback);
 		return 2;
 	}
 	if (r == RHD_CHECK_CONFIG)

@@ -61,8 +61,18 @@ static void load_one(rhd_tokens_t *tokens, rhd_token_t *t)
 {
 	uint8_t *buf;
 	size_t len;
-	int rc = rhs_token_get(tokens->store, t->slot, &buf, &len);
 	memset(t->label, ' ', RHD_LABEL_LEN);
+	if (rhs_token_damaged(tokens->store, t->slot)) {
+		t->state = RHD_TOKEN_UNAVAILABLE;
+		RHD_ERROR("event=token-unavailable slot=%u row=tokens/%u "
+			  "reason=\"the token's rows do not add up: one was "
+			  "put back from an older copy, removed, added, moved "
+			  "or edited outside remhsmd (remhsm store check says "
+			  "more)\"",
+			  t->slot, t->slot);
+		return;
+	}
+	int rc = rhs_token_get(tokens->store, t->slot, &buf, &len);
 	if (rc == RHS_ENOTFOUND) {
 		t->state = RHD_TOKEN_BLANK;
 		return;

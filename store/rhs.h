@@ -15,7 +15,9 @@
 #define RHS_WARN_UNUSED __attribute__((warn_unused_result))
 
 #define RHS_KEY_LEN 32
-#define RHS_SCHEMA_VERSION 2
+#define RHS_SCHEMA_VERSION 3
+/* Tokens a store holds: slots 0 to RHS_MAX_TOKENS - 1. */
+#define RHS_MAX_TOKENS 64
 
 #define RHS_ERRORS(X)                                                          \
 	X(RHS_ENOMEM, -1, "out of memory")                                     \
@@ -79,6 +81,19 @@ void rhs_rollback(rhs_store_t *store);
 
 /* Records returned by the store are freed (and wiped) with rhs_free. */
 void rhs_free(uint8_t *record, size_t len);
+
+/* --- integrity -------------------------------------------------------- */
+
+/*
+ * 1 when the rows of token slot did not add up when the store was opened:
+ * a row put back from an older copy, removed, added, moved or edited in
+ * its index columns by anything but this store (see store.c).
+ */
+int rhs_token_damaged(const rhs_store_t *store, uint32_t slot);
+
+/* The store's write counter: it moves forward with every write, and a
+ * store whose counter is below one recorded earlier was rolled back. */
+uint64_t rhs_counter(const rhs_store_t *store);
 
 /* --- tokens ------------------------------------------------------------ */
 

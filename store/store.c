@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 #include <openssl/core_names.h>
 #include <openssl/hmac.h>
+#include <openssl/sha.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -20,6 +21,22 @@
  * every record's associated data. */
 #define RECORD_VERSION 1
 #define INDEX_HASH_LEN 32
+#define TERM_LEN 32
+
+/*
+ * What binds the rows of the store together, sealed in the meta table: a
+ * counter that moves forward with every write (the anchor a whole-store
+ * rollback is checked against), the next object id (ids are never used
+ * twice), and per token the XOR of a keyed hash of each of its rows (table,
+ * token, id, sealed bytes, index values). A row put back from an older
+ * copy, removed, added or edited in its index columns changes its token's
+ * sum, which the store checks when it opens.
+ */
+typedef struct store_state {
+	uint64_t counter;
+	uint64_t next_object_id;
+	uint8_t rows[RHS_MAX_TOKENS][TERM_LEN];
+} store_state_t;
 
 struct rhs_store {
 	sqlite3 *db;
@@ -27,6 +44,12 @@ struct rhs_store {
 	pthread_mutex_t lock;
 	uint8_t seal_key[RHS_KEY_LEN];
 	uint8_t index_key[RHS_KEY_LEN];
+	uint8_t rows_key[RHS_KEY_LEN];
+	unsigned schema;	 /* the schema version open */
+	store_state_t state;	 /* as committed, or as the open transaction
+				  * has made it */
+	store_state_t committed; /* what a rollback goes back to */
+	uint64_t damaged;	 /* tokens whose rows do not add up */
 	char path[4096];
 };
 
@@ -44,6 +67,8 @@ static const char *const migrations[] = {
 	"CREATE INDEX objects_id ON objects (token, ix_id);"
 	"CREATE INDEX objects_label ON objects (token, ix_label);"
 	"CREATE INDEX objects_key_type ON objects (token, ix_key_type);",
+	/* 3: the sealed state binding the rows (state_build fills it) */
+	"SELECT 1;",
 };
 
 static int exec(rhs_store_t *s, const char *sql)
@@ -64,6 +89,8 @@ static int user_version(rhs_store_t *s, unsigned *version)
 	return rc;
 }
 
+static int state_build(rhs_store_t *s);
+
 static int migrate(rhs_store_t *s, unsigned target, char *err, size_t err_len)
 {
 	unsigned version;
@@ -83,7 +110,8 @@ static int migrate(rhs_store_t *s, unsigned target, char *err, size_t err_len)
 			 version + 1);
 		if (exec(s, "BEGIN IMMEDIATE") < 0)
 			return RHS_EIO;
-		if (exec(s, migrations[version]) < 0 || exec(s, bump) < 0 ||
+		if (exec(s, migrations[version]) < 0 ||
+		    (version == 2 && state_build(s) < 0) || exec(s, bump) < 0 ||
 		    exec(s, "COMMIT") < 0) {
 			snprintf(err, err_len,
 				 "%s: migration to version %u failed: %s",
@@ -212,6 +240,254 @@ static int check_key(rhs_store_t *s, char *err, size_t err_len)
 	return rc;
 }
 
+/* --- the state binding the rows ------------------------------------------ */
+
+static int step_done(rhs_store_t *s, sqlite3_stmt *st);
+
+static void xor_into(uint8_t sum[TERM_LEN], const uint8_t term[TERM_LEN])
+{
+	for (size_t i = 0; i < TERM_LEN; i++)
+		sum[i] ^= term[i];
+}
+
+/* The index columns of a row as stored: NULL where absent. */
+typedef struct ix_cols {
+	const void *value[RHS_IX_COUNT];
+	size_t len[RHS_IX_COUNT];
+} ix_cols_t;
+
+/* A keyed hash of one row: its table, token, id, sealed bytes and index
+ * columns, so that any of them changed changes the term. */
+static void row_term(const rhs_store_t *s, char table, uint32_t slot,
+		     uint64_t id, const void *sealed, size_t len,
+		     const ix_cols_t *ix, uint8_t term[TERM_LEN])
+{
+	uint8_t buf[1 + 4 + 8 + 32 + RHS_IX_COUNT * (1 + INDEX_HASH_LEN)];
+	size_t n = 0;
+	buf[n++] = (uint8_t)table;
+	for (int i = 3; i >= 0; i--)
+		buf[n++] = (uint8_t)(slot >> (8 * i));
+	for (int i = 7; i >= 0; i--)
+		buf[n++] = (uint8_t)(id >> (8 * i));
+	SHA256(sealed, len, buf + n);
+	n += 32;
+	for (int k = 0; k < RHS_IX_COUNT; k++) {
+		int has = ix && ix->value[k] && ix->len[k] == INDEX_HASH_LEN;
+		buf[n++] = (uint8_t)has;
+		memset(buf + n, 0, INDEX_HASH_LEN);
+		if (has)
+			memcpy(buf + n, ix->value[k], INDEX_HASH_LEN);
+		n += INDEX_HASH_LEN;
+	}
+	unsigned int out = TERM_LEN;
+	if (!HMAC(EVP_sha256(), s->rows_key, RHS_KEY_LEN, buf, n, term, &out))
+		memset(term, 0xff, TERM_LEN); /* adds up to nothing real */
+}
+
+/* The term of the row a statement has just stepped onto: columns record,
+ * then (objects) ix_class .. ix_key_type from column `first_ix`. */
+static void term_of_row(const rhs_store_t *s, sqlite3_stmt *st, char table,
+			uint32_t slot, uint64_t id, int record_col,
+			int first_ix, uint8_t term[TERM_LEN])
+{
+	ix_cols_t ix;
+	memset(&ix, 0, sizeof(ix));
+	for (int k = 0; first_ix >= 0 && k < RHS_IX_COUNT; k++) {
+		ix.value[k] = sqlite3_column_blob(st, first_ix + k);
+		ix.len[k] = (size_t)sqlite3_column_bytes(st, first_ix + k);
+	}
+	row_term(s, table, slot, id, sqlite3_column_blob(st, record_col),
+		 (size_t)sqlite3_column_bytes(st, record_col),
+		 first_ix >= 0 ? &ix : NULL, term);
+}
+
+/* The term of a stored row; RHS_ENOTFOUND when there is none. */
+static int stored_term(rhs_store_t *s, char table, uint32_t slot, uint64_t id,
+		       uint8_t term[TERM_LEN])
+{
+	const char *sql = table == 't'
+				  ? "SELECT record FROM tokens WHERE slot = ?1"
+				  : "SELECT record, ix_class, ix_id, ix_label, "
+				    "ix_key_type FROM objects WHERE token = ?1 "
+				    "AND id = ?2";
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL))
+		return RHS_EIO;
+	sqlite3_bind_int64(st, 1, slot);
+	if (table != 't')
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)id);
+	int step = sqlite3_step(st);
+	int rc = step == SQLITE_ROW    ? RHS_OK
+		 : step == SQLITE_DONE ? RHS_ENOTFOUND
+				       : RHS_EIO;
+	if (rc == RHS_OK)
+		term_of_row(s, st, table, slot, id, 0, table == 't' ? -1 : 1,
+			    term);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int state_save(rhs_store_t *s)
+{
+	uint8_t plain[16 + sizeof(s->state.rows)];
+	for (int i = 0; i < 8; i++) {
+		plain[i] = (uint8_t)(s->state.counter >> (56 - 8 * i));
+		plain[8 + i] =
+			(uint8_t)(s->state.next_object_id >> (56 - 8 * i));
+	}
+	memcpy(plain + 16, s->state.rows, sizeof(s->state.rows));
+	uint8_t *sealed;
+	size_t len;
+	int rc = seal_blob(s, make_aad('m', 0, 0), plain, sizeof(plain),
+			   &sealed, &len);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *st;
+	rc = RHS_EIO;
+	if (sqlite3_prepare_v2(
+		    s->db, "INSERT OR REPLACE INTO meta VALUES ('state', ?)",
+		    -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_blob(st, 1, sealed, (int)len, SQLITE_TRANSIENT);
+		rc = step_done(s, st);
+	}
+	free(sealed);
+	return rc;
+}
+
+static int state_load(rhs_store_t *s, char *err, size_t err_len)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->db,
+			       "SELECT value FROM meta WHERE name = 'state'",
+			       -1, &st, NULL))
+		return RHS_EIO;
+	uint8_t *plain = NULL;
+	size_t len = 0;
+	int rc = sqlite3_step(st) != SQLITE_ROW
+			 ? RHS_ECORRUPT
+			 : unseal_blob(s, make_aad('m', 0, 0),
+				       sqlite3_column_blob(st, 0),
+				       (size_t)sqlite3_column_bytes(st, 0),
+				       &plain, &len);
+	sqlite3_finalize(st);
+	if (rc == RHS_OK && len != 16 + sizeof(s->state.rows))
+		rc = RHS_ECORRUPT;
+	if (rc == RHS_OK) {
+		for (int i = 0; i < 8; i++) {
+			s->state.counter = s->state.counter << 8 | plain[i];
+			s->state.next_object_id =
+				s->state.next_object_id << 8 | plain[8 + i];
+		}
+		memcpy(s->state.rows, plain + 16, sizeof(s->state.rows));
+		s->committed = s->state;
+	}
+	rhs_free(plain, len);
+	if (rc < 0)
+		snprintf(err, err_len,
+			 "%s: the store's sealed state is missing or altered",
+			 s->path);
+	return rc;
+}
+
+/* Sums the terms of every row into sums (per token), and notes tokens
+ * whose rows cannot be theirs: ids the store never handed out, tokens out
+ * of range (counted in *strays). */
+static int sum_rows(rhs_store_t *s, uint8_t sums[RHS_MAX_TOKENS][TERM_LEN],
+		    uint64_t *bad_ids, unsigned *strays)
+{
+	static const char *const sql[] = {
+		"SELECT slot, 0, record FROM tokens",
+		"SELECT token, id, record, ix_class, ix_id, ix_label, "
+		"ix_key_type FROM objects"};
+	for (int t = 0; t < 2; t++) {
+		sqlite3_stmt *st;
+		if (sqlite3_prepare_v2(s->db, sql[t], -1, &st, NULL))
+			return RHS_EIO;
+		int step;
+		while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+			sqlite3_int64 slot = sqlite3_column_int64(st, 0);
+			uint64_t id = (uint64_t)sqlite3_column_int64(st, 1);
+			if (slot < 0 || slot >= RHS_MAX_TOKENS) {
+				(*strays)++;
+				continue;
+			}
+			uint8_t term[TERM_LEN];
+			term_of_row(s, st, t ? 'o' : 't', (uint32_t)slot, id, 2,
+				    t ? 3 : -1, term);
+			xor_into(sums[slot], term);
+			if (t && id >= s->state.next_object_id)
+				*bad_ids |= (uint64_t)1 << slot;
+		}
+		sqlite3_finalize(st);
+		if (step != SQLITE_DONE)
+			return RHS_EIO;
+	}
+	return RHS_OK;
+}
+
+/* Which tokens' rows do not add up to what the sealed state says. */
+static int verify_rows(rhs_store_t *s, unsigned *strays)
+{
+	uint8_t sums[RHS_MAX_TOKENS][TERM_LEN];
+	memset(sums, 0, sizeof(sums));
+	uint64_t bad_ids = 0;
+	*strays = 0;
+	int rc = sum_rows(s, sums, &bad_ids, strays);
+	if (rc < 0)
+		return rc;
+	s->damaged = bad_ids;
+	for (unsigned t = 0; t < RHS_MAX_TOKENS; t++)
+		if (CRYPTO_memcmp(sums[t], s->state.rows[t], TERM_LEN) != 0)
+			s->damaged |= (uint64_t)1 << t;
+	return RHS_OK;
+}
+
+/* Migration 3: the state of the rows as they are (trusted this once). */
+static int state_build(rhs_store_t *s)
+{
+	memset(&s->state, 0, sizeof(s->state));
+	s->state.counter = 1;
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->db,
+			       "SELECT COALESCE(MAX(id), 0) + 1 FROM "
+			       "objects",
+			       -1, &st, NULL))
+		return RHS_EIO;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		s->state.next_object_id = (uint64_t)sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	uint64_t bad_ids = 0;
+	unsigned strays = 0;
+	int rc = sum_rows(s, s->state.rows, &bad_ids, &strays);
+	return rc < 0 ? rc : state_save(s);
+}
+
+/* A write changed the row (table, slot, id): its old term (when it had
+ * one) leaves its token's sum, the new one (when it has one) joins, and
+ * the counter moves on. */
+static int state_swap(rhs_store_t *s, uint32_t slot, const uint8_t *old_term,
+		      const uint8_t *new_term)
+{
+	if (s->schema < 3)
+		return RHS_OK;
+	if (old_term)
+		xor_into(s->state.rows[slot], old_term);
+	if (new_term)
+		xor_into(s->state.rows[slot], new_term);
+	s->state.counter++;
+	return state_save(s);
+}
+
+int rhs_token_damaged(const rhs_store_t *s, uint32_t slot)
+{
+	return slot < RHS_MAX_TOKENS && (s->damaged >> slot & 1);
+}
+
+uint64_t rhs_counter(const rhs_store_t *s)
+{
+	return s->state.counter;
+}
+
 /* --- open and close --------------------------------------------------------
  */
 
@@ -280,15 +556,26 @@ int rhs_open(const char *path, const uint8_t key[RHS_KEY_LEN],
 	snprintf(s->path, sizeof(s->path), "%s", path);
 	derive(key, "remhsm seal key", s->seal_key);
 	derive(key, "remhsm index key", s->index_key);
+	derive(key, "remhsm rows key", s->rows_key);
 	unsigned target = opts && opts->max_version ? opts->max_version
 						    : RHS_SCHEMA_VERSION;
 	int rc = open_file(s, err, err_len);
 	if (rc == RHS_OK)
 		rc = configure(s, opts, err, err_len);
+	/* The key is checked before migration 3 seals the state with it. */
+	if (rc == RHS_OK)
+		rc = migrate(s, target < 2 ? target : 2, err, err_len);
+	if (rc == RHS_OK)
+		rc = check_key(s, err, err_len);
 	if (rc == RHS_OK)
 		rc = migrate(s, target, err, err_len);
 	if (rc == RHS_OK)
-		rc = check_key(s, err, err_len);
+		rc = user_version(s, &s->schema);
+	if (rc == RHS_OK && s->schema >= 3)
+		rc = state_load(s, err, err_len);
+	unsigned strays = 0;
+	if (rc == RHS_OK && s->schema >= 3)
+		rc = verify_rows(s, &strays);
 	if (rc < 0) {
 		if (rc == RHS_EIO && !err[0])
 			snprintf(err, err_len, "%s: %s", path,
@@ -310,6 +597,7 @@ void rhs_close(rhs_store_t *s)
 		close(s->lock_fd);
 	OPENSSL_cleanse(s->seal_key, sizeof(s->seal_key));
 	OPENSSL_cleanse(s->index_key, sizeof(s->index_key));
+	OPENSSL_cleanse(s->rows_key, sizeof(s->rows_key));
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }
@@ -349,14 +637,17 @@ int rhs_begin(rhs_store_t *s)
 		return sqlite_err(s, rc);
 	}
 	txn_of_this_thread = s;
+	s->committed = s->state;
 	return RHS_OK;
 }
 
 int rhs_commit(rhs_store_t *s)
 {
 	int rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
-	if (rc != SQLITE_OK)
+	if (rc != SQLITE_OK) {
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		s->state = s->committed;
+	}
 	txn_of_this_thread = NULL;
 	pthread_mutex_unlock(&s->lock);
 	return rc == SQLITE_OK ? RHS_OK : sqlite_err(s, rc);
@@ -365,6 +656,7 @@ int rhs_commit(rhs_store_t *s)
 void rhs_rollback(rhs_store_t *s)
 {
 	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	s->state = s->committed;
 	txn_of_this_thread = NULL;
 	pthread_mutex_unlock(&s->lock);
 }
@@ -403,15 +695,28 @@ typedef struct token_put {
 	size_t len;
 } token_put_t;
 
+/* Bound checks of a write to the rows of token slot. */
+static int slot_ok(const rhs_store_t *s, uint32_t slot)
+{
+	return s->schema < 3 || slot < RHS_MAX_TOKENS;
+}
+
 static int do_token_put(rhs_store_t *s, void *arg)
 {
 	token_put_t *a = arg;
+	if (!slot_ok(s, a->slot))
+		return RHS_EINVAL;
+	uint8_t old[TERM_LEN], new_term[TERM_LEN];
+	int had = stored_term(s, 't', a->slot, 0, old);
+	if (had != RHS_OK && had != RHS_ENOTFOUND)
+		return had;
 	uint8_t *sealed;
 	size_t len;
 	int rc = seal_blob(s, make_aad('t', a->slot, 0), a->record, a->len,
 			   &sealed, &len);
 	if (rc < 0)
 		return rc;
+	row_term(s, 't', a->slot, 0, sealed, len, NULL, new_term);
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(
 		    s->db,
@@ -424,7 +729,10 @@ static int do_token_put(rhs_store_t *s, void *arg)
 	sqlite3_bind_int64(st, 1, a->slot);
 	sqlite3_bind_blob(st, 2, sealed, (int)len, SQLITE_TRANSIENT);
 	free(sealed);
-	return step_done(s, st);
+	rc = step_done(s, st);
+	return rc < 0 ? rc
+		      : state_swap(s, a->slot, had == RHS_OK ? old : NULL,
+				   new_term);
 }
 
 int rhs_token_put(rhs_store_t *s, uint32_t slot, const uint8_t *record,
@@ -468,6 +776,8 @@ int rhs_token_get(rhs_store_t *s, uint32_t slot, uint8_t **record, size_t *len)
 static int do_token_wipe(rhs_store_t *s, void *arg)
 {
 	uint32_t slot = *(uint32_t *)arg;
+	if (!slot_ok(s, slot))
+		return RHS_EINVAL;
 	const char *const sql[] = {"DELETE FROM objects WHERE token = ?",
 				   "DELETE FROM tokens WHERE slot = ?"};
 	for (size_t i = 0; i < 2; i++) {
@@ -479,7 +789,12 @@ static int do_token_wipe(rhs_store_t *s, void *arg)
 		if (rc < 0)
 			return rc;
 	}
-	return RHS_OK;
+	if (s->schema < 3)
+		return RHS_OK;
+	/* The token has no rows left: its sum goes back to nothing. */
+	uint8_t all[TERM_LEN];
+	memcpy(all, s->state.rows[slot], TERM_LEN);
+	return state_swap(s, slot, all, NULL);
 }
 
 int rhs_token_wipe(rhs_store_t *s, uint32_t slot)
@@ -557,17 +872,56 @@ static int next_object_id(rhs_store_t *s, uint32_t slot, uint64_t *id)
 	return rc;
 }
 
+/* A new object's id: from the sealed state, so that no id is used twice
+ * (a deleted row's old copy cannot come back under it). */
+static int new_object_id(rhs_store_t *s, uint32_t slot, uint64_t *id)
+{
+	if (s->schema < 3)
+		return next_object_id(s, slot, id);
+	*id = s->state.next_object_id++;
+	return RHS_OK;
+}
+
+/* The index columns a write binds, for the row's term. */
+static ix_cols_t bound_index(rhs_store_t *s, uint32_t slot,
+			     const rhs_index_t *index,
+			     uint8_t hashes[RHS_IX_COUNT][INDEX_HASH_LEN])
+{
+	ix_cols_t ix;
+	memset(&ix, 0, sizeof(ix));
+	for (int k = 0; k < RHS_IX_COUNT; k++) {
+		if (!index || !index->value[k])
+			continue;
+		index_hash(s, slot, k, index->value[k], index->len[k],
+			   hashes[k]);
+		ix.value[k] = hashes[k];
+		ix.len[k] = INDEX_HASH_LEN;
+	}
+	return ix;
+}
+
 static int do_object_put(rhs_store_t *s, void *arg)
 {
 	object_put_t *a = arg;
-	if (a->create && next_object_id(s, a->slot, &a->id) < 0)
+	if (!slot_ok(s, a->slot))
+		return RHS_EINVAL;
+	uint8_t old[TERM_LEN], new_term[TERM_LEN];
+	if (a->create && new_object_id(s, a->slot, &a->id) < 0)
 		return RHS_EIO;
+	if (!a->create) {
+		int had = stored_term(s, 'o', a->slot, a->id, old);
+		if (had < 0)
+			return had;
+	}
 	uint8_t *sealed;
 	size_t len;
 	int rc = seal_blob(s, make_aad('o', a->slot, a->id), a->record, a->len,
 			   &sealed, &len);
 	if (rc < 0)
 		return rc;
+	uint8_t hashes[RHS_IX_COUNT][INDEX_HASH_LEN];
+	ix_cols_t ix = bound_index(s, a->slot, a->index, hashes);
+	row_term(s, 'o', a->slot, a->id, sealed, len, &ix, new_term);
 	const char *sql =
 		a->create
 			? "INSERT INTO objects (token, id, ix_class, ix_id, "
@@ -589,7 +943,9 @@ static int do_object_put(rhs_store_t *s, void *arg)
 	rc = step_done(s, st);
 	if (rc == RHS_OK && !a->create && sqlite3_changes(s->db) == 0)
 		rc = RHS_ENOTFOUND;
-	return rc;
+	return rc < 0 ? rc
+		      : state_swap(s, a->slot, a->create ? NULL : old,
+				   new_term);
 }
 
 int rhs_object_create(rhs_store_t *s, uint32_t slot, const rhs_index_t *index,
@@ -626,6 +982,13 @@ typedef struct object_del {
 static int do_object_delete(rhs_store_t *s, void *arg)
 {
 	object_del_t *a = arg;
+	if (!slot_ok(s, a->slot))
+		return RHS_EINVAL;
+	uint8_t old[TERM_LEN];
+	int had = s->schema < 3 ? RHS_OK
+				: stored_term(s, 'o', a->slot, a->id, old);
+	if (had < 0)
+		return had;
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(s->db,
 			       "DELETE FROM objects WHERE token = ? AND id = ?",
@@ -634,7 +997,9 @@ static int do_object_delete(rhs_store_t *s, void *arg)
 	sqlite3_bind_int64(st, 1, a->slot);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)a->id);
 	int rc = step_done(s, st);
-	return rc == RHS_OK && sqlite3_changes(s->db) == 0 ? RHS_ENOTFOUND : rc;
+	if (rc == RHS_OK && sqlite3_changes(s->db) == 0)
+		return RHS_ENOTFOUND;
+	return rc < 0 ? rc : state_swap(s, a->slot, old, NULL);
 }
 
 int rhs_object_delete(rhs_store_t *s, uint32_t slot, uint64_t id)

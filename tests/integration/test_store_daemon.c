@@ -147,6 +147,36 @@ START_TEST(test_newer_schema_is_refused)
 }
 END_TEST
 
+/* A whole store.db put back from an older copy: each of its rows agrees
+ * with the others, but its write counter is below the one the daemon
+ * recorded in its audit log. */
+START_TEST(test_rolled_back_store_file_is_refused)
+{
+	char old_copy[600], cmd[1400];
+	snprintf(old_copy, sizeof(old_copy), "%s/store.db.old", d.dir);
+	snprintf(cmd, sizeof(cmd), "cp -p %s/store.db %s", d.dir, old_copy);
+	ck_assert_int_eq(system(cmd), 0);
+	th_daemon_restart(&d, NULL);
+	th_client_env(&d);
+	void *module;
+	CK_FUNCTION_LIST *p11 = th_module_load(&module);
+	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
+	th_provision_token(p11, 0, "so-pin-1", "0000");
+	p11->C_Finalize(NULL);
+	dlclose(module);
+	ck_assert_int_eq(th_daemon_stop(&d), 0);
+	snprintf(cmd, sizeof(cmd),
+		 "cp -p %s %s/store.db && rm -f %s/store.db-*", old_copy, d.dir,
+		 d.dir);
+	ck_assert_int_eq(system(cmd), 0);
+	assert_refuses("store.db is older than the one this daemon last ran on",
+		       "Set store-rollback = warn");
+	static const char *const warn[] = {"--store-rollback", "warn", NULL};
+	th_daemon_restart(&d, warn);
+	ck_assert(th_log_contains(&d, "event=store-rolled-back"));
+}
+END_TEST
+
 START_TEST(test_altered_token_row_costs_that_token_only)
 {
 	const char *const two[] = {"--slots", "2", NULL};
@@ -199,6 +229,7 @@ int main(void)
 	tcase_add_test(tc, test_missing_store_key_is_refused);
 	tcase_add_test(tc, test_wrong_store_key_is_refused);
 	tcase_add_test(tc, test_store_key_apart_from_the_state_folder);
+	tcase_add_test(tc, test_rolled_back_store_file_is_refused);
 	tcase_add_test(tc, test_store_readable_by_others_is_refused);
 	tcase_add_test(tc, test_store_in_use_by_another_daemon_is_refused);
 	tcase_add_test(tc, test_newer_schema_is_refused);

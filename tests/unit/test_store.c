@@ -345,6 +345,116 @@ START_TEST(test_store_of_previous_schema_version_is_migrated)
 }
 END_TEST
 
+/* The findings: with write access to the file and no key, putting back an
+ * older copy of the token row reset the PIN failure counter, and an older
+ * copy of a key's row undid CKA_SENSITIVE. Every such edit now leaves the
+ * token's rows not adding up, which the store finds when it opens; other
+ * tokens are untouched. */
+static void assert_damage(int slot0, int slot1)
+{
+	reopen();
+	ck_assert_int_eq(rhs_token_damaged(store, 0), slot0);
+	ck_assert_int_eq(rhs_token_damaged(store, 1), slot1);
+}
+
+static void put_token(uint32_t slot, const char *record)
+{
+	ck_assert_int_eq(rhs_token_put(store, slot, (const uint8_t *)record,
+				       strlen(record)),
+			 RHS_OK);
+}
+
+START_TEST(test_replayed_token_row_is_damage)
+{
+	put_token(0, "failures=0");
+	put_token(1, "other token");
+	raw_sql("CREATE TABLE saved AS SELECT * FROM tokens WHERE slot = 0");
+	put_token(0, "failures=5");
+	assert_damage(0, 0);
+	raw_sql("UPDATE tokens SET record = (SELECT record FROM saved) "
+		"WHERE slot = 0");
+	assert_damage(1, 0);
+}
+END_TEST
+
+START_TEST(test_replayed_object_row_is_damage)
+{
+	put_token(1, "other token");
+	uint64_t id = create("key", "01", "k", "sensitive=true");
+	raw_sql("CREATE TABLE saved AS SELECT * FROM objects");
+	rhs_index_t ix = index_of("key", "01", "k");
+	ck_assert_int_eq(rhs_object_update(store, 0, id, &ix,
+					   (const uint8_t *)"sensitive=false",
+					   15),
+			 RHS_OK);
+	assert_damage(0, 0);
+	raw_sql("UPDATE objects SET record = (SELECT record FROM saved)");
+	assert_damage(1, 0);
+}
+END_TEST
+
+START_TEST(test_deleted_row_and_its_copy_brought_back_are_damage)
+{
+	uint64_t a = create("key", "01", "a", "a");
+	create("key", "02", "b", "b");
+	raw_sql("CREATE TABLE saved AS SELECT * FROM objects WHERE id = 1");
+	ck_assert_int_eq(rhs_object_delete(store, 0, a), RHS_OK);
+	/* Ids are never used twice, even the highest one's. */
+	uint64_t c = create("key", "03", "c", "c");
+	ck_assert_uint_gt(c, a + 1);
+	assert_damage(0, 0);
+	raw_sql("INSERT INTO objects SELECT * FROM saved");
+	assert_damage(1, 0);
+	raw_sql("DELETE FROM saved; DROP TABLE saved;"
+		"DELETE FROM objects WHERE id = 1");
+	assert_damage(0, 0);
+	raw_sql("DELETE FROM objects WHERE id = 2");
+	assert_damage(1, 0);
+}
+END_TEST
+
+START_TEST(test_edited_index_or_moved_row_is_damage)
+{
+	create("key", "01", "a", "a");
+	create("cert", "01", "b", "b");
+	raw_sql("UPDATE objects SET ix_label = (SELECT ix_label FROM objects "
+		"WHERE id = 2) WHERE id = 1");
+	assert_damage(1, 0);
+	raw_sql("UPDATE objects SET ix_label = NULL WHERE id = 1");
+	assert_damage(1, 0);
+	raw_sql("UPDATE objects SET token = 1 WHERE id = 2");
+	assert_damage(1, 1);
+}
+END_TEST
+
+START_TEST(test_replayed_state_record_is_damage)
+{
+	put_token(0, "t0");
+	put_token(1, "t1");
+	uint64_t before = rhs_counter(store);
+	raw_sql("CREATE TABLE saved AS SELECT * FROM meta WHERE name = "
+		"'state'");
+	create("key", "01", "a", "a");
+	ck_assert_uint_gt(rhs_counter(store), before);
+	raw_sql("UPDATE meta SET value = (SELECT value FROM saved) "
+		"WHERE name = 'state'");
+	assert_damage(1, 0);
+	ck_assert_uint_eq(rhs_counter(store), before);
+}
+END_TEST
+
+START_TEST(test_altered_state_record_does_not_open)
+{
+	raw_sql("UPDATE meta SET value = zeroblob(length(value)) WHERE name = "
+		"'state'");
+	rhs_close(store);
+	store = NULL;
+	ck_assert_int_eq(rhs_open(db_path, key, NULL, &store, err, sizeof(err)),
+			 RHS_ECORRUPT);
+	ck_assert_ptr_nonnull(strstr(err, "sealed state"));
+}
+END_TEST
+
 START_TEST(test_objects_are_found_by_exact_index_values)
 {
 	uint64_t key1 = create("key", "01", "Device Priv TLS Key", "k1");
@@ -522,6 +632,13 @@ int main(void)
 	tcase_add_test(tc, test_store_in_use_by_another_process_is_refused);
 	tcase_add_test(tc, test_newer_schema_is_refused_not_clobbered);
 	tcase_add_test(tc, test_store_of_previous_schema_version_is_migrated);
+	tcase_add_test(tc, test_replayed_token_row_is_damage);
+	tcase_add_test(tc, test_replayed_object_row_is_damage);
+	tcase_add_test(tc,
+		       test_deleted_row_and_its_copy_brought_back_are_damage);
+	tcase_add_test(tc, test_edited_index_or_moved_row_is_damage);
+	tcase_add_test(tc, test_replayed_state_record_is_damage);
+	tcase_add_test(tc, test_altered_state_record_does_not_open);
 	tcase_add_test(tc, test_objects_are_found_by_exact_index_values);
 	tcase_add_test(tc, test_object_update_and_delete);
 	tcase_add_test(tc, test_token_wipe_removes_only_that_tokens_objects);
