@@ -149,6 +149,11 @@ static CK_RV load_stored(rhd_engine_t *engine, const rhd_app_t *app,
 	}
 	CK_RV rv = record_open(app, slot, rec, len, out);
 	rhs_free(rec, len);
+	if (rv == CKR_DEVICE_ERROR)
+		RHD_ERROR("event=object-unavailable slot=%lu "
+			  "row=objects/%lu/%llu reason=\"its record does not "
+			  "open under the token key or does not decode\"",
+			  slot, slot, (unsigned long long)id);
 	return rv;
 }
 
@@ -473,6 +478,19 @@ static CK_RV found_push(rhd_session_t *s, uint32_t handle,
 	return CKR_OK;
 }
 
+/* The index found obj for tmpl: the indexed attributes tmpl names must
+ * be obj's too, or the index points at the wrong record. */
+static int index_agrees(const rhd_object_t *obj, const rhd_object_t *tmpl)
+{
+	rhs_index_t want = index_of(tmpl), have = index_of(obj);
+	for (int k = 0; k < RHS_IX_COUNT; k++)
+		if (want.value[k] &&
+		    (!have.value[k] || want.len[k] != have.len[k] ||
+		     memcmp(want.value[k], have.value[k], want.len[k]) != 0))
+			return 0;
+	return 1;
+}
+
 static CK_RV find_stored(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 			 const rhd_object_t *tmpl)
 {
@@ -486,9 +504,21 @@ static CK_RV find_stored(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 	for (size_t i = 0; i < n && rv == CKR_OK; i++) {
 		rhd_object_t obj;
 		CK_RV load = load_stored(engine, app, s->slot, ids[i], &obj);
-		if (load != CKR_OK)
-			continue; /* private while logged out, or unreadable */
-		if (rhd_object_matches(&obj, tmpl)) {
+		/* Private while logged out: not this app's to see. Anything
+		 * else is damage, never a smaller answer. */
+		if (load == CKR_OBJECT_HANDLE_INVALID)
+			continue;
+		if (load != CKR_OK) {
+			rv = load;
+			break;
+		}
+		if (!index_agrees(&obj, tmpl)) {
+			RHD_ERROR("event=index-damaged slot=%lu "
+				  "row=objects/%lu/%llu reason=\"the index "
+				  "names a record that does not match it\"",
+				  s->slot, s->slot, (unsigned long long)ids[i]);
+			rv = CKR_DEVICE_ERROR;
+		} else if (rhd_object_matches(&obj, tmpl)) {
 			rhd_handle_t *h =
 				rhd_app_handle_by_store(app, s->slot, ids[i]);
 			if (!h)

@@ -6,6 +6,7 @@
 #include "bench.h"
 #include "pki.h"
 #include "provision.h"
+#include "storecheck.h"
 #include "token.h"
 
 static void usage(FILE *out)
@@ -30,6 +31,10 @@ static void usage(FILE *out)
 		     "on)\n"
 		     "  audit verify FILE        check remhsmd's hash-chained "
 		     "audit log\n"
+		     "  store check --state-dir DIR\n"
+		     "                           check every record, index "
+		     "and counter of a\n"
+		     "                           stopped daemon's store\n"
 		     "  bench [OPTIONS]          measure round trips through a "
 		     "PKCS#11\n"
 		     "                           module (remhsm bench --help)\n"
@@ -75,6 +80,8 @@ int main(int argc, char **argv)
 		return rh_audit_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "bench"))
 		return rh_bench_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "store"))
+		return rh_store_main(argc - 1, argv + 1);
 	fprintf(stderr, "remhsm: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return 2;

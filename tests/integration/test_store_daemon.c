@@ -37,21 +37,29 @@ static const char *in_state(const char *file)
 	return path;
 }
 
-/* Runs remhsmd on the state folder; its exit status and its log. */
-static int run_daemon(char *log, size_t cap)
+/* Runs `program ARGS --state-dir STATE` with its output in a file; its
+ * exit status, and what it wrote. */
+static int run_on_state(const char *program, const char *args, char *out,
+			size_t cap)
 {
-	char cmd[1200], log_path[400];
-	snprintf(log_path, sizeof(log_path), "%s/start.log", d.dir);
-	snprintf(cmd, sizeof(cmd),
-		 "timeout 10 %s --listen 127.0.0.1:0 --state-dir %s 2>%s",
-		 th_remhsmd_path(), d.dir, log_path);
+	char cmd[1600], out_path[400];
+	snprintf(out_path, sizeof(out_path), "%s/run.out", d.dir);
+	snprintf(cmd, sizeof(cmd), "timeout 10 %s %s --state-dir %s >%s 2>&1",
+		 program, args, d.dir, out_path);
 	int status = system(cmd);
-	FILE *f = fopen(log_path, "r");
-	size_t n = f ? fread(log, 1, cap - 1, f) : 0;
-	log[n] = '\0';
+	FILE *f = fopen(out_path, "r");
+	size_t n = f ? fread(out, 1, cap - 1, f) : 0;
+	out[n] = '\0';
 	if (f)
 		fclose(f);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Runs remhsmd on the state folder; its exit status and its log. */
+static int run_daemon(char *log, size_t cap)
+{
+	return run_on_state(th_remhsmd_path(), "--listen 127.0.0.1:0", log,
+			    cap);
 }
 
 static void assert_refuses(const char *file_named, const char *reason)
@@ -147,6 +155,26 @@ START_TEST(test_newer_schema_is_refused)
 }
 END_TEST
 
+/* The daemon again, slot 0 provisioned (and, with_key, a P-256 pair made
+ * on it), then stopped. */
+static void provision_then_stop(int with_key)
+{
+	th_daemon_restart(&d, NULL);
+	th_client_env(&d);
+	void *module;
+	CK_FUNCTION_LIST *p11 = th_module_load(&module);
+	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
+	th_provision_token(p11, 0, "so-pin-1", "0000");
+	if (with_key) {
+		CK_SESSION_HANDLE s = th_user_session(p11, 0, "0000");
+		CK_OBJECT_HANDLE pub, priv;
+		th_generate_p256(p11, s, CK_TRUE, &pub, &priv);
+	}
+	p11->C_Finalize(NULL);
+	dlclose(module);
+	ck_assert_int_eq(th_daemon_stop(&d), 0);
+}
+
 /* A whole store.db put back from an older copy: each of its rows agrees
  * with the others, but its write counter is below the one the daemon
  * recorded in its audit log. */
@@ -156,15 +184,7 @@ START_TEST(test_rolled_back_store_file_is_refused)
 	snprintf(old_copy, sizeof(old_copy), "%s/store.db.old", d.dir);
 	snprintf(cmd, sizeof(cmd), "cp -p %s/store.db %s", d.dir, old_copy);
 	ck_assert_int_eq(system(cmd), 0);
-	th_daemon_restart(&d, NULL);
-	th_client_env(&d);
-	void *module;
-	CK_FUNCTION_LIST *p11 = th_module_load(&module);
-	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
-	th_provision_token(p11, 0, "so-pin-1", "0000");
-	p11->C_Finalize(NULL);
-	dlclose(module);
-	ck_assert_int_eq(th_daemon_stop(&d), 0);
+	provision_then_stop(0);
 	snprintf(cmd, sizeof(cmd),
 		 "cp -p %s %s/store.db && rm -f %s/store.db-*", old_copy, d.dir,
 		 d.dir);
@@ -174,6 +194,38 @@ START_TEST(test_rolled_back_store_file_is_refused)
 	static const char *const warn[] = {"--store-rollback", "warn", NULL};
 	th_daemon_restart(&d, warn);
 	ck_assert(th_log_contains(&d, "event=store-rolled-back"));
+}
+END_TEST
+
+/* remhsm store check, on a stopped daemon's store. */
+static int store_check(char *out, size_t cap)
+{
+	return run_on_state(REMHSM_CLI_PATH, "store check", out, cap);
+}
+
+START_TEST(test_store_check_reports_every_damaged_row)
+{
+	provision_then_stop(1);
+	char out[4096];
+	ck_assert_int_eq(store_check(out, sizeof(out)), 0);
+	ck_assert_msg(strstr(out, "1 tokens, 2 objects") &&
+			      strstr(out, ": 0 problems"),
+		      "%s", out);
+	sqlite3 *db;
+	ck_assert_int_eq(sqlite3_open(in_state("store.db"), &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(db,
+				      "UPDATE objects SET record = "
+				      "substr(record, 1, 20) || x'00ff00ff' || "
+				      "substr(record, 25) WHERE id = 2",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	ck_assert_int_eq(store_check(out, sizeof(out)), 1);
+	ck_assert_msg(strstr(out, "tokens/0: the token's rows do not add up"),
+		      "%s", out);
+	ck_assert_msg(strstr(out, "objects/0/2: sealed record does not open"),
+		      "%s", out);
+	ck_assert_msg(strstr(out, ": 2 problems"), "%s", out);
 }
 END_TEST
 
@@ -230,6 +282,7 @@ int main(void)
 	tcase_add_test(tc, test_wrong_store_key_is_refused);
 	tcase_add_test(tc, test_store_key_apart_from_the_state_folder);
 	tcase_add_test(tc, test_rolled_back_store_file_is_refused);
+	tcase_add_test(tc, test_store_check_reports_every_damaged_row);
 	tcase_add_test(tc, test_store_readable_by_others_is_refused);
 	tcase_add_test(tc, test_store_in_use_by_another_daemon_is_refused);
 	tcase_add_test(tc, test_newer_schema_is_refused);

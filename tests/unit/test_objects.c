@@ -3,6 +3,7 @@
 #include <check.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -175,8 +176,7 @@ static uint64_t open_session(rhd_app_t *a, int rw_flag)
 	return h;
 }
 
-/* Finds with a template; returns how many, handles in out. */
-static size_t find(rhd_app_t *a, uint64_t session, tmpl_t *t, uint64_t out[8])
+static uint64_t find_init(rhd_app_t *a, uint64_t session, tmpl_t *t)
 {
 	Remhsm__FindObjectsInitReq b = REMHSM__FIND_OBJECTS_INIT_REQ__INIT;
 	b.session = session;
@@ -187,8 +187,18 @@ static size_t find(rhd_app_t *a, uint64_t session, tmpl_t *t, uint64_t out[8])
 	r.find_objects_init = &b;
 	Remhsm__Response resp;
 	rh_arena_t arena = RH_ARENA_INIT;
-	ck_assert_uint_eq(run(a, &r, &resp, &arena), CKR_OK);
+	uint64_t rv = run(a, &r, &resp, &arena);
 	rh_arena_cleanup(&arena);
+	return rv;
+}
+
+/* Finds with a template; returns how many, handles in out. */
+static size_t find(rhd_app_t *a, uint64_t session, tmpl_t *t, uint64_t out[8])
+{
+	ck_assert_uint_eq(find_init(a, session, t), CKR_OK);
+	Remhsm__Request r = REMHSM__REQUEST__INIT;
+	Remhsm__Response resp;
+	rh_arena_t arena = RH_ARENA_INIT;
 	size_t total = 0;
 	for (;;) {
 		Remhsm__FindObjectsReq f = REMHSM__FIND_OBJECTS_REQ__INIT;
@@ -1021,6 +1031,50 @@ START_TEST(test_wide_templates_parse_in_n_log_n_and_are_capped)
 }
 END_TEST
 
+static uint64_t find_init_rv(tmpl_t *t)
+{
+	uint64_t rv = find_init(app, rw, t);
+	simple(app, REMHSM__REQUEST__CALL_FIND_OBJECTS_FINAL, rw, 0);
+	return rv;
+}
+
+/* Edits the store file under the running engine, as an attacker with write
+ * access to it would. */
+static void alter(const char *sql)
+{
+	sqlite3 *db;
+	ck_assert_int_eq(sqlite3_open(store.path, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+/* The finding: unreadable records were skipped by finds, which answered
+ * CKR_OK without the object, and an index pointing at the wrong record
+ * went unnoticed. Both are damage: CKR_DEVICE_ERROR and a log line. */
+START_TEST(test_damaged_records_and_index_fail_the_find)
+{
+	tmpl_t a = {0}, b = {0};
+	data_object(&a, "alpha", 1, 0);
+	data_object(&b, "beta", 1, 0);
+	ck_assert_uint_eq(create(&a, NULL), CKR_OK);
+	ck_assert_uint_eq(create(&b, NULL), CKR_OK);
+	tmpl_t by_beta = {0};
+	t_text(&by_beta, CKA_LABEL, "beta");
+	uint64_t found[8];
+	ck_assert_uint_eq(find(app, rw, &by_beta, found), 1);
+	/* alpha's index now says "beta" */
+	alter("UPDATE objects SET ix_label = (SELECT ix_label FROM objects "
+	      "WHERE id = 2) WHERE id = 1");
+	ck_assert_uint_eq(find_init_rv(&by_beta), CKR_DEVICE_ERROR);
+	/* beta's record altered: finds that meet it fail too */
+	alter("UPDATE objects SET ix_label = NULL WHERE id = 1;"
+	      "UPDATE objects SET record = substr(record, 1, 20) || "
+	      "x'00ff00ff' || substr(record, 25) WHERE id = 2");
+	tmpl_t all = {0};
+	ck_assert_uint_eq(find_init_rv(&all), CKR_DEVICE_ERROR);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("objects");
@@ -1050,6 +1104,7 @@ int main(void)
 	tcase_add_test(
 		tc, test_template_nested_deeper_than_pkcs11_allows_is_refused);
 	tcase_add_test(tc, test_wide_templates_parse_in_n_log_n_and_are_capped);
+	tcase_add_test(tc, test_damaged_records_and_index_fail_the_find);
 	suite_add_tcase(s, tc);
 	return th_run_suite(s);
 }
