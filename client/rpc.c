@@ -228,7 +228,7 @@ static int exchange(pooled_t *p, const Remhsm__Request *req,
 	if (!*resp)
 		return r;
 	if ((*resp)->id != req->id) {
-		remhsm__response__free_unpacked(*resp, NULL);
+		rh_free_wiped(&(*resp)->base);
 		*resp = NULL;
 		return RH_EPROTO;
 	}
@@ -262,7 +262,7 @@ static int say_hello(pooled_t *p)
 			max < MAX_FRAME_BELIEVED ? max : MAX_FRAME_BELIEVED;
 		st.max_frame = p->max_frame;
 	}
-	remhsm__response__free_unpacked(resp, NULL);
+	rh_free_wiped(&resp->base);
 	return r;
 }
 
@@ -298,7 +298,7 @@ static int restore(pooled_t *p)
 			  resp->restore->n_lost_logins);
 	if (r == RH_OK)
 		rhc_restore_lost(resp->restore);
-	remhsm__response__free_unpacked(resp, NULL);
+	rh_free_wiped(&resp->base);
 	return r;
 }
 
@@ -461,7 +461,7 @@ rhc_rv_t rhc_call(Remhsm__Request *req, Remhsm__Response **resp)
 	}
 	/* A code a 32-bit CK_RV cannot hold must not wrap round to CKR_OK. */
 	if (!result_matches(req, *resp) || (*resp)->rv > ULONG_MAX) {
-		remhsm__response__free_unpacked(*resp, NULL);
+		rh_free_wiped(&(*resp)->base);
 		*resp = NULL;
 		return CKR_DEVICE_ERROR;
 	}

@@ -1,5 +1,7 @@
 #include "rh_decode.h"
 
+#include <openssl/crypto.h>
+
 enum { WIRE_VARINT = 0, WIRE_64BIT = 1, WIRE_LEN = 2, WIRE_32BIT = 5 };
 
 /* A cursor over a byte range; p never passes end. */
@@ -130,4 +132,64 @@ int rh_decode_peek(const uint8_t *buf, size_t len, uint32_t id_field,
 			*first_message_field = f.number;
 	}
 	return RH_OK;
+}
+
+/* The wipe of a message at depth (bounded like decoding). */
+static void wipe(ProtobufCMessage *msg, unsigned depth);
+
+static void wipe_field(const ProtobufCFieldDescriptor *f, void *member,
+		       size_t count, unsigned depth)
+{
+	for (size_t i = 0; i < count; i++) {
+		if (f->type == PROTOBUF_C_TYPE_BYTES) {
+			ProtobufCBinaryData *b =
+				f->label == PROTOBUF_C_LABEL_REPEATED
+					? &(*(ProtobufCBinaryData **)member)[i]
+					: member;
+			if (b->data)
+				OPENSSL_cleanse(b->data, b->len);
+		} else {
+			ProtobufCMessage *m =
+				f->label == PROTOBUF_C_LABEL_REPEATED
+					? (*(ProtobufCMessage ***)member)[i]
+					: *(ProtobufCMessage **)member;
+			if (m)
+				wipe(m, depth + 1);
+		}
+	}
+}
+
+static void wipe(ProtobufCMessage *msg, unsigned depth)
+{
+	if (depth > RH_MAX_NESTING)
+		return;
+	const ProtobufCMessageDescriptor *d = msg->descriptor;
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		if (f->type != PROTOBUF_C_TYPE_BYTES &&
+		    f->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		char *base = (char *)msg;
+		if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF &&
+		    *(uint32_t *)(base + f->quantifier_offset) != f->id)
+			continue;
+		size_t count = 1;
+		if (f->label == PROTOBUF_C_LABEL_REPEATED)
+			count = *(size_t *)(base + f->quantifier_offset);
+		wipe_field(f, base + f->offset, count, depth);
+	}
+}
+
+void rh_wipe_message(ProtobufCMessage *msg)
+{
+	if (msg)
+		wipe(msg, 1);
+}
+
+void rh_free_wiped(ProtobufCMessage *msg)
+{
+	if (!msg)
+		return;
+	wipe(msg, 1);
+	protobuf_c_message_free_unpacked(msg, NULL);
 }

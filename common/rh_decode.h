@@ -48,4 +48,14 @@ ProtobufCMessage *rh_decode(const ProtobufCMessageDescriptor *desc,
 int rh_decode_peek(const uint8_t *buf, size_t len, uint32_t id_field,
 		   uint64_t *id, uint32_t *first_message_field) RH_WARN_UNUSED;
 
+/*
+ * Wipes every bytes field of a decoded message and of the messages in it
+ * (PINs, key values, data to sign), before it is freed: freed memory must
+ * not keep them. Nesting is bounded by what rh_decode accepted.
+ */
+void rh_wipe_message(ProtobufCMessage *msg);
+
+/* rh_wipe_message, then protobuf_c_message_free_unpacked. */
+void rh_free_wiped(ProtobufCMessage *msg);
+
 #endif

@@ -60,7 +60,10 @@ SSL_CTX *rh_tls_server_ctx_new(const rh_tls_files_t *files, int allow_tls12,
 	 * connections; every connection does a full handshake instead. */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_num_tickets(ctx, 0);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION);
+	/* Decrypted records carry PINs and key values: OpenSSL wipes its
+	 * copy once the application has read it. */
+	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION |
+					 SSL_OP_CLEANSE_PLAINTEXT);
 	SSL_CTX_set_verify(
 		ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
 	if (load_identity(ctx, files, err, err_len) < 0) {
@@ -125,6 +128,7 @@ SSL_CTX *rh_tls_client_ctx_new(const rh_tls_files_t *files, char *err,
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_CLEANSE_PLAINTEXT);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	if (load_identity(ctx, files, err, err_len) < 0) {

@@ -28,6 +28,21 @@ static int point_of(const rhd_attr_t *a, const uint8_t **pt, size_t *len)
 	return 0;
 }
 
+/* A key value as a secure BIGNUM: cleared when freed, and a parameter list
+ * built from it keeps its copy (little-endian) in a block that
+ * OSSL_PARAM_free clears too; with OpenSSL's secure heap set up, both live
+ * in locked memory left out of core dumps. A plain BIGNUM's copy in the
+ * list was freed uncleared: the one scalar found after logout. */
+static BIGNUM *secret_bn(const rhd_attr_t *a)
+{
+	BIGNUM *bn = BN_secure_new();
+	if (bn && !BN_bin2bn(a->value, (int)a->len, bn)) {
+		BN_clear_free(bn);
+		return NULL;
+	}
+	return bn;
+}
+
 EVP_PKEY *rhd_crypto_ec_key(const rhd_object_t *obj)
 {
 	const rhd_attr_t *params = rhd_object_find(obj, CKA_EC_PARAMS);
@@ -39,8 +54,7 @@ EVP_PKEY *rhd_crypto_ec_key(const rhd_object_t *obj)
 	    point_of(rhd_object_find(obj, CKA_EC_POINT), &pt, &pt_len) < 0)
 		return NULL;
 	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
-	BIGNUM *d =
-		value ? BN_bin2bn(value->value, (int)value->len, NULL) : NULL;
+	BIGNUM *d = value ? secret_bn(value) : NULL;
 	OSSL_PARAM *list = NULL;
 	EVP_PKEY_CTX *ctx = NULL;
 	EVP_PKEY *key = NULL;
@@ -58,7 +72,7 @@ EVP_PKEY *rhd_crypto_ec_key(const rhd_object_t *obj)
 			ctx, &key,
 			value ? EVP_PKEY_KEYPAIR : EVP_PKEY_PUBLIC_KEY, list);
 	EVP_PKEY_CTX_free(ctx);
-	OSSL_PARAM_free(list);
+	OSSL_PARAM_free(list); /* d's part of it is cleared: see secret_bn */
 	BN_clear_free(d);
 	OSSL_PARAM_BLD_free(bld);
 	return key;
@@ -210,7 +224,7 @@ EVP_PKEY *rhd_crypto_rsa_key(const rhd_object_t *obj)
 	int ok = bld != NULL;
 	for (size_t i = 0; i < n && ok; i++) {
 		const rhd_attr_t *a = rhd_object_find(obj, rsa_parts[i].type);
-		ok = a && (bn[i] = BN_bin2bn(a->value, (int)a->len, NULL)) &&
+		ok = a && (bn[i] = secret_bn(a)) &&
 		     OSSL_PARAM_BLD_push_BN(bld, rsa_parts[i].param, bn[i]);
 	}
 	OSSL_PARAM *list = ok ? OSSL_PARAM_BLD_to_param(bld) : NULL;
@@ -223,7 +237,7 @@ EVP_PKEY *rhd_crypto_rsa_key(const rhd_object_t *obj)
 					      : EVP_PKEY_PUBLIC_KEY,
 				  list);
 	EVP_PKEY_CTX_free(ctx);
-	OSSL_PARAM_free(list);
+	OSSL_PARAM_free(list); /* private parts cleared: see secret_bn */
 	OSSL_PARAM_BLD_free(bld);
 	for (size_t i = 0; i < RSA_PARTS; i++)
 		BN_clear_free(bn[i]);

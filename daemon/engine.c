@@ -67,6 +67,14 @@ void rhd_app_logout(rhd_app_t *app, CK_SLOT_ID slot)
 	rhd_login_t *l = &app->login[slot];
 	l->user = RHD_NOBODY;
 	OPENSSL_cleanse(l->token_key, sizeof(l->token_key));
+	/* The private keys built for signing go with the login: OpenSSL
+	 * clears their values as it frees them. */
+	for (rhd_handle_t *h = app->objects; h; h = h->next) {
+		if (h->slot != slot || !h->private_obj || !h->pkey)
+			continue;
+		EVP_PKEY_free(h->pkey);
+		h->pkey = NULL;
+	}
 }
 
 void rhd_op_end(rhd_op_t *op)

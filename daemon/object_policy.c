@@ -260,7 +260,11 @@ static CK_RV check_point(int nid, const rhd_attr_t *a)
 static CK_RV derive_point(rhd_object_t *obj, int nid, const rhd_attr_t *value)
 {
 	EC_GROUP *group = EC_GROUP_new_by_curve_name(nid);
-	BIGNUM *d = BN_bin2bn(value->value, (int)value->len, NULL);
+	BIGNUM *d = BN_secure_new();
+	if (d && !BN_bin2bn(value->value, (int)value->len, d)) {
+		BN_clear_free(d);
+		d = NULL;
+	}
 	EC_POINT *pub = group ? EC_POINT_new(group) : NULL;
 	unsigned char der[2 + MAX_EC_POINT + 1];
 	size_t len = 0;

@@ -368,33 +368,11 @@ static void log_call(conn_t *c, const Remhsm__Request *req, uint64_t rv,
 			 c->peer, c->identity, name, (unsigned long long)rv);
 }
 
-static void wipe(ProtobufCBinaryData *secret)
-{
-	if (secret->data)
-		OPENSSL_cleanse(secret->data, secret->len);
-}
-
-/* Wipes the PINs a request carried, then frees it. */
+/* Wipes what the request carried (PINs, key values, data to sign), then
+ * frees it. */
 static void request_free(Remhsm__Request *req)
 {
-	switch (req->call_case) {
-	case REMHSM__REQUEST__CALL_LOGIN:
-		wipe(&req->login->pin);
-		break;
-	case REMHSM__REQUEST__CALL_INIT_TOKEN:
-		wipe(&req->init_token->so_pin);
-		break;
-	case REMHSM__REQUEST__CALL_INIT_PIN:
-		wipe(&req->init_pin->pin);
-		break;
-	case REMHSM__REQUEST__CALL_SET_PIN:
-		wipe(&req->set_pin->old_pin);
-		wipe(&req->set_pin->new_pin);
-		break;
-	default:
-		break;
-	}
-	remhsm__request__free_unpacked(req, NULL);
+	rh_free_wiped(&req->base);
 }
 
 /* Long work yields the processor to the event loop: on a gateway with

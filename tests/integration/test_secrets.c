@@ -1,0 +1,148 @@
+/*
+ * Memory hygiene: after a logout, and after the application disconnects,
+ * the daemon's memory holds neither the private scalar of a key it signed
+ * with (in either byte order: OpenSSL keeps BIGNUMs little-endian) nor the
+ * PIN. The finding: one little-endian copy of the scalar stayed after
+ * logout and disconnect, and a crash wrote it into a core file. The
+ * daemon's memory is read whole, as a core would hold it, through
+ * /proc/PID/mem.
+ */
+#include <check.h>
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define PIN "pin-7f3a9c1e-secret"
+
+static th_daemon_t d;
+static void *module;
+static CK_FUNCTION_LIST *p11;
+
+static void setup(void)
+{
+	th_pki_make(&d);
+	th_daemon_start(&d, NULL);
+	th_client_env(&d);
+	p11 = th_module_load(&module);
+	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
+	th_provision_token(p11, 0, "so-pin-1", PIN);
+}
+
+static void teardown(void)
+{
+	dlclose(module);
+	th_daemon_cleanup(&d);
+}
+
+/* Whether needle appears anywhere in the daemon's readable memory. */
+static int daemon_holds(const void *needle, size_t len)
+{
+	char path[64], line[512];
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)d.pid);
+	FILE *maps = fopen(path, "r");
+	snprintf(path, sizeof(path), "/proc/%d/mem", (int)d.pid);
+	int mem = open(path, O_RDONLY);
+	ck_assert(maps && mem >= 0);
+	static uint8_t buf[1 << 20];
+	int found = 0;
+	while (!found && fgets(line, sizeof(line), maps)) {
+		unsigned long lo, hi;
+		char perms[8];
+		if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 ||
+		    perms[0] != 'r' || strstr(line, "[vvar]") ||
+		    hi - lo > (1ul << 30)) /* a sanitizer's shadow */
+			continue;
+		for (unsigned long at = lo; at < hi && !found;) {
+			size_t want =
+				hi - at < sizeof(buf) ? hi - at : sizeof(buf);
+			ssize_t n = pread(mem, buf, want, (off_t)at);
+			if (n <= 0)
+				break;
+			found = memmem(buf, (size_t)n, needle, len) != NULL;
+			/* overlap, for a needle across two chunks */
+			at += (unsigned long)n > len ? (unsigned long)n - len
+						     : (unsigned long)n;
+		}
+	}
+	fclose(maps);
+	close(mem);
+	return found;
+}
+
+static void assert_no_secret(const uint8_t scalar[32], const char *when)
+{
+	uint8_t little[32];
+	for (int i = 0; i < 32; i++)
+		little[i] = scalar[31 - i];
+	ck_assert_msg(!daemon_holds(scalar, 32), "scalar (big-endian) %s",
+		      when);
+	ck_assert_msg(!daemon_holds(little, 32), "scalar (little-endian) %s",
+		      when);
+	ck_assert_msg(!daemon_holds(PIN, strlen(PIN)), "PIN %s", when);
+}
+
+START_TEST(test_no_scalar_or_pin_in_memory_after_logout_and_disconnect)
+{
+	static const CK_BYTE p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
+				       0xce, 0x3d, 0x03, 0x01, 0x07};
+	CK_BYTE scalar[32];
+	ck_assert_int_eq(RAND_bytes(scalar, sizeof(scalar)), 1);
+	scalar[0] = 0x7f; /* below the group order */
+	CK_SESSION_HANDLE s = th_user_session(p11, 0, PIN);
+	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	CK_KEY_TYPE type = CKK_EC;
+	CK_BBOOL yes = CK_TRUE;
+	CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof(cls)},
+			    {CKA_KEY_TYPE, &type, sizeof(type)},
+			    {CKA_TOKEN, &yes, 1},
+			    {CKA_SIGN, &yes, 1},
+			    {CKA_EC_PARAMS, (void *)p256, sizeof(p256)},
+			    {CKA_VALUE, scalar, sizeof(scalar)}};
+	CK_OBJECT_HANDLE key;
+	ck_assert_uint_eq(p11->C_CreateObject(s, t, 6, &key), CKR_OK);
+	CK_MECHANISM ecdsa = {CKM_ECDSA, NULL, 0};
+	CK_BYTE hash[32] = {1}, sig[64];
+	for (int i = 0; i < 3; i++) {
+		CK_ULONG len = sizeof(sig);
+		ck_assert_uint_eq(p11->C_SignInit(s, &ecdsa, key), CKR_OK);
+		ck_assert_uint_eq(p11->C_Sign(s, hash, 32, sig, &len), CKR_OK);
+	}
+	ck_assert_uint_eq(p11->C_Logout(s), CKR_OK);
+	assert_no_secret(scalar, "after logout");
+	ck_assert_uint_eq(p11->C_Finalize(NULL), CKR_OK);
+	usleep(200 * 1000); /* the daemon sees the connection close */
+	assert_no_secret(scalar, "after disconnect");
+}
+END_TEST
+
+/* The scan itself: it finds a value the daemon does hold. */
+START_TEST(test_the_scan_finds_what_is_there)
+{
+	/* The daemon's listen address is in its memory for as long as it
+	 * runs. */
+	char listen[32];
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", d.port);
+	ck_assert(daemon_holds(listen, strlen(listen)));
+	p11->C_Finalize(NULL);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("secrets");
+	TCase *tc = tcase_create("secrets");
+	tcase_set_timeout(tc, 60);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(
+		tc,
+		test_no_scalar_or_pin_in_memory_after_logout_and_disconnect);
+	tcase_add_test(tc, test_the_scan_finds_what_is_there);
+	suite_add_tcase(s, tc);
+	return th_run_suite(s);
+}
