@@ -6,7 +6,9 @@
 #      tests, the threads test among them
 #   4. the client module and its tests as i386 programs, against the 64-bit
 #      daemon of stage 1
-#   5. the libFuzzer target (clang) over the decoders and dispatch, bounded
+#   5. the libFuzzer targets (clang), bounded: requests into dispatch after
+#      a prologue that reaches a token, a login and a key; the operator's
+#      files; store records, leases and responses
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -50,11 +52,12 @@ cmake -S . -B build-i386 -DCMAKE_TOOLCHAIN_FILE=cmake/i386.cmake \
 cmake --build build-i386 -j"$jobs" >/dev/null
 run_ctest build-i386 -j"$jobs"
 
-echo "== libFuzzer: ${fuzz_seconds}s over frame and request decoders into dispatch"
+echo "== libFuzzer: ${fuzz_seconds}s into dispatch, then the parsers and records"
 CC=clang cmake -S . -B build-fuzz -DBUILD_TESTING=ON -DREMHSM_FUZZ=ON \
   -DREMHSM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug \
   -DREMHSM_FUZZ_SECONDS="$fuzz_seconds" >/dev/null
-cmake --build build-fuzz -j"$jobs" --target fuzz_dispatch >/dev/null
+cmake --build build-fuzz -j"$jobs" --target fuzz_dispatch fuzz_parsers \
+  fuzz_records >/dev/null
 run_ctest build-fuzz -L fuzz
 
 # One closing line over every stage (a stage that failed has already

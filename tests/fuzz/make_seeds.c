@@ -1,13 +1,18 @@
 /*
  * Writes the fuzzer's seed corpus (tests/fuzz/corpus): one framed request
- * per call with a small valid body, a session-then-random sequence, and the
- * malformed shapes the integration tests send. Run by hand when the schema
- * grows: make_seeds DIR.
+ * per call with a small valid body, a session-then-random sequence, the
+ * malformed shapes the integration tests send, and real calls on the
+ * prologue's session and keys (fuzz_prologue.h): signing, verifying,
+ * finding, reading and making objects. Run by hand when the schema grows:
+ * make_seeds DIR.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <p11-kit/pkcs11.h>
+
+#include "fuzz_prologue.h"
 #include "remhsm.pb-c.h"
 #include "rh_calls.h"
 #include "rh_frame.h"
@@ -77,6 +82,124 @@ static void seed_session_then_random(const char *dir)
 	write_file(dir, "session-random-info", buf, len);
 }
 
+static void write_request(const char *dir, const char *name,
+			  Remhsm__Request *req)
+{
+	static uint8_t buf[4096];
+	req->id = 7;
+	write_file(dir, name, buf, frame_into(buf, req));
+}
+
+static Remhsm__Attribute ulong_attr(uint64_t type, uint64_t v)
+{
+	Remhsm__Attribute a = REMHSM__ATTRIBUTE__INIT;
+	a.type = type;
+	a.value_case = REMHSM__ATTRIBUTE__VALUE_ULONG;
+	a.ulong = v;
+	return a;
+}
+
+static Remhsm__Attribute bool_attr(uint64_t type, int v)
+{
+	Remhsm__Attribute a = REMHSM__ATTRIBUTE__INIT;
+	a.type = type;
+	a.value_case = REMHSM__ATTRIBUTE__VALUE_BOOLEAN;
+	a.boolean = v;
+	return a;
+}
+
+static Remhsm__Attribute bytes_attr(uint64_t type, const char *v)
+{
+	Remhsm__Attribute a = REMHSM__ATTRIBUTE__INIT;
+	a.type = type;
+	a.value_case = REMHSM__ATTRIBUTE__VALUE_BYTES;
+	a.bytes = (ProtobufCBinaryData){strlen(v), (uint8_t *)v};
+	return a;
+}
+
+/* C_Sign with its C_SignInit held, and C_Verify the same way. */
+static void seed_sign_and_verify(const char *dir)
+{
+	static uint8_t hash[32] = {1, 2, 3};
+	Remhsm__Mechanism ecdsa = REMHSM__MECHANISM__INIT;
+	ecdsa.type = CKM_ECDSA;
+	Remhsm__SignInitReq init = REMHSM__SIGN_INIT_REQ__INIT;
+	init.session = FUZZ_SESSION;
+	init.mechanism = &ecdsa;
+	init.key = FUZZ_PRIVATE;
+	Remhsm__OutputBuffer out = REMHSM__OUTPUT_BUFFER__INIT;
+	out.has_buffer = 1;
+	out.buffer_len = 64;
+	Remhsm__SignReq sign = REMHSM__SIGN_REQ__INIT;
+	sign.session = FUZZ_SESSION;
+	sign.data = (ProtobufCBinaryData){sizeof(hash), hash};
+	sign.output = &out;
+	sign.init = &init;
+	Remhsm__Request req = REMHSM__REQUEST__INIT;
+	req.call_case = REMHSM__REQUEST__CALL_SIGN;
+	req.sign = &sign;
+	write_request(dir, "prologue-sign", &req);
+	Remhsm__VerifyInitReq vinit = REMHSM__VERIFY_INIT_REQ__INIT;
+	vinit.session = FUZZ_SESSION;
+	vinit.mechanism = &ecdsa;
+	vinit.key = FUZZ_PUBLIC;
+	Remhsm__VerifyReq verify = REMHSM__VERIFY_REQ__INIT;
+	verify.session = FUZZ_SESSION;
+	verify.data = sign.data;
+	verify.signature = (ProtobufCBinaryData){64, hash};
+	verify.init = &vinit;
+	req.call_case = REMHSM__REQUEST__CALL_VERIFY;
+	req.verify = &verify;
+	write_request(dir, "prologue-verify", &req);
+}
+
+/* A token data object made, then found by label and read. */
+static void seed_objects(const char *dir)
+{
+	Remhsm__Attribute a[4] = {ulong_attr(CKA_CLASS, CKO_DATA),
+				  bool_attr(CKA_TOKEN, 1),
+				  bytes_attr(CKA_LABEL, "fuzz"),
+				  bytes_attr(CKA_VALUE, "payload")};
+	Remhsm__Attribute *p[4] = {&a[0], &a[1], &a[2], &a[3]};
+	Remhsm__CreateObjectReq create = REMHSM__CREATE_OBJECT_REQ__INIT;
+	create.session = FUZZ_SESSION;
+	create.n_template_ = 4;
+	create.template_ = p;
+	Remhsm__Request req = REMHSM__REQUEST__INIT;
+	req.call_case = REMHSM__REQUEST__CALL_CREATE_OBJECT;
+	req.create_object = &create;
+	write_request(dir, "prologue-create-token-object", &req);
+	Remhsm__Attribute cls = ulong_attr(CKA_CLASS, CKO_PRIVATE_KEY);
+	Remhsm__Attribute *q[] = {&cls};
+	Remhsm__FindObjectsInitReq find = REMHSM__FIND_OBJECTS_INIT_REQ__INIT;
+	find.session = FUZZ_SESSION;
+	find.n_template_ = 1;
+	find.template_ = q;
+	find.prefetch = 8;
+	req.call_case = REMHSM__REQUEST__CALL_FIND_OBJECTS_INIT;
+	req.find_objects_init = &find;
+	write_request(dir, "prologue-find-private-keys", &req);
+	static const uint64_t types[] = {CKA_EC_POINT, CKA_VALUE, CKA_LABEL};
+	Remhsm__AttributeQuery qs[3];
+	Remhsm__AttributeQuery *qp[3];
+	for (int i = 0; i < 3; i++) {
+		remhsm__attribute_query__init(&qs[i]);
+		qs[i].type = types[i];
+		qs[i].has_buffer = 1;
+		qs[i].buffer_len = 128;
+		qp[i] = &qs[i];
+	}
+	Remhsm__GetAttributeValueReq get =
+		REMHSM__GET_ATTRIBUTE_VALUE_REQ__INIT;
+	get.session = FUZZ_SESSION;
+	get.object = FUZZ_PRIVATE;
+	get.n_template_ = 3;
+	get.template_ = qp;
+	req.call_case = REMHSM__REQUEST__CALL_GET_ATTRIBUTE_VALUE;
+	req.get_attribute_value = &get;
+	write_request(dir, "prologue-read-key", &req);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -88,6 +211,8 @@ int main(int argc, char **argv)
 	RH_CALLS(SEED)
 #undef SEED
 	seed_session_then_random(argv[1]);
+	seed_sign_and_verify(argv[1]);
+	seed_objects(argv[1]);
 	const uint8_t oversized[] = {0xff, 0xff, 0xff, 0xf0, 1, 2};
 	write_file(argv[1], "oversized-header", oversized, sizeof(oversized));
 	const uint8_t unknown_call[] = {0,    0,    0,	  5,   0x08,

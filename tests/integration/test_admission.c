@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -173,6 +174,7 @@ static int new_application(th_conn_t *c)
 START_TEST(test_flood_from_another_address_leaves_new_clients_served)
 {
 	flood_start("127.0.0.2", 2);
+	double worst = 0;
 	for (int i = 0; i < 20; i++) {
 		double started = now_s();
 		th_conn_t c;
@@ -180,8 +182,13 @@ START_TEST(test_flood_from_another_address_leaves_new_clients_served)
 		double took = now_s() - started;
 		ck_assert_msg(took < 1.0, "application %d took %.3f s", i,
 			      took);
+		worst = took > worst ? took : worst;
 		th_conn_close(&c);
 	}
+	fprintf(stderr,
+		"flood from 127.0.0.2 (%d sockets, %ld reopened): 20 of 20 "
+		"served, the slowest in %.1f ms\n",
+		FLOOD_SOCKETS, atomic_load(&flood.reopened), worst * 1e3);
 	ck_assert_int_gt(atomic_load(&flood.reopened), FLOOD_SOCKETS);
 	ck_assert(th_log_contains(&d, "handshakes from this address"));
 }
@@ -202,6 +209,10 @@ START_TEST(test_flood_from_the_clients_address_spares_established_ones)
 	}
 	double took = now_s() - started;
 	ck_assert_msg(took < 5.0, "no new application in %.3f s", took);
+	fprintf(stderr,
+		"flood from 127.0.0.1: a new application served in %.1f ms "
+		"(%d attempts)\n",
+		took * 1e3, attempts);
 	ck_assert(serves(&established));
 	th_conn_close(&c);
 	th_conn_close(&established);
