@@ -11,6 +11,7 @@
 #include "object.h"
 #include "resume.h"
 #include "rh_frame.h"
+#include "rh_secret.h"
 
 int rhd_engine_init(rhd_engine_t *engine, const rhd_engine_opts_t *opts)
 {
@@ -34,6 +35,9 @@ int rhd_engine_init(rhd_engine_t *engine, const rhd_engine_opts_t *opts)
 					     : RHD_DEFAULT_IDENTITY_BYTES;
 	engine->total.limit = opts->max_total_bytes ? opts->max_total_bytes
 						    : RHD_DEFAULT_TOTAL_BYTES;
+	engine->resume_key = rh_secret_alloc(RHS_KEY_LEN);
+	if (!engine->resume_key)
+		return -1;
 	if (opts->resume_key)
 		memcpy(engine->resume_key, opts->resume_key, RHS_KEY_LEN);
 	else if (RAND_bytes(engine->resume_key, RHS_KEY_LEN) != 1)
@@ -350,6 +354,7 @@ static void app_free(rhd_engine_t *engine, rhd_app_t *app)
 	pthread_mutex_lock(&engine->lock);
 	identity_release(engine, app->ident);
 	pthread_mutex_unlock(&engine->lock);
+	rh_secret_free(app->login, RHD_MAX_SLOTS * sizeof(*app->login));
 	pthread_mutex_destroy(&app->lock);
 	free(app);
 }
@@ -364,7 +369,8 @@ void rhd_engine_cleanup(rhd_engine_t *engine)
 	}
 	engine->apps = NULL;
 	rhd_tokens_cleanup(&engine->tokens);
-	OPENSSL_cleanse(engine->resume_key, sizeof(engine->resume_key));
+	rh_secret_free(engine->resume_key, RHS_KEY_LEN);
+	engine->resume_key = NULL;
 	pthread_mutex_destroy(&engine->lock);
 }
 
@@ -410,7 +416,11 @@ static rhd_app_t *app_new(rhd_engine_t *engine, const uint8_t *app_id,
 		return NULL;
 	}
 	app->ident = identity_hold(engine, identity);
-	if (!app->ident) {
+	app->login = rh_secret_alloc(RHD_MAX_SLOTS * sizeof(*app->login));
+	if (!app->ident || !app->login) {
+		if (app->ident)
+			identity_release(engine, app->ident);
+		rh_secret_free(app->login, RHD_MAX_SLOTS * sizeof(*app->login));
 		pthread_mutex_destroy(&app->lock);
 		free(app);
 		return NULL;

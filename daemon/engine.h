@@ -141,7 +141,7 @@ typedef struct rhd_app {
 	rhd_session_t *sessions;
 	unsigned session_count;
 	uint32_t next_handle;
-	rhd_login_t login[RHD_MAX_SLOTS];
+	rhd_login_t *login; /* RHD_MAX_SLOTS of them, in secret memory */
 	rhd_handle_t *objects;
 	uint32_t next_object;
 	/* Token objects get handle store_id ^ handle_mask, the same in every
@@ -187,7 +187,7 @@ typedef struct rhd_engine {
 	unsigned slot_count;
 	char serial[17];
 	rhd_tokens_t tokens;
-	uint8_t resume_key[RHS_KEY_LEN];
+	uint8_t *resume_key; /* RHS_KEY_LEN bytes, in secret memory */
 	unsigned lease_seconds;
 	unsigned max_sessions, max_session_objects, max_token_handles;
 	size_t max_answer;

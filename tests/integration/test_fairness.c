@@ -137,8 +137,12 @@ START_TEST(test_a_flooding_identity_leaves_another_ones_signatures_fast)
 	fprintf(stderr,
 		"ECDSA sign p99: quiet %.1f us, flooded %.1f us (%.2fx)\n",
 		quiet, busy, busy / quiet);
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+	/* A latency bound is the release build's: a sanitizer multiplies the
+	 * flooders' cost and the signer's by different factors. */
 	ck_assert_msg(busy <= 5 * quiet, "p99 %.1f us against %.1f us quiet",
 		      busy, quiet);
+#endif
 	ck_assert(th_log_contains(&d, "event=key-generated identity=CN=flooder "
 				      "type=rsa"));
 }

@@ -121,6 +121,35 @@ START_TEST(test_no_scalar_or_pin_in_memory_after_logout_and_disconnect)
 }
 END_TEST
 
+/* Mappings of the daemon whose VmFlags name both flags (smaps: "dd" is
+ * left out of core dumps, "lo" locked in RAM). */
+static int mappings_flagged(const char *a, const char *b)
+{
+	char path[64], line[512];
+	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)d.pid);
+	FILE *f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	int n = 0;
+	while (fgets(line, sizeof(line), f))
+		n += !strncmp(line, "VmFlags:", 8) && strstr(line, a) &&
+		     strstr(line, b);
+	fclose(f);
+	return n;
+}
+
+/* The resume key, and the token keys of each application's logins, live in
+ * pages of their own: locked, and left out of core dumps. */
+START_TEST(test_token_keys_live_in_locked_pages_left_out_of_dumps)
+{
+	int before = mappings_flagged(" dd", " lo");
+	ck_assert_int_ge(before, 1); /* the resume key */
+	CK_SESSION_HANDLE s = th_user_session(p11, 0, PIN);
+	ck_assert_int_ge(mappings_flagged(" dd", " lo"), before);
+	ck_assert_uint_eq(p11->C_Logout(s), CKR_OK);
+	p11->C_Finalize(NULL);
+}
+END_TEST
+
 /* The scan itself: it finds a value the daemon does hold. */
 START_TEST(test_the_scan_finds_what_is_there)
 {
@@ -143,6 +172,8 @@ int main(void)
 		tc,
 		test_no_scalar_or_pin_in_memory_after_logout_and_disconnect);
 	tcase_add_test(tc, test_the_scan_finds_what_is_there);
+	tcase_add_test(tc,
+		       test_token_keys_live_in_locked_pages_left_out_of_dumps);
 	suite_add_tcase(s, tc);
 	return th_run_suite(s);
 }
