@@ -141,10 +141,16 @@ static int mappings_flagged(const char *a, const char *b)
  * pages of their own: locked, and left out of core dumps. */
 START_TEST(test_token_keys_live_in_locked_pages_left_out_of_dumps)
 {
-	int before = mappings_flagged(" dd", " lo");
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+	/* The sanitizers turn mlock into a no-op. */
+	const char *locked = " dd";
+#else
+	const char *locked = " lo";
+#endif
+	int before = mappings_flagged(" dd", locked);
 	ck_assert_int_ge(before, 1); /* the resume key */
 	CK_SESSION_HANDLE s = th_user_session(p11, 0, PIN);
-	ck_assert_int_ge(mappings_flagged(" dd", " lo"), before);
+	ck_assert_int_ge(mappings_flagged(" dd", locked), before);
 	ck_assert_uint_eq(p11->C_Logout(s), CKR_OK);
 	p11->C_Finalize(NULL);
 }
