@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -187,14 +188,31 @@ static void conn_close(conn_t *c, const char *why)
 	uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
 }
 
-/* The oldest handshake that has sent nothing yet, from host (NULL: from
- * anywhere): the first to give way to a newcomer. */
+/* Bytes have come that the loop has not read yet: a client whose
+ * ClientHello is on its way is not silent, however busy the loop is. */
+static int has_pending_bytes(conn_t *c)
+{
+	uv_os_fd_t fd;
+	int n = 0;
+	return uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 &&
+	       ioctl(fd, FIONREAD, &n) == 0 && n > 0;
+}
+
+/* The handshake to give way to a newcomer, from host (NULL: from
+ * anywhere): the oldest that has sent nothing at all, else the oldest whose
+ * first bytes the loop has not read yet. */
 static conn_t *oldest_silent(server_t *s, const char *host)
 {
-	for (conn_t *o = s->hs_oldest; o; o = o->hs_next)
-		if (!o->heard && (!host || !strcmp(o->host, host)))
+	conn_t *unread = NULL;
+	for (conn_t *o = s->hs_oldest; o; o = o->hs_next) {
+		if (o->heard || (host && strcmp(o->host, host)))
+			continue;
+		if (!has_pending_bytes(o))
 			return o;
-	return NULL;
+		if (!unread)
+			unread = o;
+	}
+	return unread;
 }
 
 static unsigned handshakes_from(server_t *s, const char *host)
