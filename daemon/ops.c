@@ -296,7 +296,8 @@ static CK_RV input_of(rhd_op_t *op, int single, const uint8_t *data, size_t len,
 		if (len > max || (op->rsa_pad == RSA_PKCS1_PSS_PADDING &&
 				  len != (size_t)EVP_MD_get_size(op->rsa_md)))
 			return CKR_DATA_LEN_RANGE;
-		memcpy(in, data, len);
+		if (len) /* empty data may come as NULL */
+			memcpy(in, data, len);
 		*in_len = len;
 		return CKR_OK;
 	}
