@@ -909,19 +909,26 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 /* --- accepting -------------------------------------------------------------
  */
 
+/* The address without its port. */
+static void host_of(const struct sockaddr_storage *ss, char *host, size_t cap)
+{
+	if (ss->ss_family == AF_INET6)
+		uv_ip6_name((const struct sockaddr_in6 *)ss, host, cap);
+	else
+		uv_ip4_name((const struct sockaddr_in *)ss, host, cap);
+}
+
 static void format_address(const struct sockaddr_storage *ss, char *out,
 			   size_t cap)
 {
 	char host[48];
-	if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
-		uv_ip6_name(a, host, sizeof(host));
-		snprintf(out, cap, "[%s]:%d", host, ntohs(a->sin6_port));
-	} else {
-		const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
-		uv_ip4_name(a, host, sizeof(host));
-		snprintf(out, cap, "%s:%d", host, ntohs(a->sin_port));
-	}
+	host_of(ss, host, sizeof(host));
+	if (ss->ss_family == AF_INET6)
+		snprintf(out, cap, "[%s]:%d", host,
+			 ntohs(((const struct sockaddr_in6 *)ss)->sin6_port));
+	else
+		snprintf(out, cap, "%s:%d", host,
+			 ntohs(((const struct sockaddr_in *)ss)->sin_port));
 }
 
 static void peer_name(conn_t *c)
@@ -933,12 +940,7 @@ static void peer_name(conn_t *c)
 	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
 		return;
 	format_address(&ss, c->peer, sizeof(c->peer));
-	if (ss.ss_family == AF_INET6)
-		uv_ip6_name((const struct sockaddr_in6 *)&ss, c->host,
-			    sizeof(c->host));
-	else
-		uv_ip4_name((const struct sockaddr_in *)&ss, c->host,
-			    sizeof(c->host));
+	host_of(&ss, c->host, sizeof(c->host));
 }
 
 static void bound_address(uv_tcp_t *tcp, char *out, size_t cap)
