@@ -277,21 +277,3 @@ void rhd_audit_close(void)
 	close(au.fd);
 	au.fd = -1;
 }
-
-uint64_t rhd_audit_last_anchor(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return 0;
-	char line[4096];
-	uint64_t last = 0;
-	while (fgets(line, sizeof(line), f)) {
-		const char *at = strstr(line, " event=store-anchor counter=");
-		if (at)
-			last = strtoull(at + strlen(" event=store-anchor "
-						    "counter="),
-					NULL, 10);
-	}
-	fclose(f);
-	return last;
-}

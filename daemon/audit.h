@@ -24,12 +24,6 @@
  * the reason in err. Without it every call below does nothing. */
 int rhd_audit_open(const char *path, char *err, size_t err_len);
 
-/* The store counter last recorded in the log at path by an
- * "event=store-anchor counter=N" record (0 when there is none). It is the
- * daemon's anchor outside the store: a store.db whose counter is below it
- * is an older copy put back. */
-uint64_t rhd_audit_last_anchor(const char *path);
-
 /* Writes what is buffered, the counts included, and closes the log. */
 void rhd_audit_close(void);
 

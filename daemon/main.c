@@ -49,7 +49,7 @@ static rhs_store_t *open_store(const rhd_config_t *cfg,
 static int store_is_current(const rhd_config_t *cfg, const rhs_store_t *store,
 			    const char *audit_path)
 {
-	uint64_t anchor = rhd_audit_last_anchor(audit_path);
+	uint64_t anchor = rhs_anchor_last(audit_path);
 	uint64_t counter = rhs_counter(store);
 	if (counter >= anchor)
 		return 1;
@@ -84,7 +84,7 @@ static int serve(const rhd_config_t *cfg)
 		rhs_close(store);
 		return 1;
 	}
-	rhd_audit("event=store-anchor counter=%llu when=start",
+	rhd_audit(RHS_ANCHOR_EVENT " counter=%llu when=start",
 		  (unsigned long long)rhs_counter(store));
 	rhd_engine_opts_t opts = {
 		.slots = cfg->slots,
@@ -112,7 +112,7 @@ static int serve(const rhd_config_t *cfg)
 		rc = rhd_server_run(cfg, &engine) < 0 ? 1 : 0;
 		rhd_engine_cleanup(&engine);
 	}
-	rhd_audit("event=store-anchor counter=%llu when=stop",
+	rhd_audit(RHS_ANCHOR_EVENT " counter=%llu when=stop",
 		  (unsigned long long)rhs_counter(store));
 	rhd_audit_close();
 	rhs_close(store);

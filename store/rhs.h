@@ -95,6 +95,12 @@ int rhs_token_damaged(const rhs_store_t *store, uint32_t slot);
  * store whose counter is below one recorded earlier was rolled back. */
 uint64_t rhs_counter(const rhs_store_t *store);
 
+/* How the counter is recorded outside the store, in a log of lines
+ * holding "event=store-anchor counter=N", and the last N such a log holds
+ * (0 when none): a store whose counter is below it is an older copy. */
+#define RHS_ANCHOR_EVENT "event=store-anchor"
+uint64_t rhs_anchor_last(const char *log_path);
+
 /* --- tokens ------------------------------------------------------------ */
 
 int rhs_token_put(rhs_store_t *store, uint32_t slot, const uint8_t *record,

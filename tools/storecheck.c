@@ -69,24 +69,6 @@ static void check_token(rhs_store_t *store, uint32_t slot, tally_t *t)
 	check_objects(store, slot, t);
 }
 
-/* The counter remhsmd last wrote to its audit log (0: none). */
-static uint64_t last_anchor(const char *state_dir)
-{
-	char path[PATH_MAX], line[4096];
-	snprintf(path, sizeof(path), "%s/audit.log", state_dir);
-	FILE *f = fopen(path, "r");
-	uint64_t last = 0;
-	static const char tag[] = " event=store-anchor counter=";
-	while (f && fgets(line, sizeof(line), f)) {
-		const char *at = strstr(line, tag);
-		if (at)
-			last = strtoull(at + sizeof(tag) - 1, NULL, 10);
-	}
-	if (f)
-		fclose(f);
-	return last;
-}
-
 static int usage(void)
 {
 	fprintf(stderr, "usage: remhsm store check --state-dir DIR "
@@ -118,7 +100,9 @@ static int check(const char *dir, const char *key_file)
 	tally_t t = {0};
 	for (uint32_t slot = 0; slot < RHS_MAX_TOKENS; slot++)
 		check_token(store, slot, &t);
-	uint64_t anchor = last_anchor(dir), counter = rhs_counter(store);
+	char audit[PATH_MAX + 16];
+	snprintf(audit, sizeof(audit), "%s/audit.log", dir);
+	uint64_t anchor = rhs_anchor_last(audit), counter = rhs_counter(store);
 	if (counter < anchor) {
 		printf("store: write counter %llu is below the %llu remhsmd "
 		       "recorded in audit.log: an older copy of store.db\n",
