@@ -16,6 +16,7 @@
 #include "access.h"
 #include "dispatch.h"
 #include "fairq.h"
+#include "frontend.h"
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
@@ -60,13 +61,9 @@ typedef struct conn {
 	int paused; /* at max-inflight: not reading until calls finish */
 	unsigned pending_writes;
 	int close_when_flushed;
-	rhd_app_t *app;
-	uint8_t *inbuf;
-	size_t inlen, incap;
+	rhd_front_t front; /* the protocol above TLS */
 	char peer[64];
 	char identity[RHD_IDENTITY_MAX];
-	uint64_t visible_slots; /* what the access list grants */
-	unsigned roles;
 } conn_t;
 
 struct server {
@@ -126,12 +123,8 @@ static void conn_free_if_done(conn_t *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	s->conn_count--;
-	if (c->app)
-		rhd_engine_detach(s->engine, c->app);
+	rhd_front_cleanup(&c->front);
 	SSL_free(c->ssl); /* frees both BIOs */
-	if (c->inbuf)
-		OPENSSL_cleanse(c->inbuf, c->incap);
-	free(c->inbuf);
 	free(c);
 }
 
@@ -250,8 +243,8 @@ static void on_timeout(uv_timer_t *timer)
 	/* An application's sessions end with its last connection, so a
 	 * connection carrying open sessions is kept however quiet it is; TCP
 	 * keepalive finds the peers that vanished. */
-	if (c->state == CONN_OPEN && c->app && !c->server->draining &&
-	    rhd_app_session_count(c->app) > 0) {
+	if (c->state == CONN_OPEN && c->front.app && !c->server->draining &&
+	    rhd_app_session_count(c->front.app) > 0) {
 		uv_timer_start(&c->timer, on_timeout,
 			       c->server->cfg->idle_timeout_ms, 0);
 		return;
@@ -273,7 +266,7 @@ static void on_frame_timeout(uv_timer_t *timer)
 	}
 	RHD_WARN("event=frame-timeout peer=%s identity=%s buffered=%zu "
 		 "limit-ms=%u",
-		 c->peer, c->identity, c->inlen,
+		 c->peer, c->identity, c->front.inlen,
 		 c->server->cfg->frame_timeout_ms);
 	conn_close(c, "frame not whole within frame-timeout-ms");
 }
@@ -334,46 +327,19 @@ static int flush_tls(conn_t *c)
 	return 0;
 }
 
-/* The last guard of the frame limit: an answer that would exceed it (the
- * handlers refuse such requests before building their answers) goes out
- * as CKR_DEVICE_MEMORY instead, never as a frame the client must refuse. */
-static int pack_within_frame(conn_t *c, const Remhsm__Response *resp,
-			     uint8_t **frame, size_t *len)
-{
-	size_t size = protobuf_c_message_get_packed_size(&resp->base);
-	if (size <= c->server->cfg->max_frame)
-		return rh_frame_pack(&resp->base, frame, len);
-	RHD_ERROR("event=answer-refused peer=%s identity=%s id=%llu "
-		  "size=%zu limit=%u reason=\"answer exceeds the frame\"",
-		  c->peer, c->identity, (unsigned long long)resp->id, size,
-		  c->server->cfg->max_frame);
-	Remhsm__Response refusal = REMHSM__RESPONSE__INIT;
-	refusal.id = resp->id;
-	refusal.rv = CKR_DEVICE_MEMORY;
-	return rh_frame_pack(&refusal.base, frame, len);
-}
+/* --- the frontend's port ------------------------------------------------ */
 
-static void send_response(conn_t *c, const Remhsm__Response *resp)
+static int port_send(void *ctx, const uint8_t *frame, size_t len)
 {
-	uint8_t *frame = NULL;
-	size_t len = 0;
-	if (pack_within_frame(c, resp, &frame, &len) < 0) {
-		conn_close(c, "cannot encode response");
-		return;
-	}
+	conn_t *c = ctx;
 	int n = SSL_write(c->ssl, frame, (int)len);
-	OPENSSL_cleanse(frame, len);
-	free(frame);
-	if (n <= 0 || flush_tls(c) < 0)
-		conn_close(c, "cannot write response");
+	return n <= 0 || flush_tls(c) < 0 ? -1 : 0;
 }
 
-/* --- requests --------------------------------------------------------------
- */
-
-static void log_call(conn_t *c, const Remhsm__Request *req, uint64_t rv,
-		     uint64_t started_ns)
+static void port_called(void *ctx, const Remhsm__Request *req, uint64_t rv,
+			uint64_t started_ns)
 {
+	conn_t *c = ctx;
 	const Remhsm__Mechanism *mech = rhd_request_mechanism(req);
 	rhd_metrics_call((unsigned)req->call_case, mech ? mech->type : 0, rv,
 			 uv_hrtime() - started_ns);
@@ -386,12 +352,37 @@ static void log_call(conn_t *c, const Remhsm__Request *req, uint64_t rv,
 			 c->peer, c->identity, name, (unsigned long long)rv);
 }
 
-/* Wipes what the request carried (PINs, key values, data to sign), then
- * frees it. */
-static void request_free(Remhsm__Request *req)
+static int port_queue(void *ctx, Remhsm__Request *req);
+static int must_wait(conn_t *c);
+
+static int port_must_wait(void *ctx)
 {
-	rh_free_wiped(&req->base);
+	return must_wait(ctx);
 }
+
+static const rhd_front_port_t front_port = {
+	.send = port_send,
+	.queue = port_queue,
+	.must_wait = port_must_wait,
+	.called = port_called,
+};
+
+/* What the frontend decided, done on the connection: close it, or stop
+ * reading after a refused Hello. */
+static void after_frontend(conn_t *c)
+{
+	if (c->state != CONN_OPEN)
+		return;
+	if (c->front.failure) {
+		conn_close(c, c->front.failure);
+	} else if (c->front.refused && !c->close_when_flushed) {
+		c->close_when_flushed = 1;
+		uv_read_stop((uv_stream_t *)&c->tcp);
+	}
+}
+
+/* --- requests --------------------------------------------------------------
+ */
 
 /* Long work yields the processor to the event loop: on a gateway with
  * few cores, key generation must not delay the signatures the loop makes.
@@ -412,7 +403,7 @@ static void on_work(uv_work_t *req)
 {
 	work_t *w = container_of(req, work_t, req);
 	lower_worker_priority();
-	rhd_dispatch(w->conn->server->engine, w->conn->app, w->request,
+	rhd_dispatch(w->conn->server->engine, w->conn->front.app, w->request,
 		     &w->response, &w->arena);
 }
 
@@ -455,11 +446,12 @@ static void on_work_done(uv_work_t *req, int status)
 	rhd_fairq_done(&c->server->workq, &w->item);
 	pump_work(c->server);
 	if (status == 0 && c->state == CONN_OPEN) {
-		log_call(c, w->request, w->response.rv, w->queued_ns);
-		send_response(c, &w->response);
+		rhd_front_reply(&c->front, w->request, &w->response,
+				w->queued_ns);
+		after_frontend(c);
 	}
 	rh_arena_cleanup(&w->arena);
-	request_free(w->request);
+	rh_free_wiped(&w->request->base);
 	free(w);
 	if (c->state == CONN_CLOSING)
 		conn_free_if_done(c);
@@ -469,8 +461,9 @@ static void on_work_done(uv_work_t *req, int status)
 		maybe_close_flushed(c);
 }
 
-static int queue_slow_call(conn_t *c, Remhsm__Request *req)
+static int port_queue(void *ctx, Remhsm__Request *req)
 {
+	conn_t *c = ctx;
 	work_t *w = calloc(1, sizeof(*w));
 	if (!w)
 		return -1;
@@ -485,143 +478,6 @@ static int queue_slow_call(conn_t *c, Remhsm__Request *req)
 	c->inflight++;
 	pump_work(c->server);
 	return 0;
-}
-
-static int choose_version(const Remhsm__HelloReq *hello)
-{
-	for (size_t i = 0; i < hello->n_versions; i++)
-		if (hello->versions[i] == RH_PROTOCOL_VERSION)
-			return (int)RH_PROTOCOL_VERSION;
-	return 0;
-}
-
-static void handle_hello(conn_t *c, const Remhsm__Request *req)
-{
-	Remhsm__Response resp = REMHSM__RESPONSE__INIT;
-	Remhsm__HelloResp hello = REMHSM__HELLO_RESP__INIT;
-	resp.id = req->id;
-	resp.result_case = REMHSM__RESPONSE__RESULT_HELLO;
-	resp.hello = &hello;
-	hello.max_frame = c->server->cfg->max_frame;
-	hello.max_inflight = c->server->cfg->max_inflight;
-	hello.server_id = (char *)"remhsmd";
-	hello.version = (uint32_t)choose_version(req->hello);
-	const char *refusal = NULL;
-	if (hello.version == 0) {
-		refusal = "no common protocol version";
-		resp.rv = CKR_FUNCTION_NOT_SUPPORTED;
-	} else {
-		c->app = rhd_engine_attach(c->server->engine,
-					   req->hello->app_id.data,
-					   req->hello->app_id.len, c->identity);
-		if (!c->app) {
-			refusal = "application id malformed or bound to "
-				  "another identity";
-			resp.rv = CKR_ARGUMENTS_BAD;
-		}
-	}
-	send_response(c, &resp);
-	if (refusal) {
-		RHD_WARN(
-			"event=hello-refused peer=%s identity=%s reason=\"%s\"",
-			c->peer, c->identity, refusal);
-		c->close_when_flushed = 1;
-		uv_read_stop((uv_stream_t *)&c->tcp);
-		return;
-	}
-	pthread_mutex_lock(&c->app->lock);
-	if (req->hello->compat && !strcmp(req->hello->compat, "freertos"))
-		c->app->compat_freertos = 1;
-	c->app->visible_slots = c->visible_slots;
-	c->app->roles = c->roles;
-	int compat_freertos = c->app->compat_freertos;
-	pthread_mutex_unlock(&c->app->lock);
-	RHD_INFO("event=hello peer=%s identity=%s version=%u compat=%s",
-		 c->peer, c->identity, hello.version,
-		 compat_freertos ? "freertos" : "none");
-}
-
-/* A slow call goes to the thread pool, unless it is short (an ECDSA
- * signature or verification): handing that over would cost more than
- * running it here, and it must never wait behind long work. */
-static int goes_to_pool(const Remhsm__Request *req)
-{
-	return (rh_call_flags((unsigned)req->call_case) & RH_CALL_SLOW) &&
-	       !rhd_dispatch_is_short(req);
-}
-
-static void handle_call(conn_t *c, Remhsm__Request *req)
-{
-	if (goes_to_pool(req)) {
-		if (queue_slow_call(c, req) < 0) {
-			request_free(req);
-			conn_close(c, "cannot queue work");
-		}
-		return;
-	}
-	Remhsm__Response resp = REMHSM__RESPONSE__INIT;
-	rh_arena_t arena = RH_ARENA_INIT;
-	uint64_t started = uv_hrtime();
-	rhd_dispatch(c->server->engine, c->app, req, &resp, &arena);
-	log_call(c, req, resp.rv, started);
-	send_response(c, &resp);
-	rh_arena_cleanup(&arena);
-	request_free(req);
-}
-
-/* A request nested deeper than the protocol allows was not decoded; the
- * only recursion in the schema is an attribute holding a template, so it is
- * answered as a template PKCS#11 does not allow, and the connection lives
- * on. Before Hello there is nobody to answer. */
-static void refuse_too_deep(conn_t *c, const uint8_t *payload, size_t len)
-{
-	uint64_t id;
-	uint32_t call;
-	if (!c->app || rh_decode_peek(payload, len, 1, &id, &call) < 0 ||
-	    call == REMHSM__REQUEST__CALL_HELLO) {
-		conn_close(c, "request nested too deep");
-		return;
-	}
-	RHD_WARN("event=request-refused peer=%s identity=%s call=%s id=%llu "
-		 "reason=\"nested deeper than %u levels\"",
-		 c->peer, c->identity,
-		 rh_call_name(call) ? rh_call_name(call) : "-",
-		 (unsigned long long)id, RH_MAX_NESTING);
-	Remhsm__Response resp = REMHSM__RESPONSE__INIT;
-	resp.id = id;
-	resp.rv = CKR_ATTRIBUTE_VALUE_INVALID;
-	send_response(c, &resp);
-}
-
-static void handle_frame(conn_t *c, const uint8_t *payload, size_t len)
-{
-	c->server->activity++;
-	/* Idle means no request: bytes that do not make one keep nothing. */
-	uv_timer_start(&c->timer, on_timeout, c->server->cfg->idle_timeout_ms,
-		       0);
-	int err;
-	Remhsm__Request *req = (Remhsm__Request *)rh_decode(
-		&remhsm__request__descriptor, payload, len, &err);
-	if (!req) {
-		if (err == RH_EDEPTH)
-			refuse_too_deep(c, payload, len);
-		else
-			conn_close(c, "undecodable frame");
-		return;
-	}
-	int is_hello = req->call_case == REMHSM__REQUEST__CALL_HELLO;
-	if (is_hello != !c->app) {
-		request_free(req);
-		conn_close(c,
-			   is_hello ? "second hello" : "request before hello");
-		return;
-	}
-	if (is_hello) {
-		handle_hello(c, req);
-		request_free(req);
-		return;
-	}
-	handle_call(c, req);
 }
 
 static size_t queued_bytes(conn_t *c)
@@ -642,101 +498,61 @@ static int must_wait(conn_t *c)
  * while the buffer is empty, a new one when a frame was just completed. */
 static void frame_deadline(conn_t *c, int completed)
 {
-	if (c->inlen == 0)
+	if (c->front.inlen == 0)
 		uv_timer_stop(&c->frame_timer);
 	else if (completed || !uv_is_active((uv_handle_t *)&c->frame_timer))
 		uv_timer_start(&c->frame_timer, on_frame_timeout,
 			       c->server->cfg->frame_timeout_ms, 0);
 }
 
+/* Backpressure: a client with max-inflight calls running waits, its frames
+ * unread, while the others are served. */
+static void pause_if_must_wait(conn_t *c)
+{
+	if (c->paused || !rhd_front_serving(&c->front) || !must_wait(c))
+		return;
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	RHD_INFO("event=backpressure peer=%s identity=%s inflight=%u "
+		 "queued=%zu",
+		 c->peer, c->identity, c->inflight, queued_bytes(c));
+	c->paused = 1;
+}
+
+/* What the frontend did with the frames it took: idle means no request,
+ * so only whole frames put the idle deadline back. */
+static void after_frames(conn_t *c, unsigned frames)
+{
+	if (frames > 0) {
+		c->server->activity += frames;
+		uv_timer_start(&c->timer, on_timeout,
+			       c->server->cfg->idle_timeout_ms, 0);
+	}
+	after_frontend(c);
+	if (c->state != CONN_OPEN)
+		return;
+	pause_if_must_wait(c);
+	frame_deadline(c, frames > 0);
+}
+
 /* Handles every complete frame in the input buffer. */
 static void process_frames(conn_t *c)
 {
-	size_t off = 0;
-	while (c->state == CONN_OPEN && !c->close_when_flushed) {
-		/* Backpressure: a client with max-inflight calls running
-		 * waits, its frames unread, while the others are served. */
-		if (must_wait(c)) {
-			if (!c->paused) {
-				uv_read_stop((uv_stream_t *)&c->tcp);
-				RHD_INFO("event=backpressure peer=%s "
-					 "identity=%s inflight=%u queued=%zu",
-					 c->peer, c->identity, c->inflight,
-					 queued_bytes(c));
-			}
-			c->paused = 1;
-			break;
-		}
-		long n = rh_frame_next(c->inbuf + off, c->inlen - off,
-				       c->server->cfg->max_frame);
-		if (n < 0) {
-			conn_close(c, "frame exceeds the maximum size");
-			return;
-		}
-		if (n == 0)
-			break;
-		handle_frame(c, c->inbuf + off + RH_FRAME_HEADER,
-			     (size_t)n - RH_FRAME_HEADER);
-		off += (size_t)n;
-	}
-	if (c->state != CONN_OPEN)
-		return;
-	memmove(c->inbuf, c->inbuf + off, c->inlen - off);
-	c->inlen -= off;
-	/* Frames may have carried PINs: nothing handled stays behind. */
-	OPENSSL_cleanse(c->inbuf + c->inlen, off);
-	/* A large frame's buffer is not kept for a connection gone quiet. */
-	if (c->inlen == 0 && c->incap > READ_CHUNK) {
-		free(c->inbuf);
-		c->inbuf = NULL;
-		c->incap = 0;
-	}
-	frame_deadline(c, off > 0);
-}
-
-/* Room to read more. The buffer grows with what has arrived (doubling),
- * never to what a header merely announces, so a stalled frame pins no
- * more memory than its sender has sent; the header has been checked
- * against the maximum, so the buffer never outgrows max_frame either. */
-static int ensure_space(conn_t *c)
-{
-	if (c->inlen < c->incap)
-		return 0;
-	size_t want = c->incap ? c->incap * 2 : READ_CHUNK;
-	if (c->inlen >= RH_FRAME_HEADER) {
-		uint32_t payload;
-		if (rh_frame_header_decode(c->inbuf, c->server->cfg->max_frame,
-					   &payload) < 0)
-			return -1;
-		size_t frame = RH_FRAME_HEADER + (size_t)payload;
-		if (frame > c->incap && want > frame)
-			want = frame;
-	}
-	uint8_t *grown = malloc(want);
-	if (!grown)
-		return -1;
-	if (c->inbuf) {
-		memcpy(grown, c->inbuf, c->inlen);
-		OPENSSL_cleanse(c->inbuf, c->incap); /* may hold a PIN */
-		free(c->inbuf);
-	}
-	c->inbuf = grown;
-	c->incap = want;
-	return 0;
+	after_frames(c, rhd_front_take_frames(&c->front));
 }
 
 static void read_plaintext(conn_t *c)
 {
 	while (c->state == CONN_OPEN && !c->close_when_flushed && !c->paused) {
-		if (ensure_space(c) < 0) {
-			conn_close(c, "frame exceeds the maximum size");
+		uint8_t *room;
+		size_t cap;
+		if (rhd_front_room(&c->front, &room, &cap) < 0) {
+			conn_close(c, c->front.failure);
 			return;
 		}
-		int n = SSL_read(c->ssl, c->inbuf + c->inlen,
-				 (int)(c->incap - c->inlen));
+		int n = SSL_read(c->ssl, room, (int)cap);
 		if (n > 0) {
-			c->inlen += (size_t)n;
-			process_frames(c);
+			after_frames(c,
+				     rhd_front_received(&c->front, (size_t)n));
 			continue;
 		}
 		int err = SSL_get_error(c->ssl, n);
@@ -773,14 +589,15 @@ static void handshake_failed(conn_t *c)
  * has one (applications hear of it at Hello otherwise). */
 static void grant(conn_t *c, const rhd_rule_t *rule)
 {
-	c->visible_slots = rule->slots;
-	c->roles = rule->roles;
-	if (!c->app)
+	c->front.visible_slots = rule->slots;
+	c->front.roles = rule->roles;
+	rhd_app_t *app = c->front.app;
+	if (!app)
 		return;
-	pthread_mutex_lock(&c->app->lock);
-	c->app->visible_slots = rule->slots;
-	c->app->roles = rule->roles;
-	pthread_mutex_unlock(&c->app->lock);
+	pthread_mutex_lock(&app->lock);
+	app->visible_slots = rule->slots;
+	app->roles = rule->roles;
+	pthread_mutex_unlock(&app->lock);
 }
 
 /* The identity of a verified peer, and what the access list grants it; 0
@@ -889,8 +706,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 		if (c->state == CONN_HANDSHAKE)
 			RHD_WARN("event=handshake-failed peer=%s reason=\"%s\"",
 				 c->peer, "connection closed");
-		conn_close(c, c->inlen ? "peer closed mid-frame"
-				       : uv_strerror((int)nread));
+		conn_close(c, c->front.inlen ? "peer closed mid-frame"
+					     : uv_strerror((int)nread));
 		return;
 	}
 	if (BIO_write(c->net_in, buf->base, (int)nread) != (int)nread) {
@@ -976,6 +793,10 @@ static conn_t *conn_new(server_t *s)
 		return NULL;
 	c->server = s;
 	snprintf(c->identity, sizeof(c->identity), "-");
+	snprintf(c->peer, sizeof(c->peer), "-");
+	rhd_front_init(&c->front, s->engine, s->cfg, &front_port, c);
+	c->front.peer = c->peer;
+	c->front.identity = c->identity;
 	uv_tcp_init(&s->loop, &c->tcp);
 	uv_timer_init(&s->loop, &c->timer);
 	uv_timer_init(&s->loop, &c->frame_timer);

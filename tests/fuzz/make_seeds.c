@@ -1,17 +1,22 @@
 /*
- * Writes the fuzzer's seed corpus (tests/fuzz/corpus): one framed request
- * per call with a small valid body, a session-then-random sequence, the
- * malformed shapes the integration tests send, and real calls on the
- * prologue's session and keys (fuzz_prologue.h): signing, verifying,
- * finding, reading and making objects. Run by hand when the schema grows:
- * make_seeds DIR.
+ * Writes the fuzzers' seed corpora. make_seeds DIR: fuzz_dispatch's
+ * (tests/fuzz/corpus): one framed request per call with a small valid
+ * body, a session-then-random sequence, the malformed shapes the
+ * integration tests send, and real calls on the prologue's session and
+ * keys (fuzz_prologue.h): signing, verifying, finding, reading and making
+ * objects. make_seeds --frontend CORPUS DIR: fuzz_frontend's
+ * (tests/fuzz/corpus-fuzz_frontend): each of CORPUS's seeds after a Hello,
+ * delivered at once, byte by byte and in held-back chunks, and the Hello
+ * state machine's own cases. Run by hand when the schema grows.
  */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <p11-kit/pkcs11.h>
 
+#include "frames.h"
 #include "fuzz_prologue.h"
 #include "remhsm.pb-c.h"
 #include "rh_calls.h"
@@ -30,17 +35,6 @@ static void write_file(const char *dir, const char *name, const uint8_t *buf,
 	fclose(f);
 }
 
-static size_t frame_into(uint8_t *dst, const Remhsm__Request *req)
-{
-	uint8_t *frame;
-	size_t len;
-	if (rh_frame_pack(&req->base, &frame, &len) < 0)
-		exit(1);
-	memcpy(dst, frame, len);
-	free(frame);
-	return len;
-}
-
 static void seed_call(const char *dir, unsigned id,
 		      const ProtobufCMessageDescriptor *desc, const char *name)
 {
@@ -51,7 +45,7 @@ static void seed_call(const char *dir, unsigned id,
 	req.call_case = (Remhsm__Request__CallCase)id;
 	req.get_info = (Remhsm__GetInfoReq *)body;
 	uint8_t buf[256];
-	write_file(dir, name, buf, frame_into(buf, &req));
+	write_file(dir, name, buf, th_frame_into(buf, &req));
 	free(body);
 }
 
@@ -65,20 +59,20 @@ static void seed_session_then_random(const char *dir)
 	req.id = 1;
 	req.call_case = REMHSM__REQUEST__CALL_OPEN_SESSION;
 	req.open_session = &open;
-	len += frame_into(buf + len, &req);
+	len += th_frame_into(buf + len, &req);
 	Remhsm__GenerateRandomReq rnd = REMHSM__GENERATE_RANDOM_REQ__INIT;
 	rnd.session = 1;
 	rnd.length = 32;
 	req.id = 2;
 	req.call_case = REMHSM__REQUEST__CALL_GENERATE_RANDOM;
 	req.generate_random = &rnd;
-	len += frame_into(buf + len, &req);
+	len += th_frame_into(buf + len, &req);
 	Remhsm__GetSessionInfoReq info = REMHSM__GET_SESSION_INFO_REQ__INIT;
 	info.session = 1;
 	req.id = 3;
 	req.call_case = REMHSM__REQUEST__CALL_GET_SESSION_INFO;
 	req.get_session_info = &info;
-	len += frame_into(buf + len, &req);
+	len += th_frame_into(buf + len, &req);
 	write_file(dir, "session-random-info", buf, len);
 }
 
@@ -87,7 +81,7 @@ static void write_request(const char *dir, const char *name,
 {
 	static uint8_t buf[4096];
 	req->id = 7;
-	write_file(dir, name, buf, frame_into(buf, req));
+	write_file(dir, name, buf, th_frame_into(buf, req));
 }
 
 static Remhsm__Attribute ulong_attr(uint64_t type, uint64_t v)
@@ -200,10 +194,88 @@ static void seed_objects(const char *dir)
 	write_request(dir, "prologue-read-key", &req);
 }
 
+/* --- fuzz_frontend ------------------------------------------------------ */
+
+/* How fuzz_frontend delivers the stream (its first byte). */
+#define AT_ONCE 0x80
+#define BYTE_BY_BYTE 0x00
+#define HELD_CHUNKS 0x4f /* 80 bytes, frames held back between them */
+
+static size_t read_seed(const char *dir, const char *name, uint8_t *buf,
+			size_t cap)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		perror(path);
+		exit(1);
+	}
+	size_t n = fread(buf, 1, cap, f);
+	fclose(f);
+	return n;
+}
+
+static void seed_after_hello(const char *corpus, const char *name,
+			     const char *dir, unsigned variant)
+{
+	static uint8_t buf[1 << 17];
+	static const uint8_t how[] = {AT_ONCE, BYTE_BY_BYTE, HELD_CHUNKS};
+	buf[0] = how[variant];
+	size_t len = 1 + th_hello_into(buf + 1, RH_PROTOCOL_VERSION, 7);
+	len += read_seed(corpus, name, buf + len, sizeof(buf) - len);
+	char out[300];
+	snprintf(out, sizeof(out), "%s-%u", name, variant);
+	write_file(dir, out, buf, len);
+}
+
+/* Before Hello, a second Hello, a version nobody speaks. */
+static void seed_hello_cases(const char *dir)
+{
+	uint8_t buf[512];
+	buf[0] = AT_ONCE;
+	size_t len = 1 + th_hello_into(buf + 1, RH_PROTOCOL_VERSION, 1);
+	write_file(dir, "hello", buf, len);
+	len += th_hello_into(buf + len, RH_PROTOCOL_VERSION, 1);
+	write_file(dir, "hello-twice", buf, len);
+	len = 1 + th_hello_into(buf + 1, RH_PROTOCOL_VERSION + 7, 2);
+	write_file(dir, "hello-unknown-version", buf, len);
+	Remhsm__Request req = REMHSM__REQUEST__INIT;
+	Remhsm__GetInfoReq info = REMHSM__GET_INFO_REQ__INIT;
+	req.id = 2;
+	req.call_case = REMHSM__REQUEST__CALL_GET_INFO;
+	req.get_info = &info;
+	len = 1 + th_frame_into(buf + 1, &req);
+	write_file(dir, "call-before-hello", buf, len);
+}
+
+static void seed_frontend(const char *corpus, const char *dir)
+{
+	DIR *d = opendir(corpus);
+	if (!d) {
+		perror(corpus);
+		exit(1);
+	}
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		for (unsigned v = 0; v < 3; v++)
+			seed_after_hello(corpus, e->d_name, dir, v);
+	}
+	closedir(d);
+	seed_hello_cases(dir);
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 4 && !strcmp(argv[1], "--frontend")) {
+		seed_frontend(argv[2], argv[3]);
+		return 0;
+	}
 	if (argc != 2) {
-		fprintf(stderr, "usage: make_seeds DIR\n");
+		fprintf(stderr, "usage: make_seeds DIR\n"
+				"       make_seeds --frontend CORPUS DIR\n");
 		return 2;
 	}
 #define SEED(num, UP, low, Camel, flags)                                       \

@@ -39,3 +39,12 @@ int th_engine_init(rhd_engine_t *engine, th_store_t *s, unsigned slots)
 	};
 	return rhd_engine_init(engine, &opts);
 }
+
+void th_front_called(void *ctx, const Remhsm__Request *req, uint64_t rv,
+		     uint64_t started_ns)
+{
+	(void)ctx;
+	(void)req;
+	(void)rv;
+	(void)started_ns;
+}

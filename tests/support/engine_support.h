@@ -4,6 +4,7 @@
 #define TH_ENGINE_SUPPORT_H
 
 #include "engine.h"
+#include "frontend.h"
 #include "rhs.h"
 
 typedef struct th_store {
@@ -16,5 +17,9 @@ typedef struct th_store {
 void th_store_open(th_store_t *s);
 void th_store_cleanup(th_store_t *s);
 int th_engine_init(rhd_engine_t *engine, th_store_t *s, unsigned slots);
+
+/* A frontend port's called: nothing to count. */
+void th_front_called(void *ctx, const Remhsm__Request *req, uint64_t rv,
+		     uint64_t started_ns);
 
 #endif

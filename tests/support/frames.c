@@ -1,0 +1,33 @@
+#include "frames.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "rh_calls.h"
+#include "rh_frame.h"
+
+size_t th_frame_into(uint8_t *dst, const Remhsm__Request *req)
+{
+	uint8_t *frame;
+	size_t len;
+	if (rh_frame_pack(&req->base, &frame, &len) < 0)
+		exit(1);
+	memcpy(dst, frame, len);
+	free(frame);
+	return len;
+}
+
+size_t th_hello_into(uint8_t *dst, uint32_t version, uint8_t app)
+{
+	uint8_t app_id[16] = {app};
+	uint32_t versions[] = {version};
+	Remhsm__HelloReq hello = REMHSM__HELLO_REQ__INIT;
+	hello.n_versions = 1;
+	hello.versions = versions;
+	hello.app_id = (ProtobufCBinaryData){sizeof(app_id), app_id};
+	Remhsm__Request req = REMHSM__REQUEST__INIT;
+	req.id = 1;
+	req.call_case = REMHSM__REQUEST__CALL_HELLO;
+	req.hello = &hello;
+	return th_frame_into(dst, &req);
+}
