@@ -44,6 +44,16 @@ static CK_RV finish(Remhsm__Response *resp, CK_RV rv)
 	return rv;
 }
 
+/* A call whose answer is its CK_RV alone. The call comes first, in a
+ * statement of its own: in one expression with the answer's pointer, the
+ * order would be the compiler's (clang read the pointer first and leaked
+ * every answer). */
+static CK_RV rv_only(Remhsm__Request *req, Remhsm__Response **resp)
+{
+	CK_RV rv = rhc_call(req, resp);
+	return finish(*resp, rv);
+}
+
 /* A daemon value to a native CK_ULONG; CK_UNAVAILABLE_INFORMATION keeps its
  * meaning on 32-bit hosts, anything else too wide is a protocol error. */
 static int to_ulong(uint64_t wire, CK_ULONG *out)
@@ -388,7 +398,7 @@ static CK_RV seed_chunk(CK_SESSION_HANDLE session, CK_BYTE_PTR seed, size_t len)
 	PREPARE(SEED_RANDOM, seed_random, SeedRandom);
 	body.session = session;
 	body.seed = (ProtobufCBinaryData){len, seed};
-	return finish(resp, rhc_call(&req, &resp));
+	return rv_only(&req, &resp);
 }
 
 CK_RV C_SeedRandom(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSeed,
@@ -469,7 +479,7 @@ CK_RV C_InitToken(CK_SLOT_ID slotID, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen,
 	body.slot = slotID;
 	body.so_pin = pin_of(pPin, ulPinLen);
 	body.label = (ProtobufCBinaryData){32, pLabel};
-	return finish(resp, rhc_call(&req, &resp));
+	return rv_only(&req, &resp);
 }
 
 CK_RV C_InitPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pPin,
@@ -483,7 +493,7 @@ CK_RV C_InitPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pPin,
 	PREPARE(INIT_PIN, init_pin, InitPin);
 	body.session = hSession;
 	body.pin = pin_of(pPin, ulPinLen);
-	return finish(resp, rhc_call(&req, &resp));
+	return rv_only(&req, &resp);
 }
 
 CK_RV C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin,
@@ -498,7 +508,7 @@ CK_RV C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin,
 	body.session = hSession;
 	body.old_pin = pin_of(pOldPin, ulOldLen);
 	body.new_pin = pin_of(pNewPin, ulNewLen);
-	return finish(resp, rhc_call(&req, &resp));
+	return rv_only(&req, &resp);
 }
 
 CK_RV C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType,
@@ -699,7 +709,7 @@ CK_RV C_FindObjectsFinal(CK_SESSION_HANDLE hSession)
 		return CKR_OK;
 	PREPARE(FIND_OBJECTS_FINAL, find_objects_final, FindObjectsFinal);
 	body.session = hSession;
-	return finish(resp, rhc_call(&req, &resp));
+	return rv_only(&req, &resp);
 }
 
 /* --- digest, sign, verify

@@ -290,7 +290,9 @@ static int restore(pooled_t *p)
 	rh_arena_cleanup(&arena);
 	if (r < 0)
 		return r;
-	if (resp->rv != CKR_OK || !resp->restore)
+	/* The result is a union: another kind of answer is no RestoreResp. */
+	if (resp->rv != CKR_OK ||
+	    resp->result_case != REMHSM__RESPONSE__RESULT_RESTORE)
 		r = RH_EPROTO;
 	else if (resp->restore->n_lost_sessions || resp->restore->n_lost_logins)
 		rhc_debug("restore: %zu session(s) and %zu login(s) lost",

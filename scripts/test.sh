@@ -52,12 +52,12 @@ cmake -S . -B build-i386 -DCMAKE_TOOLCHAIN_FILE=cmake/i386.cmake \
 cmake --build build-i386 -j"$jobs" >/dev/null
 run_ctest build-i386 -j"$jobs"
 
-echo "== libFuzzer: ${fuzz_seconds}s into dispatch, then the parsers, records and frontend"
+echo "== libFuzzer: ${fuzz_seconds}s into dispatch, then the parsers, records, frontend and module"
 CC=clang cmake -S . -B build-fuzz -DBUILD_TESTING=ON -DREMHSM_FUZZ=ON \
   -DREMHSM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug \
   -DREMHSM_FUZZ_SECONDS="$fuzz_seconds" >/dev/null
 cmake --build build-fuzz -j"$jobs" --target fuzz_dispatch fuzz_parsers \
-  fuzz_records fuzz_frontend >/dev/null
+  fuzz_records fuzz_frontend fuzz_module >/dev/null
 run_ctest build-fuzz -L fuzz
 
 # One closing line over every stage (a stage that failed has already

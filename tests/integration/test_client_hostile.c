@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "frames.h"
 #include "harness.h"
 #include "nesting.h"
 #include "rh_calls.h"
@@ -43,33 +44,6 @@ static struct {
 } fake;
 
 /* --- the fake server */
-
-static int read_full(SSL *ssl, uint8_t *buf, size_t len)
-{
-	size_t got = 0;
-	while (got < len) {
-		size_t n = 0;
-		if (SSL_read_ex(ssl, buf + got, len - got, &n) != 1)
-			return -1;
-		got += n;
-	}
-	return 0;
-}
-
-static Remhsm__Request *read_request(SSL *ssl)
-{
-	uint8_t header[RH_FRAME_HEADER];
-	uint32_t len = 0;
-	if (read_full(ssl, header, sizeof(header)) < 0 ||
-	    rh_frame_header_decode(header, RH_FRAME_DEFAULT_MAX, &len) < 0)
-		return NULL;
-	uint8_t *payload = malloc(len ? len : 1);
-	Remhsm__Request *req = NULL;
-	if (read_full(ssl, payload, len) == 0)
-		req = remhsm__request__unpack(NULL, len, payload);
-	free(payload);
-	return req;
-}
 
 static void send_bytes(SSL *ssl, const void *buf, size_t len)
 {
@@ -102,7 +76,8 @@ static void serve_connection(SSL *ssl)
 {
 	Remhsm__Request *req;
 	int keep = 1;
-	while (keep && (req = read_request(ssl)) != NULL) {
+	while (keep &&
+	       (req = th_read_request(ssl, RH_FRAME_DEFAULT_MAX)) != NULL) {
 		if (req->call_case == REMHSM__REQUEST__CALL_HELLO)
 			answer_hello(ssl, req);
 		else
@@ -652,6 +627,43 @@ START_TEST(test_deeply_nested_answer_fails_the_call_on_a_small_stack)
 }
 END_TEST
 
+/* Found by fuzz_module: a Restore answered with another kind of result
+ * was read as a RestoreResp, past the end of the smaller message. */
+static int restore_of_another_kind(SSL *ssl, const Remhsm__Request *req)
+{
+	Remhsm__Response resp = REMHSM__RESPONSE__INIT;
+	Remhsm__OpenSessionResp opened = REMHSM__OPEN_SESSION_RESP__INIT;
+	Remhsm__CloseSessionResp closed = REMHSM__CLOSE_SESSION_RESP__INIT;
+	reply_to(req, &resp);
+	if (req->call_case == REMHSM__REQUEST__CALL_OPEN_SESSION) {
+		opened.session = 1;
+		resp.result_case = REMHSM__RESPONSE__RESULT_OPEN_SESSION;
+		resp.open_session = &opened;
+		send_response(ssl, &resp);
+		return 0; /* the next call restores the session on a new link */
+	}
+	if (req->call_case != REMHSM__REQUEST__CALL_RESTORE)
+		return answer_well(ssl, req);
+	resp.result_case = REMHSM__RESPONSE__RESULT_CLOSE_SESSION;
+	resp.close_session = &closed;
+	send_response(ssl, &resp);
+	return 1;
+}
+
+START_TEST(test_restore_answered_with_another_kind)
+{
+	setenv("REMHSM_RECONNECT_MS", "0", 1);
+	start(restore_of_another_kind);
+	CK_SESSION_HANDLE s;
+	ck_assert_uint_eq(
+		p11->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &s),
+		CKR_OK);
+	CK_INFO info;
+	ck_assert_uint_eq(p11->C_GetInfo(&info), CKR_DEVICE_ERROR);
+	unsetenv("REMHSM_RECONNECT_MS");
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("client_hostile");
@@ -673,6 +685,7 @@ int main(void)
 	tcase_add_test(tc, test_values_wider_than_the_hosts_ck_ulong);
 	tcase_add_test(
 		tc, test_deeply_nested_answer_fails_the_call_on_a_small_stack);
+	tcase_add_test(tc, test_restore_answered_with_another_kind);
 	suite_add_tcase(s, tc);
 	return th_run_suite(s);
 }

@@ -31,3 +31,29 @@ size_t th_hello_into(uint8_t *dst, uint32_t version, uint8_t app)
 	req.hello = &hello;
 	return th_frame_into(dst, &req);
 }
+
+static int read_full(SSL *ssl, uint8_t *buf, size_t len)
+{
+	size_t got = 0, n = 0;
+	while (got < len) {
+		if (SSL_read_ex(ssl, buf + got, len - got, &n) != 1)
+			return -1;
+		got += n;
+	}
+	return 0;
+}
+
+Remhsm__Request *th_read_request(SSL *ssl, uint32_t max)
+{
+	uint8_t header[RH_FRAME_HEADER];
+	uint32_t len = 0;
+	if (read_full(ssl, header, sizeof(header)) < 0 ||
+	    rh_frame_header_decode(header, max, &len) < 0)
+		return NULL;
+	uint8_t *payload = malloc(len ? len : 1);
+	Remhsm__Request *req = NULL;
+	if (payload && read_full(ssl, payload, len) == 0)
+		req = remhsm__request__unpack(NULL, len, payload);
+	free(payload);
+	return req;
+}

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/ssl.h>
+
 #include "remhsm.pb-c.h"
 
 /* Packs req behind its frame header at dst (room enough: the caller's);
@@ -13,5 +15,9 @@ size_t th_frame_into(uint8_t *dst, const Remhsm__Request *req);
 
 /* A Hello offering version, for the application id {app, 0, ...}. */
 size_t th_hello_into(uint8_t *dst, uint32_t version, uint8_t app);
+
+/* A fake daemon's read: the next framed request on ssl, payload at most
+ * max bytes; NULL when the link ends or the frame does not decode. */
+Remhsm__Request *th_read_request(SSL *ssl, uint32_t max);
 
 #endif
