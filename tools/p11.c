@@ -1,7 +1,39 @@
 #include "p11.h"
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Why the module's C_Initialize failed, in one line: it reads its
+ * certificate files from these variables (unless REMHSM_CONF names a file
+ * of settings), so the first one unset or unreadable is named. */
+static void explain_init_failure(CK_RV rv)
+{
+	static const char *const vars[] = {"REMHSM_CA", "REMHSM_CERT",
+					   "REMHSM_KEY"};
+	for (size_t i = 0; !getenv("REMHSM_CONF") && i < 3; i++) {
+		const char *v = getenv(vars[i]);
+		if (!v || !*v) {
+			fprintf(stderr,
+				"C_Initialize failed: %s: %s is not "
+				"set\n",
+				rh_ckr_name(rv), vars[i]);
+			return;
+		}
+		if (access(v, R_OK) < 0) {
+			fprintf(stderr, "C_Initialize failed: %s: %s=%s: %s\n",
+				rh_ckr_name(rv), vars[i], v, strerror(errno));
+			return;
+		}
+	}
+	fprintf(stderr,
+		"C_Initialize failed: %s (REMHSM_DEBUG=1 says why: the "
+		"certificate and key must be PEM and belong together)\n",
+		rh_ckr_name(rv));
+}
 
 CK_FUNCTION_LIST *rh_p11_load(const char *path, void **handle)
 {
@@ -20,11 +52,7 @@ CK_FUNCTION_LIST *rh_p11_load(const char *path, void **handle)
 	CK_C_INITIALIZE_ARGS args = {.flags = CKF_OS_LOCKING_OK};
 	CK_RV rv = p11->C_Initialize(&args);
 	if (rv != CKR_OK) {
-		fprintf(stderr,
-			"C_Initialize failed: %s (are REMHSM_CA, REMHSM_CERT "
-			"and "
-			"REMHSM_KEY set? REMHSM_DEBUG=1 says more)\n",
-			rh_ckr_name(rv));
+		explain_init_failure(rv);
 		return NULL;
 	}
 	return p11;

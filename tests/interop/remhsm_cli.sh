@@ -51,6 +51,13 @@ check "an unreachable daemon: exit 1" \
   test "$(REMHSM_SERVER=127.0.0.1:1 status_of "${cli[@]}" list)" -eq 1
 check "the message gives the address and the reason" \
   grep -q "cannot reach remhsmd at 127.0.0.1:1: cannot connect to 127.0.0.1:1: Connection refused" "$work/out"
+check "a client certificate file that is not there: exit 1" \
+  test "$(REMHSM_CERT=$work/no-such.pem status_of "${cli[@]}" list)" -eq 1
+check "the message names the variable, the file and why" \
+  grep -q "REMHSM_CERT=$work/no-such.pem: No such file or directory" "$work/out"
+check "no CA named: the message says which variable is missing" \
+  bash -c "env -u REMHSM_CA '$bin/remhsm' token list --module '$module' 2>&1 |
+    grep -q 'REMHSM_CA is not set'"
 "$bin/remhsm" pki init "$work/other-pki" >/dev/null
 check "a daemon whose certificate the CA does not vouch for: exit 1" \
   test "$(REMHSM_CA=$work/other-pki/ca.pem status_of "${cli[@]}" list)" -eq 1
