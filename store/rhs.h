@@ -50,6 +50,10 @@ typedef struct rhs_open_opts {
 	unsigned max_version;
 	/* Cap the database at this many pages (0: no cap). */
 	unsigned max_pages;
+	/* Read one consistent snapshot of a store another process (remhsmd)
+	 * may hold: no lock taken, nothing migrated or written, every read
+	 * in one read transaction until rhs_close. For remhsm store check. */
+	int snapshot;
 } rhs_open_opts_t;
 
 /*

@@ -41,6 +41,7 @@ typedef struct store_state {
 struct rhs_store {
 	sqlite3 *db;
 	int lock_fd;
+	int snapshot; /* read-only, in one read transaction */
 	pthread_mutex_t lock;
 	uint8_t seal_key[RHS_KEY_LEN];
 	uint8_t index_key[RHS_KEY_LEN];
@@ -491,9 +492,11 @@ uint64_t rhs_counter(const rhs_store_t *s)
 /* --- open and close --------------------------------------------------------
  */
 
-static int open_file(rhs_store_t *s, char *err, size_t err_len)
+static int open_file(rhs_store_t *s, int snapshot, char *err, size_t err_len)
 {
-	s->lock_fd = open(s->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	s->lock_fd =
+		snapshot ? open(s->path, O_RDONLY | O_CLOEXEC)
+			 : open(s->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (s->lock_fd < 0) {
 		snprintf(err, err_len, "%s: %s", s->path, strerror(errno));
 		return RHS_EACCESS;
@@ -506,7 +509,7 @@ static int open_file(rhs_store_t *s, char *err, size_t err_len)
 			 s->path, (unsigned)(st.st_mode & 0777));
 		return RHS_EPERM;
 	}
-	if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+	if (!snapshot && flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
 		snprintf(err, err_len, "%s: in use by another process",
 			 s->path);
 		return RHS_EBUSY;
@@ -514,16 +517,41 @@ static int open_file(rhs_store_t *s, char *err, size_t err_len)
 	return RHS_OK;
 }
 
+/* A read transaction from the first read to rhs_close: in WAL mode the
+ * writer goes on, and every read here sees the store as it was then. */
+static int begin_snapshot(rhs_store_t *s, char *err, size_t err_len)
+{
+	unsigned version = 0;
+	if (exec(s, "BEGIN") < 0 || user_version(s, &version) < 0) {
+		snprintf(err, err_len, "%s: %s", s->path,
+			 sqlite3_errmsg(s->db));
+		return RHS_EIO;
+	}
+	if (version != RHS_SCHEMA_VERSION) {
+		snprintf(err, err_len,
+			 "%s: schema version %u, not this program's %d: "
+			 "checked only by the remhsmd that migrates it",
+			 s->path, version, RHS_SCHEMA_VERSION);
+		return RHS_ENEWER;
+	}
+	s->snapshot = 1;
+	return RHS_OK;
+}
+
 static int configure(rhs_store_t *s, const rhs_open_opts_t *opts, char *err,
 		     size_t err_len)
 {
-	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX;
+	int snapshot = opts && opts->snapshot;
+	int flags = (snapshot ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) |
+		    SQLITE_OPEN_FULLMUTEX;
 	if (sqlite3_open_v2(s->path, &s->db, flags, NULL) != SQLITE_OK) {
 		snprintf(err, err_len, "%s: %s", s->path,
 			 s->db ? sqlite3_errmsg(s->db) : "cannot open");
 		return RHS_EACCESS;
 	}
 	sqlite3_busy_timeout(s->db, 5000);
+	if (snapshot)
+		return begin_snapshot(s, err, err_len);
 	/* WAL with a full sync per commit: a change that returned is on disk.
 	 */
 	if (exec(s, "PRAGMA journal_mode = WAL") < 0 ||
@@ -559,15 +587,15 @@ int rhs_open(const char *path, const uint8_t key[RHS_KEY_LEN],
 	derive(key, "remhsm rows key", s->rows_key);
 	unsigned target = opts && opts->max_version ? opts->max_version
 						    : RHS_SCHEMA_VERSION;
-	int rc = open_file(s, err, err_len);
+	int rc = open_file(s, opts && opts->snapshot, err, err_len);
 	if (rc == RHS_OK)
 		rc = configure(s, opts, err, err_len);
 	/* The key is checked before migration 3 seals the state with it. */
-	if (rc == RHS_OK)
+	if (rc == RHS_OK && !s->snapshot)
 		rc = migrate(s, target < 2 ? target : 2, err, err_len);
 	if (rc == RHS_OK)
 		rc = check_key(s, err, err_len);
-	if (rc == RHS_OK)
+	if (rc == RHS_OK && !s->snapshot)
 		rc = migrate(s, target, err, err_len);
 	if (rc == RHS_OK)
 		rc = user_version(s, &s->schema);
@@ -591,6 +619,8 @@ void rhs_close(rhs_store_t *s)
 {
 	if (!s)
 		return;
+	if (s->snapshot)
+		exec(s, "ROLLBACK");
 	if (s->db)
 		sqlite3_close_v2(s->db);
 	if (s->lock_fd >= 0)

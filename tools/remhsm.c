@@ -34,7 +34,7 @@ static void usage(FILE *out)
 		     "  store check --state-dir DIR\n"
 		     "                           check every record, index "
 		     "and counter of a\n"
-		     "                           stopped daemon's store\n"
+		     "                           store (remhsmd may run)\n"
 		     "  bench [OPTIONS]          measure round trips through a "
 		     "PKCS#11\n"
 		     "                           module (remhsm bench --help)\n"

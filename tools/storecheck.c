@@ -74,8 +74,9 @@ static int usage(void)
 	fprintf(stderr, "usage: remhsm store check --state-dir DIR "
 			"[--store-key FILE]\n"
 			"  checks every sealed record, index entry and "
-			"counter of DIR/store.db\n"
-			"  (remhsmd must be stopped: it holds the store)\n");
+			"counter of DIR/store.db,\n"
+			"  reading one snapshot of it and writing nothing "
+			"(remhsmd may be running)\n");
 	return 2;
 }
 
@@ -89,9 +90,10 @@ static int check(const char *dir, const char *key_file)
 	}
 	uint8_t key[RHS_KEY_LEN];
 	rhs_store_t *store = NULL;
+	const rhs_open_opts_t snapshot = {.snapshot = 1};
 	int rc = rhs_key_load_from(dir, key_file, key, err, sizeof(err));
 	if (rc == RHS_OK)
-		rc = rhs_open(db, key, NULL, &store, err, sizeof(err));
+		rc = rhs_open(db, key, &snapshot, &store, err, sizeof(err));
 	memset(key, 0, sizeof(key));
 	if (rc < 0) {
 		fprintf(stderr, "remhsm store check: %s\n", err);

@@ -6,7 +6,9 @@
 #include <check.h>
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,6 +231,69 @@ START_TEST(test_store_check_reports_every_damaged_row)
 }
 END_TEST
 
+/* The same beside a running daemon: a snapshot, taken while another
+ * thread keeps creating token objects, adds up; the daemon writes on;
+ * a record damaged meanwhile is named. */
+static atomic_int writing;
+
+static void *create_objects(void *arg)
+{
+	CK_FUNCTION_LIST *p11 = arg;
+	CK_SESSION_HANDLE s = th_user_session(p11, 0, "0000");
+	CK_OBJECT_CLASS cls = CKO_DATA;
+	CK_BBOOL yes = CK_TRUE;
+	CK_BYTE value[64] = {1};
+	CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &cls, sizeof(cls)},
+			       {CKA_TOKEN, &yes, sizeof(yes)},
+			       {CKA_VALUE, value, sizeof(value)}};
+	long made = 0;
+	for (int i = 0; i < 2000 && atomic_load(&writing); i++) {
+		CK_OBJECT_HANDLE h;
+		if (p11->C_CreateObject(s, tmpl, 3, &h) == CKR_OK)
+			made++;
+	}
+	return (void *)made;
+}
+
+START_TEST(test_store_check_beside_a_running_daemon)
+{
+	provision_then_stop(1);
+	th_daemon_restart(&d, NULL);
+	th_client_env(&d);
+	void *module;
+	CK_FUNCTION_LIST *p11 = th_module_load(&module);
+	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
+	atomic_store(&writing, 1);
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, create_objects, p11), 0);
+	char out[4096];
+	for (int i = 0; i < 5; i++) {
+		ck_assert_int_eq(store_check(out, sizeof(out)), 0);
+		ck_assert_msg(strstr(out, ": 0 problems"), "%s", out);
+	}
+	atomic_store(&writing, 0);
+	void *made;
+	pthread_join(t, &made);
+	ck_assert_int_gt((long)made, 0);
+	sqlite3 *db;
+	ck_assert_int_eq(sqlite3_open(in_state("store.db"), &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	ck_assert_int_eq(sqlite3_exec(db,
+				      "UPDATE objects SET record = "
+				      "substr(record, 1, 20) || x'00ff00ff' || "
+				      "substr(record, 25) WHERE id = 2",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	ck_assert_int_eq(store_check(out, sizeof(out)), 1);
+	ck_assert_msg(strstr(out, "objects/0/2: sealed record does not open"),
+		      "%s", out);
+	p11->C_Finalize(NULL);
+	dlclose(module);
+	ck_assert_int_eq(th_daemon_stop(&d), 0);
+}
+END_TEST
+
 START_TEST(test_altered_token_row_costs_that_token_only)
 {
 	const char *const two[] = {"--slots", "2", NULL};
@@ -283,6 +348,7 @@ int main(void)
 	tcase_add_test(tc, test_store_key_apart_from_the_state_folder);
 	tcase_add_test(tc, test_rolled_back_store_file_is_refused);
 	tcase_add_test(tc, test_store_check_reports_every_damaged_row);
+	tcase_add_test(tc, test_store_check_beside_a_running_daemon);
 	tcase_add_test(tc, test_store_readable_by_others_is_refused);
 	tcase_add_test(tc, test_store_in_use_by_another_daemon_is_refused);
 	tcase_add_test(tc, test_newer_schema_is_refused);
