@@ -205,6 +205,22 @@ static int store_check(char *out, size_t cap)
 	return run_on_state(REMHSM_CLI_PATH, "store check", out, cap);
 }
 
+/* Four bytes of object 2's sealed record overwritten, as an editor of
+ * store.db would (the daemon may be running: WAL lets the edit in). */
+static void damage_object_2(void)
+{
+	sqlite3 *db;
+	ck_assert_int_eq(sqlite3_open(in_state("store.db"), &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	ck_assert_int_eq(sqlite3_exec(db,
+				      "UPDATE objects SET record = "
+				      "substr(record, 1, 20) || x'00ff00ff' || "
+				      "substr(record, 25) WHERE id = 2",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+}
+
 START_TEST(test_store_check_reports_every_damaged_row)
 {
 	provision_then_stop(1);
@@ -213,15 +229,7 @@ START_TEST(test_store_check_reports_every_damaged_row)
 	ck_assert_msg(strstr(out, "1 tokens, 2 objects") &&
 			      strstr(out, ": 0 problems"),
 		      "%s", out);
-	sqlite3 *db;
-	ck_assert_int_eq(sqlite3_open(in_state("store.db"), &db), SQLITE_OK);
-	ck_assert_int_eq(sqlite3_exec(db,
-				      "UPDATE objects SET record = "
-				      "substr(record, 1, 20) || x'00ff00ff' || "
-				      "substr(record, 25) WHERE id = 2",
-				      NULL, NULL, NULL),
-			 SQLITE_OK);
-	sqlite3_close(db);
+	damage_object_2();
 	ck_assert_int_eq(store_check(out, sizeof(out)), 1);
 	ck_assert_msg(strstr(out, "tokens/0: the token's rows do not add up"),
 		      "%s", out);
@@ -275,16 +283,7 @@ START_TEST(test_store_check_beside_a_running_daemon)
 	void *made;
 	pthread_join(t, &made);
 	ck_assert_int_gt((long)made, 0);
-	sqlite3 *db;
-	ck_assert_int_eq(sqlite3_open(in_state("store.db"), &db), SQLITE_OK);
-	sqlite3_busy_timeout(db, 5000);
-	ck_assert_int_eq(sqlite3_exec(db,
-				      "UPDATE objects SET record = "
-				      "substr(record, 1, 20) || x'00ff00ff' || "
-				      "substr(record, 25) WHERE id = 2",
-				      NULL, NULL, NULL),
-			 SQLITE_OK);
-	sqlite3_close(db);
+	damage_object_2();
 	ck_assert_int_eq(store_check(out, sizeof(out)), 1);
 	ck_assert_msg(strstr(out, "objects/0/2: sealed record does not open"),
 		      "%s", out);
