@@ -61,13 +61,16 @@ static struct {
 	SSL_CTX *ctx;
 	int fd;
 	pthread_mutex_t lock;
+	pthread_cond_t served; /* a connection ended */
+	unsigned serving;      /* connections being served */
 	record_t records[256];
 	size_t count, next;
 	/* Seed mode: the answers made, as the records of a seed. */
 	int seeds;
 	uint8_t seed[MAX_FRAME];
 	size_t seed_len;
-} fake = {.lock = PTHREAD_MUTEX_INITIALIZER};
+} fake = {.lock = PTHREAD_MUTEX_INITIALIZER,
+	  .served = PTHREAD_COND_INITIALIZER};
 
 static CK_FUNCTION_LIST *p11;
 
@@ -230,6 +233,10 @@ static void *serve(void *arg)
 	SSL_shutdown(ssl);
 	SSL_free(ssl);
 	close(fd);
+	pthread_mutex_lock(&fake.lock);
+	fake.serving--;
+	pthread_cond_broadcast(&fake.served);
+	pthread_mutex_unlock(&fake.lock);
 	return NULL;
 }
 
@@ -241,10 +248,17 @@ static void *accept_loop(void *arg)
 		if (c < 0)
 			continue;
 		pthread_t t;
-		if (pthread_create(&t, NULL, serve, (void *)(intptr_t)c) == 0)
+		pthread_mutex_lock(&fake.lock);
+		fake.serving++;
+		pthread_mutex_unlock(&fake.lock);
+		if (pthread_create(&t, NULL, serve, (void *)(intptr_t)c) == 0) {
 			pthread_detach(t);
-		else
-			close(c);
+			continue;
+		}
+		close(c);
+		pthread_mutex_lock(&fake.lock);
+		fake.serving--;
+		pthread_mutex_unlock(&fake.lock);
 	}
 	return NULL;
 }
@@ -637,13 +651,23 @@ static size_t read_input(const uint8_t *data, size_t size,
 	return ncalls;
 }
 
+static int answers_left(void)
+{
+	pthread_mutex_lock(&fake.lock);
+	int left = fake.seeds || fake.next < fake.count;
+	pthread_mutex_unlock(&fake.lock);
+	return left;
+}
+
 static void run_calls(const uint8_t *calls, size_t n)
 {
 	app.session = 1;
 	app.object = 2;
 	if (p11->C_Initialize(NULL) != CKR_OK)
 		abort();
-	for (size_t i = 0; i < n; i++)
+	/* Once the answers have run out, every further call would only
+	 * reconnect to be hung up on: nothing more to learn. */
+	for (size_t i = 0; i < n && answers_left(); i++)
 		make_call(calls[i]);
 	p11->C_Finalize(NULL);
 }
@@ -693,8 +717,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t n = read_input(data, size, &calls);
 	pthread_mutex_unlock(&fake.lock);
 	run_calls(calls, n);
+	/* C_Finalize said goodbye on every link: each input starts with no
+	 * connection left from the one before. */
 	pthread_mutex_lock(&fake.lock);
 	fake.count = 0;
+	while (fake.serving > 0)
+		pthread_cond_wait(&fake.served, &fake.lock);
 	pthread_mutex_unlock(&fake.lock);
 	return 0;
 }
