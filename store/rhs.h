@@ -31,7 +31,10 @@
 	X(RHS_EFULL, -9, "store is full (disk or size limit)")                 \
 	X(RHS_EACCESS, -10, "store cannot be opened for writing")              \
 	X(RHS_EKEYFILE, -11, "store key file missing or malformed")            \
-	X(RHS_EINVAL, -12, "invalid argument")
+	X(RHS_EINVAL, -12, "invalid argument")                                 \
+	X(RHS_ECHANGED, -13,                                                   \
+	  "row changed outside remhsmd since it wrote it (put back from an "   \
+	  "older copy, edited, deleted or added)")
 
 enum rhs_err {
 	RHS_OK = 0,

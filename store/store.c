@@ -16,12 +16,13 @@
 #include <unistd.h>
 
 #include "rhs.h"
+#include "rows.h"
 
 /* Bumped only when the layout of sealed records changes; it is part of
  * every record's associated data. */
 #define RECORD_VERSION 1
 #define INDEX_HASH_LEN 32
-#define TERM_LEN 32
+#define TERM_LEN RHS_TERM_LEN
 
 /*
  * What binds the rows of the store together, sealed in the meta table: a
@@ -51,6 +52,9 @@ struct rhs_store {
 				  * has made it */
 	store_state_t committed; /* what a rollback goes back to */
 	uint64_t damaged;	 /* tokens whose rows do not add up */
+	/* Each row as this process wrote or verified it (schema 3 on). */
+	rhs_rows_t rows;
+	int rows_on;
 	char path[4096];
 };
 
@@ -394,7 +398,7 @@ static int state_load(rhs_store_t *s, char *err, size_t err_len)
  * whose rows cannot be theirs: ids the store never handed out, tokens out
  * of range (counted in *strays). */
 static int sum_rows(rhs_store_t *s, uint8_t sums[RHS_MAX_TOKENS][TERM_LEN],
-		    uint64_t *bad_ids, unsigned *strays)
+		    uint64_t *bad_ids, unsigned *strays, rhs_rows_t *fill)
 {
 	static const char *const sql[] = {
 		"SELECT slot, 0, record FROM tokens",
@@ -416,6 +420,14 @@ static int sum_rows(rhs_store_t *s, uint8_t sums[RHS_MAX_TOKENS][TERM_LEN],
 			term_of_row(s, st, t ? 'o' : 't', (uint32_t)slot, id, 2,
 				    t ? 3 : -1, term);
 			xor_into(sums[slot], term);
+			if (fill && rhs_rows_set(fill,
+						 rhs_row_key(t ? 'o' : 't',
+							     (uint32_t)slot,
+							     t ? id : 0),
+						 term) < 0) {
+				sqlite3_finalize(st);
+				return RHS_ENOMEM;
+			}
 			if (t && id >= s->state.next_object_id)
 				*bad_ids |= (uint64_t)1 << slot;
 		}
@@ -433,9 +445,10 @@ static int verify_rows(rhs_store_t *s, unsigned *strays)
 	memset(sums, 0, sizeof(sums));
 	uint64_t bad_ids = 0;
 	*strays = 0;
-	int rc = sum_rows(s, sums, &bad_ids, strays);
+	int rc = sum_rows(s, sums, &bad_ids, strays, &s->rows);
 	if (rc < 0)
 		return rc;
+	s->rows_on = 1;
 	s->damaged = bad_ids;
 	for (unsigned t = 0; t < RHS_MAX_TOKENS; t++)
 		if (CRYPTO_memcmp(sums[t], s->state.rows[t], TERM_LEN) != 0)
@@ -459,7 +472,7 @@ static int state_build(rhs_store_t *s)
 	sqlite3_finalize(st);
 	uint64_t bad_ids = 0;
 	unsigned strays = 0;
-	int rc = sum_rows(s, s->state.rows, &bad_ids, &strays);
+	int rc = sum_rows(s, s->state.rows, &bad_ids, &strays, NULL);
 	return rc < 0 ? rc : state_save(s);
 }
 
@@ -628,6 +641,7 @@ void rhs_close(rhs_store_t *s)
 	OPENSSL_cleanse(s->seal_key, sizeof(s->seal_key));
 	OPENSSL_cleanse(s->index_key, sizeof(s->index_key));
 	OPENSSL_cleanse(s->rows_key, sizeof(s->rows_key));
+	rhs_rows_free(&s->rows);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }
@@ -668,6 +682,7 @@ int rhs_begin(rhs_store_t *s)
 	}
 	txn_of_this_thread = s;
 	s->committed = s->state;
+	rhs_rows_begin(&s->rows);
 	return RHS_OK;
 }
 
@@ -677,6 +692,9 @@ int rhs_commit(rhs_store_t *s)
 	if (rc != SQLITE_OK) {
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 		s->state = s->committed;
+		rhs_rows_rollback(&s->rows);
+	} else {
+		rhs_rows_commit(&s->rows);
 	}
 	txn_of_this_thread = NULL;
 	pthread_mutex_unlock(&s->lock);
@@ -687,6 +705,7 @@ void rhs_rollback(rhs_store_t *s)
 {
 	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 	s->state = s->committed;
+	rhs_rows_rollback(&s->rows);
 	txn_of_this_thread = NULL;
 	pthread_mutex_unlock(&s->lock);
 }
@@ -725,6 +744,26 @@ typedef struct token_put {
 	size_t len;
 } token_put_t;
 
+/* A row about to be written or read is as this process left it: a row
+ * changed behind its back is not written over (that would hide it), nor
+ * used. term NULL: there is no such row. */
+static int row_agrees(const rhs_store_t *s, char table, uint32_t slot,
+		      uint64_t id, const uint8_t *term)
+{
+	if (!s->rows_on)
+		return RHS_OK;
+	return rhs_rows_agree(&s->rows, rhs_row_key(table, slot, id), term);
+}
+
+/* A write went through: the row is now term (NULL: deleted). */
+static int row_written(rhs_store_t *s, char table, uint32_t slot, uint64_t id,
+		       const uint8_t *term)
+{
+	if (!s->rows_on)
+		return RHS_OK;
+	return rhs_rows_set(&s->rows, rhs_row_key(table, slot, id), term);
+}
+
 /* Bound checks of a write to the rows of token slot. */
 static int slot_ok(const rhs_store_t *s, uint32_t slot)
 {
@@ -740,6 +779,8 @@ static int do_token_put(rhs_store_t *s, void *arg)
 	int had = stored_term(s, 't', a->slot, 0, old);
 	if (had != RHS_OK && had != RHS_ENOTFOUND)
 		return had;
+	if (row_agrees(s, 't', a->slot, 0, had == RHS_OK ? old : NULL) < 0)
+		return RHS_ECHANGED;
 	uint8_t *sealed;
 	size_t len;
 	int rc = seal_blob(s, make_aad('t', a->slot, 0), a->record, a->len,
@@ -760,9 +801,10 @@ static int do_token_put(rhs_store_t *s, void *arg)
 	sqlite3_bind_blob(st, 2, sealed, (int)len, SQLITE_TRANSIENT);
 	free(sealed);
 	rc = step_done(s, st);
-	return rc < 0 ? rc
-		      : state_swap(s, a->slot, had == RHS_OK ? old : NULL,
-				   new_term);
+	if (rc == RHS_OK)
+		rc = state_swap(s, a->slot, had == RHS_OK ? old : NULL,
+				new_term);
+	return rc < 0 ? rc : row_written(s, 't', a->slot, 0, new_term);
 }
 
 int rhs_token_put(rhs_store_t *s, uint32_t slot, const uint8_t *record,
@@ -772,25 +814,41 @@ int rhs_token_put(rhs_store_t *s, uint32_t slot, const uint8_t *record,
 	return in_transaction(s, do_token_put, &a);
 }
 
-/* Reads one sealed column of one row and opens it. */
-static int get_sealed(rhs_store_t *s, const char *sql, aad_t aad, uint32_t slot,
-		      uint64_t id, int bind_id, uint8_t **record, size_t *len)
+/* The row a statement stepped onto (or its absence: step SQLITE_DONE),
+ * checked against what this process knows of it, and opened. */
+static int open_row(rhs_store_t *s, sqlite3_stmt *st, int step, char table,
+		    uint32_t slot, uint64_t id, uint8_t **record, size_t *len)
+{
+	if (step == SQLITE_DONE)
+		return row_agrees(s, table, slot, id, NULL) < 0 ? RHS_ECHANGED
+								: RHS_ENOTFOUND;
+	if (step != SQLITE_ROW)
+		return sqlite_err(s, step);
+	if (s->rows_on) {
+		uint8_t term[TERM_LEN];
+		term_of_row(s, st, table, slot, id, 0, table == 't' ? -1 : 1,
+			    term);
+		if (row_agrees(s, table, slot, id, term) < 0)
+			return RHS_ECHANGED;
+	}
+	return unseal_blob(s, make_aad(table, slot, id),
+			   sqlite3_column_blob(st, 0),
+			   (size_t)sqlite3_column_bytes(st, 0), record, len);
+}
+
+/* Reads one row (its sealed record first) and opens it. */
+static int get_sealed(rhs_store_t *s, const char *sql, char table,
+		      uint32_t slot, uint64_t id, uint8_t **record, size_t *len)
 {
 	sqlite3_stmt *st;
 	pthread_mutex_lock(&s->lock);
 	int rc = RHS_EIO;
 	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) == SQLITE_OK) {
 		sqlite3_bind_int64(st, 1, slot);
-		if (bind_id)
+		if (table == 'o')
 			sqlite3_bind_int64(st, 2, (sqlite3_int64)id);
-		int step = sqlite3_step(st);
-		if (step == SQLITE_ROW)
-			rc = unseal_blob(s, aad, sqlite3_column_blob(st, 0),
-					 (size_t)sqlite3_column_bytes(st, 0),
-					 record, len);
-		else
-			rc = step == SQLITE_DONE ? RHS_ENOTFOUND
-						 : sqlite_err(s, step);
+		rc = open_row(s, st, sqlite3_step(st), table, slot, id, record,
+			      len);
 		sqlite3_finalize(st);
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -799,8 +857,8 @@ static int get_sealed(rhs_store_t *s, const char *sql, aad_t aad, uint32_t slot,
 
 int rhs_token_get(rhs_store_t *s, uint32_t slot, uint8_t **record, size_t *len)
 {
-	return get_sealed(s, "SELECT record FROM tokens WHERE slot = ?",
-			  make_aad('t', slot, 0), slot, 0, 0, record, len);
+	return get_sealed(s, "SELECT record FROM tokens WHERE slot = ?", 't',
+			  slot, 0, record, len);
 }
 
 static int do_token_wipe(rhs_store_t *s, void *arg)
@@ -824,7 +882,8 @@ static int do_token_wipe(rhs_store_t *s, void *arg)
 	/* The token has no rows left: its sum goes back to nothing. */
 	uint8_t all[TERM_LEN];
 	memcpy(all, s->state.rows[slot], TERM_LEN);
-	return state_swap(s, slot, all, NULL);
+	int rc = state_swap(s, slot, all, NULL);
+	return rc < 0 || !s->rows_on ? rc : rhs_rows_wipe(&s->rows, slot);
 }
 
 int rhs_token_wipe(rhs_store_t *s, uint32_t slot)
@@ -940,6 +999,11 @@ static int do_object_put(rhs_store_t *s, void *arg)
 		return RHS_EIO;
 	if (!a->create) {
 		int had = stored_term(s, 'o', a->slot, a->id, old);
+		if (had < 0 && had != RHS_ENOTFOUND)
+			return had;
+		if (row_agrees(s, 'o', a->slot, a->id,
+			       had == RHS_OK ? old : NULL) < 0)
+			return RHS_ECHANGED;
 		if (had < 0)
 			return had;
 	}
@@ -973,9 +1037,9 @@ static int do_object_put(rhs_store_t *s, void *arg)
 	rc = step_done(s, st);
 	if (rc == RHS_OK && !a->create && sqlite3_changes(s->db) == 0)
 		rc = RHS_ENOTFOUND;
-	return rc < 0 ? rc
-		      : state_swap(s, a->slot, a->create ? NULL : old,
-				   new_term);
+	if (rc == RHS_OK)
+		rc = state_swap(s, a->slot, a->create ? NULL : old, new_term);
+	return rc < 0 ? rc : row_written(s, 'o', a->slot, a->id, new_term);
 }
 
 int rhs_object_create(rhs_store_t *s, uint32_t slot, const rhs_index_t *index,
@@ -999,9 +1063,10 @@ int rhs_object_update(rhs_store_t *s, uint32_t slot, uint64_t id,
 int rhs_object_get(rhs_store_t *s, uint32_t slot, uint64_t id, uint8_t **record,
 		   size_t *len)
 {
-	return get_sealed(
-		s, "SELECT record FROM objects WHERE token = ? AND id = ?",
-		make_aad('o', slot, id), slot, id, 1, record, len);
+	return get_sealed(s,
+			  "SELECT record, ix_class, ix_id, ix_label, "
+			  "ix_key_type FROM objects WHERE token = ? AND id = ?",
+			  'o', slot, id, record, len);
 }
 
 typedef struct object_del {
@@ -1017,6 +1082,10 @@ static int do_object_delete(rhs_store_t *s, void *arg)
 	uint8_t old[TERM_LEN];
 	int had = s->schema < 3 ? RHS_OK
 				: stored_term(s, 'o', a->slot, a->id, old);
+	if (had < 0 && had != RHS_ENOTFOUND)
+		return had;
+	if (row_agrees(s, 'o', a->slot, a->id, had == RHS_OK ? old : NULL) < 0)
+		return RHS_ECHANGED;
 	if (had < 0)
 		return had;
 	sqlite3_stmt *st;
@@ -1029,7 +1098,9 @@ static int do_object_delete(rhs_store_t *s, void *arg)
 	int rc = step_done(s, st);
 	if (rc == RHS_OK && sqlite3_changes(s->db) == 0)
 		return RHS_ENOTFOUND;
-	return rc < 0 ? rc : state_swap(s, a->slot, old, NULL);
+	if (rc == RHS_OK)
+		rc = state_swap(s, a->slot, old, NULL);
+	return rc < 0 ? rc : row_written(s, 'o', a->slot, a->id, NULL);
 }
 
 int rhs_object_delete(rhs_store_t *s, uint32_t slot, uint64_t id)
@@ -1087,6 +1158,25 @@ static int collect_ids(sqlite3_stmt *st, uint64_t **ids, size_t *count)
 	return RHS_OK;
 }
 
+/* A find sees only the rows that match: a row deleted or added behind
+ * this process's back shows in the token's count of rows instead. */
+static int rows_added_or_removed(rhs_store_t *s, uint32_t slot)
+{
+	if (!s->rows_on || slot >= RHS_MAX_TOKENS)
+		return 0;
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->db,
+			       "SELECT COUNT(*) FROM objects WHERE token = ?",
+			       -1, &st, NULL))
+		return 1;
+	sqlite3_bind_int64(st, 1, slot);
+	int differs =
+		sqlite3_step(st) != SQLITE_ROW ||
+		(uint64_t)sqlite3_column_int64(st, 0) != s->rows.objects[slot];
+	sqlite3_finalize(st);
+	return differs;
+}
+
 int rhs_object_find(rhs_store_t *s, uint32_t slot, const rhs_index_t *match,
 		    uint64_t **ids, size_t *count)
 {
@@ -1109,6 +1199,11 @@ int rhs_object_find(rhs_store_t *s, uint32_t slot, const rhs_index_t *match,
 		}
 		rc = collect_ids(st, ids, count);
 		sqlite3_finalize(st);
+	}
+	if (rc == RHS_OK && rows_added_or_removed(s, slot)) {
+		free(*ids);
+		*ids = NULL;
+		rc = RHS_ECHANGED;
 	}
 	pthread_mutex_unlock(&s->lock);
 	return rc;

@@ -207,18 +207,33 @@ static int store_check(char *out, size_t cap)
 
 /* Four bytes of object 2's sealed record overwritten, as an editor of
  * store.db would (the daemon may be running: WAL lets the edit in). */
+static void store_sql(const char *sql);
+
 static void damage_object_2(void)
+{
+	store_sql("UPDATE objects SET record = substr(record, 1, 20) || "
+		  "x'00ff00ff' || substr(record, 25) WHERE id = 2");
+}
+
+/* Every object row copied aside, and later put back over the rows then. */
+static void store_sql(const char *sql)
 {
 	sqlite3 *db;
 	ck_assert_int_eq(sqlite3_open(in_state("store.db"), &db), SQLITE_OK);
 	sqlite3_busy_timeout(db, 5000);
-	ck_assert_int_eq(sqlite3_exec(db,
-				      "UPDATE objects SET record = "
-				      "substr(record, 1, 20) || x'00ff00ff' || "
-				      "substr(record, 25) WHERE id = 2",
-				      NULL, NULL, NULL),
-			 SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
+}
+
+static void copy_objects_aside(void)
+{
+	store_sql("CREATE TABLE saved AS SELECT * FROM objects");
+}
+
+static void put_objects_back(void)
+{
+	store_sql("UPDATE objects SET record = (SELECT record FROM saved "
+		  "WHERE saved.id = objects.id)");
 }
 
 START_TEST(test_store_check_reports_every_damaged_row)
@@ -293,6 +308,52 @@ START_TEST(test_store_check_beside_a_running_daemon)
 }
 END_TEST
 
+/* The finding, under a running daemon: a key made sensitive, then its
+ * row put back from a copy taken before, gave its private value back. */
+static CK_RV read_value(CK_FUNCTION_LIST *p11, CK_SESSION_HANDLE s,
+			CK_OBJECT_HANDLE key)
+{
+	CK_BYTE value[64];
+	CK_ATTRIBUTE a = {CKA_VALUE, value, sizeof(value)};
+	return p11->C_GetAttributeValue(s, key, &a, 1);
+}
+
+START_TEST(test_replayed_key_row_under_a_running_daemon_is_refused)
+{
+	provision_then_stop(0);
+	th_daemon_restart(&d, NULL);
+	th_client_env(&d);
+	void *module;
+	CK_FUNCTION_LIST *p11 = th_module_load(&module);
+	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
+	CK_SESSION_HANDLE s = th_user_session(p11, 0, "0000");
+	static const CK_BYTE p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
+				       0xce, 0x3d, 0x03, 0x01, 0x07};
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_MECHANISM gen = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
+	CK_ATTRIBUTE pt[] = {{CKA_EC_PARAMS, (void *)p256, sizeof(p256)}};
+	CK_ATTRIBUTE st[] = {{CKA_TOKEN, &yes, 1},
+			     {CKA_SENSITIVE, &no, 1},
+			     {CKA_EXTRACTABLE, &yes, 1}};
+	CK_OBJECT_HANDLE pub, priv;
+	ck_assert_uint_eq(
+		p11->C_GenerateKeyPair(s, &gen, pt, 1, st, 3, &pub, &priv),
+		CKR_OK);
+	ck_assert_uint_eq(read_value(p11, s, priv), CKR_OK);
+	copy_objects_aside();
+	CK_ATTRIBUTE sensitive = {CKA_SENSITIVE, &yes, 1};
+	ck_assert_uint_eq(p11->C_SetAttributeValue(s, priv, &sensitive, 1),
+			  CKR_OK);
+	ck_assert_uint_eq(read_value(p11, s, priv), CKR_ATTRIBUTE_SENSITIVE);
+	put_objects_back();
+	ck_assert_uint_eq(read_value(p11, s, priv), CKR_DEVICE_ERROR);
+	ck_assert(th_log_contains(&d, "changed outside remhsmd"));
+	p11->C_Finalize(NULL);
+	dlclose(module);
+	ck_assert_int_eq(th_daemon_stop(&d), 0);
+}
+END_TEST
+
 START_TEST(test_altered_token_row_costs_that_token_only)
 {
 	const char *const two[] = {"--slots", "2", NULL};
@@ -348,6 +409,8 @@ int main(void)
 	tcase_add_test(tc, test_rolled_back_store_file_is_refused);
 	tcase_add_test(tc, test_store_check_reports_every_damaged_row);
 	tcase_add_test(tc, test_store_check_beside_a_running_daemon);
+	tcase_add_test(tc,
+		       test_replayed_key_row_under_a_running_daemon_is_refused);
 	tcase_add_test(tc, test_store_readable_by_others_is_refused);
 	tcase_add_test(tc, test_store_in_use_by_another_daemon_is_refused);
 	tcase_add_test(tc, test_newer_schema_is_refused);

@@ -427,6 +427,78 @@ START_TEST(test_edited_index_or_moved_row_is_damage)
 }
 END_TEST
 
+/* The same edits while the store is open: a row that is not what this
+ * process wrote is neither used nor written over. */
+static int get_object(uint64_t id)
+{
+	uint8_t *rec;
+	size_t len;
+	int rc = rhs_object_get(store, 0, id, &rec, &len);
+	if (rc == RHS_OK)
+		rhs_free(rec, len);
+	return rc;
+}
+
+static int find_all(void)
+{
+	uint64_t *ids = NULL;
+	size_t n;
+	int rc = rhs_object_find(store, 0, NULL, &ids, &n);
+	free(ids);
+	return rc;
+}
+
+START_TEST(test_replayed_rows_under_an_open_store_are_refused)
+{
+	put_token(0, "failures=0");
+	uint64_t id = create("key", "01", "k", "sensitive=false");
+	raw_sql("CREATE TABLE saved_o AS SELECT * FROM objects;"
+		"CREATE TABLE saved_t AS SELECT * FROM tokens");
+	rhs_index_t ix = index_of("key", "01", "k");
+	ck_assert_int_eq(rhs_object_update(store, 0, id, &ix,
+					   (const uint8_t *)"sensitive=true",
+					   14),
+			 RHS_OK);
+	put_token(0, "failures=5");
+	ck_assert_int_eq(get_object(id), RHS_OK);
+	raw_sql("UPDATE objects SET record = (SELECT record FROM saved_o);"
+		"UPDATE tokens SET record = (SELECT record FROM saved_t)");
+	ck_assert_int_eq(get_object(id), RHS_ECHANGED);
+	uint8_t *rec;
+	size_t len;
+	ck_assert_int_eq(rhs_token_get(store, 0, &rec, &len), RHS_ECHANGED);
+	ck_assert_int_eq(
+		rhs_object_update(store, 0, id, &ix, (const uint8_t *)"x", 1),
+		RHS_ECHANGED);
+	ck_assert_int_eq(rhs_object_delete(store, 0, id), RHS_ECHANGED);
+	ck_assert_int_eq(rhs_token_put(store, 0, (const uint8_t *)"y", 1),
+			 RHS_ECHANGED);
+}
+END_TEST
+
+START_TEST(test_rows_removed_added_or_edited_under_an_open_store)
+{
+	uint64_t a = create("key", "01", "a", "a");
+	uint64_t b = create("key", "02", "b", "b");
+	ck_assert_int_eq(find_all(), RHS_OK);
+	raw_sql("CREATE TABLE saved AS SELECT * FROM objects WHERE id = 1;"
+		"DELETE FROM objects WHERE id = 1");
+	ck_assert_int_eq(get_object(a), RHS_ECHANGED);
+	ck_assert_int_eq(find_all(), RHS_ECHANGED);
+	raw_sql("INSERT INTO objects SELECT * FROM saved");
+	ck_assert_int_eq(get_object(a), RHS_OK);
+	ck_assert_int_eq(find_all(), RHS_OK);
+	raw_sql("UPDATE saved SET id = 40; INSERT INTO objects SELECT * FROM "
+		"saved");
+	ck_assert_int_eq(find_all(), RHS_ECHANGED);
+	raw_sql("DELETE FROM objects WHERE id = 40");
+	raw_sql("UPDATE objects SET ix_label = (SELECT ix_label FROM objects "
+		"WHERE id = 1) WHERE id = 2");
+	ck_assert_int_eq(get_object(b), RHS_ECHANGED);
+	ck_assert_int_eq(get_object(a), RHS_OK);
+}
+END_TEST
+
 START_TEST(test_replayed_state_record_is_damage)
 {
 	put_token(0, "t0");
@@ -637,6 +709,9 @@ int main(void)
 	tcase_add_test(tc,
 		       test_deleted_row_and_its_copy_brought_back_are_damage);
 	tcase_add_test(tc, test_edited_index_or_moved_row_is_damage);
+	tcase_add_test(tc, test_replayed_rows_under_an_open_store_are_refused);
+	tcase_add_test(tc,
+		       test_rows_removed_added_or_edited_under_an_open_store);
 	tcase_add_test(tc, test_replayed_state_record_is_damage);
 	tcase_add_test(tc, test_altered_state_record_does_not_open);
 	tcase_add_test(tc, test_objects_are_found_by_exact_index_values);
