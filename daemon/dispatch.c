@@ -726,6 +726,20 @@ static CK_RV on_destroy_object(call_ctx_t *ctx,
 	return rv;
 }
 
+/* The value of q that travels in the answer, or NULL: asked for with a
+ * buffer, present, not sensitive and (a byte string) no longer than the
+ * buffer. The one rule of answer_attribute and answer_fits. */
+static const rhd_attr_t *value_sent(const rhd_object_t *obj,
+				    const Remhsm__AttributeQuery *q)
+{
+	const rhd_attr_t *a = rhd_object_find(obj, q->type);
+	if (!a || !q->has_buffer || rhd_object_is_sensitive(obj, q->type))
+		return NULL;
+	if (a->kind == RH_ATTR_BYTES && q->buffer_len < a->len)
+		return NULL;
+	return a;
+}
+
 /* One attribute's answer: a status, its length on the wire's terms, and
  * the value when the caller has room for it. */
 static CK_RV answer_attribute(call_ctx_t *ctx, const rhd_object_t *obj,
@@ -749,7 +763,7 @@ static CK_RV answer_attribute(call_ctx_t *ctx, const rhd_object_t *obj,
 	out->length = sized ? a->len : 1;
 	if (!q->has_buffer)
 		return CKR_OK;
-	if (a->kind == RH_ATTR_BYTES && q->buffer_len < a->len) {
+	if (!value_sent(obj, q)) {
 		out->status =
 			REMHSM__ATTRIBUTE_RESULT__STATUS__BUFFER_TOO_SMALL;
 		return CKR_OK;
@@ -781,13 +795,8 @@ static int answer_fits(const call_ctx_t *ctx, const rhd_object_t *obj,
 	size_t budget = ctx->engine->max_answer - ENVELOPE_OVERHEAD;
 	size_t total = 0;
 	for (size_t i = 0; i < req->n_template_; i++) {
-		const Remhsm__AttributeQuery *q = req->template_[i];
-		const rhd_attr_t *a = rhd_object_find(obj, q->type);
-		int sent =
-			a && q->has_buffer &&
-			!rhd_object_is_sensitive(obj, q->type) &&
-			!(a->kind == RH_ATTR_BYTES && q->buffer_len < a->len);
-		size_t value = sent ? a->len : 0;
+		const rhd_attr_t *a = value_sent(obj, req->template_[i]);
+		size_t value = a ? a->len : 0;
 		if (value > budget - total ||
 		    ANSWER_OVERHEAD > budget - total - value)
 			return 0;
