@@ -722,31 +722,30 @@ static int is_pss(CK_MECHANISM_TYPE mech)
 	       mech == CKM_SHA512_RSA_PKCS_PSS;
 }
 
-/* A mechanism for the wire; PSS parameters travel typed, so their
- * CK_ULONGs keep their values across widths. pss is the caller's storage. */
+/* A mechanism for the wire. Of the mechanisms served only the PSS ones
+ * take a parameter, which travels typed so that its CK_ULONGs keep their
+ * values across widths (pss is the caller's storage). Any other
+ * mechanism's pParameter and ulParameterLen are never read: FreeRTOS code
+ * leaves them as stack garbage, and the daemon judges the type itself. */
 static CK_RV mechanism_to_wire(const CK_MECHANISM *m, Remhsm__Mechanism *w,
 			       Remhsm__RsaPkcsPssParams *pss)
 {
 	if (!m)
 		return CKR_ARGUMENTS_BAD;
-	if (!m->pParameter && m->ulParameterLen)
-		return CKR_MECHANISM_PARAM_INVALID;
 	remhsm__mechanism__init(w);
 	w->type = m->mechanism;
-	if (is_pss(m->mechanism) &&
-	    m->ulParameterLen == sizeof(CK_RSA_PKCS_PSS_PARAMS)) {
-		const CK_RSA_PKCS_PSS_PARAMS *p = m->pParameter;
-		remhsm__rsa_pkcs_pss_params__init(pss);
-		pss->hash_alg = p->hashAlg;
-		pss->mgf = p->mgf;
-		pss->salt_len = p->sLen;
-		w->parameter_case = REMHSM__MECHANISM__PARAMETER_PSS;
-		w->pss = pss;
-	} else if (m->ulParameterLen) {
-		w->parameter_case = REMHSM__MECHANISM__PARAMETER_RAW;
-		w->raw =
-			(ProtobufCBinaryData){m->ulParameterLen, m->pParameter};
-	}
+	if (!is_pss(m->mechanism))
+		return CKR_OK;
+	if (!m->pParameter ||
+	    m->ulParameterLen != sizeof(CK_RSA_PKCS_PSS_PARAMS))
+		return CKR_MECHANISM_PARAM_INVALID;
+	const CK_RSA_PKCS_PSS_PARAMS *p = m->pParameter;
+	remhsm__rsa_pkcs_pss_params__init(pss);
+	pss->hash_alg = p->hashAlg;
+	pss->mgf = p->mgf;
+	pss->salt_len = p->sLen;
+	w->parameter_case = REMHSM__MECHANISM__PARAMETER_PSS;
+	w->pss = pss;
 	return CKR_OK;
 }
 

@@ -939,15 +939,6 @@ static CK_RV on_find_objects_final(call_ctx_t *ctx,
 /* --- digest, sign, verify
  * ------------------------------------------------------- */
 
-static size_t param_len(const Remhsm__Mechanism *m)
-{
-	if (!m || m->parameter_case == REMHSM__MECHANISM__PARAMETER__NOT_SET)
-		return 0;
-	return m->parameter_case == REMHSM__MECHANISM__PARAMETER_RAW
-		       ? m->raw.len
-		       : 1;
-}
-
 static CK_RV op_init(call_ctx_t *ctx, uint64_t session, rhd_op_kind_t kind,
 		     const Remhsm__Mechanism *mech, uint64_t key)
 {
@@ -1251,10 +1242,9 @@ static CK_RV generate_allowed(call_ctx_t *ctx,
 	if (!s)
 		return CKR_SESSION_HANDLE_INVALID;
 	CK_MECHANISM_TYPE mech = req->mechanism ? req->mechanism->type : 0;
+	/* Neither takes a parameter: one sent is ignored. */
 	if (mech != CKM_EC_KEY_PAIR_GEN && mech != CKM_RSA_PKCS_KEY_PAIR_GEN)
 		return CKR_MECHANISM_INVALID;
-	if (param_len(req->mechanism))
-		return CKR_MECHANISM_PARAM_INVALID;
 	uint64_t key_type =
 		mech == CKM_RSA_PKCS_KEY_PAIR_GEN ? CKK_RSA : CKK_EC;
 	CK_RV rv = rhd_object_from_wire(req->public_template,

@@ -217,13 +217,6 @@ static CK_RV rsa_padding(rhd_op_t *op, const Remhsm__Mechanism *m)
 	return CKR_OK;
 }
 
-static int has_param(const Remhsm__Mechanism *m)
-{
-	return m->parameter_case == REMHSM__MECHANISM__PARAMETER_PSS ||
-	       (m->parameter_case == REMHSM__MECHANISM__PARAMETER_RAW &&
-		m->raw.len);
-}
-
 static int fits(rhd_op_kind_t kind, CK_MECHANISM_TYPE mech)
 {
 	if (kind == RHD_OP_DIGEST)
@@ -242,10 +235,10 @@ CK_RV rhd_op_init(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 	rhd_op_t *op = &s->ops[kind];
 	if (op->active)
 		return CKR_OPERATION_ACTIVE;
+	/* The type first; a mechanism that takes no parameter ignores any
+	 * it was sent, as the module does. */
 	if (!fits(kind, mech->type))
 		return CKR_MECHANISM_INVALID;
-	if (has_param(mech) && !is_pss(mech->type))
-		return CKR_MECHANISM_PARAM_INVALID;
 	CK_RV rv = CKR_OK;
 	if (kind != RHD_OP_DIGEST)
 		rv = key_for(engine, app, s, kind, mech->type, key, op);

@@ -255,13 +255,6 @@ START_TEST(test_key_and_mechanism_checks)
 	ck_assert_uint_eq(sign_init(CKM_RSA_PKCS_OAEP, priv),
 			  CKR_MECHANISM_INVALID);
 	ck_assert_uint_eq(sign_init(CKM_SHA256, priv), CKR_MECHANISM_INVALID);
-	CK_BYTE param[4] = {0};
-	CK_MECHANISM with_param = {CKM_ECDSA, param, sizeof(param)};
-	ck_assert_uint_eq(p11->C_SignInit(session, &with_param, priv),
-			  CKR_MECHANISM_PARAM_INVALID);
-	CK_MECHANISM null_param = {CKM_ECDSA, NULL, 4};
-	ck_assert_uint_eq(p11->C_SignInit(session, &null_param, priv),
-			  CKR_MECHANISM_PARAM_INVALID);
 	ck_assert_uint_eq(p11->C_SignInit(session, NULL, priv),
 			  CKR_ARGUMENTS_BAD);
 	/* A key made with CKA_SIGN false. */
@@ -579,6 +572,97 @@ START_TEST(test_rsa_pss_parameters_are_checked)
 }
 END_TEST
 
+/* FreeRTOS code leaves a parameterless mechanism's pParameter and
+ * ulParameterLen as stack garbage: for every mechanism the token serves
+ * that takes no parameter, a wild pointer with a huge length (and a real
+ * buffer of a few bytes) is ignored; the type is judged first. */
+static const struct {
+	void *pointer;
+	CK_ULONG len;
+} garbage[] = {{(void *)0x10, ~(CK_ULONG)0},
+	       {(void *)0x10, 0x7fffffff},
+	       {NULL, 4},
+	       {(void *)hash, 7}};
+
+static CK_RV use_mechanism(CK_MECHANISM *m, CK_FLAGS flags)
+{
+	CK_BYTE out[512];
+	CK_ULONG len = sizeof(out);
+	CK_RV rv;
+	if (flags & CKF_DIGEST) {
+		rv = p11->C_DigestInit(session, m);
+		return rv != CKR_OK
+			       ? rv
+			       : p11->C_Digest(session, hash, 32, out, &len);
+	}
+	if (flags & CKF_SIGN) {
+		int ec = m->mechanism == CKM_ECDSA ||
+			 (m->mechanism >= CKM_ECDSA_SHA1 &&
+			  m->mechanism <= CKM_ECDSA_SHA512);
+		rv = p11->C_SignInit(session, m, ec ? priv : rsa_priv);
+		return rv != CKR_OK ? rv
+				    : p11->C_Sign(session, hash, 32, out, &len);
+	}
+	if (flags & CKF_GENERATE_KEY_PAIR) {
+		CK_ULONG bits = 2048;
+		CK_ATTRIBUTE ec_pub = {CKA_EC_PARAMS, (void *)p256,
+				       sizeof(p256)};
+		CK_ATTRIBUTE rsa_pub_t = {CKA_MODULUS_BITS, &bits,
+					  sizeof(bits)};
+		CK_OBJECT_HANDLE a, b;
+		return p11->C_GenerateKeyPair(
+			session, m,
+			m->mechanism == CKM_EC_KEY_PAIR_GEN ? &ec_pub
+							    : &rsa_pub_t,
+			1, NULL, 0, &a, &b);
+	}
+	return CKR_OK;
+}
+
+START_TEST(test_parameters_of_parameterless_mechanisms_are_never_read)
+{
+	generate_rsa();
+	CK_MECHANISM_TYPE types[64];
+	CK_ULONG n = 64;
+	ck_assert_uint_eq(p11->C_GetMechanismList(0, types, &n), CKR_OK);
+	unsigned tried = 0;
+	for (CK_ULONG i = 0; i < n; i++) {
+		CK_MECHANISM_INFO info;
+		ck_assert_uint_eq(p11->C_GetMechanismInfo(0, types[i], &info),
+				  CKR_OK);
+		int pss = types[i] == CKM_RSA_PKCS_PSS ||
+			  (types[i] >= CKM_SHA256_RSA_PKCS_PSS &&
+			   types[i] <= CKM_SHA512_RSA_PKCS_PSS);
+		if (pss || !(info.flags &
+			     (CKF_DIGEST | CKF_SIGN | CKF_GENERATE_KEY_PAIR)))
+			continue;
+		for (size_t g = 0; g < sizeof(garbage) / sizeof(*garbage);
+		     g++) {
+			CK_MECHANISM m = {types[i], garbage[g].pointer,
+					  garbage[g].len};
+			CK_RV rv = use_mechanism(&m, info.flags);
+			ck_assert_msg(rv == CKR_OK,
+				      "mechanism 0x%lx, garbage %zu: 0x%lx",
+				      types[i], g, rv);
+			tried++;
+		}
+	}
+	ck_assert_uint_ge(tried, 4 * 8);
+	/* An unknown type with garbage parameters is an unknown type. */
+	CK_MECHANISM unknown = {CKM_VENDOR_DEFINED | 0x1234, (void *)0x10,
+				~(CK_ULONG)0};
+	ck_assert_uint_eq(p11->C_DigestInit(session, &unknown),
+			  CKR_MECHANISM_INVALID);
+	ck_assert_uint_eq(init_error(unknown.mechanism, priv),
+			  CKR_MECHANISM_INVALID);
+	/* PSS takes its parameter: a wrong length is the parameter's fault,
+	 * and a huge one is never read. */
+	CK_MECHANISM pss = {CKM_RSA_PKCS_PSS, (void *)0x10, ~(CK_ULONG)0};
+	ck_assert_uint_eq(p11->C_SignInit(session, &pss, rsa_priv),
+			  CKR_MECHANISM_PARAM_INVALID);
+}
+END_TEST
+
 START_TEST(test_rsa_private_key_import_is_validated)
 {
 	/* FreeRTOS's RSA template: all components, fixed-length buffers. */
@@ -723,6 +807,8 @@ int main(void)
 	tcase_add_test(tc, test_rsa_hash_and_sign_and_x509_verify);
 	tcase_add_test(tc, test_rsa_pss_parameters_are_checked);
 	tcase_add_test(tc, test_rsa_private_key_import_is_validated);
+	tcase_add_test(
+		tc, test_parameters_of_parameterless_mechanisms_are_never_read);
 	suite_add_tcase(s, tc);
 	return th_run_suite(s);
 }

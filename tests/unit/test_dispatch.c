@@ -267,6 +267,37 @@ START_TEST(test_random_length_is_bounded)
 }
 END_TEST
 
+static uint64_t digest_init(rhd_app_t *a, uint64_t session,
+			    const Remhsm__Mechanism *mech)
+{
+	Remhsm__DigestInitReq body = REMHSM__DIGEST_INIT_REQ__INIT;
+	body.session = session;
+	body.mechanism = (Remhsm__Mechanism *)mech;
+	call_t c = {.req = REMHSM__REQUEST__INIT};
+	c.req.call_case = REMHSM__REQUEST__CALL_DIGEST_INIT;
+	c.req.digest_init = &body;
+	uint64_t rv = run(a, &c);
+	rh_arena_cleanup(&c.arena);
+	return rv;
+}
+
+/* From any client, not only the module: a parameter sent with a
+ * mechanism that takes none is ignored, and the type is judged first. */
+START_TEST(test_parameters_of_parameterless_mechanisms_are_ignored)
+{
+	uint64_t h;
+	ck_assert_uint_eq(open_session(app, 0, CKF_SERIAL_SESSION, &h), CKR_OK);
+	static uint8_t junk[3000] = {0xff};
+	Remhsm__Mechanism m = REMHSM__MECHANISM__INIT;
+	m.type = CKM_VENDOR_DEFINED | 7;
+	m.parameter_case = REMHSM__MECHANISM__PARAMETER_RAW;
+	m.raw = (ProtobufCBinaryData){sizeof(junk), junk};
+	ck_assert_uint_eq(digest_init(app, h, &m), CKR_MECHANISM_INVALID);
+	m.type = CKM_SHA256;
+	ck_assert_uint_eq(digest_init(app, h, &m), CKR_OK);
+}
+END_TEST
+
 START_TEST(test_seed_random_needs_a_session)
 {
 	uint8_t seed[16] = {0};
@@ -370,6 +401,8 @@ int main(void)
 	tcase_add_test(tc, test_app_id_is_bound_to_its_identity);
 	tcase_add_test(tc, test_last_detach_closes_the_apps_sessions);
 	tcase_add_test(tc, test_random_length_is_bounded);
+	tcase_add_test(tc,
+		       test_parameters_of_parameterless_mechanisms_are_ignored);
 	tcase_add_test(tc, test_seed_random_needs_a_session);
 	tcase_add_test(tc, test_session_count_is_bounded);
 	tcase_add_test(tc, test_unserved_and_unknown_calls_are_not_supported);
