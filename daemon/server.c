@@ -332,6 +332,10 @@ static int flush_tls(conn_t *c)
 static int port_send(void *ctx, const uint8_t *frame, size_t len)
 {
 	conn_t *c = ctx;
+	/* SSL_get_error reads this thread's whole error queue: what a failed
+	 * verification or a reload left there must not read as this
+	 * connection's TLS failure. */
+	ERR_clear_error();
 	int n = SSL_write(c->ssl, frame, (int)len);
 	return n <= 0 || flush_tls(c) < 0 ? -1 : 0;
 }
@@ -549,6 +553,7 @@ static void read_plaintext(conn_t *c)
 			conn_close(c, c->front.failure);
 			return;
 		}
+		ERR_clear_error(); /* see port_send */
 		int n = SSL_read(c->ssl, room, (int)cap);
 		if (n > 0) {
 			after_frames(c,
@@ -654,6 +659,7 @@ static int establish(conn_t *c)
 
 static void advance_handshake(conn_t *c)
 {
+	ERR_clear_error(); /* see port_send */
 	int r = SSL_do_handshake(c->ssl);
 	if (r == 1) {
 		if (!establish(c) || !admit(c))

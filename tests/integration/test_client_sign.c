@@ -663,6 +663,31 @@ START_TEST(test_parameters_of_parameterless_mechanisms_are_never_read)
 }
 END_TEST
 
+/* A signature OpenSSL cannot even parse (s = 0) leaves errors on the
+ * queue of the thread that verified it, which is the daemon's event loop:
+ * read as the next TLS read's own, they closed the connection and took
+ * the application's session objects with it. */
+START_TEST(test_a_malformed_signature_costs_nothing_but_its_answer)
+{
+	CK_OBJECT_HANDLE spub, spriv;
+	th_generate_p256(p11, session, CK_FALSE, &spub, &spriv);
+	CK_BYTE bad[64] = {1};
+	CK_MECHANISM mech = {CKM_ECDSA, NULL, 0};
+	for (int i = 0; i < 3; i++) {
+		ck_assert_uint_eq(p11->C_VerifyInit(session, &mech, spub),
+				  CKR_OK);
+		ck_assert_uint_eq(
+			p11->C_Verify(session, hash, 32, bad, sizeof(bad)),
+			CKR_SIGNATURE_INVALID);
+	}
+	CK_BYTE sig[64];
+	CK_ULONG len = sizeof(sig);
+	ck_assert_uint_eq(sign_init(CKM_ECDSA, spriv), CKR_OK);
+	ck_assert_uint_eq(p11->C_Sign(session, hash, 32, sig, &len), CKR_OK);
+	ck_assert(!th_log_contains(&d, "TLS read error"));
+}
+END_TEST
+
 START_TEST(test_rsa_private_key_import_is_validated)
 {
 	/* FreeRTOS's RSA template: all components, fixed-length buffers. */
@@ -807,6 +832,8 @@ int main(void)
 	tcase_add_test(tc, test_rsa_hash_and_sign_and_x509_verify);
 	tcase_add_test(tc, test_rsa_pss_parameters_are_checked);
 	tcase_add_test(tc, test_rsa_private_key_import_is_validated);
+	tcase_add_test(tc,
+		       test_a_malformed_signature_costs_nothing_but_its_answer);
 	tcase_add_test(
 		tc, test_parameters_of_parameterless_mechanisms_are_never_read);
 	suite_add_tcase(s, tc);
