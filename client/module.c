@@ -774,6 +774,24 @@ static int output_pending(CK_RV rv, CK_BYTE_PTR out)
 	return rv == CKR_BUFFER_TOO_SMALL || (rv == CKR_OK && !out);
 }
 
+/* Bad arguments end the operation like any other answer but
+ * CKR_BUFFER_TOO_SMALL and a length query: an init held here is dropped,
+ * and one the daemon may hold is ended there by req, flagged and carrying
+ * nothing else. */
+static CK_RV abandon(CK_SESSION_HANDLE session, rhc_op_t op,
+		     Remhsm__Request *req, protobuf_c_boolean *flag)
+{
+	CK_MECHANISM_TYPE type;
+	CK_OBJECT_HANDLE key;
+	if (rhc_take_init(session, op, &type, &key))
+		return CKR_ARGUMENTS_BAD;
+	*flag = 1;
+	Remhsm__Response *resp = NULL;
+	CK_RV rv = rhc_call(req, &resp);
+	rhc_note_active(session, op, 0);
+	return finish(resp, rv);
+}
+
 static Remhsm__OutputBuffer output_buffer(CK_BYTE_PTR out, CK_ULONG_PTR out_len)
 {
 	Remhsm__OutputBuffer b = REMHSM__OUTPUT_BUFFER__INIT;
@@ -900,13 +918,14 @@ CK_RV C_Digest(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData,
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
-	if ((!pData && ulDataLen) || !pulDigestLen)
-		return CKR_ARGUMENTS_BAD;
 	PREPARE(DIGEST, digest, Digest);
+	body.session = hSession;
+	if ((!pData && ulDataLen) || !pulDigestLen)
+		return abandon(hSession, RHC_OP_DIGEST, &req,
+			       &body.arguments_bad);
 	Remhsm__OutputBuffer out = output_buffer(pDigest, pulDigestLen);
 	Remhsm__DigestInitReq init;
 	Remhsm__Mechanism init_mech;
-	body.session = hSession;
 	body.init = held_digest_init(hSession, &init, &init_mech);
 	body.data = bytes_of(pData, ulDataLen);
 	body.output = &out;
@@ -945,14 +964,15 @@ CK_RV C_DigestFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pDigest,
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
+	PREPARE(DIGEST_FINAL, digest_final, DigestFinal);
+	body.session = hSession;
+	if (!pulDigestLen)
+		return abandon(hSession, RHC_OP_DIGEST, &req,
+			       &body.arguments_bad);
 	rv = flush_digest_init(hSession);
 	if (rv != CKR_OK)
 		return rv;
-	if (!pulDigestLen)
-		return CKR_ARGUMENTS_BAD;
-	PREPARE(DIGEST_FINAL, digest_final, DigestFinal);
 	Remhsm__OutputBuffer out = output_buffer(pDigest, pulDigestLen);
-	body.session = hSession;
 	body.output = &out;
 	rv = rhc_call(&req, &resp);
 	const Remhsm__Output *o =
@@ -977,13 +997,14 @@ CK_RV C_Sign(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
-	if ((!pData && ulDataLen) || !pulSignatureLen)
-		return CKR_ARGUMENTS_BAD;
 	PREPARE(SIGN, sign, Sign);
+	body.session = hSession;
+	if ((!pData && ulDataLen) || !pulSignatureLen)
+		return abandon(hSession, RHC_OP_SIGN, &req,
+			       &body.arguments_bad);
 	Remhsm__OutputBuffer out = output_buffer(pSignature, pulSignatureLen);
 	Remhsm__SignInitReq init;
 	Remhsm__Mechanism init_mech;
-	body.session = hSession;
 	body.init = held_sign_init(hSession, &init, &init_mech);
 	body.data = bytes_of(pData, ulDataLen);
 	body.output = &out;
@@ -1025,14 +1046,15 @@ CK_RV C_SignFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
+	PREPARE(SIGN_FINAL, sign_final, SignFinal);
+	body.session = hSession;
+	if (!pulSignatureLen)
+		return abandon(hSession, RHC_OP_SIGN, &req,
+			       &body.arguments_bad);
 	rv = flush_sign_init(hSession);
 	if (rv != CKR_OK)
 		return rv;
-	if (!pulSignatureLen)
-		return CKR_ARGUMENTS_BAD;
-	PREPARE(SIGN_FINAL, sign_final, SignFinal);
 	Remhsm__OutputBuffer out = output_buffer(pSignature, pulSignatureLen);
-	body.session = hSession;
 	body.output = &out;
 	rv = rhc_call(&req, &resp);
 	const Remhsm__Output *o =
@@ -1058,12 +1080,13 @@ CK_RV C_Verify(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData,
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
-	if ((!pData && ulDataLen) || (!pSignature && ulSignatureLen))
-		return CKR_ARGUMENTS_BAD;
 	PREPARE(VERIFY, verify, Verify);
+	body.session = hSession;
+	if ((!pData && ulDataLen) || (!pSignature && ulSignatureLen))
+		return abandon(hSession, RHC_OP_VERIFY, &req,
+			       &body.arguments_bad);
 	Remhsm__VerifyInitReq init;
 	Remhsm__Mechanism init_mech;
-	body.session = hSession;
 	body.init = held_verify_init(hSession, &init, &init_mech);
 	body.data = bytes_of(pData, ulDataLen);
 	body.signature = bytes_of(pSignature, ulSignatureLen);
@@ -1099,13 +1122,14 @@ CK_RV C_VerifyFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
+	PREPARE(VERIFY_FINAL, verify_final, VerifyFinal);
+	body.session = hSession;
+	if (!pSignature && ulSignatureLen)
+		return abandon(hSession, RHC_OP_VERIFY, &req,
+			       &body.arguments_bad);
 	rv = flush_verify_init(hSession);
 	if (rv != CKR_OK)
 		return rv;
-	if (!pSignature && ulSignatureLen)
-		return CKR_ARGUMENTS_BAD;
-	PREPARE(VERIFY_FINAL, verify_final, VerifyFinal);
-	body.session = hSession;
 	body.signature = bytes_of(pSignature, ulSignatureLen);
 	rv = rhc_call(&req, &resp);
 	rhc_note_active(hSession, RHC_OP_VERIFY, 0);

@@ -950,6 +950,19 @@ static CK_RV op_init(call_ctx_t *ctx, uint64_t session, rhd_op_kind_t kind,
 	return rhd_op_init(ctx->engine, ctx->app, s, kind, mech, key);
 }
 
+/* The caller's arguments were bad (or it gave no length to fill): the
+ * call ends the active operation and does nothing else. */
+static CK_RV op_abandon(call_ctx_t *ctx, uint64_t session, rhd_op_kind_t kind)
+{
+	pthread_mutex_lock(&ctx->app->lock);
+	rhd_session_t *s = rhd_session_find(ctx->app, session);
+	CK_RV rv = s ? CKR_ARGUMENTS_BAD : CKR_SESSION_HANDLE_INVALID;
+	if (s && s->ops[kind].active)
+		rhd_op_end(&s->ops[kind]);
+	pthread_mutex_unlock(&ctx->app->lock);
+	return rv;
+}
+
 /* Output of a digest or signature into the response's Output. The key
  * works outside the app's lock. */
 static CK_RV op_output(call_ctx_t *ctx, uint64_t session, rhd_op_kind_t kind,
@@ -1015,6 +1028,8 @@ static CK_RV on_digest(call_ctx_t *ctx, const Remhsm__DigestReq *req)
 		rv = on_digest_init(ctx, req->init);
 		pthread_mutex_unlock(&ctx->app->lock);
 	}
+	if (rv == CKR_OK && (req->arguments_bad || !req->output))
+		return op_abandon(ctx, req->session, RHD_OP_DIGEST);
 	Remhsm__DigestResp *r = result_digest(ctx);
 	if (rv != CKR_OK || !r)
 		return r ? rv : CKR_HOST_MEMORY;
@@ -1033,6 +1048,8 @@ static CK_RV on_digest_update(call_ctx_t *ctx,
 
 static CK_RV on_digest_final(call_ctx_t *ctx, const Remhsm__DigestFinalReq *req)
 {
+	if (req->arguments_bad || !req->output)
+		return op_abandon(ctx, req->session, RHD_OP_DIGEST);
 	Remhsm__DigestFinalResp *r = result_digest_final(ctx);
 	if (!r)
 		return CKR_HOST_MEMORY;
@@ -1063,6 +1080,8 @@ static CK_RV on_sign_init(call_ctx_t *ctx, const Remhsm__SignInitReq *req)
 static CK_RV on_sign(call_ctx_t *ctx, const Remhsm__SignReq *req)
 {
 	CK_RV rv = req->init ? on_sign_init(ctx, req->init) : CKR_OK;
+	if (rv == CKR_OK && (req->arguments_bad || !req->output))
+		return op_abandon(ctx, req->session, RHD_OP_SIGN);
 	Remhsm__SignResp *r = result_sign(ctx);
 	if (rv == CKR_OK)
 		rv = r ? op_output(ctx, req->session, RHD_OP_SIGN, 1, req->data,
@@ -1083,6 +1102,8 @@ static CK_RV on_sign_update(call_ctx_t *ctx, const Remhsm__SignUpdateReq *req)
 
 static CK_RV on_sign_final(call_ctx_t *ctx, const Remhsm__SignFinalReq *req)
 {
+	if (req->arguments_bad || !req->output)
+		return op_abandon(ctx, req->session, RHD_OP_SIGN);
 	Remhsm__SignFinalResp *r = result_sign_final(ctx);
 	return r ? op_output(ctx, req->session, RHD_OP_SIGN, 0,
 			     (ProtobufCBinaryData){0, NULL}, req->output,
@@ -1116,6 +1137,8 @@ static CK_RV verify_now(call_ctx_t *ctx, uint64_t session, int single,
 static CK_RV on_verify(call_ctx_t *ctx, const Remhsm__VerifyReq *req)
 {
 	CK_RV rv = req->init ? on_verify_init(ctx, req->init) : CKR_OK;
+	if (rv == CKR_OK && req->arguments_bad)
+		return op_abandon(ctx, req->session, RHD_OP_VERIFY);
 	return rv == CKR_OK ? verify_now(ctx, req->session, 1, req->data,
 					 req->signature)
 			    : rv;
@@ -1136,6 +1159,8 @@ static CK_RV on_verify_update(call_ctx_t *ctx,
 
 static CK_RV on_verify_final(call_ctx_t *ctx, const Remhsm__VerifyFinalReq *req)
 {
+	if (req->arguments_bad)
+		return op_abandon(ctx, req->session, RHD_OP_VERIFY);
 	return verify_now(ctx, req->session, 0, (ProtobufCBinaryData){0, NULL},
 			  req->signature);
 }

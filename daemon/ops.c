@@ -324,6 +324,9 @@ CK_RV rhd_op_take(rhd_session_t *s, rhd_op_kind_t kind, int single,
 	rhd_op_t *op = &s->ops[kind];
 	memset(taken, 0, sizeof(*taken));
 	CK_RV rv = state_allows(op, single);
+	/* The single-part call after updates ends the operation too. */
+	if (rv == CKR_OPERATION_ACTIVE)
+		rhd_op_end(op);
 	if (rv != CKR_OK)
 		return rv;
 	if (kind != RHD_OP_VERIFY) {

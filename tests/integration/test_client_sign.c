@@ -176,8 +176,15 @@ START_TEST(test_multi_part_hash_and_sign)
 	ck_assert_uint_eq(sign_init(CKM_ECDSA_SHA256, priv), CKR_OK);
 	ck_assert_uint_eq(p11->C_SignUpdate(session, (CK_BYTE_PTR)msg, 10),
 			  CKR_OK);
+	/* A single-part call cannot end a multi-part operation: it answers
+	 * CKR_OPERATION_ACTIVE, and that answer ends the operation too. */
 	ck_assert_uint_eq(p11->C_Sign(session, (CK_BYTE_PTR)msg, 10, sig, &len),
 			  CKR_OPERATION_ACTIVE);
+	ck_assert_uint_eq(p11->C_SignUpdate(session, (CK_BYTE_PTR)msg, 10),
+			  CKR_OPERATION_NOT_INITIALIZED);
+	ck_assert_uint_eq(sign_init(CKM_ECDSA_SHA256, priv), CKR_OK);
+	ck_assert_uint_eq(p11->C_SignUpdate(session, (CK_BYTE_PTR)msg, 10),
+			  CKR_OK);
 	ck_assert_uint_eq(p11->C_SignUpdate(session, (CK_BYTE_PTR)msg + 10,
 					    sizeof(msg) - 10),
 			  CKR_OK);
