@@ -24,13 +24,16 @@
  * well-formed responses of the kind each request asks for.
  */
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -233,6 +236,9 @@ static void *serve(void *arg)
 	SSL_shutdown(ssl);
 	SSL_free(ssl);
 	close(fd);
+	/* OpenSSL's state of this thread (its error queue) goes now, not in
+	 * a destructor after the input has been checked for leaks. */
+	OPENSSL_thread_stop();
 	pthread_mutex_lock(&fake.lock);
 	fake.serving--;
 	pthread_cond_broadcast(&fake.served);
@@ -240,17 +246,23 @@ static void *serve(void *arg)
 	return NULL;
 }
 
+/* Connections are taken under the lock, so that an input's end can tell
+ * that none is left waiting to be accepted (see connections_left). */
 static void *accept_loop(void *arg)
 {
 	(void)arg;
 	for (;;) {
+		struct pollfd p = {fake.fd, POLLIN, 0};
+		if (poll(&p, 1, 100) != 1)
+			continue;
+		pthread_mutex_lock(&fake.lock);
 		int c = accept(fake.fd, NULL, NULL);
+		if (c >= 0)
+			fake.serving++;
+		pthread_mutex_unlock(&fake.lock);
+		pthread_t t;
 		if (c < 0)
 			continue;
-		pthread_t t;
-		pthread_mutex_lock(&fake.lock);
-		fake.serving++;
-		pthread_mutex_unlock(&fake.lock);
 		if (pthread_create(&t, NULL, serve, (void *)(intptr_t)c) == 0) {
 			pthread_detach(t);
 			continue;
@@ -261,6 +273,14 @@ static void *accept_loop(void *arg)
 		pthread_mutex_unlock(&fake.lock);
 	}
 	return NULL;
+}
+
+/* Under the lock: a connection being served, or one the kernel holds
+ * for accept. */
+static int connections_left(void)
+{
+	struct pollfd p = {fake.fd, POLLIN, 0};
+	return fake.serving > 0 || poll(&p, 1, 0) == 1;
 }
 
 /* --- set-up, once -------------------------------------------------------- */
@@ -290,6 +310,7 @@ static int listen_loopback(void)
 	socklen_t len = sizeof(a);
 	if (bind(fake.fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
 	    listen(fake.fd, 16) < 0 ||
+	    fcntl(fake.fd, F_SETFL, O_NONBLOCK) < 0 ||
 	    getsockname(fake.fd, (struct sockaddr *)&a, &len) < 0)
 		abort();
 	return ntohs(a.sin_port);
@@ -721,8 +742,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	 * connection left from the one before. */
 	pthread_mutex_lock(&fake.lock);
 	fake.count = 0;
-	while (fake.serving > 0)
-		pthread_cond_wait(&fake.served, &fake.lock);
+	while (connections_left()) {
+		struct timespec soon;
+		clock_gettime(CLOCK_REALTIME, &soon);
+		soon.tv_nsec += 1000000;
+		if (soon.tv_nsec >= 1000000000) {
+			soon.tv_sec++;
+			soon.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&fake.served, &fake.lock, &soon);
+	}
 	pthread_mutex_unlock(&fake.lock);
 	return 0;
 }
