@@ -8,12 +8,12 @@ static uint32_t load_be32(const uint8_t *p)
 	       (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
-static void store_be32(uint8_t *p, uint32_t v)
+void rh_frame_header_encode(uint8_t *header, uint32_t payload_len)
 {
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
+	header[0] = (uint8_t)(payload_len >> 24);
+	header[1] = (uint8_t)(payload_len >> 16);
+	header[2] = (uint8_t)(payload_len >> 8);
+	header[3] = (uint8_t)payload_len;
 }
 
 int rh_frame_header_decode(const uint8_t *header, uint32_t max_payload,
@@ -43,7 +43,7 @@ int rh_frame_pack(const ProtobufCMessage *msg, uint8_t **out, size_t *out_len)
 	uint8_t *buf = malloc(RH_FRAME_HEADER + size);
 	if (!buf)
 		return RH_ENOMEM;
-	store_be32(buf, (uint32_t)size);
+	rh_frame_header_encode(buf, (uint32_t)size);
 	protobuf_c_message_pack(msg, buf + RH_FRAME_HEADER);
 	*out = buf;
 	*out_len = RH_FRAME_HEADER + size;

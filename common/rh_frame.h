@@ -29,6 +29,9 @@ long rh_frame_next(const uint8_t *buf, size_t len, uint32_t max_payload);
 int rh_frame_header_decode(const uint8_t *header, uint32_t max_payload,
 			   uint32_t *payload_len) RH_WARN_UNUSED;
 
+/* Writes the RH_FRAME_HEADER bytes announcing a payload of payload_len. */
+void rh_frame_header_encode(uint8_t *header, uint32_t payload_len);
+
 /* Packs msg behind a frame header into a new buffer (free with free()). */
 int rh_frame_pack(const ProtobufCMessage *msg, uint8_t **out,
 		  size_t *out_len) RH_WARN_UNUSED;

@@ -84,10 +84,7 @@ static void send_frame(SSL *ssl, const uint8_t *payload, size_t len,
 		       size_t announced)
 {
 	static _Thread_local uint8_t frame[RH_FRAME_HEADER + MAX_FRAME + 16];
-	frame[0] = (uint8_t)(announced >> 24);
-	frame[1] = (uint8_t)(announced >> 16);
-	frame[2] = (uint8_t)(announced >> 8);
-	frame[3] = (uint8_t)announced;
+	rh_frame_header_encode(frame, (uint32_t)announced);
 	memcpy(frame + RH_FRAME_HEADER, payload, len);
 	size_t n;
 	SSL_write_ex(ssl, frame, RH_FRAME_HEADER + len, &n);

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rh_frame.h"
+
 /* A message written back to front: each level is prefixed to what it
  * wraps, so any depth costs a loop, not a recursion. */
 typedef struct {
@@ -109,14 +111,11 @@ uint8_t *th_nested_response(uint64_t id, unsigned depth, size_t *len)
 
 uint8_t *th_framed(const uint8_t *payload, size_t len, size_t *frame_len)
 {
-	uint8_t *f = malloc(len + 4);
+	uint8_t *f = malloc(len + RH_FRAME_HEADER);
 	if (!f)
 		abort();
-	f[0] = (uint8_t)(len >> 24);
-	f[1] = (uint8_t)(len >> 16);
-	f[2] = (uint8_t)(len >> 8);
-	f[3] = (uint8_t)len;
-	memcpy(f + 4, payload, len);
-	*frame_len = len + 4;
+	rh_frame_header_encode(f, (uint32_t)len);
+	memcpy(f + RH_FRAME_HEADER, payload, len);
+	*frame_len = len + RH_FRAME_HEADER;
 	return f;
 }

@@ -202,14 +202,6 @@ START_TEST(test_refused_hello_takes_nothing_more)
 }
 END_TEST
 
-static void header_of(uint8_t *header, uint32_t payload)
-{
-	header[0] = (uint8_t)(payload >> 24);
-	header[1] = (uint8_t)(payload >> 16);
-	header[2] = (uint8_t)(payload >> 8);
-	header[3] = (uint8_t)payload;
-}
-
 /* A header announcing a frame over the limit fails before any room is
  * made for it; one within the limit gets room as its bytes arrive. */
 START_TEST(test_buffer_follows_arrivals)
@@ -217,14 +209,14 @@ START_TEST(test_buffer_follows_arrivals)
 	uint8_t header[RH_FRAME_HEADER];
 	test_conn_t c;
 	conn_open(&c);
-	header_of(header, MAX_FRAME);
+	rh_frame_header_encode(header, MAX_FRAME);
 	feed(&c, header, sizeof(header), 0);
 	ck_assert_ptr_null(c.front.failure);
 	ck_assert_uint_le(c.front.incap, 16384);
 	conn_close(&c);
 
 	conn_open(&c);
-	header_of(header, MAX_FRAME + 1);
+	rh_frame_header_encode(header, MAX_FRAME + 1);
 	feed(&c, header, sizeof(header), 0);
 	ck_assert_str_eq(c.front.failure, "frame exceeds the maximum size");
 	ck_assert_uint_eq(c.answers, 0);
