@@ -298,6 +298,46 @@ START_TEST(test_parameters_of_parameterless_mechanisms_are_ignored)
 }
 END_TEST
 
+static uint64_t digest_call(rhd_app_t *a, uint64_t session,
+			    Remhsm__OutputBuffer *output, int arguments_bad)
+{
+	Remhsm__DigestReq body = REMHSM__DIGEST_REQ__INIT;
+	body.session = session;
+	body.output = output;
+	body.arguments_bad = arguments_bad;
+	call_t c = {.req = REMHSM__REQUEST__INIT};
+	c.req.call_case = REMHSM__REQUEST__CALL_DIGEST;
+	c.req.digest = &body;
+	uint64_t rv = run(a, &c);
+	rh_arena_cleanup(&c.arena);
+	return rv;
+}
+
+/* From a raw client: no output buffer, or the flag, is the caller's bad
+ * arguments, and ends the operation like every answer but a length query
+ * and CKR_BUFFER_TOO_SMALL. */
+START_TEST(test_bad_arguments_end_the_digest)
+{
+	uint64_t h;
+	ck_assert_uint_eq(open_session(app, 0, CKF_SERIAL_SESSION, &h), CKR_OK);
+	Remhsm__Mechanism m = REMHSM__MECHANISM__INIT;
+	m.type = CKM_SHA256;
+	Remhsm__OutputBuffer room = REMHSM__OUTPUT_BUFFER__INIT;
+	room.has_buffer = 1;
+	room.buffer_len = 64;
+	for (int flagged = 0; flagged < 2; flagged++) {
+		ck_assert_uint_eq(digest_init(app, h, &m), CKR_OK);
+		ck_assert_uint_eq(
+			digest_call(app, h, flagged ? &room : NULL, flagged),
+			CKR_ARGUMENTS_BAD);
+		ck_assert_uint_eq(digest_call(app, h, &room, 0),
+				  CKR_OPERATION_NOT_INITIALIZED);
+	}
+	ck_assert_uint_eq(digest_call(app, 999, NULL, 1),
+			  CKR_SESSION_HANDLE_INVALID);
+}
+END_TEST
+
 START_TEST(test_seed_random_needs_a_session)
 {
 	uint8_t seed[16] = {0};
@@ -403,6 +443,7 @@ int main(void)
 	tcase_add_test(tc, test_random_length_is_bounded);
 	tcase_add_test(tc,
 		       test_parameters_of_parameterless_mechanisms_are_ignored);
+	tcase_add_test(tc, test_bad_arguments_end_the_digest);
 	tcase_add_test(tc, test_seed_random_needs_a_session);
 	tcase_add_test(tc, test_session_count_is_bounded);
 	tcase_add_test(tc, test_unserved_and_unknown_calls_are_not_supported);
