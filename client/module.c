@@ -15,6 +15,7 @@
 #include "known.h"
 #include "rh_arena.h"
 #include "rpc.h"
+#include "shield.h"
 
 #define WIRE_UNAVAILABLE UINT64_MAX
 #define RANDOM_CHUNK 65536u
@@ -145,6 +146,7 @@ static CK_RV initialize(const CK_C_INITIALIZE_ARGS *args)
 
 CK_RV C_Initialize(CK_VOID_PTR pInitArgs)
 {
+	RHC_ENTRY();
 	CK_RV rv = initialize(pInitArgs);
 	if (rv == CKR_OK)
 		rhc_known_reset();
@@ -153,6 +155,7 @@ CK_RV C_Initialize(CK_VOID_PTR pInitArgs)
 
 CK_RV C_Finalize(CK_VOID_PTR pReserved)
 {
+	RHC_ENTRY();
 	if (pReserved)
 		return CKR_ARGUMENTS_BAD;
 	CK_RV rv = rhc_ready();
@@ -165,6 +168,7 @@ CK_RV C_Finalize(CK_VOID_PTR pReserved)
 
 CK_RV C_GetInfo(CK_INFO_PTR pInfo)
 {
+	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -194,6 +198,7 @@ CK_RV C_GetInfo(CK_INFO_PTR pInfo)
 CK_RV C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList,
 		    CK_ULONG_PTR pulCount)
 {
+	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -213,6 +218,7 @@ CK_RV C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList,
 
 CK_RV C_GetSlotInfo(CK_SLOT_ID slotID, CK_SLOT_INFO_PTR pInfo)
 {
+	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -252,6 +258,7 @@ static int token_counters(const Remhsm__GetTokenInfoResp *r, CK_TOKEN_INFO *t)
 
 CK_RV C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo)
 {
+	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -284,6 +291,7 @@ CK_RV C_GetMechanismList(CK_SLOT_ID slotID,
 			 CK_MECHANISM_TYPE_PTR pMechanismList,
 			 CK_ULONG_PTR pulCount)
 {
+	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -304,6 +312,7 @@ CK_RV C_GetMechanismList(CK_SLOT_ID slotID,
 CK_RV C_GetMechanismInfo(CK_SLOT_ID slotID, CK_MECHANISM_TYPE type,
 			 CK_MECHANISM_INFO_PTR pInfo)
 {
+	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -329,6 +338,7 @@ CK_RV C_GetMechanismInfo(CK_SLOT_ID slotID, CK_MECHANISM_TYPE type,
 CK_RV C_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR pApplication,
 		    CK_NOTIFY Notify, CK_SESSION_HANDLE_PTR phSession)
 {
+	RHC_ENTRY();
 	(void)pApplication; /* notifications are optional; none are sent */
 	(void)Notify;
 	CK_RV rv = rhc_ready();
@@ -351,6 +361,7 @@ CK_RV C_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR pApplication,
 
 CK_RV C_CloseSession(CK_SESSION_HANDLE hSession)
 {
+	RHC_ENTRY();
 	PREPARE(CLOSE_SESSION, close_session, CloseSession);
 	body.session = hSession;
 	CK_RV rv = rhc_call(&req, &resp);
@@ -361,6 +372,7 @@ CK_RV C_CloseSession(CK_SESSION_HANDLE hSession)
 
 CK_RV C_CloseAllSessions(CK_SLOT_ID slotID)
 {
+	RHC_ENTRY();
 	PREPARE(CLOSE_ALL_SESSIONS, close_all_sessions, CloseAllSessions);
 	body.slot = slotID;
 	CK_RV rv = rhc_call(&req, &resp);
@@ -371,6 +383,7 @@ CK_RV C_CloseAllSessions(CK_SLOT_ID slotID)
 
 CK_RV C_GetSessionInfo(CK_SESSION_HANDLE hSession, CK_SESSION_INFO_PTR pInfo)
 {
+	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -404,6 +417,7 @@ static CK_RV seed_chunk(CK_SESSION_HANDLE session, CK_BYTE_PTR seed, size_t len)
 CK_RV C_SeedRandom(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSeed,
 		   CK_ULONG ulSeedLen)
 {
+	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -440,6 +454,7 @@ static CK_RV random_chunk(CK_SESSION_HANDLE session, CK_BYTE_PTR out,
 CK_RV C_GenerateRandom(CK_SESSION_HANDLE hSession, CK_BYTE_PTR RandomData,
 		       CK_ULONG ulRandomLen)
 {
+	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -470,6 +485,7 @@ static ProtobufCBinaryData pin_of(CK_UTF8CHAR_PTR pin, CK_ULONG len)
 CK_RV C_InitToken(CK_SLOT_ID slotID, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen,
 		  CK_UTF8CHAR_PTR pLabel)
 {
+	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -485,6 +501,7 @@ CK_RV C_InitToken(CK_SLOT_ID slotID, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen,
 CK_RV C_InitPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pPin,
 		CK_ULONG ulPinLen)
 {
+	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -499,6 +516,7 @@ CK_RV C_InitPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pPin,
 CK_RV C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin,
 	       CK_ULONG ulOldLen, CK_UTF8CHAR_PTR pNewPin, CK_ULONG ulNewLen)
 {
+	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -514,6 +532,7 @@ CK_RV C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin,
 CK_RV C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType,
 	      CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
 {
+	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -534,6 +553,7 @@ CK_RV C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType,
 
 CK_RV C_Logout(CK_SESSION_HANDLE hSession)
 {
+	RHC_ENTRY();
 	PREPARE(LOGOUT, logout, Logout);
 	body.session = hSession;
 	CK_RV rv = rhc_call(&req, &resp);
@@ -556,6 +576,7 @@ static CK_RV too_large_is_invalid(CK_RV rv)
 CK_RV C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate,
 		     CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phObject)
 {
+	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -578,6 +599,7 @@ CK_RV C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate,
 
 CK_RV C_DestroyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject)
 {
+	RHC_ENTRY();
 	PREPARE(DESTROY_OBJECT, destroy_object, DestroyObject);
 	body.session = hSession;
 	body.object = hObject;
@@ -590,6 +612,7 @@ CK_RV C_DestroyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject)
 CK_RV C_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
 			  CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
 {
+	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -627,6 +650,7 @@ static void drop_label_nul(Remhsm__Attribute **attrs, CK_ULONG count)
 CK_RV C_FindObjectsInit(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate,
 			CK_ULONG ulCount)
 {
+	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -680,6 +704,7 @@ static CK_RV find_more(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE_PTR out,
 CK_RV C_FindObjects(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE_PTR phObject,
 		    CK_ULONG ulMaxObjectCount, CK_ULONG_PTR pulObjectCount)
 {
+	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -701,6 +726,7 @@ CK_RV C_FindObjects(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE_PTR phObject,
 
 CK_RV C_FindObjectsFinal(CK_SESSION_HANDLE hSession)
 {
+	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -907,6 +933,7 @@ RHC_INIT_HELPERS(digest, DIGEST, Digest, RHC_OP_DIGEST, KEY_NONE)
 
 CK_RV C_DigestInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism)
 {
+	RHC_ENTRY();
 	return hold_or_init(hSession, RHC_OP_DIGEST, pMechanism, 0,
 			    digest_init_now);
 }
@@ -915,6 +942,7 @@ CK_RV C_Digest(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData,
 	       CK_ULONG ulDataLen, CK_BYTE_PTR pDigest,
 	       CK_ULONG_PTR pulDigestLen)
 {
+	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -955,12 +983,14 @@ static CK_RV digest_update_piece(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
 CK_RV C_DigestUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
 		     CK_ULONG ulPartLen)
 {
+	RHC_ENTRY();
 	return in_pieces(hSession, pPart, ulPartLen, digest_update_piece);
 }
 
 CK_RV C_DigestFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pDigest,
 		    CK_ULONG_PTR pulDigestLen)
 {
+	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -987,6 +1017,7 @@ RHC_INIT_HELPERS(sign, SIGN, Sign, RHC_OP_SIGN, KEY_SET)
 CK_RV C_SignInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 		 CK_OBJECT_HANDLE hKey)
 {
+	RHC_ENTRY();
 	return hold_or_init(hSession, RHC_OP_SIGN, pMechanism, hKey,
 			    sign_init_now);
 }
@@ -994,6 +1025,7 @@ CK_RV C_SignInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 CK_RV C_Sign(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
 	     CK_BYTE_PTR pSignature, CK_ULONG_PTR pulSignatureLen)
 {
+	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -1037,12 +1069,14 @@ static CK_RV sign_update_piece(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
 CK_RV C_SignUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
 		   CK_ULONG ulPartLen)
 {
+	RHC_ENTRY();
 	return in_pieces(hSession, pPart, ulPartLen, sign_update_piece);
 }
 
 CK_RV C_SignFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,
 		  CK_ULONG_PTR pulSignatureLen)
 {
+	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -1069,6 +1103,7 @@ RHC_INIT_HELPERS(verify, VERIFY, Verify, RHC_OP_VERIFY, KEY_SET)
 CK_RV C_VerifyInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 		   CK_OBJECT_HANDLE hKey)
 {
+	RHC_ENTRY();
 	return hold_or_init(hSession, RHC_OP_VERIFY, pMechanism, hKey,
 			    verify_init_now);
 }
@@ -1077,6 +1112,7 @@ CK_RV C_Verify(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData,
 	       CK_ULONG ulDataLen, CK_BYTE_PTR pSignature,
 	       CK_ULONG ulSignatureLen)
 {
+	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -1113,12 +1149,14 @@ static CK_RV verify_update_piece(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
 CK_RV C_VerifyUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
 		     CK_ULONG ulPartLen)
 {
+	RHC_ENTRY();
 	return in_pieces(hSession, pPart, ulPartLen, verify_update_piece);
 }
 
 CK_RV C_VerifyFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,
 		    CK_ULONG ulSignatureLen)
 {
+	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -1147,6 +1185,7 @@ CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 			CK_OBJECT_HANDLE_PTR phPublicKey,
 			CK_OBJECT_HANDLE_PTR phPrivateKey)
 {
+	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -1184,6 +1223,7 @@ CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 CK_RV C_SetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
 			  CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
 {
+	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -1203,6 +1243,7 @@ CK_RV C_CopyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
 		   CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount,
 		   CK_OBJECT_HANDLE_PTR phNewObject)
 {
+	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -1226,6 +1267,7 @@ CK_RV C_CopyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
 CK_RV C_GetObjectSize(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
 		      CK_ULONG_PTR pulSize)
 {
+	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;

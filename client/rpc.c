@@ -16,6 +16,7 @@
 #include "rh_err.h"
 #include "rh_frame.h"
 #include "rh_tls.h"
+#include "shield.h"
 
 #define APP_ID_LEN 16
 #define MAX_IDLE_LINKS 64
@@ -27,12 +28,16 @@ typedef struct pooled {
 	struct pooled *next;
 	rhc_link_t *link;
 	uint32_t max_frame;
+	unsigned generation; /* of the C_Initialize that opened it */
 } pooled_t;
 
 /* Everything one C_Initialize owns. */
 static struct {
 	pthread_mutex_t transition; /* serialises C_Initialize/C_Finalize */
-	int initialized;
+	_Atomic int initialized;
+	/* Counts C_Initialize calls: a link opened before a C_Finalize that
+	 * ran while it was in use is closed, not pooled. */
+	_Atomic unsigned generation;
 	pid_t pid;
 	rhc_config_t cfg;
 	const rhc_transport_t *transport;
@@ -42,17 +47,24 @@ static struct {
 	rhc_lock_ops_t app_lock;
 	int use_app_lock;
 	void *app_mutex;
+	/* Never destroyed: a call still running when C_Finalize returns may
+	 * take it. */
 	pthread_mutex_t os_mutex;
 	pooled_t *idle;
 	unsigned idle_count;
 	_Atomic uint32_t max_frame; /* the daemon's, from Hello */
 } st = {.transition = PTHREAD_MUTEX_INITIALIZER,
+	.os_mutex = PTHREAD_MUTEX_INITIALIZER,
 	.max_frame = RH_FRAME_DEFAULT_MAX};
+
+/* The link this thread is using for a call, for rhc_abandoned. */
+static _Thread_local pooled_t *in_hand;
 
 /* The pool lock is held only to move a link in or out of the idle list,
  * never across network I/O. */
 static void pool_lock(void)
 {
+	rhc_hold_begin();
 	if (st.use_app_lock)
 		st.app_lock.lock(st.app_mutex);
 	else
@@ -65,6 +77,19 @@ static void pool_unlock(void)
 		st.app_lock.unlock(st.app_mutex);
 	else
 		pthread_mutex_unlock(&st.os_mutex);
+	rhc_hold_end();
+}
+
+static void transition_lock(void)
+{
+	rhc_hold_begin();
+	pthread_mutex_lock(&st.transition);
+}
+
+static void transition_unlock(void)
+{
+	pthread_mutex_unlock(&st.transition);
+	rhc_hold_end();
 }
 
 void rhc_lock(void)
@@ -77,29 +102,46 @@ void rhc_unlock(void)
 	pool_unlock();
 }
 
-static void drop_all_links(int graceful)
+static void drop_in_hand(void)
 {
+	pooled_t *p = in_hand;
+	in_hand = NULL;
+	if (p) {
+		st.transport->close(p->link, 0);
+		free(p);
+	}
+}
+
+/*
+ * Calls of other threads may still be running (the specification leaves
+ * that undefined; a FreeRTOS task may finalise while others sign): they
+ * keep their links and their reference to the TLS context, and close the
+ * links when they end. The application's mutex is destroyed only when no
+ * call can take it any more.
+ */
+static void release_state(int graceful)
+{
+	atomic_store(&st.initialized, 0);
+	atomic_fetch_add(&st.generation, 1);
+	pool_lock();
 	pooled_t *p = st.idle;
 	st.idle = NULL;
 	st.idle_count = 0;
+	SSL_CTX *tls = st.tls;
+	st.tls = NULL;
+	pool_unlock();
 	while (p) {
 		pooled_t *next = p->next;
 		st.transport->close(p->link, graceful);
 		free(p);
 		p = next;
 	}
-}
-
-static void release_state(int graceful)
-{
-	drop_all_links(graceful);
-	SSL_CTX_free(st.tls);
-	st.tls = NULL;
-	if (st.use_app_lock)
+	SSL_CTX_free(tls);
+	if (st.use_app_lock && rhc_entries_running() <= 1)
 		st.app_lock.destroy(st.app_mutex);
-	else
-		pthread_mutex_destroy(&st.os_mutex);
-	st.initialized = 0;
+	else if (st.use_app_lock)
+		rhc_debug("C_Finalize while other calls run: the application's "
+			  "mutex is left to them");
 }
 
 static rhc_rv_t setup_lock(const rhc_lock_ops_t *lock_ops)
@@ -109,8 +151,7 @@ static rhc_rv_t setup_lock(const rhc_lock_ops_t *lock_ops)
 		st.app_lock = *lock_ops;
 		return lock_ops->create(&st.app_mutex);
 	}
-	return pthread_mutex_init(&st.os_mutex, NULL) == 0 ? CKR_OK
-							   : CKR_CANT_LOCK;
+	return CKR_OK;
 }
 
 static rhc_rv_t setup_tls(void)
@@ -133,17 +174,21 @@ static rhc_rv_t setup_tls(void)
 
 rhc_rv_t rhc_initialize(const rhc_lock_ops_t *lock_ops)
 {
-	pthread_mutex_lock(&st.transition);
+	transition_lock();
 	rhc_rv_t rv = CKR_OK;
-	if (st.initialized && st.pid == getpid()) {
+	if (atomic_load(&st.initialized) && st.pid == getpid()) {
 		rv = CKR_CRYPTOKI_ALREADY_INITIALIZED;
 		goto out;
 	}
 	/* A forked child inherits the parent's links: let them go without a
-	 * word on the wire, the parent still uses them. */
-	if (st.initialized)
+	 * word on the wire, the parent still uses them. It is alone, but the
+	 * pool lock may have been held by a thread of the parent. */
+	if (atomic_load(&st.initialized)) {
+		pthread_mutex_init(&st.os_mutex, NULL);
 		release_state(0);
+	}
 	st.transport = &rhc_tls_transport;
+	rhc_on_abandoned(drop_in_hand);
 	rv = setup_tls();
 	if (rv == CKR_OK && RAND_bytes(st.app_id, sizeof(st.app_id)) != 1)
 		rv = CKR_FUNCTION_FAILED;
@@ -155,19 +200,19 @@ rhc_rv_t rhc_initialize(const rhc_lock_ops_t *lock_ops)
 		goto out;
 	}
 	st.pid = getpid();
-	st.initialized = 1;
+	atomic_store(&st.initialized, 1);
 out:
-	pthread_mutex_unlock(&st.transition);
+	transition_unlock();
 	return rv;
 }
 
 rhc_rv_t rhc_finalize(void)
 {
-	pthread_mutex_lock(&st.transition);
+	transition_lock();
 	rhc_rv_t rv = rhc_ready();
 	if (rv == CKR_OK)
 		release_state(1);
-	pthread_mutex_unlock(&st.transition);
+	transition_unlock();
 	return rv;
 }
 
@@ -184,7 +229,7 @@ size_t rhc_max_payload(void)
 
 rhc_rv_t rhc_ready(void)
 {
-	return st.initialized && st.pid == getpid()
+	return atomic_load(&st.initialized) && st.pid == getpid()
 		       ? CKR_OK
 		       : CKR_CRYPTOKI_NOT_INITIALIZED;
 }
@@ -304,38 +349,36 @@ static int restore(pooled_t *p)
 	return r;
 }
 
-static pooled_t *take_idle(void)
+/* An idle link, or else (in *tls) a reference to the TLS context to open
+ * one with; neither once C_Finalize has begun. */
+static pooled_t *take_idle(SSL_CTX **tls)
 {
 	pool_lock();
 	pooled_t *p = st.idle;
 	if (p) {
 		st.idle = p->next;
 		st.idle_count--;
+	} else if (st.tls && SSL_CTX_up_ref(st.tls) == 1) {
+		*tls = st.tls;
 	}
 	pool_unlock();
 	return p;
 }
 
-/* An idle link, or a new one; links the daemon closed meanwhile (restart,
- * idle timeout) are dropped here rather than failing the call. */
-static pooled_t *link_acquire(void)
+static pooled_t *link_open(SSL_CTX *tls)
 {
-	pooled_t *p;
-	while ((p = take_idle()) != NULL) {
-		if (st.transport->check_idle(p->link) == RH_OK)
-			return p;
-		st.transport->close(p->link, 0);
-		free(p);
-	}
-	p = calloc(1, sizeof(*p));
+	pooled_t *p = calloc(1, sizeof(*p));
 	if (!p)
 		return NULL;
 	p->max_frame = RH_FRAME_DEFAULT_MAX;
-	int r = st.transport->connect(&st.cfg, st.tls, &p->link);
+	p->generation = atomic_load(&st.generation);
+	int r = st.transport->connect(&st.cfg, tls, &p->link);
 	if (r == RH_OK) {
+		in_hand = p;
 		r = say_hello(p);
 		if (r == RH_OK)
 			r = restore(p);
+		in_hand = NULL;
 		if (r < 0) {
 			rhc_debug("hello to %s failed: %s", st.cfg.server,
 				  rh_strerror(r));
@@ -349,11 +392,31 @@ static pooled_t *link_acquire(void)
 	return p;
 }
 
+/* An idle link, or a new one; links the daemon closed meanwhile (restart,
+ * idle timeout) are dropped here rather than failing the call. */
+static pooled_t *link_acquire(void)
+{
+	pooled_t *p;
+	SSL_CTX *tls = NULL;
+	while ((p = take_idle(&tls)) != NULL) {
+		if (st.transport->check_idle(p->link) == RH_OK)
+			return p;
+		st.transport->close(p->link, 0);
+		free(p);
+	}
+	if (!tls)
+		return NULL;
+	p = link_open(tls);
+	SSL_CTX_free(tls);
+	return p;
+}
+
 static void link_release(pooled_t *p, int healthy)
 {
 	if (healthy) {
 		pool_lock();
-		if (st.idle_count < MAX_IDLE_LINKS) {
+		if (st.idle_count < MAX_IDLE_LINKS &&
+		    p->generation == atomic_load(&st.generation)) {
 			p->next = st.idle;
 			st.idle = p;
 			st.idle_count++;
@@ -413,8 +476,10 @@ static int link_broke(int r)
 static void pause_ms(int64_t ms)
 {
 	int64_t until = rhc_now_ms() + ms;
+	rhc_wait_begin();
 	for (int64_t left = ms; left > 0; left = until - rhc_now_ms())
 		poll(NULL, 0, (int)left);
+	rhc_wait_end();
 }
 
 /* One request on some link, again on a new one while the daemon is away
@@ -432,11 +497,13 @@ static int exchange_retrying(Remhsm__Request *req, Remhsm__Response **resp)
 		pooled_t *p = link_acquire();
 		int r = RH_EIO, sent = 0;
 		if (p) {
+			in_hand = p;
 			r = exchange(p, req, resp, &sent);
+			in_hand = NULL;
 			link_release(p, r == RH_OK || r == RH_EFRAME_TOO_LARGE);
 		}
 		int again = p ? link_broke(r) && (!sent || replayable(req))
-			      : patient;
+			      : patient && rhc_ready() == CKR_OK;
 		if (!again || (attempt > 0 && rhc_now_ms() >= deadline))
 			return r;
 		if (!p) {

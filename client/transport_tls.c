@@ -26,6 +26,7 @@
 #include "rh_frame.h"
 #include "rh_tls.h"
 #include "rhc.h"
+#include "shield.h"
 
 struct rhc_link {
 	int fd;
@@ -71,7 +72,9 @@ static int wait_fd(int fd, short events, int64_t deadline)
 		if (left <= 0)
 			return RH_ETIMEDOUT;
 		struct pollfd p = {.fd = fd, .events = events};
+		rhc_wait_begin();
 		int r = poll(&p, 1, left > 1000 ? 1000 : (int)left);
+		rhc_wait_end();
 		if (r > 0)
 			return RH_OK;
 		if (r < 0 && errno != EINTR)
@@ -133,10 +136,12 @@ static ssize_t recv_polling(rhc_link_t *l, uint8_t *buf, size_t cap)
 	    !take_spinner())
 		return n;
 	uint64_t until = rhc_now_ns() + l->spin_ns;
+	rhc_wait_begin();
 	do
 		n = recv(l->fd, buf, cap, 0);
 	while ((would_block(n) || (n < 0 && errno == EINTR)) &&
 	       rhc_now_ns() < until);
+	rhc_wait_end();
 	atomic_fetch_sub(&spinners, 1);
 	return n;
 }

@@ -99,14 +99,15 @@ START_TEST(test_only_pkcs11_symbols_are_exported)
 END_TEST
 
 /* An embedded host owns its signals and its process: the module imports
- * nothing that installs a handler, masks a signal or ends the process. */
+ * nothing that installs a handler, sends a signal or ends the process. It
+ * masks the calling thread's signals only for the length of a call (see
+ * test_calls_give_the_thread_its_signal_mask_back). */
 START_TEST(test_module_leaves_signals_and_exit_to_the_application)
 {
 	static const char *const forbidden[] = {
-		"signal", "sigaction",	    "sigprocmask", "pthread_sigmask",
-		"sigset", "bsd_signal",	    "exit",	   "_exit",
-		"_Exit",  "abort",	    "atexit",	   "raise",
-		"kill",	  "pthread_create", NULL};
+		"signal", "sigaction", "sigprocmask",	 "sigset", "bsd_signal",
+		"exit",	  "_exit",     "_Exit",		 "abort",  "atexit",
+		"raise",  "kill",      "pthread_create", NULL};
 	char cmd[512], line[256];
 	snprintf(cmd, sizeof(cmd), "nm -D --undefined-only '%s'",
 		 th_module_path());
@@ -687,6 +688,44 @@ START_TEST(test_calls_survive_signals_without_sa_restart)
 }
 END_TEST
 
+static int same_mask(const sigset_t *a, const sigset_t *b)
+{
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sigismember(a, sig) != sigismember(b, sig))
+			return 0;
+	return 1;
+}
+
+/* Calls block the thread's signals while they hold anything (so that a
+ * FreeRTOS task is never switched out there) and must restore the mask the
+ * application chose, whatever it was, on every return. */
+START_TEST(test_calls_give_the_thread_its_signal_mask_back)
+{
+	sigset_t chosen, now;
+	sigemptyset(&chosen);
+	sigaddset(&chosen, SIGUSR2);
+	sigaddset(&chosen, SIGHUP);
+	pthread_sigmask(SIG_SETMASK, &chosen, NULL);
+	CK_SESSION_HANDLE h = open_session(0);
+	unsigned char buf[32];
+	CK_ULONG n = 0;
+	ck_assert_uint_eq(p11->C_GenerateRandom(h, buf, sizeof(buf)), CKR_OK);
+	ck_assert_uint_eq(p11->C_GenerateRandom(h, NULL, 4), CKR_ARGUMENTS_BAD);
+	ck_assert_uint_eq(p11->C_GetSlotList(CK_TRUE, NULL, &n), CKR_OK);
+	ck_assert_uint_eq(p11->C_GenerateRandom(h + 1000, buf, 4),
+			  CKR_SESSION_HANDLE_INVALID);
+	pthread_sigmask(SIG_SETMASK, NULL, &now);
+	ck_assert(same_mask(&chosen, &now));
+	sigemptyset(&chosen);
+	pthread_sigmask(SIG_SETMASK, &chosen, NULL);
+	ck_assert_uint_eq(p11->C_CloseSession(h), CKR_OK);
+	ck_assert_uint_eq(p11->C_Finalize(NULL), CKR_OK);
+	pthread_sigmask(SIG_SETMASK, NULL, &now);
+	ck_assert(same_mask(&chosen, &now));
+	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
+}
+END_TEST
+
 static int child_checks(CK_SESSION_HANDLE parents)
 {
 	CK_ULONG n;
@@ -761,6 +800,7 @@ int main(void)
 		       test_requests_over_the_frame_limit_are_split_or_refused);
 	tcase_add_test(tc, test_threads_share_the_module_and_its_sessions);
 	tcase_add_test(tc, test_calls_survive_signals_without_sa_restart);
+	tcase_add_test(tc, test_calls_give_the_thread_its_signal_mask_back);
 	tcase_add_test(
 		tc, test_errors_the_application_left_in_openssl_do_not_matter);
 	tcase_add_test(tc, test_fork_child_must_initialize_again);
