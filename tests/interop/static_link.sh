@@ -15,4 +15,14 @@ check "it needs no other shared library" \
   bash -c "! ldd '$work/static_client' | grep -vE 'libssl|libcrypto|libprotobuf-c|libc\\.so|ld-linux|linux-vdso' | grep -q ."
 check "it talks to the daemon" \
   bash -c "'$work/static_client' | grep -q remhsm"
+
+check "the archive defines no global symbol but the C_* entry points" \
+  bash -c "[ \"\$(nm -g --defined-only '$archive' | awk 'NF == 3 && \$3 !~ /^C_/' | wc -l)\" = 0 ] &&
+    [ \"\$(nm -g --defined-only '$archive' | awk 'NF == 3 && \$3 ~ /^C_/' | wc -l)\" = 68 ]"
+check "an application with functions named rh_frame_pack, rhc_call and remhsm__request__unpack links it" \
+  cc -std=c11 -Wall -Werror -DOWN_NAMES $(pkg-config --cflags p11-kit-1) \
+    "$(dirname "$0")/static_client.c" "$(dirname "$0")/static_names.c" "$archive" \
+    -lssl -lcrypto -lprotobuf-c -pthread -o "$work/static_names"
+check "and both its own functions and the module's work" \
+  bash -c "'$work/static_names' | grep -q remhsm"
 finish
