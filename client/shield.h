@@ -26,8 +26,9 @@ typedef struct rhc_entry {
 rhc_entry_t rhc_entry_begin(void);
 void rhc_entry_end(rhc_entry_t *entry);
 #define RHC_ENTRY()                                                            \
-	rhc_entry_t rhc_entry_ __attribute__((cleanup(rhc_entry_end))) =       \
-		rhc_entry_begin()
+	rhc_entry_t rhc_entry_                                                 \
+		__attribute__((unused, cleanup(rhc_entry_end))) =              \
+			rhc_entry_begin()
 
 /* Around a wait for the network or for time: signals are let in unless the
  * thread holds a lock. */
