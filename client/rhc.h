@@ -63,6 +63,9 @@ typedef struct rhc_transport {
 	/* graceful: say goodbye to the daemon; else (after fork) just let go.
 	 */
 	void (*close)(rhc_link_t *link, int graceful);
+	/* Frees the link this thread was opening, when the thread ends in
+	 * the middle of connect (a deleted FreeRTOS task). */
+	void (*abandon)(void);
 } rhc_transport_t;
 
 extern const rhc_transport_t rhc_tls_transport;

@@ -104,6 +104,7 @@ void rhc_unlock(void)
 
 static void drop_in_hand(void)
 {
+	st.transport->abandon();
 	pooled_t *p = in_hand;
 	in_hand = NULL;
 	if (p) {
@@ -122,8 +123,8 @@ static void drop_in_hand(void)
 static void release_state(int graceful)
 {
 	atomic_store(&st.initialized, 0);
-	atomic_fetch_add(&st.generation, 1);
 	pool_lock();
+	atomic_fetch_add(&st.generation, 1);
 	pooled_t *p = st.idle;
 	st.idle = NULL;
 	st.idle_count = 0;
@@ -350,8 +351,9 @@ static int restore(pooled_t *p)
 }
 
 /* An idle link, or else (in *tls) a reference to the TLS context to open
- * one with; neither once C_Finalize has begun. */
-static pooled_t *take_idle(SSL_CTX **tls)
+ * one with, and the generation it belongs to; neither once C_Finalize has
+ * begun. */
+static pooled_t *take_idle(SSL_CTX **tls, unsigned *generation)
 {
 	pool_lock();
 	pooled_t *p = st.idle;
@@ -360,18 +362,19 @@ static pooled_t *take_idle(SSL_CTX **tls)
 		st.idle_count--;
 	} else if (st.tls && SSL_CTX_up_ref(st.tls) == 1) {
 		*tls = st.tls;
+		*generation = atomic_load(&st.generation);
 	}
 	pool_unlock();
 	return p;
 }
 
-static pooled_t *link_open(SSL_CTX *tls)
+static pooled_t *link_open(SSL_CTX *tls, unsigned generation)
 {
 	pooled_t *p = calloc(1, sizeof(*p));
 	if (!p)
 		return NULL;
 	p->max_frame = RH_FRAME_DEFAULT_MAX;
-	p->generation = atomic_load(&st.generation);
+	p->generation = generation;
 	int r = st.transport->connect(&st.cfg, tls, &p->link);
 	if (r == RH_OK) {
 		in_hand = p;
@@ -398,7 +401,8 @@ static pooled_t *link_acquire(void)
 {
 	pooled_t *p;
 	SSL_CTX *tls = NULL;
-	while ((p = take_idle(&tls)) != NULL) {
+	unsigned generation = 0;
+	while ((p = take_idle(&tls, &generation)) != NULL) {
 		if (st.transport->check_idle(p->link) == RH_OK)
 			return p;
 		st.transport->close(p->link, 0);
@@ -406,7 +410,7 @@ static pooled_t *link_acquire(void)
 	}
 	if (!tls)
 		return NULL;
-	p = link_open(tls);
+	p = link_open(tls, generation);
 	SSL_CTX_free(tls);
 	return p;
 }

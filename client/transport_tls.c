@@ -194,13 +194,15 @@ const char *rhc_link_last_error(void)
 
 /* A connected socket, or -1 with errno saying why (ETIMEDOUT when the
  * deadline passed). */
-static int connect_socket(const struct addrinfo *ai, int64_t deadline)
+static int connect_socket(const struct addrinfo *ai, int64_t deadline,
+			  int *fd_slot)
 {
 	int fd = socket(ai->ai_family,
 			ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
 			ai->ai_protocol);
 	if (fd < 0)
 		return -1;
+	*fd_slot = fd; /* held by the link from here, should the wait end us */
 	int err = 0;
 	if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
 		return fd;
@@ -215,6 +217,7 @@ static int connect_socket(const struct addrinfo *ai, int64_t deadline)
 	}
 	if (!err)
 		return fd;
+	*fd_slot = -1;
 	close(fd);
 	errno = err;
 	return -1;
@@ -241,7 +244,10 @@ static int split_host_port(const char *server, char *host, size_t host_cap,
 	return 0;
 }
 
-static int open_tcp(const char *host, const char *port, int64_t deadline)
+/* Connects *fd (the socket is there as soon as it exists); -1 on
+ * failure. */
+static int open_tcp(const char *host, const char *port, int64_t deadline,
+		    int *fd_slot)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
 				 .ai_flags = AI_NUMERICSERV};
@@ -253,7 +259,7 @@ static int open_tcp(const char *host, const char *port, int64_t deadline)
 	}
 	int fd = -1;
 	for (struct addrinfo *ai = list; ai && fd < 0; ai = ai->ai_next)
-		fd = connect_socket(ai, deadline);
+		fd = connect_socket(ai, deadline, fd_slot);
 	freeaddrinfo(list);
 	if (fd < 0)
 		link_failed("cannot connect to %s:%s: %s", host, port,
@@ -345,7 +351,7 @@ static void link_free(rhc_link_t *l)
 	free(l);
 }
 
-static int tls_connect(const rhc_config_t *cfg, SSL_CTX *tls, rhc_link_t **out)
+static int open_link(const rhc_config_t *cfg, SSL_CTX *tls, rhc_link_t *l)
 {
 	char host[256];
 	const char *port;
@@ -354,22 +360,14 @@ static int tls_connect(const rhc_config_t *cfg, SSL_CTX *tls, rhc_link_t **out)
 		return RH_ECONFIG;
 	}
 	int64_t deadline = rhc_now_ms() + cfg->connect_timeout_ms;
-	rhc_link_t *l = calloc(1, sizeof(*l));
-	if (!l)
-		return RH_ENOMEM;
 	l->spin_ns = (uint64_t)cfg->spin_us * 1000u;
-	l->fd = open_tcp(host, port, deadline);
-	if (l->fd < 0) {
-		link_free(l);
+	if (open_tcp(host, port, deadline, &l->fd) < 0)
 		return RH_EIO;
-	}
 	l->net_in = BIO_new(BIO_s_mem());
 	l->net_out = BIO_new(BIO_s_mem());
 	l->ssl = l->net_in && l->net_out ? SSL_new(tls) : NULL;
-	if (!l->ssl) {
-		link_free(l);
+	if (!l->ssl)
 		return RH_ENOMEM;
-	}
 	BIO_set_mem_eof_return(l->net_in, -1);
 	SSL_set_bio(l->ssl, l->net_in, l->net_out);
 	SSL_set_connect_state(l->ssl);
@@ -379,12 +377,36 @@ static int tls_connect(const rhc_config_t *cfg, SSL_CTX *tls, rhc_link_t **out)
 	if (r < 0) {
 		rhc_debug("cannot open TLS to %s: %s", cfg->server,
 			  rh_strerror(r));
-		link_free(l);
 		return r;
 	}
 	last_error[0] = '\0';
-	*out = l;
 	return RH_OK;
+}
+
+/* The link this thread is opening, for tls_abandon. */
+static _Thread_local rhc_link_t *opening;
+
+static int tls_connect(const rhc_config_t *cfg, SSL_CTX *tls, rhc_link_t **out)
+{
+	rhc_link_t *l = calloc(1, sizeof(*l));
+	if (!l)
+		return RH_ENOMEM;
+	l->fd = -1;
+	opening = l;
+	int r = open_link(cfg, tls, l);
+	opening = NULL;
+	if (r < 0)
+		link_free(l);
+	else
+		*out = l;
+	return r;
+}
+
+static void tls_abandon(void)
+{
+	if (opening)
+		link_free(opening);
+	opening = NULL;
 }
 
 static int tls_send(rhc_link_t *l, const uint8_t *frame, size_t len,
@@ -479,4 +501,5 @@ const rhc_transport_t rhc_tls_transport = {
 	.receive = tls_receive,
 	.check_idle = tls_check_idle,
 	.close = tls_close,
+	.abandon = tls_abandon,
 };
