@@ -410,6 +410,10 @@ static CK_RV on_login(call_ctx_t *ctx, const Remhsm__LoginReq *req)
 		rv = finish_login(ctx, req->session, req->user_type, key);
 		pthread_mutex_unlock(&ctx->app->lock);
 	}
+	/* Another session's login may have won while the PIN was checked:
+	 * the same answer as for a login that came after it. */
+	if (rv == CKR_USER_ALREADY_LOGGED_IN && compat_freertos)
+		rv = CKR_OK;
 	if (rv == CKR_OK && req->user_type == CKU_USER)
 		rv = grant_lease(ctx, slot, key);
 	OPENSSL_cleanse(key, sizeof(key));

@@ -4,6 +4,7 @@
  */
 #include <check.h>
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,6 +109,53 @@ START_TEST(test_default_mode_stays_conformant)
 }
 END_TEST
 
+typedef struct racer {
+	pthread_barrier_t *start;
+	CK_SESSION_HANDLE session;
+	CK_RV rv;
+} racer_t;
+
+static void *log_in(void *arg)
+{
+	racer_t *r = arg;
+	pthread_barrier_wait(r->start);
+	r->rv = p11->C_Login(r->session, CKU_USER, (CK_UTF8CHAR_PTR) "0000", 4);
+	return NULL;
+}
+
+/* Two tasks logging in at once on their own sessions: whichever wins,
+ * FreeRTOS's mode answers both CKR_OK, even when the loser had its PIN
+ * checked before the winner's login landed. */
+START_TEST(test_freertos_mode_answers_concurrent_logins_ok)
+{
+	start("freertos");
+	ck_assert_uint_eq(p11->C_Logout(session), CKR_OK);
+	for (int round = 0; round < 20; round++) {
+		pthread_barrier_t start_line;
+		pthread_barrier_init(&start_line, NULL, 3);
+		racer_t r[3];
+		pthread_t t[3];
+		for (int i = 0; i < 3; i++) {
+			r[i] = (racer_t){&start_line, 0, 0};
+			ck_assert_uint_eq(
+				p11->C_OpenSession(0, CKF_SERIAL_SESSION, NULL,
+						   NULL, &r[i].session),
+				CKR_OK);
+			pthread_create(&t[i], NULL, log_in, &r[i]);
+		}
+		for (int i = 0; i < 3; i++) {
+			pthread_join(t[i], NULL);
+			ck_assert_uint_eq(r[i].rv, CKR_OK);
+		}
+		pthread_barrier_destroy(&start_line);
+		ck_assert_uint_eq(p11->C_Logout(session), CKR_OK);
+		for (int i = 0; i < 3; i++)
+			ck_assert_uint_eq(p11->C_CloseSession(r[i].session),
+					  CKR_OK);
+	}
+}
+END_TEST
+
 START_TEST(test_unknown_compat_value_fails_initialize)
 {
 	setenv("REMHSM_COMPAT", "windows95", 1);
@@ -125,6 +173,7 @@ int main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_freertos_mode_departs_where_freertos_needs);
 	tcase_add_test(tc, test_default_mode_stays_conformant);
+	tcase_add_test(tc, test_freertos_mode_answers_concurrent_logins_ok);
 	tcase_add_test(tc, test_unknown_compat_value_fails_initialize);
 	suite_add_tcase(s, tc);
 	return th_run_suite(s);
