@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds and runs every test:
-#   1. the release build: unit, integration and interop tests
+#   1. the release build: unit, integration and interop tests, then the
+#      FreeRTOS simulator test when a FreeRTOS-Kernel checkout is found
+#      (FREERTOS_KERNEL_PATH, or ../shared/third_party/FreeRTOS-Kernel)
 #   2. an ASan+UBSan build of the same unit and integration tests
 #   3. a ThreadSanitizer build (daemon, module and tests) of the integration
 #      tests, the threads test among them
@@ -20,15 +22,29 @@ trap 'rm -rf "$logs"' EXIT
 # Runs ctest in a build folder, keeping its output for the final count.
 run_ctest() {
   local dir=$1; shift
-  (cd "$dir" && ctest --output-on-failure "$@") | tee "$logs/$(basename "$dir").log"
+  (cd "$dir" && ctest --output-on-failure "$@") | tee "$(mktemp "$logs/$(basename "$dir")-XXXXXX.log")"
 }
 
 scripts/deps.sh test
 
+kernel=${FREERTOS_KERNEL_PATH:-}
+if [ -z "$kernel" ] && [ -d "$root/../shared/third_party/FreeRTOS-Kernel" ]; then
+  kernel=$(cd "$root/../shared/third_party/FreeRTOS-Kernel" && pwd)
+fi
+
 echo "== release build: unit, integration, interop"
-cmake -S . -B build -DBUILD_TESTING=ON >/dev/null
+cmake -S . -B build -DBUILD_TESTING=ON -DFREERTOS_KERNEL_PATH="$kernel" >/dev/null
 cmake --build build -j"$jobs" >/dev/null
 run_ctest build -j"$jobs" -L 'unit|integration|interop'
+
+# Alone on the machine: its watchdog measures how long calls take.
+if [ -n "$kernel" ]; then
+  echo "== FreeRTOS simulator: FreeRTOS tasks on $kernel"
+  run_ctest build -L freertos
+else
+  echo "== FreeRTOS simulator: SKIPPED, no FreeRTOS-Kernel checkout" \
+    "(set FREERTOS_KERNEL_PATH to one)"
+fi
 
 echo "== ASan+UBSan build: unit, integration"
 cmake -S . -B build-asan -DBUILD_TESTING=ON -DREMHSM_SANITIZE=ON \

@@ -18,8 +18,8 @@
 
 #include "harness.h"
 
-#define PRIV_LABEL "Device Priv TLS Key"
-#define PUB_LABEL "Device Pub TLS Key"
+#define PRIV_LABEL TH_FREERTOS_PRIV_LABEL
+#define PUB_LABEL TH_FREERTOS_PUB_LABEL
 #define CERT_LABEL "Device Cert"
 #define VERIFY_LABEL "Code Verify Key"
 #define RSA_LABEL "Claim Key"
@@ -73,27 +73,6 @@ static void sha256(const void *data, size_t len, CK_BYTE out[32])
 {
 	unsigned int n = 32;
 	ck_assert(EVP_Digest(data, len, out, &n, EVP_sha256(), NULL));
-}
-
-/* A self-signed device certificate, DER. */
-static int make_cert(EVP_PKEY *key, unsigned char **der)
-{
-	X509 *x = X509_new();
-	X509_set_version(x, 2);
-	ASN1_INTEGER_set(X509_get_serialNumber(x), 7);
-	X509_NAME *name = X509_get_subject_name(x);
-	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-				   (const unsigned char *)"device-1", -1, -1,
-				   0);
-	X509_set_issuer_name(x, name);
-	X509_gmtime_adj(X509_getm_notBefore(x), 0);
-	X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-	X509_set_pubkey(x, key);
-	ck_assert(X509_sign(x, key, EVP_sha256()) > 0);
-	int len = i2d_X509(x, der);
-	X509_free(x);
-	ck_assert_int_gt(len, 0);
-	return len;
 }
 
 /* --- FreeRTOS's calls */
@@ -350,7 +329,7 @@ START_TEST(test_provisioned_device_does_tls_from_two_threads)
 	create_ec_private_key();
 	create_ec_public_key(PUB_LABEL);
 	unsigned char *der = NULL;
-	int der_len = make_cert(ec_key, &der);
+	int der_len = th_self_signed_der(ec_key, "device-1", &der);
 	create_certificate(der, der_len);
 	/* Provisioning twice replaces, never duplicates. */
 	create_ec_private_key();
@@ -379,21 +358,12 @@ END_TEST
 
 START_TEST(test_generated_device_key_feeds_a_csr)
 {
-	CK_MECHANISM gen = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
-	CK_KEY_TYPE type = CKK_EC;
-	CK_BBOOL yes = CK_TRUE;
-	CK_ATTRIBUTE pt[] = {
-		{CKA_KEY_TYPE, &type, sizeof(type)},
-		{CKA_VERIFY, &yes, sizeof(yes)},
-		{CKA_EC_PARAMS, (void *)p256_oid, sizeof(p256_oid)},
-		{CKA_LABEL, PUB_LABEL, strlen(PUB_LABEL)}};
-	CK_ATTRIBUTE st[] = {{CKA_KEY_TYPE, &type, sizeof(type)},
-			     {CKA_TOKEN, &yes, sizeof(yes)},
-			     {CKA_PRIVATE, &yes, sizeof(yes)},
-			     {CKA_SIGN, &yes, sizeof(yes)},
-			     {CKA_LABEL, PRIV_LABEL, strlen(PRIV_LABEL)}};
+	th_freertos_pair_t pair;
+	th_freertos_pair_templates(&pair, CK_FALSE);
 	CK_OBJECT_HANDLE pub, priv;
-	ck_assert_uint_eq(p11->C_GenerateKeyPair(session, &gen, pt, 4, st, 5,
+	ck_assert_uint_eq(p11->C_GenerateKeyPair(session, &pair.mechanism,
+						 pair.pub, pair.pub_count,
+						 pair.priv, pair.priv_count,
 						 &pub, &priv),
 			  CKR_OK);
 	/* The CSR code reads the public point from the private key, and

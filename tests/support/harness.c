@@ -347,6 +347,54 @@ void th_generate_p256(CK_FUNCTION_LIST *p11, CK_SESSION_HANDLE session,
 		CKR_OK);
 }
 
+int th_self_signed_der(EVP_PKEY *key, const char *cn, unsigned char **der)
+{
+	X509 *x = X509_new();
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 7);
+	X509_NAME *name = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+				   (const unsigned char *)cn, -1, -1, 0);
+	X509_set_issuer_name(x, name);
+	X509_gmtime_adj(X509_getm_notBefore(x), 0);
+	X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+	X509_set_pubkey(x, key);
+	ck_assert(X509_sign(x, key, EVP_sha256()) > 0);
+	*der = NULL;
+	int len = i2d_X509(x, der);
+	X509_free(x);
+	ck_assert_int_gt(len, 0);
+	return len;
+}
+
+void th_freertos_pair_templates(th_freertos_pair_t *p, CK_BBOOL public_on_token)
+{
+	static const CK_BYTE p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
+				       0xce, 0x3d, 0x03, 0x01, 0x07};
+	static const char pub_label[] = TH_FREERTOS_PUB_LABEL;
+	static const char priv_label[] = TH_FREERTOS_PRIV_LABEL;
+	*p = (th_freertos_pair_t){.mechanism = {CKM_EC_KEY_PAIR_GEN, NULL, 0},
+				  .type = CKK_EC,
+				  .yes = CK_TRUE};
+	CK_ATTRIBUTE *a = p->pub;
+	*a++ = (CK_ATTRIBUTE){CKA_KEY_TYPE, &p->type, sizeof(p->type)};
+	*a++ = (CK_ATTRIBUTE){CKA_VERIFY, &p->yes, sizeof(p->yes)};
+	*a++ = (CK_ATTRIBUTE){CKA_EC_PARAMS, (void *)p256, sizeof(p256)};
+	*a++ = (CK_ATTRIBUTE){CKA_LABEL, (void *)pub_label,
+			      sizeof(pub_label) - 1};
+	if (public_on_token)
+		*a++ = (CK_ATTRIBUTE){CKA_TOKEN, &p->yes, sizeof(p->yes)};
+	p->pub_count = (CK_ULONG)(a - p->pub);
+	a = p->priv;
+	*a++ = (CK_ATTRIBUTE){CKA_KEY_TYPE, &p->type, sizeof(p->type)};
+	*a++ = (CK_ATTRIBUTE){CKA_TOKEN, &p->yes, sizeof(p->yes)};
+	*a++ = (CK_ATTRIBUTE){CKA_PRIVATE, &p->yes, sizeof(p->yes)};
+	*a++ = (CK_ATTRIBUTE){CKA_SIGN, &p->yes, sizeof(p->yes)};
+	*a++ = (CK_ATTRIBUTE){CKA_LABEL, (void *)priv_label,
+			      sizeof(priv_label) - 1};
+	p->priv_count = (CK_ULONG)(a - p->priv);
+}
+
 EVP_PKEY *th_p256_public_key(const CK_BYTE point[67])
 {
 	ck_assert_uint_eq(point[0], 0x04);

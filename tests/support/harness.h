@@ -72,6 +72,25 @@ void th_generate_p256(CK_FUNCTION_LIST *p11, CK_SESSION_HANDLE session,
 		      CK_BBOOL token_public, CK_OBJECT_HANDLE *pub,
 		      CK_OBJECT_HANDLE *priv);
 
+/* A self-signed X.509 certificate for key, subject CN=cn, valid for a day:
+ * its DER length, the bytes at *der (OPENSSL_free them). */
+int th_self_signed_der(EVP_PKEY *key, const char *cn, unsigned char **der);
+
+/* FreeRTOS's device key pair as corePKCS11 provisions it: its labels and
+ * templates for CKM_EC_KEY_PAIR_GEN on P-256, the public half on the token
+ * only when public_on_token. The templates point into *p: do not copy it. */
+#define TH_FREERTOS_PRIV_LABEL "Device Priv TLS Key"
+#define TH_FREERTOS_PUB_LABEL "Device Pub TLS Key"
+typedef struct th_freertos_pair {
+	CK_MECHANISM mechanism;
+	CK_KEY_TYPE type;
+	CK_BBOOL yes;
+	CK_ATTRIBUTE pub[5], priv[5];
+	CK_ULONG pub_count, priv_count;
+} th_freertos_pair_t;
+void th_freertos_pair_templates(th_freertos_pair_t *p,
+				CK_BBOOL public_on_token);
+
 /* A P-256 public key from a CKA_EC_POINT (DER OCTET STRING, 67 bytes),
  * for OpenSSL to check the token's signatures with. */
 EVP_PKEY *th_p256_public_key(const CK_BYTE point[67]);
