@@ -2,6 +2,8 @@
 #include <p11-kit/pkcs11.h>
 #pragma GCC visibility pop
 
+#include "entry_points.h"
+
 static CK_FUNCTION_LIST function_list = {
 	.version = {2, 40},
 #define ENTRY(name) .name = name,
@@ -35,7 +37,7 @@ static CK_FUNCTION_LIST function_list = {
 #undef ENTRY
 };
 
-CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR ppFunctionList)
+CK_RV rhc_C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR ppFunctionList)
 {
 	if (!ppFunctionList)
 		return CKR_ARGUMENTS_BAD;

@@ -7,6 +7,8 @@
 #include <p11-kit/pkcs11.h>
 #pragma GCC visibility pop
 
+#include "entry_points.h"
+
 #include <limits.h>
 #include <string.h>
 
@@ -15,7 +17,6 @@
 #include "known.h"
 #include "rh_arena.h"
 #include "rpc.h"
-#include "shield.h"
 
 #define WIRE_UNAVAILABLE UINT64_MAX
 #define RANDOM_CHUNK 65536u
@@ -144,18 +145,16 @@ static CK_RV initialize(const CK_C_INITIALIZE_ARGS *args)
 	return rhc_initialize(NULL);
 }
 
-CK_RV C_Initialize(CK_VOID_PTR pInitArgs)
+CK_RV rhc_C_Initialize(CK_VOID_PTR pInitArgs)
 {
-	RHC_ENTRY();
 	CK_RV rv = initialize(pInitArgs);
 	if (rv == CKR_OK)
 		rhc_known_reset();
 	return rv;
 }
 
-CK_RV C_Finalize(CK_VOID_PTR pReserved)
+CK_RV rhc_C_Finalize(CK_VOID_PTR pReserved)
 {
-	RHC_ENTRY();
 	if (pReserved)
 		return CKR_ARGUMENTS_BAD;
 	CK_RV rv = rhc_ready();
@@ -166,9 +165,8 @@ CK_RV C_Finalize(CK_VOID_PTR pReserved)
 	return rhc_finalize();
 }
 
-CK_RV C_GetInfo(CK_INFO_PTR pInfo)
+CK_RV rhc_C_GetInfo(CK_INFO_PTR pInfo)
 {
-	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -195,10 +193,9 @@ CK_RV C_GetInfo(CK_INFO_PTR pInfo)
 /* --- slots and tokens ------------------------------------------------------
  */
 
-CK_RV C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList,
-		    CK_ULONG_PTR pulCount)
+CK_RV rhc_C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList,
+			CK_ULONG_PTR pulCount)
 {
-	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -216,9 +213,8 @@ CK_RV C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList,
 				      pulCount));
 }
 
-CK_RV C_GetSlotInfo(CK_SLOT_ID slotID, CK_SLOT_INFO_PTR pInfo)
+CK_RV rhc_C_GetSlotInfo(CK_SLOT_ID slotID, CK_SLOT_INFO_PTR pInfo)
 {
-	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -256,9 +252,8 @@ static int token_counters(const Remhsm__GetTokenInfoResp *r, CK_TOKEN_INFO *t)
 	       to_ulong(r->free_private_memory, &t->ulFreePrivateMemory);
 }
 
-CK_RV C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo)
+CK_RV rhc_C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo)
 {
-	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -287,11 +282,10 @@ CK_RV C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo)
 	return finish(resp, CKR_OK);
 }
 
-CK_RV C_GetMechanismList(CK_SLOT_ID slotID,
-			 CK_MECHANISM_TYPE_PTR pMechanismList,
-			 CK_ULONG_PTR pulCount)
+CK_RV rhc_C_GetMechanismList(CK_SLOT_ID slotID,
+			     CK_MECHANISM_TYPE_PTR pMechanismList,
+			     CK_ULONG_PTR pulCount)
 {
-	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -309,10 +303,9 @@ CK_RV C_GetMechanismList(CK_SLOT_ID slotID,
 				      pMechanismList, pulCount));
 }
 
-CK_RV C_GetMechanismInfo(CK_SLOT_ID slotID, CK_MECHANISM_TYPE type,
-			 CK_MECHANISM_INFO_PTR pInfo)
+CK_RV rhc_C_GetMechanismInfo(CK_SLOT_ID slotID, CK_MECHANISM_TYPE type,
+			     CK_MECHANISM_INFO_PTR pInfo)
 {
-	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -335,10 +328,10 @@ CK_RV C_GetMechanismInfo(CK_SLOT_ID slotID, CK_MECHANISM_TYPE type,
 /* --- sessions ---------------------------------------------------------------
  */
 
-CK_RV C_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR pApplication,
-		    CK_NOTIFY Notify, CK_SESSION_HANDLE_PTR phSession)
+CK_RV rhc_C_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags,
+			CK_VOID_PTR pApplication, CK_NOTIFY Notify,
+			CK_SESSION_HANDLE_PTR phSession)
 {
-	RHC_ENTRY();
 	(void)pApplication; /* notifications are optional; none are sent */
 	(void)Notify;
 	CK_RV rv = rhc_ready();
@@ -359,9 +352,8 @@ CK_RV C_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR pApplication,
 	return finish(resp, CKR_OK);
 }
 
-CK_RV C_CloseSession(CK_SESSION_HANDLE hSession)
+CK_RV rhc_C_CloseSession(CK_SESSION_HANDLE hSession)
 {
-	RHC_ENTRY();
 	PREPARE(CLOSE_SESSION, close_session, CloseSession);
 	body.session = hSession;
 	CK_RV rv = rhc_call(&req, &resp);
@@ -370,9 +362,8 @@ CK_RV C_CloseSession(CK_SESSION_HANDLE hSession)
 	return finish(resp, rv);
 }
 
-CK_RV C_CloseAllSessions(CK_SLOT_ID slotID)
+CK_RV rhc_C_CloseAllSessions(CK_SLOT_ID slotID)
 {
-	RHC_ENTRY();
 	PREPARE(CLOSE_ALL_SESSIONS, close_all_sessions, CloseAllSessions);
 	body.slot = slotID;
 	CK_RV rv = rhc_call(&req, &resp);
@@ -381,9 +372,9 @@ CK_RV C_CloseAllSessions(CK_SLOT_ID slotID)
 	return finish(resp, rv);
 }
 
-CK_RV C_GetSessionInfo(CK_SESSION_HANDLE hSession, CK_SESSION_INFO_PTR pInfo)
+CK_RV rhc_C_GetSessionInfo(CK_SESSION_HANDLE hSession,
+			   CK_SESSION_INFO_PTR pInfo)
 {
-	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -414,10 +405,9 @@ static CK_RV seed_chunk(CK_SESSION_HANDLE session, CK_BYTE_PTR seed, size_t len)
 	return rv_only(&req, &resp);
 }
 
-CK_RV C_SeedRandom(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSeed,
-		   CK_ULONG ulSeedLen)
+CK_RV rhc_C_SeedRandom(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSeed,
+		       CK_ULONG ulSeedLen)
 {
-	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -451,10 +441,9 @@ static CK_RV random_chunk(CK_SESSION_HANDLE session, CK_BYTE_PTR out,
 	return finish(resp, CKR_OK);
 }
 
-CK_RV C_GenerateRandom(CK_SESSION_HANDLE hSession, CK_BYTE_PTR RandomData,
-		       CK_ULONG ulRandomLen)
+CK_RV rhc_C_GenerateRandom(CK_SESSION_HANDLE hSession, CK_BYTE_PTR RandomData,
+			   CK_ULONG ulRandomLen)
 {
-	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -482,10 +471,9 @@ static ProtobufCBinaryData pin_of(CK_UTF8CHAR_PTR pin, CK_ULONG len)
 	return (ProtobufCBinaryData){len, pin};
 }
 
-CK_RV C_InitToken(CK_SLOT_ID slotID, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen,
-		  CK_UTF8CHAR_PTR pLabel)
+CK_RV rhc_C_InitToken(CK_SLOT_ID slotID, CK_UTF8CHAR_PTR pPin,
+		      CK_ULONG ulPinLen, CK_UTF8CHAR_PTR pLabel)
 {
-	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -498,10 +486,9 @@ CK_RV C_InitToken(CK_SLOT_ID slotID, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen,
 	return rv_only(&req, &resp);
 }
 
-CK_RV C_InitPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pPin,
-		CK_ULONG ulPinLen)
+CK_RV rhc_C_InitPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pPin,
+		    CK_ULONG ulPinLen)
 {
-	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -513,10 +500,10 @@ CK_RV C_InitPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pPin,
 	return rv_only(&req, &resp);
 }
 
-CK_RV C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin,
-	       CK_ULONG ulOldLen, CK_UTF8CHAR_PTR pNewPin, CK_ULONG ulNewLen)
+CK_RV rhc_C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin,
+		   CK_ULONG ulOldLen, CK_UTF8CHAR_PTR pNewPin,
+		   CK_ULONG ulNewLen)
 {
-	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -529,10 +516,9 @@ CK_RV C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin,
 	return rv_only(&req, &resp);
 }
 
-CK_RV C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType,
-	      CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
+CK_RV rhc_C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType,
+		  CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
 {
-	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -551,9 +537,8 @@ CK_RV C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType,
 	return finish(resp, rv);
 }
 
-CK_RV C_Logout(CK_SESSION_HANDLE hSession)
+CK_RV rhc_C_Logout(CK_SESSION_HANDLE hSession)
 {
-	RHC_ENTRY();
 	PREPARE(LOGOUT, logout, Logout);
 	body.session = hSession;
 	CK_RV rv = rhc_call(&req, &resp);
@@ -573,10 +558,9 @@ static CK_RV too_large_is_invalid(CK_RV rv)
 	return rv == CKR_DATA_LEN_RANGE ? CKR_ATTRIBUTE_VALUE_INVALID : rv;
 }
 
-CK_RV C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate,
-		     CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phObject)
+CK_RV rhc_C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate,
+			 CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phObject)
 {
-	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -597,9 +581,8 @@ CK_RV C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate,
 	return finish(resp, rv);
 }
 
-CK_RV C_DestroyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject)
+CK_RV rhc_C_DestroyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject)
 {
-	RHC_ENTRY();
 	PREPARE(DESTROY_OBJECT, destroy_object, DestroyObject);
 	body.session = hSession;
 	body.object = hObject;
@@ -609,10 +592,10 @@ CK_RV C_DestroyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject)
 	return finish(resp, rv);
 }
 
-CK_RV C_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
-			  CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
+CK_RV rhc_C_GetAttributeValue(CK_SESSION_HANDLE hSession,
+			      CK_OBJECT_HANDLE hObject,
+			      CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
 {
-	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -647,10 +630,9 @@ static void drop_label_nul(Remhsm__Attribute **attrs, CK_ULONG count)
 	}
 }
 
-CK_RV C_FindObjectsInit(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate,
-			CK_ULONG ulCount)
+CK_RV rhc_C_FindObjectsInit(CK_SESSION_HANDLE hSession,
+			    CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
 {
-	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -701,10 +683,10 @@ static CK_RV find_more(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE_PTR out,
 	return finish(resp, rv);
 }
 
-CK_RV C_FindObjects(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE_PTR phObject,
-		    CK_ULONG ulMaxObjectCount, CK_ULONG_PTR pulObjectCount)
+CK_RV rhc_C_FindObjects(CK_SESSION_HANDLE hSession,
+			CK_OBJECT_HANDLE_PTR phObject,
+			CK_ULONG ulMaxObjectCount, CK_ULONG_PTR pulObjectCount)
 {
-	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -724,9 +706,8 @@ CK_RV C_FindObjects(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE_PTR phObject,
 	return rv;
 }
 
-CK_RV C_FindObjectsFinal(CK_SESSION_HANDLE hSession)
+CK_RV rhc_C_FindObjectsFinal(CK_SESSION_HANDLE hSession)
 {
-	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -931,18 +912,16 @@ static CK_RV hold_or_init(CK_SESSION_HANDLE hSession, rhc_op_t op,
 
 RHC_INIT_HELPERS(digest, DIGEST, Digest, RHC_OP_DIGEST, KEY_NONE)
 
-CK_RV C_DigestInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism)
+CK_RV rhc_C_DigestInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism)
 {
-	RHC_ENTRY();
 	return hold_or_init(hSession, RHC_OP_DIGEST, pMechanism, 0,
 			    digest_init_now);
 }
 
-CK_RV C_Digest(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData,
-	       CK_ULONG ulDataLen, CK_BYTE_PTR pDigest,
-	       CK_ULONG_PTR pulDigestLen)
+CK_RV rhc_C_Digest(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData,
+		   CK_ULONG ulDataLen, CK_BYTE_PTR pDigest,
+		   CK_ULONG_PTR pulDigestLen)
 {
-	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -980,17 +959,15 @@ static CK_RV digest_update_piece(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
 	return finish(resp, rv);
 }
 
-CK_RV C_DigestUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
-		     CK_ULONG ulPartLen)
+CK_RV rhc_C_DigestUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
+			 CK_ULONG ulPartLen)
 {
-	RHC_ENTRY();
 	return in_pieces(hSession, pPart, ulPartLen, digest_update_piece);
 }
 
-CK_RV C_DigestFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pDigest,
-		    CK_ULONG_PTR pulDigestLen)
+CK_RV rhc_C_DigestFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pDigest,
+			CK_ULONG_PTR pulDigestLen)
 {
-	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -1014,18 +991,17 @@ CK_RV C_DigestFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pDigest,
 
 RHC_INIT_HELPERS(sign, SIGN, Sign, RHC_OP_SIGN, KEY_SET)
 
-CK_RV C_SignInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
-		 CK_OBJECT_HANDLE hKey)
+CK_RV rhc_C_SignInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+		     CK_OBJECT_HANDLE hKey)
 {
-	RHC_ENTRY();
 	return hold_or_init(hSession, RHC_OP_SIGN, pMechanism, hKey,
 			    sign_init_now);
 }
 
-CK_RV C_Sign(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
-	     CK_BYTE_PTR pSignature, CK_ULONG_PTR pulSignatureLen)
+CK_RV rhc_C_Sign(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData,
+		 CK_ULONG ulDataLen, CK_BYTE_PTR pSignature,
+		 CK_ULONG_PTR pulSignatureLen)
 {
-	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -1066,17 +1042,15 @@ static CK_RV sign_update_piece(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
 	return finish(resp, rv);
 }
 
-CK_RV C_SignUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
-		   CK_ULONG ulPartLen)
+CK_RV rhc_C_SignUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
+		       CK_ULONG ulPartLen)
 {
-	RHC_ENTRY();
 	return in_pieces(hSession, pPart, ulPartLen, sign_update_piece);
 }
 
-CK_RV C_SignFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,
-		  CK_ULONG_PTR pulSignatureLen)
+CK_RV rhc_C_SignFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,
+		      CK_ULONG_PTR pulSignatureLen)
 {
-	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -1100,19 +1074,17 @@ CK_RV C_SignFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,
 
 RHC_INIT_HELPERS(verify, VERIFY, Verify, RHC_OP_VERIFY, KEY_SET)
 
-CK_RV C_VerifyInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
-		   CK_OBJECT_HANDLE hKey)
+CK_RV rhc_C_VerifyInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+		       CK_OBJECT_HANDLE hKey)
 {
-	RHC_ENTRY();
 	return hold_or_init(hSession, RHC_OP_VERIFY, pMechanism, hKey,
 			    verify_init_now);
 }
 
-CK_RV C_Verify(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData,
-	       CK_ULONG ulDataLen, CK_BYTE_PTR pSignature,
-	       CK_ULONG ulSignatureLen)
+CK_RV rhc_C_Verify(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData,
+		   CK_ULONG ulDataLen, CK_BYTE_PTR pSignature,
+		   CK_ULONG ulSignatureLen)
 {
-	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -1146,17 +1118,15 @@ static CK_RV verify_update_piece(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
 	return finish(resp, rv);
 }
 
-CK_RV C_VerifyUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
-		     CK_ULONG ulPartLen)
+CK_RV rhc_C_VerifyUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
+			 CK_ULONG ulPartLen)
 {
-	RHC_ENTRY();
 	return in_pieces(hSession, pPart, ulPartLen, verify_update_piece);
 }
 
-CK_RV C_VerifyFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,
-		    CK_ULONG ulSignatureLen)
+CK_RV rhc_C_VerifyFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,
+			CK_ULONG ulSignatureLen)
 {
-	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -1177,15 +1147,15 @@ CK_RV C_VerifyFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,
 /* --- key generation
  * ------------------------------------------------------------------ */
 
-CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
-			CK_ATTRIBUTE_PTR pPublicKeyTemplate,
-			CK_ULONG ulPublicKeyAttributeCount,
-			CK_ATTRIBUTE_PTR pPrivateKeyTemplate,
-			CK_ULONG ulPrivateKeyAttributeCount,
-			CK_OBJECT_HANDLE_PTR phPublicKey,
-			CK_OBJECT_HANDLE_PTR phPrivateKey)
+CK_RV rhc_C_GenerateKeyPair(CK_SESSION_HANDLE hSession,
+			    CK_MECHANISM_PTR pMechanism,
+			    CK_ATTRIBUTE_PTR pPublicKeyTemplate,
+			    CK_ULONG ulPublicKeyAttributeCount,
+			    CK_ATTRIBUTE_PTR pPrivateKeyTemplate,
+			    CK_ULONG ulPrivateKeyAttributeCount,
+			    CK_OBJECT_HANDLE_PTR phPublicKey,
+			    CK_OBJECT_HANDLE_PTR phPrivateKey)
 {
-	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -1220,10 +1190,10 @@ CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 	return finish(resp, rv);
 }
 
-CK_RV C_SetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
-			  CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
+CK_RV rhc_C_SetAttributeValue(CK_SESSION_HANDLE hSession,
+			      CK_OBJECT_HANDLE hObject,
+			      CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
 {
-	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -1239,11 +1209,10 @@ CK_RV C_SetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
 	return finish(resp, rv);
 }
 
-CK_RV C_CopyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
-		   CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount,
-		   CK_OBJECT_HANDLE_PTR phNewObject)
+CK_RV rhc_C_CopyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
+		       CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount,
+		       CK_OBJECT_HANDLE_PTR phNewObject)
 {
-	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;
@@ -1264,10 +1233,9 @@ CK_RV C_CopyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
 	return finish(resp, rv);
 }
 
-CK_RV C_GetObjectSize(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
-		      CK_ULONG_PTR pulSize)
+CK_RV rhc_C_GetObjectSize(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
+			  CK_ULONG_PTR pulSize)
 {
-	RHC_ENTRY();
 	CK_RV rv = rhc_ready();
 	if (rv != CKR_OK)
 		return rv;

@@ -7,6 +7,8 @@
 #include <p11-kit/pkcs11.h>
 #pragma GCC visibility pop
 
+#include "entry_points.h"
+
 #include "rpc.h"
 
 #pragma GCC diagnostic ignored "-Wunused-parameter"
@@ -18,7 +20,7 @@ static CK_RV not_supported(void)
 }
 
 #define UNSUPPORTED(name, params)                                              \
-	CK_RV name params                                                      \
+	CK_RV rhc_##name params                                                \
 	{                                                                      \
 		return not_supported();                                        \
 	}
@@ -80,13 +82,13 @@ UNSUPPORTED(C_DeriveKey,
 UNSUPPORTED(C_WaitForSlotEvent, (CK_FLAGS f, CK_SLOT_ID_PTR s, CK_VOID_PTR r))
 
 /* Legacy parallel-function calls: the specification's fixed answer. */
-CK_RV C_GetFunctionStatus(CK_SESSION_HANDLE h)
+CK_RV rhc_C_GetFunctionStatus(CK_SESSION_HANDLE h)
 {
 	CK_RV rv = rhc_ready();
 	return rv != CKR_OK ? rv : CKR_FUNCTION_NOT_PARALLEL;
 }
 
-CK_RV C_CancelFunction(CK_SESSION_HANDLE h)
+CK_RV rhc_C_CancelFunction(CK_SESSION_HANDLE h)
 {
 	CK_RV rv = rhc_ready();
 	return rv != CKR_OK ? rv : CKR_FUNCTION_NOT_PARALLEL;

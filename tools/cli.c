@@ -63,12 +63,14 @@ size_t rh_trimmed_len(const CK_UTF8CHAR *s, size_t n)
 int rh_failed(const char *who, const char *what, CK_RV rv)
 {
 	char why[800];
-	/* The module's word for a daemon it could not reach, or that broke
-	 * the link: find out which, and say where and why. */
-	if (rv == CKR_DEVICE_ERROR)
-		rh_explain_unreachable(why, sizeof(why));
-	else
-		snprintf(why, sizeof(why), "%s", rh_ckr_name(rv));
+	/* The module's words for a daemon it could not reach, or that broke
+	 * the link (CKR_FUNCTION_FAILED from the functions that may not
+	 * answer CKR_DEVICE_ERROR): find out which, and say where and why. */
+	char where[700] = "";
+	if (rv == CKR_DEVICE_ERROR || rv == CKR_FUNCTION_FAILED)
+		rh_explain_unreachable(where, sizeof(where));
+	snprintf(why, sizeof(why), "%s%s%s", rh_ckr_name(rv),
+		 where[0] ? ": " : "", where);
 	fprintf(stderr, "%s: %s failed: %s\n", who, what, why);
 	return 1;
 }

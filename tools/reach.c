@@ -47,8 +47,8 @@ static void say_hello(const rhc_config_t *cfg, rhc_link_t *link, char *why,
 			 cfg->server, tls[0] ? tls : rh_strerror(r), cfg->cert);
 	else
 		snprintf(why, cap,
-			 "CKR_DEVICE_ERROR (remhsmd at %s answers; its log "
-			 "says why it refused the call)",
+			 "remhsmd at %s answers; its log says why it refused "
+			 "the call",
 			 cfg->server);
 	rhc_tls_transport.close(link, r == RH_OK);
 }

@@ -287,9 +287,11 @@ START_TEST(test_key_generation_errors)
 		CKR_TEMPLATE_INCOMPLETE);
 	CK_ULONG small = 1024;
 	CK_ATTRIBUTE bits = {CKA_MODULUS_BITS, &small, sizeof(small)};
+	/* C_GenerateKeyPair may not answer CKR_KEY_SIZE_RANGE: the value of
+	 * CKA_MODULUS_BITS is what is wrong. */
 	ck_assert_uint_eq(p11->C_GenerateKeyPair(session, &rsa, &bits, 1, NULL,
 						 0, &a, &b),
-			  CKR_KEY_SIZE_RANGE);
+			  CKR_ATTRIBUTE_VALUE_INVALID);
 	CK_MECHANISM ec = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
 	ck_assert_uint_eq(
 		p11->C_GenerateKeyPair(session, &ec, NULL, 0, NULL, 0, &a, &b),
