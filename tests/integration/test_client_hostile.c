@@ -7,19 +7,16 @@
  * never write past a buffer (guard bytes, and ASan in the sanitizer build),
  * never hang, and serve the next call once the server behaves.
  */
-#include <arpa/inet.h>
 #include <check.h>
 #include <dlfcn.h>
 #include <limits.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
+#include "fake_daemon.h"
 #include "frames.h"
 #include "harness.h"
 #include "nesting.h"
@@ -29,114 +26,15 @@
 #define GUARD 0xA5
 #define GUARD_LEN 64
 
-/* Answers one request that is not a Hello; 0 closes the connection. */
-typedef int (*answer_fn)(SSL *ssl, const Remhsm__Request *req);
-
 static th_daemon_t d; /* only its PKI: no remhsmd runs here */
 static void *module;
 static CK_FUNCTION_LIST *p11;
-static struct {
-	int fd;
-	SSL_CTX *ctx;
-	pthread_t thread;
-	atomic_int stop;
-	answer_fn answer;
-	uint32_t hello_max_frame;
-} fake;
-
-/* --- the fake server */
-
-static void send_bytes(SSL *ssl, const void *buf, size_t len)
-{
-	size_t n = 0;
-	SSL_write_ex(ssl, buf, len, &n);
-}
-
-static void send_response(SSL *ssl, Remhsm__Response *resp)
-{
-	uint8_t *frame = NULL;
-	size_t len = 0;
-	ck_assert_int_eq(rh_frame_pack(&resp->base, &frame, &len), 0);
-	send_bytes(ssl, frame, len);
-	free(frame);
-}
-
-static void answer_hello(SSL *ssl, const Remhsm__Request *req)
-{
-	Remhsm__HelloResp hello = REMHSM__HELLO_RESP__INIT;
-	hello.version = RH_PROTOCOL_VERSION;
-	hello.max_frame = fake.hello_max_frame;
-	Remhsm__Response resp = REMHSM__RESPONSE__INIT;
-	resp.id = req->id;
-	resp.result_case = REMHSM__RESPONSE__RESULT_HELLO;
-	resp.hello = &hello;
-	send_response(ssl, &resp);
-}
-
-static void serve_connection(SSL *ssl)
-{
-	Remhsm__Request *req;
-	int keep = 1;
-	while (keep &&
-	       (req = th_read_request(ssl, RH_FRAME_DEFAULT_MAX)) != NULL) {
-		if (req->call_case == REMHSM__REQUEST__CALL_HELLO)
-			answer_hello(ssl, req);
-		else
-			keep = fake.answer(ssl, req);
-		remhsm__request__free_unpacked(req, NULL);
-	}
-}
-
-static void *fake_server(void *arg)
-{
-	(void)arg;
-	while (!atomic_load(&fake.stop)) {
-		struct pollfd p = {fake.fd, POLLIN, 0};
-		if (poll(&p, 1, 50) != 1)
-			continue;
-		int c = accept(fake.fd, NULL, NULL);
-		if (c < 0)
-			continue;
-		struct timeval tv = {2, 0};
-		setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		SSL *ssl = SSL_new(fake.ctx);
-		SSL_set_fd(ssl, c);
-		if (SSL_accept(ssl) == 1)
-			serve_connection(ssl);
-		SSL_shutdown(ssl);
-		SSL_free(ssl);
-		close(c);
-	}
-	return NULL;
-}
-
-static int listen_loopback(void)
-{
-	fake.fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET,
-				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(a);
-	ck_assert_int_eq(bind(fake.fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	ck_assert_int_eq(listen(fake.fd, 8), 0);
-	ck_assert_int_eq(getsockname(fake.fd, (struct sockaddr *)&a, &len), 0);
-	return ntohs(a.sin_port);
-}
+static th_fake_t fake;
 
 /* Starts the fake server with `answer` and points the module at it. */
-static void start(answer_fn answer)
+static void start(th_answer_fn answer)
 {
-	char server[64], cert[320], key[320], ca[320], err[256];
-	snprintf(cert, sizeof(cert), "%s/server.pem", d.pki);
-	snprintf(key, sizeof(key), "%s/server.key", d.pki);
-	snprintf(ca, sizeof(ca), "%s/ca.pem", d.pki);
-	rh_tls_files_t files = {ca, cert, key};
-	fake.ctx = rh_tls_server_ctx_new(&files, 0, err, sizeof(err));
-	ck_assert_msg(fake.ctx != NULL, "%s", err);
-	fake.answer = answer;
-	snprintf(server, sizeof(server), "127.0.0.1:%d", listen_loopback());
-	setenv("REMHSM_SERVER", server, 1);
-	ck_assert_int_eq(pthread_create(&fake.thread, NULL, fake_server, NULL),
-			 0);
+	th_fake_start(&fake, &d, answer);
 	p11 = th_module_load(&module);
 	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
 }
@@ -149,17 +47,13 @@ static void setup(void)
 	 * overrun the test's own timeout. */
 	setenv("REMHSM_TIMEOUT_MS", "30000", 1);
 	fake.hello_max_frame = RH_FRAME_DEFAULT_MAX;
-	atomic_store(&fake.stop, 0);
 }
 
 static void teardown(void)
 {
 	p11->C_Finalize(NULL);
 	dlclose(module);
-	atomic_store(&fake.stop, 1);
-	pthread_join(fake.thread, NULL);
-	close(fake.fd);
-	SSL_CTX_free(fake.ctx);
+	th_fake_stop(&fake);
 	th_daemon_cleanup(&d);
 }
 
@@ -193,7 +87,7 @@ static int answer_well(SSL *ssl, const Remhsm__Request *req)
 	} else {
 		resp.rv = CKR_FUNCTION_FAILED;
 	}
-	send_response(ssl, &resp);
+	th_fake_send(ssl, &resp);
 	return 1;
 }
 
@@ -226,7 +120,7 @@ static int raw_bytes(SSL *ssl, const Remhsm__Request *req)
 {
 	if (req->call_case == REMHSM__REQUEST__CALL_GET_INFO)
 		return answer_well(ssl, req);
-	send_bytes(ssl, raw.bytes, raw.len);
+	th_fake_send_bytes(ssl, raw.bytes, raw.len);
 	return raw.keep;
 }
 
@@ -246,7 +140,7 @@ static int wrong_id(SSL *ssl, const Remhsm__Request *req)
 	resp.id = req->id + 7;
 	resp.result_case = REMHSM__RESPONSE__RESULT_GET_SLOT_LIST;
 	resp.get_slot_list = &slots;
-	send_response(ssl, &resp);
+	th_fake_send(ssl, &resp);
 	return 1;
 }
 
@@ -259,7 +153,7 @@ static int another_calls_answer(SSL *ssl, const Remhsm__Request *req)
 	reply_to(req, &resp);
 	resp.result_case = REMHSM__RESPONSE__RESULT_GENERATE_RANDOM;
 	resp.generate_random = &random;
-	send_response(ssl, &resp);
+	th_fake_send(ssl, &resp);
 	return 1;
 }
 
@@ -304,7 +198,7 @@ static int too_much_data(SSL *ssl, const Remhsm__Request *req)
 	default:
 		return answer_well(ssl, req);
 	}
-	send_response(ssl, &resp);
+	th_fake_send(ssl, &resp);
 	return 1;
 }
 
@@ -338,7 +232,7 @@ static int lying_attributes(SSL *ssl, const Remhsm__Request *req)
 	r.results = results;
 	resp.result_case = REMHSM__RESPONSE__RESULT_GET_ATTRIBUTE_VALUE;
 	resp.get_attribute_value = &r;
-	send_response(ssl, &resp);
+	th_fake_send(ssl, &resp);
 	return 1;
 }
 
@@ -385,7 +279,7 @@ static int wide_values(SSL *ssl, const Remhsm__Request *req)
 	default:
 		return too_much_data(ssl, req);
 	}
-	send_response(ssl, &resp);
+	th_fake_send(ssl, &resp);
 	return 1;
 }
 
@@ -581,7 +475,7 @@ static int nested_answer(SSL *ssl, const Remhsm__Request *req)
 		reply_to(req, &resp);
 		resp.result_case = REMHSM__RESPONSE__RESULT_RESTORE;
 		resp.restore = &restored;
-		send_response(ssl, &resp);
+		th_fake_send(ssl, &resp);
 		return 1;
 	}
 	if (req->call_case != REMHSM__REQUEST__CALL_GET_ATTRIBUTE_VALUE)
@@ -589,7 +483,7 @@ static int nested_answer(SSL *ssl, const Remhsm__Request *req)
 	size_t len, frame_len;
 	uint8_t *payload = th_nested_response(req->id, nested_depth, &len);
 	uint8_t *frame = th_framed(payload, len, &frame_len);
-	send_bytes(ssl, frame, frame_len);
+	th_fake_send_bytes(ssl, frame, frame_len);
 	free(frame);
 	free(payload);
 	return 1;
@@ -642,14 +536,14 @@ static int restore_of_another_kind(SSL *ssl, const Remhsm__Request *req)
 		opened.session = 1;
 		resp.result_case = REMHSM__RESPONSE__RESULT_OPEN_SESSION;
 		resp.open_session = &opened;
-		send_response(ssl, &resp);
+		th_fake_send(ssl, &resp);
 		return 0; /* the next call restores the session on a new link */
 	}
 	if (req->call_case != REMHSM__REQUEST__CALL_RESTORE)
 		return answer_well(ssl, req);
 	resp.result_case = REMHSM__RESPONSE__RESULT_CLOSE_SESSION;
 	resp.close_session = &closed;
-	send_response(ssl, &resp);
+	th_fake_send(ssl, &resp);
 	return 1;
 }
 
