@@ -217,7 +217,7 @@ void th_pki_make(th_daemon_t *d)
 	EVP_PKEY_free(ca_key);
 }
 
-static int free_port(void)
+int th_free_port(void)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	struct sockaddr_in a = {.sin_family = AF_INET,
@@ -285,7 +285,7 @@ static int wait_listening(th_daemon_t *d)
 void th_daemon_start(th_daemon_t *d, const char *const *extra_flags)
 {
 	for (int attempt = 0; attempt < 5; attempt++) {
-		d->port = free_port();
+		d->port = th_free_port();
 		d->pid = fork();
 		ck_assert_int_ge(d->pid, 0);
 		if (d->pid == 0)

@@ -126,6 +126,8 @@ typedef struct th_conn {
 	SSL *ssl;
 } th_conn_t;
 
+/* A loopback TCP port nobody listened on a moment ago. */
+int th_free_port(void);
 int th_tcp_connect(int port);
 
 /* TLS to the daemon with the given client certificate; returns 0 when the
