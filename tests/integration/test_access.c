@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "rh_calls.h"
 
 static th_daemon_t d;
 static void *module;
@@ -307,6 +308,46 @@ START_TEST(test_sighup_reloads_the_access_list)
 }
 END_TEST
 
+/* A reload that fails on its CRL leaves OpenSSL's errors on the loop
+ * thread's queue: none may read as a TLS failure of a healthy connection
+ * afterwards. */
+START_TEST(test_a_reload_failing_on_its_crl_drops_no_connection)
+{
+	th_conn_t c[4];
+	for (int i = 0; i < 4; i++) {
+		ck_assert_int_eq(th_tls_connect(&d, TH_CERT_GOOD, &c[i]), 0);
+		Remhsm__Response *hello = th_hello(&c[i], RH_PROTOCOL_VERSION);
+		ck_assert_ptr_nonnull(hello);
+		remhsm__response__free_unpacked(hello, NULL);
+	}
+	FILE *f = fopen(crl, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("-----BEGIN X509 CRL-----\nbm90IGEgQ1JM\n"
+	      "-----END X509 CRL-----\n",
+	      f);
+	fclose(f);
+	hangup();
+	ck_assert_int_eq(th_log_contains(&d, "event=reload-failed"), 1);
+	Remhsm__GetInfoReq body = REMHSM__GET_INFO_REQ__INIT;
+	Remhsm__Request req = REMHSM__REQUEST__INIT;
+	req.call_case = REMHSM__REQUEST__CALL_GET_INFO;
+	req.get_info = &body;
+	for (int call = 0; call < 1000; call++)
+		for (int i = 0; i < 4; i++) {
+			req.id = (uint64_t)call + 1;
+			ck_assert_int_eq(th_send_request(&c[i], &req), 0);
+			Remhsm__Response *r = th_recv_response(&c[i]);
+			ck_assert_msg(r && r->rv == CKR_OK,
+				      "connection %d, call %d unanswered", i,
+				      call);
+			remhsm__response__free_unpacked(r, NULL);
+		}
+	ck_assert_int_eq(th_log_contains(&d, "reason=\"TLS"), 0);
+	for (int i = 0; i < 4; i++)
+		th_conn_close(&c[i]);
+}
+END_TEST
+
 /* SIGHUP with a CRL that now revokes an open connection's certificate. */
 START_TEST(test_sighup_disconnects_a_revoked_identity)
 {
@@ -348,6 +389,8 @@ int main(void)
 	tcase_add_test(tc, test_identity_by_subject_alt_name);
 	tcase_add_test(tc, test_sighup_reloads_the_access_list);
 	tcase_add_test(tc, test_sighup_disconnects_a_revoked_identity);
+	tcase_add_test(tc,
+		       test_a_reload_failing_on_its_crl_drops_no_connection);
 	suite_add_tcase(s, tc);
 	return th_run_suite(s);
 }
