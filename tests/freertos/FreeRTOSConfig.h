@@ -26,7 +26,7 @@
 #define configSUPPORT_STATIC_ALLOCATION 0
 #define configTOTAL_HEAP_SIZE (4 * 1024 * 1024)
 #define configUSE_IDLE_HOOK 0
-#define configUSE_TICK_HOOK 0
+#define configUSE_TICK_HOOK 1
 #define configUSE_MALLOC_FAILED_HOOK 0
 #define configCHECK_FOR_STACK_OVERFLOW 0
 #define configUSE_TRACE_FACILITY 0

@@ -65,6 +65,7 @@ static CK_BYTE device_point[67]; /* the signing key's CKA_EC_POINT */
 static task_t tasks[MAX_TASKS];
 static int n_tasks;
 static _Atomic uint64_t last_done_ns;
+static _Atomic uint64_t ticks, ticks_at_last_done; /* ticks handled */
 static _Atomic int stop_watchdog;
 
 /* The first failure: which task, which call, what it answered. */
@@ -91,6 +92,7 @@ static CK_RV left(task_t *t, CK_RV rv)
 {
 	atomic_store(&t->call, NULL);
 	atomic_store(&last_done_ns, now_ns());
+	atomic_store(&ticks_at_last_done, atomic_load(&ticks));
 	return rv;
 }
 
@@ -307,10 +309,23 @@ static void coordinator(void *arg)
 	vTaskSuspend(NULL);
 }
 
+/* Counts the ticks the kernel handles, for the watchdog's report. */
+void vApplicationTickHook(void)
+{
+	atomic_fetch_add(&ticks, 1);
+}
+
 static void report_stall(void)
 {
-	fprintf(stderr, "no PKCS#11 call completed for %d s; tasks:\n",
-		STALL_SECONDS);
+	/* Reads of the kernel's current task only: a host thread must not
+	 * enter the port's critical sections. */
+	fprintf(stderr,
+		"no PKCS#11 call completed for %d s (%llu ticks handled "
+		"meanwhile, the kernel runs task %s); tasks:\n",
+		STALL_SECONDS,
+		(unsigned long long)(atomic_load(&ticks) -
+				     atomic_load(&ticks_at_last_done)),
+		pcTaskGetName(xTaskGetCurrentTaskHandle()));
 	for (int i = 0; i < n_tasks; i++) {
 		const char *call = atomic_load(&tasks[i].call);
 		fprintf(stderr,
