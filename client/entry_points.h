@@ -24,6 +24,14 @@
 /* Section 5.1.2: functions that use a session handle. */
 #define RHC_RV_SESSION                                                         \
 	RHC_RV_TOKEN, CKR_SESSION_HANDLE_INVALID, CKR_SESSION_CLOSED
+/* C_EncryptInit, C_DecryptInit, C_SignInit, C_VerifyInit and their
+ * recover forms: an operation started with a key. */
+#define RHC_RV_KEY_INIT                                                        \
+	RHC_RV_SESSION, CKR_ARGUMENTS_BAD, CKR_FUNCTION_CANCELED,              \
+		CKR_KEY_FUNCTION_NOT_PERMITTED, CKR_KEY_HANDLE_INVALID,        \
+		CKR_KEY_SIZE_RANGE, CKR_KEY_TYPE_INCONSISTENT,                 \
+		CKR_MECHANISM_INVALID, CKR_MECHANISM_PARAM_INVALID,            \
+		CKR_OPERATION_ACTIVE, CKR_PIN_EXPIRED, CKR_USER_NOT_LOGGED_IN
 /* Not in v2.40's lists for C_Digest, C_Sign and C_Verify: their answer to
  * a single-part call while a multi-part operation is active, which ends
  * that operation (the specification leaves the case open; this is the
