@@ -3,11 +3,14 @@
  * the daemon with long calls (RSA key generation, logins), and a second
  * identity's ECDSA signatures stay fast. The finding: short signatures
  * queued behind that work on the thread pool and waited up to 18.8 s.
- * Also: an unauthenticated session's key generation is refused before any
- * key is made.
+ * Also: while one application makes RSA-4096 keys and asks for its
+ * sessions' state from another thread, a second application's random
+ * numbers never wait behind it; and an unauthenticated session's key
+ * generation is refused before any key is made.
  */
 #include <check.h>
 #include <dlfcn.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +24,8 @@
 #define FLOODERS 4
 #define FLOOD_SECONDS 20
 #define SIGNS 1500
+#define KEYGEN_SECONDS 8
+#define RANDOM_WAIT_MAX_US 50e3
 
 static th_daemon_t d;
 static void *module;
@@ -62,18 +67,25 @@ static CK_RV generate_rsa(CK_SESSION_HANDLE s, CK_ULONG bits)
 	return rv;
 }
 
-/* A child process: an application of the flooding identity making RSA
- * keys and logging in again, for at most FLOOD_SECONDS. */
-static void flood(void)
+/* In a child process, as the flooding identity: a logged-in read-write
+ * session. No Check assertions: this is not the test's process. */
+static CK_SESSION_HANDLE flooder_session(void)
 {
 	th_client_as(&d, "flooder");
 	CK_SESSION_HANDLE s;
-	/* No Check assertions here: this is not the test's process. */
 	if (p11->C_Initialize(NULL) != CKR_OK ||
 	    p11->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
 			       NULL, &s) != CKR_OK ||
 	    p11->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "0000", 4) != CKR_OK)
 		_exit(2);
+	return s;
+}
+
+/* A child process: an application of the flooding identity making RSA
+ * keys and logging in again, for at most FLOOD_SECONDS. */
+static void flood(void)
+{
+	CK_SESSION_HANDLE s = flooder_session();
 	double until = now_us() + FLOOD_SECONDS * 1e6;
 	for (int i = 0; now_us() < until; i++) {
 		if (i % 4 == 3) {
@@ -148,6 +160,87 @@ START_TEST(test_a_flooding_identity_leaves_another_ones_signatures_fast)
 }
 END_TEST
 
+/* The generating application's other thread: its sessions' state, asked
+ * for again and again while the key is made. */
+static void *ask_session_info(void *arg)
+{
+	CK_SESSION_HANDLE s = *(CK_SESSION_HANDLE *)arg;
+	CK_SESSION_INFO info;
+	double until = now_us() + KEYGEN_SECONDS * 1e6;
+	long n = 0;
+	while (now_us() < until)
+		if (p11->C_GetSessionInfo(s, &info) != CKR_OK)
+			_exit(4);
+		else
+			n++;
+	return (void *)n;
+}
+
+/* A child process: an application making RSA-4096 keys on one thread and
+ * calling C_GetSessionInfo on another, for KEYGEN_SECONDS. It writes one
+ * byte to `ready` once both are under way. */
+static void generate_beside_session_info(int ready)
+{
+	CK_SESSION_HANDLE s = flooder_session();
+	pthread_t asker;
+	if (pthread_create(&asker, NULL, ask_session_info, &s) != 0)
+		_exit(5);
+	if (write(ready, "g", 1) != 1)
+		_exit(6);
+	double until = now_us() + KEYGEN_SECONDS * 1e6;
+	int keys = 0;
+	while (now_us() < until && keys < 4)
+		if (generate_rsa(s, 4096) != CKR_OK)
+			_exit(3);
+		else
+			keys++;
+	void *asked;
+	pthread_join(asker, &asked);
+	_exit(keys > 0 && (long)asked > 0 ? 0 : 7);
+}
+
+START_TEST(test_one_applications_key_generation_never_stalls_anothers_calls)
+{
+	CK_SESSION_HANDLE s;
+	ck_assert_uint_eq(
+		p11->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &s),
+		CKR_OK);
+	int ready[2];
+	ck_assert_int_eq(pipe(ready), 0);
+	pid_t kid = fork();
+	ck_assert_int_ge(kid, 0);
+	if (kid == 0)
+		generate_beside_session_info(ready[1]);
+	char c;
+	ck_assert_int_eq(read(ready[0], &c, 1), 1);
+	double worst = 0;
+	long calls = 0;
+	int status = 0;
+	CK_BYTE buf[32];
+	while (waitpid(kid, &status, WNOHANG) == 0) {
+		double t0 = now_us();
+		ck_assert_uint_eq(p11->C_GenerateRandom(s, buf, sizeof(buf)),
+				  CKR_OK);
+		double took = now_us() - t0;
+		worst = took > worst ? took : worst;
+		calls++;
+	}
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "the generating application failed: %d",
+		      WEXITSTATUS(status));
+	fprintf(stderr,
+		"C_GenerateRandom beside RSA-4096 generation: %ld calls, the "
+		"slowest %.1f ms\n",
+		calls, worst / 1e3);
+	ck_assert(th_log_contains(&d, "event=key-generated identity=CN=flooder "
+				      "type=rsa"));
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+	ck_assert_msg(worst <= RANDOM_WAIT_MAX_US,
+		      "a C_GenerateRandom waited %.1f ms", worst / 1e3);
+#endif
+}
+END_TEST
+
 START_TEST(test_key_generation_without_login_is_refused_before_any_key)
 {
 	CK_SESSION_HANDLE s;
@@ -174,6 +267,9 @@ int main(void)
 	tcase_add_test(
 		tc,
 		test_a_flooding_identity_leaves_another_ones_signatures_fast);
+	tcase_add_test(
+		tc,
+		test_one_applications_key_generation_never_stalls_anothers_calls);
 	tcase_add_test(
 		tc,
 		test_key_generation_without_login_is_refused_before_any_key);
