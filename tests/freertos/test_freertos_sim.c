@@ -309,10 +309,53 @@ static void coordinator(void *arg)
 	vTaskSuspend(NULL);
 }
 
-/* Counts the ticks the kernel handles, for the watchdog's report. */
-void vApplicationTickHook(void)
+/* Counts the tick interrupts the kernel takes, for the watchdog's report. */
+void sim_tick_taken(void)
 {
 	atomic_fetch_add(&ticks, 1);
+}
+
+/* One line per host thread: its name (the port names task threads after
+ * their tasks), state, blocked and pending signals, and the system call it
+ * is in, which together say whether the kernel and the threads agree. */
+static void report_threads(void)
+{
+	DIR *dir = opendir("/proc/self/task");
+	struct dirent *e;
+	while (dir && (e = readdir(dir)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		char path[300], line[128], out[384] = "";
+		snprintf(path, sizeof(path), "/proc/self/task/%s/status",
+			 e->d_name);
+		FILE *f = fopen(path, "r");
+		while (f && fgets(line, sizeof(line), f)) {
+			static const char *keys[] = {
+				"Name:", "State:", "SigPnd:", "SigBlk:"};
+			for (size_t k = 0; k < 4; k++)
+				if (strncmp(line, keys[k], strlen(keys[k])) ==
+				    0) {
+					line[strcspn(line, "\n")] = ' ';
+					strncat(out, line,
+						sizeof(out) - strlen(out) - 1);
+				}
+		}
+		if (f)
+			fclose(f);
+		snprintf(path, sizeof(path), "/proc/self/task/%s/syscall",
+			 e->d_name);
+		f = fopen(path, "r");
+		if (f && fgets(line, sizeof(line), f))
+			line[strcspn(line, " \n")] = '\0';
+		else
+			snprintf(line, sizeof(line), "?");
+		if (f)
+			fclose(f);
+		fprintf(stderr, "  thread %s: %s syscall %s\n", e->d_name, out,
+			line);
+	}
+	if (dir)
+		closedir(dir);
 }
 
 static void report_stall(void)
@@ -335,6 +378,7 @@ static void report_stall(void)
 			call ? "waiting in " : "between calls",
 			call ? call : "");
 	}
+	report_threads();
 }
 
 /* A host thread, outside the scheduler, with every signal blocked so that
@@ -655,6 +699,9 @@ static void report_rate(const char *pattern, uint64_t started)
 	double s = (double)(now_ns() - started) / 1e9;
 	printf("%s (%s): %d signatures in %.2f s, %.0f/s\n", pattern,
 	       compat ? "compat" : "strict", made, s, made / s);
+	/* Each run is a forked child: unflushed, the line would be printed
+	 * again by every later run's child. */
+	fflush(stdout);
 }
 
 /* Higher-priority tasks signing once every `period` ticks (0: without a
