@@ -45,13 +45,13 @@
 #define INCLUDE_xTaskGetCurrentTaskHandle 1
 #define INCLUDE_eTaskGetState 1
 
-/* A failed kernel assertion ends the simulator with a message, which the
- * test then reports. */
 /* Every tick interrupt the kernel takes, counted by the test for its
  * watchdog's report (the tick hook misses ticks the kernel pends). */
 void sim_tick_taken(void);
 #define traceTASK_INCREMENT_TICK(count) sim_tick_taken()
 
+/* A failed kernel assertion ends the simulator with a message, which the
+ * test then reports. */
 #define configASSERT(x)                                                        \
 	do {                                                                   \
 		if (!(x)) {                                                    \

@@ -332,7 +332,8 @@ static void report_threads(void)
 		while (f && fgets(line, sizeof(line), f)) {
 			static const char *keys[] = {
 				"Name:", "State:", "SigPnd:", "SigBlk:"};
-			for (size_t k = 0; k < 4; k++)
+			for (size_t k = 0; k < sizeof(keys) / sizeof(*keys);
+			     k++)
 				if (strncmp(line, keys[k], strlen(keys[k])) ==
 				    0) {
 					line[strcspn(line, "\n")] = ' ';

@@ -211,8 +211,10 @@ START_TEST(test_one_applications_key_generation_never_stalls_anothers_calls)
 	ck_assert_int_ge(kid, 0);
 	if (kid == 0)
 		generate_beside_session_info(ready[1]);
+	close(ready[1]);
 	char c;
 	ck_assert_int_eq(read(ready[0], &c, 1), 1);
+	close(ready[0]);
 	double worst = 0;
 	long calls = 0;
 	int status = 0;
