@@ -41,12 +41,6 @@ run_ctest build -j"$jobs" -L 'unit|integration|interop'
 if [ -n "$kernel" ]; then
   echo "== FreeRTOS simulator: FreeRTOS tasks on $kernel"
   run_ctest build -L '^freertos$'
-  if [ -n "${FREERTOS_PRIORITIES:-}" ]; then
-    run_ctest build -L '^freertos_priorities$'
-  else
-    echo "== FreeRTOS priority patterns: not run (FREERTOS_PRIORITIES=1 runs" \
-      "them; a rare stall is open, see README)"
-  fi
 else
   echo "== FreeRTOS simulator: SKIPPED, no FreeRTOS-Kernel checkout" \
     "(set FREERTOS_KERNEL_PATH to one)"

@@ -359,6 +359,25 @@ static void report_threads(void)
 		closedir(dir);
 }
 
+/* Both read the mark a task leaves at the end of each call before what
+ * has moved on since: read in the other order, a call that ends in between
+ * leaves a mark newer than the reading, and the unsigned difference wraps
+ * round to a stall of centuries (which is what once failed a healthy run
+ * in a few hundred). */
+static uint64_t quiet_ns(void)
+{
+	uint64_t last = atomic_load(&last_done_ns);
+	uint64_t now = now_ns();
+	return now > last ? now - last : 0;
+}
+
+static uint64_t ticks_since_last_done(void)
+{
+	uint64_t at_last = atomic_load(&ticks_at_last_done);
+	uint64_t now = atomic_load(&ticks);
+	return now > at_last ? now - at_last : 0;
+}
+
 static void report_stall(void)
 {
 	/* Reads of the kernel's current task only: a host thread must not
@@ -366,9 +385,7 @@ static void report_stall(void)
 	fprintf(stderr,
 		"no PKCS#11 call completed for %d s (%llu ticks handled "
 		"meanwhile, the kernel runs task %s); tasks:\n",
-		STALL_SECONDS,
-		(unsigned long long)(atomic_load(&ticks) -
-				     atomic_load(&ticks_at_last_done)),
+		STALL_SECONDS, (unsigned long long)ticks_since_last_done(),
 		pcTaskGetName(xTaskGetCurrentTaskHandle()));
 	for (int i = 0; i < n_tasks; i++) {
 		const char *call = atomic_load(&tasks[i].call);
@@ -389,8 +406,7 @@ static void *watchdog(void *arg)
 	(void)arg;
 	while (!atomic_load(&stop_watchdog)) {
 		usleep(100 * 1000);
-		uint64_t quiet = now_ns() - atomic_load(&last_done_ns);
-		if (quiet > (uint64_t)STALL_SECONDS * 1000000000u) {
+		if (quiet_ns() > (uint64_t)STALL_SECONDS * 1000000000u) {
 			report_stall();
 			_exit(3);
 		}
