@@ -10,11 +10,13 @@
 #include "p11.h"
 
 #include <p11-kit/pkcs11.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #define MAX_THREADS 256
@@ -91,12 +93,9 @@ static int cmp_u32(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-typedef struct round_result {
-	double ops, p50_us, p99_us;
-} round_result_t;
-
-static int report(bench_thread_t *threads, unsigned n, double wall,
-		  const char *label, round_result_t *out)
+/* Gathers every thread's samples: ops/s, p50, p99 and the distribution. */
+static int summarise(bench_thread_t *threads, unsigned n, double wall,
+		     rh_bench_round_t *out)
 {
 	size_t total = 0;
 	for (unsigned i = 0; i < n; i++) {
@@ -117,14 +116,29 @@ static int report(bench_thread_t *threads, unsigned n, double wall,
 		off += threads[i].count;
 	}
 	qsort(all, total, sizeof(*all), cmp_u32);
+	out->threads = n;
+	out->calls = total;
 	out->ops = (double)total / wall;
 	out->p50_us = total ? all[total / 2] / 1000.0 : 0;
 	out->p99_us = total ? all[(total * 99) / 100] / 1000.0 : 0;
-	printf("%-8u %-10zu %-12.0f %-10.1f %-10.1f%s\n", n, total, out->ops,
-	       out->p50_us, out->p99_us, label);
-	fflush(stdout);
+	for (unsigned k = 0; k < RH_BENCH_QUANTILES; k++) {
+		size_t at = (size_t)(rh_bench_quantile(k) * (double)total);
+		out->q_us[k] =
+			total ? all[at < total ? at : total - 1] / 1000.0 : 0;
+	}
 	free(all);
 	return 0;
+}
+
+static void print_round(const rh_bench_round_t *r, const char *label)
+{
+	char daemon[32] = "-";
+	if (r->daemon_cpu_us >= 0)
+		snprintf(daemon, sizeof(daemon), "%.1f", r->daemon_cpu_us);
+	printf("%-8u %-10lu %-12.0f %-10.1f %-10.1f %-10.1f %-10s%s\n",
+	       r->threads, r->calls, r->ops, r->p50_us, r->p99_us,
+	       r->client_cpu_us, daemon, label);
+	fflush(stdout);
 }
 
 /* The table of one sequential thread's samples (login, find): the header,
@@ -134,10 +148,12 @@ static void report_sequential(bench_thread_t *t)
 	printf("%-8s %-10s %-12s %-10s %-10s\n", "threads", "calls", "ops/s",
 	       "p50_us", "p99_us");
 	double busy = 0;
-	round_result_t result;
+	rh_bench_round_t r;
 	for (size_t i = 0; i < t->count; i++)
 		busy += t->samples_ns[i] / 1e9;
-	report(t, 1, busy, "", &result);
+	if (summarise(t, 1, busy, &r) == 0)
+		printf("%-8u %-10lu %-12.0f %-10.1f %-10.1f\n", r.threads,
+		       r.calls, r.ops, r.p50_us, r.p99_us);
 }
 
 static CK_RV open_sessions(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot,
@@ -152,47 +168,120 @@ static CK_RV open_sessions(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot,
 	return CKR_OK;
 }
 
-static int run_round(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot, unsigned n,
-		     double seconds, unsigned bytes, CK_OBJECT_HANDLE key,
-		     int rsa, const char *label, round_result_t *result)
+typedef struct bench_opts {
+	/* --module, then each --compare: the same rounds through each */
+	const char *modules[RH_BENCH_MAX_MODULES];
+	unsigned nmodules;
+	unsigned flood;	      /* --flood N: each round again under N half-open
+				 handshakes */
+	const char *sign_pin; /* set: sign after this login */
+	int rsa;	      /* --key rsa: RSA-2048 rather than ECDSA P-256 */
+	const char *plot;     /* --plot FILE.svg */
+	pid_t daemon;	      /* --daemon-pid, else found on loopback */
+	unsigned threads[RH_BENCH_MAX_ROUNDS], nthreads, bytes, slot_index;
+	double seconds;
+} bench_opts_t;
+
+/* A module under measurement: loaded, a slot picked, and with --sign-pin
+ * a session logged in holding the signing key. */
+typedef struct target {
+	const char *path;
+	void *handle;
+	CK_FUNCTION_LIST *p11;
+	CK_SLOT_ID slot;
+	CK_SESSION_HANDLE setup;
+	CK_OBJECT_HANDLE key; /* 0: C_GenerateRandom */
+	pid_t daemon;	      /* the daemon behind it, whose CPU is counted */
+} target_t;
+
+static uint64_t self_cpu_ns(void)
 {
-	bench_thread_t *threads = calloc(n, sizeof(*threads));
-	if (!threads)
-		return -1;
-	int rc = -1;
-	CK_RV rv = open_sessions(p11, slot, threads, n);
-	if (rv != CKR_OK) {
-		fprintf(stderr, "bench: C_OpenSession failed: 0x%lx\n", rv);
-		goto out;
-	}
-	uint64_t start = now_ns();
+	struct rusage u;
+	getrusage(RUSAGE_SELF, &u);
+	return ((uint64_t)u.ru_utime.tv_sec + (uint64_t)u.ru_stime.tv_sec) *
+		       1000000000u +
+	       ((uint64_t)u.ru_utime.tv_usec + (uint64_t)u.ru_stime.tv_usec) *
+		       1000u;
+}
+
+/* CPU time so far: this process's, and the daemon's when it is known. */
+typedef struct cpu_mark {
+	uint64_t self, daemon;
+	int has_daemon;
+} cpu_mark_t;
+
+static cpu_mark_t cpu_mark(pid_t daemon)
+{
+	cpu_mark_t m = {.self = self_cpu_ns()};
+	m.has_daemon =
+		daemon > 0 && rh_bench_process_cpu_ns(daemon, &m.daemon) == 0;
+	return m;
+}
+
+static void cpu_per_call(const cpu_mark_t *before, pid_t daemon,
+			 rh_bench_round_t *r)
+{
+	cpu_mark_t after = cpu_mark(daemon);
+	double calls = r->calls ? (double)r->calls : 1;
+	r->client_cpu_us = (double)(after.self - before->self) / 1e3 / calls;
+	r->daemon_cpu_us =
+		before->has_daemon && after.has_daemon
+			? (double)(after.daemon - before->daemon) / 1e3 / calls
+			: -1;
+}
+
+static int start_threads(const target_t *t, const bench_opts_t *o,
+			 bench_thread_t *threads, unsigned n)
+{
 	unsigned started = 0;
 	for (; started < n; started++) {
 		threads[started] =
-			(bench_thread_t){.p11 = p11,
+			(bench_thread_t){.p11 = t->p11,
 					 .session = threads[started].session,
-					 .seconds = seconds,
-					 .bytes = bytes,
-					 .key = key,
-					 .rsa = rsa};
+					 .seconds = o->seconds,
+					 .bytes = o->bytes,
+					 .key = t->key,
+					 .rsa = o->rsa};
 		if (pthread_create(&threads[started].thread, NULL, run_thread,
 				   &threads[started]) != 0)
 			break;
 	}
 	for (unsigned i = 0; i < started; i++)
 		pthread_join(threads[i].thread, NULL);
-	double wall = (double)(now_ns() - start) / 1e9;
-	rc = started == n ? report(threads, n, wall, label, result) : -1;
+	return started == n ? 0 : -1;
+}
+
+/* n threads calling through t for the round's seconds, then its line. */
+static int run_round(const target_t *t, const bench_opts_t *o, unsigned n,
+		     const char *label, rh_bench_round_t *result)
+{
+	bench_thread_t *threads = calloc(n, sizeof(*threads));
+	if (!threads)
+		return -1;
+	int rc = -1;
+	CK_RV rv = open_sessions(t->p11, t->slot, threads, n);
+	if (rv != CKR_OK) {
+		fprintf(stderr, "bench: C_OpenSession failed: 0x%lx\n", rv);
+		goto out;
+	}
+	cpu_mark_t before = cpu_mark(t->daemon);
+	uint64_t start = now_ns();
+	if (start_threads(t, o, threads, n) == 0 &&
+	    summarise(threads, n, (double)(now_ns() - start) / 1e9, result) ==
+		    0) {
+		cpu_per_call(&before, t->daemon, result);
+		print_round(result, label);
+		rc = 0;
+	}
 out:
 	for (unsigned i = 0; i < n; i++) {
 		if (threads[i].session)
-			p11->C_CloseSession(threads[i].session);
+			t->p11->C_CloseSession(threads[i].session);
 		free(threads[i].samples_ns);
 	}
 	free(threads);
 	return rc;
 }
-
 static int parse_threads(const char *list, unsigned *out, unsigned *n)
 {
 	*n = 0;
@@ -213,39 +302,38 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: remhsm bench [--module PATH] [--threads 1,8,32] "
 		"[--seconds S] [--bytes N] [--slot-index I] [--sign-pin PIN "
-		"[--key ec|rsa]] [--compare PATH] [--flood N]\n"
+		"[--key ec|rsa]] [--compare PATH]... [--flood N] [--plot "
+		"FILE.svg]\n"
+		"       [--daemon-pid PID]\n"
 		"  Measures C_GenerateRandom round trips through a PKCS#11 "
 		"module\n"
 		"  (default: the remhsm module, configured by REMHSM_* "
 		"variables)\n"
-		"  and prints ops/s and p50/p99 latency per thread count;\n"
+		"  and prints ops/s, p50/p99 latency and the CPU time per call "
+		"of this\n"
+		"  process and of the daemon (found listening on "
+		"REMHSM_SERVER when that\n"
+		"  is a loopback address), next to the bare operation's cost "
+		"in OpenSSL;\n"
 		"  with --sign-pin USER_PIN, signatures instead: ECDSA P-256, "
 		"or\n"
 		"  RSA-2048 with --key rsa. With --flood N, each round runs "
 		"again while\n"
 		"  N connections sit mid-handshake (REMHSM_SERVER), and the "
 		"p99 ratio is\n"
-		"  printed. With --compare PATH, each round also runs through "
-		"that module\n"
-		"  (say SoftHSMv2, with the same user PIN), and the ratios are "
-		"printed.\n"
+		"  printed. Each --compare PATH (up to three) runs every round "
+		"through\n"
+		"  that module too (SoftHSMv2, p11-kit's client; the same user "
+		"PIN), and\n"
+		"  the ratios are printed. --plot draws throughput against "
+		"threads and\n"
+		"  the latency distributions as an SVG file.\n"
 		"       remhsm bench login --pin USER_PIN [--count N]   "
 		"C_Login latency\n"
 		"       remhsm bench store --dir EMPTY_DIR [--objects "
 		"1000,100000,1000000]\n"
 		"  store write/read/find latency at each size\n");
 }
-
-typedef struct bench_opts {
-	const char *module;
-	const char *compare;  /* --compare PATH: the same rounds through it */
-	unsigned flood;	      /* --flood N: each round again under N half-open
-				 handshakes */
-	const char *sign_pin; /* set: sign after this login */
-	int rsa;	      /* --key rsa: RSA-2048 rather than ECDSA P-256 */
-	unsigned threads[16], nthreads, bytes, slot_index;
-	double seconds;
-} bench_opts_t;
 
 static int parse_args(int argc, char **argv, bench_opts_t *o)
 {
@@ -256,9 +344,15 @@ static int parse_args(int argc, char **argv, bench_opts_t *o)
 			return -1;
 		i++;
 		if (!strcmp(a, "--module"))
-			o->module = v;
-		else if (!strcmp(a, "--compare"))
-			o->compare = v;
+			o->modules[0] = v;
+		else if (!strcmp(a, "--compare")) {
+			if (o->nmodules == RH_BENCH_MAX_MODULES)
+				return -1;
+			o->modules[o->nmodules++] = v;
+		} else if (!strcmp(a, "--plot"))
+			o->plot = v;
+		else if (!strcmp(a, "--daemon-pid"))
+			o->daemon = (pid_t)strtol(v, NULL, 10);
 		else if (!strcmp(a, "--threads")) {
 			if (parse_threads(v, o->threads, &o->nthreads) < 0)
 				return -1;
@@ -469,17 +563,6 @@ static int bench_find(int argc, char **argv)
 	return rc < 0 ? 1 : 0;
 }
 
-/* A module under measurement: loaded, a slot picked, and with --sign-pin
- * a session logged in holding the signing key. */
-typedef struct target {
-	const char *path;
-	void *handle;
-	CK_FUNCTION_LIST *p11;
-	CK_SLOT_ID slot;
-	CK_SESSION_HANDLE setup;
-	CK_OBJECT_HANDLE key; /* 0: C_GenerateRandom */
-} target_t;
-
 static int open_target(const bench_opts_t *o, const char *path, target_t *t)
 {
 	*t = (target_t){.path = path, .setup = CK_INVALID_HANDLE};
@@ -502,9 +585,8 @@ static int flooded_round(const target_t *t, const bench_opts_t *o,
 		&flood, server ? server : "127.0.0.1:5697", o->flood);
 	char label[64];
 	snprintf(label, sizeof(label), "  (%u handshakes held open)", opened);
-	round_result_t flooded;
-	int rc = run_round(t->p11, t->slot, threads, o->seconds, o->bytes,
-			   t->key, o->rsa, label, &flooded);
+	rh_bench_round_t flooded;
+	int rc = run_round(t, o, threads, label, &flooded);
 	rh_flood_stop(&flood);
 	if (rc == 0)
 		printf("p99 under the flood: %.2fx the baseline\n",
@@ -517,45 +599,130 @@ static double ratio(double a, double b)
 	return b > 0 ? a / b : 0;
 }
 
-/* One thread count: the module, then (--compare) the other module in the
- * same way, and how the first compares with the second. */
-static int bench_threads(const target_t *t, const target_t *other,
-			 const bench_opts_t *o, unsigned threads)
+/* One thread count through every module in turn, and how the first
+ * compares with each of the others. */
+static int bench_threads(const target_t *targets, const bench_opts_t *o,
+			 unsigned round, rh_bench_run_t *run)
 {
-	round_result_t mine, theirs;
-	int rc = run_round(t->p11, t->slot, threads, o->seconds, o->bytes,
-			   t->key, o->rsa, other ? "  1" : "", &mine);
-	if (rc == 0 && o->flood)
-		rc = flooded_round(t, o, threads, mine.p99_us);
-	if (rc != 0 || !other)
-		return rc;
-	rc = run_round(other->p11, other->slot, threads, o->seconds, o->bytes,
-		       other->key, o->rsa, "  2", &theirs);
-	if (rc == 0)
-		printf("%-8s ratio 1/2: ops/s %.2fx, p50 %.2fx, p99 %.2fx\n",
-		       "", ratio(mine.ops, theirs.ops),
-		       ratio(mine.p50_us, theirs.p50_us),
-		       ratio(mine.p99_us, theirs.p99_us));
-	return rc;
+	unsigned threads = o->threads[round];
+	for (unsigned m = 0; m < o->nmodules; m++) {
+		char label[16] = "";
+		if (o->nmodules > 1)
+			snprintf(label, sizeof(label), "  %u", m + 1);
+		rh_bench_round_t *r = &run->rounds[m][round];
+		if (run_round(&targets[m], o, threads, label, r) < 0)
+			return -1;
+		if (m == 0 && o->flood &&
+		    flooded_round(&targets[0], o, threads, r->p99_us) < 0)
+			return -1;
+	}
+	const rh_bench_round_t *mine = &run->rounds[0][round];
+	for (unsigned m = 1; m < o->nmodules; m++) {
+		const rh_bench_round_t *theirs = &run->rounds[m][round];
+		printf("%-8s ratio 1/%u: ops/s %.2fx, p50 %.2fx, p99 %.2fx\n",
+		       "", m + 1, ratio(mine->ops, theirs->ops),
+		       ratio(mine->p50_us, theirs->p50_us),
+		       ratio(mine->p99_us, theirs->p99_us));
+	}
+	return 0;
 }
 
-static void print_heading(const bench_opts_t *o, const target_t *t,
-			  const target_t *other)
+static const char *measured_call(const bench_opts_t *o, const target_t *t)
 {
-	printf("module%s: %s\n", other ? " 1" : "", t->path);
-	if (other)
-		printf("module 2: %s\n", other->path);
-	if (t->key)
-		printf("C_SignInit + C_Sign, %s, %.1f s per round\n",
-		       o->rsa ? "CKM_RSA_PKCS RSA-2048 over a 51-byte "
-				"DigestInfo"
-			      : "CKM_ECDSA P-256 over 32 bytes",
-		       o->seconds);
+	if (!t->key)
+		return "C_GenerateRandom";
+	return o->rsa ? "C_SignInit + C_Sign, CKM_RSA_PKCS RSA-2048 over a "
+			"51-byte DigestInfo"
+		      : "C_SignInit + C_Sign, CKM_ECDSA P-256 over 32 bytes";
+}
+
+/* The bare operation's cost in this process, to set the daemon's CPU per
+ * call against. */
+static double raw_cost(const bench_opts_t *o, const target_t *t)
+{
+	return rh_bench_raw_cost_us(t->key ? (o->rsa ? 'r' : 'e') : 'n',
+				    o->bytes);
+}
+
+static void print_heading(const bench_opts_t *o, const target_t *targets,
+			  double raw)
+{
+	for (unsigned m = 0; m < o->nmodules; m++)
+		printf("module%s%.0u: %s\n", o->nmodules > 1 ? " " : "",
+		       o->nmodules > 1 ? m + 1 : 0, targets[m].path);
+	if (targets[0].daemon > 0)
+		printf("daemon of module%s: pid %d (its CPU time from "
+		       "/proc/%d/stat)\n",
+		       o->nmodules > 1 ? " 1" : "", (int)targets[0].daemon,
+		       (int)targets[0].daemon);
 	else
-		printf("C_GenerateRandom of %u bytes, %.1f s per round\n",
-		       o->bytes, o->seconds);
-	printf("%-8s %-10s %-12s %-10s %-10s%s\n", "threads", "calls", "ops/s",
-	       "p50_us", "p99_us", other ? "  module" : "");
+		printf("daemon: not on this machine, its CPU is not counted "
+		       "(--daemon-pid PID names it)\n");
+	const char *what = measured_call(o, &targets[0]);
+	if (targets[0].key)
+		printf("%s, %.1f s per round\n", what, o->seconds);
+	else
+		printf("%s of %u bytes, %.1f s per round\n", what, o->bytes,
+		       o->seconds);
+	if (raw > 0)
+		printf("the bare operation in this process's OpenSSL: %.1f us "
+		       "of CPU\n",
+		       raw);
+	printf("%-8s %-10s %-12s %-10s %-10s %-10s %-10s%s\n", "threads",
+	       "calls", "ops/s", "p50_us", "p99_us", "cpu_us", "daemon_us",
+	       o->nmodules > 1 ? "  module" : "");
+}
+
+/* The daemon's CPU per call against the bare operation, per thread
+ * count. */
+static void print_daemon_cost(const bench_opts_t *o, const rh_bench_run_t *run,
+			      double raw)
+{
+	for (unsigned i = 0; i < o->nthreads; i++) {
+		const rh_bench_round_t *r = &run->rounds[0][i];
+		if (r->daemon_cpu_us >= 0 && raw > 0)
+			printf("%u threads: the daemon spent %.1f us of CPU "
+			       "per call, %.2fx the bare operation\n",
+			       r->threads, r->daemon_cpu_us,
+			       r->daemon_cpu_us / raw);
+	}
+}
+
+static int plot(const bench_opts_t *o, rh_bench_run_t *run,
+		const target_t *targets)
+{
+	run->what = measured_call(o, &targets[0]);
+	run->nmodules = o->nmodules;
+	run->nrounds = o->nthreads;
+	for (unsigned m = 0; m < o->nmodules; m++)
+		run->modules[m] = o->modules[m];
+	if (rh_bench_plot_svg(o->plot, run) < 0) {
+		fprintf(stderr, "bench: cannot write %s: %s\n", o->plot,
+			strerror(errno));
+		return -1;
+	}
+	printf("plot: %s\n", o->plot);
+	return 0;
+}
+
+static void close_targets(target_t *targets, unsigned n)
+{
+	for (unsigned m = 0; m < n; m++)
+		if (targets[m].p11)
+			targets[m].p11->C_Finalize(NULL);
+}
+
+static int open_targets(const bench_opts_t *o, target_t *targets)
+{
+	for (unsigned m = 0; m < o->nmodules; m++)
+		if (open_target(o, o->modules[m], &targets[m]) < 0)
+			return -1;
+	const char *server = getenv("REMHSM_SERVER");
+	targets[0].daemon =
+		o->daemon > 0 ? o->daemon
+			      : rh_bench_find_daemon(server ? server
+							    : "127.0.0.1:5697");
+	return 0;
 }
 
 int rh_bench_main(int argc, char **argv)
@@ -566,7 +733,8 @@ int rh_bench_main(int argc, char **argv)
 		return rh_bench_store_main(argc - 1, argv + 1);
 	if (argc > 1 && !strcmp(argv[1], "login"))
 		return bench_login(argc - 1, argv + 1);
-	bench_opts_t o = {.module = rh_default_module(),
+	bench_opts_t o = {.modules = {rh_default_module()},
+			  .nmodules = 1,
 			  .threads = {1, 8, 32},
 			  .nthreads = 3,
 			  .bytes = 32,
@@ -575,17 +743,19 @@ int rh_bench_main(int argc, char **argv)
 		usage();
 		return 2;
 	}
-	target_t t, other;
-	if (open_target(&o, o.module, &t) < 0 ||
-	    (o.compare && open_target(&o, o.compare, &other) < 0))
-		return 1;
-	const target_t *second = o.compare ? &other : NULL;
-	print_heading(&o, &t, second);
-	int rc = 0;
-	for (unsigned i = 0; i < o.nthreads && rc == 0; i++)
-		rc = bench_threads(&t, second, &o, o.threads[i]);
-	t.p11->C_Finalize(NULL);
-	if (second)
-		other.p11->C_Finalize(NULL);
+	target_t targets[RH_BENCH_MAX_MODULES] = {0};
+	static rh_bench_run_t run;
+	int rc = open_targets(&o, targets);
+	if (rc == 0) {
+		double raw = raw_cost(&o, &targets[0]);
+		print_heading(&o, targets, raw);
+		for (unsigned i = 0; i < o.nthreads && rc == 0; i++)
+			rc = bench_threads(targets, &o, i, &run);
+		if (rc == 0)
+			print_daemon_cost(&o, &run, raw);
+		if (rc == 0 && o.plot)
+			rc = plot(&o, &run, targets);
+	}
+	close_targets(targets, o.nmodules);
 	return rc < 0 ? 1 : 0;
 }

@@ -74,21 +74,57 @@ check "bench store with a folder that does not exist: exit 1" \
 check "the message names the folder and what it is for" \
   grep -q "no-such-dir: No such file or directory (it needs an empty folder" "$work/out"
 
-# The bench runs each round through remhsm and then through SoftHSMv2, and
-# prints both lines and their ratios (figures only: nothing is timed here).
+# The bench runs each round through remhsm, SoftHSMv2 in-process and
+# p11-kit's client (to `p11-kit server` exporting the same SoftHSMv2
+# token), and prints every line, the ratios, the CPU per call and a plot
+# (figures only: nothing is timed here).
 mkdir -p "$work/softhsm"
 printf 'directories.tokendir = %s\nobjectstore.backend = file\n' "$work/softhsm" \
   >"$work/softhsm2.conf"
 export SOFTHSM2_CONF=$work/softhsm2.conf
 softhsm2-util --init-token --free --label bench --pin 9999 --so-pin 123456 >/dev/null
-status=$(status_of "$bin/remhsm" bench --module "$module" \
-  --compare /usr/lib/softhsm/libsofthsm2.so --sign-pin 9999 --threads 1,2 --seconds 0.2)
+p11kit_pid=
+stop_p11kit() {
+  if [ -n "$p11kit_pid" ]; then kill -TERM "$p11kit_pid" 2>/dev/null || true; fi
+}
+trap 'stop_p11kit; cleanup' EXIT
+p11-kit server -f --provider /usr/lib/softhsm/libsofthsm2.so \
+  -n "$work/p11-kit.sock" "pkcs11:token=bench" >"$work/p11-kit.log" 2>&1 &
+p11kit_pid=$!
+for _ in $(seq 100); do [ -S "$work/p11-kit.sock" ] && break; sleep 0.05; done
+p11kit_client=/usr/lib/$(gcc -print-multiarch)/pkcs11/p11-kit-client.so
+status=$(P11_KIT_SERVER_ADDRESS=unix:path=$work/p11-kit.sock status_of "$bin/remhsm" bench \
+  --module "$module" --compare /usr/lib/softhsm/libsofthsm2.so --compare "$p11kit_client" \
+  --sign-pin 9999 --threads 1,2 --seconds 0.2 --plot "$work/bench.svg")
 cp "$work/out" "$work/bench.txt"
-check "bench signs through remhsm and SoftHSMv2 and compares them" test "$status" -eq 0
+check "bench signs through remhsm, SoftHSMv2 and p11-kit's client" test "$status" -eq 0
 check "bench prints a line per module and thread count" \
-  test "$(grep -Ec '^[12] +[0-9]+ +[0-9]+ .* [12]$' "$work/bench.txt")" -eq 4
-check "bench prints the ratios" \
-  test "$(grep -c 'ratio 1/2: ops/s [0-9.]*x, p50 [0-9.]*x, p99 [0-9.]*x' "$work/bench.txt")" -eq 2
+  test "$(grep -Ec '^[12] +[0-9]+ +[0-9]+ .* [123]$' "$work/bench.txt")" -eq 6
+check "bench prints the ratios to each other module" \
+  test "$(grep -Ec 'ratio 1/[23]: ops/s [0-9.]*x, p50 [0-9.]*x, p99 [0-9.]*x' "$work/bench.txt")" -eq 4
+check "bench finds the daemon by its loopback port" \
+  grep -q "daemon of module 1: pid $daemon_pid " "$work/bench.txt"
+check "bench measures the bare signature in OpenSSL" \
+  grep -Eq "^the bare operation in this process's OpenSSL: [0-9.]+ us of CPU$" "$work/bench.txt"
+check "remhsm's lines carry the daemon's CPU per call, the others none" \
+  bash -c "grep -E ' 1$' '$work/bench.txt' | grep -Ec '^[12] +([0-9.]+ +){6}1$' | grep -qx 2 &&
+    grep -E ' [23]$' '$work/bench.txt' | grep -Ec ' - +[23]$' | grep -qx 4"
+check "bench sets the daemon's CPU against the bare operation" \
+  test "$(grep -Ec '^[12] threads: the daemon spent [0-9.]+ us of CPU per call, [0-9.]+x the bare operation$' "$work/bench.txt")" -eq 2
+check "the plot is one SVG document" \
+  bash -c "head -n 2 '$work/bench.svg' | grep -q '^<svg ' && tail -n 1 '$work/bench.svg' | grep -qx '</svg>'"
+check "the plot has a throughput line per module" \
+  test "$(grep -c '<polyline class="throughput"' "$work/bench.svg")" -eq 3
+check "the plot has a latency distribution per module and thread count" \
+  test "$(grep -c '<polyline class="latency"' "$work/bench.svg")" -eq 6
+check "the plot's legend names the modules" \
+  bash -c "grep -q '>3: $p11kit_client</text>' '$work/bench.svg'"
+check "bench exits 1 when it cannot write the plot" \
+  test "$(status_of "$bin/remhsm" bench --module "$module" --seconds 0.1 --threads 1 \
+    --plot "$work/no-such-dir/bench.svg")" -eq 1
+check "the message names the file" grep -q "cannot write $work/no-such-dir/bench.svg" "$work/out"
+check "bench refuses a fifth module" \
+  test "$(status_of "$bin/remhsm" bench --compare a.so --compare b.so --compare c.so --compare d.so)" -eq 2
 check "bench exits 1 when the module to compare with does not load" \
   test "$(status_of "$bin/remhsm" bench --module "$module" --compare \
     "$work/no-such-module.so" --sign-pin 9999 --seconds 0.2)" -eq 1
