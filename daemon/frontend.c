@@ -259,6 +259,79 @@ static void handle_frame(rhd_front_t *f, const uint8_t *payload, size_t len)
 	handle_call(f, req);
 }
 
+/* --- one frame, answered in place ---------------------------------------- */
+
+/* Stands in for the transport during rhd_front_call: keeps the answer,
+ * runs long calls at once, and passes the log line on. */
+typedef struct capture {
+	rhd_front_t *front;
+	const rhd_front_port_t *port;
+	void *ctx;
+	uint8_t *answer;
+	size_t len;
+} capture_t;
+
+static int capture_send(void *ctx, const uint8_t *frame, size_t len)
+{
+	capture_t *c = ctx;
+	if (c->answer)
+		return -1; /* one request, one answer */
+	c->answer = malloc(len);
+	if (!c->answer)
+		return -1;
+	memcpy(c->answer, frame, len);
+	c->len = len;
+	return 0;
+}
+
+static int capture_queue(void *ctx, Remhsm__Request *req)
+{
+	rhd_front_run(((capture_t *)ctx)->front, req);
+	return 0;
+}
+
+static int capture_must_wait(void *ctx)
+{
+	(void)ctx;
+	return 0;
+}
+
+static void capture_called(void *ctx, const Remhsm__Request *req, uint64_t rv,
+			   uint64_t started_ns)
+{
+	capture_t *c = ctx;
+	c->port->called(c->ctx, req, rv, started_ns);
+}
+
+static const rhd_front_port_t capture_port = {
+	.send = capture_send,
+	.queue = capture_queue,
+	.must_wait = capture_must_wait,
+	.called = capture_called,
+};
+
+int rhd_front_call(rhd_front_t *f, const uint8_t *frame, size_t len,
+		   uint8_t **answer, size_t *answer_len)
+{
+	*answer = NULL;
+	*answer_len = 0;
+	if (!rhd_front_serving(f))
+		return -1;
+	if (rh_frame_next(frame, len, f->max_frame) != (long)len) {
+		fail(f, "not one whole frame within the maximum size");
+		return -1;
+	}
+	capture_t c = {.front = f, .port = f->port, .ctx = f->ctx};
+	f->port = &capture_port;
+	f->ctx = &c;
+	handle_frame(f, frame + RH_FRAME_HEADER, len - RH_FRAME_HEADER);
+	f->port = c.port;
+	f->ctx = c.ctx;
+	*answer = c.answer;
+	*answer_len = c.len;
+	return c.answer ? 0 : -1;
+}
+
 /* --- frames -------------------------------------------------------------- */
 
 unsigned rhd_front_take_frames(rhd_front_t *f)

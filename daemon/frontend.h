@@ -80,6 +80,15 @@ void rhd_front_reply(rhd_front_t *f, const Remhsm__Request *req,
  * frontend does with short calls, and what a worker's stand-in does. */
 void rhd_front_run(rhd_front_t *f, Remhsm__Request *req);
 
+/* One whole request frame (header and payload) in, its answer's frame out,
+ * on the state f holds: Hello first, then calls of its application, every
+ * call run on this thread, long ones too. The answer is malloc'd for the
+ * caller, who wipes and frees it. < 0 when the frame has no answer (or f
+ * had stopped serving): f->failure then says why the connection closes.
+ * For the fuzzer and the tests; the server feeds bytes as they come. */
+int rhd_front_call(rhd_front_t *f, const uint8_t *frame, size_t len,
+		   uint8_t **answer, size_t *answer_len);
+
 /* The monotonic clock the started_ns of rhd_front_reply are read on. */
 uint64_t rhd_front_now_ns(void);
 

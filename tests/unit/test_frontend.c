@@ -2,7 +2,8 @@
  * The connection's protocol above TLS (daemon/frontend.c), fed bytes in
  * process: Hello first and once, frames cut the same whatever the
  * delivery, a buffer that grows with what arrived, backpressure that keeps
- * frames for later, and answers within the frame.
+ * frames for later, answers within the frame, and the same pipeline as one
+ * call per frame (rhd_front_call).
  */
 #include <check.h>
 #include <stdlib.h>
@@ -263,6 +264,119 @@ START_TEST(test_answer_held_to_frame)
 }
 END_TEST
 
+/* The answer to one frame through rhd_front_call, decoded; NULL when
+ * there is none. */
+static Remhsm__Response *call_once(rhd_front_t *f, const uint8_t *frame,
+				   size_t len)
+{
+	uint8_t *answer;
+	size_t n;
+	if (rhd_front_call(f, frame, len, &answer, &n) < 0) {
+		ck_assert_ptr_null(answer);
+		return NULL;
+	}
+	ck_assert_int_eq(rh_frame_next(answer, n, MAX_FRAME), (long)n);
+	Remhsm__Response *resp = remhsm__response__unpack(
+		NULL, n - RH_FRAME_HEADER, answer + RH_FRAME_HEADER);
+	free(answer);
+	ck_assert_ptr_nonnull(resp);
+	return resp;
+}
+
+static uint64_t rv_of(rhd_front_t *f, const uint8_t *frame, size_t len,
+		      uint64_t id)
+{
+	Remhsm__Response *resp = call_once(f, frame, len);
+	ck_assert_ptr_nonnull(resp);
+	ck_assert_uint_eq(resp->id, id);
+	uint64_t rv = resp->rv;
+	remhsm__response__free_unpacked(resp, NULL);
+	return rv;
+}
+
+/* The pipeline as one call: Hello, then calls, each frame's answer
+ * returned; an answer too large for the frame becomes CKR_DEVICE_MEMORY
+ * and the calls after it are answered. */
+START_TEST(test_one_call_answers_each_frame)
+{
+	uint8_t frame[256];
+	test_conn_t c;
+	conn_open(&c);
+	size_t len = th_hello_into(frame, RH_PROTOCOL_VERSION, 9);
+	Remhsm__Response *hello = call_once(&c.front, frame, len);
+	ck_assert_ptr_nonnull(hello);
+	ck_assert_uint_eq(hello->rv, CKR_OK);
+	ck_assert_uint_eq(hello->hello->max_frame, MAX_FRAME);
+	remhsm__response__free_unpacked(hello, NULL);
+	len = open_session_frame(frame, 2);
+	ck_assert_uint_eq(rv_of(&c.front, frame, len, 2), CKR_OK);
+	len = random_frame(frame, 3, MAX_FRAME);
+	ck_assert_uint_eq(rv_of(&c.front, frame, len, 3), CKR_DEVICE_MEMORY);
+	len = random_frame(frame, 4, 32);
+	ck_assert_uint_eq(rv_of(&c.front, frame, len, 4), CKR_OK);
+	ck_assert_ptr_null(c.front.failure);
+	ck_assert_uint_eq(c.answers, 0); /* nothing went to the transport */
+	conn_close(&c);
+}
+END_TEST
+
+/* A call the server hands to a worker runs in place: C_InitToken, long
+ * for its KDF, is answered by the same call. */
+START_TEST(test_one_call_runs_long_calls_in_place)
+{
+	uint8_t frame[512];
+	test_conn_t c;
+	conn_open(&c);
+	size_t len = th_hello_into(frame, RH_PROTOCOL_VERSION, 9);
+	remhsm__response__free_unpacked(call_once(&c.front, frame, len), NULL);
+	Remhsm__InitTokenReq init = REMHSM__INIT_TOKEN_REQ__INIT;
+	init.slot = 0;
+	init.so_pin = (ProtobufCBinaryData){8, (uint8_t *)"so-pin-1"};
+	uint8_t label[32];
+	memset(label, ' ', sizeof(label));
+	init.label = (ProtobufCBinaryData){sizeof(label), label};
+	Remhsm__Request req = REMHSM__REQUEST__INIT;
+	req.id = 5;
+	req.call_case = REMHSM__REQUEST__CALL_INIT_TOKEN;
+	req.init_token = &init;
+	ck_assert(rh_call_flags(REMHSM__REQUEST__CALL_INIT_TOKEN) &
+		  RH_CALL_SLOW);
+	len = th_frame_into(frame, &req);
+	ck_assert_uint_eq(rv_of(&c.front, frame, len, 5), CKR_OK);
+	ck_assert_uint_eq(c.queued, 0);
+	conn_close(&c);
+}
+END_TEST
+
+/* What is not one whole frame, or comes before Hello, has no answer and
+ * says why the connection closes; nothing is answered after that. */
+START_TEST(test_one_call_refuses_what_is_not_one_request)
+{
+	uint8_t frame[512];
+	test_conn_t c;
+	conn_open(&c);
+	size_t len = random_frame(frame, 1, 8);
+	ck_assert_ptr_null(call_once(&c.front, frame, len));
+	ck_assert_str_eq(c.front.failure, "request before hello");
+	conn_close(&c);
+
+	conn_open(&c);
+	len = th_hello_into(frame, RH_PROTOCOL_VERSION, 9);
+	ck_assert_ptr_null(call_once(&c.front, frame, len - 1));
+	ck_assert_str_eq(c.front.failure,
+			 "not one whole frame within the maximum size");
+	ck_assert_ptr_null(call_once(&c.front, frame, len));
+	conn_close(&c);
+
+	conn_open(&c);
+	len = th_hello_into(frame, RH_PROTOCOL_VERSION, 9);
+	len += random_frame(frame + len, 2, 8);
+	ck_assert_ptr_null(call_once(&c.front, frame, len));
+	ck_assert_ptr_nonnull(c.front.failure);
+	conn_close(&c);
+}
+END_TEST
+
 static Suite *frontend_suite(void)
 {
 	Suite *s = suite_create("frontend");
@@ -275,6 +389,9 @@ static Suite *frontend_suite(void)
 	tcase_add_test(tc, test_buffer_follows_arrivals);
 	tcase_add_test(tc, test_backpressure_keeps_frames);
 	tcase_add_test(tc, test_answer_held_to_frame);
+	tcase_add_test(tc, test_one_call_answers_each_frame);
+	tcase_add_test(tc, test_one_call_runs_long_calls_in_place);
+	tcase_add_test(tc, test_one_call_refuses_what_is_not_one_request);
 	suite_add_tcase(s, tc);
 	return s;
 }
