@@ -345,6 +345,7 @@ static void app_free(rhd_engine_t *engine, rhd_app_t *app)
 		free(s);
 		s = next;
 	}
+	free(app->session_index);
 	for (unsigned slot = 0; slot < RHD_MAX_SLOTS; slot++)
 		rhd_app_drop_objects(app, slot, 0);
 	free(app->by_handle);
@@ -494,6 +495,80 @@ unsigned rhd_app_session_count(rhd_app_t *app)
 	return n;
 }
 
+/* --- the session index ---------------------------------------------------- */
+
+#define MIN_SESSION_BUCKETS 16
+
+static rhd_session_t **session_chain(const rhd_app_t *app, uint64_t handle)
+{
+	return &app->session_index[hash_handle(handle, app->session_buckets)];
+}
+
+static void session_chain_in(rhd_app_t *app, rhd_session_t *s)
+{
+	rhd_session_t **chain = session_chain(app, s->handle);
+	s->next_by_handle = *chain;
+	*chain = s;
+}
+
+/* Doubles the index before it holds more sessions than it has buckets,
+ * so chains stay short. */
+static int sessions_grow(rhd_app_t *app)
+{
+	if (app->session_buckets > app->session_count)
+		return 0;
+	size_t buckets = app->session_buckets ? app->session_buckets * 2
+					      : MIN_SESSION_BUCKETS;
+	rhd_session_t **index = calloc(buckets, sizeof(*index));
+	if (!index)
+		return -1;
+	free(app->session_index);
+	app->session_index = index;
+	app->session_buckets = buckets;
+	for (rhd_session_t *s = app->sessions; s; s = s->next)
+		session_chain_in(app, s);
+	return 0;
+}
+
+static void count_on_slot(rhd_app_t *app, const rhd_session_t *s, int delta)
+{
+	app->slot_sessions[s->slot] =
+		(unsigned)((int)app->slot_sessions[s->slot] + delta);
+	if (s->flags & CKF_RW_SESSION)
+		app->slot_rw_sessions[s->slot] =
+			(unsigned)((int)app->slot_rw_sessions[s->slot] + delta);
+}
+
+/* Into the app's list, its index and its counts (room made by
+ * sessions_grow). */
+static void session_link(rhd_app_t *app, rhd_session_t *s)
+{
+	s->prev = NULL;
+	s->next = app->sessions;
+	if (app->sessions)
+		app->sessions->prev = s;
+	app->sessions = s;
+	session_chain_in(app, s);
+	app->session_count++;
+	count_on_slot(app, s, +1);
+}
+
+static void session_unlink(rhd_app_t *app, rhd_session_t *s)
+{
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		app->sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	rhd_session_t **link = session_chain(app, s->handle);
+	while (*link != s)
+		link = &(*link)->next_by_handle;
+	*link = s->next_by_handle;
+	app->session_count--;
+	count_on_slot(app, s, -1);
+}
+
 static uint32_t next_free_handle(rhd_app_t *app)
 {
 	for (;;) {
@@ -514,15 +589,15 @@ static CK_RV session_new(rhd_engine_t *engine, rhd_app_t *app, CK_SLOT_ID slot,
 	if (app->session_count >= engine->max_sessions)
 		return CKR_SESSION_COUNT;
 	rhd_session_t *s = calloc(1, sizeof(*s));
-	if (!s)
+	if (!s || sessions_grow(app) < 0) {
+		free(s);
 		return CKR_DEVICE_MEMORY;
+	}
 	s->handle = want ? want : next_free_handle(app);
 	s->slot = slot;
 	s->app = app;
 	s->flags = flags & (CKF_SERIAL_SESSION | CKF_RW_SESSION);
-	s->next = app->sessions;
-	app->sessions = s;
-	app->session_count++;
+	session_link(app, s);
 	count_on_token(engine, s, +1);
 	*handle = s->handle;
 	return CKR_OK;
@@ -552,31 +627,22 @@ CK_RV rhd_session_restore(rhd_engine_t *engine, rhd_app_t *app, uint64_t handle,
 
 rhd_session_t *rhd_session_find(rhd_app_t *app, uint64_t handle)
 {
-	for (rhd_session_t *s = app->sessions; s; s = s->next)
-		if (s->handle == handle)
-			return s;
-	return NULL;
+	if (!app->session_buckets)
+		return NULL;
+	rhd_session_t *s = *session_chain(app, handle);
+	while (s && s->handle != handle)
+		s = s->next_by_handle;
+	return s;
 }
 
-static int has_session_on(const rhd_app_t *app, CK_SLOT_ID slot)
+/* Ends s with its session objects and find; the app's last session on a
+ * token ends its login there and lets go of its handles. */
+static void drop_session(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s)
 {
-	for (const rhd_session_t *s = app->sessions; s; s = s->next)
-		if (s->slot == slot)
-			return 1;
-	return 0;
-}
-
-/* Unlinks *link with its session objects and find; the app's last session
- * on a token ends its login there and lets go of its handles. */
-static void drop_session(rhd_engine_t *engine, rhd_app_t *app,
-			 rhd_session_t **link)
-{
-	rhd_session_t *s = *link;
-	*link = s->next;
-	app->session_count--;
+	session_unlink(app, s);
 	count_on_token(engine, s, -1);
 	rhd_app_drop_objects(app, s->slot, s->handle);
-	if (!has_session_on(app, s->slot)) {
+	if (!app->slot_sessions[s->slot]) {
 		rhd_app_logout(app, s->slot);
 		rhd_app_drop_objects(app, s->slot, 0);
 	}
@@ -587,40 +653,28 @@ static void drop_session(rhd_engine_t *engine, rhd_app_t *app,
 
 CK_RV rhd_session_close(rhd_engine_t *engine, rhd_app_t *app, uint64_t handle)
 {
-	for (rhd_session_t **link = &app->sessions; *link;
-	     link = &(*link)->next) {
-		if ((*link)->handle == handle) {
-			drop_session(engine, app, link);
-			return CKR_OK;
-		}
-	}
-	return CKR_SESSION_HANDLE_INVALID;
+	rhd_session_t *s = rhd_session_find(app, handle);
+	if (!s)
+		return CKR_SESSION_HANDLE_INVALID;
+	drop_session(engine, app, s);
+	return CKR_OK;
 }
 
 void rhd_session_close_slot(rhd_engine_t *engine, rhd_app_t *app,
 			    CK_SLOT_ID slot)
 {
-	rhd_session_t **link = &app->sessions;
-	while (*link) {
-		if ((*link)->slot == slot)
-			drop_session(engine, app, link);
-		else
-			link = &(*link)->next;
+	for (rhd_session_t *s = app->sessions, *next; s; s = next) {
+		next = s->next;
+		if (s->slot == slot)
+			drop_session(engine, app, s);
 	}
 }
 
 void rhd_session_count(const rhd_app_t *app, CK_SLOT_ID slot,
 		       unsigned long *all, unsigned long *rw)
 {
-	*all = 0;
-	*rw = 0;
-	for (const rhd_session_t *s = app->sessions; s; s = s->next) {
-		if (s->slot != slot)
-			continue;
-		(*all)++;
-		if (s->flags & CKF_RW_SESSION)
-			(*rw)++;
-	}
+	*all = app->slot_sessions[slot];
+	*rw = app->slot_rw_sessions[slot];
 }
 
 CK_STATE rhd_session_state(const rhd_app_t *app, const rhd_session_t *s)

@@ -86,7 +86,8 @@ typedef struct rhd_op {
 struct rhd_app;
 
 typedef struct rhd_session {
-	struct rhd_session *next;
+	struct rhd_session *prev, *next;    /* the app's sessions */
+	struct rhd_session *next_by_handle; /* the app's index chain */
 	struct rhd_app *app; /* whose budget holds the find's results */
 	uint32_t handle;
 	CK_SLOT_ID slot;
@@ -140,6 +141,11 @@ typedef struct rhd_app {
 	pthread_mutex_t lock;
 	rhd_session_t *sessions;
 	unsigned session_count;
+	/* Sessions by handle (a hash index), and how many are open on each
+	 * slot (of them read-write), so that no call walks the sessions. */
+	rhd_session_t **session_index;
+	size_t session_buckets;
+	unsigned slot_sessions[RHD_MAX_SLOTS], slot_rw_sessions[RHD_MAX_SLOTS];
 	uint32_t next_handle;
 	rhd_login_t *login; /* RHD_MAX_SLOTS of them, in secret memory */
 	rhd_handle_t *objects;

@@ -478,6 +478,76 @@ START_TEST(test_store_files_never_hold_the_token_key)
 }
 END_TEST
 
+/* What the engine's index finds, checked against a walk of the list. */
+static void expect_sessions_agree(void)
+{
+	unsigned long per_slot[2] = {0}, rw[2] = {0};
+	unsigned n = 0;
+	for (rhd_session_t *s = app->sessions; s; s = s->next, n++) {
+		ck_assert_ptr_eq(rhd_session_find(app, s->handle), s);
+		per_slot[s->slot]++;
+		rw[s->slot] += (s->flags & CKF_RW_SESSION) != 0;
+	}
+	ck_assert_uint_eq(n, app->session_count);
+	for (CK_SLOT_ID slot = 0; slot < 2; slot++) {
+		unsigned long all, rws;
+		rhd_session_count(app, slot, &all, &rws);
+		ck_assert_uint_eq(all, per_slot[slot]);
+		ck_assert_uint_eq(rws, rw[slot]);
+	}
+}
+
+/* Sessions are found by hash, up to the limit and through closes in any
+ * order, restores of a given handle and a slot closed whole; the counts a
+ * C_GetTokenInfo reports follow. */
+START_TEST(test_sessions_found_by_handle_at_the_limit)
+{
+	enum { LIMIT = 1024 };
+	static uint32_t handles[LIMIT];
+	for (unsigned i = 0; i < LIMIT; i++) {
+		CK_FLAGS flags =
+			CKF_SERIAL_SESSION | (i % 3 == 0 ? CKF_RW_SESSION : 0);
+		ck_assert_uint_eq(rhd_session_open(&engine, app, i % 2, flags,
+						   &handles[i]),
+				  CKR_OK);
+	}
+	uint32_t extra;
+	ck_assert_uint_eq(
+		rhd_session_open(&engine, app, 0, CKF_SERIAL_SESSION, &extra),
+		CKR_SESSION_COUNT);
+	expect_sessions_agree();
+	/* The even ones, in a scattered order (7919 is prime to LIMIT, so
+	 * k * 7919 % LIMIT visits every index once). */
+	for (unsigned k = 0; k < LIMIT; k++) {
+		unsigned i = k * 7919 % LIMIT;
+		if (i % 2)
+			continue;
+		ck_assert_uint_eq(rhd_session_close(&engine, app, handles[i]),
+				  CKR_OK);
+		ck_assert_ptr_null(rhd_session_find(app, handles[i]));
+		ck_assert_uint_eq(rhd_session_close(&engine, app, handles[i]),
+				  CKR_SESSION_HANDLE_INVALID);
+	}
+	ck_assert_uint_eq(app->session_count, LIMIT / 2);
+	expect_sessions_agree();
+	ck_assert_uint_eq(rhd_session_restore(&engine, app, 0xabcdef, 1,
+					      CKF_SERIAL_SESSION),
+			  CKR_OK);
+	ck_assert_uint_eq(rhd_session_find(app, 0xabcdef)->slot, 1);
+	expect_sessions_agree();
+	rhd_session_close_slot(&engine, app, 1);
+	unsigned long all, rw;
+	rhd_session_count(app, 1, &all, &rw);
+	ck_assert_uint_eq(all, 0);
+	ck_assert_uint_eq(rw, 0);
+	ck_assert_ptr_null(rhd_session_find(app, 0xabcdef));
+	expect_sessions_agree();
+	rhd_session_close_slot(&engine, app, 0);
+	ck_assert_uint_eq(app->session_count, 0);
+	expect_sessions_agree();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("token");
@@ -503,6 +573,7 @@ int main(void)
 	tcase_add_test(
 		tc, test_altered_token_record_is_unavailable_and_others_serve);
 	tcase_add_test(tc, test_store_files_never_hold_the_token_key);
+	tcase_add_test(tc, test_sessions_found_by_handle_at_the_limit);
 	suite_add_tcase(s, tc);
 	return th_run_suite(s);
 }
