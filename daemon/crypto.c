@@ -16,18 +16,6 @@ static const char *curve_name(int nid)
 					   : NULL;
 }
 
-/* The point inside a CKA_EC_POINT DER OCTET STRING (short forms only:
- * P-256 and P-384 points are under 128 bytes). */
-static int point_of(const rhd_attr_t *a, const uint8_t **pt, size_t *len)
-{
-	if (!a || a->len < 3 || a->value[0] != 0x04 ||
-	    a->value[1] != a->len - 2)
-		return -1;
-	*pt = a->value + 2;
-	*len = a->len - 2;
-	return 0;
-}
-
 /* A key value as a secure BIGNUM: cleared when freed, and a parameter list
  * built from it keeps its copy (little-endian) in a block that
  * OSSL_PARAM_free clears too; with OpenSSL's secure heap set up, both live
@@ -51,7 +39,7 @@ EVP_PKEY *rhd_crypto_ec_key(const rhd_object_t *obj)
 	size_t pt_len;
 	const char *curve = params ? curve_name(rhd_ec_curve(params)) : NULL;
 	if (!curve ||
-	    point_of(rhd_object_find(obj, CKA_EC_POINT), &pt, &pt_len) < 0)
+	    rhd_ec_point(rhd_object_find(obj, CKA_EC_POINT), &pt, &pt_len) < 0)
 		return NULL;
 	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
 	BIGNUM *d = value ? secret_bn(value) : NULL;

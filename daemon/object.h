@@ -57,7 +57,20 @@ int rhd_object_matches(const rhd_object_t *obj, const rhd_object_t *tmpl);
 CK_RV rhd_object_prepare_create(rhd_object_t *obj);
 
 /* The curve (NID) a CKA_EC_PARAMS names, 0 when not served. */
+/* The key sizes the token serves, in bits, in one place: C_GetMechanismInfo
+ * reports them, import and generation accept exactly them. RSA keys of up
+ * to 8192 bits are imported and used; generation stops at 4096, which
+ * already takes seconds. */
+#define RHD_RSA_MIN_BITS 2048
+#define RHD_RSA_MAX_BITS 8192
+#define RHD_RSA_GEN_MAX_BITS 4096
+#define RHD_EC_MIN_BITS 256 /* P-256 */
+#define RHD_EC_MAX_BITS 384 /* P-384 */
+
 int rhd_ec_curve(const rhd_attr_t *params);
+/* The point inside a CKA_EC_POINT, a DER OCTET STRING in its one
+ * encoding (import and every use read it here); < 0 when it is not. */
+int rhd_ec_point(const rhd_attr_t *a, const uint8_t **pt, size_t *len);
 
 /*
  * Checks changes to obj (C_SetAttributeValue, or C_CopyObject when copy):

@@ -63,8 +63,6 @@ static const uint64_t rsa_private_attrs[] = {
 	CKA_MODULUS,	CKA_PUBLIC_EXPONENT, CKA_PRIVATE_EXPONENT,
 	CKA_PRIME_1,	CKA_PRIME_2,	     CKA_EXPONENT_1,
 	CKA_EXPONENT_2, CKA_COEFFICIENT,     END};
-#define RSA_MIN_BITS 2048
-#define RSA_MAX_BITS 8192
 /* Set by the token: a template may not name them. */
 static const uint64_t token_set_attrs[] = {CKA_LOCAL, CKA_KEY_GEN_MECHANISM,
 					   CKA_ALWAYS_SENSITIVE,
@@ -223,17 +221,18 @@ int rhd_ec_curve(const rhd_attr_t *params)
 	return nid == NID_X9_62_prime256v1 || nid == NID_secp384r1 ? nid : 0;
 }
 
-/* An uncompressed point from CKA_EC_POINT (a DER OCTET STRING). */
-static int point_bytes(const rhd_attr_t *a, const unsigned char **pt,
-		       size_t *len)
+int rhd_ec_point(const rhd_attr_t *a, const uint8_t **pt, size_t *len)
 {
-	if (a->len < 3 || a->value[0] != 0x04)
+	if (!a || a->len < 3 || a->value[0] != 0x04)
 		return -1;
+	/* DER: the short form below 128 bytes, one length byte (0x81) from
+	 * 128 to 255; anything else is not the one encoding. */
 	size_t hdr = a->value[1] < 0x80 ? 2 : a->value[1] == 0x81 ? 3 : 0;
 	if (!hdr || a->len <= hdr)
 		return -1;
 	size_t body = hdr == 2 ? a->value[1] : a->value[2];
-	if (body != a->len - hdr || body > MAX_EC_POINT)
+	if (body != a->len - hdr || body > MAX_EC_POINT ||
+	    (hdr == 3 && body < 0x80))
 		return -1;
 	*pt = a->value + hdr;
 	*len = body;
@@ -244,7 +243,7 @@ static CK_RV check_point(int nid, const rhd_attr_t *a)
 {
 	const unsigned char *pt;
 	size_t len;
-	if (point_bytes(a, &pt, &len) < 0 || pt[0] != 0x04)
+	if (rhd_ec_point(a, &pt, &len) < 0 || pt[0] != 0x04)
 		return CKR_ATTRIBUTE_VALUE_INVALID;
 	EC_GROUP *group = EC_GROUP_new_by_curve_name(nid);
 	EC_POINT *point = group ? EC_POINT_new(group) : NULL;
@@ -327,7 +326,7 @@ static CK_RV prepare_rsa(rhd_object_t *obj, int private_key)
 	EVP_PKEY *key = rhd_crypto_rsa_key(obj);
 	EVP_PKEY_CTX *ctx = key ? EVP_PKEY_CTX_new(key, NULL) : NULL;
 	int bits = key ? EVP_PKEY_get_bits(key) : 0;
-	int ok = ctx && bits >= RSA_MIN_BITS && bits <= RSA_MAX_BITS &&
+	int ok = ctx && bits >= RHD_RSA_MIN_BITS && bits <= RHD_RSA_MAX_BITS &&
 		 (private_key ? EVP_PKEY_check(ctx)
 			      : EVP_PKEY_public_check(ctx)) == 1;
 	EVP_PKEY_CTX_free(ctx);

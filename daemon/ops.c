@@ -64,17 +64,21 @@ int rhd_mechanism_info(CK_MECHANISM_TYPE mech, CK_MECHANISM_INFO *info)
 	const CK_FLAGS ec = CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS;
 	memset(info, 0, sizeof(*info));
 	if (mech == CKM_EC_KEY_PAIR_GEN)
-		*info = (CK_MECHANISM_INFO){256, 384,
+		*info = (CK_MECHANISM_INFO){RHD_EC_MIN_BITS, RHD_EC_MAX_BITS,
 					    CKF_GENERATE_KEY_PAIR | ec};
 	else if (rhd_mechanism_is_ecdsa(mech))
-		*info = (CK_MECHANISM_INFO){256, 384,
+		*info = (CK_MECHANISM_INFO){RHD_EC_MIN_BITS, RHD_EC_MAX_BITS,
 					    CKF_SIGN | CKF_VERIFY | ec};
 	else if (mech == CKM_RSA_PKCS_KEY_PAIR_GEN)
-		*info = (CK_MECHANISM_INFO){2048, 4096, CKF_GENERATE_KEY_PAIR};
+		*info = (CK_MECHANISM_INFO){RHD_RSA_MIN_BITS,
+					    RHD_RSA_GEN_MAX_BITS,
+					    CKF_GENERATE_KEY_PAIR};
 	else if (mech == CKM_RSA_X_509)
-		*info = (CK_MECHANISM_INFO){2048, 4096, CKF_VERIFY};
+		*info = (CK_MECHANISM_INFO){RHD_RSA_MIN_BITS, RHD_RSA_MAX_BITS,
+					    CKF_VERIFY};
 	else if (is_rsa(mech))
-		*info = (CK_MECHANISM_INFO){2048, 4096, CKF_SIGN | CKF_VERIFY};
+		*info = (CK_MECHANISM_INFO){RHD_RSA_MIN_BITS, RHD_RSA_MAX_BITS,
+					    CKF_SIGN | CKF_VERIFY};
 	else if (rhd_crypto_md(mech))
 		info->flags = CKF_DIGEST;
 	else

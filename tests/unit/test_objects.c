@@ -556,6 +556,97 @@ START_TEST(test_public_key_from_a_private_keys_point)
 }
 END_TEST
 
+/* CKA_EC_POINT has one encoding: the DER OCTET STRING's short form for a
+ * P-256 point. The long form of the same point was admitted at import and
+ * then refused at each use; it is refused at import now. */
+START_TEST(test_ec_point_has_one_encoding)
+{
+	tmpl_t t = {0};
+	ec_private(&t, 0);
+	uint64_t priv, rv;
+	ck_assert_uint_eq(create(&t, &priv), CKR_OK);
+	uint8_t point[128], longform[129];
+	size_t len;
+	ck_assert_int_eq(get_attr(app, ro, priv, CKA_EC_POINT, sizeof(point),
+				  point, &len, &rv),
+			 0);
+	ck_assert_uint_eq(point[1], len - 2); /* short form: 04 41 04 ... */
+	longform[0] = 0x04;
+	longform[1] = 0x81;
+	memcpy(longform + 2, point + 1, len - 1);
+	tmpl_t pub = {0};
+	t_ulong(&pub, CKA_CLASS, CKO_PUBLIC_KEY);
+	t_ulong(&pub, CKA_KEY_TYPE, CKK_EC);
+	t_bool(&pub, CKA_VERIFY, 1);
+	t_bytes(&pub, CKA_EC_PARAMS, p256, sizeof(p256));
+	t_bytes(&pub, CKA_EC_POINT, longform, len + 1);
+	ck_assert_uint_eq(create(&pub, NULL), CKR_ATTRIBUTE_VALUE_INVALID);
+	pub.a[4].bytes = (ProtobufCBinaryData){len, point};
+	ck_assert_uint_eq(create(&pub, NULL), CKR_OK);
+}
+END_TEST
+
+static uint64_t mechanism_info(uint64_t type, Remhsm__GetMechanismInfoResp *out)
+{
+	Remhsm__GetMechanismInfoReq b = REMHSM__GET_MECHANISM_INFO_REQ__INIT;
+	b.type = type;
+	Remhsm__Request r = REMHSM__REQUEST__INIT;
+	r.call_case = REMHSM__REQUEST__CALL_GET_MECHANISM_INFO;
+	r.get_mechanism_info = &b;
+	Remhsm__Response resp;
+	rh_arena_t arena = RH_ARENA_INIT;
+	uint64_t rv = run(app, &r, &resp, &arena);
+	if (rv == CKR_OK)
+		*out = *resp.get_mechanism_info;
+	rh_arena_cleanup(&arena);
+	return rv;
+}
+
+static uint64_t generate_rsa(uint64_t bits)
+{
+	tmpl_t pub = {0};
+	t_ulong(&pub, CKA_MODULUS_BITS, bits);
+	Remhsm__Mechanism mech = REMHSM__MECHANISM__INIT;
+	mech.type = CKM_RSA_PKCS_KEY_PAIR_GEN;
+	Remhsm__GenerateKeyPairReq b = REMHSM__GENERATE_KEY_PAIR_REQ__INIT;
+	b.session = rw;
+	b.mechanism = &mech;
+	b.n_public_template = pub.n;
+	b.public_template = pub.p;
+	Remhsm__Request r = REMHSM__REQUEST__INIT;
+	r.call_case = REMHSM__REQUEST__CALL_GENERATE_KEY_PAIR;
+	r.generate_key_pair = &b;
+	Remhsm__Response resp;
+	rh_arena_t arena = RH_ARENA_INIT;
+	uint64_t rv = run(app, &r, &resp, &arena);
+	rh_arena_cleanup(&arena);
+	return rv;
+}
+
+/* What C_GetMechanismInfo reports is what generation accepts: RSA keys
+ * from 2048 to 4096 bits of any size between, not one bit more or less
+ * (signing takes the imported sizes, to 8192). */
+START_TEST(test_mechanism_info_tells_what_generation_accepts)
+{
+	Remhsm__GetMechanismInfoResp info;
+	ck_assert_uint_eq(mechanism_info(CKM_RSA_PKCS_KEY_PAIR_GEN, &info),
+			  CKR_OK);
+	ck_assert_uint_eq(info.min_key_size, 2048);
+	ck_assert_uint_eq(info.max_key_size, 4096);
+	ck_assert_uint_eq(generate_rsa(info.min_key_size - 1),
+			  CKR_KEY_SIZE_RANGE);
+	ck_assert_uint_eq(generate_rsa(info.max_key_size + 1),
+			  CKR_KEY_SIZE_RANGE);
+	ck_assert_uint_eq(generate_rsa(2304), CKR_OK);
+	ck_assert_uint_eq(mechanism_info(CKM_RSA_PKCS, &info), CKR_OK);
+	ck_assert_uint_eq(info.min_key_size, 2048);
+	ck_assert_uint_eq(info.max_key_size, 8192);
+	ck_assert_uint_eq(mechanism_info(CKM_ECDSA, &info), CKR_OK);
+	ck_assert_uint_eq(info.min_key_size, 256);
+	ck_assert_uint_eq(info.max_key_size, 384);
+}
+END_TEST
+
 START_TEST(test_template_errors_have_their_codes)
 {
 	tmpl_t none = {0};
@@ -1087,6 +1178,8 @@ int main(void)
 	tcase_add_test(tc, test_ec_private_key_import_defaults_and_secrecy);
 	tcase_add_test(tc, test_ec_key_material_is_validated);
 	tcase_add_test(tc, test_public_key_from_a_private_keys_point);
+	tcase_add_test(tc, test_ec_point_has_one_encoding);
+	tcase_add_test(tc, test_mechanism_info_tells_what_generation_accepts);
 	tcase_add_test(tc, test_template_errors_have_their_codes);
 	tcase_add_test(tc, test_sessions_and_login_gate_creation);
 	tcase_add_test(tc, test_private_objects_are_invisible_without_login);
