@@ -19,7 +19,7 @@
 static th_daemon_t d;
 static void *module;
 static CK_FUNCTION_LIST *p11;
-static char acl[400], crl[400];
+static char acl[400], crl[400], conf[400];
 
 static void write_acl(const char *text)
 {
@@ -51,13 +51,18 @@ static void setup(void)
 	th_write_crl(&d, revoked);
 	snprintf(acl, sizeof(acl), "%s/access.list", d.dir);
 	snprintf(crl, sizeof(crl), "%s/crl.pem", d.pki);
+	snprintf(conf, sizeof(conf), "%s/remhsmd.conf", d.dir);
+	FILE *f = fopen(conf, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("# everything else is on the command line\nslots = 2\n", f);
+	fclose(f);
 	write_acl("# provisioning, then two kinds of device\n"
 		  "CN=remhsm-dev-client  *    user,so,admin\n"
 		  "CN=gateway-*          1    user\n"
 		  "CN=reader             0    user\n"
 		  "CN=revoked-1          *    user\n");
 	const char *flags[] = {
-		"--slots", "2", "--access-list", acl, "--tls-crl", crl, NULL};
+		"--config", conf, "--access-list", acl, "--tls-crl", crl, NULL};
 	th_daemon_start(&d, flags);
 	th_client_env(&d);
 	p11 = th_module_load(&module);
@@ -308,32 +313,65 @@ START_TEST(test_sighup_reloads_the_access_list)
 }
 END_TEST
 
-/* A reload that fails on its CRL leaves OpenSSL's errors on the loop
- * thread's queue: none may read as a TLS failure of a healthy connection
- * afterwards. */
-START_TEST(test_a_reload_failing_on_its_crl_drops_no_connection)
+/* What a reload reads, one file each, and what breaks it there. */
+static const struct reload_step {
+	const char *name;
+	const char *garbage;
+} reload_steps[] = {
+	{"config", "frobnicate = yes\n"},
+	{"certificate", "-----BEGIN CERTIFICATE-----\nbm90\n"
+			"-----END CERTIFICATE-----\n"},
+	{"key", "-----BEGIN PRIVATE KEY-----\nbm90\n"
+		"-----END PRIVATE KEY-----\n"},
+	{"crl", "-----BEGIN X509 CRL-----\nbm90IGEgQ1JM\n"
+		"-----END X509 CRL-----\n"},
+	{"access list", "CN=* nowhere\n"},
+};
+
+static const char *step_file(unsigned step, char *path, size_t cap)
 {
-	th_conn_t c[4];
-	for (int i = 0; i < 4; i++) {
-		ck_assert_int_eq(th_tls_connect(&d, TH_CERT_GOOD, &c[i]), 0);
-		Remhsm__Response *hello = th_hello(&c[i], RH_PROTOCOL_VERSION);
-		ck_assert_ptr_nonnull(hello);
-		remhsm__response__free_unpacked(hello, NULL);
-	}
-	FILE *f = fopen(crl, "w");
+	const char *files[] = {conf, "server.pem", "server.key", crl, acl};
+	if (files[step][0] == '/')
+		return files[step];
+	snprintf(path, cap, "%s/%s", d.pki, files[step]);
+	return path;
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
 	ck_assert_ptr_nonnull(f);
-	fputs("-----BEGIN X509 CRL-----\nbm90IGEgQ1JM\n"
-	      "-----END X509 CRL-----\n",
-	      f);
+	fputs(text, f);
 	fclose(f);
-	hangup();
-	ck_assert_int_eq(th_log_contains(&d, "event=reload-failed"), 1);
+}
+
+/* How many lines of the daemon's log hold needle (and also, unless NULL,
+ * too). */
+static int log_lines(const char *needle, const char *too)
+{
+	FILE *f = fopen(d.log, "r");
+	char line[2048];
+	int n = 0;
+	while (f && fgets(line, sizeof(line), f))
+		n += strstr(line, needle) && (!too || strstr(line, too));
+	if (f)
+		fclose(f);
+	return n;
+}
+
+static int log_count(const char *needle)
+{
+	return log_lines(needle, NULL);
+}
+
+static void calls_answered(th_conn_t *c, int connections, int calls)
+{
 	Remhsm__GetInfoReq body = REMHSM__GET_INFO_REQ__INIT;
 	Remhsm__Request req = REMHSM__REQUEST__INIT;
 	req.call_case = REMHSM__REQUEST__CALL_GET_INFO;
 	req.get_info = &body;
-	for (int call = 0; call < 1000; call++)
-		for (int i = 0; i < 4; i++) {
+	for (int call = 0; call < calls; call++)
+		for (int i = 0; i < connections; i++) {
 			req.id = (uint64_t)call + 1;
 			ck_assert_int_eq(th_send_request(&c[i], &req), 0);
 			Remhsm__Response *r = th_recv_response(&c[i]);
@@ -342,6 +380,53 @@ START_TEST(test_a_reload_failing_on_its_crl_drops_no_connection)
 				      call);
 			remhsm__response__free_unpacked(r, NULL);
 		}
+}
+
+static void open_hello(th_conn_t *c)
+{
+	ck_assert_int_eq(th_tls_connect(&d, TH_CERT_GOOD, c), 0);
+	Remhsm__Response *hello = th_hello(c, RH_PROTOCOL_VERSION);
+	ck_assert_ptr_nonnull(hello);
+	remhsm__response__free_unpacked(hello, NULL);
+}
+
+/* A reload that fails at any of its steps keeps the configuration in
+ * force: open connections are answered (a failure leaves OpenSSL's
+ * errors on the loop thread's queue, and none may read as a healthy
+ * connection's TLS failure: 1,000 calls on each of 4 connections after the
+ * CRL's), new ones are admitted, and the next good reload applies. */
+START_TEST(test_a_reload_failing_at_any_step_drops_no_connection)
+{
+	const struct reload_step *step = &reload_steps[_i];
+	th_conn_t c[4];
+	for (int i = 0; i < 4; i++)
+		open_hello(&c[i]);
+	char path[512], saved[16384];
+	const char *file = step_file((unsigned)_i, path, sizeof(path));
+	FILE *f = fopen(file, "r");
+	ck_assert_ptr_nonnull(f);
+	size_t len = fread(saved, 1, sizeof(saved) - 1, f);
+	fclose(f);
+	saved[len] = '\0';
+	write_file(file, step->garbage);
+	hangup();
+	ck_assert_msg(th_log_contains(&d, "event=reload-failed"),
+		      "a broken %s did not fail the reload", step->name);
+	ck_assert_msg(log_lines("event=reload-failed", strrchr(file, '/') + 1),
+		      "the failed reload does not name the %s", step->name);
+	calls_answered(c, 4, strcmp(step->name, "crl") ? 100 : 1000);
+	th_conn_t fresh;
+	open_hello(&fresh);
+	calls_answered(&fresh, 1, 1);
+	th_conn_close(&fresh);
+	write_file(file, saved);
+	int reloads = log_count("event=reload ");
+	hangup();
+	for (int i = 0; i < 300 && log_count("event=reload ") == reloads; i++)
+		usleep(10000);
+	ck_assert_int_eq(log_count("event=reload "), reloads + 1);
+	ck_assert_int_eq(log_count("event=reload-failed"), 1);
+	calls_answered(c, 4, 10);
 	ck_assert_int_eq(th_log_contains(&d, "reason=\"TLS"), 0);
 	for (int i = 0; i < 4; i++)
 		th_conn_close(&c[i]);
@@ -389,8 +474,9 @@ int main(void)
 	tcase_add_test(tc, test_identity_by_subject_alt_name);
 	tcase_add_test(tc, test_sighup_reloads_the_access_list);
 	tcase_add_test(tc, test_sighup_disconnects_a_revoked_identity);
-	tcase_add_test(tc,
-		       test_a_reload_failing_on_its_crl_drops_no_connection);
+	tcase_add_loop_test(
+		tc, test_a_reload_failing_at_any_step_drops_no_connection, 0,
+		(int)(sizeof(reload_steps) / sizeof(*reload_steps)));
 	suite_add_tcase(s, tc);
 	return th_run_suite(s);
 }
