@@ -1,7 +1,17 @@
 #include "rh_secret.h"
 
+#include <errno.h>
 #include <openssl/crypto.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
+
+static void (*_Atomic on_unlocked)(int err);
+static atomic_flag warned = ATOMIC_FLAG_INIT;
+
+void rh_secret_on_unlocked(void (*warn)(int err))
+{
+	atomic_store(&on_unlocked, warn);
+}
 
 void *rh_secret_alloc(size_t size)
 {
@@ -11,9 +21,15 @@ void *rh_secret_alloc(size_t size)
 		return NULL;
 	/* Neither is fatal: a kernel without MADV_DONTDUMP, or a lock limit
 	 * already reached, leaves the secret as safe as any other memory,
-	 * and the daemon is not dumpable anyway. */
+	 * and the daemon is not dumpable anyway; the operator hears of the
+	 * lock limit once. */
 	(void)madvise(p, size, MADV_DONTDUMP);
-	(void)mlock(p, size);
+	if (mlock(p, size) < 0) {
+		int err = errno;
+		void (*warn)(int) = atomic_load(&on_unlocked);
+		if (warn && !atomic_flag_test_and_set(&warned))
+			warn(err);
+	}
 	return p;
 }
 

@@ -14,4 +14,9 @@ void *rh_secret_alloc(size_t size);
 /* Wipes and releases what rh_secret_alloc returned (NULL: nothing). */
 void rh_secret_free(void *secret, size_t size);
 
+/* Called once, with mlock's errno, the first time a secret cannot be
+ * locked: it stays in its own pages out of core dumps, but may be swapped.
+ * Set it before the first secret is made. */
+void rh_secret_on_unlocked(void (*warn)(int err));
+
 #endif

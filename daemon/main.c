@@ -14,6 +14,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "resume.h"
+#include "rh_secret.h"
 #include "rh_tls.h"
 #include "rhs.h"
 #include "server.h"
@@ -171,6 +172,14 @@ static int forbid_core_dumps(void)
 	return 0;
 }
 
+static void warn_secrets_unlocked(int err)
+{
+	RHD_WARN("event=secret-memory-unlocked reason=\"mlock: %s\" "
+		 "effect=\"token keys may be swapped to disk\" "
+		 "hint=\"raise RLIMIT_MEMLOCK (systemd: LimitMEMLOCK=)\"",
+		 strerror(err));
+}
+
 int main(int argc, char **argv)
 {
 	rhd_config_t cfg;
@@ -208,6 +217,7 @@ int main(int argc, char **argv)
 	/* A peer that vanishes mid-write must cost a connection, not the
 	 * daemon. */
 	signal(SIGPIPE, SIG_IGN);
+	rh_secret_on_unlocked(warn_secrets_unlocked);
 	if (!cfg.allow_core_dumps && forbid_core_dumps() < 0)
 		return 1;
 	if (mkdir(cfg.state_dir, 0700) < 0 && errno != EEXIST) {

@@ -345,25 +345,6 @@ static void write_file(const char *path, const char *text)
 	fclose(f);
 }
 
-/* How many lines of the daemon's log hold needle (and also, unless NULL,
- * too). */
-static int log_lines(const char *needle, const char *too)
-{
-	FILE *f = fopen(d.log, "r");
-	char line[2048];
-	int n = 0;
-	while (f && fgets(line, sizeof(line), f))
-		n += strstr(line, needle) && (!too || strstr(line, too));
-	if (f)
-		fclose(f);
-	return n;
-}
-
-static int log_count(const char *needle)
-{
-	return log_lines(needle, NULL);
-}
-
 static void calls_answered(th_conn_t *c, int connections, int calls)
 {
 	Remhsm__GetInfoReq body = REMHSM__GET_INFO_REQ__INIT;
@@ -412,20 +393,22 @@ START_TEST(test_a_reload_failing_at_any_step_drops_no_connection)
 	hangup();
 	ck_assert_msg(th_log_contains(&d, "event=reload-failed"),
 		      "a broken %s did not fail the reload", step->name);
-	ck_assert_msg(log_lines("event=reload-failed", strrchr(file, '/') + 1),
-		      "the failed reload does not name the %s", step->name);
+	ck_assert_msg(
+		th_log_count(&d, "event=reload-failed", strrchr(file, '/') + 1),
+		"the failed reload does not name the %s", step->name);
 	calls_answered(c, 4, strcmp(step->name, "crl") ? 100 : 1000);
 	th_conn_t fresh;
 	open_hello(&fresh);
 	calls_answered(&fresh, 1, 1);
 	th_conn_close(&fresh);
 	write_file(file, saved);
-	int reloads = log_count("event=reload ");
+	int reloads = th_log_count(&d, "event=reload ", NULL);
 	hangup();
-	for (int i = 0; i < 300 && log_count("event=reload ") == reloads; i++)
+	for (int i = 0;
+	     i < 300 && th_log_count(&d, "event=reload ", NULL) == reloads; i++)
 		usleep(10000);
-	ck_assert_int_eq(log_count("event=reload "), reloads + 1);
-	ck_assert_int_eq(log_count("event=reload-failed"), 1);
+	ck_assert_int_eq(th_log_count(&d, "event=reload ", NULL), reloads + 1);
+	ck_assert_int_eq(th_log_count(&d, "event=reload-failed", NULL), 1);
 	calls_answered(c, 4, 10);
 	ck_assert_int_eq(th_log_contains(&d, "reason=\"TLS"), 0);
 	for (int i = 0; i < 4; i++)

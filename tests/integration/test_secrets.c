@@ -14,7 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -224,6 +227,39 @@ START_TEST(test_token_keys_live_in_locked_pages_left_out_of_dumps)
 }
 END_TEST
 
+/* A daemon that may not lock memory (started without CAP_IPC_LOCK, with
+ * RLIMIT_MEMLOCK at 0) says so once, however many secrets it then makes,
+ * and serves as before with its secrets still left out of dumps. The
+ * sanitizers make mlock a no-op, so their builds see no failure to
+ * report. */
+START_TEST(test_a_lock_limit_is_reported_once)
+{
+	struct rlimit none = {0, 0};
+	ck_assert_int_eq(prctl(PR_CAPBSET_DROP, CAP_IPC_LOCK, 0, 0, 0), 0);
+	ck_assert_int_eq(setrlimit(RLIMIT_MEMLOCK, &none), 0);
+	setup();
+	for (int i = 0; i < 3; i++) {
+		/* Each login unlocks a token key into secret memory. */
+		CK_SESSION_HANDLE s = th_user_session(p11, 0, PIN);
+		CK_BYTE rnd[16];
+		ck_assert_uint_eq(p11->C_GenerateRandom(s, rnd, sizeof(rnd)),
+				  CKR_OK);
+		ck_assert_uint_eq(p11->C_Logout(s), CKR_OK);
+		ck_assert_uint_eq(p11->C_CloseSession(s), CKR_OK);
+	}
+	ck_assert_int_ge(mappings_flagged(" dd", " dd"), 1);
+	p11->C_Finalize(NULL);
+	const char *warning = "event=secret-memory-unlocked";
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+	ck_assert_int_le(th_log_count(&d, warning, NULL), 1);
+#else
+	ck_assert_int_eq(th_log_count(&d, warning, NULL), 1);
+	ck_assert_int_eq(th_log_count(&d, warning, "LimitMEMLOCK"), 1);
+#endif
+	teardown();
+}
+END_TEST
+
 /* The scans themselves: they find a value the daemon does hold. */
 START_TEST(test_the_scan_finds_what_is_there)
 {
@@ -256,5 +292,10 @@ int main(void)
 	tcase_add_test(tc,
 		       test_token_keys_live_in_locked_pages_left_out_of_dumps);
 	suite_add_tcase(s, tc);
+	/* It starts its daemon itself, under limits of its own. */
+	TCase *limits = tcase_create("limits");
+	tcase_set_timeout(limits, 60);
+	tcase_add_test(limits, test_a_lock_limit_is_reported_once);
+	suite_add_tcase(s, limits);
 	return th_run_suite(s);
 }

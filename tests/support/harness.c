@@ -532,6 +532,18 @@ int th_log_contains(const th_daemon_t *d, const char *needle)
 	return 0;
 }
 
+int th_log_count(const th_daemon_t *d, const char *needle, const char *too)
+{
+	FILE *f = fopen(d->log, "r");
+	char line[2048];
+	int n = 0;
+	while (f && fgets(line, sizeof(line), f))
+		n += strstr(line, needle) && (!too || strstr(line, too));
+	if (f)
+		fclose(f);
+	return n;
+}
+
 void th_client_env(const th_daemon_t *d)
 {
 	char v[512];

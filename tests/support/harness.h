@@ -106,6 +106,9 @@ void th_daemon_cleanup(th_daemon_t *d);
 
 /* Waits up to 3 s for needle to appear in the daemon's log. */
 int th_log_contains(const th_daemon_t *d, const char *needle);
+/* How many lines of the daemon's log hold needle (and too, unless NULL),
+ * now. */
+int th_log_count(const th_daemon_t *d, const char *needle, const char *too);
 
 /* Points the client module's REMHSM_* variables at the daemon. */
 void th_client_env(const th_daemon_t *d);
