@@ -300,29 +300,43 @@ static void on_written(uv_write_t *req, int status)
 	maybe_close_flushed(c);
 }
 
+/* Queues bytes the socket did not take at once; on_written frees them. */
+static int queue_write(conn_t *c, const char *data, size_t len)
+{
+	write_req_t *w = malloc(sizeof(*w) + len);
+	if (!w)
+		return -1;
+	memcpy(w->data, data, len);
+	w->conn = c;
+	w->len = len;
+	uv_buf_t buf = uv_buf_init((char *)w->data, (unsigned)len);
+	if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_written) <
+	    0) {
+		free(w);
+		return -1;
+	}
+	c->pending_writes++;
+	return 0;
+}
+
 /* Moves what OpenSSL produced (handshake records, alerts, data) to the
- * socket. */
+ * socket: straight in while nothing is queued before it (libuv refuses
+ * the write otherwise), with no request, no callback and no change to
+ * what the loop polls for; what the socket does not take waits in a
+ * request. */
 static int flush_tls(conn_t *c)
 {
-	size_t pending;
-	while ((pending = BIO_ctrl_pending(c->net_out)) > 0) {
-		write_req_t *w = malloc(sizeof(*w) + pending);
-		if (!w)
+	char chunk[READ_CHUNK]; /* TLS records: nothing secret */
+	int n;
+	while ((n = BIO_read(c->net_out, chunk, (int)sizeof(chunk))) > 0) {
+		uv_buf_t buf = uv_buf_init(chunk, (unsigned)n);
+		int sent = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
+		if (sent == UV_EAGAIN)
+			sent = 0;
+		if (sent < 0 ||
+		    (sent < n &&
+		     queue_write(c, chunk + sent, (size_t)(n - sent)) < 0))
 			return -1;
-		int n = BIO_read(c->net_out, w->data, (int)pending);
-		if (n <= 0) {
-			free(w);
-			return -1;
-		}
-		w->conn = c;
-		w->len = (size_t)n;
-		uv_buf_t buf = uv_buf_init((char *)w->data, (unsigned)n);
-		if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1,
-			     on_written) < 0) {
-			free(w);
-			return -1;
-		}
-		c->pending_writes++;
 	}
 	return 0;
 }
@@ -382,6 +396,7 @@ static void after_frontend(conn_t *c)
 	} else if (c->front.refused && !c->close_when_flushed) {
 		c->close_when_flushed = 1;
 		uv_read_stop((uv_stream_t *)&c->tcp);
+		maybe_close_flushed(c); /* the answer may be out already */
 	}
 }
 
