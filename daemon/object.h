@@ -56,7 +56,6 @@ int rhd_object_matches(const rhd_object_t *obj, const rhd_object_t *tmpl);
  */
 CK_RV rhd_object_prepare_create(rhd_object_t *obj);
 
-/* The curve (NID) a CKA_EC_PARAMS names, 0 when not served. */
 /* The key sizes the token serves, in bits, in one place: C_GetMechanismInfo
  * reports them, import and generation accept exactly them. RSA keys of up
  * to 8192 bits are imported and used; generation stops at 4096, which
@@ -67,6 +66,7 @@ CK_RV rhd_object_prepare_create(rhd_object_t *obj);
 #define RHD_EC_MIN_BITS 256 /* P-256 */
 #define RHD_EC_MAX_BITS 384 /* P-384 */
 
+/* The curve (NID) a CKA_EC_PARAMS names, 0 when not served. */
 int rhd_ec_curve(const rhd_attr_t *params);
 /* The point inside a CKA_EC_POINT, a DER OCTET STRING in its one
  * encoding (import and every use read it here); < 0 when it is not. */
