@@ -300,16 +300,23 @@ static void on_written(uv_write_t *req, int status)
 	maybe_close_flushed(c);
 }
 
-/* Queues bytes the socket did not take at once; on_written frees them. */
-static int queue_write(conn_t *c, const char *data, size_t len)
+/* Queues, as one request, the bytes the socket did not take at once and
+ * everything OpenSSL still holds behind them; on_written frees it. */
+static int queue_rest(conn_t *c, const char *head, size_t head_len)
 {
-	write_req_t *w = malloc(sizeof(*w) + len);
+	size_t tail = BIO_ctrl_pending(c->net_out);
+	write_req_t *w = malloc(sizeof(*w) + head_len + tail);
 	if (!w)
 		return -1;
-	memcpy(w->data, data, len);
+	memcpy(w->data, head, head_len);
+	if (tail > 0 &&
+	    BIO_read(c->net_out, w->data + head_len, (int)tail) != (int)tail) {
+		free(w);
+		return -1;
+	}
 	w->conn = c;
-	w->len = len;
-	uv_buf_t buf = uv_buf_init((char *)w->data, (unsigned)len);
+	w->len = head_len + tail;
+	uv_buf_t buf = uv_buf_init((char *)w->data, (unsigned)w->len);
 	if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_written) <
 	    0) {
 		free(w);
@@ -322,8 +329,8 @@ static int queue_write(conn_t *c, const char *data, size_t len)
 /* Moves what OpenSSL produced (handshake records, alerts, data) to the
  * socket: straight in while nothing is queued before it (libuv refuses
  * the write otherwise), with no request, no callback and no change to
- * what the loop polls for; what the socket does not take waits in a
- * request. */
+ * what the loop polls for; from the first byte the socket does not take,
+ * the rest waits in one request. */
 static int flush_tls(conn_t *c)
 {
 	char chunk[READ_CHUNK]; /* TLS records: nothing secret */
@@ -333,10 +340,10 @@ static int flush_tls(conn_t *c)
 		int sent = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
 		if (sent == UV_EAGAIN)
 			sent = 0;
-		if (sent < 0 ||
-		    (sent < n &&
-		     queue_write(c, chunk + sent, (size_t)(n - sent)) < 0))
+		if (sent < 0)
 			return -1;
+		if (sent < n)
+			return queue_rest(c, chunk + sent, (size_t)(n - sent));
 	}
 	return 0;
 }
