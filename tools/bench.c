@@ -282,6 +282,7 @@ out:
 	free(threads);
 	return rc;
 }
+
 static int parse_threads(const char *list, unsigned *out, unsigned *n)
 {
 	*n = 0;
@@ -290,7 +291,7 @@ static int parse_threads(const char *list, unsigned *out, unsigned *n)
 	for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok;
 	     tok = strtok_r(NULL, ",", &save)) {
 		long v = strtol(tok, NULL, 10);
-		if (v < 1 || v > MAX_THREADS || *n >= 16)
+		if (v < 1 || v > MAX_THREADS || *n >= RH_BENCH_MAX_ROUNDS)
 			return -1;
 		out[(*n)++] = (unsigned)v;
 	}
@@ -351,9 +352,13 @@ static int parse_args(int argc, char **argv, bench_opts_t *o)
 			o->modules[o->nmodules++] = v;
 		} else if (!strcmp(a, "--plot"))
 			o->plot = v;
-		else if (!strcmp(a, "--daemon-pid"))
-			o->daemon = (pid_t)strtol(v, NULL, 10);
-		else if (!strcmp(a, "--threads")) {
+		else if (!strcmp(a, "--daemon-pid")) {
+			char *end;
+			long pid = strtol(v, &end, 10);
+			if (*end || pid < 1 || pid > INT32_MAX)
+				return -1;
+			o->daemon = (pid_t)pid;
+		} else if (!strcmp(a, "--threads")) {
 			if (parse_threads(v, o->threads, &o->nthreads) < 0)
 				return -1;
 		} else if (!strcmp(a, "--seconds"))
@@ -575,14 +580,19 @@ static int open_target(const bench_opts_t *o, const char *path, target_t *t)
 	return 0;
 }
 
+/* Where the remhsm module connects, as REMHSM_SERVER says. */
+static const char *daemon_address(void)
+{
+	const char *server = getenv("REMHSM_SERVER");
+	return server ? server : "127.0.0.1:5697";
+}
+
 /* The round again with a handshake flood held open; the p99 ratio. */
 static int flooded_round(const target_t *t, const bench_opts_t *o,
 			 unsigned threads, double base_p99)
 {
-	const char *server = getenv("REMHSM_SERVER");
 	rh_flood_t flood;
-	unsigned opened = rh_flood_start(
-		&flood, server ? server : "127.0.0.1:5697", o->flood);
+	unsigned opened = rh_flood_start(&flood, daemon_address(), o->flood);
 	char label[64];
 	snprintf(label, sizeof(label), "  (%u handshakes held open)", opened);
 	rh_bench_round_t flooded;
@@ -717,11 +727,17 @@ static int open_targets(const bench_opts_t *o, target_t *targets)
 	for (unsigned m = 0; m < o->nmodules; m++)
 		if (open_target(o, o->modules[m], &targets[m]) < 0)
 			return -1;
-	const char *server = getenv("REMHSM_SERVER");
-	targets[0].daemon =
-		o->daemon > 0 ? o->daemon
-			      : rh_bench_find_daemon(server ? server
-							    : "127.0.0.1:5697");
+	uint64_t cpu;
+	if (o->daemon > 0 && rh_bench_process_cpu_ns(o->daemon, &cpu) < 0) {
+		fprintf(stderr,
+			"bench: --daemon-pid %d: no such process (cannot read "
+			"/proc/%d/stat)\n",
+			(int)o->daemon, (int)o->daemon);
+		return -1;
+	}
+	targets[0].daemon = o->daemon > 0
+				    ? o->daemon
+				    : rh_bench_find_daemon(daemon_address());
 	return 0;
 }
 

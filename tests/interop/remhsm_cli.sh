@@ -123,6 +123,16 @@ check "bench exits 1 when it cannot write the plot" \
   test "$(status_of "$bin/remhsm" bench --module "$module" --seconds 0.1 --threads 1 \
     --plot "$work/no-such-dir/bench.svg")" -eq 1
 check "the message names the file" grep -q "cannot write $work/no-such-dir/bench.svg" "$work/out"
+check "bench takes the daemon's pid from --daemon-pid" \
+  bash -c "'$bin/remhsm' bench --module '$module' --threads 1 --seconds 0.1 \
+    --daemon-pid $daemon_pid | grep -q 'daemon of module: pid $daemon_pid '"
+check "bench refuses a --daemon-pid that is not a number: exit 2" \
+  test "$(status_of "$bin/remhsm" bench --module "$module" --daemon-pid 12x)" -eq 2
+no_pid=$(( $(cat /proc/sys/kernel/pid_max) + 1 ))
+check "bench exits 1 for a --daemon-pid no process has" \
+  test "$(status_of "$bin/remhsm" bench --module "$module" --threads 1 --seconds 0.1 \
+    --daemon-pid "$no_pid")" -eq 1
+check "the message names the pid" grep -q -- "--daemon-pid $no_pid: no such process" "$work/out"
 check "bench refuses a fifth module" \
   test "$(status_of "$bin/remhsm" bench --compare a.so --compare b.so --compare c.so --compare d.so)" -eq 2
 check "bench exits 1 when the module to compare with does not load" \
