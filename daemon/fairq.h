@@ -4,7 +4,7 @@
  * workers one tenant may hold at once. A flood from one identity fills its
  * own queue and never more than its share of the workers, so another
  * identity's calls wait for at most one call of each tenant ahead of them.
- * No I/O and no locks: the event loop owns it.
+ * No I/O and no locks: its owner (the worker pool) locks it.
  */
 #ifndef RHD_FAIRQ_H
 #define RHD_FAIRQ_H
