@@ -39,6 +39,7 @@ void rhd_config_defaults(rhd_config_t *cfg)
 	cfg->pin_max_failures = 10;
 	cfg->login_lease_s = 900;
 	cfg->busy_poll_us = 50;
+	cfg->worker_threads = 4;
 	/* scrypt N=2^15, r=8, p=1: 32 MiB and tens of milliseconds a try. */
 	cfg->kdf_scrypt_n = 32768;
 	cfg->kdf_scrypt_r = 8;
@@ -104,6 +105,8 @@ static const struct setting {
 	UINT("pin-max-failures", pin_max_failures, 1, 1000),
 	UINT("login-lease-s", login_lease_s, 0, 86400),
 	UINT("busy-poll-us", busy_poll_us, 0, 10000),
+	UINT("loops", loops, 0, 256),
+	UINT("worker-threads", worker_threads, 1, 256),
 	{"kdf-scrypt-n", KIND_POW2, offsetof(rhd_config_t, kdf_scrypt_n), 0, 2,
 	 1u << 22},
 	UINT("kdf-scrypt-r", kdf_scrypt_r, 1, 64),
@@ -454,6 +457,10 @@ void rhd_config_usage(FILE *out, const char *prog)
 		"sleeping for N us\n"
 		"                             before waiting again (50; 0: "
 		"off)\n"
+		"  --loops N                  event loops serving connections "
+		"(0: one per\n"
+		"                             online CPU)\n"
+		"  --worker-threads N         threads for long calls (4)\n"
 		"  --kdf-scrypt-n N           scrypt cost of new PINs, a power "
 		"of 2 (32768)\n"
 		"  --kdf-scrypt-r N           scrypt block size of new PINs "

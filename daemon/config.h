@@ -45,6 +45,8 @@ typedef struct rhd_config {
 	unsigned pin_max_failures;
 	unsigned login_lease_s;
 	unsigned busy_poll_us;
+	unsigned loops; /* 0: one per online CPU */
+	unsigned worker_threads;
 	/* The command line this configuration came from, to read it again
 	 * on SIGHUP (the file included). */
 	int argc;

@@ -1,6 +1,8 @@
 #include "metrics.h"
 
 #include <arpa/inet.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +31,10 @@ typedef struct histogram {
 	double sum_s;
 } histogram_t;
 
+/* The counters are written by every event loop: one lock, held for a
+ * counter's update or a scrape's rendering. */
+static pthread_mutex_t counters_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static struct {
 	uint64_t accepted, refused, login_failures;
 	series_t series[MAX_SERIES];
@@ -37,22 +43,22 @@ static struct {
 	uv_tcp_t listener;
 	int listening;
 	rhd_engine_t *engine;
-	const unsigned *open_connections;
+	const atomic_uint *open_connections;
 } m;
 
 void rhd_metrics_connection(rhd_conn_event_t what)
 {
+	pthread_mutex_lock(&counters_lock);
 	if (what == RHD_CONN_ACCEPTED)
 		m.accepted++;
 	else
 		m.refused++;
+	pthread_mutex_unlock(&counters_lock);
 }
 
-void rhd_metrics_call(unsigned call, uint64_t mechanism, uint64_t rv,
-		      uint64_t ns)
+static void count_call(unsigned call, uint64_t mechanism, uint64_t rv,
+		       uint64_t ns)
 {
-	if (call >= MAX_CALLS || !rh_call_name(call))
-		return;
 	if (call == REMHSM__REQUEST__CALL_LOGIN && rv != CKR_OK)
 		m.login_failures++;
 	size_t i = 0;
@@ -70,6 +76,16 @@ void rhd_metrics_call(unsigned call, uint64_t mechanism, uint64_t rv,
 		h->buckets[b] += s <= bounds_s[b];
 	h->count++;
 	h->sum_s += s;
+}
+
+void rhd_metrics_call(unsigned call, uint64_t mechanism, uint64_t rv,
+		      uint64_t ns)
+{
+	if (call >= MAX_CALLS || !rh_call_name(call))
+		return;
+	pthread_mutex_lock(&counters_lock);
+	count_call(call, mechanism, rv, ns);
+	pthread_mutex_unlock(&counters_lock);
 }
 
 /* Appends printf-style text to a growing buffer. */
@@ -155,10 +171,9 @@ static void render_calls(text_t *t)
 	}
 }
 
-static text_t render(void)
+static void render_counters(text_t *t, unsigned long sessions)
 {
-	text_t t = {0};
-	put(&t,
+	put(t,
 	    "# HELP remhsm_connections Client connections open now.\n"
 	    "# TYPE remhsm_connections gauge\n"
 	    "remhsm_connections %u\n"
@@ -174,10 +189,19 @@ static text_t render(void)
 	    "# HELP remhsm_login_failures_total C_Login calls that failed.\n"
 	    "# TYPE remhsm_login_failures_total counter\n"
 	    "remhsm_login_failures_total %llu\n",
-	    *m.open_connections, (unsigned long long)m.accepted,
-	    (unsigned long long)m.refused, open_sessions(),
+	    atomic_load(m.open_connections), (unsigned long long)m.accepted,
+	    (unsigned long long)m.refused, sessions,
 	    (unsigned long long)m.login_failures);
-	render_calls(&t);
+	render_calls(t);
+}
+
+static text_t render(void)
+{
+	text_t t = {0};
+	unsigned long sessions = open_sessions(); /* under the tokens' locks */
+	pthread_mutex_lock(&counters_lock);
+	render_counters(&t, sessions);
+	pthread_mutex_unlock(&counters_lock);
 	return t;
 }
 
@@ -289,7 +313,7 @@ int rhd_metrics_listen_ok(const char *listen)
 }
 
 int rhd_metrics_start(uv_loop_t *loop, const char *listen, rhd_engine_t *engine,
-		      const unsigned *open_connections, char *err,
+		      const atomic_uint *open_connections, char *err,
 		      size_t err_len)
 {
 	m.engine = engine;

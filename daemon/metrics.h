@@ -2,12 +2,13 @@
  * Metrics in Prometheus's text format, served on a listener of their own
  * (metrics-listen, loopback only, off by default): connections, sessions,
  * calls by name, mechanism and result with latency histograms, and login
- * failures. Everything here runs on the event loop's thread: the counters
- * need no lock.
+ * failures. Every event loop counts its calls here; the scrapes are
+ * served on the loop that started the listener.
  */
 #ifndef RHD_METRICS_H
 #define RHD_METRICS_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -24,7 +25,7 @@ void rhd_metrics_call(unsigned call, uint64_t mechanism, uint64_t rv,
 /* Starts serving GET /metrics on listen ("127.0.0.1:9697", loopback
  * only); open_connections is read at each scrape. 0, or -1 with err. */
 int rhd_metrics_start(uv_loop_t *loop, const char *listen, rhd_engine_t *engine,
-		      const unsigned *open_connections, char *err,
+		      const atomic_uint *open_connections, char *err,
 		      size_t err_len);
 void rhd_metrics_stop(void);
 

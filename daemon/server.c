@@ -1,25 +1,27 @@
 #include "server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include "access.h"
 #include "dispatch.h"
-#include "fairq.h"
 #include "frontend.h"
+#include "idcount.h"
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
+#include "pool.h"
 #include "rh_calls.h"
 #include "rh_decode.h"
 #include "rh_frame.h"
@@ -35,18 +37,31 @@
  * loop catches up (the kernel caps it at net.core.somaxconn). */
 #define LISTEN_BACKLOG 4096
 #define ACCEPTS_PER_TURN 16
-#define WORKER_NICE 10
 
 typedef struct server server_t;
+typedef struct loop loop_t;
+typedef struct work work_t;
 
-typedef enum { CONN_HANDSHAKE, CONN_OPEN, CONN_CLOSING } conn_state_t;
+/* A connection is accepted and handshaken on the first loop (the
+ * acceptor), which keeps the handshake budget in one place; once
+ * established it moves, socket and TLS state, to the loop that serves it:
+ * its handles close on the acceptor and open again on that loop. */
+typedef enum {
+	CONN_HANDSHAKE,
+	CONN_OPEN,
+	CONN_MOVING, /* between loops: no handles, the socket in moved_fd */
+	CONN_CLOSING
+} conn_state_t;
 
 typedef struct conn {
 	uv_tcp_t tcp;
 	uv_timer_t timer;	/* handshake, then idle deadline */
 	uv_timer_t frame_timer; /* a frame begun must be whole by then */
 	server_t *server;
-	struct conn *prev, *next;
+	loop_t *loop;	 /* the loop that owns it now */
+	loop_t *move_to; /* the loop to serve it, once its writes are out */
+	int moved_fd;
+	struct conn *prev, *next; /* in its loop's connections */
 	/* Connections in the handshake, in order of arrival. */
 	struct conn *hs_prev, *hs_next;
 	char host[48]; /* the peer's address without its port */
@@ -61,33 +76,61 @@ typedef struct conn {
 	int paused; /* at max-inflight: not reading until calls finish */
 	unsigned pending_writes;
 	int close_when_flushed;
-	rhd_front_t front; /* the protocol above TLS */
+	int holds_identity_place; /* counted against its identity's limit */
+	rhd_front_t front;	  /* the protocol above TLS */
 	char peer[64];
 	char identity[RHD_IDENTITY_MAX];
 } conn_t;
 
+/* An event loop and what it owns. Other threads reach it only through
+ * its inbox and its wake handle. */
+struct loop {
+	uv_loop_t uv;
+	uv_async_t wake; /* arrivals, finished jobs, drain, recheck, ping */
+	uv_timer_t drain_timer;
+	server_t *server;
+	unsigned index;
+	pthread_t thread;
+	conn_t *conns;
+	unsigned jobs; /* long calls given to the pool, not yet answered */
+	int draining;
+	int closed; /* its own handles are closed: the loop may end */
+	unsigned recheck_seen;
+	uint64_t activity; /* requests read and calls finished, for busy-poll */
+	atomic_uint beat;  /* the last watchdog ping it answered */
+	pthread_mutex_t inbox_lock;
+	conn_t *arrivals; /* handed over by the acceptor */
+	work_t *finished; /* long calls the pool has done */
+	char read_buf[READ_CHUNK];
+};
+
 struct server {
-	uv_loop_t loop;
+	loop_t *loops; /* the first accepts, handshakes and serves too */
+	unsigned n_loops, next_loop;
 	uv_tcp_t listener;
 	uv_signal_t sigterm, sigint, sighup;
-	uv_timer_t drain_timer;
 	uv_timer_t watchdog; /* systemd's, when WatchdogSec= asks for it */
+	/* The reload (on the acceptor) replaces them under the write lock;
+	 * the other loops' re-checks read them under the read lock. */
+	pthread_rwlock_t access_lock;
 	SSL_CTX *tls;
+	rhd_access_t access;
 	rhd_engine_t *engine;
 	const rhd_config_t *cfg;
-	conn_t *conns;
-	unsigned conn_count;
+	atomic_uint conn_count;
 	/* Handshakes have a budget of their own, so that peers with no
 	 * certificate cannot take the places of established clients. */
 	conn_t *hs_oldest, *hs_newest;
-	unsigned handshakes, established;
+	unsigned handshakes;
+	atomic_uint established;
+	rhd_idcount_t *identities;
 	unsigned accepted_this_turn;
 	int accept_pending; /* one is waiting for the next loop turn */
-	rhd_access_t access;
-	int draining;
-	uint64_t activity; /* requests read and calls finished, for busy-poll */
-	rhd_fairq_t workq; /* long calls, for the thread pool */
-	char read_buf[READ_CHUNK];
+	atomic_int draining;
+	atomic_uint recheck; /* one more for each reload that took effect */
+	atomic_uint ping;    /* the watchdog's, answered by every loop */
+	int watchdog_withheld;
+	rhd_pool_t *pool; /* long calls */
 };
 
 typedef struct write_req {
@@ -97,42 +140,75 @@ typedef struct write_req {
 	uint8_t data[];
 } write_req_t;
 
-typedef struct work {
-	uv_work_t req;
-	rhd_fairq_item_t item; /* in the fair queue until it starts */
-	uint64_t queued_ns;    /* for the latency metrics */
+struct work {
+	rhd_job_t job;
+	struct work *next;  /* in its loop's finished list */
+	uint64_t queued_ns; /* for the latency metrics */
 	conn_t *conn;
 	Remhsm__Request *request;
 	Remhsm__Response response;
 	rh_arena_t arena;
-} work_t;
+};
 
 static void conn_close(conn_t *c, const char *why);
+static void hand_over(conn_t *c);
 
 /* --- connection lifetime ----------------------------------------------- */
+
+static void list_add(loop_t *l, conn_t *c)
+{
+	c->loop = l;
+	c->prev = NULL;
+	c->next = l->conns;
+	if (l->conns)
+		l->conns->prev = c;
+	l->conns = c;
+}
+
+static void list_remove(conn_t *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		c->loop->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
+}
+
+/* A draining loop ends once its connections are gone and the pool has
+ * answered every call it gave it: its own handles close, and uv_run
+ * returns. */
+static void loop_maybe_finish(loop_t *l)
+{
+	if (!l->draining || l->closed || l->conns || l->jobs > 0)
+		return;
+	l->closed = 1;
+	uv_close((uv_handle_t *)&l->wake, NULL);
+	uv_close((uv_handle_t *)&l->drain_timer, NULL);
+}
 
 static void conn_free_if_done(conn_t *c)
 {
 	if (c->handles_open > 0 || c->inflight > 0)
 		return;
-	server_t *s = c->server;
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		s->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	s->conn_count--;
+	loop_t *l = c->loop;
+	list_remove(c);
+	atomic_fetch_sub(&c->server->conn_count, 1);
 	rhd_front_cleanup(&c->front);
 	SSL_free(c->ssl); /* frees both BIOs */
 	free(c);
+	loop_maybe_finish(l);
 }
 
 static void on_handle_closed(uv_handle_t *handle)
 {
 	conn_t *c = handle->data;
 	c->handles_open--;
-	conn_free_if_done(c);
+	if (c->state == CONN_MOVING && c->handles_open == 0)
+		hand_over(c);
+	else
+		conn_free_if_done(c);
 }
 
 /* --- the handshake budget ------------------------------------------------ */
@@ -166,14 +242,17 @@ static void handshake_leave(conn_t *c)
 
 static void conn_close(conn_t *c, const char *why)
 {
-	if (c->state == CONN_CLOSING)
+	if (c->state == CONN_CLOSING || c->state == CONN_MOVING)
 		return;
 	RHD_INFO("event=close peer=%s identity=%s reason=\"%s\"", c->peer,
 		 c->identity, why);
 	if (c->state == CONN_HANDSHAKE)
 		handshake_leave(c);
 	else
-		c->server->established--;
+		atomic_fetch_sub(&c->server->established, 1);
+	if (c->holds_identity_place)
+		rhd_idcount_give(c->server->identities, c->identity);
+	c->holds_identity_place = 0;
 	c->state = CONN_CLOSING;
 	uv_read_stop((uv_stream_t *)&c->tcp);
 	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
@@ -243,7 +322,8 @@ static void on_timeout(uv_timer_t *timer)
 	/* An application's sessions end with its last connection, so a
 	 * connection carrying open sessions is kept however quiet it is; TCP
 	 * keepalive finds the peers that vanished. */
-	if (c->state == CONN_OPEN && c->front.app && !c->server->draining &&
+	if (c->state == CONN_OPEN && c->front.app &&
+	    !atomic_load(&c->server->draining) &&
 	    rhd_app_session_count(c->front.app) > 0) {
 		uv_timer_start(&c->timer, on_timeout,
 			       c->server->cfg->idle_timeout_ms, 0);
@@ -283,9 +363,11 @@ static void maybe_close_flushed(conn_t *c)
 		return;
 	if (c->close_when_flushed)
 		conn_close(c, "closed after reply");
-	else if (c->server->draining)
+	else if (c->loop->draining)
 		conn_close(c, "server shutting down");
 }
+
+static void conn_detach(conn_t *c);
 
 static void on_written(uv_write_t *req, int status)
 {
@@ -295,7 +377,10 @@ static void on_written(uv_write_t *req, int status)
 	c->pending_writes--;
 	if (status < 0)
 		conn_close(c, uv_strerror(status));
-	else if (c->paused && c->state == CONN_OPEN && !must_wait(c))
+	else if (c->move_to && c->state == CONN_OPEN) {
+		conn_detach(c);
+		return;
+	} else if (c->paused && c->state == CONN_OPEN && !must_wait(c))
 		resume_reading(c);
 	maybe_close_flushed(c);
 }
@@ -410,27 +495,24 @@ static void after_frontend(conn_t *c)
 /* --- requests --------------------------------------------------------------
  */
 
-/* Long work yields the processor to the event loop: on a gateway with
- * few cores, key generation must not delay the signatures the loop makes.
- * Linux applies a nice value to the calling thread alone. */
-static void lower_worker_priority(void)
+static void run_work(rhd_job_t *job)
 {
-	static _Thread_local int lowered;
-	if (lowered)
-		return;
-	lowered = 1;
-	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), WORKER_NICE) <
-	    0)
-		RHD_WARN("event=worker-priority reason=\"%s\"",
-			 strerror(errno));
-}
-
-static void on_work(uv_work_t *req)
-{
-	work_t *w = container_of(req, work_t, req);
-	lower_worker_priority();
+	work_t *w = container_of(job, work_t, job);
 	rhd_dispatch(w->conn->server->engine, w->conn->front.app, w->request,
 		     &w->response, &w->arena);
+}
+
+/* On the worker's thread: the answer goes back to the connection's loop
+ * (a connection moves only before its first call). */
+static void work_finished(rhd_job_t *job)
+{
+	work_t *w = container_of(job, work_t, job);
+	loop_t *l = w->conn->loop;
+	pthread_mutex_lock(&l->inbox_lock);
+	w->next = l->finished;
+	l->finished = w;
+	pthread_mutex_unlock(&l->inbox_lock);
+	uv_async_send(&l->wake);
 }
 
 static void process_frames(conn_t *c);
@@ -450,28 +532,15 @@ static void resume_reading(conn_t *c)
 	read_plaintext(c);
 }
 
-static void on_work_done(uv_work_t *req, int status);
-
-/* Starts what the fair queue allows on the thread pool. */
-static void pump_work(server_t *s)
+/* On the loop: a long call's answer goes out. */
+static void answer_work(work_t *w)
 {
-	rhd_fairq_item_t *item;
-	while ((item = rhd_fairq_next(&s->workq)) != NULL) {
-		work_t *w = container_of(item, work_t, item);
-		/* Only fails for a request that is not initialised. */
-		(void)uv_queue_work(&s->loop, &w->req, on_work, on_work_done);
-	}
-}
-
-static void on_work_done(uv_work_t *req, int status)
-{
-	work_t *w = container_of(req, work_t, req);
 	conn_t *c = w->conn;
+	loop_t *l = c->loop;
 	c->inflight--;
-	c->server->activity++;
-	rhd_fairq_done(&c->server->workq, &w->item);
-	pump_work(c->server);
-	if (status == 0 && c->state == CONN_OPEN) {
+	l->jobs--;
+	l->activity++;
+	if (c->state == CONN_OPEN) {
 		rhd_front_reply(&c->front, w->request, &w->response,
 				w->queued_ns);
 		after_frontend(c);
@@ -485,6 +554,7 @@ static void on_work_done(uv_work_t *req, int status)
 		resume_reading(c);
 	else
 		maybe_close_flushed(c);
+	loop_maybe_finish(l);
 }
 
 static int port_queue(void *ctx, Remhsm__Request *req)
@@ -496,13 +566,15 @@ static int port_queue(void *ctx, Remhsm__Request *req)
 	w->conn = c;
 	w->request = req;
 	w->queued_ns = uv_hrtime();
+	w->job.run = run_work;
+	w->job.finished = work_finished;
 	remhsm__response__init(&w->response);
-	if (rhd_fairq_push(&c->server->workq, c->identity, &w->item) < 0) {
+	if (rhd_pool_submit(c->server->pool, c->identity, &w->job) < 0) {
 		free(w);
 		return -1;
 	}
 	c->inflight++;
-	pump_work(c->server);
+	c->loop->jobs++;
 	return 0;
 }
 
@@ -549,7 +621,7 @@ static void pause_if_must_wait(conn_t *c)
 static void after_frames(conn_t *c, unsigned frames)
 {
 	if (frames > 0) {
-		c->server->activity += frames;
+		c->loop->activity += frames;
 		uv_timer_start(&c->timer, on_timeout,
 			       c->server->cfg->idle_timeout_ms, 0);
 	}
@@ -644,11 +716,15 @@ static int admit(conn_t *c)
 		conn_close(c, "identity not on the access list");
 		return 0;
 	}
-	unsigned same = 0;
-	for (conn_t *o = c->server->conns; o; o = o->next)
-		same += o != c && o->state == CONN_OPEN &&
-			!strcmp(o->identity, c->identity);
-	if (same >= c->server->cfg->max_connections_per_identity) {
+	int place =
+		rhd_idcount_take(c->server->identities, c->identity,
+				 c->server->cfg->max_connections_per_identity);
+	c->holds_identity_place = place == 1;
+	if (place < 0) {
+		conn_close(c, "out of memory");
+		return 0;
+	}
+	if (place == 0) {
 		RHD_WARN("event=limit peer=%s identity=%s "
 			 "limit=max-connections-per-identity value=%u",
 			 c->peer, c->identity,
@@ -668,8 +744,7 @@ static int establish(conn_t *c)
 	server_t *s = c->server;
 	handshake_leave(c);
 	c->state = CONN_OPEN;
-	s->established++;
-	if (s->established <= s->cfg->max_connections)
+	if (atomic_fetch_add(&s->established, 1) < s->cfg->max_connections)
 		return 1;
 	RHD_WARN("event=refused peer=%s reason=\"maximum connections "
 		 "reached\" limit=%u",
@@ -679,21 +754,45 @@ static int establish(conn_t *c)
 	return 0;
 }
 
+/* The loop to serve the next established connection: each in turn. */
+static loop_t *next_loop(server_t *s)
+{
+	loop_t *l = &s->loops[s->next_loop];
+	s->next_loop = (s->next_loop + 1) % s->n_loops;
+	return l;
+}
+
+/* Established and admitted: served here, or on another loop once the
+ * handshake's last records are out (a write in flight belongs to this
+ * loop's handle). What the peer sent meanwhile waits in net_in. */
+static void serve(conn_t *c)
+{
+	loop_t *to = next_loop(c->server);
+	RHD_INFO("event=handshake peer=%s identity=%s tls=%s loop=%u", c->peer,
+		 c->identity, SSL_get_version(c->ssl), to->index);
+	if (flush_tls(c) < 0) {
+		conn_close(c, "cannot write");
+		return;
+	}
+	if (to != c->loop) {
+		c->move_to = to;
+		uv_read_stop((uv_stream_t *)&c->tcp);
+		uv_timer_stop(&c->timer);
+		conn_detach(c);
+		return;
+	}
+	uv_timer_start(&c->timer, on_timeout, c->server->cfg->idle_timeout_ms,
+		       0);
+	read_plaintext(c);
+}
+
 static void advance_handshake(conn_t *c)
 {
 	ERR_clear_error(); /* see port_send */
 	int r = SSL_do_handshake(c->ssl);
 	if (r == 1) {
-		if (!establish(c) || !admit(c))
-			return;
-		RHD_INFO("event=handshake peer=%s identity=%s tls=%s", c->peer,
-			 c->identity, SSL_get_version(c->ssl));
-		uv_timer_start(&c->timer, on_timeout,
-			       c->server->cfg->idle_timeout_ms, 0);
-		if (flush_tls(c) < 0)
-			conn_close(c, "cannot write");
-		else
-			read_plaintext(c);
+		if (establish(c) && admit(c))
+			serve(c);
 		return;
 	}
 	if (SSL_get_error(c->ssl, r) != SSL_ERROR_WANT_READ) {
@@ -711,7 +810,7 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 {
 	(void)suggested;
 	conn_t *c = handle->data;
-	*buf = uv_buf_init(c->server->read_buf, sizeof(c->server->read_buf));
+	*buf = uv_buf_init(c->loop->read_buf, sizeof(c->loop->read_buf));
 }
 
 /* The first bytes of a connection: from now on it has what is left of
@@ -719,7 +818,7 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 static void first_bytes(conn_t *c)
 {
 	c->heard = 1;
-	uint64_t spent = uv_now(&c->server->loop) - c->accepted_ms;
+	uint64_t spent = uv_now(&c->loop->uv) - c->accepted_ms;
 	uint64_t limit = c->server->cfg->handshake_timeout_ms;
 	uv_timer_start(&c->timer, on_timeout, spent < limit ? limit - spent : 1,
 		       0);
@@ -749,6 +848,82 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 		return;
 	}
 	read_plaintext(c);
+}
+
+/* --- moving a connection to its loop -----------------------------------
+ */
+
+static void handles_init(loop_t *l, conn_t *c)
+{
+	uv_tcp_init(&l->uv, &c->tcp);
+	uv_timer_init(&l->uv, &c->timer);
+	uv_timer_init(&l->uv, &c->frame_timer);
+	c->tcp.data = c;
+	c->timer.data = c;
+	c->frame_timer.data = c;
+	c->handles_open = 3;
+}
+
+/* Once no write is in flight, the handles close here while a duplicate
+ * keeps the socket open; hand_over then gives it to its loop. */
+static void conn_detach(conn_t *c)
+{
+	if (c->pending_writes > 0)
+		return;
+	uv_os_fd_t fd;
+	if (uv_fileno((uv_handle_t *)&c->tcp, &fd) < 0 ||
+	    (c->moved_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+		c->move_to = NULL;
+		conn_close(c, "cannot hand over to its loop");
+		return;
+	}
+	c->state = CONN_MOVING;
+	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+	uv_close((uv_handle_t *)&c->frame_timer, on_handle_closed);
+	uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+/* On its new loop: the handles open again on the socket, and what the
+ * peer sent while it moved is read. */
+static void adopt(loop_t *l, conn_t *c)
+{
+	list_add(l, c);
+	handles_init(l, c);
+	c->state = CONN_OPEN;
+	if (uv_tcp_open(&c->tcp, (uv_os_sock_t)c->moved_fd) < 0) {
+		close(c->moved_fd);
+		conn_close(c, "cannot hand over to its loop");
+		return;
+	}
+	uv_timer_start(&c->timer, on_timeout, c->server->cfg->idle_timeout_ms,
+		       0);
+	if (l->draining) {
+		maybe_close_flushed(c);
+		return;
+	}
+	uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+	read_plaintext(c);
+}
+
+/* On the acceptor, its handles closed: into the inbox of its loop. Once
+ * the daemon drains, the other loops may have ended, so the acceptor keeps
+ * the connection and closes it with its own. */
+static void hand_over(conn_t *c)
+{
+	server_t *s = c->server;
+	loop_t *to = c->move_to;
+	list_remove(c);
+	c->move_to = NULL;
+	if (atomic_load(&s->draining)) {
+		adopt(c->loop, c);
+		return;
+	}
+	c->loop = to;
+	pthread_mutex_lock(&to->inbox_lock);
+	c->next = to->arrivals;
+	to->arrivals = c;
+	pthread_mutex_unlock(&to->inbox_lock);
+	uv_async_send(&to->wake);
 }
 
 /* --- accepting -------------------------------------------------------------
@@ -825,20 +1000,13 @@ static conn_t *conn_new(server_t *s)
 	rhd_front_init(&c->front, s->engine, s->cfg, &front_port, c);
 	c->front.peer = c->peer;
 	c->front.identity = c->identity;
-	uv_tcp_init(&s->loop, &c->tcp);
-	uv_timer_init(&s->loop, &c->timer);
-	uv_timer_init(&s->loop, &c->frame_timer);
-	c->tcp.data = c;
-	c->timer.data = c;
-	c->frame_timer.data = c;
-	c->handles_open = 3;
-	c->accepted_ms = uv_now(&s->loop);
+	c->moved_fd = -1;
+	loop_t *acceptor = &s->loops[0];
+	handles_init(acceptor, c);
+	c->accepted_ms = uv_now(&acceptor->uv);
 	handshake_enter(c);
-	c->next = s->conns;
-	if (s->conns)
-		s->conns->prev = c;
-	s->conns = c;
-	s->conn_count++;
+	list_add(acceptor, c);
+	atomic_fetch_add(&s->conn_count, 1);
 	return c;
 }
 
@@ -854,7 +1022,8 @@ static void accept_one(server_t *s)
 		return;
 	}
 	peer_name(c);
-	const char *refusal = s->draining ? "shutting down" : make_room(s, c);
+	const char *refusal =
+		atomic_load(&s->draining) ? "shutting down" : make_room(s, c);
 	rhd_metrics_connection(refusal ? RHD_CONN_REFUSED : RHD_CONN_ACCEPTED);
 	if (refusal) {
 		RHD_WARN("event=refused peer=%s reason=\"%s\"", c->peer,
@@ -900,37 +1069,56 @@ static void on_connection(uv_stream_t *listener, int status)
 
 static void on_drain_timeout(uv_timer_t *timer)
 {
-	server_t *s = timer->data;
-	for (conn_t *c = s->conns; c; c = c->next)
+	loop_t *l = timer->data;
+	for (conn_t *c = l->conns; c; c = c->next)
 		conn_close(c, "drain timeout");
+}
+
+/* Each loop drains its own connections, with a drain timeout of its own,
+ * and ends once they are gone. */
+static void loop_drain(loop_t *l)
+{
+	if (l->draining)
+		return;
+	l->draining = 1;
+	uv_timer_start(&l->drain_timer, on_drain_timeout,
+		       l->server->cfg->drain_timeout_ms, 0);
+	uv_unref((uv_handle_t *)&l->drain_timer);
+	for (conn_t *c = l->conns, *next; c; c = next) {
+		next = c->next;
+		if (c->state == CONN_HANDSHAKE) {
+			conn_close(c, "server shutting down");
+		} else if (c->state == CONN_OPEN) {
+			uv_read_stop((uv_stream_t *)&c->tcp);
+			maybe_close_flushed(c);
+		}
+	}
+	loop_maybe_finish(l);
+}
+
+/* The acceptor's wake-up call to every other loop. */
+static void wake_others(server_t *s)
+{
+	for (unsigned i = 1; i < s->n_loops; i++)
+		uv_async_send(&s->loops[i].wake);
 }
 
 static void on_signal(uv_signal_t *sig, int signum)
 {
 	server_t *s = sig->data;
-	if (s->draining)
+	if (atomic_load(&s->draining))
 		return;
 	RHD_INFO("event=shutdown signal=%s connections=%u", strsignal(signum),
-		 s->conn_count);
-	s->draining = 1;
+		 atomic_load(&s->conn_count));
+	atomic_store(&s->draining, 1);
 	rhd_notify("STOPPING=1");
 	rhd_metrics_stop();
 	uv_close((uv_handle_t *)&s->listener, NULL);
 	uv_close((uv_handle_t *)&s->sigterm, NULL);
 	uv_close((uv_handle_t *)&s->sigint, NULL);
 	uv_close((uv_handle_t *)&s->sighup, NULL);
-	uv_timer_start(&s->drain_timer, on_drain_timeout,
-		       s->cfg->drain_timeout_ms, 0);
-	uv_unref((uv_handle_t *)&s->drain_timer);
-	for (conn_t *c = s->conns, *next; c; c = next) {
-		next = c->next;
-		if (c->state == CONN_HANDSHAKE) {
-			conn_close(c, "server shutting down");
-			continue;
-		}
-		uv_read_stop((uv_stream_t *)&c->tcp);
-		maybe_close_flushed(c);
-	}
+	wake_others(s);
+	loop_drain(&s->loops[0]);
 }
 
 /* --- setup -----------------------------------------------------------------
@@ -972,7 +1160,7 @@ static int start_listening(server_t *s)
 			s->cfg->listen);
 		return -1;
 	}
-	uv_tcp_init(&s->loop, &s->listener);
+	uv_tcp_init(&s->loops[0].uv, &s->listener);
 	s->listener.data = s;
 	int r = uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0);
 	if (r == 0)
@@ -987,16 +1175,45 @@ static int start_listening(server_t *s)
 	/* Port 0 picks a free port: log the one bound, for scripts to read. */
 	char bound[64];
 	bound_address(&s->listener, bound, sizeof(bound));
-	RHD_INFO("event=listening listen=%s tls=%s slots=%u", bound,
-		 s->cfg->tls12 ? "1.2+" : "1.3", s->cfg->slots);
+	RHD_INFO("event=listening listen=%s tls=%s slots=%u loops=%u "
+		 "worker-threads=%u",
+		 bound, s->cfg->tls12 ? "1.2+" : "1.3", s->cfg->slots,
+		 s->n_loops, s->cfg->worker_threads);
 	return 0;
 }
 
-/* The loop itself pets the watchdog: a wedged loop stops petting it. */
+/* The first loop that has not answered ping; 0 when all have (the
+ * acceptor answers by running this). */
+static unsigned loop_not_answering(server_t *s, unsigned ping)
+{
+	for (unsigned i = 1; i < s->n_loops; i++)
+		if (atomic_load(&s->loops[i].beat) != ping)
+			return i;
+	return 0;
+}
+
+/* The watchdog is petted only while every loop answers: each tick pings
+ * them all, and the next tick pets if every one has answered. A wedged
+ * loop stops the petting, and systemd restarts the daemon. */
 static void on_watchdog(uv_timer_t *timer)
 {
-	(void)timer;
-	rhd_notify("WATCHDOG=1");
+	server_t *s = timer->data;
+	unsigned ping = atomic_load(&s->ping);
+	unsigned late = loop_not_answering(s, ping);
+	if (late && !atomic_load(&s->draining)) {
+		if (!s->watchdog_withheld)
+			RHD_WARN("event=watchdog-withheld loop=%u "
+				 "reason=\"the loop did not answer\"",
+				 late);
+		s->watchdog_withheld = 1;
+	} else {
+		s->watchdog_withheld = 0;
+		rhd_notify("WATCHDOG=1");
+	}
+	if (atomic_load(&s->draining)) /* the other loops may have ended */
+		return;
+	atomic_store(&s->ping, ping + 1);
+	wake_others(s);
 }
 
 /* Ready once the port accepts; the watchdog from then on, at half the
@@ -1006,6 +1223,7 @@ static void tell_service_manager(server_t *s)
 	uint64_t usec = rhd_notify_watchdog_usec();
 	if (usec) {
 		uint64_t ms = usec / 2000 ? usec / 2000 : 1;
+		s->watchdog.data = s;
 		uv_timer_start(&s->watchdog, on_watchdog, ms, ms);
 		uv_unref((uv_handle_t *)&s->watchdog);
 	}
@@ -1034,12 +1252,14 @@ static const char *still_valid(SSL_CTX *tls, conn_t *c)
 	return why;
 }
 
-/* Applies the new certificates, CRL and access list to the connections
- * already open: those they no longer admit are closed, the others keep
+/* Applies the new certificates, CRL and access list to the loop's
+ * connections: those they no longer admit are closed, the others keep
  * going with what the new list grants them. */
-static void recheck_connections(server_t *s)
+static void recheck_connections(loop_t *l)
 {
-	for (conn_t *c = s->conns, *next; c; c = next) {
+	server_t *s = l->server;
+	pthread_rwlock_rdlock(&s->access_lock);
+	for (conn_t *c = l->conns, *next; c; c = next) {
 		next = c->next;
 		if (c->state != CONN_OPEN)
 			continue;
@@ -1057,6 +1277,63 @@ static void recheck_connections(server_t *s)
 		}
 		grant(c, rule);
 	}
+	pthread_rwlock_unlock(&s->access_lock);
+}
+
+/* On a loop other than the acceptor: the re-check of the last reload, if
+ * this loop has not done it yet. */
+static void recheck_if_reloaded(loop_t *l)
+{
+	unsigned done = atomic_load(&l->server->recheck);
+	if (l->recheck_seen == done)
+		return;
+	l->recheck_seen = done;
+	recheck_connections(l);
+}
+
+/* The configuration in force gives way to a new one that loaded whole;
+ * every loop re-checks its connections against it. */
+static void replace_access(server_t *s, SSL_CTX *tls, rhd_access_t *access)
+{
+	pthread_rwlock_wrlock(&s->access_lock);
+	SSL_CTX *old_tls = s->tls;
+	rhd_access_t old = s->access;
+	s->tls = tls;
+	s->access = *access;
+	pthread_rwlock_unlock(&s->access_lock);
+	SSL_CTX_free(old_tls); /* open connections hold their own reference */
+	rhd_access_free(&old);
+	loop_t *acceptor = &s->loops[0];
+	acceptor->recheck_seen = atomic_fetch_add(&s->recheck, 1) + 1;
+	recheck_connections(acceptor);
+	wake_others(s);
+}
+
+/* Whatever brought it awake: long calls finished, connections handed
+ * over, a drain, a reload's re-check, the watchdog's ping. */
+static void on_wake(uv_async_t *async)
+{
+	loop_t *l = async->data;
+	server_t *s = l->server;
+	pthread_mutex_lock(&l->inbox_lock);
+	conn_t *arrived = l->arrivals;
+	work_t *done = l->finished;
+	l->arrivals = NULL;
+	l->finished = NULL;
+	pthread_mutex_unlock(&l->inbox_lock);
+	for (work_t *w = done, *next; w; w = next) {
+		next = w->next;
+		answer_work(w);
+	}
+	for (conn_t *c = arrived, *next; c; c = next) {
+		next = c->next;
+		adopt(l, c);
+	}
+	if (atomic_load(&s->draining))
+		loop_drain(l);
+	else
+		recheck_if_reloaded(l);
+	atomic_store(&l->beat, atomic_load(&s->ping));
 }
 
 /* SIGHUP: the configuration read again; its certificates, CRL and access
@@ -1087,57 +1364,23 @@ static void on_reload(uv_signal_t *sig, int signum)
 		SSL_CTX_free(tls);
 		return;
 	}
-	SSL_CTX_free(s->tls); /* open connections hold their own reference */
-	s->tls = tls;
-	rhd_access_free(&s->access);
-	s->access = access;
 	RHD_INFO("event=reload rules=%zu crl=%s", access.n_rules,
 		 fresh.tls_crl[0] ? fresh.tls_crl : "none");
-	recheck_connections(s);
+	replace_access(s, tls, &access);
 }
 
 static void start_signals(server_t *s)
 {
-	uv_signal_init(&s->loop, &s->sigterm);
-	uv_signal_init(&s->loop, &s->sigint);
-	uv_signal_init(&s->loop, &s->sighup);
+	uv_loop_t *loop = &s->loops[0].uv;
+	uv_signal_init(loop, &s->sigterm);
+	uv_signal_init(loop, &s->sigint);
+	uv_signal_init(loop, &s->sighup);
 	s->sigterm.data = s;
 	s->sigint.data = s;
 	s->sighup.data = s;
 	uv_signal_start(&s->sigterm, on_signal, SIGTERM);
 	uv_signal_start(&s->sigint, on_signal, SIGINT);
 	uv_signal_start(&s->sighup, on_reload, SIGHUP);
-}
-
-static int close_loop(server_t *s)
-{
-	uv_close((uv_handle_t *)&s->drain_timer, NULL);
-	uv_close((uv_handle_t *)&s->watchdog, NULL);
-	uv_run(&s->loop, UV_RUN_DEFAULT);
-	return uv_loop_close(&s->loop) == 0 ? 0 : -1;
-}
-
-/* Runs the loop until its handles are closed. While requests keep coming,
- * it polls for the next one rather than sleeping: a sleeping thread's
- * wake-up costs tens of microseconds on a virtual machine, more than a
- * P-256 signature. A quiet busy-poll-us later it sleeps again. */
-static void run_loop(server_t *s)
-{
-	uint64_t spin_ns = (uint64_t)s->cfg->busy_poll_us * 1000u;
-	uint64_t spin_until = 0;
-	int alive = 1;
-	while (alive) {
-		s->accepted_this_turn = 0;
-		if (s->accept_pending && !s->draining) {
-			s->accept_pending = 0;
-			accept_one(s);
-		}
-		uint64_t seen = s->activity;
-		int polling = spin_ns && uv_hrtime() < spin_until;
-		alive = uv_run(&s->loop, polling ? UV_RUN_NOWAIT : UV_RUN_ONCE);
-		if (s->activity != seen)
-			spin_until = uv_hrtime() + spin_ns;
-	}
 }
 
 int rhd_server_access_setup(const rhd_config_t *cfg, SSL_CTX *tls,
@@ -1157,57 +1400,192 @@ int rhd_server_access_setup(const rhd_config_t *cfg, SSL_CTX *tls,
 	return rhd_access_load(access, kind, cfg->access_list, err, err_len);
 }
 
-/* libuv's pool: UV_THREADPOOL_SIZE threads, 4 unless it says otherwise. */
-static unsigned thread_pool_size(void)
+/* Runs the loop until its handles are closed. While requests keep coming,
+ * it polls for the next one rather than sleeping: a sleeping thread's
+ * wake-up costs tens of microseconds on a virtual machine, more than a
+ * P-256 signature. A quiet busy-poll-us later it sleeps again. */
+static void run_loop(loop_t *l)
 {
-	const char *v = getenv("UV_THREADPOOL_SIZE");
-	long n = v ? strtol(v, NULL, 10) : 0;
-	return n > 0 && n <= 1024 ? (unsigned)n : 4;
+	server_t *s = l->server;
+	uint64_t spin_ns = (uint64_t)s->cfg->busy_poll_us * 1000u;
+	uint64_t spin_until = 0;
+	int alive = 1;
+	while (alive) {
+		if (l->index == 0) {
+			s->accepted_this_turn = 0;
+			if (s->accept_pending && !atomic_load(&s->draining)) {
+				s->accept_pending = 0;
+				accept_one(s);
+			}
+		}
+		uint64_t seen = l->activity;
+		int polling = spin_ns && uv_hrtime() < spin_until;
+		alive = uv_run(&l->uv, polling ? UV_RUN_NOWAIT : UV_RUN_ONCE);
+		if (l->activity != seen)
+			spin_until = uv_hrtime() + spin_ns;
+	}
+}
+
+static int loop_init(server_t *s, loop_t *l, unsigned index)
+{
+	l->server = s;
+	l->index = index;
+	if (uv_loop_init(&l->uv) < 0)
+		return -1;
+	uv_async_init(&l->uv, &l->wake, on_wake);
+	uv_timer_init(&l->uv, &l->drain_timer);
+	l->wake.data = l;
+	l->drain_timer.data = l;
+	pthread_mutex_init(&l->inbox_lock, NULL);
+	return 0;
+}
+
+static void loop_close(loop_t *l)
+{
+	if (!l->closed) {
+		l->closed = 1;
+		uv_close((uv_handle_t *)&l->wake, NULL);
+		uv_close((uv_handle_t *)&l->drain_timer, NULL);
+	}
+	uv_run(&l->uv, UV_RUN_DEFAULT);
+	if (uv_loop_close(&l->uv) != 0)
+		RHD_ERROR("event=loop-not-closed loop=%u", l->index);
+	pthread_mutex_destroy(&l->inbox_lock);
+}
+
+static void *loop_thread(void *arg)
+{
+	loop_t *l = arg;
+	run_loop(l);
+	loop_close(l);
+	return NULL;
+}
+
+/* The loops besides the acceptor, each on a thread of its own; a thread
+ * that cannot start leaves the daemon with the loops that did. */
+static void start_loops(server_t *s)
+{
+	for (unsigned i = 1; i < s->n_loops; i++) {
+		if (pthread_create(&s->loops[i].thread, NULL, loop_thread,
+				   &s->loops[i]) == 0)
+			continue;
+		RHD_WARN("event=loops-reduced loops=%u reason=\"cannot start "
+			 "a thread\"",
+			 i);
+		for (unsigned j = i; j < s->n_loops; j++)
+			loop_close(&s->loops[j]);
+		s->n_loops = i;
+	}
+}
+
+static void join_loops(server_t *s)
+{
+	for (unsigned i = 1; i < s->n_loops; i++)
+		pthread_join(s->loops[i].thread, NULL);
+}
+
+/* The loops asked for, or one per online CPU. */
+static unsigned loop_count(const rhd_config_t *cfg)
+{
+	if (cfg->loops)
+		return cfg->loops;
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 && n <= 256 ? (unsigned)n : 1;
+}
+
+/* The loops, the worker pool and what the limits count; -1 with err. */
+static int server_init(server_t *s, const rhd_config_t *cfg,
+		       rhd_engine_t *engine, char *err, size_t err_len)
+{
+	s->cfg = cfg;
+	s->engine = engine;
+	pthread_rwlock_init(&s->access_lock, NULL);
+	s->n_loops = loop_count(cfg);
+	s->loops = calloc(s->n_loops, sizeof(*s->loops));
+	s->identities = rhd_idcount_new();
+	s->pool =
+		rhd_pool_start(cfg->worker_threads, cfg->max_identity_workers);
+	unsigned ready = 0;
+	while (s->loops && ready < s->n_loops &&
+	       loop_init(s, &s->loops[ready], ready) == 0)
+		ready++;
+	if (s->loops && ready == s->n_loops && s->identities && s->pool)
+		return 0;
+	snprintf(err, err_len, "cannot set up %u loops and %u worker threads",
+		 s->n_loops, cfg->worker_threads);
+	s->n_loops = ready;
+	return -1;
+}
+
+static void server_cleanup(server_t *s)
+{
+	rhd_pool_stop(s->pool);
+	rhd_idcount_free(s->identities);
+	free(s->loops);
+	SSL_CTX_free(s->tls);
+	rhd_access_free(&s->access);
+	pthread_rwlock_destroy(&s->access_lock);
+}
+
+static int load_access(server_t *s, char *err, size_t err_len)
+{
+	const rhd_config_t *cfg = s->cfg;
+	rh_tls_files_t files = {cfg->tls_ca, cfg->tls_cert, cfg->tls_key};
+	s->tls = rh_tls_server_ctx_new(&files, cfg->tls12, err, err_len);
+	return s->tls && rhd_server_access_setup(cfg, s->tls, &s->access, err,
+						 err_len) == 0
+		       ? 0
+		       : -1;
+}
+
+/* Signals first: once the port accepts, SIGTERM must drain, never kill by
+ * default. */
+static int start_serving(server_t *s, char *err, size_t err_len)
+{
+	const rhd_config_t *cfg = s->cfg;
+	uv_timer_init(&s->loops[0].uv, &s->watchdog);
+	start_signals(s);
+	if (start_listening(s) < 0)
+		return -1;
+	if (cfg->metrics_listen[0] &&
+	    rhd_metrics_start(&s->loops[0].uv, cfg->metrics_listen, s->engine,
+			      &s->conn_count, err, err_len) < 0) {
+		RHD_ERROR("event=start-failed reason=\"%s\"", err);
+		uv_close((uv_handle_t *)&s->listener, NULL);
+		return -1;
+	}
+	return 0;
 }
 
 int rhd_server_run(const rhd_config_t *cfg, rhd_engine_t *engine)
 {
 	char err[512];
-	rh_tls_files_t files = {cfg->tls_ca, cfg->tls_cert, cfg->tls_key};
 	static server_t s;
 	memset(&s, 0, sizeof(s));
-	s.cfg = cfg;
-	rhd_fairq_init(&s.workq, thread_pool_size(), cfg->max_identity_workers);
-	s.engine = engine;
-	s.tls = rh_tls_server_ctx_new(&files, cfg->tls12, err, sizeof(err));
-	if (!s.tls || rhd_server_access_setup(cfg, s.tls, &s.access, err,
-					      sizeof(err)) < 0) {
+	if (server_init(&s, cfg, engine, err, sizeof(err)) < 0 ||
+	    load_access(&s, err, sizeof(err)) < 0) {
 		RHD_ERROR("event=start-failed reason=\"%s\"", err);
-		SSL_CTX_free(s.tls);
+		for (unsigned i = 0; i < s.n_loops; i++)
+			loop_close(&s.loops[i]);
+		server_cleanup(&s);
 		return -1;
 	}
-	uv_loop_init(&s.loop);
-	uv_timer_init(&s.loop, &s.drain_timer);
-	uv_timer_init(&s.loop, &s.watchdog);
-	s.drain_timer.data = &s;
-	/* Signals first: once the port accepts, SIGTERM must drain, never
-	 * kill by default. */
-	start_signals(&s);
-	int rc = start_listening(&s);
-	if (rc == 0 && cfg->metrics_listen[0] &&
-	    rhd_metrics_start(&s.loop, cfg->metrics_listen, engine,
-			      &s.conn_count, err, sizeof(err)) < 0) {
-		RHD_ERROR("event=start-failed reason=\"%s\"", err);
-		uv_close((uv_handle_t *)&s.listener, NULL);
-		rc = -1;
-	}
+	int rc = start_serving(&s, err, sizeof(err));
 	if (rc == 0) {
+		start_loops(&s);
 		tell_service_manager(&s);
-		run_loop(&s);
+		run_loop(&s.loops[0]);
+		join_loops(&s);
 		RHD_INFO("event=stopped");
 	} else {
 		uv_close((uv_handle_t *)&s.sigterm, NULL);
 		uv_close((uv_handle_t *)&s.sigint, NULL);
 		uv_close((uv_handle_t *)&s.sighup, NULL);
+		for (unsigned i = 1; i < s.n_loops; i++)
+			loop_close(&s.loops[i]);
 	}
-	if (close_loop(&s) < 0)
-		RHD_ERROR("event=loop-not-closed");
-	SSL_CTX_free(s.tls);
-	rhd_access_free(&s.access);
+	uv_close((uv_handle_t *)&s.watchdog, NULL);
+	loop_close(&s.loops[0]);
+	server_cleanup(&s);
 	return rc;
 }

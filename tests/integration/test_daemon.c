@@ -46,32 +46,8 @@ static void teardown(void)
 static Remhsm__Response *call_random(th_conn_t *c, uint64_t id,
 				     uint64_t session)
 {
-	Remhsm__GenerateRandomReq body = REMHSM__GENERATE_RANDOM_REQ__INIT;
-	body.session = session;
-	body.length = 16;
-	Remhsm__Request req = REMHSM__REQUEST__INIT;
-	req.id = id;
-	req.call_case = REMHSM__REQUEST__CALL_GENERATE_RANDOM;
-	req.generate_random = &body;
-	ck_assert_int_eq(th_send_request(c, &req), 0);
+	th_send_random(c, id, session, 16);
 	return th_recv_response(c);
-}
-
-static uint64_t open_session(th_conn_t *c)
-{
-	Remhsm__OpenSessionReq body = REMHSM__OPEN_SESSION_REQ__INIT;
-	body.flags = CKF_SERIAL_SESSION;
-	Remhsm__Request req = REMHSM__REQUEST__INIT;
-	req.id = 2;
-	req.call_case = REMHSM__REQUEST__CALL_OPEN_SESSION;
-	req.open_session = &body;
-	ck_assert_int_eq(th_send_request(c, &req), 0);
-	Remhsm__Response *resp = th_recv_response(c);
-	ck_assert_ptr_nonnull(resp);
-	ck_assert_uint_eq(resp->rv, CKR_OK);
-	uint64_t h = resp->open_session->session;
-	remhsm__response__free_unpacked(resp, NULL);
-	return h;
 }
 
 /* A good client's connection, past Hello. */
@@ -89,7 +65,7 @@ static void assert_still_serving(void)
 {
 	th_conn_t c;
 	connect_hello(&c);
-	uint64_t session = open_session(&c);
+	uint64_t session = th_open_session(&c);
 	Remhsm__Response *r = call_random(&c, 3, session);
 	ck_assert_ptr_nonnull(r);
 	ck_assert_uint_eq(r->rv, CKR_OK);
@@ -282,7 +258,7 @@ START_TEST(test_idle_connection_with_sessions_is_kept)
 {
 	th_conn_t c;
 	connect_hello(&c);
-	uint64_t session = open_session(&c);
+	uint64_t session = th_open_session(&c);
 	usleep(1500000); /* idle timeout is 600 ms */
 	Remhsm__Response *r = call_random(&c, 3, session);
 	ck_assert_ptr_nonnull(r);
@@ -326,7 +302,7 @@ START_TEST(test_garbage_after_valid_frame_answers_then_closes)
 {
 	th_conn_t c;
 	connect_hello(&c);
-	uint64_t session = open_session(&c);
+	uint64_t session = th_open_session(&c);
 	Remhsm__GenerateRandomReq body = REMHSM__GENERATE_RANDOM_REQ__INIT;
 	body.session = session;
 	body.length = 8;
@@ -368,7 +344,7 @@ START_TEST(test_unknown_message_type_is_not_supported_and_connection_lives)
 	ck_assert_uint_eq(r->id, 9);
 	ck_assert_uint_eq(r->rv, CKR_FUNCTION_NOT_SUPPORTED);
 	remhsm__response__free_unpacked(r, NULL);
-	uint64_t session = open_session(&c);
+	uint64_t session = th_open_session(&c);
 	r = call_random(&c, 10, session);
 	ck_assert_uint_eq(r->rv, CKR_OK);
 	remhsm__response__free_unpacked(r, NULL);
@@ -384,7 +360,7 @@ START_TEST(test_deeply_nested_template_is_refused_and_connection_lives)
 {
 	th_conn_t c;
 	connect_hello(&c);
-	uint64_t session = open_session(&c);
+	uint64_t session = th_open_session(&c);
 	static const unsigned depths[] = {2, 100, 4500, 7000};
 	for (size_t i = 0; i < sizeof(depths) / sizeof(depths[0]); i++) {
 		size_t len, frame_len;
@@ -479,7 +455,7 @@ START_TEST(test_pipelined_requests_are_all_answered)
 {
 	th_conn_t c;
 	connect_hello(&c);
-	uint64_t session = open_session(&c);
+	uint64_t session = th_open_session(&c);
 	Remhsm__GenerateRandomReq body = REMHSM__GENERATE_RANDOM_REQ__INIT;
 	body.session = session;
 	body.length = 4;
@@ -512,7 +488,8 @@ static ssize_t notification(int fd, char *buf, size_t cap)
 }
 
 /* Type=notify and WatchdogSec=: READY once the port accepts, the
- * watchdog petted from the loop, STOPPING at SIGTERM. */
+ * watchdog petted while every loop answers (three here), STOPPING at
+ * SIGTERM. */
 START_TEST(test_service_manager_is_notified)
 {
 	ck_assert_int_eq(th_daemon_stop(&d), 0);
@@ -524,7 +501,8 @@ START_TEST(test_service_manager_is_notified)
 	ck_assert_int_eq(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
 	setenv("NOTIFY_SOCKET", addr.sun_path, 1);
 	setenv("WATCHDOG_USEC", "100000", 1);
-	th_daemon_restart(&d, fast_timeouts);
+	static const char *const three_loops[] = {"--loops", "3", NULL};
+	th_daemon_restart(&d, three_loops);
 	unsetenv("NOTIFY_SOCKET");
 	unsetenv("WATCHDOG_USEC");
 	char buf[256];
@@ -585,19 +563,10 @@ START_TEST(test_a_client_that_does_not_read_is_held_back)
 {
 	th_conn_t c;
 	connect_hello(&c);
-	uint64_t session = open_session(&c);
+	uint64_t session = th_open_session(&c);
 	enum { CALLS = 2000 }; /* 32 MiB of answers, past any socket buffer */
-	for (uint64_t id = 100; id < 100 + CALLS; id++) {
-		Remhsm__GenerateRandomReq body =
-			REMHSM__GENERATE_RANDOM_REQ__INIT;
-		body.session = session;
-		body.length = 16384;
-		Remhsm__Request req = REMHSM__REQUEST__INIT;
-		req.id = id;
-		req.call_case = REMHSM__REQUEST__CALL_GENERATE_RANDOM;
-		req.generate_random = &body;
-		ck_assert_int_eq(th_send_request(&c, &req), 0);
-	}
+	for (uint64_t id = 100; id < 100 + CALLS; id++)
+		th_send_random(&c, id, session, 16384);
 	ck_assert_int_eq(th_log_contains(&d, "event=backpressure"), 1);
 	assert_still_serving();
 	int answered = 0;
@@ -649,8 +618,8 @@ START_TEST(test_session_limit_and_log_level_are_configurable)
 	th_daemon_restart(&d, flags);
 	th_conn_t c;
 	connect_hello(&c);
-	open_session(&c);
-	open_session(&c);
+	th_open_session(&c);
+	th_open_session(&c);
 	Remhsm__OpenSessionReq body = REMHSM__OPEN_SESSION_REQ__INIT;
 	body.flags = CKF_SERIAL_SESSION;
 	Remhsm__Request req = REMHSM__REQUEST__INIT;
@@ -717,7 +686,7 @@ START_TEST(test_restore_refuses_what_it_cannot_honour)
 					     "lost-logins=2"),
 			 1);
 	/* The connection goes on, with no session and no login. */
-	uint64_t session = open_session(&c);
+	uint64_t session = th_open_session(&c);
 	ck_assert_uint_ne(session, 7);
 	th_conn_close(&c);
 }
@@ -769,7 +738,7 @@ START_TEST(test_largest_restore_holds_no_one_up)
 	th_conn_t big, other;
 	connect_hello(&big);
 	connect_hello(&other);
-	uint64_t session = open_session(&other);
+	uint64_t session = th_open_session(&other);
 	send_restore(&big, 40, 1025, 0);
 	Remhsm__Response *r = th_recv_response(&big);
 	ck_assert_uint_eq(r->rv, CKR_ARGUMENTS_BAD);

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The metrics endpoint: off by default, loopback only, Prometheus text with
 # connections, sessions, calls by mechanism and result, latency histograms
-# and login failures, after real calls through pkcs11-tool.
+# and login failures, after real calls through pkcs11-tool (one connection
+# each, spread over three event loops: the counts hold every loop's calls).
 #   metrics.sh BUILD_DIR
 set -euo pipefail
 . "$(dirname "$0")/lib.sh" "$1" --kdf-scrypt-n 1024
 check "off by default" bash -c "! grep -q event=metrics-listening '$work/remhsmd.log'"
 stop_daemon
-start_daemon --kdf-scrypt-n 1024 --metrics-listen 127.0.0.1:0
+start_daemon --kdf-scrypt-n 1024 --metrics-listen 127.0.0.1:0 --loops 3
 mport=$(logged_port metrics-listening)
 [ -n "$mport" ] || fail "no metrics listener"
 
@@ -27,6 +28,8 @@ for _ in 1 2 3; do
     --input-file "$work/data" --output-file "$work/sig" >/dev/null 2>&1
 done
 scrape /metrics >"$work/metrics"
+check "the calls were served by three loops" \
+  bash -c "grep event=handshake '$work/remhsmd.log' | grep -o 'loop=[0-9]' | sort -u | wc -l | grep -qx 3"
 has() { grep -q "$1" "$work/metrics"; }
 check "HTTP 200 in Prometheus's text format" has 'Content-Type: text/plain; version=0.0.4'
 check "open connections" has '^remhsm_connections [0-9]'

@@ -693,3 +693,33 @@ Remhsm__Response *th_hello(th_conn_t *c, uint32_t version)
 		return NULL;
 	return th_recv_response(c);
 }
+
+uint64_t th_open_session(th_conn_t *c)
+{
+	Remhsm__OpenSessionReq body = REMHSM__OPEN_SESSION_REQ__INIT;
+	body.flags = CKF_SERIAL_SESSION;
+	Remhsm__Request req = REMHSM__REQUEST__INIT;
+	req.id = 2;
+	req.call_case = REMHSM__REQUEST__CALL_OPEN_SESSION;
+	req.open_session = &body;
+	ck_assert_int_eq(th_send_request(c, &req), 0);
+	Remhsm__Response *r = th_recv_response(c);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_uint_eq(r->rv, CKR_OK);
+	uint64_t h = r->open_session->session;
+	remhsm__response__free_unpacked(r, NULL);
+	return h;
+}
+
+void th_send_random(th_conn_t *c, uint64_t id, uint64_t session,
+		    uint64_t length)
+{
+	Remhsm__GenerateRandomReq body = REMHSM__GENERATE_RANDOM_REQ__INIT;
+	body.session = session;
+	body.length = length;
+	Remhsm__Request req = REMHSM__REQUEST__INIT;
+	req.id = id;
+	req.call_case = REMHSM__REQUEST__CALL_GENERATE_RANDOM;
+	req.generate_random = &body;
+	ck_assert_int_eq(th_send_request(c, &req), 0);
+}

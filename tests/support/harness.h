@@ -148,6 +148,11 @@ Remhsm__Response *th_recv_response(th_conn_t *c);
 int th_peer_closed(th_conn_t *c);
 /* Sends Hello for protocol version `version` with a random app id. */
 Remhsm__Response *th_hello(th_conn_t *c, uint32_t version);
+/* A serial session on slot 0 (request id 2), after Hello; its handle. */
+uint64_t th_open_session(th_conn_t *c);
+/* Sends C_GenerateRandom of length bytes, without reading its answer. */
+void th_send_random(th_conn_t *c, uint64_t id, uint64_t session,
+		    uint64_t length);
 
 /* 1 when the file's first 8 MiB hold needle. */
 int th_file_contains(const char *path, const void *needle, size_t len);
