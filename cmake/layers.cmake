@@ -1,0 +1,45 @@
+# The layers, checked when the build is configured: what a target links,
+# directly or through what it links, must not hold what its layer may not
+# use. A source that reached past its layer would then fail to link too.
+
+# Every target in the link closure of target, into out.
+function(remhsm_link_closure target out)
+  set(seen "")
+  set(todo ${target})
+  while(todo)
+    list(POP_FRONT todo t)
+    string(REGEX REPLACE "^\\$<LINK_ONLY:(.*)>$" "\\1" t "${t}")
+    if(NOT TARGET "${t}" OR "${t}" IN_LIST seen)
+      continue()
+    endif()
+    list(APPEND seen ${t})
+    foreach(property LINK_LIBRARIES INTERFACE_LINK_LIBRARIES)
+      get_target_property(libs ${t} ${property})
+      if(libs)
+        list(APPEND todo ${libs})
+      endif()
+    endforeach()
+  endwhile()
+  set(${out} ${seen} PARENT_SCOPE)
+endfunction()
+
+# Stops the configuration when target links any of the forbidden targets.
+function(remhsm_layer target why)
+  remhsm_link_closure(${target} closure)
+  foreach(forbidden ${ARGN})
+    if("${forbidden}" IN_LIST closure)
+      message(FATAL_ERROR "layering: ${target} links ${forbidden}: ${why}")
+    endif()
+  endforeach()
+endfunction()
+
+foreach(client remhsm_client_objs remhsm-pkcs11 remhsm-pkcs11-static)
+  remhsm_layer(${client} "the client module never holds the store or an event loop"
+               remhsm_store PkgConfig::SQLITE PkgConfig::UV)
+endforeach()
+if(NOT REMHSM_CLIENT_ONLY)
+  remhsm_layer(remhsmd_core "the engine knows neither the network nor TLS"
+               PkgConfig::UV OpenSSL::SSL remhsm_tls remhsmd_access)
+  remhsm_layer(remhsm_store "the store knows neither the network nor the wire"
+               PkgConfig::UV OpenSSL::SSL remhsm_tls remhsm_common)
+endif()
