@@ -94,7 +94,7 @@ struct loop {
 	conn_t *conns;
 	unsigned jobs; /* long calls given to the pool, not yet answered */
 	int draining;
-	int closed; /* its own handles are closed: the loop may end */
+	int drained; /* nothing holds the loop any more */
 	unsigned recheck_seen;
 	uint64_t activity; /* requests read and calls finished, for busy-poll */
 	atomic_uint beat;  /* the last watchdog ping it answered */
@@ -130,6 +130,7 @@ struct server {
 	atomic_uint recheck; /* one more for each reload that took effect */
 	atomic_uint ping;    /* the watchdog's, answered by every loop */
 	int watchdog_withheld;
+	uint64_t drain_started_ns;
 	rhd_pool_t *pool; /* long calls */
 };
 
@@ -177,14 +178,16 @@ static void list_remove(conn_t *c)
 }
 
 /* A draining loop ends once its connections are gone and the pool has
- * answered every call it gave it: its own handles close, and uv_run
- * returns. */
+ * answered every call it gave it: its drain timer closes, its wake handle
+ * stops holding it, and uv_run returns. The wake handle stays open until
+ * every thread has ended (loop_close), for the acceptor may still be
+ * waking the loops that heard of the drain before it told them. */
 static void loop_maybe_finish(loop_t *l)
 {
-	if (!l->draining || l->closed || l->conns || l->jobs > 0)
+	if (!l->draining || l->drained || l->conns || l->jobs > 0)
 		return;
-	l->closed = 1;
-	uv_close((uv_handle_t *)&l->wake, NULL);
+	l->drained = 1;
+	uv_unref((uv_handle_t *)&l->wake);
 	uv_close((uv_handle_t *)&l->drain_timer, NULL);
 }
 
@@ -503,7 +506,9 @@ static void run_work(rhd_job_t *job)
 }
 
 /* On the worker's thread: the answer goes back to the connection's loop
- * (a connection moves only before its first call). */
+ * (a connection moves only before its first call). The loop is woken
+ * under its inbox lock: once it has taken the answer it may end, and its
+ * wake handle with it. */
 static void work_finished(rhd_job_t *job)
 {
 	work_t *w = container_of(job, work_t, job);
@@ -511,8 +516,8 @@ static void work_finished(rhd_job_t *job)
 	pthread_mutex_lock(&l->inbox_lock);
 	w->next = l->finished;
 	l->finished = w;
-	pthread_mutex_unlock(&l->inbox_lock);
 	uv_async_send(&l->wake);
+	pthread_mutex_unlock(&l->inbox_lock);
 }
 
 static void process_frames(conn_t *c);
@@ -1111,6 +1116,7 @@ static void on_signal(uv_signal_t *sig, int signum)
 	RHD_INFO("event=shutdown signal=%s connections=%u", strsignal(signum),
 		 atomic_load(&s->conn_count));
 	atomic_store(&s->draining, 1);
+	s->drain_started_ns = uv_hrtime();
 	rhd_notify("STOPPING=1");
 	rhd_metrics_stop();
 	uv_close((uv_handle_t *)&s->listener, NULL);
@@ -1440,13 +1446,12 @@ static int loop_init(server_t *s, loop_t *l, unsigned index)
 	return 0;
 }
 
+/* Once no thread runs the loop or wakes it. */
 static void loop_close(loop_t *l)
 {
-	if (!l->closed) {
-		l->closed = 1;
-		uv_close((uv_handle_t *)&l->wake, NULL);
+	uv_close((uv_handle_t *)&l->wake, NULL);
+	if (!l->drained)
 		uv_close((uv_handle_t *)&l->drain_timer, NULL);
-	}
 	uv_run(&l->uv, UV_RUN_DEFAULT);
 	if (uv_loop_close(&l->uv) != 0)
 		RHD_ERROR("event=loop-not-closed loop=%u", l->index);
@@ -1455,9 +1460,7 @@ static void loop_close(loop_t *l)
 
 static void *loop_thread(void *arg)
 {
-	loop_t *l = arg;
-	run_loop(l);
-	loop_close(l);
+	run_loop(arg);
 	return NULL;
 }
 
@@ -1482,6 +1485,8 @@ static void join_loops(server_t *s)
 {
 	for (unsigned i = 1; i < s->n_loops; i++)
 		pthread_join(s->loops[i].thread, NULL);
+	for (unsigned i = 1; i < s->n_loops; i++)
+		loop_close(&s->loops[i]);
 }
 
 /* The loops asked for, or one per online CPU. */
@@ -1576,7 +1581,10 @@ int rhd_server_run(const rhd_config_t *cfg, rhd_engine_t *engine)
 		tell_service_manager(&s);
 		run_loop(&s.loops[0]);
 		join_loops(&s);
-		RHD_INFO("event=stopped");
+		RHD_INFO("event=stopped drain-ms=%llu",
+			 (unsigned long long)((uv_hrtime() -
+					       s.drain_started_ns) /
+					      1000000u));
 	} else {
 		uv_close((uv_handle_t *)&s.sigterm, NULL);
 		uv_close((uv_handle_t *)&s.sigint, NULL);

@@ -5,10 +5,14 @@
  * goes away mid-call).
  */
 #include <check.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -164,6 +168,62 @@ START_TEST(test_sigterm_drains_every_loop)
 }
 END_TEST
 
+/* A notification socket for the daemon, in its folder, read as systemd
+ * reads it; its descriptor. */
+static int notify_socket(const char *name)
+{
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	int n = snprintf(addr.sun_path, sizeof(addr.sun_path), "%s/%s", d.dir,
+			 name);
+	ck_assert(n > 0 && (size_t)n < sizeof(addr.sun_path));
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	setenv("NOTIFY_SOCKET", addr.sun_path, 1);
+	return fd;
+}
+
+/* Reads one notification within ms; 1 when it was want. */
+static int heard(int fd, const char *want, int ms)
+{
+	struct pollfd p = {fd, POLLIN, 0};
+	char buf[256];
+	ssize_t n =
+		poll(&p, 1, ms) == 1 ? recv(fd, buf, sizeof(buf) - 1, 0) : -1;
+	if (n < 0)
+		return 0;
+	buf[n] = '\0';
+	return strstr(buf, want) != NULL;
+}
+
+/* SIGTERM while the watchdog's pings are on their way to every loop: a
+ * loop that hears of the drain through a ping may end before the
+ * acceptor has woken it for the drain, and the daemon still exits 0
+ * (it once aborted, waking a loop already closed). */
+START_TEST(test_sigterm_while_the_loops_are_pinged)
+{
+	setenv("WATCHDOG_USEC", "20000", 1);
+	for (int round = 0; round < 20; round++) {
+		char name[16];
+		snprintf(name, sizeof(name), "notify-%d", round);
+		int fd = notify_socket(name);
+		start(NULL);
+		ck_assert(heard(fd, "READY=1", 2000));
+		ck_assert(heard(fd, "WATCHDOG=1", 2000));
+		ck_assert_int_eq(kill(d.pid, SIGTERM), 0);
+		int status = -1;
+		for (int i = 0;
+		     i < 500 && waitpid(d.pid, &status, WNOHANG) != d.pid; i++)
+			(void)heard(fd, "", 10);
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+			      "round %d: status %#x", round, (unsigned)status);
+		d.pid = 0;
+		close(fd);
+	}
+	unsetenv("NOTIFY_SOCKET");
+	unsetenv("WATCHDOG_USEC");
+}
+END_TEST
+
 /* The per-identity and global limits count the connections of every
  * loop, and a place freed on one loop is taken again. */
 START_TEST(test_limits_count_every_loop)
@@ -308,6 +368,7 @@ int main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_connections_are_spread_over_the_loops);
 	tcase_add_test(tc, test_sigterm_drains_every_loop);
+	tcase_add_test(tc, test_sigterm_while_the_loops_are_pinged);
 	tcase_add_test(tc, test_limits_count_every_loop);
 	tcase_add_test(tc, test_reload_rechecks_every_loop);
 	tcase_add_test(

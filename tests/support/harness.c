@@ -485,6 +485,18 @@ CK_FUNCTION_LIST *th_start_provisioned(th_daemon_t *d,
 	return p11;
 }
 
+/* Why a daemon did not exit cleanly, and the end of its log, for the
+ * test's output. */
+static void report_unclean_exit(const th_daemon_t *d, const char *what)
+{
+	fprintf(stderr, "remhsmd %d %s; the end of %s:\n", d->pid, what,
+		d->log);
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "tail -n 15 '%s' >&2", d->log);
+	if (system(cmd) != 0)
+		fprintf(stderr, "(cannot show the log)\n");
+}
+
 int th_daemon_stop(th_daemon_t *d)
 {
 	if (d->pid <= 0)
@@ -492,12 +504,20 @@ int th_daemon_stop(th_daemon_t *d)
 	kill(d->pid, SIGTERM);
 	int status = 0;
 	for (int i = 0; i < 500; i++) {
-		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
-			d->pid = 0;
-			return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+		if (waitpid(d->pid, &status, WNOHANG) != d->pid) {
+			usleep(10000);
+			continue;
 		}
-		usleep(10000);
+		if (WIFSIGNALED(status)) {
+			char what[64];
+			snprintf(what, sizeof(what), "died of signal %d",
+				 WTERMSIG(status));
+			report_unclean_exit(d, what);
+		}
+		d->pid = 0;
+		return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 	}
+	report_unclean_exit(d, "did not exit within 5 s of SIGTERM");
 	kill(d->pid, SIGKILL);
 	waitpid(d->pid, &status, 0);
 	d->pid = 0;
