@@ -55,6 +55,9 @@ struct rhs_store {
 	/* Each row as this process wrote or verified it (schema 3 on). */
 	rhs_rows_t rows;
 	int rows_on;
+	/* Per token, the data version at which its rows were last counted
+	 * and found as this process knows them (0: not counted yet). */
+	int64_t counted_at[RHS_MAX_TOKENS];
 	char path[4096];
 };
 
@@ -1160,9 +1163,28 @@ static int collect_ids(sqlite3_stmt *st, uint64_t **ids, size_t *count)
 
 /* A find sees only the rows that match: a row deleted or added behind
  * this process's back shows in the token's count of rows instead. */
+/* SQLite's data version: it moves when another connection commits, never
+ * for this one's own writes. 0 when it cannot be read. */
+static int64_t data_version(rhs_store_t *s)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->db, "PRAGMA data_version", -1, &st, NULL))
+		return 0;
+	int64_t v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0)
+						   : 0;
+	sqlite3_finalize(st);
+	return v;
+}
+
+/* Rows added or removed behind this process's back. Counting them walks
+ * every row of the token, so they are counted again only once another
+ * connection has committed: a find stays as cheap as its index. */
 static int rows_added_or_removed(rhs_store_t *s, uint32_t slot)
 {
 	if (!s->rows_on || slot >= RHS_MAX_TOKENS)
+		return 0;
+	int64_t version = data_version(s);
+	if (version && s->counted_at[slot] == version)
 		return 0;
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(s->db,
@@ -1174,6 +1196,7 @@ static int rows_added_or_removed(rhs_store_t *s, uint32_t slot)
 		sqlite3_step(st) != SQLITE_ROW ||
 		(uint64_t)sqlite3_column_int64(st, 0) != s->rows.objects[slot];
 	sqlite3_finalize(st);
+	s->counted_at[slot] = differs ? 0 : version;
 	return differs;
 }
 
