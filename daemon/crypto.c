@@ -109,16 +109,25 @@ size_t rhd_crypto_ec_sig_len(const EVP_PKEY *key)
 	return 2 * (size_t)((EVP_PKEY_get_bits(key) + 7) / 8);
 }
 
-CK_RV rhd_crypto_ecdsa_sign(EVP_PKEY *key, const uint8_t *hash, size_t hash_len,
-			    uint8_t *sig, size_t sig_len)
+EVP_PKEY_CTX *rhd_crypto_ecdsa_signer(EVP_PKEY *key)
 {
 	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(key, NULL);
+	if (ctx && EVP_PKEY_sign_init(ctx) == 1)
+		return ctx;
+	EVP_PKEY_CTX_free(ctx);
+	return NULL;
+}
+
+CK_RV rhd_crypto_ecdsa_sign(EVP_PKEY *key, EVP_PKEY_CTX *signer,
+			    const uint8_t *hash, size_t hash_len, uint8_t *sig,
+			    size_t sig_len)
+{
+	EVP_PKEY_CTX *ctx = signer ? signer : rhd_crypto_ecdsa_signer(key);
 	uint8_t der[160];
 	size_t der_len = sizeof(der);
 	ECDSA_SIG *s = NULL;
 	CK_RV rv = CKR_DEVICE_ERROR;
-	if (ctx && EVP_PKEY_sign_init(ctx) == 1 &&
-	    EVP_PKEY_sign(ctx, der, &der_len, hash, hash_len) == 1) {
+	if (ctx && EVP_PKEY_sign(ctx, der, &der_len, hash, hash_len) == 1) {
 		const unsigned char *p = der;
 		s = d2i_ECDSA_SIG(NULL, &p, (long)der_len);
 	}
@@ -129,7 +138,8 @@ CK_RV rhd_crypto_ecdsa_sign(EVP_PKEY *key, const uint8_t *hash, size_t hash_len,
 		    (int)half)
 		rv = CKR_OK;
 	ECDSA_SIG_free(s);
-	EVP_PKEY_CTX_free(ctx);
+	if (ctx != signer)
+		EVP_PKEY_CTX_free(ctx);
 	return rv;
 }
 

@@ -20,9 +20,17 @@ CK_RV rhd_crypto_ec_generate(const rhd_attr_t *params, rhd_object_t *pub,
 /* Raw r||s signature length of an EC key (64 for P-256). */
 size_t rhd_crypto_ec_sig_len(const EVP_PKEY *key);
 
-/* ECDSA over a hash: a raw r||s signature of sig_len bytes. */
-CK_RV rhd_crypto_ecdsa_sign(EVP_PKEY *key, const uint8_t *hash, size_t hash_len,
-			    uint8_t *sig, size_t sig_len);
+/* A context that signs with an EC private key, made once per key: each
+ * operation signs with a copy of it (EVP_PKEY_CTX_dup), which costs no
+ * lookup of the algorithm in OpenSSL's provider tables. NULL on failure. */
+EVP_PKEY_CTX *rhd_crypto_ecdsa_signer(EVP_PKEY *key);
+
+/* ECDSA over a hash: a raw r||s signature of sig_len bytes, with signer
+ * (a copy of rhd_crypto_ecdsa_signer's, which the caller frees) or, when
+ * it is NULL, a context made for key. */
+CK_RV rhd_crypto_ecdsa_sign(EVP_PKEY *key, EVP_PKEY_CTX *signer,
+			    const uint8_t *hash, size_t hash_len, uint8_t *sig,
+			    size_t sig_len);
 CK_RV rhd_crypto_ecdsa_verify(EVP_PKEY *key, const uint8_t *hash,
 			      size_t hash_len, const uint8_t *sig,
 			      size_t sig_len);

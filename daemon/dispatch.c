@@ -1227,8 +1227,8 @@ static CK_RV pairwise_check(const rhd_object_t *pub, const rhd_object_t *priv,
 	if (rv == CKR_OK)
 		rv = rsa ? rhd_crypto_rsa_sign(sk, &pad, hash, sizeof(hash),
 					       sig, len)
-			 : rhd_crypto_ecdsa_sign(sk, hash, sizeof(hash), sig,
-						 len);
+			 : rhd_crypto_ecdsa_sign(sk, NULL, hash, sizeof(hash),
+						 sig, len);
 	if (rv == CKR_OK)
 		rv = rsa ? rhd_crypto_rsa_verify(pk, &pad, hash, sizeof(hash),
 						 sig, len)

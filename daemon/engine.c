@@ -74,16 +74,15 @@ void rhd_app_logout(rhd_app_t *app, CK_SLOT_ID slot)
 	/* The private keys built for signing go with the login: OpenSSL
 	 * clears their values as it frees them. */
 	for (rhd_handle_t *h = app->objects; h; h = h->next) {
-		if (h->slot != slot || !h->private_obj || !h->pkey)
-			continue;
-		EVP_PKEY_free(h->pkey);
-		h->pkey = NULL;
+		if (h->slot == slot && h->private_obj)
+			rhd_handle_drop_key(h);
 	}
 }
 
 void rhd_op_end(rhd_op_t *op)
 {
 	EVP_MD_CTX_free(op->md);
+	EVP_PKEY_CTX_free(op->signer);
 	EVP_PKEY_free(op->key);
 	memset(op, 0, sizeof(*op));
 }
@@ -159,9 +158,17 @@ void rhd_handle_free(rhd_handle_t *h)
 		rhd_object_cleanup(h->session_obj);
 		free(h->session_obj);
 	}
-	EVP_PKEY_free(h->pkey);
+	rhd_handle_drop_key(h);
 	free(h->allowed);
 	free(h);
+}
+
+void rhd_handle_drop_key(rhd_handle_t *h)
+{
+	EVP_PKEY_CTX_free(h->signer);
+	EVP_PKEY_free(h->pkey);
+	h->signer = NULL;
+	h->pkey = NULL;
 }
 
 /* --- the handle index ----------------------------------------------------- */

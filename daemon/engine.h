@@ -76,6 +76,7 @@ typedef struct rhd_op {
 	CK_MECHANISM_TYPE mech;
 	EVP_MD_CTX *md;
 	EVP_PKEY *key;
+	EVP_PKEY_CTX *signer; /* ECDSA: this operation's copy of the key's */
 	/* RSA: how the mechanism pads (see crypto.h); 0 for EC. */
 	int rsa_pad;
 	const EVP_MD *rsa_md, *rsa_mgf1;
@@ -116,6 +117,7 @@ typedef struct rhd_handle {
 	/* A key's OpenSSL form and what its init checks need, kept while the
 	 * token's generation says nothing changed (see rhd_token_t). */
 	EVP_PKEY *pkey;
+	EVP_PKEY_CTX *signer; /* an EC private key's, to copy (crypto.h) */
 	uint64_t pkey_generation;
 	uint64_t cls, key_type;
 	int can_sign, can_verify;
@@ -252,6 +254,8 @@ void rhd_app_drop_objects(rhd_app_t *app, CK_SLOT_ID slot, uint32_t owner);
 void rhd_session_end_find(rhd_session_t *s);
 /* Frees a handle and what it holds (session object, cached key). */
 void rhd_handle_free(rhd_handle_t *h);
+/* Drops the handle's cached key and its signing context. */
+void rhd_handle_drop_key(rhd_handle_t *h);
 
 /* The app's object handles: added (a token object with its store id set:
  * its handle is fixed by it; a session object gets the next number),

@@ -44,8 +44,7 @@ static void token_changed(rhd_engine_t *engine, rhd_handle_t *h)
 	pthread_mutex_lock(&t->lock);
 	t->generation++;
 	pthread_mutex_unlock(&t->lock);
-	EVP_PKEY_free(h->pkey);
-	h->pkey = NULL;
+	rhd_handle_drop_key(h);
 }
 
 static void handle_unlink(rhd_app_t *app, rhd_handle_t *h)

@@ -136,8 +136,7 @@ static CK_RV cache_key(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 	uint64_t generation = generation_of(engine, h->slot);
 	if (h->pkey && h->pkey_generation == generation)
 		return CKR_OK;
-	EVP_PKEY_free(h->pkey);
-	h->pkey = NULL;
+	rhd_handle_drop_key(h);
 	rhd_object_t obj;
 	if (rhd_objects_load(engine, app, s, h->handle, &obj) != CKR_OK)
 		return CKR_KEY_HANDLE_INVALID;
@@ -150,6 +149,8 @@ static CK_RV cache_key(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 	int key = h->cls == CKO_PRIVATE_KEY || h->cls == CKO_PUBLIC_KEY;
 	if (key && h->key_type == CKK_EC)
 		h->pkey = rhd_crypto_ec_key(&obj);
+	if (h->pkey && h->key_type == CKK_EC && h->cls == CKO_PRIVATE_KEY)
+		h->signer = rhd_crypto_ecdsa_signer(h->pkey);
 	else if (key && h->key_type == CKK_RSA)
 		h->pkey = rhd_crypto_rsa_key(&obj);
 	rhd_object_cleanup(&obj);
@@ -177,6 +178,9 @@ static CK_RV key_for(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 	if (!h->pkey || EVP_PKEY_up_ref(h->pkey) != 1)
 		return CKR_DEVICE_ERROR;
 	op->key = h->pkey;
+	/* A copy failing only costs the sign a context of its own. */
+	if (kind == RHD_OP_SIGN && h->signer)
+		op->signer = EVP_PKEY_CTX_dup(h->signer);
 	op->key_store_id = h->session_obj ? 0 : h->store_id;
 	return CKR_OK;
 }
@@ -372,8 +376,8 @@ CK_RV rhd_op_complete(rhd_op_t *taken, rhd_op_kind_t kind, int single,
 		rv = rhd_crypto_rsa_sign(taken->key, &pad, in, in_len, out,
 					 out_len);
 	else if (kind == RHD_OP_SIGN)
-		rv = rhd_crypto_ecdsa_sign(taken->key, in, in_len, out,
-					   out_len);
+		rv = rhd_crypto_ecdsa_sign(taken->key, taken->signer, in,
+					   in_len, out, out_len);
 	else if (taken->rsa_pad)
 		rv = rhd_crypto_rsa_verify(taken->key, &pad, in, in_len, out,
 					   out_len);

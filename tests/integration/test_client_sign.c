@@ -817,6 +817,36 @@ START_TEST(test_allowed_mechanisms_are_enforced)
 }
 END_TEST
 
+/* A key's signing context is made once and kept while the key stands:
+ * many signatures from it all verify, and a change to the key (its label,
+ * then CKA_SIGN) is seen by the next init. */
+START_TEST(test_a_changed_key_is_seen_by_the_next_signature)
+{
+	CK_BYTE sig[64];
+	for (int i = 0; i < 50; i++) {
+		CK_ULONG len = sizeof(sig);
+		hash[0] = (CK_BYTE)i;
+		ck_assert_uint_eq(sign_init(CKM_ECDSA, priv), CKR_OK);
+		ck_assert_uint_eq(p11->C_Sign(session, hash, 32, sig, &len),
+				  CKR_OK);
+		ck_assert_uint_eq(verify(CKM_ECDSA, hash, 32, sig, 64), CKR_OK);
+	}
+	CK_ATTRIBUTE label = {CKA_LABEL, "renamed", 7};
+	ck_assert_uint_eq(p11->C_SetAttributeValue(session, priv, &label, 1),
+			  CKR_OK);
+	CK_ULONG len = sizeof(sig);
+	ck_assert_uint_eq(sign_init(CKM_ECDSA, priv), CKR_OK);
+	ck_assert_uint_eq(p11->C_Sign(session, hash, 32, sig, &len), CKR_OK);
+	ck_assert_uint_eq(verify(CKM_ECDSA, hash, 32, sig, 64), CKR_OK);
+	CK_BBOOL no = CK_FALSE;
+	CK_ATTRIBUTE sign = {CKA_SIGN, &no, 1};
+	ck_assert_uint_eq(p11->C_SetAttributeValue(session, priv, &sign, 1),
+			  CKR_OK);
+	ck_assert_uint_eq(init_error(CKM_ECDSA, priv),
+			  CKR_KEY_FUNCTION_NOT_PERMITTED);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("client-sign");
@@ -836,6 +866,7 @@ int main(void)
 	tcase_add_test(tc, test_held_init_keeps_the_specifications_answers);
 	tcase_add_test(tc, test_keys_sign_after_a_restart);
 	tcase_add_test(tc, test_allowed_mechanisms_are_enforced);
+	tcase_add_test(tc, test_a_changed_key_is_seen_by_the_next_signature);
 	tcase_add_test(tc, test_a_key_destroyed_elsewhere_no_longer_signs);
 	tcase_add_test(tc, test_rsa_pkcs_signs_freertos_digest_info);
 	tcase_add_test(tc, test_rsa_hash_and_sign_and_x509_verify);
