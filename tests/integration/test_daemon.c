@@ -4,12 +4,10 @@
  * outcome and a log line, and a well-behaved client is served afterwards.
  */
 #include <check.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <stdio.h>
 #include <time.h>
@@ -475,44 +473,9 @@ START_TEST(test_pipelined_requests_are_all_answered)
 }
 END_TEST
 
-/* Receives one notification (within ms) into buf; its length or -1. */
-static ssize_t notification_within(int fd, char *buf, size_t cap, int ms)
-{
-	struct pollfd p = {fd, POLLIN, 0};
-	if (poll(&p, 1, ms) != 1)
-		return -1;
-	ssize_t n = recv(fd, buf, cap - 1, 0);
-	if (n >= 0)
-		buf[n] = '\0';
-	return n;
-}
-
 static ssize_t notification(int fd, char *buf, size_t cap)
 {
-	return notification_within(fd, buf, cap, 1000);
-}
-
-/* SIGTERM, and the notifications read while the daemon drains, as
- * systemd reads them: the daemon's notify socket blocks once ten wait
- * unread. Fails unless it exits 0 within 5 s; 1 when it said
- * STOPPING=1. */
-static int stops_saying_stopping(int fd)
-{
-	ck_assert_int_eq(kill(d.pid, SIGTERM), 0);
-	int stopping = 0, status = -1;
-	char buf[256];
-	for (int i = 0; i < 500 && waitpid(d.pid, &status, WNOHANG) != d.pid;
-	     i++)
-		if (notification_within(fd, buf, sizeof(buf), 10) > 0)
-			stopping |= !strcmp(buf, "STOPPING=1");
-	while (notification_within(fd, buf, sizeof(buf), 0) > 0)
-		stopping |= !strcmp(buf, "STOPPING=1");
-	ck_assert_msg(WIFEXITED(status), "remhsmd did not exit (status %#x)",
-		      (unsigned)status);
-	d.pid = 0;
-	ck_assert_msg(WEXITSTATUS(status) == 0, "remhsmd exited %d",
-		      WEXITSTATUS(status));
-	return stopping;
+	return th_notification(fd, buf, cap, 1000);
 }
 
 /* Type=notify and WatchdogSec=: READY once the port accepts, the
@@ -521,13 +484,7 @@ static int stops_saying_stopping(int fd)
 START_TEST(test_service_manager_is_notified)
 {
 	ck_assert_int_eq(th_daemon_stop(&d), 0);
-	struct sockaddr_un addr = {.sun_family = AF_UNIX};
-	ck_assert_uint_lt(strlen(d.dir) + 8, sizeof(addr.sun_path));
-	memcpy(addr.sun_path, d.dir, strlen(d.dir));
-	memcpy(addr.sun_path + strlen(d.dir), "/notify", 8);
-	int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
-	setenv("NOTIFY_SOCKET", addr.sun_path, 1);
+	int fd = th_notify_socket(&d, "notify");
 	setenv("WATCHDOG_USEC", "100000", 1);
 	static const char *const three_loops[] = {"--loops", "3", NULL};
 	th_daemon_restart(&d, three_loops);
@@ -541,7 +498,14 @@ START_TEST(test_service_manager_is_notified)
 		pets += notification(fd, buf, sizeof(buf)) > 0 &&
 			!strcmp(buf, "WATCHDOG=1");
 	ck_assert_int_eq(pets, 5);
-	ck_assert(stops_saying_stopping(fd));
+	/* Read while it drains, as systemd does: once ten notifications wait
+	 * unread, the daemon's next one blocks. */
+	ck_assert_int_eq(kill(d.pid, SIGTERM), 0);
+	int stopping = 0;
+	int status = th_daemon_wait_exit(&d, fd, 5, "STOPPING=1", &stopping);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "remhsmd did not exit 0 (status %#x)", (unsigned)status);
+	ck_assert(stopping);
 	close(fd);
 }
 END_TEST

@@ -5,15 +5,12 @@
  * goes away mid-call).
  */
 #include <check.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -169,49 +166,12 @@ START_TEST(test_sigterm_drains_every_loop)
 }
 END_TEST
 
-/* A notification socket for the daemon, in its folder, read as systemd
- * reads it; its descriptor. */
-static int notify_socket(const char *name)
-{
-	struct sockaddr_un addr = {.sun_family = AF_UNIX};
-	int n = snprintf(addr.sun_path, sizeof(addr.sun_path), "%s/%s", d.dir,
-			 name);
-	ck_assert(n > 0 && (size_t)n < sizeof(addr.sun_path));
-	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
-	setenv("NOTIFY_SOCKET", addr.sun_path, 1);
-	return fd;
-}
-
-/* Reads one notification within ms; 1 when it was want. */
+/* Reads one notification within ms; 1 when it held want. */
 static int heard(int fd, const char *want, int ms)
 {
-	struct pollfd p = {fd, POLLIN, 0};
 	char buf[256];
-	ssize_t n =
-		poll(&p, 1, ms) == 1 ? recv(fd, buf, sizeof(buf) - 1, 0) : -1;
-	if (n < 0)
-		return 0;
-	buf[n] = '\0';
-	return strstr(buf, want) != NULL;
-}
-
-/* The daemon's exit status, reading its notifications meanwhile, within
- * seconds (sanitizer builds stop slowly); -1, after showing its log, when
- * it did not exit. */
-static int exit_status(int fd, int seconds)
-{
-	time_t deadline = time(NULL) + seconds;
-	int status;
-	while (waitpid(d.pid, &status, WNOHANG) != d.pid) {
-		if (time(NULL) > deadline) {
-			th_daemon_stop(&d); /* says why, with the log */
-			return -1;
-		}
-		(void)heard(fd, "", 10);
-	}
-	d.pid = 0;
-	return status;
+	return th_notification(fd, buf, sizeof(buf), ms) >= 0 &&
+	       strstr(buf, want) != NULL;
 }
 
 /* SIGTERM while the watchdog's pings are on their way to every loop: a
@@ -224,14 +184,15 @@ START_TEST(test_sigterm_while_the_loops_are_pinged)
 	for (int round = 0; round < 20; round++) {
 		char name[16];
 		snprintf(name, sizeof(name), "notify-%d", round);
-		int fd = notify_socket(name);
+		int fd = th_notify_socket(&d, name);
 		start(NULL);
 		ck_assert(heard(fd, "READY=1", 2000));
 		/* Three pets: every loop's thread runs and answers pings. */
 		for (int pet = 0; pet < 3; pet++)
 			ck_assert(heard(fd, "WATCHDOG=1", 2000));
 		ck_assert_int_eq(kill(d.pid, SIGTERM), 0);
-		int status = exit_status(fd, 20);
+		/* 20 s: sanitizer builds stop slowly. */
+		int status = th_daemon_wait_exit(&d, fd, 20, NULL, NULL);
 		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 			      "round %d: status %#x", round, (unsigned)status);
 		close(fd);

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -522,6 +523,60 @@ int th_daemon_stop(th_daemon_t *d)
 	waitpid(d->pid, &status, 0);
 	d->pid = 0;
 	return -1;
+}
+
+int th_notify_socket(const th_daemon_t *d, const char *name)
+{
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	int n = snprintf(addr.sun_path, sizeof(addr.sun_path), "%s/%s", d->dir,
+			 name);
+	ck_assert(n > 0 && (size_t)n < sizeof(addr.sun_path));
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	setenv("NOTIFY_SOCKET", addr.sun_path, 1);
+	return fd;
+}
+
+ssize_t th_notification(int fd, char *buf, size_t cap, int ms)
+{
+	struct pollfd p = {fd, POLLIN, 0};
+	if (poll(&p, 1, ms) != 1)
+		return -1;
+	ssize_t n = recv(fd, buf, cap - 1, 0);
+	if (n >= 0)
+		buf[n] = '\0';
+	return n;
+}
+
+/* Reads a notification within ms, noting whether it was want; its length,
+ * or -1. */
+static ssize_t read_notification(int fd, int ms, const char *want, int *heard)
+{
+	char buf[256];
+	ssize_t n = th_notification(fd, buf, sizeof(buf), ms);
+	if (n > 0 && want && !strcmp(buf, want))
+		*heard = 1;
+	return n;
+}
+
+int th_daemon_wait_exit(th_daemon_t *d, int fd, int seconds, const char *want,
+			int *heard)
+{
+	int ignored = 0;
+	heard = heard ? heard : &ignored;
+	time_t deadline = time(NULL) + seconds;
+	int status;
+	while (waitpid(d->pid, &status, WNOHANG) != d->pid) {
+		if (time(NULL) > deadline) {
+			th_daemon_stop(d); /* says why, with the log */
+			return -1;
+		}
+		(void)read_notification(fd, 10, want, heard);
+	}
+	d->pid = 0;
+	while (read_notification(fd, 0, want, heard) > 0)
+		continue;
+	return status;
 }
 
 void th_daemon_cleanup(th_daemon_t *d)

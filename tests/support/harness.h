@@ -102,6 +102,19 @@ int th_ecdsa_verifies(EVP_PKEY *key, const CK_BYTE hash[32], const CK_BYTE *rs,
 
 /* SIGTERM, waits for exit, returns the exit status (-1 if killed). */
 int th_daemon_stop(th_daemon_t *d);
+
+/* A datagram socket at d->dir/name for the daemon's service-manager
+ * notifications, named in NOTIFY_SOCKET for the daemons started next;
+ * its descriptor. */
+int th_notify_socket(const th_daemon_t *d, const char *name);
+/* One notification within ms into buf; its length, or -1. */
+ssize_t th_notification(int fd, char *buf, size_t cap, int ms);
+/* Waits up to seconds for the daemon to exit, reading its notifications
+ * meanwhile as systemd does (its socket blocks once ten wait unread), *heard
+ * set when one of them was want (both may be NULL). The wait status, or -1
+ * after th_daemon_stop has shown why it did not exit. */
+int th_daemon_wait_exit(th_daemon_t *d, int fd, int seconds, const char *want,
+			int *heard);
 void th_daemon_cleanup(th_daemon_t *d);
 
 /* Waits up to 3 s for needle to appear in the daemon's log. */
