@@ -100,6 +100,31 @@ START_TEST(test_bad_values_are_errors)
 }
 END_TEST
 
+/* The loops and the worker threads, within their bounds; 0 loops means
+ * one per online CPU. A refused value leaves the one in force. */
+START_TEST(test_loops_and_worker_threads_are_bounded)
+{
+	rhd_config_t cfg;
+	rhd_config_defaults(&cfg);
+	ck_assert_uint_eq(cfg.loops, 0);
+	ck_assert_uint_eq(cfg.worker_threads, 4);
+	ck_assert_int_eq(rhd_config_set(&cfg, "loops", "257", err, sizeof(err)),
+			 -1);
+	ck_assert_str_eq(err,
+			 "loops: expected an integer in 0..256, got '257'");
+	ck_assert_int_eq(
+		rhd_config_set(&cfg, "worker-threads", "0", err, sizeof(err)),
+		-1);
+	ck_assert_str_eq(
+		err, "worker-threads: expected an integer in 1..256, got '0'");
+	ck_assert_uint_eq(cfg.loops, 0);
+	ck_assert_uint_eq(cfg.worker_threads, 4);
+	ck_assert_int_eq(rhd_config_set(&cfg, "loops", "3", err, sizeof(err)),
+			 0);
+	ck_assert_uint_eq(cfg.loops, 3);
+}
+END_TEST
+
 START_TEST(test_line_without_equals_is_an_error)
 {
 	rhd_config_t cfg;
@@ -147,6 +172,7 @@ int main(void)
 	tcase_add_test(tc, test_file_sets_keys_and_flags_override_it);
 	tcase_add_test(tc, test_unknown_key_names_file_and_line);
 	tcase_add_test(tc, test_bad_values_are_errors);
+	tcase_add_test(tc, test_loops_and_worker_threads_are_bounded);
 	tcase_add_test(tc, test_line_without_equals_is_an_error);
 	tcase_add_test(tc, test_missing_config_file_is_an_error);
 	tcase_add_test(tc, test_unknown_flag_and_missing_value_are_errors);
