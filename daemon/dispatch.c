@@ -1487,19 +1487,74 @@ int rhd_dispatch_is_short(const Remhsm__Request *req)
 	       data_len <= RHD_SHORT_CALL_DATA;
 }
 
-void rhd_dispatch(rhd_engine_t *engine, rhd_app_t *app,
-		  const Remhsm__Request *req, Remhsm__Response *resp,
-		  rh_arena_t *arena)
+/* The key an init carried in req names, or 0. */
+static uint64_t carried_init_key(const Remhsm__Request *req)
+{
+	if (req->call_case == REMHSM__REQUEST__CALL_SIGN && req->sign &&
+	    req->sign->init)
+		return req->sign->init->key;
+	if (req->call_case == REMHSM__REQUEST__CALL_VERIFY && req->verify &&
+	    req->verify->init)
+		return req->verify->init->key;
+	return 0;
+}
+
+/* Whether req would read the store; the caller holds app->lock. */
+static int reads_store(rhd_engine_t *engine, rhd_app_t *app,
+		       const Remhsm__Request *req)
+{
+	uint64_t object = RHD_SESSION_OBJECT_BASE;
+	if (req->call_case == REMHSM__REQUEST__CALL_GET_ATTRIBUTE_VALUE &&
+	    req->get_attribute_value)
+		object = req->get_attribute_value->object;
+	else if (req->call_case == REMHSM__REQUEST__CALL_GET_OBJECT_SIZE &&
+		 req->get_object_size)
+		object = req->get_object_size->object;
+	if (object < RHD_SESSION_OBJECT_BASE)
+		return 1;
+	uint64_t key = carried_init_key(req);
+	return key && !rhd_op_key_cached(engine, app, key);
+}
+
+static void answer(rhd_engine_t *engine, rhd_app_t *app,
+		   const Remhsm__Request *req, Remhsm__Response *resp,
+		   rh_arena_t *arena)
 {
 	call_ctx_t ctx = {
 		.engine = engine, .app = app, .arena = arena, .resp = resp};
 	resp->id = req->id;
+	resp->rv = route(&ctx, req);
+}
+
+void rhd_dispatch(rhd_engine_t *engine, rhd_app_t *app,
+		  const Remhsm__Request *req, Remhsm__Response *resp,
+		  rh_arena_t *arena)
+{
 	/* Slow calls take the app's lock themselves, around their
 	 * bookkeeping only. */
 	int slow = rh_call_flags((unsigned)req->call_case) & RH_CALL_SLOW;
 	if (!slow)
 		pthread_mutex_lock(&app->lock);
-	resp->rv = route(&ctx, req);
+	answer(engine, app, req, resp, arena);
 	if (!slow)
 		pthread_mutex_unlock(&app->lock);
+}
+
+int rhd_dispatch_inline(rhd_engine_t *engine, rhd_app_t *app,
+			const Remhsm__Request *req, Remhsm__Response *resp,
+			rh_arena_t *arena)
+{
+	if (pthread_mutex_trylock(&app->lock) != 0)
+		return -1;
+	int slow = rh_call_flags((unsigned)req->call_case) & RH_CALL_SLOW;
+	int refused = reads_store(engine, app, req);
+	/* A short slow call takes the lock itself: only probed here. */
+	if (slow || refused)
+		pthread_mutex_unlock(&app->lock);
+	if (refused)
+		return -1;
+	answer(engine, app, req, resp, arena);
+	if (!slow)
+		pthread_mutex_unlock(&app->lock);
+	return 0;
 }

@@ -18,6 +18,17 @@ void rhd_dispatch(rhd_engine_t *engine, rhd_app_t *app,
 		  const Remhsm__Request *req, Remhsm__Response *resp,
 		  rh_arena_t *arena);
 
+/*
+ * The same on an event-loop thread, which must not wait for what a worker
+ * may be doing: -1, with nothing done, when the app's lock is taken (a
+ * worker may hold it across store I/O) or when the call would read the
+ * store (a token object's attributes, an init whose key is not loaded yet).
+ * The caller then gives the call to a worker.
+ */
+int rhd_dispatch_inline(rhd_engine_t *engine, rhd_app_t *app,
+			const Remhsm__Request *req, Remhsm__Response *resp,
+			rh_arena_t *arena);
+
 /* The mechanism a request names (its init's, when it carries one), or
  * NULL: for the metrics, and for rhd_dispatch_is_short. */
 const Remhsm__Mechanism *rhd_request_mechanism(const Remhsm__Request *req);

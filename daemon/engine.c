@@ -496,10 +496,7 @@ int rhd_engine_slot_valid(const rhd_engine_t *engine, uint64_t slot)
 
 unsigned rhd_app_session_count(rhd_app_t *app)
 {
-	pthread_mutex_lock(&app->lock);
-	unsigned n = app->session_count;
-	pthread_mutex_unlock(&app->lock);
-	return n;
+	return app->session_count;
 }
 
 /* --- the session index ---------------------------------------------------- */

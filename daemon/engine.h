@@ -115,10 +115,10 @@ typedef struct rhd_handle {
 	int private_obj;
 	size_t charged; /* a session object's bytes, in its app's budget */
 	/* A key's OpenSSL form and what its init checks need, kept while the
-	 * token's generation says nothing changed (see rhd_token_t). */
+	 * key's version says nothing changed (see rhd_token_t). */
 	EVP_PKEY *pkey;
 	EVP_PKEY_CTX *signer; /* an EC private key's, to copy (crypto.h) */
-	uint64_t pkey_generation;
+	uint64_t pkey_version;
 	uint64_t cls, key_type;
 	int can_sign, can_verify;
 	/* CKA_ALLOWED_MECHANISMS, when the key has it (even empty). */
@@ -142,7 +142,8 @@ typedef struct rhd_app {
 	unsigned refs;
 	pthread_mutex_t lock;
 	rhd_session_t *sessions;
-	unsigned session_count;
+	/* Changed under lock; read without it by the loop's idle timer. */
+	_Atomic unsigned session_count;
 	/* Sessions by handle (a hash index), and how many are open on each
 	 * slot (of them read-write), so that no call walks the sessions. */
 	rhd_session_t **session_index;
@@ -162,11 +163,13 @@ typedef struct rhd_app {
 	size_t token_handles, max_token_handles;
 	/* FreeRTOS compatibility, asked for in Hello: a repeated C_Login
 	 * answers CKR_OK, a C_Sign length query ends the operation. */
-	int compat_freertos;
+	_Atomic int compat_freertos;
 	/* What the access list grants the identity (access.h): slots as a
-	 * bit mask, roles as RHD_ROLE_* bits. All of both without a list. */
-	uint64_t visible_slots;
-	unsigned roles;
+	 * bit mask, roles as RHD_ROLE_* bits. All of both without a list.
+	 * These three are atomic: a connection's Hello sets them on its loop
+	 * without the app's lock, which a worker may hold across store I/O. */
+	_Atomic uint64_t visible_slots;
+	_Atomic unsigned roles;
 	rhd_budget_t budget;
 	rhd_identity_t *ident;
 	rhd_budget_t *total; /* the daemon's */
@@ -221,7 +224,7 @@ void rhd_engine_detach(rhd_engine_t *engine, rhd_app_t *app);
 int rhd_engine_slot_valid(const rhd_engine_t *engine, uint64_t slot);
 rhd_token_t *rhd_engine_token(rhd_engine_t *engine, CK_SLOT_ID slot);
 
-/* Open sessions of the app (takes app->lock). */
+/* Open sessions of the app, read without its lock. */
 unsigned rhd_app_session_count(rhd_app_t *app);
 
 /* Session operations; the caller holds app->lock. */

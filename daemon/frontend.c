@@ -121,13 +121,11 @@ static int choose_version(const Remhsm__HelloReq *hello)
 /* The application learns what its connection may see and do. */
 static void hand_over_grant(rhd_front_t *f, const Remhsm__HelloReq *hello)
 {
-	pthread_mutex_lock(&f->app->lock);
 	if (hello->compat && !strcmp(hello->compat, "freertos"))
 		f->app->compat_freertos = 1;
 	f->app->visible_slots = f->visible_slots;
 	f->app->roles = f->roles;
 	int compat_freertos = f->app->compat_freertos;
-	pthread_mutex_unlock(&f->app->lock);
 	RHD_INFO("event=hello peer=%s identity=%s version=%u compat=%s",
 		 f->peer, f->identity, RH_PROTOCOL_VERSION,
 		 compat_freertos ? "freertos" : "none");
@@ -197,16 +195,36 @@ void rhd_front_run(rhd_front_t *f, Remhsm__Request *req)
 	request_free(req);
 }
 
-static void handle_call(rhd_front_t *f, Remhsm__Request *req)
+static void to_worker(rhd_front_t *f, Remhsm__Request *req)
 {
-	if (goes_to_worker(req)) {
-		if (f->port->queue(f->ctx, req) < 0) {
-			request_free(req);
-			fail(f, "cannot queue work");
-		}
+	if (f->port->queue(f->ctx, req) < 0) {
+		request_free(req);
+		fail(f, "cannot queue work");
+	}
+}
+
+/* On the loop, unless it would wait for a worker: then on a worker. */
+static void run_here(rhd_front_t *f, Remhsm__Request *req)
+{
+	Remhsm__Response resp = REMHSM__RESPONSE__INIT;
+	rh_arena_t arena = RH_ARENA_INIT;
+	uint64_t started = rhd_front_now_ns();
+	if (rhd_dispatch_inline(f->engine, f->app, req, &resp, &arena) < 0) {
+		rh_arena_cleanup(&arena);
+		to_worker(f, req);
 		return;
 	}
-	rhd_front_run(f, req);
+	rhd_front_reply(f, req, &resp, started);
+	rh_arena_cleanup(&arena);
+	request_free(req);
+}
+
+static void handle_call(rhd_front_t *f, Remhsm__Request *req)
+{
+	if (goes_to_worker(req))
+		to_worker(f, req);
+	else
+		run_here(f, req);
 }
 
 /* A request nested deeper than the protocol allows was not decoded; the

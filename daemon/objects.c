@@ -36,14 +36,12 @@ static rhd_handle_t *handle_new(rhd_app_t *app, CK_SLOT_ID slot,
 	return h;
 }
 
-/* Cached keys of every application learn of it through the generation;
- * this handle's own cache goes at once. */
+/* Cached keys of every application learn of it through the object's
+ * version; this handle's own cache goes at once. */
 static void token_changed(rhd_engine_t *engine, rhd_handle_t *h)
 {
-	rhd_token_t *t = rhd_engine_token(engine, h->slot);
-	pthread_mutex_lock(&t->lock);
-	t->generation++;
-	pthread_mutex_unlock(&t->lock);
+	rhd_token_object_changed(rhd_engine_token(engine, h->slot),
+				 h->store_id);
 	rhd_handle_drop_key(h);
 }
 

@@ -88,13 +88,10 @@ int rhd_mechanism_info(CK_MECHANISM_TYPE mech, CK_MECHANISM_INFO *info)
 	return 1;
 }
 
-static uint64_t generation_of(rhd_engine_t *engine, CK_SLOT_ID slot)
+static uint64_t version_of(rhd_engine_t *engine, const rhd_handle_t *h)
 {
-	rhd_token_t *t = rhd_engine_token(engine, slot);
-	pthread_mutex_lock(&t->lock);
-	uint64_t g = t->generation;
-	pthread_mutex_unlock(&t->lock);
-	return g;
+	return rhd_token_object_version(rhd_engine_token(engine, h->slot),
+					h->store_id);
 }
 
 /* The key's CKA_ALLOWED_MECHANISMS (8-byte little-endian entries). */
@@ -129,12 +126,12 @@ static int mechanism_allowed(const rhd_handle_t *h, CK_MECHANISM_TYPE mech)
 }
 
 /* Loads, unseals and builds the key once; later inits reuse it until the
- * token's objects change (the generation moves). */
+ * key changes (its version moves). */
 static CK_RV cache_key(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 		       rhd_handle_t *h)
 {
-	uint64_t generation = generation_of(engine, h->slot);
-	if (h->pkey && h->pkey_generation == generation)
+	uint64_t version = version_of(engine, h);
+	if (h->pkey && h->pkey_version == version)
 		return CKR_OK;
 	rhd_handle_drop_key(h);
 	rhd_object_t obj;
@@ -154,8 +151,14 @@ static CK_RV cache_key(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 	else if (key && h->key_type == CKK_RSA)
 		h->pkey = rhd_crypto_rsa_key(&obj);
 	rhd_object_cleanup(&obj);
-	h->pkey_generation = generation;
+	h->pkey_version = version;
 	return CKR_OK;
+}
+
+int rhd_op_key_cached(rhd_engine_t *engine, rhd_app_t *app, uint64_t handle)
+{
+	rhd_handle_t *h = rhd_app_handle_find(app, handle);
+	return h && h->pkey && h->pkey_version == version_of(engine, h);
 }
 
 /* The key of a sign or verify init, by the specification's checks. */

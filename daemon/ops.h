@@ -36,6 +36,10 @@ CK_RV rhd_op_complete(rhd_op_t *taken, rhd_op_kind_t kind, int single,
 
 /* The mechanisms served, and their C_GetMechanismInfo. */
 size_t rhd_mechanisms(const CK_MECHANISM_TYPE **list);
+/* Whether the app already holds handle's key, current with its token (no
+ * store read to init an operation with it); the caller holds app->lock. */
+int rhd_op_key_cached(rhd_engine_t *engine, rhd_app_t *app, uint64_t handle);
+
 int rhd_mechanism_info(CK_MECHANISM_TYPE mech, CK_MECHANISM_INFO *info);
 int rhd_mechanism_is_ecdsa(CK_MECHANISM_TYPE mech);
 

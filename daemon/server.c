@@ -697,10 +697,8 @@ static void grant(conn_t *c, const rhd_rule_t *rule)
 	rhd_app_t *app = c->front.app;
 	if (!app)
 		return;
-	pthread_mutex_lock(&app->lock);
 	app->visible_slots = rule->slots;
 	app->roles = rule->roles;
-	pthread_mutex_unlock(&app->lock);
 }
 
 /* The identity of a verified peer, and what the access list grants it; 0

@@ -38,23 +38,56 @@ static Remhsm__Store__PinWrap *wrap_to_record(rhd_pin_wrap_t *w,
 	return r;
 }
 
-/* Writes t's record; the caller holds t->lock. */
-static CK_RV persist(rhd_tokens_t *tokens, rhd_token_t *t)
+/* Writes the record of next, the token-to-be of t; the caller holds
+ * t->write_lock and not t->lock. */
+static CK_RV write_record(rhd_tokens_t *tokens, const rhd_token_t *t,
+			  rhd_token_t *next)
 {
 	Remhsm__Store__TokenRecord rec = REMHSM__STORE__TOKEN_RECORD__INIT;
 	Remhsm__Store__PinWrap so, user;
-	rec.label = (ProtobufCBinaryData){RHD_LABEL_LEN, t->label};
-	rec.so = wrap_to_record(&t->so, &so);
-	rec.user = wrap_to_record(&t->user, &user);
-	rec.so_failures = t->so_failures;
-	rec.user_failures = t->user_failures;
+	rec.label = (ProtobufCBinaryData){RHD_LABEL_LEN, next->label};
+	rec.so = wrap_to_record(&next->so, &so);
+	rec.user = wrap_to_record(&next->user, &user);
+	rec.so_failures = next->so_failures;
+	rec.user_failures = next->user_failures;
 	uint8_t buf[512];
 	size_t len = remhsm__store__token_record__pack(&rec, buf);
 	int rc = rhs_token_put(tokens->store, t->slot, buf, len);
+	OPENSSL_cleanse(buf, len);
 	if (rc < 0)
 		RHD_ERROR("event=store-write-failed slot=%u reason=\"%s\"",
 			  t->slot, rhs_strerror(rc));
 	return rc < 0 ? CKR_DEVICE_ERROR : CKR_OK;
+}
+
+/* Makes next's persisted fields t's, once they are on disk. */
+static void adopt(rhd_token_t *t, const rhd_token_t *next)
+{
+	pthread_mutex_lock(&t->lock);
+	memcpy(t->label, next->label, RHD_LABEL_LEN);
+	t->so = next->so;
+	t->user = next->user;
+	t->so_failures = next->so_failures;
+	t->user_failures = next->user_failures;
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* Readers see the old fields until the new ones are on disk. */
+static CK_RV persist(rhd_tokens_t *tokens, rhd_token_t *t, rhd_token_t *next)
+{
+	CK_RV rv = write_record(tokens, t, next);
+	if (rv == CKR_OK)
+		adopt(t, next);
+	return rv;
+}
+
+/* A copy of t to change and persist; the caller holds t->write_lock. */
+static rhd_token_t copy_of(rhd_token_t *t)
+{
+	pthread_mutex_lock(&t->lock);
+	rhd_token_t copy = *t;
+	pthread_mutex_unlock(&t->lock);
+	return copy;
 }
 
 static void load_one(rhd_tokens_t *tokens, rhd_token_t *t)
@@ -113,6 +146,7 @@ int rhd_tokens_load(rhd_tokens_t *tokens, unsigned count, rhs_store_t *store,
 	tokens->policy = *policy;
 	for (unsigned i = 0; i < count; i++) {
 		rhd_token_t *t = &tokens->slot[i];
+		pthread_mutex_init(&t->write_lock, NULL);
 		pthread_mutex_init(&t->lock, NULL);
 		t->slot = i;
 		load_one(tokens, t);
@@ -122,8 +156,10 @@ int rhd_tokens_load(rhd_tokens_t *tokens, unsigned count, rhs_store_t *store,
 
 void rhd_tokens_cleanup(rhd_tokens_t *tokens)
 {
-	for (unsigned i = 0; i < tokens->count; i++)
+	for (unsigned i = 0; i < tokens->count; i++) {
 		pthread_mutex_destroy(&tokens->slot[i].lock);
+		pthread_mutex_destroy(&tokens->slot[i].write_lock);
+	}
 	OPENSSL_cleanse(tokens, sizeof(*tokens));
 }
 
@@ -206,21 +242,22 @@ static CK_RV pin_checkable(const rhd_tokens_t *tokens, rhd_token_t *t,
 	return CKR_OK;
 }
 
-/* Records the outcome of a PIN check; the caller holds t->lock. */
+/* Records the outcome of a PIN check in next and the store; the caller
+ * holds t->write_lock. */
 static CK_RV count_attempt(rhd_tokens_t *tokens, rhd_token_t *t,
-			   CK_USER_TYPE role, int correct)
+			   rhd_token_t *next, CK_USER_TYPE role, int correct)
 {
-	unsigned *failures = failures_of(t, role);
+	unsigned *failures = failures_of(next, role);
 	if (correct) {
 		if (*failures == 0)
 			return CKR_OK;
 		*failures = 0;
-		return persist(tokens, t);
+		return persist(tokens, t, next);
 	}
 	(*failures)++;
 	RHD_WARN("event=pin-incorrect slot=%u role=%s failures=%u", t->slot,
 		 role == CKU_SO ? "so" : "user", *failures);
-	CK_RV rv = persist(tokens, t);
+	CK_RV rv = persist(tokens, t, next);
 	return rv == CKR_OK ? CKR_PIN_INCORRECT : rv;
 }
 
@@ -239,16 +276,18 @@ CK_RV rhd_token_verify_pin(rhd_tokens_t *tokens, rhd_token_t *t,
 	/* The slow part runs unlocked, so the token keeps answering. */
 	int correct = unwrap_key(t->slot, role, &snapshot, pin, pin_len,
 				 token_key) == RHS_OK;
-	pthread_mutex_lock(&t->lock);
-	rv = pin_checkable(tokens, t, role);
+	pthread_mutex_lock(&t->write_lock);
+	rhd_token_t next = copy_of(t);
+	rv = pin_checkable(tokens, &next, role);
 	/* A PIN changed meanwhile: the old one no longer counts. */
 	if (rv == CKR_OK &&
-	    memcmp(snapshot.kdf.salt, wrap_of(t, role)->kdf.salt,
+	    memcmp(snapshot.kdf.salt, wrap_of(&next, role)->kdf.salt,
 		   sizeof(snapshot.kdf.salt)) != 0)
 		rv = CKR_PIN_INCORRECT;
 	if (rv == CKR_OK)
-		rv = count_attempt(tokens, t, role, correct);
-	pthread_mutex_unlock(&t->lock);
+		rv = count_attempt(tokens, t, &next, role, correct);
+	pthread_mutex_unlock(&t->write_lock);
+	OPENSSL_cleanse(&next, sizeof(next));
 	if (rv != CKR_OK)
 		OPENSSL_cleanse(token_key, RHS_KEY_LEN);
 	return rv;
@@ -265,32 +304,32 @@ CK_RV rhd_token_set_pin(rhd_tokens_t *tokens, rhd_token_t *t, CK_USER_TYPE role,
 			    pin_len, &fresh);
 	if (rv != CKR_OK)
 		return rv;
-	pthread_mutex_lock(&t->lock);
-	rhd_pin_wrap_t old = *wrap_of(t, role);
-	unsigned old_failures = *failures_of(t, role);
-	*wrap_of(t, role) = fresh;
-	*failures_of(t, role) = 0;
-	rv = persist(tokens, t);
-	if (rv != CKR_OK) {
-		*wrap_of(t, role) = old;
-		*failures_of(t, role) = old_failures;
-	}
-	pthread_mutex_unlock(&t->lock);
+	pthread_mutex_lock(&t->write_lock);
+	rhd_token_t next = copy_of(t);
+	*wrap_of(&next, role) = fresh;
+	*failures_of(&next, role) = 0;
+	rv = persist(tokens, t, &next);
+	pthread_mutex_unlock(&t->write_lock);
+	OPENSSL_cleanse(&next, sizeof(next));
 	return rv;
 }
 
 /* --- initialisation --------------------------------------------------------
  */
 
+/* The caller holds t->write_lock. A session another application opens
+ * while the store is written comes after the initialisation: it finds the
+ * new token when this returns. */
 static CK_RV init_ready(rhd_tokens_t *tokens, rhd_token_t *t,
 			const uint8_t *label, const rhd_pin_wrap_t *so)
 {
-	rhd_token_t next = *t;
+	rhd_token_t next = copy_of(t);
+	if (next.sessions)
+		return CKR_SESSION_EXISTS;
 	memcpy(next.label, label, RHD_LABEL_LEN);
 	next.so = *so;
 	memset(&next.user, 0, sizeof(next.user));
 	next.so_failures = next.user_failures = 0;
-	next.state = RHD_TOKEN_READY;
 	/* Wipe and rewrite in one transaction: a crash leaves the old token
 	 * or the new one, never half of each. */
 	int rc = rhs_begin(tokens->store);
@@ -298,16 +337,19 @@ static CK_RV init_ready(rhd_tokens_t *tokens, rhd_token_t *t,
 		rhs_rollback(tokens->store);
 	if (rc < 0)
 		return CKR_DEVICE_ERROR;
-	rhd_token_t saved = *t;
-	next.generation = t->generation + 1;
-	*t = next;
-	CK_RV rv = persist(tokens, t);
+	CK_RV rv = write_record(tokens, t, &next);
 	if (rv == CKR_OK && rhs_commit(tokens->store) < 0)
 		rv = CKR_DEVICE_ERROR;
 	else if (rv != CKR_OK)
 		rhs_rollback(tokens->store);
-	if (rv != CKR_OK)
-		*t = saved;
+	if (rv == CKR_OK) {
+		adopt(t, &next);
+		pthread_mutex_lock(&t->lock);
+		t->state = RHD_TOKEN_READY;
+		t->generation++;
+		pthread_mutex_unlock(&t->lock);
+	}
+	OPENSSL_cleanse(&next, sizeof(next));
 	return rv;
 }
 
@@ -342,11 +384,26 @@ CK_RV rhd_token_init(rhd_tokens_t *tokens, rhd_token_t *t,
 	OPENSSL_cleanse(key, sizeof(key));
 	if (rv != CKR_OK)
 		return rv;
-	pthread_mutex_lock(&t->lock);
-	rv = t->sessions ? CKR_SESSION_EXISTS
-			 : init_ready(tokens, t, padded, &so);
-	pthread_mutex_unlock(&t->lock);
+	pthread_mutex_lock(&t->write_lock);
+	rv = init_ready(tokens, t, padded, &so);
+	pthread_mutex_unlock(&t->write_lock);
 	return rv;
+}
+
+/* Both counters only grow, so their sum moves whenever either does. */
+uint64_t rhd_token_object_version(rhd_token_t *t, uint64_t store_id)
+{
+	pthread_mutex_lock(&t->lock);
+	uint64_t v = t->generation + t->stripe[store_id % RHD_OBJECT_STRIPES];
+	pthread_mutex_unlock(&t->lock);
+	return v;
+}
+
+void rhd_token_object_changed(rhd_token_t *t, uint64_t store_id)
+{
+	pthread_mutex_lock(&t->lock);
+	t->stripe[store_id % RHD_OBJECT_STRIPES]++;
+	pthread_mutex_unlock(&t->lock);
 }
 
 CK_FLAGS rhd_token_flags(const rhd_tokens_t *tokens, const rhd_token_t *t)

@@ -31,7 +31,15 @@ typedef enum {
 	RHD_TOKEN_UNAVAILABLE /* its record does not open: left untouched */
 } rhd_token_state_t;
 
+#define RHD_OBJECT_STRIPES 64
+
+/* Two locks, taken in this order: write_lock, held by a worker across the
+ * store write of the token's record (so writes keep their order and a PIN
+ * check counts against the last one), and lock, held only to read or change
+ * the fields below in memory; the loop threads take lock alone, never
+ * across store I/O or a KDF. */
 typedef struct rhd_token {
+	pthread_mutex_t write_lock;
 	pthread_mutex_t lock;
 	uint32_t slot;
 	rhd_token_state_t state;
@@ -39,9 +47,13 @@ typedef struct rhd_token {
 	rhd_pin_wrap_t so, user;
 	unsigned so_failures, user_failures;
 	unsigned sessions, rw_sessions; /* of every application */
-	/* Bumped whenever a token object is changed or destroyed, or the
-	 * token re-initialised: cached keys older than it are reloaded. */
+	/* Bumped when the token is re-initialised, and an object's stripe
+	 * (its store id modulo RHD_OBJECT_STRIPES) when it is changed or
+	 * destroyed: a cached key is reloaded when either moved. A change to
+	 * another object of the stripe costs a reload, never a stale key; a
+	 * change to an unrelated key does not make every signer reload. */
 	uint64_t generation;
+	uint64_t stripe[RHD_OBJECT_STRIPES];
 } rhd_token_t;
 
 /* How new PINs are derived and how many failures lock a PIN. */
@@ -82,6 +94,11 @@ CK_RV rhd_token_set_pin(rhd_tokens_t *tokens, rhd_token_t *t, CK_USER_TYPE role,
 			const uint8_t *pin, size_t pin_len);
 
 int rhd_pin_len_ok(size_t len);
+
+/* What a cached copy of object store_id was made at (see stripe). */
+uint64_t rhd_token_object_version(rhd_token_t *t, uint64_t store_id);
+/* Object store_id changed: cached copies of it are stale. */
+void rhd_token_object_changed(rhd_token_t *t, uint64_t store_id);
 
 /* CK_TOKEN_INFO flags of t; the caller holds t->lock. */
 CK_FLAGS rhd_token_flags(const rhd_tokens_t *tokens, const rhd_token_t *t);

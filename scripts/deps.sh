@@ -10,7 +10,7 @@ set -euo pipefail
 
 build=(cmake make gcc pkg-config libuv1-dev libprotobuf-c-dev protobuf-c-compiler
        libssl-dev libsqlite3-dev libp11-kit-dev libsystemd-dev check opensc)
-test=(gnutls-bin libengine-pkcs11-openssl openssl xxd gdb clang libclang-rt-14-dev
+test=(gnutls-bin libengine-pkcs11-openssl openssl xxd gdb strace clang libclang-rt-14-dev
       clang-format mosquitto mosquitto-clients dpkg-dev systemd p11-kit p11-kit-modules iproute2
       podman runc debootstrap softhsm2)
 bench=()

@@ -71,14 +71,7 @@ static CK_RV generate_rsa(CK_SESSION_HANDLE s, CK_ULONG bits)
  * session. No Check assertions: this is not the test's process. */
 static CK_SESSION_HANDLE flooder_session(void)
 {
-	th_client_as(&d, "flooder");
-	CK_SESSION_HANDLE s;
-	if (p11->C_Initialize(NULL) != CKR_OK ||
-	    p11->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
-			       NULL, &s) != CKR_OK ||
-	    p11->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "0000", 4) != CKR_OK)
-		_exit(2);
-	return s;
+	return th_child_user_session(&d, p11, "flooder");
 }
 
 /* A child process: an application of the flooding identity making RSA
@@ -205,31 +198,9 @@ START_TEST(test_one_applications_key_generation_never_stalls_anothers_calls)
 	ck_assert_uint_eq(
 		p11->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &s),
 		CKR_OK);
-	int ready[2];
-	ck_assert_int_eq(pipe(ready), 0);
-	pid_t kid = fork();
-	ck_assert_int_ge(kid, 0);
-	if (kid == 0)
-		generate_beside_session_info(ready[1]);
-	close(ready[1]);
-	char c;
-	ck_assert_int_eq(read(ready[0], &c, 1), 1);
-	close(ready[0]);
-	double worst = 0;
-	long calls = 0;
-	int status = 0;
-	CK_BYTE buf[32];
-	while (waitpid(kid, &status, WNOHANG) == 0) {
-		double t0 = now_us();
-		ck_assert_uint_eq(p11->C_GenerateRandom(s, buf, sizeof(buf)),
-				  CKR_OK);
-		double took = now_us() - t0;
-		worst = took > worst ? took : worst;
-		calls++;
-	}
-	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-		      "the generating application failed: %d",
-		      WEXITSTATUS(status));
+	long calls;
+	double worst =
+		th_random_beside(p11, s, generate_beside_session_info, &calls);
 	fprintf(stderr,
 		"C_GenerateRandom beside RSA-4096 generation: %ld calls, the "
 		"slowest %.1f ms\n",

@@ -798,3 +798,53 @@ void th_send_random(th_conn_t *c, uint64_t id, uint64_t session,
 	req.generate_random = &body;
 	ck_assert_int_eq(th_send_request(c, &req), 0);
 }
+
+static double monotonic_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+double th_random_beside(CK_FUNCTION_LIST *p11, CK_SESSION_HANDLE s,
+			void (*child)(int ready), long *calls)
+{
+	int ready[2];
+	ck_assert_int_eq(pipe(ready), 0);
+	pid_t kid = fork();
+	ck_assert_int_ge(kid, 0);
+	if (kid == 0)
+		child(ready[1]);
+	close(ready[1]);
+	char c;
+	ck_assert_int_eq(read(ready[0], &c, 1), 1);
+	close(ready[0]);
+	double worst = 0;
+	int status = 0;
+	CK_BYTE buf[32];
+	*calls = 0;
+	while (waitpid(kid, &status, WNOHANG) == 0) {
+		double t0 = monotonic_us();
+		ck_assert_uint_eq(p11->C_GenerateRandom(s, buf, sizeof(buf)),
+				  CKR_OK);
+		double took = monotonic_us() - t0;
+		worst = took > worst ? took : worst;
+		(*calls)++;
+	}
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "the loaded application failed: %d", WEXITSTATUS(status));
+	return worst;
+}
+
+CK_SESSION_HANDLE th_child_user_session(const th_daemon_t *d,
+					CK_FUNCTION_LIST *p11, const char *cn)
+{
+	th_client_as(d, cn);
+	CK_SESSION_HANDLE s;
+	if (p11->C_Initialize(NULL) != CKR_OK ||
+	    p11->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
+			       NULL, &s) != CKR_OK ||
+	    p11->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "0000", 4) != CKR_OK)
+		_exit(2);
+	return s;
+}

@@ -100,6 +100,19 @@ EVP_PKEY *th_p256_public_key(const CK_BYTE point[67]);
 int th_ecdsa_verifies(EVP_PKEY *key, const CK_BYTE hash[32], const CK_BYTE *rs,
 		      CK_ULONG rs_len);
 
+/* In a forked child, as cn: the module initialised again and a read-write
+ * session on slot 0 logged in as the user ("0000"); _exit(2) when any of
+ * it fails (a child makes no Check assertions). */
+CK_SESSION_HANDLE th_child_user_session(const th_daemon_t *d,
+					CK_FUNCTION_LIST *p11, const char *cn);
+
+/* Forks a child running child(ready), which writes one byte to ready once
+ * its load is under way and _exits 0 when done; meanwhile calls
+ * C_GenerateRandom (32 bytes) in s until the child exits, and asserts that
+ * it exited 0. The slowest call in µs; how many were made in *calls. */
+double th_random_beside(CK_FUNCTION_LIST *p11, CK_SESSION_HANDLE s,
+			void (*child)(int ready), long *calls);
+
 /* SIGTERM, waits for exit, returns the exit status (-1 if killed). */
 int th_daemon_stop(th_daemon_t *d);
 
