@@ -258,6 +258,7 @@ END_TEST
  * thread keeps creating token objects, adds up; the daemon writes on;
  * a record damaged meanwhile is named. */
 static atomic_int writing;
+static atomic_long created;
 
 static void *create_objects(void *arg)
 {
@@ -273,7 +274,7 @@ static void *create_objects(void *arg)
 	for (int i = 0; i < 2000 && atomic_load(&writing); i++) {
 		CK_OBJECT_HANDLE h;
 		if (p11->C_CreateObject(s, tmpl, 3, &h) == CKR_OK)
-			made++;
+			atomic_store(&created, ++made);
 	}
 	return (void *)made;
 }
@@ -289,6 +290,12 @@ START_TEST(test_store_check_beside_a_running_daemon)
 	atomic_store(&writing, 1);
 	pthread_t t;
 	ck_assert_int_eq(pthread_create(&t, NULL, create_objects, p11), 0);
+	/* The checks below run while objects are being made: once the writer
+	 * has logged in (a KDF) and made its first, which on a loaded machine
+	 * can take longer than the checks. */
+	for (int i = 0; i < 1000 && atomic_load(&created) == 0; i++)
+		usleep(10000);
+	ck_assert_int_gt(atomic_load(&created), 0);
 	char out[4096];
 	for (int i = 0; i < 5; i++) {
 		int rc = store_check(out, sizeof(out));
