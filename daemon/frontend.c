@@ -184,17 +184,6 @@ static int goes_to_worker(const Remhsm__Request *req)
 	       !rhd_dispatch_is_short(req);
 }
 
-void rhd_front_run(rhd_front_t *f, Remhsm__Request *req)
-{
-	Remhsm__Response resp = REMHSM__RESPONSE__INIT;
-	rh_arena_t arena = RH_ARENA_INIT;
-	uint64_t started = rhd_front_now_ns();
-	rhd_dispatch(f->engine, f->app, req, &resp, &arena);
-	rhd_front_reply(f, req, &resp, started);
-	rh_arena_cleanup(&arena);
-	request_free(req);
-}
-
 static void to_worker(rhd_front_t *f, Remhsm__Request *req)
 {
 	if (f->port->queue(f->ctx, req) < 0) {
@@ -203,15 +192,18 @@ static void to_worker(rhd_front_t *f, Remhsm__Request *req)
 	}
 }
 
-/* On the loop, unless it would wait for a worker: then on a worker. */
-static void run_here(rhd_front_t *f, Remhsm__Request *req)
+/* Answers req on a worker, or in place on the loop (in_place) unless that
+ * would wait for a worker: then it goes to one. */
+static void answer(rhd_front_t *f, Remhsm__Request *req, int in_place)
 {
 	Remhsm__Response resp = REMHSM__RESPONSE__INIT;
 	rh_arena_t arena = RH_ARENA_INIT;
 	uint64_t started = rhd_front_now_ns();
-	if (rhd_dispatch_inline(f->engine, f->app, req, &resp, &arena) < 0) {
-		rh_arena_cleanup(&arena);
-		to_worker(f, req);
+	if (!in_place) {
+		rhd_dispatch(f->engine, f->app, req, &resp, &arena);
+	} else if (rhd_dispatch_inline(f->engine, f->app, req, &resp, &arena) <
+		   0) {
+		to_worker(f, req); /* refused before anything was made */
 		return;
 	}
 	rhd_front_reply(f, req, &resp, started);
@@ -219,12 +211,17 @@ static void run_here(rhd_front_t *f, Remhsm__Request *req)
 	request_free(req);
 }
 
+void rhd_front_run(rhd_front_t *f, Remhsm__Request *req)
+{
+	answer(f, req, 0);
+}
+
 static void handle_call(rhd_front_t *f, Remhsm__Request *req)
 {
 	if (goes_to_worker(req))
 		to_worker(f, req);
 	else
-		run_here(f, req);
+		answer(f, req, 1);
 }
 
 /* A request nested deeper than the protocol allows was not decoded; the

@@ -44,13 +44,6 @@ static void teardown(void)
 	th_daemon_cleanup(&d);
 }
 
-static double now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
 static CK_RV generate_rsa(CK_SESSION_HANDLE s, CK_ULONG bits)
 {
 	CK_MECHANISM gen = {CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0};
@@ -79,8 +72,8 @@ static CK_SESSION_HANDLE flooder_session(void)
 static void flood(void)
 {
 	CK_SESSION_HANDLE s = flooder_session();
-	double until = now_us() + FLOOD_SECONDS * 1e6;
-	for (int i = 0; now_us() < until; i++) {
+	double until = th_now_us() + FLOOD_SECONDS * 1e6;
+	for (int i = 0; th_now_us() < until; i++) {
 		if (i % 4 == 3) {
 			p11->C_Logout(s);
 			p11->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "0000", 4);
@@ -105,10 +98,10 @@ static double sign_p99(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key)
 	CK_MECHANISM ecdsa = {CKM_ECDSA, NULL, 0};
 	for (int i = 0; i < SIGNS; i++) {
 		CK_ULONG len = sizeof(sig);
-		double t0 = now_us();
+		double t0 = th_now_us();
 		ck_assert_uint_eq(p11->C_SignInit(s, &ecdsa, key), CKR_OK);
 		ck_assert_uint_eq(p11->C_Sign(s, hash, 32, sig, &len), CKR_OK);
-		took[i] = now_us() - t0;
+		took[i] = th_now_us() - t0;
 	}
 	qsort(took, SIGNS, sizeof(took[0]), by_value);
 	return took[SIGNS * 99 / 100];
@@ -159,9 +152,9 @@ static void *ask_session_info(void *arg)
 {
 	CK_SESSION_HANDLE s = *(CK_SESSION_HANDLE *)arg;
 	CK_SESSION_INFO info;
-	double until = now_us() + KEYGEN_SECONDS * 1e6;
+	double until = th_now_us() + KEYGEN_SECONDS * 1e6;
 	long n = 0;
-	while (now_us() < until)
+	while (th_now_us() < until)
 		if (p11->C_GetSessionInfo(s, &info) != CKR_OK)
 			_exit(4);
 		else
@@ -180,9 +173,9 @@ static void generate_beside_session_info(int ready)
 		_exit(5);
 	if (write(ready, "g", 1) != 1)
 		_exit(6);
-	double until = now_us() + KEYGEN_SECONDS * 1e6;
+	double until = th_now_us() + KEYGEN_SECONDS * 1e6;
 	int keys = 0;
-	while (now_us() < until && keys < 4)
+	while (th_now_us() < until && keys < 4)
 		if (generate_rsa(s, 4096) != CKR_OK)
 			_exit(3);
 		else
@@ -221,11 +214,11 @@ START_TEST(test_key_generation_without_login_is_refused_before_any_key)
 		p11->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
 				   NULL, &s),
 		CKR_OK);
-	double t0 = now_us();
+	double t0 = th_now_us();
 	for (int i = 0; i < 10; i++)
 		ck_assert_uint_eq(generate_rsa(s, 4096),
 				  CKR_USER_NOT_LOGGED_IN);
-	double took = now_us() - t0;
+	double took = th_now_us() - t0;
 	/* One RSA-4096 key takes a second or more here. */
 	ck_assert_msg(took < 500e3, "10 refusals took %.0f us", took);
 }

@@ -32,13 +32,6 @@ static void *module;
 static CK_FUNCTION_LIST *p11;
 static pid_t tracer;
 
-static double now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
 /* strace attached to every thread of the daemon, delaying its syncs. */
 static pid_t slow_syncs(pid_t daemon)
 {
@@ -107,7 +100,7 @@ static void *read_state(void *arg)
 	reader_t *r = arg;
 	CK_TOKEN_INFO info;
 	char label[32];
-	while (now_us() < r->until) {
+	while (th_now_us() < r->until) {
 		CK_ATTRIBUTE a = {CKA_LABEL, label, sizeof(label)};
 		if (p11->C_GetTokenInfo(0, &info) != CKR_OK ||
 		    p11->C_GetAttributeValue(r->session, r->key, &a, 1) !=
@@ -140,21 +133,21 @@ static void write_beside_reads(int ready)
 	CK_SESSION_HANDLE s = th_child_user_session(&d, p11, "writer");
 	reader_t r = {.session = s, .key = private_key(s)};
 	int i = 0;
-	double t0 = now_us(), took = 0;
-	for (; took < SYNC_DELAY_US * 0.75 && now_us() < t0 + 10e6; i += 2) {
-		double w0 = now_us();
+	double t0 = th_now_us(), took = 0;
+	for (; took < SYNC_DELAY_US * 0.75 && th_now_us() < t0 + 10e6; i += 2) {
+		double w0 = th_now_us();
 		write_twice(s, r.key, i);
 		write_twice(s, r.key, i + 1);
-		took = now_us() - w0;
+		took = th_now_us() - w0;
 	}
 	if (took < SYNC_DELAY_US * 0.75)
 		_exit(6); /* the syncs never became slow */
-	r.until = now_us() + WRITE_SECONDS * 1e6;
+	r.until = th_now_us() + WRITE_SECONDS * 1e6;
 	pthread_t reader;
 	if (pthread_create(&reader, NULL, read_state, &r) != 0 ||
 	    write(ready, "w", 1) != 1)
 		_exit(7);
-	while (now_us() < r.until)
+	while (th_now_us() < r.until)
 		write_twice(s, r.key, i++);
 	pthread_join(reader, NULL);
 	/* PINs alternate: leave the token with the one it started with. */

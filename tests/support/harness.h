@@ -106,6 +106,9 @@ int th_ecdsa_verifies(EVP_PKEY *key, const CK_BYTE hash[32], const CK_BYTE *rs,
 CK_SESSION_HANDLE th_child_user_session(const th_daemon_t *d,
 					CK_FUNCTION_LIST *p11, const char *cn);
 
+/* CLOCK_MONOTONIC in µs. */
+double th_now_us(void);
+
 /* Forks a child running child(ready), which writes one byte to ready once
  * its load is under way and _exits 0 when done; meanwhile calls
  * C_GenerateRandom (32 bytes) in s until the child exits, and asserts that
