@@ -190,7 +190,6 @@ START_TEST(test_sigterm_while_the_loops_are_pinged)
 		/* Three pets: every loop's thread runs and answers pings. */
 		for (int pet = 0; pet < 3; pet++)
 			ck_assert(heard(fd, "WATCHDOG=1", 2000));
-		ck_assert_int_eq(kill(d.pid, SIGTERM), 0);
 		/* 20 s: sanitizer builds stop slowly. */
 		int status = th_daemon_wait_exit(&d, fd, 20, NULL, NULL);
 		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
@@ -255,7 +254,7 @@ START_TEST(test_reload_rechecks_every_loop)
 	}
 	static const char *const revoked[] = {"doomed", NULL};
 	th_write_crl(&d, revoked);
-	ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
+	ck_assert(th_daemon_reload(&d));
 	ck_assert(th_log_contains(&d, "event=reload "));
 	for (int i = 0; i < LOOPS; i++) {
 		ck_assert(th_peer_closed(&doomed[i]));

@@ -502,9 +502,10 @@ int th_daemon_stop(th_daemon_t *d)
 {
 	if (d->pid <= 0)
 		return -1;
-	kill(d->pid, SIGTERM);
 	int status = 0;
 	for (int i = 0; i < 500; i++) {
+		if (i % 100 == 0)
+			kill(d->pid, SIGTERM); /* a zombie until reaped: ours */
 		if (waitpid(d->pid, &status, WNOHANG) != d->pid) {
 			usleep(10000);
 			continue;
@@ -564,12 +565,17 @@ int th_daemon_wait_exit(th_daemon_t *d, int fd, int seconds, const char *want,
 {
 	int ignored = 0;
 	heard = heard ? heard : &ignored;
-	time_t deadline = time(NULL) + seconds;
+	time_t deadline = time(NULL) + seconds, told = 0;
 	int status;
 	while (waitpid(d->pid, &status, WNOHANG) != d->pid) {
-		if (time(NULL) > deadline) {
+		time_t now = time(NULL);
+		if (now > deadline) {
 			th_daemon_stop(d); /* says why, with the log */
 			return -1;
+		}
+		if (now != told) {
+			kill(d->pid, SIGTERM);
+			told = now;
 		}
 		(void)read_notification(fd, 10, want, heard);
 	}
@@ -603,6 +609,20 @@ int th_log_contains(const th_daemon_t *d, const char *needle)
 		if (found)
 			return 1;
 		usleep(10000);
+	}
+	return 0;
+}
+
+int th_daemon_reload(const th_daemon_t *d)
+{
+	int before = th_log_count(d, "event=reload", NULL);
+	for (int attempt = 0; attempt < 5; attempt++) {
+		kill(d->pid, SIGHUP);
+		for (int i = 0; i < 200; i++) {
+			if (th_log_count(d, "event=reload", NULL) > before)
+				return 1;
+			usleep(10000);
+		}
 	}
 	return 0;
 }

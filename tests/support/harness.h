@@ -116,8 +116,17 @@ double th_now_us(void);
 double th_random_beside(CK_FUNCTION_LIST *p11, CK_SESSION_HANDLE s,
 			void (*child)(int ready), long *calls);
 
-/* SIGTERM, waits for exit, returns the exit status (-1 if killed). */
+/* SIGTERM, waits for exit, returns the exit status (-1 if killed).
+ * SIGTERM goes again each second: the daemon ignores a repeat once it
+ * drains, and ThreadSanitizer's runtime holds a signal that lands while
+ * the thread is outside an intercepted call until its next one, which for
+ * a loop about to sleep in epoll_wait with no timeout may never come. */
 int th_daemon_stop(th_daemon_t *d);
+/* SIGHUP, then waits up to 2 s for the reload's outcome in the log
+ * (event=reload or event=reload-failed), sending it again if none came,
+ * five times at most (see th_daemon_stop); 1 once one more outcome is
+ * logged. */
+int th_daemon_reload(const th_daemon_t *d);
 
 /* A datagram socket at d->dir/name for the daemon's service-manager
  * notifications, named in NOTIFY_SOCKET for the daemons started next;
@@ -125,7 +134,8 @@ int th_daemon_stop(th_daemon_t *d);
 int th_notify_socket(const th_daemon_t *d, const char *name);
 /* One notification within ms into buf; its length, or -1. */
 ssize_t th_notification(int fd, char *buf, size_t cap, int ms);
-/* Waits up to seconds for the daemon to exit, reading its notifications
+/* SIGTERM (again each second, as th_daemon_stop); waits up to seconds
+ * for the daemon to exit, reading its notifications
  * meanwhile as systemd does (its socket blocks once ten wait unread), *heard
  * set when one of them was want (both may be NULL). The wait status, or -1
  * after th_daemon_stop has shown why it did not exit. */
