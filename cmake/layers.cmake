@@ -43,3 +43,22 @@ if(NOT REMHSM_CLIENT_ONLY)
   remhsm_layer(remhsm_store "the store knows neither the network nor the wire"
                PkgConfig::UV OpenSSL::SSL remhsm_tls remhsm_common)
 endif()
+
+# A database library stays in its store backend: of the project's own
+# sources (tests, which alter store files, aside) only store/sqlite.c
+# includes sqlite3.h.
+function(remhsm_header_only_in header allowed)
+  file(GLOB_RECURSE sources RELATIVE ${PROJECT_SOURCE_DIR}
+       ${PROJECT_SOURCE_DIR}/client/*.[ch] ${PROJECT_SOURCE_DIR}/common/*.[ch]
+       ${PROJECT_SOURCE_DIR}/daemon/*.[ch] ${PROJECT_SOURCE_DIR}/store/*.[ch]
+       ${PROJECT_SOURCE_DIR}/tools/*.[ch])
+  foreach(source ${sources})
+    file(STRINGS ${PROJECT_SOURCE_DIR}/${source} hits
+         REGEX "^[ \t]*#[ \t]*include[ \t]*[<\"]${header}[>\"]")
+    if(hits AND NOT source STREQUAL allowed)
+      message(FATAL_ERROR "layering: ${source} includes ${header}, which "
+              "only ${allowed} may")
+    endif()
+  endforeach()
+endfunction()
+remhsm_header_only_in(sqlite3.h store/sqlite.c)
