@@ -826,6 +826,31 @@ double th_now_us(void)
 	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
+th_cpu_mark_t th_cpu_mark(void)
+{
+	th_cpu_mark_t m = {0, 0};
+	unsigned long long v[8] = {0};
+	FILE *f = fopen("/proc/stat", "r");
+	if (f && fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0],
+			&v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) == 8) {
+		for (int i = 0; i < 8; i++)
+			m.total += v[i];
+		m.steal = v[7];
+	}
+	if (f)
+		fclose(f);
+	return m;
+}
+
+double th_steal_since(th_cpu_mark_t mark)
+{
+	th_cpu_mark_t now = th_cpu_mark();
+	if (now.total <= mark.total)
+		return 0;
+	return 100.0 * (double)(now.steal - mark.steal) /
+	       (double)(now.total - mark.total);
+}
+
 double th_random_beside(CK_FUNCTION_LIST *p11, CK_SESSION_HANDLE s,
 			void (*child)(int ready), long *calls)
 {

@@ -109,6 +109,16 @@ CK_SESSION_HANDLE th_child_user_session(const th_daemon_t *d,
 /* CLOCK_MONOTONIC in µs. */
 double th_now_us(void);
 
+/* The machine's CPU time so far, from /proc/stat: all of it, and what the
+ * hypervisor gave to other guests (steal). A timing test names the share
+ * stolen while it ran, which tells the host's stalls from the daemon's. */
+typedef struct th_cpu_mark {
+	unsigned long long steal, total;
+} th_cpu_mark_t;
+th_cpu_mark_t th_cpu_mark(void);
+/* Percent of the CPU time since mark that was stolen (0 if unknown). */
+double th_steal_since(th_cpu_mark_t mark);
+
 /* Forks a child running child(ready), which writes one byte to ready once
  * its load is under way and _exits 0 when done; meanwhile calls
  * C_GenerateRandom (32 bytes) in s until the child exits, and asserts that
