@@ -671,25 +671,44 @@ static CK_RV on_get_object_size(call_ctx_t *ctx,
 	return rv;
 }
 
+/* Checks the template and makes the object: a session object at once, a
+ * token object sealed into fresh, for writing once the lock is let go. */
 static CK_RV create_locked(call_ctx_t *ctx, const Remhsm__CreateObjectReq *req,
-			   Remhsm__CreateObjectResp *r)
+			   Remhsm__CreateObjectResp *r, rhd_object_t *obj,
+			   rhd_new_object_t *fresh)
 {
 	rhd_session_t *s = rhd_session_find(ctx->app, req->session);
 	if (!s)
 		return CKR_SESSION_HANDLE_INVALID;
-	rhd_object_t obj;
-	CK_RV rv = rhd_object_from_wire(req->template_, req->n_template_, &obj);
+	CK_RV rv = rhd_object_from_wire(req->template_, req->n_template_, obj);
 	if (rv == CKR_OK)
-		rv = rhd_object_prepare_create(&obj);
+		rv = rhd_object_prepare_create(obj);
 	uint32_t handle = 0;
 	if (rv == CKR_OK) {
 		r->object->class_ = 0;
-		rhd_object_ulong(&obj, CKA_CLASS, &r->object->class_);
-		rhd_object_ulong(&obj, CKA_KEY_TYPE, &r->object->key_type);
-		rv = rhd_objects_create(ctx->engine, ctx->app, s, &obj,
-					&handle);
+		rhd_object_ulong(obj, CKA_CLASS, &r->object->class_);
+		rhd_object_ulong(obj, CKA_KEY_TYPE, &r->object->key_type);
+		rv = rhd_objects_create_begin(ctx->engine, ctx->app, s, obj,
+					      &handle, fresh);
 	}
-	rhd_object_cleanup(&obj);
+	r->object->handle = handle;
+	return rv;
+}
+
+/* A token object's store write runs without the app's lock: the app's
+ * other threads go on meanwhile, on the loop or on other workers. */
+static CK_RV create_stored(call_ctx_t *ctx, const rhd_new_object_t *fresh,
+			   Remhsm__CreateObjectResp *r)
+{
+	uint64_t store_id = 0;
+	CK_RV rv = rhd_objects_write_new(ctx->engine, fresh, &store_id);
+	if (rv != CKR_OK)
+		return rv;
+	uint32_t handle = 0;
+	pthread_mutex_lock(&ctx->app->lock);
+	rv = rhd_objects_adopt_new(ctx->engine, ctx->app, fresh, store_id,
+				   &handle);
+	pthread_mutex_unlock(&ctx->app->lock);
 	r->object->handle = handle;
 	return rv;
 }
@@ -703,9 +722,15 @@ static CK_RV on_create_object(call_ctx_t *ctx,
 		return CKR_HOST_MEMORY;
 	remhsm__object_info__init(info);
 	r->object = info;
+	rhd_object_t obj = {0};
+	rhd_new_object_t fresh = {0};
 	pthread_mutex_lock(&ctx->app->lock);
-	CK_RV rv = create_locked(ctx, req, r);
+	CK_RV rv = create_locked(ctx, req, r, &obj, &fresh);
 	pthread_mutex_unlock(&ctx->app->lock);
+	if (rv == CKR_OK && fresh.rec)
+		rv = create_stored(ctx, &fresh, r);
+	rhd_new_object_cleanup(&fresh);
+	rhd_object_cleanup(&obj);
 	if (rv == CKR_OK &&
 	    (info->class_ == CKO_PRIVATE_KEY || info->class_ == CKO_SECRET_KEY))
 		rhd_audit("event=key-imported identity=\"%s\" class=0x%llx "

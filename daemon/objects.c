@@ -182,68 +182,121 @@ CK_RV rhd_objects_may_create(const rhd_engine_t *engine, const rhd_app_t *app,
 	return CKR_OK;
 }
 
-CK_RV rhd_objects_create(rhd_engine_t *engine, rhd_app_t *app,
-			 rhd_session_t *session, rhd_object_t *obj,
-			 uint32_t *handle)
+/* A session object: held in memory, nothing written. */
+static CK_RV create_session_object(rhd_engine_t *engine, rhd_app_t *app,
+				   rhd_session_t *session, rhd_object_t *obj,
+				   int private_obj, uint32_t *handle)
 {
+	(void)engine;
+	size_t bytes = object_bytes(obj);
+	CK_RV rv = rhd_app_charge(app, bytes, "session-object");
+	if (rv != CKR_OK)
+		return rv;
+	rhd_handle_t *h = handle_new(app, session->slot, private_obj, 0);
+	if (h)
+		h->session_obj = malloc(sizeof(*h->session_obj));
+	if (!h || !h->session_obj) {
+		if (h)
+			handle_unlink(app, h);
+		rhd_app_refund(app, bytes);
+		return CKR_DEVICE_MEMORY;
+	}
+	h->charged = bytes;
+	app->session_objects++;
+	*h->session_obj = *obj;
+	memset(obj, 0, sizeof(*obj));
+	h->owner = session->handle;
+	*handle = h->handle;
+	return CKR_OK;
+}
+
+CK_RV rhd_objects_create_begin(rhd_engine_t *engine, rhd_app_t *app,
+			       rhd_session_t *session, rhd_object_t *obj,
+			       uint32_t *handle, rhd_new_object_t *fresh)
+{
+	memset(fresh, 0, sizeof(*fresh));
+	*handle = 0;
 	int token_obj = rhd_object_bool(obj, CKA_TOKEN, 0);
 	int private_obj = rhd_object_bool(obj, CKA_PRIVATE, 0);
 	CK_RV rv = rhd_objects_may_create(engine, app, session, token_obj,
 					  private_obj);
 	if (rv != CKR_OK)
 		return rv;
-	if (!token_obj) {
-		size_t bytes = object_bytes(obj);
-		rv = rhd_app_charge(app, bytes, "session-object");
-		if (rv != CKR_OK)
-			return rv;
-		rhd_handle_t *h =
-			handle_new(app, session->slot, private_obj, 0);
-		if (h)
-			h->session_obj = malloc(sizeof(*h->session_obj));
-		if (!h || !h->session_obj) {
-			if (h)
-				handle_unlink(app, h);
-			rhd_app_refund(app, bytes);
-			return CKR_DEVICE_MEMORY;
-		}
-		h->charged = bytes;
-		app->session_objects++;
-		*h->session_obj = *obj;
-		memset(obj, 0, sizeof(*obj));
-		h->owner = session->handle;
-		*handle = h->handle;
-		return CKR_OK;
-	}
-	uint8_t *rec;
-	size_t len;
-	uint64_t store_id = 0;
-	rv = record_make(app, session->slot, obj, private_obj, &rec, &len);
-	rhs_index_t ix = index_of(obj);
-	int rc = rv == CKR_OK ? rhs_object_create(engine->tokens.store,
-						  (uint32_t)session->slot, &ix,
-						  rec, len, &store_id)
-			      : RHS_OK;
-	if (rv == CKR_OK) {
-		free(rec);
-		rv = rc == RHS_OK      ? CKR_OK
-		     : rc == RHS_EFULL ? CKR_DEVICE_MEMORY
-				       : CKR_DEVICE_ERROR;
-	}
-	if (rv != CKR_OK)
-		return rv;
-	rhd_handle_t *h = handle_new(app, session->slot, private_obj, store_id);
+	if (!token_obj)
+		return create_session_object(engine, app, session, obj,
+					     private_obj, handle);
+	rhd_token_t *t = rhd_engine_token(engine, session->slot);
+	pthread_mutex_lock(&t->lock);
+	fresh->generation = t->generation;
+	pthread_mutex_unlock(&t->lock);
+	fresh->slot = session->slot;
+	fresh->private_obj = private_obj;
+	fresh->ix = index_of(obj);
+	return record_make(app, session->slot, obj, private_obj, &fresh->rec,
+			   &fresh->len);
+}
+
+CK_RV rhd_objects_write_new(rhd_engine_t *engine, const rhd_new_object_t *fresh,
+			    uint64_t *store_id)
+{
+	rhd_token_t *t = rhd_engine_token(engine, fresh->slot);
+	pthread_mutex_lock(&t->write_lock);
+	pthread_mutex_lock(&t->lock);
+	int reinitialised = t->generation != fresh->generation;
+	pthread_mutex_unlock(&t->lock);
+	int rc = reinitialised
+			 ? RHS_OK
+			 : rhs_object_create(engine->tokens.store,
+					     (uint32_t)fresh->slot, &fresh->ix,
+					     fresh->rec, fresh->len, store_id);
+	pthread_mutex_unlock(&t->write_lock);
+	if (reinitialised)
+		return CKR_SESSION_CLOSED;
+	return rc == RHS_OK	 ? CKR_OK
+	       : rc == RHS_EFULL ? CKR_DEVICE_MEMORY
+				 : CKR_DEVICE_ERROR;
+}
+
+CK_RV rhd_objects_adopt_new(rhd_engine_t *engine, rhd_app_t *app,
+			    const rhd_new_object_t *fresh, uint64_t store_id,
+			    uint32_t *handle)
+{
+	rhd_handle_t *h =
+		handle_new(app, fresh->slot, fresh->private_obj, store_id);
 	if (!h) {
 		/* No handle to name it by: the object must not stay. */
 		if (rhs_object_delete(engine->tokens.store,
-				      (uint32_t)session->slot,
+				      (uint32_t)fresh->slot,
 				      store_id) != RHS_OK)
 			RHD_WARN("event=object-orphaned slot=%lu store-id=%llu",
-				 session->slot, (unsigned long long)store_id);
+				 fresh->slot, (unsigned long long)store_id);
 		return CKR_DEVICE_MEMORY;
 	}
 	*handle = h->handle;
 	return CKR_OK;
+}
+
+void rhd_new_object_cleanup(rhd_new_object_t *fresh)
+{
+	rhs_free(fresh->rec, fresh->len);
+	memset(fresh, 0, sizeof(*fresh));
+}
+
+CK_RV rhd_objects_create(rhd_engine_t *engine, rhd_app_t *app,
+			 rhd_session_t *session, rhd_object_t *obj,
+			 uint32_t *handle)
+{
+	rhd_new_object_t fresh;
+	uint64_t store_id = 0;
+	CK_RV rv = rhd_objects_create_begin(engine, app, session, obj, handle,
+					    &fresh);
+	if (rv == CKR_OK && fresh.rec)
+		rv = rhd_objects_write_new(engine, &fresh, &store_id);
+	if (rv == CKR_OK && fresh.rec)
+		rv = rhd_objects_adopt_new(engine, app, &fresh, store_id,
+					   handle);
+	rhd_new_object_cleanup(&fresh);
+	return rv;
 }
 
 /* A token-object handle the app has not used since the daemon started (a

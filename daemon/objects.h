@@ -17,9 +17,37 @@
 CK_RV rhd_objects_may_create(const rhd_engine_t *engine, const rhd_app_t *app,
 			     const rhd_session_t *s, int token_obj,
 			     int private_obj);
+/* Creates obj, with the app's lock held throughout. */
 CK_RV rhd_objects_create(rhd_engine_t *engine, rhd_app_t *app,
 			 rhd_session_t *session, rhd_object_t *obj,
 			 uint32_t *handle);
+
+/* A token object made in three steps, so that the app's lock is not held
+ * across the store write: begin (lock held) checks and seals it, write
+ * (no app lock) stores it, adopt (lock held) gives it a handle. The index
+ * points into the object begin was given, which must outlive write. */
+typedef struct rhd_new_object {
+	CK_SLOT_ID slot;
+	int private_obj;
+	uint64_t generation; /* the token's, when it was sealed */
+	uint8_t *rec;	     /* NULL: nothing to write */
+	size_t len;
+	rhs_index_t ix;
+} rhd_new_object_t;
+
+/* A session object is made at once (*handle set, fresh->rec NULL). */
+CK_RV rhd_objects_create_begin(rhd_engine_t *engine, rhd_app_t *app,
+			       rhd_session_t *session, rhd_object_t *obj,
+			       uint32_t *handle, rhd_new_object_t *fresh);
+/* Serialised with the token's other writes by its write_lock; a token
+ * re-initialised since begin gets nothing (CKR_SESSION_CLOSED: the
+ * session it was made in is gone). */
+CK_RV rhd_objects_write_new(rhd_engine_t *engine, const rhd_new_object_t *fresh,
+			    uint64_t *store_id);
+CK_RV rhd_objects_adopt_new(rhd_engine_t *engine, rhd_app_t *app,
+			    const rhd_new_object_t *fresh, uint64_t store_id,
+			    uint32_t *handle);
+void rhd_new_object_cleanup(rhd_new_object_t *fresh);
 /* Loads a visible object (copy in out, cleanup by the caller). */
 CK_RV rhd_objects_load(rhd_engine_t *engine, rhd_app_t *app,
 		       const rhd_session_t *session, uint64_t handle,

@@ -12,6 +12,7 @@
 #include "harness.h"
 #include "nesting.h"
 #include "object.h"
+#include "objects.h"
 #include "pki.h"
 #include "rh_decode.h"
 
@@ -919,6 +920,46 @@ START_TEST(test_token_objects_survive_a_restart)
 }
 END_TEST
 
+/* A token object is sealed under the app's lock and written without it;
+ * a token re-initialised in between (another thread closed the app's
+ * sessions, the SO ran C_InitToken) gets nothing written. */
+START_TEST(test_an_object_sealed_before_a_reinitialisation_is_not_written)
+{
+	CK_OBJECT_CLASS cls = CKO_DATA;
+	CK_BBOOL yes = CK_TRUE;
+	rhd_object_t obj = {0};
+	ck_assert_uint_eq(rhd_object_set(&obj, CKA_CLASS, &cls, sizeof(cls)),
+			  CKR_OK);
+	ck_assert_uint_eq(rhd_object_set(&obj, CKA_TOKEN, &yes, sizeof(yes)),
+			  CKR_OK);
+	ck_assert_uint_eq(rhd_object_set(&obj, CKA_LABEL, "raced", 5), CKR_OK);
+	rhd_new_object_t fresh;
+	uint32_t handle = 1;
+	pthread_mutex_lock(&app->lock);
+	ck_assert_uint_eq(rhd_objects_create_begin(&engine, app,
+						   rhd_session_find(app, rw),
+						   &obj, &handle, &fresh),
+			  CKR_OK);
+	pthread_mutex_unlock(&app->lock);
+	ck_assert_ptr_nonnull(fresh.rec);
+	ck_assert_uint_eq(handle, 0);
+	/* What rhd_token_init does once it has rewritten the token. */
+	rhd_token_t *t = rhd_engine_token(&engine, 0);
+	pthread_mutex_lock(&t->lock);
+	t->generation++;
+	pthread_mutex_unlock(&t->lock);
+	uint64_t id = 0;
+	ck_assert_uint_eq(rhd_objects_write_new(&engine, &fresh, &id),
+			  CKR_SESSION_CLOSED);
+	rhd_new_object_cleanup(&fresh);
+	rhd_object_cleanup(&obj);
+	tmpl_t by_label = {0};
+	t_text(&by_label, CKA_LABEL, "raced");
+	uint64_t found[8];
+	ck_assert_uint_eq(find(app, ro, &by_label, found), 0);
+}
+END_TEST
+
 START_TEST(test_set_attribute_value_changes_what_may_change)
 {
 	tmpl_t t = {0};
@@ -1190,6 +1231,9 @@ int main(void)
 	tcase_add_test(tc, test_destroy_rules);
 	tcase_add_test(tc, test_session_objects_die_with_their_session);
 	tcase_add_test(tc, test_token_objects_survive_a_restart);
+	tcase_add_test(
+		tc,
+		test_an_object_sealed_before_a_reinitialisation_is_not_written);
 	tcase_add_test(tc, test_set_attribute_value_changes_what_may_change);
 	tcase_add_test(tc, test_sticky_attributes_stay_sticky);
 	tcase_add_test(tc, test_copy_object);
