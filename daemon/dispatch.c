@@ -743,12 +743,21 @@ static CK_RV on_create_object(call_ctx_t *ctx,
 static CK_RV on_destroy_object(call_ctx_t *ctx,
 			       const Remhsm__DestroyObjectReq *req)
 {
+	rhd_doomed_object_t doomed = {0};
 	pthread_mutex_lock(&ctx->app->lock);
 	rhd_session_t *s = rhd_session_find(ctx->app, req->session);
-	CK_RV rv =
-		s ? rhd_objects_destroy(ctx->engine, ctx->app, s, req->object)
-		  : CKR_SESSION_HANDLE_INVALID;
+	CK_RV rv = s ? rhd_objects_destroy_begin(ctx->engine, ctx->app, s,
+						 req->object, &doomed)
+		     : CKR_SESSION_HANDLE_INVALID;
 	pthread_mutex_unlock(&ctx->app->lock);
+	/* The row goes without the app's lock, as a creation's comes. */
+	if (rv == CKR_OK && doomed.store_id)
+		rv = rhd_objects_delete_stored(ctx->engine, &doomed);
+	if (rv == CKR_OK && doomed.store_id) {
+		pthread_mutex_lock(&ctx->app->lock);
+		rv = rhd_objects_forget(ctx->app, &doomed);
+		pthread_mutex_unlock(&ctx->app->lock);
+	}
 	if (rv == CKR_OK)
 		rhd_audit("event=object-destroyed identity=\"%s\" handle=%llu",
 			  ctx->app->identity, (unsigned long long)req->object);

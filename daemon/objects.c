@@ -359,9 +359,20 @@ CK_RV rhd_objects_load(rhd_engine_t *engine, rhd_app_t *app,
 	return CKR_OK;
 }
 
-CK_RV rhd_objects_destroy(rhd_engine_t *engine, rhd_app_t *app,
-			  const rhd_session_t *session, uint64_t handle)
+static uint64_t token_generation(rhd_engine_t *engine, CK_SLOT_ID slot)
 {
+	rhd_token_t *t = rhd_engine_token(engine, slot);
+	pthread_mutex_lock(&t->lock);
+	uint64_t generation = t->generation;
+	pthread_mutex_unlock(&t->lock);
+	return generation;
+}
+
+CK_RV rhd_objects_destroy_begin(rhd_engine_t *engine, rhd_app_t *app,
+				const rhd_session_t *session, uint64_t handle,
+				rhd_doomed_object_t *doomed)
+{
+	memset(doomed, 0, sizeof(*doomed));
 	rhd_handle_t *h = visible(engine, app, session, handle);
 	if (!h)
 		return CKR_OBJECT_HANDLE_INVALID;
@@ -375,16 +386,61 @@ CK_RV rhd_objects_destroy(rhd_engine_t *engine, rhd_app_t *app,
 	else if (token_obj && !(session->flags & CKF_RW_SESSION))
 		rv = CKR_SESSION_READ_ONLY;
 	rhd_object_cleanup(&obj);
-	if (rv == CKR_OK && token_obj) {
-		int rc = rhs_object_delete(engine->tokens.store,
-					   (uint32_t)h->slot, h->store_id);
-		rv = rc == RHS_OK || rc == RHS_ENOTFOUND ? CKR_OK
-							 : CKR_DEVICE_ERROR;
-	}
-	if (rv == CKR_OK) {
+	if (rv != CKR_OK)
+		return rv;
+	if (!token_obj) {
 		token_changed(engine, h);
 		handle_unlink(app, h);
+		return CKR_OK;
 	}
+	doomed->slot = h->slot;
+	doomed->store_id = h->store_id;
+	doomed->handle = h->handle;
+	doomed->generation = token_generation(engine, h->slot);
+	return CKR_OK;
+}
+
+CK_RV rhd_objects_delete_stored(rhd_engine_t *engine,
+				const rhd_doomed_object_t *doomed)
+{
+	rhd_token_t *t = rhd_engine_token(engine, doomed->slot);
+	pthread_mutex_lock(&t->write_lock);
+	int reinitialised =
+		token_generation(engine, doomed->slot) != doomed->generation;
+	int rc = reinitialised ? RHS_OK
+			       : rhs_object_delete(engine->tokens.store,
+						   (uint32_t)doomed->slot,
+						   doomed->store_id);
+	/* Keys cached by any application go stale now, not once this one
+	 * has its lock again. */
+	if (!reinitialised && (rc == RHS_OK || rc == RHS_ENOTFOUND))
+		rhd_token_object_changed(t, doomed->store_id);
+	pthread_mutex_unlock(&t->write_lock);
+	if (reinitialised)
+		return CKR_SESSION_CLOSED;
+	return rc == RHS_OK || rc == RHS_ENOTFOUND ? CKR_OK : CKR_DEVICE_ERROR;
+}
+
+CK_RV rhd_objects_forget(rhd_app_t *app, const rhd_doomed_object_t *doomed)
+{
+	rhd_handle_t *h = rhd_app_handle_find(app, doomed->handle);
+	if (!h || h->store_id != doomed->store_id)
+		return CKR_OBJECT_HANDLE_INVALID; /* another thread's, first */
+	rhd_handle_drop_key(h);
+	handle_unlink(app, h);
+	return CKR_OK;
+}
+
+CK_RV rhd_objects_destroy(rhd_engine_t *engine, rhd_app_t *app,
+			  const rhd_session_t *session, uint64_t handle)
+{
+	rhd_doomed_object_t doomed;
+	CK_RV rv = rhd_objects_destroy_begin(engine, app, session, handle,
+					     &doomed);
+	if (rv == CKR_OK && doomed.store_id)
+		rv = rhd_objects_delete_stored(engine, &doomed);
+	if (rv == CKR_OK && doomed.store_id)
+		rv = rhd_objects_forget(app, &doomed);
 	return rv;
 }
 

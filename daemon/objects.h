@@ -54,6 +54,27 @@ CK_RV rhd_objects_load(rhd_engine_t *engine, rhd_app_t *app,
 		       rhd_object_t *out);
 CK_RV rhd_objects_destroy(rhd_engine_t *engine, rhd_app_t *app,
 			  const rhd_session_t *session, uint64_t handle);
+
+/* A token object's destruction in the same three steps as a creation's:
+ * begin (lock held) checks it may go (a session object goes at once,
+ * doomed->store_id 0); delete (no app lock, the token's write_lock) takes
+ * its row out and voids every cached copy of its key; forget (lock held)
+ * drops the handle, CKR_OBJECT_HANDLE_INVALID when another thread of the
+ * application destroyed it meanwhile. A token re-initialised after begin
+ * is not touched (CKR_SESSION_CLOSED). */
+typedef struct rhd_doomed_object {
+	CK_SLOT_ID slot;
+	uint64_t store_id;
+	uint64_t handle;
+	uint64_t generation;
+} rhd_doomed_object_t;
+
+CK_RV rhd_objects_destroy_begin(rhd_engine_t *engine, rhd_app_t *app,
+				const rhd_session_t *session, uint64_t handle,
+				rhd_doomed_object_t *doomed);
+CK_RV rhd_objects_delete_stored(rhd_engine_t *engine,
+				const rhd_doomed_object_t *doomed);
+CK_RV rhd_objects_forget(rhd_app_t *app, const rhd_doomed_object_t *doomed);
 /* C_SetAttributeValue: checked changes, written where the object lives. */
 CK_RV rhd_objects_update(rhd_engine_t *engine, rhd_app_t *app,
 			 rhd_session_t *session, uint64_t handle,

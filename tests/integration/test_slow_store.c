@@ -10,8 +10,8 @@
  * fast calls, and a new connection's Hello, took the app's lock on the loop
  * while a worker held it across an object's store write. And the
  * writing application's own other threads are served while it creates
- * token objects: the app's lock was held across each object's store
- * write, and its C_GenerateRandom waited for it.
+ * and destroys token objects: the app's lock was held across each
+ * object's store write, and its C_GenerateRandom waited for it.
  */
 #include <check.h>
 #include <dlfcn.h>
@@ -190,22 +190,25 @@ typedef struct {
 } creator_t;
 
 /* One public token data object: one store write. */
-static CK_RV create_data_object(CK_SESSION_HANDLE s)
+static CK_RV create_data_object(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE *h)
 {
 	CK_OBJECT_CLASS cls = CKO_DATA;
 	CK_BBOOL yes = CK_TRUE;
 	CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof(cls)},
 			    {CKA_TOKEN, &yes, sizeof(yes)},
 			    {CKA_VALUE, "v", 1}};
-	CK_OBJECT_HANDLE h;
-	return p11->C_CreateObject(s, t, 3, &h);
+	return p11->C_CreateObject(s, t, 3, h);
 }
 
+/* Objects made and destroyed: a store write each. */
 static void *create_objects(void *arg)
 {
 	creator_t *c = arg;
+	CK_OBJECT_HANDLE h;
 	while (!c->failed && th_now_us() < c->until) {
-		c->failed = create_data_object(c->session);
+		c->failed = create_data_object(c->session, &h);
+		if (!c->failed)
+			c->failed = p11->C_DestroyObject(c->session, h);
 		c->made += c->failed == CKR_OK;
 	}
 	return NULL;
@@ -224,7 +227,8 @@ START_TEST(test_an_applications_object_writes_leave_its_other_threads_served)
 	double t0 = th_now_us(), took = 0;
 	while (took < SYNC_DELAY_US * 0.75 && th_now_us() < t0 + 10e6) {
 		double c0 = th_now_us();
-		ck_assert_uint_eq(create_data_object(w), CKR_OK);
+		CK_OBJECT_HANDLE h;
+		ck_assert_uint_eq(create_data_object(w, &h), CKR_OK);
 		took = th_now_us() - c0;
 	}
 	ck_assert_msg(took >= SYNC_DELAY_US * 0.75,
@@ -251,7 +255,8 @@ START_TEST(test_an_applications_object_writes_leave_its_other_threads_served)
 	ck_assert_int_gt(c.made, 0);
 	fprintf(stderr,
 		"the same application's C_GenerateRandom beside %ld token "
-		"objects made, each synced in %d ms: %ld calls, the slowest "
+		"objects made and destroyed, each write synced in %d ms: %ld "
+		"calls, the slowest "
 		"%.1f ms; the host stole %.1f%% of CPU time\n",
 		c.made, SYNC_DELAY_US / 1000, calls, worst / 1e3, steal);
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)

@@ -960,6 +960,58 @@ START_TEST(test_an_object_sealed_before_a_reinitialisation_is_not_written)
 }
 END_TEST
 
+/* Two threads of one application destroy one token object: the row goes
+ * once, without the app's lock; the first to take the lock again drops
+ * the handle, the other is told the handle is gone. And a token
+ * re-initialised between the check and the write is not touched. */
+START_TEST(test_a_destroy_outside_the_lock_is_told_of_a_concurrent_one)
+{
+	tmpl_t t = {0};
+	data_object(&t, "doomed", 1, 0);
+	uint64_t h;
+	ck_assert_uint_eq(create(&t, &h), CKR_OK);
+	rhd_doomed_object_t one, two;
+	pthread_mutex_lock(&app->lock);
+	rhd_session_t *s = rhd_session_find(app, rw);
+	ck_assert_uint_eq(rhd_objects_destroy_begin(&engine, app, s, h, &one),
+			  CKR_OK);
+	ck_assert_uint_eq(rhd_objects_destroy_begin(&engine, app, s, h, &two),
+			  CKR_OK);
+	pthread_mutex_unlock(&app->lock);
+	ck_assert_uint_ne(one.store_id, 0);
+	ck_assert_uint_eq(rhd_objects_delete_stored(&engine, &one), CKR_OK);
+	ck_assert_uint_eq(rhd_objects_delete_stored(&engine, &two), CKR_OK);
+	pthread_mutex_lock(&app->lock);
+	ck_assert_uint_eq(rhd_objects_forget(app, &one), CKR_OK);
+	ck_assert_uint_eq(rhd_objects_forget(app, &two),
+			  CKR_OBJECT_HANDLE_INVALID);
+	pthread_mutex_unlock(&app->lock);
+	tmpl_t by_label = {0};
+	t_text(&by_label, CKA_LABEL, "doomed");
+	uint64_t found[8];
+	ck_assert_uint_eq(find(app, ro, &by_label, found), 0);
+
+	tmpl_t k = {0};
+	data_object(&k, "kept", 1, 0);
+	ck_assert_uint_eq(create(&k, &h), CKR_OK);
+	pthread_mutex_lock(&app->lock);
+	ck_assert_uint_eq(rhd_objects_destroy_begin(&engine, app,
+						    rhd_session_find(app, rw),
+						    h, &one),
+			  CKR_OK);
+	pthread_mutex_unlock(&app->lock);
+	rhd_token_t *tok = rhd_engine_token(&engine, 0);
+	pthread_mutex_lock(&tok->lock);
+	tok->generation++; /* what rhd_token_init does at its end */
+	pthread_mutex_unlock(&tok->lock);
+	ck_assert_uint_eq(rhd_objects_delete_stored(&engine, &one),
+			  CKR_SESSION_CLOSED);
+	tmpl_t kept = {0};
+	t_text(&kept, CKA_LABEL, "kept");
+	ck_assert_uint_eq(find(app, ro, &kept, found), 1);
+}
+END_TEST
+
 START_TEST(test_set_attribute_value_changes_what_may_change)
 {
 	tmpl_t t = {0};
@@ -1234,6 +1286,9 @@ int main(void)
 	tcase_add_test(
 		tc,
 		test_an_object_sealed_before_a_reinitialisation_is_not_written);
+	tcase_add_test(
+		tc,
+		test_a_destroy_outside_the_lock_is_told_of_a_concurrent_one);
 	tcase_add_test(tc, test_set_attribute_value_changes_what_may_change);
 	tcase_add_test(tc, test_sticky_attributes_stay_sticky);
 	tcase_add_test(tc, test_copy_object);
