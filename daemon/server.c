@@ -5,6 +5,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1108,8 +1109,12 @@ static void wake_others(server_t *s)
 static void on_signal(uv_signal_t *sig, int signum)
 {
 	server_t *s = sig->data;
-	if (atomic_load(&s->draining))
+	if (atomic_load(&s->draining)) {
+		RHD_INFO("event=signal-ignored signal=%s reason=\"draining "
+			 "already\"",
+			 strsignal(signum));
 		return;
+	}
 	RHD_INFO("event=shutdown signal=%s connections=%u", strsignal(signum),
 		 atomic_load(&s->conn_count));
 	atomic_store(&s->draining, 1);
@@ -1117,8 +1122,11 @@ static void on_signal(uv_signal_t *sig, int signum)
 	rhd_notify("STOPPING=1");
 	rhd_metrics_stop();
 	uv_close((uv_handle_t *)&s->listener, NULL);
-	uv_close((uv_handle_t *)&s->sigterm, NULL);
-	uv_close((uv_handle_t *)&s->sigint, NULL);
+	/* Kept, but no longer holding the loop: a second SIGTERM or SIGINT
+	 * during the drain is heard and ignored, where a closed handle would
+	 * give it the default action and end the drain half way. */
+	uv_unref((uv_handle_t *)&s->sigterm);
+	uv_unref((uv_handle_t *)&s->sigint);
 	uv_close((uv_handle_t *)&s->sighup, NULL);
 	wake_others(s);
 	loop_drain(&s->loops[0]);
@@ -1578,6 +1586,12 @@ int rhd_server_run(const rhd_config_t *cfg, rhd_engine_t *engine)
 		tell_service_manager(&s);
 		run_loop(&s.loops[0]);
 		join_loops(&s);
+		/* Closing them gives the signals their default action back;
+		 * the daemon is past its drain: ignored to the end. */
+		uv_close((uv_handle_t *)&s.sigterm, NULL);
+		uv_close((uv_handle_t *)&s.sigint, NULL);
+		signal(SIGTERM, SIG_IGN);
+		signal(SIGINT, SIG_IGN);
 		RHD_INFO("event=stopped drain-ms=%llu",
 			 (unsigned long long)((uv_hrtime() -
 					       s.drain_started_ns) /

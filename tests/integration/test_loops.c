@@ -302,6 +302,33 @@ START_TEST(test_clients_that_do_not_read_are_held_back_on_each_loop)
 }
 END_TEST
 
+/* A second SIGTERM while the daemon drains is heard and ignored: the
+ * drain goes on to its end and the daemon exits 0. A client that does not
+ * read holds the drain open until the drain timeout. (The daemon once let
+ * go of its handler as the drain began, and a second SIGTERM killed it.) */
+START_TEST(test_a_second_sigterm_during_the_drain_is_ignored)
+{
+	const char *const flags[] = {"--drain-timeout-ms", "1500", NULL};
+	start(flags);
+	th_conn_t c;
+	open_hello(&c, "client");
+	uint64_t session = th_open_session(&c);
+	for (uint64_t id = 100; id < 800; id++)
+		th_send_random(&c, id, session, 16384);
+	for (int i = 0;
+	     i < 200 && th_log_count(&d, "event=backpressure", NULL) < 1; i++)
+		usleep(10000);
+	ck_assert_int_eq(kill(d.pid, SIGTERM), 0);
+	ck_assert(th_log_contains(&d, "event=shutdown "));
+	ck_assert_int_eq(kill(d.pid, SIGTERM), 0);
+	ck_assert(th_log_contains(&d, "event=signal-ignored signal=Terminated "
+				      "reason=\"draining already\""));
+	ck_assert_int_eq(th_daemon_stop(&d), 0);
+	ck_assert(th_log_contains(&d, "reason=\"drain timeout\""));
+	th_conn_close(&c);
+}
+END_TEST
+
 /* A peer that resets its connection with calls in flight, inline and on
  * the pool, on each loop: the calls finish into nothing, and every loop
  * serves a newcomer afterwards. */
@@ -350,6 +377,7 @@ int main(void)
 	tcase_add_test(tc, test_reload_rechecks_every_loop);
 	tcase_add_test(
 		tc, test_clients_that_do_not_read_are_held_back_on_each_loop);
+	tcase_add_test(tc, test_a_second_sigterm_during_the_drain_is_ignored);
 	tcase_add_test(tc,
 		       test_a_peer_gone_mid_call_on_each_loop_loses_nothing);
 	suite_add_tcase(s, tc);

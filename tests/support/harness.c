@@ -565,15 +565,15 @@ int th_daemon_wait_exit(th_daemon_t *d, int fd, int seconds, const char *want,
 {
 	int ignored = 0;
 	heard = heard ? heard : &ignored;
-	time_t deadline = time(NULL) + seconds, told = 0;
+	double deadline = th_now_us() + seconds * 1e6, told = 0;
 	int status;
 	while (waitpid(d->pid, &status, WNOHANG) != d->pid) {
-		time_t now = time(NULL);
+		double now = th_now_us();
 		if (now > deadline) {
 			th_daemon_stop(d); /* says why, with the log */
 			return -1;
 		}
-		if (now != told) {
+		if (!told || now - told >= 1e6) {
 			kill(d->pid, SIGTERM);
 			told = now;
 		}
