@@ -182,12 +182,22 @@ CK_RV rhd_objects_may_create(const rhd_engine_t *engine, const rhd_app_t *app,
 	return CKR_OK;
 }
 
-/* A session object: held in memory, nothing written. */
-static CK_RV create_session_object(rhd_engine_t *engine, rhd_app_t *app,
-				   rhd_session_t *session, rhd_object_t *obj,
-				   int private_obj, uint32_t *handle)
+/* The token's re-initialisation count: a write prepared at one count is
+ * not made at another. */
+static uint64_t token_generation(rhd_engine_t *engine, CK_SLOT_ID slot)
 {
-	(void)engine;
+	rhd_token_t *t = rhd_engine_token(engine, slot);
+	pthread_mutex_lock(&t->lock);
+	uint64_t generation = t->generation;
+	pthread_mutex_unlock(&t->lock);
+	return generation;
+}
+
+/* A session object: held in memory, nothing written. */
+static CK_RV create_session_object(rhd_app_t *app, rhd_session_t *session,
+				   rhd_object_t *obj, int private_obj,
+				   uint32_t *handle)
+{
 	size_t bytes = object_bytes(obj);
 	CK_RV rv = rhd_app_charge(app, bytes, "session-object");
 	if (rv != CKR_OK)
@@ -223,12 +233,9 @@ CK_RV rhd_objects_create_begin(rhd_engine_t *engine, rhd_app_t *app,
 	if (rv != CKR_OK)
 		return rv;
 	if (!token_obj)
-		return create_session_object(engine, app, session, obj,
-					     private_obj, handle);
-	rhd_token_t *t = rhd_engine_token(engine, session->slot);
-	pthread_mutex_lock(&t->lock);
-	fresh->generation = t->generation;
-	pthread_mutex_unlock(&t->lock);
+		return create_session_object(app, session, obj, private_obj,
+					     handle);
+	fresh->generation = token_generation(engine, session->slot);
 	fresh->slot = session->slot;
 	fresh->private_obj = private_obj;
 	fresh->ix = index_of(obj);
@@ -241,9 +248,8 @@ CK_RV rhd_objects_write_new(rhd_engine_t *engine, const rhd_new_object_t *fresh,
 {
 	rhd_token_t *t = rhd_engine_token(engine, fresh->slot);
 	pthread_mutex_lock(&t->write_lock);
-	pthread_mutex_lock(&t->lock);
-	int reinitialised = t->generation != fresh->generation;
-	pthread_mutex_unlock(&t->lock);
+	int reinitialised =
+		token_generation(engine, fresh->slot) != fresh->generation;
 	int rc = reinitialised
 			 ? RHS_OK
 			 : rhs_object_create(engine->tokens.store,
@@ -357,15 +363,6 @@ CK_RV rhd_objects_load(rhd_engine_t *engine, rhd_app_t *app,
 		}
 	}
 	return CKR_OK;
-}
-
-static uint64_t token_generation(rhd_engine_t *engine, CK_SLOT_ID slot)
-{
-	rhd_token_t *t = rhd_engine_token(engine, slot);
-	pthread_mutex_lock(&t->lock);
-	uint64_t generation = t->generation;
-	pthread_mutex_unlock(&t->lock);
-	return generation;
 }
 
 CK_RV rhd_objects_destroy_begin(rhd_engine_t *engine, rhd_app_t *app,
