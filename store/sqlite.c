@@ -80,9 +80,8 @@ static const char *const statements[ST_COUNT] = {
 	[ST_TOKEN_OBJECTS_DELETE] = "DELETE FROM objects WHERE token = ?1",
 	[ST_TOKEN_DELETE] = "DELETE FROM tokens WHERE slot = ?1",
 	[ST_OBJECT_COUNT] = "SELECT COUNT(*) FROM objects WHERE token = ?1",
-	[ST_MAX_ID] = "SELECT COALESCE(MAX(id), 0) FROM objects WHERE token = "
-		      "?1",
-	[ST_MAX_ID_ALL] = "SELECT COALESCE(MAX(id), 0) FROM objects",
+	[ST_MAX_ID] = "SELECT IFNULL(MAX(id), 0) FROM objects WHERE token = ?1",
+	[ST_MAX_ID_ALL] = "SELECT IFNULL(MAX(id), 0) FROM objects",
 };
 
 /* Finds, one statement per combination of index columns matched. */
