@@ -1,10 +1,10 @@
 /*
  * The encrypted object store. A narrow interface over a backend (SQLite
  * today: backend.h, sqlite.c): open/close, transactions, token records,
- * object records by id, and exact-match lookups on four index values. No PKCS#11 policy lives here: records are
- * opaque bytes, sealed at rest with AES-256-GCM under the store key and
- * bound to their table, token and id; index values are stored only as
- * keyed hashes.
+ * object records by id, and exact-match lookups on four index values. No
+ * PKCS#11 policy lives here: records are opaque bytes, sealed at rest with
+ * AES-256-GCM under the store key and bound to their table, token and id; index
+ * values are stored only as keyed hashes.
  */
 #ifndef RHS_H
 #define RHS_H

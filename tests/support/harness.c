@@ -881,6 +881,23 @@ double th_random_beside(CK_FUNCTION_LIST *p11, CK_SESSION_HANDLE s,
 	return worst;
 }
 
+void th_random_wait_check(const char *beside, long calls, double worst_us,
+			  th_cpu_mark_t mark, double max_us)
+{
+	double steal = th_steal_since(mark);
+	fprintf(stderr,
+		"C_GenerateRandom beside %s: %ld calls, the slowest %.1f ms; "
+		"the host stole %.1f%% of CPU time\n",
+		beside, calls, worst_us / 1e3, steal);
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+	ck_assert_msg(worst_us <= max_us,
+		      "a C_GenerateRandom waited %.1f ms (host steal %.1f%%)",
+		      worst_us / 1e3, steal);
+#else
+	(void)max_us;
+#endif
+}
+
 CK_SESSION_HANDLE th_child_user_session(const th_daemon_t *d,
 					CK_FUNCTION_LIST *p11, const char *cn)
 {

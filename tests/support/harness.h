@@ -125,6 +125,12 @@ double th_steal_since(th_cpu_mark_t mark);
  * it exited 0. The slowest call in µs; how many were made in *calls. */
 double th_random_beside(CK_FUNCTION_LIST *p11, CK_SESSION_HANDLE s,
 			void (*child)(int ready), long *calls);
+/* Prints the slowest of `calls` C_GenerateRandom made beside `beside`,
+ * with the share of CPU time the host stole since mark; in release builds
+ * asserts it within max_us (a sanitizer multiplies the costs on both
+ * sides by different factors). */
+void th_random_wait_check(const char *beside, long calls, double worst_us,
+			  th_cpu_mark_t mark, double max_us);
 
 /* SIGTERM, waits for exit, returns the exit status (-1 if killed).
  * SIGTERM goes again each second: the daemon ignores a repeat once it

@@ -920,6 +920,16 @@ START_TEST(test_token_objects_survive_a_restart)
 }
 END_TEST
 
+/* What rhd_token_init does to slot 0 once it has rewritten the token,
+ * between a write's check and the write itself. */
+static void token_reinitialised(void)
+{
+	rhd_token_t *t = rhd_engine_token(&engine, 0);
+	pthread_mutex_lock(&t->lock);
+	t->generation++;
+	pthread_mutex_unlock(&t->lock);
+}
+
 /* A token object is sealed under the app's lock and written without it;
  * a token re-initialised in between (another thread closed the app's
  * sessions, the SO ran C_InitToken) gets nothing written. */
@@ -943,11 +953,7 @@ START_TEST(test_an_object_sealed_before_a_reinitialisation_is_not_written)
 	pthread_mutex_unlock(&app->lock);
 	ck_assert_ptr_nonnull(fresh.rec);
 	ck_assert_uint_eq(handle, 0);
-	/* What rhd_token_init does once it has rewritten the token. */
-	rhd_token_t *t = rhd_engine_token(&engine, 0);
-	pthread_mutex_lock(&t->lock);
-	t->generation++;
-	pthread_mutex_unlock(&t->lock);
+	token_reinitialised();
 	uint64_t id = 0;
 	ck_assert_uint_eq(rhd_objects_write_new(&engine, &fresh, &id),
 			  CKR_SESSION_CLOSED);
@@ -1000,10 +1006,7 @@ START_TEST(test_a_destroy_outside_the_lock_is_told_of_a_concurrent_one)
 						    h, &one),
 			  CKR_OK);
 	pthread_mutex_unlock(&app->lock);
-	rhd_token_t *tok = rhd_engine_token(&engine, 0);
-	pthread_mutex_lock(&tok->lock);
-	tok->generation++; /* what rhd_token_init does at its end */
-	pthread_mutex_unlock(&tok->lock);
+	token_reinitialised();
 	ck_assert_uint_eq(rhd_objects_delete_stored(&engine, &one),
 			  CKR_SESSION_CLOSED);
 	tmpl_t kept = {0};
