@@ -577,53 +577,74 @@ static CK_RV on_set_pin(call_ctx_t *ctx, const Remhsm__SetPinReq *req)
 
 #define RHD_MAX_FIND_BATCH 4096
 
-static CK_RV set_locked(call_ctx_t *ctx,
-			const Remhsm__SetAttributeValueReq *req)
+/* A new object: begun and adopted under the app's lock, a token object's
+ * store write between them without it, so that the app's other threads go
+ * on meanwhile, on the loop or on other workers. */
+static CK_RV create_unlocked(call_ctx_t *ctx, uint64_t session,
+			     rhd_object_t *obj, uint32_t *handle)
 {
-	rhd_session_t *s = rhd_session_find(ctx->app, req->session);
-	if (!s)
-		return CKR_SESSION_HANDLE_INVALID;
-	rhd_object_t changes;
-	CK_RV rv = rhd_object_from_wire(req->template_, req->n_template_,
-					&changes);
-	if (rv == CKR_OK)
-		rv = rhd_objects_update(ctx->engine, ctx->app, s, req->object,
-					&changes);
-	rhd_object_cleanup(&changes);
+	rhd_new_object_t fresh = {0};
+	pthread_mutex_lock(&ctx->app->lock);
+	rhd_session_t *s = rhd_session_find(ctx->app, session);
+	CK_RV rv = s ? rhd_objects_create_begin(ctx->engine, ctx->app, s, obj,
+						handle, &fresh)
+		     : CKR_SESSION_HANDLE_INVALID;
+	pthread_mutex_unlock(&ctx->app->lock);
+	uint64_t store_id = 0;
+	if (rv == CKR_OK && fresh.rec)
+		rv = rhd_objects_write_new(ctx->engine, &fresh, &store_id);
+	if (rv == CKR_OK && fresh.rec) {
+		pthread_mutex_lock(&ctx->app->lock);
+		rv = rhd_objects_adopt_new(ctx->engine, ctx->app, &fresh,
+					   store_id, handle);
+		pthread_mutex_unlock(&ctx->app->lock);
+	}
+	rhd_new_object_cleanup(&fresh);
+	return rv;
+}
+
+/* An object destroyed in the same steps: its row goes without the lock. */
+static CK_RV destroy_unlocked(call_ctx_t *ctx, uint64_t session,
+			      uint64_t handle)
+{
+	rhd_doomed_object_t doomed = {0};
+	pthread_mutex_lock(&ctx->app->lock);
+	rhd_session_t *s = rhd_session_find(ctx->app, session);
+	CK_RV rv = s ? rhd_objects_destroy_begin(ctx->engine, ctx->app, s,
+						 handle, &doomed)
+		     : CKR_SESSION_HANDLE_INVALID;
+	pthread_mutex_unlock(&ctx->app->lock);
+	if (rv == CKR_OK && doomed.store_id)
+		rv = rhd_objects_delete_stored(ctx->engine, &doomed);
+	if (rv == CKR_OK && doomed.store_id) {
+		pthread_mutex_lock(&ctx->app->lock);
+		rv = rhd_objects_forget(ctx->app, &doomed);
+		pthread_mutex_unlock(&ctx->app->lock);
+	}
 	return rv;
 }
 
 static CK_RV on_set_attribute_value(call_ctx_t *ctx,
 				    const Remhsm__SetAttributeValueReq *req)
 {
-	pthread_mutex_lock(&ctx->app->lock);
-	CK_RV rv = set_locked(ctx, req);
-	pthread_mutex_unlock(&ctx->app->lock);
-	return rv;
-}
-
-static CK_RV copy_locked(call_ctx_t *ctx, const Remhsm__CopyObjectReq *req,
-			 Remhsm__ObjectInfo *info)
-{
-	rhd_session_t *s = rhd_session_find(ctx->app, req->session);
-	if (!s)
-		return CKR_SESSION_HANDLE_INVALID;
 	rhd_object_t changes;
-	uint32_t handle = 0;
 	CK_RV rv = rhd_object_from_wire(req->template_, req->n_template_,
 					&changes);
-	if (rv == CKR_OK)
-		rv = rhd_objects_copy(ctx->engine, ctx->app, s, req->object,
-				      &changes, &handle);
+	if (rv != CKR_OK)
+		return rv;
+	rhd_changed_object_t change = {0};
+	pthread_mutex_lock(&ctx->app->lock);
+	rhd_session_t *s = rhd_session_find(ctx->app, req->session);
+	rv = s ? rhd_objects_update_begin(ctx->engine, ctx->app, s, req->object,
+					  &changes, &change)
+	       : CKR_SESSION_HANDLE_INVALID;
+	pthread_mutex_unlock(&ctx->app->lock);
+	/* A token object is read, changed and written under the token's
+	 * write_lock alone. */
+	if (rv == CKR_OK && change.store_id)
+		rv = rhd_objects_write_change(ctx->engine, &change, &changes);
+	rhd_changed_object_cleanup(&change);
 	rhd_object_cleanup(&changes);
-	rhd_object_t copy;
-	if (rv == CKR_OK && rhd_objects_load(ctx->engine, ctx->app, s, handle,
-					     &copy) == CKR_OK) {
-		rhd_object_ulong(&copy, CKA_CLASS, &info->class_);
-		rhd_object_ulong(&copy, CKA_KEY_TYPE, &info->key_type);
-		rhd_object_cleanup(&copy);
-	}
-	info->handle = handle;
 	return rv;
 }
 
@@ -635,9 +656,27 @@ static CK_RV on_copy_object(call_ctx_t *ctx, const Remhsm__CopyObjectReq *req)
 		return CKR_HOST_MEMORY;
 	remhsm__object_info__init(info);
 	r->object = info;
+	rhd_object_t changes, copy = {0};
+	CK_RV rv = rhd_object_from_wire(req->template_, req->n_template_,
+					&changes);
+	if (rv != CKR_OK)
+		return rv;
 	pthread_mutex_lock(&ctx->app->lock);
-	CK_RV rv = copy_locked(ctx, req, info);
+	rhd_session_t *s = rhd_session_find(ctx->app, req->session);
+	rv = s ? rhd_objects_copy_begin(ctx->engine, ctx->app, s, req->object,
+					&changes, &copy)
+	       : CKR_SESSION_HANDLE_INVALID;
 	pthread_mutex_unlock(&ctx->app->lock);
+	rhd_object_cleanup(&changes);
+	if (rv == CKR_OK) {
+		rhd_object_ulong(&copy, CKA_CLASS, &info->class_);
+		rhd_object_ulong(&copy, CKA_KEY_TYPE, &info->key_type);
+	}
+	uint32_t handle = 0;
+	if (rv == CKR_OK)
+		rv = create_unlocked(ctx, req->session, &copy, &handle);
+	rhd_object_cleanup(&copy);
+	info->handle = handle;
 	return rv;
 }
 
@@ -671,48 +710,6 @@ static CK_RV on_get_object_size(call_ctx_t *ctx,
 	return rv;
 }
 
-/* Checks the template and makes the object: a session object at once, a
- * token object sealed into fresh, for writing once the lock is let go. */
-static CK_RV create_locked(call_ctx_t *ctx, const Remhsm__CreateObjectReq *req,
-			   Remhsm__CreateObjectResp *r, rhd_object_t *obj,
-			   rhd_new_object_t *fresh)
-{
-	rhd_session_t *s = rhd_session_find(ctx->app, req->session);
-	if (!s)
-		return CKR_SESSION_HANDLE_INVALID;
-	CK_RV rv = rhd_object_from_wire(req->template_, req->n_template_, obj);
-	if (rv == CKR_OK)
-		rv = rhd_object_prepare_create(obj);
-	uint32_t handle = 0;
-	if (rv == CKR_OK) {
-		r->object->class_ = 0;
-		rhd_object_ulong(obj, CKA_CLASS, &r->object->class_);
-		rhd_object_ulong(obj, CKA_KEY_TYPE, &r->object->key_type);
-		rv = rhd_objects_create_begin(ctx->engine, ctx->app, s, obj,
-					      &handle, fresh);
-	}
-	r->object->handle = handle;
-	return rv;
-}
-
-/* A token object's store write runs without the app's lock: the app's
- * other threads go on meanwhile, on the loop or on other workers. */
-static CK_RV create_stored(call_ctx_t *ctx, const rhd_new_object_t *fresh,
-			   Remhsm__CreateObjectResp *r)
-{
-	uint64_t store_id = 0;
-	CK_RV rv = rhd_objects_write_new(ctx->engine, fresh, &store_id);
-	if (rv != CKR_OK)
-		return rv;
-	uint32_t handle = 0;
-	pthread_mutex_lock(&ctx->app->lock);
-	rv = rhd_objects_adopt_new(ctx->engine, ctx->app, fresh, store_id,
-				   &handle);
-	pthread_mutex_unlock(&ctx->app->lock);
-	r->object->handle = handle;
-	return rv;
-}
-
 static CK_RV on_create_object(call_ctx_t *ctx,
 			      const Remhsm__CreateObjectReq *req)
 {
@@ -723,13 +720,16 @@ static CK_RV on_create_object(call_ctx_t *ctx,
 	remhsm__object_info__init(info);
 	r->object = info;
 	rhd_object_t obj = {0};
-	rhd_new_object_t fresh = {0};
-	pthread_mutex_lock(&ctx->app->lock);
-	CK_RV rv = create_locked(ctx, req, r, &obj, &fresh);
-	pthread_mutex_unlock(&ctx->app->lock);
-	if (rv == CKR_OK && fresh.rec)
-		rv = create_stored(ctx, &fresh, r);
-	rhd_new_object_cleanup(&fresh);
+	CK_RV rv = rhd_object_from_wire(req->template_, req->n_template_, &obj);
+	if (rv == CKR_OK)
+		rv = rhd_object_prepare_create(&obj);
+	uint32_t handle = 0;
+	if (rv == CKR_OK) {
+		rhd_object_ulong(&obj, CKA_CLASS, &info->class_);
+		rhd_object_ulong(&obj, CKA_KEY_TYPE, &info->key_type);
+		rv = create_unlocked(ctx, req->session, &obj, &handle);
+	}
+	info->handle = handle;
 	rhd_object_cleanup(&obj);
 	if (rv == CKR_OK &&
 	    (info->class_ == CKO_PRIVATE_KEY || info->class_ == CKO_SECRET_KEY))
@@ -743,21 +743,7 @@ static CK_RV on_create_object(call_ctx_t *ctx,
 static CK_RV on_destroy_object(call_ctx_t *ctx,
 			       const Remhsm__DestroyObjectReq *req)
 {
-	rhd_doomed_object_t doomed = {0};
-	pthread_mutex_lock(&ctx->app->lock);
-	rhd_session_t *s = rhd_session_find(ctx->app, req->session);
-	CK_RV rv = s ? rhd_objects_destroy_begin(ctx->engine, ctx->app, s,
-						 req->object, &doomed)
-		     : CKR_SESSION_HANDLE_INVALID;
-	pthread_mutex_unlock(&ctx->app->lock);
-	/* The row goes without the app's lock, as a creation's comes. */
-	if (rv == CKR_OK && doomed.store_id)
-		rv = rhd_objects_delete_stored(ctx->engine, &doomed);
-	if (rv == CKR_OK && doomed.store_id) {
-		pthread_mutex_lock(&ctx->app->lock);
-		rv = rhd_objects_forget(ctx->app, &doomed);
-		pthread_mutex_unlock(&ctx->app->lock);
-	}
+	CK_RV rv = destroy_unlocked(ctx, req->session, req->object);
 	if (rv == CKR_OK)
 		rhd_audit("event=object-destroyed identity=\"%s\" handle=%llu",
 			  ctx->app->identity, (unsigned long long)req->object);
@@ -1349,19 +1335,20 @@ static CK_RV make_pair(rhd_object_t *pub, rhd_object_t *priv,
 	return rv == CKR_OK ? pairwise_check(pub, priv, rsa) : rv;
 }
 
-/* The new pair joins the session, which may have closed meanwhile. */
+/* The new pair joins the session, which may have closed meanwhile; the
+ * public key goes again when the private one cannot be made. */
 static CK_RV store_pair(call_ctx_t *ctx, uint64_t session, rhd_object_t *pub,
 			rhd_object_t *priv, uint32_t *pub_h, uint32_t *priv_h)
 {
-	rhd_session_t *s = rhd_session_find(ctx->app, session);
-	if (!s)
-		return CKR_SESSION_HANDLE_INVALID;
-	CK_RV rv = rhd_objects_create(ctx->engine, ctx->app, s, pub, pub_h);
+	CK_RV rv = create_unlocked(ctx, session, pub, pub_h);
 	if (rv != CKR_OK)
 		return rv;
-	rv = rhd_objects_create(ctx->engine, ctx->app, s, priv, priv_h);
-	if (rv != CKR_OK)
-		rhd_objects_destroy(ctx->engine, ctx->app, s, *pub_h);
+	rv = create_unlocked(ctx, session, priv, priv_h);
+	if (rv != CKR_OK && destroy_unlocked(ctx, session, *pub_h) != CKR_OK)
+		RHD_WARN("event=key-pair-half identity=%s handle=%lu "
+			 "reason=\"the public key of a pair whose private key "
+			 "was not made could not be destroyed\"",
+			 ctx->app->identity, (unsigned long)*pub_h);
 	return rv;
 }
 
@@ -1374,11 +1361,8 @@ static CK_RV generate(call_ctx_t *ctx, const Remhsm__GenerateKeyPairReq *req,
 	pthread_mutex_unlock(&ctx->app->lock);
 	if (rv == CKR_OK)
 		rv = make_pair(&pub, &priv, req->mechanism->type);
-	if (rv == CKR_OK) {
-		pthread_mutex_lock(&ctx->app->lock);
+	if (rv == CKR_OK)
 		rv = store_pair(ctx, req->session, &pub, &priv, pub_h, priv_h);
-		pthread_mutex_unlock(&ctx->app->lock);
-	}
 	rhd_object_cleanup(&pub);
 	rhd_object_cleanup(&priv);
 	return rv;

@@ -53,9 +53,15 @@ static void handle_unlink(rhd_app_t *app, rhd_handle_t *h)
 /* --- records ----------------------------------------------------------------
  */
 
-static CK_RV record_make(const rhd_app_t *app, CK_SLOT_ID slot,
-			 const rhd_object_t *obj, int private_obj,
-			 uint8_t **out, size_t *out_len)
+/* The token key a private record opens under: the user's login's, or
+ * NULL when the user is not logged in. */
+static const uint8_t *key_of(const rhd_app_t *app, CK_SLOT_ID slot)
+{
+	return user_logged_in(app, slot) ? app->login[slot].token_key : NULL;
+}
+
+static CK_RV record_make(const uint8_t *token_key, const rhd_object_t *obj,
+			 int private_obj, uint8_t **out, size_t *out_len)
 {
 	uint8_t *plain;
 	size_t len;
@@ -64,12 +70,14 @@ static CK_RV record_make(const rhd_app_t *app, CK_SLOT_ID slot,
 	size_t total = 1 + len + (private_obj ? RHS_SEAL_OVERHEAD : 0);
 	uint8_t *rec = malloc(total);
 	CK_RV rv = rec ? CKR_OK : CKR_DEVICE_MEMORY;
+	if (rv == CKR_OK && private_obj && !token_key)
+		rv = CKR_USER_NOT_LOGGED_IN;
 	if (rv == CKR_OK) {
 		rec[0] = private_obj ? RECORD_PRIVATE : RECORD_PUBLIC;
 		if (!private_obj)
 			memcpy(rec + 1, plain, len);
-		else if (rhs_seal(app->login[slot].token_key, private_aad,
-				  sizeof(private_aad), plain, len, rec + 1) < 0)
+		else if (rhs_seal(token_key, private_aad, sizeof(private_aad),
+				  plain, len, rec + 1) < 0)
 			rv = CKR_DEVICE_ERROR;
 	}
 	OPENSSL_cleanse(plain, len);
@@ -83,9 +91,9 @@ static CK_RV record_make(const rhd_app_t *app, CK_SLOT_ID slot,
 	return CKR_OK;
 }
 
-/* Opens a record; a private one only with the user's login. */
-static CK_RV record_open(const rhd_app_t *app, CK_SLOT_ID slot,
-			 const uint8_t *rec, size_t len, rhd_object_t *out)
+/* Opens a record; a private one only with the user's token key. */
+static CK_RV record_open(const uint8_t *token_key, const uint8_t *rec,
+			 size_t len, rhd_object_t *out)
 {
 	if (len < 1)
 		return CKR_DEVICE_ERROR;
@@ -93,7 +101,7 @@ static CK_RV record_open(const rhd_app_t *app, CK_SLOT_ID slot,
 		return rhd_object_unpack(rec + 1, len - 1, out) == 0
 			       ? CKR_OK
 			       : CKR_DEVICE_ERROR;
-	if (!user_logged_in(app, slot))
+	if (!token_key)
 		return CKR_OBJECT_HANDLE_INVALID;
 	if (len < 1 + RHS_SEAL_OVERHEAD)
 		return CKR_DEVICE_ERROR;
@@ -102,9 +110,8 @@ static CK_RV record_open(const rhd_app_t *app, CK_SLOT_ID slot,
 	if (!plain)
 		return CKR_DEVICE_MEMORY;
 	CK_RV rv = CKR_DEVICE_ERROR;
-	if (rhs_unseal(app->login[slot].token_key, private_aad,
-		       sizeof(private_aad), rec + 1, len - 1,
-		       plain) == RHS_OK &&
+	if (rhs_unseal(token_key, private_aad, sizeof(private_aad), rec + 1,
+		       len - 1, plain) == RHS_OK &&
 	    rhd_object_unpack(plain, plain_len, out) == 0)
 		rv = CKR_OK;
 	OPENSSL_cleanse(plain, plain_len);
@@ -128,7 +135,7 @@ static rhs_index_t index_of(const rhd_object_t *obj)
 	return ix;
 }
 
-static CK_RV load_stored(rhd_engine_t *engine, const rhd_app_t *app,
+static CK_RV load_stored(rhd_engine_t *engine, const uint8_t *token_key,
 			 CK_SLOT_ID slot, uint64_t id, rhd_object_t *out)
 {
 	uint8_t *rec;
@@ -144,7 +151,7 @@ static CK_RV load_stored(rhd_engine_t *engine, const rhd_app_t *app,
 			  slot, slot, (unsigned long long)id, rhs_strerror(rc));
 		return CKR_DEVICE_ERROR;
 	}
-	CK_RV rv = record_open(app, slot, rec, len, out);
+	CK_RV rv = record_open(token_key, rec, len, out);
 	rhs_free(rec, len);
 	if (rv == CKR_DEVICE_ERROR)
 		RHD_ERROR("event=object-unavailable slot=%lu "
@@ -239,8 +246,8 @@ CK_RV rhd_objects_create_begin(rhd_engine_t *engine, rhd_app_t *app,
 	fresh->slot = session->slot;
 	fresh->private_obj = private_obj;
 	fresh->ix = index_of(obj);
-	return record_make(app, session->slot, obj, private_obj, &fresh->rec,
-			   &fresh->len);
+	return record_make(key_of(app, session->slot), obj, private_obj,
+			   &fresh->rec, &fresh->len);
 }
 
 CK_RV rhd_objects_write_new(rhd_engine_t *engine, const rhd_new_object_t *fresh,
@@ -288,23 +295,6 @@ void rhd_new_object_cleanup(rhd_new_object_t *fresh)
 	memset(fresh, 0, sizeof(*fresh));
 }
 
-CK_RV rhd_objects_create(rhd_engine_t *engine, rhd_app_t *app,
-			 rhd_session_t *session, rhd_object_t *obj,
-			 uint32_t *handle)
-{
-	rhd_new_object_t fresh;
-	uint64_t store_id = 0;
-	CK_RV rv = rhd_objects_create_begin(engine, app, session, obj, handle,
-					    &fresh);
-	if (rv == CKR_OK && fresh.rec)
-		rv = rhd_objects_write_new(engine, &fresh, &store_id);
-	if (rv == CKR_OK && fresh.rec)
-		rv = rhd_objects_adopt_new(engine, app, &fresh, store_id,
-					   handle);
-	rhd_new_object_cleanup(&fresh);
-	return rv;
-}
-
 /* A token-object handle the app has not used since the daemon started (a
  * restarted daemon knows none): its store id follows from it, and the
  * object is taken if it exists and the app may see it now. */
@@ -317,7 +307,8 @@ static rhd_handle_t *resolve_stored(rhd_engine_t *engine, rhd_app_t *app,
 	if (store_id == 0 || rhd_app_handle_by_store(app, s->slot, store_id))
 		return NULL;
 	rhd_object_t obj;
-	if (load_stored(engine, app, s->slot, store_id, &obj) != CKR_OK)
+	if (load_stored(engine, key_of(app, s->slot), s->slot, store_id,
+			&obj) != CKR_OK)
 		return NULL;
 	int private_obj = rhd_object_bool(&obj, CKA_PRIVATE, 0);
 	rhd_object_cleanup(&obj);
@@ -353,7 +344,8 @@ CK_RV rhd_objects_load(rhd_engine_t *engine, rhd_app_t *app,
 	if (!h)
 		return CKR_OBJECT_HANDLE_INVALID;
 	if (!h->session_obj)
-		return load_stored(engine, app, h->slot, h->store_id, out);
+		return load_stored(engine, key_of(app, h->slot), h->slot,
+				   h->store_id, out);
 	for (size_t i = 0; i < h->session_obj->count; i++) {
 		const rhd_attr_t *a = &h->session_obj->attrs[i];
 		CK_RV rv = rhd_object_set(out, a->type, a->value, a->len);
@@ -428,19 +420,6 @@ CK_RV rhd_objects_forget(rhd_app_t *app, const rhd_doomed_object_t *doomed)
 	return CKR_OK;
 }
 
-CK_RV rhd_objects_destroy(rhd_engine_t *engine, rhd_app_t *app,
-			  const rhd_session_t *session, uint64_t handle)
-{
-	rhd_doomed_object_t doomed;
-	CK_RV rv = rhd_objects_destroy_begin(engine, app, session, handle,
-					     &doomed);
-	if (rv == CKR_OK && doomed.store_id)
-		rv = rhd_objects_delete_stored(engine, &doomed);
-	if (rv == CKR_OK && doomed.store_id)
-		rv = rhd_objects_forget(app, &doomed);
-	return rv;
-}
-
 /* Changes and copies. */
 
 static CK_RV apply(rhd_object_t *obj, const rhd_object_t *changes)
@@ -451,21 +430,6 @@ static CK_RV apply(rhd_object_t *obj, const rhd_object_t *changes)
 				    changes->attrs[i].value,
 				    changes->attrs[i].len);
 	return rv;
-}
-
-static CK_RV store_update(rhd_engine_t *engine, const rhd_app_t *app,
-			  const rhd_handle_t *h, const rhd_object_t *obj)
-{
-	uint8_t *rec;
-	size_t len;
-	CK_RV rv = record_make(app, h->slot, obj, h->private_obj, &rec, &len);
-	if (rv != CKR_OK)
-		return rv;
-	rhs_index_t ix = index_of(obj);
-	int rc = rhs_object_update(engine->tokens.store, (uint32_t)h->slot,
-				   h->store_id, &ix, rec, len);
-	free(rec);
-	return rc == RHS_OK ? CKR_OK : CKR_DEVICE_ERROR;
 }
 
 /* A session object changed: its budget follows its size. */
@@ -484,62 +448,128 @@ static CK_RV recharge(rhd_app_t *app, rhd_handle_t *h, const rhd_object_t *obj)
 	return CKR_OK;
 }
 
-CK_RV rhd_objects_update(rhd_engine_t *engine, rhd_app_t *app,
-			 rhd_session_t *session, uint64_t handle,
-			 const rhd_object_t *changes)
+/* The rules every change meets, then the change made in obj. */
+static CK_RV change_checked(rhd_object_t *obj, const rhd_object_t *changes)
 {
+	if (!rhd_object_bool(obj, CKA_MODIFIABLE, 1))
+		return CKR_ACTION_PROHIBITED;
+	CK_RV rv = rhd_object_check_change(obj, changes, 0);
+	return rv == CKR_OK ? apply(obj, changes) : rv;
+}
+
+static CK_RV update_session_object(rhd_engine_t *engine, rhd_app_t *app,
+				   rhd_handle_t *h, const rhd_object_t *changes)
+{
+	rhd_object_t obj = {0};
+	CK_RV rv = apply(&obj, h->session_obj);
+	if (rv == CKR_OK)
+		rv = change_checked(&obj, changes);
+	if (rv == CKR_OK)
+		rv = recharge(app, h, &obj);
+	if (rv != CKR_OK) {
+		rhd_object_cleanup(&obj);
+		return rv;
+	}
+	token_changed(engine, h);
+	rhd_object_cleanup(h->session_obj);
+	*h->session_obj = obj;
+	return CKR_OK;
+}
+
+CK_RV rhd_objects_update_begin(rhd_engine_t *engine, rhd_app_t *app,
+			       rhd_session_t *session, uint64_t handle,
+			       const rhd_object_t *changes,
+			       rhd_changed_object_t *change)
+{
+	memset(change, 0, sizeof(*change));
 	rhd_handle_t *h = visible(engine, app, session, handle);
 	if (!h)
 		return CKR_OBJECT_HANDLE_INVALID;
+	if (h->session_obj)
+		return update_session_object(engine, app, h, changes);
+	if (!(session->flags & CKF_RW_SESSION))
+		return CKR_SESSION_READ_ONLY;
+	change->slot = h->slot;
+	change->store_id = h->store_id;
+	change->private_obj = h->private_obj;
+	change->generation = token_generation(engine, h->slot);
+	change->logged_in = user_logged_in(app, h->slot);
+	if (change->logged_in)
+		memcpy(change->token_key, app->login[h->slot].token_key,
+		       RHS_KEY_LEN);
+	return CKR_OK;
+}
+
+/* The stored object read, changed and written again in one step. */
+static CK_RV rewrite_stored(rhd_engine_t *engine,
+			    const rhd_changed_object_t *change,
+			    const rhd_object_t *changes)
+{
+	const uint8_t *key = change->logged_in ? change->token_key : NULL;
 	rhd_object_t obj;
-	CK_RV rv = rhd_objects_load(engine, app, session, handle, &obj);
+	CK_RV rv =
+		load_stored(engine, key, change->slot, change->store_id, &obj);
 	if (rv != CKR_OK)
 		return rv;
-	if (!h->session_obj && !(session->flags & CKF_RW_SESSION))
-		rv = CKR_SESSION_READ_ONLY;
-	else if (!rhd_object_bool(&obj, CKA_MODIFIABLE, 1))
-		rv = CKR_ACTION_PROHIBITED;
-	else
-		rv = rhd_object_check_change(&obj, changes, 0);
+	rv = change_checked(&obj, changes);
+	uint8_t *rec = NULL;
+	size_t len = 0;
 	if (rv == CKR_OK)
-		rv = apply(&obj, changes);
-	if (rv == CKR_OK && !h->session_obj)
-		rv = store_update(engine, app, h, &obj);
-	if (rv == CKR_OK)
-		token_changed(engine, h);
-	if (rv == CKR_OK && h->session_obj)
-		rv = recharge(app, h, &obj);
-	if (rv == CKR_OK && h->session_obj) {
-		rhd_object_cleanup(h->session_obj);
-		*h->session_obj = obj;
-		return CKR_OK;
-	}
+		rv = record_make(key, &obj, change->private_obj, &rec, &len);
+	rhs_index_t ix = index_of(&obj);
+	int rc = rv == CKR_OK
+			 ? rhs_object_update(engine->tokens.store,
+					     (uint32_t)change->slot,
+					     change->store_id, &ix, rec, len)
+			 : RHS_OK;
+	rhs_free(rec, len);
 	rhd_object_cleanup(&obj);
+	if (rv == CKR_OK && rc != RHS_OK)
+		rv = rc == RHS_ENOTFOUND ? CKR_OBJECT_HANDLE_INVALID
+					 : CKR_DEVICE_ERROR;
 	return rv;
 }
 
-CK_RV rhd_objects_copy(rhd_engine_t *engine, rhd_app_t *app,
-		       rhd_session_t *session, uint64_t handle,
-		       const rhd_object_t *changes, uint32_t *copy)
+CK_RV rhd_objects_write_change(rhd_engine_t *engine,
+			       const rhd_changed_object_t *change,
+			       const rhd_object_t *changes)
 {
-	rhd_object_t obj;
-	CK_RV rv = rhd_objects_load(engine, app, session, handle, &obj);
+	rhd_token_t *t = rhd_engine_token(engine, change->slot);
+	pthread_mutex_lock(&t->write_lock);
+	CK_RV rv = token_generation(engine, change->slot) != change->generation
+			   ? CKR_SESSION_CLOSED
+			   : rewrite_stored(engine, change, changes);
+	if (rv == CKR_OK)
+		rhd_token_object_changed(t, change->store_id);
+	pthread_mutex_unlock(&t->write_lock);
+	return rv;
+}
+
+void rhd_changed_object_cleanup(rhd_changed_object_t *change)
+{
+	OPENSSL_cleanse(change, sizeof(*change));
+}
+
+CK_RV rhd_objects_copy_begin(rhd_engine_t *engine, rhd_app_t *app,
+			     rhd_session_t *session, uint64_t handle,
+			     const rhd_object_t *changes, rhd_object_t *copy)
+{
+	CK_RV rv = rhd_objects_load(engine, app, session, handle, copy);
 	if (rv != CKR_OK)
 		return rv;
-	int was_private = rhd_object_bool(&obj, CKA_PRIVATE, 0);
-	if (!rhd_object_bool(&obj, CKA_COPYABLE, 1))
+	int was_private = rhd_object_bool(copy, CKA_PRIVATE, 0);
+	if (!rhd_object_bool(copy, CKA_COPYABLE, 1))
 		rv = CKR_ACTION_PROHIBITED;
 	else
-		rv = rhd_object_check_change(&obj, changes, 1);
+		rv = rhd_object_check_change(copy, changes, 1);
 	if (rv == CKR_OK)
-		rv = apply(&obj, changes);
+		rv = apply(copy, changes);
 	/* A copy never brings a private object into public view. */
 	if (rv == CKR_OK && was_private &&
-	    !rhd_object_bool(&obj, CKA_PRIVATE, 0))
+	    !rhd_object_bool(copy, CKA_PRIVATE, 0))
 		rv = CKR_ATTRIBUTE_READ_ONLY;
-	if (rv == CKR_OK)
-		rv = rhd_objects_create(engine, app, session, &obj, copy);
-	rhd_object_cleanup(&obj);
+	if (rv != CKR_OK)
+		rhd_object_cleanup(copy);
 	return rv;
 }
 
@@ -606,7 +636,8 @@ static CK_RV find_stored(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 	CK_RV rv = CKR_OK;
 	for (size_t i = 0; i < n && rv == CKR_OK; i++) {
 		rhd_object_t obj;
-		CK_RV load = load_stored(engine, app, s->slot, ids[i], &obj);
+		CK_RV load = load_stored(engine, key_of(app, s->slot), s->slot,
+					 ids[i], &obj);
 		/* Private while logged out: not this app's to see. Anything
 		 * else is damage, never a smaller answer. */
 		if (load == CKR_OBJECT_HANDLE_INVALID)

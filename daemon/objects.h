@@ -9,7 +9,8 @@
 #include "engine.h"
 #include "object.h"
 
-/* The caller holds app->lock for all of these. */
+/* The caller holds app->lock for all of these but the writes, which run
+ * without it. */
 
 /* Whether session may hold a new object of this kind now: a read-write
  * session for a token object, a user login for a private one, room for a
@@ -17,10 +18,6 @@
 CK_RV rhd_objects_may_create(const rhd_engine_t *engine, const rhd_app_t *app,
 			     const rhd_session_t *s, int token_obj,
 			     int private_obj);
-/* Creates obj, with the app's lock held throughout. */
-CK_RV rhd_objects_create(rhd_engine_t *engine, rhd_app_t *app,
-			 rhd_session_t *session, rhd_object_t *obj,
-			 uint32_t *handle);
 
 /* A token object made in three steps, so that the app's lock is not held
  * across the store write: begin (lock held) checks and seals it, write
@@ -52,8 +49,6 @@ void rhd_new_object_cleanup(rhd_new_object_t *fresh);
 CK_RV rhd_objects_load(rhd_engine_t *engine, rhd_app_t *app,
 		       const rhd_session_t *session, uint64_t handle,
 		       rhd_object_t *out);
-CK_RV rhd_objects_destroy(rhd_engine_t *engine, rhd_app_t *app,
-			  const rhd_session_t *session, uint64_t handle);
 
 /* A token object's destruction in the same three steps as a creation's:
  * begin (lock held) checks it may go (a session object goes at once,
@@ -75,14 +70,35 @@ CK_RV rhd_objects_destroy_begin(rhd_engine_t *engine, rhd_app_t *app,
 CK_RV rhd_objects_delete_stored(rhd_engine_t *engine,
 				const rhd_doomed_object_t *doomed);
 CK_RV rhd_objects_forget(rhd_app_t *app, const rhd_doomed_object_t *doomed);
-/* C_SetAttributeValue: checked changes, written where the object lives. */
-CK_RV rhd_objects_update(rhd_engine_t *engine, rhd_app_t *app,
-			 rhd_session_t *session, uint64_t handle,
-			 const rhd_object_t *changes);
-/* C_CopyObject: a new object from a visible one and checked changes. */
-CK_RV rhd_objects_copy(rhd_engine_t *engine, rhd_app_t *app,
-		       rhd_session_t *session, uint64_t handle,
-		       const rhd_object_t *changes, uint32_t *copy);
+/* C_SetAttributeValue in the same steps: begin (lock held) finds the
+ * object and changes a session object at once (change->store_id 0); for a
+ * token object it copies out what the write needs, the token key included.
+ * write (no app lock) reads, checks, changes and writes the stored object
+ * under the token's write_lock, so that changes from several applications
+ * are made one after the other and none is lost. Cleanup wipes the copy. */
+typedef struct rhd_changed_object {
+	CK_SLOT_ID slot;
+	uint64_t store_id;
+	uint64_t generation;
+	int private_obj;
+	int logged_in;
+	uint8_t token_key[RHS_KEY_LEN];
+} rhd_changed_object_t;
+
+CK_RV rhd_objects_update_begin(rhd_engine_t *engine, rhd_app_t *app,
+			       rhd_session_t *session, uint64_t handle,
+			       const rhd_object_t *changes,
+			       rhd_changed_object_t *change);
+CK_RV rhd_objects_write_change(rhd_engine_t *engine,
+			       const rhd_changed_object_t *change,
+			       const rhd_object_t *changes);
+void rhd_changed_object_cleanup(rhd_changed_object_t *change);
+
+/* C_CopyObject's checks (lock held): the copy, made with the checked
+ * changes, in copy, to be created as any new object is. */
+CK_RV rhd_objects_copy_begin(rhd_engine_t *engine, rhd_app_t *app,
+			     rhd_session_t *session, uint64_t handle,
+			     const rhd_object_t *changes, rhd_object_t *copy);
 
 /* The handle of a visible object (NULL when none), for the key cache. */
 rhd_handle_t *rhd_objects_visible(rhd_engine_t *engine, rhd_app_t *app,

@@ -9,9 +9,10 @@
  * token object's attributes were read from the store on the loop thread;
  * fast calls, and a new connection's Hello, took the app's lock on the loop
  * while a worker held it across an object's store write. And the
- * writing application's own other threads are served while it creates
- * and destroys token objects: the app's lock was held across each
- * object's store write, and its C_GenerateRandom waited for it.
+ * writing application's own other threads are served while it creates,
+ * changes, copies and destroys token objects and generates token key
+ * pairs: the app's lock was held across each object's store write, and
+ * its C_GenerateRandom waited for it.
  */
 #include <check.h>
 #include <dlfcn.h>
@@ -193,15 +194,40 @@ static CK_RV create_data_object(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE *h)
 	return p11->C_CreateObject(s, t, 3, h);
 }
 
-/* Objects made and destroyed: a store write each. */
+/* One object's life, a store write at each step: made, relabelled,
+ * copied, both destroyed. */
+static CK_RV object_lifetime(CK_SESSION_HANDLE s)
+{
+	CK_OBJECT_HANDLE h, copy;
+	CK_ATTRIBUTE label = {CKA_LABEL, "changed", 7};
+	CK_RV rv = create_data_object(s, &h);
+	if (rv != CKR_OK)
+		return rv;
+	rv = p11->C_SetAttributeValue(s, h, &label, 1);
+	if (rv == CKR_OK)
+		rv = p11->C_CopyObject(s, h, NULL, 0, &copy);
+	if (rv == CKR_OK)
+		rv = p11->C_DestroyObject(s, copy);
+	CK_RV destroyed = p11->C_DestroyObject(s, h);
+	return rv != CKR_OK ? rv : destroyed;
+}
+
+/* A token key pair made and destroyed: four store writes. */
+static CK_RV pair_lifetime(CK_SESSION_HANDLE s)
+{
+	CK_OBJECT_HANDLE pub, priv;
+	th_generate_p256(p11, s, CK_TRUE, &pub, &priv);
+	CK_RV rv = p11->C_DestroyObject(s, pub);
+	CK_RV destroyed = p11->C_DestroyObject(s, priv);
+	return rv != CKR_OK ? rv : destroyed;
+}
+
 static void *create_objects(void *arg)
 {
 	creator_t *c = arg;
-	CK_OBJECT_HANDLE h;
 	while (!c->failed && th_now_us() < c->until) {
-		c->failed = create_data_object(c->session, &h);
-		if (!c->failed)
-			c->failed = p11->C_DestroyObject(c->session, h);
+		c->failed = c->made % 2 ? pair_lifetime(c->session)
+					: object_lifetime(c->session);
 		c->made += c->failed == CKR_OK;
 	}
 	return NULL;
@@ -217,6 +243,8 @@ START_TEST(test_an_applications_object_writes_leave_its_other_threads_served)
 	ck_assert_uint_eq(
 		p11->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &r),
 		CKR_OK);
+	ck_assert_uint_eq(
+		p11->C_Login(w, CKU_USER, (CK_UTF8CHAR_PTR) "0000", 4), CKR_OK);
 	double t0 = th_now_us(), took = 0;
 	while (took < SYNC_DELAY_US * 0.75 && th_now_us() < t0 + 10e6) {
 		double c0 = th_now_us();
@@ -247,8 +275,8 @@ START_TEST(test_an_applications_object_writes_leave_its_other_threads_served)
 	ck_assert_int_gt(c.made, 0);
 	char beside[128];
 	snprintf(beside, sizeof(beside),
-		 "its own application's %ld token objects made and destroyed, "
-		 "each write synced in %d ms",
+		 "its own application's %ld token objects and key pairs made, "
+		 "changed, copied and destroyed, each write synced in %d ms",
 		 c.made, SYNC_DELAY_US / 1000);
 	th_random_wait_check(beside, calls, worst, mark, RANDOM_WAIT_MAX_US);
 }

@@ -1015,6 +1015,94 @@ START_TEST(test_a_destroy_outside_the_lock_is_told_of_a_concurrent_one)
 }
 END_TEST
 
+/* One change begun under app's lock on the object h names in session. */
+static void change_begin(rhd_app_t *a, uint64_t session, uint64_t h,
+			 const rhd_object_t *changes,
+			 rhd_changed_object_t *change)
+{
+	pthread_mutex_lock(&a->lock);
+	ck_assert_uint_eq(rhd_objects_update_begin(&engine, a,
+						   rhd_session_find(a, session),
+						   h, changes, change),
+			  CKR_OK);
+	pthread_mutex_unlock(&a->lock);
+	ck_assert_uint_ne(change->store_id, 0);
+}
+
+/* Two applications change one token object at once, each with its own
+ * lock only: the stored object is read, changed and written under the
+ * token's write_lock, so the second write keeps the first's change (read
+ * at begin, the second would have written the label back). And a token
+ * re-initialised between the check and the write is not touched. */
+START_TEST(test_changes_from_two_applications_are_both_kept)
+{
+	tmpl_t t = {0};
+	data_object(&t, "shared", 1, 0);
+	uint64_t h, theirs[8];
+	ck_assert_uint_eq(create(&t, &h), CKR_OK);
+	uint64_t other_rw = open_session(other, 1);
+	tmpl_t shared = {0};
+	t_text(&shared, CKA_LABEL, "shared");
+	ck_assert_uint_eq(find(other, other_rw, &shared, theirs), 1);
+	rhd_object_t label = {0}, id = {0};
+	ck_assert_uint_eq(rhd_object_set(&label, CKA_LABEL, "relabelled", 10),
+			  CKR_OK);
+	ck_assert_uint_eq(rhd_object_set(&id, CKA_APPLICATION, "app-2", 5),
+			  CKR_OK);
+	rhd_changed_object_t mine, yours;
+	change_begin(app, rw, h, &label, &mine);
+	change_begin(other, other_rw, theirs[0], &id, &yours);
+	ck_assert_uint_eq(rhd_objects_write_change(&engine, &mine, &label),
+			  CKR_OK);
+	ck_assert_uint_eq(rhd_objects_write_change(&engine, &yours, &id),
+			  CKR_OK);
+	tmpl_t both = {0};
+	t_text(&both, CKA_LABEL, "relabelled");
+	t_text(&both, CKA_APPLICATION, "app-2");
+	uint64_t found[8];
+	ck_assert_uint_eq(find(app, ro, &both, found), 1);
+	ck_assert_uint_eq(found[0], h);
+
+	change_begin(app, rw, h, &id, &mine);
+	token_reinitialised();
+	ck_assert_uint_eq(rhd_objects_write_change(&engine, &mine, &label),
+			  CKR_SESSION_CLOSED);
+	rhd_changed_object_cleanup(&mine);
+	rhd_changed_object_cleanup(&yours);
+	rhd_object_cleanup(&label);
+	rhd_object_cleanup(&id);
+	ck_assert_uint_eq(find(app, ro, &both, found), 1);
+}
+END_TEST
+
+/* A private token object is changed by the write with the token key
+ * begin copied out, and read back under the login. */
+START_TEST(test_a_private_objects_change_is_sealed_with_the_copied_key)
+{
+	tmpl_t t = {0};
+	ec_private(&t, 1);
+	uint64_t h;
+	ck_assert_uint_eq(create(&t, &h), CKR_OK);
+	rhd_object_t label = {0};
+	ck_assert_uint_eq(rhd_object_set(&label, CKA_LABEL, "sealed", 6),
+			  CKR_OK);
+	rhd_changed_object_t change;
+	change_begin(app, rw, h, &label, &change);
+	ck_assert_int_eq(change.logged_in, 1);
+	ck_assert_uint_eq(rhd_objects_write_change(&engine, &change, &label),
+			  CKR_OK);
+	rhd_changed_object_cleanup(&change);
+	rhd_object_cleanup(&label);
+	tmpl_t sealed = {0};
+	t_text(&sealed, CKA_LABEL, "sealed");
+	uint64_t found[8];
+	ck_assert_uint_eq(find(app, ro, &sealed, found), 1);
+	ck_assert_uint_eq(simple(app, REMHSM__REQUEST__CALL_LOGOUT, ro, 0),
+			  CKR_OK);
+	ck_assert_uint_eq(find(app, ro, &sealed, found), 0);
+}
+END_TEST
+
 START_TEST(test_set_attribute_value_changes_what_may_change)
 {
 	tmpl_t t = {0};
@@ -1292,6 +1380,10 @@ int main(void)
 	tcase_add_test(
 		tc,
 		test_a_destroy_outside_the_lock_is_told_of_a_concurrent_one);
+	tcase_add_test(tc, test_changes_from_two_applications_are_both_kept);
+	tcase_add_test(
+		tc,
+		test_a_private_objects_change_is_sealed_with_the_copied_key);
 	tcase_add_test(tc, test_set_attribute_value_changes_what_may_change);
 	tcase_add_test(tc, test_sticky_attributes_stay_sticky);
 	tcase_add_test(tc, test_copy_object);
