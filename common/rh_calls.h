@@ -8,6 +8,9 @@
  *   Camel   message name stem (Remhsm__<Camel>Req, Remhsm__<Camel>Resp)
  *   flags   RH_CALL_SLOW: runs on the daemon's thread pool, and its handler
  *           takes the application's lock itself (around bookkeeping only);
+ *           RH_CALL_READS: runs on the loop when it reads nothing from the
+ *           store (else on the pool), its handler taking the lock itself
+ *           and reading the store without it;
  *           RH_CALL_FAST: runs on the loop under the application's lock
  *
  * The daemon's dispatch, the client's stubs and the name table are all
@@ -19,7 +22,10 @@
 #include <stddef.h>
 
 #define RH_CALL_FAST 0u
-#define RH_CALL_SLOW 1u
+#define RH_CALL_POOL 1u	    /* on the thread pool */
+#define RH_CALL_OWN_LOCK 2u /* the handler takes the app's lock itself */
+#define RH_CALL_READS RH_CALL_OWN_LOCK
+#define RH_CALL_SLOW (RH_CALL_POOL | RH_CALL_OWN_LOCK)
 
 #define RH_CALLS(X)                                                            \
 	X(10, GET_INFO, get_info, GetInfo, RH_CALL_FAST)                       \
@@ -44,9 +50,9 @@
 	X(25, CREATE_OBJECT, create_object, CreateObject, RH_CALL_SLOW)        \
 	X(26, COPY_OBJECT, copy_object, CopyObject, RH_CALL_SLOW)              \
 	X(27, DESTROY_OBJECT, destroy_object, DestroyObject, RH_CALL_SLOW)     \
-	X(28, GET_OBJECT_SIZE, get_object_size, GetObjectSize, RH_CALL_FAST)   \
+	X(28, GET_OBJECT_SIZE, get_object_size, GetObjectSize, RH_CALL_READS)  \
 	X(29, GET_ATTRIBUTE_VALUE, get_attribute_value, GetAttributeValue,     \
-	  RH_CALL_FAST)                                                        \
+	  RH_CALL_READS)                                                       \
 	X(30, SET_ATTRIBUTE_VALUE, set_attribute_value, SetAttributeValue,     \
 	  RH_CALL_SLOW)                                                        \
 	X(31, FIND_OBJECTS_INIT, find_objects_init, FindObjectsInit,           \

@@ -577,6 +577,24 @@ static CK_RV on_set_pin(call_ctx_t *ctx, const Remhsm__SetPinReq *req)
 
 #define RHD_MAX_FIND_BATCH 4096
 
+/* The object a call names, read through the call's session: a token
+ * object's record read and opened without the app's lock. */
+static CK_RV load_named(call_ctx_t *ctx, uint64_t session, uint64_t object,
+			rhd_object_t *obj)
+{
+	rhd_stored_ref_t ref = {0};
+	pthread_mutex_lock(&ctx->app->lock);
+	rhd_session_t *s = rhd_session_find(ctx->app, session);
+	CK_RV rv = s ? rhd_objects_read_begin(ctx->engine, ctx->app, s, object,
+					      &ref, obj)
+		     : CKR_SESSION_HANDLE_INVALID;
+	pthread_mutex_unlock(&ctx->app->lock);
+	if (rv == CKR_OK && ref.store_id)
+		rv = rhd_objects_read_stored(ctx->engine, &ref, obj);
+	rhd_stored_ref_cleanup(&ref);
+	return rv;
+}
+
 /* A new object: begun and adopted under the app's lock, a token object's
  * store write between them without it, so that the app's other threads go
  * on meanwhile, on the loop or on other workers. */
@@ -614,13 +632,14 @@ static CK_RV destroy_unlocked(call_ctx_t *ctx, uint64_t session,
 						 handle, &doomed)
 		     : CKR_SESSION_HANDLE_INVALID;
 	pthread_mutex_unlock(&ctx->app->lock);
-	if (rv == CKR_OK && doomed.store_id)
+	if (rv == CKR_OK && doomed.ref.store_id)
 		rv = rhd_objects_delete_stored(ctx->engine, &doomed);
-	if (rv == CKR_OK && doomed.store_id) {
+	if (rv == CKR_OK && doomed.ref.store_id) {
 		pthread_mutex_lock(&ctx->app->lock);
 		rv = rhd_objects_forget(ctx->app, &doomed);
 		pthread_mutex_unlock(&ctx->app->lock);
 	}
+	rhd_doomed_object_cleanup(&doomed);
 	return rv;
 }
 
@@ -641,7 +660,7 @@ static CK_RV on_set_attribute_value(call_ctx_t *ctx,
 	pthread_mutex_unlock(&ctx->app->lock);
 	/* A token object is read, changed and written under the token's
 	 * write_lock alone. */
-	if (rv == CKR_OK && change.store_id)
+	if (rv == CKR_OK && change.ref.store_id)
 		rv = rhd_objects_write_change(ctx->engine, &change, &changes);
 	rhd_changed_object_cleanup(&change);
 	rhd_object_cleanup(&changes);
@@ -656,17 +675,16 @@ static CK_RV on_copy_object(call_ctx_t *ctx, const Remhsm__CopyObjectReq *req)
 		return CKR_HOST_MEMORY;
 	remhsm__object_info__init(info);
 	r->object = info;
-	rhd_object_t changes, copy = {0};
+	rhd_object_t orig, changes, copy = {0};
 	CK_RV rv = rhd_object_from_wire(req->template_, req->n_template_,
 					&changes);
 	if (rv != CKR_OK)
 		return rv;
-	pthread_mutex_lock(&ctx->app->lock);
-	rhd_session_t *s = rhd_session_find(ctx->app, req->session);
-	rv = s ? rhd_objects_copy_begin(ctx->engine, ctx->app, s, req->object,
-					&changes, &copy)
-	       : CKR_SESSION_HANDLE_INVALID;
-	pthread_mutex_unlock(&ctx->app->lock);
+	rv = load_named(ctx, req->session, req->object, &orig);
+	if (rv == CKR_OK) {
+		rv = rhd_objects_copy_checked(&orig, &changes, &copy);
+		rhd_object_cleanup(&orig);
+	}
 	rhd_object_cleanup(&changes);
 	if (rv == CKR_OK) {
 		rhd_object_ulong(&copy, CKA_CLASS, &info->class_);
@@ -678,16 +696,6 @@ static CK_RV on_copy_object(call_ctx_t *ctx, const Remhsm__CopyObjectReq *req)
 	rhd_object_cleanup(&copy);
 	info->handle = handle;
 	return rv;
-}
-
-/* The object a call names, loaded through the call's session. */
-static CK_RV load_named(call_ctx_t *ctx, uint64_t session, uint64_t object,
-			rhd_object_t *obj)
-{
-	rhd_session_t *s = rhd_session_find(ctx->app, session);
-	if (!s)
-		return CKR_SESSION_HANDLE_INVALID;
-	return rhd_objects_load(ctx->engine, ctx->app, s, object, obj);
 }
 
 /* The size of the object's record: what it takes in the store. */
@@ -914,24 +922,51 @@ static CK_RV find_prefetch(call_ctx_t *ctx, rhd_session_t *s, uint64_t prefetch)
 	return rv;
 }
 
+/* The session a find starts in, without a find going on. */
+static rhd_session_t *find_session(call_ctx_t *ctx, uint64_t session, CK_RV *rv)
+{
+	rhd_session_t *s = rhd_session_find(ctx->app, session);
+	*rv = !s	   ? CKR_SESSION_HANDLE_INVALID
+	      : s->finding ? CKR_OPERATION_ACTIVE
+			   : CKR_OK;
+	return s;
+}
+
+/* The token's objects are read and matched without the app's lock; the
+ * session is looked up again afterwards, as another thread may have closed
+ * it or begun a find of its own meanwhile. */
 static CK_RV on_find_objects_init(call_ctx_t *ctx,
 				  const Remhsm__FindObjectsInitReq *req)
 {
-	pthread_mutex_lock(&ctx->app->lock);
-	rhd_session_t *s = rhd_session_find(ctx->app, req->session);
-	CK_RV rv = !s		? CKR_SESSION_HANDLE_INVALID
-		   : s->finding ? CKR_OPERATION_ACTIVE
-				: CKR_OK;
 	rhd_object_t tmpl = {0};
+	CK_RV rv =
+		rhd_object_from_wire(req->template_, req->n_template_, &tmpl);
+	if (rv != CKR_OK)
+		return rv;
+	rhd_stored_ref_t ref = {0};
+	pthread_mutex_lock(&ctx->app->lock);
+	rhd_session_t *s = find_session(ctx, req->session, &rv);
 	if (rv == CKR_OK)
-		rv = rhd_object_from_wire(req->template_, req->n_template_,
-					  &tmpl);
+		rhd_objects_find_begin(ctx->app, s, &ref);
+	pthread_mutex_unlock(&ctx->app->lock);
+	rhd_matches_t stored = {0};
 	if (rv == CKR_OK)
-		rv = rhd_objects_find(ctx->engine, ctx->app, s, &tmpl);
+		rv = rhd_objects_find_stored(ctx->engine, &ref, &tmpl, &stored);
+	CK_SLOT_ID slot = ref.slot;
+	rhd_stored_ref_cleanup(&ref);
+	pthread_mutex_lock(&ctx->app->lock);
+	if (rv == CKR_OK)
+		s = find_session(ctx, req->session, &rv);
+	if (rv == CKR_OK && s->slot != slot)
+		rv = CKR_SESSION_HANDLE_INVALID; /* closed, its handle reused */
+	if (rv == CKR_OK)
+		rv = rhd_objects_find_adopt(ctx->engine, ctx->app, s, &tmpl,
+					    &stored);
 	if (rv == CKR_OK && req->prefetch)
 		rv = find_prefetch(ctx, s, req->prefetch);
-	rhd_object_cleanup(&tmpl);
 	pthread_mutex_unlock(&ctx->app->lock);
+	rhd_matches_cleanup(&stored);
+	rhd_object_cleanup(&tmpl);
 	return rv;
 }
 
@@ -1083,12 +1118,13 @@ static CK_RV on_digest_final(call_ctx_t *ctx, const Remhsm__DigestFinalReq *req)
 }
 
 /* Sign and verify calls are slow calls, run without the app's lock; their
- * inits (alone, or held back and sent with the call that follows) read
- * the session and the key's handle, and fill the handle's key cache, which
- * other connections of the same application share. */
+ * inits (alone, or held back and sent with the call that follows) fill the
+ * handle's key cache, which other connections of the same application
+ * share, without the lock, then read the session and the handle under it. */
 static CK_RV locked_init(call_ctx_t *ctx, uint64_t session, rhd_op_kind_t kind,
 			 const Remhsm__Mechanism *mech, uint64_t key)
 {
+	rhd_op_prime_key(ctx->engine, ctx->app, session, key);
 	pthread_mutex_lock(&ctx->app->lock);
 	CK_RV rv = op_init(ctx, session, kind, mech, key);
 	pthread_mutex_unlock(&ctx->app->lock);
@@ -1548,13 +1584,13 @@ void rhd_dispatch(rhd_engine_t *engine, rhd_app_t *app,
 		  const Remhsm__Request *req, Remhsm__Response *resp,
 		  rh_arena_t *arena)
 {
-	/* Slow calls take the app's lock themselves, around their
-	 * bookkeeping only. */
-	int slow = rh_call_flags((unsigned)req->call_case) & RH_CALL_SLOW;
-	if (!slow)
+	/* Slow calls and store reads take the app's lock themselves, around
+	 * their bookkeeping only. */
+	int own = rh_call_flags((unsigned)req->call_case) & RH_CALL_OWN_LOCK;
+	if (!own)
 		pthread_mutex_lock(&app->lock);
 	answer(engine, app, req, resp, arena);
-	if (!slow)
+	if (!own)
 		pthread_mutex_unlock(&app->lock);
 }
 
@@ -1564,15 +1600,15 @@ int rhd_dispatch_inline(rhd_engine_t *engine, rhd_app_t *app,
 {
 	if (pthread_mutex_trylock(&app->lock) != 0)
 		return -1;
-	int slow = rh_call_flags((unsigned)req->call_case) & RH_CALL_SLOW;
+	int own = rh_call_flags((unsigned)req->call_case) & RH_CALL_OWN_LOCK;
 	int refused = reads_store(engine, app, req);
-	/* A short slow call takes the lock itself: only probed here. */
-	if (slow || refused)
+	/* A call that takes the lock itself has it only probed here. */
+	if (own || refused)
 		pthread_mutex_unlock(&app->lock);
 	if (refused)
 		return -1;
 	answer(engine, app, req, resp, arena);
-	if (!slow)
+	if (!own)
 		pthread_mutex_unlock(&app->lock);
 	return 0;
 }

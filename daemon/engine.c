@@ -159,16 +159,20 @@ void rhd_handle_free(rhd_handle_t *h)
 		free(h->session_obj);
 	}
 	rhd_handle_drop_key(h);
-	free(h->allowed);
 	free(h);
+}
+
+void rhd_key_cache_clear(rhd_key_cache_t *k)
+{
+	EVP_PKEY_CTX_free(k->signer);
+	EVP_PKEY_free(k->pkey);
+	free(k->allowed);
+	memset(k, 0, sizeof(*k));
 }
 
 void rhd_handle_drop_key(rhd_handle_t *h)
 {
-	EVP_PKEY_CTX_free(h->signer);
-	EVP_PKEY_free(h->pkey);
-	h->signer = NULL;
-	h->pkey = NULL;
+	rhd_key_cache_clear(&h->key);
 }
 
 /* --- the handle index ----------------------------------------------------- */

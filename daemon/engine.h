@@ -102,6 +102,20 @@ typedef struct rhd_session {
 
 struct rhd_object;
 
+/* A key's OpenSSL form and what its init checks need, kept while the
+ * key's version says nothing changed (see rhd_token_t). */
+typedef struct rhd_key_cache {
+	EVP_PKEY *pkey;
+	EVP_PKEY_CTX *signer; /* an EC private key's, to copy (crypto.h) */
+	uint64_t version;
+	uint64_t cls, key_type;
+	int can_sign, can_verify;
+	/* CKA_ALLOWED_MECHANISMS, when the key has it (even empty). */
+	int has_allowed;
+	size_t n_allowed;
+	uint64_t *allowed;
+} rhd_key_cache_t;
+
 /* An object handle of one application: a token object by its store id, or
  * a session object owned by one of the app's sessions. */
 typedef struct rhd_handle {
@@ -114,17 +128,7 @@ typedef struct rhd_handle {
 	uint32_t owner;
 	int private_obj;
 	size_t charged; /* a session object's bytes, in its app's budget */
-	/* A key's OpenSSL form and what its init checks need, kept while the
-	 * key's version says nothing changed (see rhd_token_t). */
-	EVP_PKEY *pkey;
-	EVP_PKEY_CTX *signer; /* an EC private key's, to copy (crypto.h) */
-	uint64_t pkey_version;
-	uint64_t cls, key_type;
-	int can_sign, can_verify;
-	/* CKA_ALLOWED_MECHANISMS, when the key has it (even empty). */
-	int has_allowed;
-	size_t n_allowed;
-	uint64_t *allowed;
+	rhd_key_cache_t key;
 } rhd_handle_t;
 
 /* Who is logged in to a token for one application, and the token key
@@ -259,6 +263,8 @@ void rhd_session_end_find(rhd_session_t *s);
 void rhd_handle_free(rhd_handle_t *h);
 /* Drops the handle's cached key and its signing context. */
 void rhd_handle_drop_key(rhd_handle_t *h);
+/* Frees what k holds and empties it. */
+void rhd_key_cache_clear(rhd_key_cache_t *k);
 
 /* The app's object handles: added (a token object with its store id set:
  * its handle is fixed by it; a session object gets the next number),

@@ -180,7 +180,7 @@ static void request_free(Remhsm__Request *req)
  * and it must never wait behind long work. */
 static int goes_to_worker(const Remhsm__Request *req)
 {
-	return (rh_call_flags((unsigned)req->call_case) & RH_CALL_SLOW) &&
+	return (rh_call_flags((unsigned)req->call_case) & RH_CALL_POOL) &&
 	       !rhd_dispatch_is_short(req);
 }
 

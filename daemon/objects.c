@@ -50,6 +50,17 @@ static void handle_unlink(rhd_app_t *app, rhd_handle_t *h)
 	rhd_app_handle_remove(app, h);
 	rhd_handle_free(h);
 }
+/* Copies every attribute of changes into obj, replacing its own. */
+static CK_RV apply(rhd_object_t *obj, const rhd_object_t *changes)
+{
+	CK_RV rv = CKR_OK;
+	for (size_t i = 0; i < changes->count && rv == CKR_OK; i++)
+		rv = rhd_object_set(obj, changes->attrs[i].type,
+				    changes->attrs[i].value,
+				    changes->attrs[i].len);
+	return rv;
+}
+
 /* --- records ----------------------------------------------------------------
  */
 
@@ -335,26 +346,68 @@ rhd_handle_t *rhd_objects_visible(rhd_engine_t *engine, rhd_app_t *app,
 	return visible(engine, app, session, handle);
 }
 
-CK_RV rhd_objects_load(rhd_engine_t *engine, rhd_app_t *app,
-		       const rhd_session_t *session, uint64_t handle,
-		       rhd_object_t *out)
+static void ref_for(const rhd_app_t *app, CK_SLOT_ID slot, uint64_t store_id,
+		    rhd_stored_ref_t *ref)
 {
+	ref->slot = slot;
+	ref->store_id = store_id;
+	ref->logged_in = user_logged_in(app, slot);
+	if (ref->logged_in)
+		memcpy(ref->token_key, app->login[slot].token_key, RHS_KEY_LEN);
+}
+
+static void ref_of(const rhd_app_t *app, const rhd_handle_t *h,
+		   rhd_stored_ref_t *ref)
+{
+	ref_for(app, h->slot, h->store_id, ref);
+}
+
+static const uint8_t *ref_key(const rhd_stored_ref_t *ref)
+{
+	return ref->logged_in ? ref->token_key : NULL;
+}
+
+void rhd_stored_ref_cleanup(rhd_stored_ref_t *ref)
+{
+	OPENSSL_cleanse(ref, sizeof(*ref));
+}
+
+CK_RV rhd_objects_read_begin(rhd_engine_t *engine, rhd_app_t *app,
+			     const rhd_session_t *session, uint64_t handle,
+			     rhd_stored_ref_t *ref, rhd_object_t *out)
+{
+	memset(ref, 0, sizeof(*ref));
 	memset(out, 0, sizeof(*out));
 	rhd_handle_t *h = visible(engine, app, session, handle);
 	if (!h)
 		return CKR_OBJECT_HANDLE_INVALID;
-	if (!h->session_obj)
-		return load_stored(engine, key_of(app, h->slot), h->slot,
-				   h->store_id, out);
-	for (size_t i = 0; i < h->session_obj->count; i++) {
-		const rhd_attr_t *a = &h->session_obj->attrs[i];
-		CK_RV rv = rhd_object_set(out, a->type, a->value, a->len);
-		if (rv != CKR_OK) {
-			rhd_object_cleanup(out);
-			return rv;
-		}
+	if (!h->session_obj) {
+		ref_of(app, h, ref);
+		return CKR_OK;
 	}
-	return CKR_OK;
+	CK_RV rv = apply(out, h->session_obj);
+	if (rv != CKR_OK)
+		rhd_object_cleanup(out);
+	return rv;
+}
+
+CK_RV rhd_objects_read_stored(rhd_engine_t *engine, const rhd_stored_ref_t *ref,
+			      rhd_object_t *out)
+{
+	return load_stored(engine, ref_key(ref), ref->slot, ref->store_id, out);
+}
+
+CK_RV rhd_objects_load(rhd_engine_t *engine, rhd_app_t *app,
+		       const rhd_session_t *session, uint64_t handle,
+		       rhd_object_t *out)
+{
+	rhd_stored_ref_t ref;
+	CK_RV rv =
+		rhd_objects_read_begin(engine, app, session, handle, &ref, out);
+	if (rv == CKR_OK && ref.store_id)
+		rv = rhd_objects_read_stored(engine, &ref, out);
+	rhd_stored_ref_cleanup(&ref);
+	return rv;
 }
 
 CK_RV rhd_objects_destroy_begin(rhd_engine_t *engine, rhd_app_t *app,
@@ -365,55 +418,66 @@ CK_RV rhd_objects_destroy_begin(rhd_engine_t *engine, rhd_app_t *app,
 	rhd_handle_t *h = visible(engine, app, session, handle);
 	if (!h)
 		return CKR_OBJECT_HANDLE_INVALID;
-	rhd_object_t obj;
-	CK_RV rv = rhd_objects_load(engine, app, session, handle, &obj);
-	if (rv != CKR_OK)
-		return rv;
-	int token_obj = !h->session_obj;
-	if (!rhd_object_bool(&obj, CKA_DESTROYABLE, 1))
-		rv = CKR_ACTION_PROHIBITED;
-	else if (token_obj && !(session->flags & CKF_RW_SESSION))
-		rv = CKR_SESSION_READ_ONLY;
-	rhd_object_cleanup(&obj);
-	if (rv != CKR_OK)
-		return rv;
-	if (!token_obj) {
+	if (h->session_obj) {
+		if (!rhd_object_bool(h->session_obj, CKA_DESTROYABLE, 1))
+			return CKR_ACTION_PROHIBITED;
 		token_changed(engine, h);
 		handle_unlink(app, h);
 		return CKR_OK;
 	}
-	doomed->slot = h->slot;
-	doomed->store_id = h->store_id;
+	if (!(session->flags & CKF_RW_SESSION))
+		return CKR_SESSION_READ_ONLY;
+	ref_of(app, h, &doomed->ref);
 	doomed->handle = h->handle;
 	doomed->generation = token_generation(engine, h->slot);
 	return CKR_OK;
 }
 
+/* The row read and taken out, if it may go; the caller holds the token's
+ * write_lock. */
+static CK_RV delete_row(rhd_engine_t *engine, const rhd_stored_ref_t *ref)
+{
+	rhd_object_t obj;
+	CK_RV rv = rhd_objects_read_stored(engine, ref, &obj);
+	if (rv != CKR_OK)
+		return rv; /* another thread's destroy came first */
+	int destroyable = rhd_object_bool(&obj, CKA_DESTROYABLE, 1);
+	rhd_object_cleanup(&obj);
+	if (!destroyable)
+		return CKR_ACTION_PROHIBITED;
+	int rc = rhs_object_delete(engine->tokens.store, (uint32_t)ref->slot,
+				   ref->store_id);
+	if (rc == RHS_ENOTFOUND)
+		return CKR_OBJECT_HANDLE_INVALID;
+	return rc == RHS_OK ? CKR_OK : CKR_DEVICE_ERROR;
+}
+
 CK_RV rhd_objects_delete_stored(rhd_engine_t *engine,
 				const rhd_doomed_object_t *doomed)
 {
-	rhd_token_t *t = rhd_engine_token(engine, doomed->slot);
+	const rhd_stored_ref_t *ref = &doomed->ref;
+	rhd_token_t *t = rhd_engine_token(engine, ref->slot);
 	pthread_mutex_lock(&t->write_lock);
-	int reinitialised =
-		token_generation(engine, doomed->slot) != doomed->generation;
-	int rc = reinitialised ? RHS_OK
-			       : rhs_object_delete(engine->tokens.store,
-						   (uint32_t)doomed->slot,
-						   doomed->store_id);
+	CK_RV rv = token_generation(engine, ref->slot) != doomed->generation
+			   ? CKR_SESSION_CLOSED
+			   : delete_row(engine, ref);
 	/* Keys cached by any application go stale now, not once this one
 	 * has its lock again. */
-	if (!reinitialised && (rc == RHS_OK || rc == RHS_ENOTFOUND))
-		rhd_token_object_changed(t, doomed->store_id);
+	if (rv == CKR_OK)
+		rhd_token_object_changed(t, ref->store_id);
 	pthread_mutex_unlock(&t->write_lock);
-	if (reinitialised)
-		return CKR_SESSION_CLOSED;
-	return rc == RHS_OK || rc == RHS_ENOTFOUND ? CKR_OK : CKR_DEVICE_ERROR;
+	return rv;
+}
+
+void rhd_doomed_object_cleanup(rhd_doomed_object_t *doomed)
+{
+	rhd_stored_ref_cleanup(&doomed->ref);
 }
 
 CK_RV rhd_objects_forget(rhd_app_t *app, const rhd_doomed_object_t *doomed)
 {
 	rhd_handle_t *h = rhd_app_handle_find(app, doomed->handle);
-	if (!h || h->store_id != doomed->store_id)
+	if (!h || h->store_id != doomed->ref.store_id)
 		return CKR_OBJECT_HANDLE_INVALID; /* another thread's, first */
 	rhd_handle_drop_key(h);
 	handle_unlink(app, h);
@@ -421,16 +485,6 @@ CK_RV rhd_objects_forget(rhd_app_t *app, const rhd_doomed_object_t *doomed)
 }
 
 /* Changes and copies. */
-
-static CK_RV apply(rhd_object_t *obj, const rhd_object_t *changes)
-{
-	CK_RV rv = CKR_OK;
-	for (size_t i = 0; i < changes->count && rv == CKR_OK; i++)
-		rv = rhd_object_set(obj, changes->attrs[i].type,
-				    changes->attrs[i].value,
-				    changes->attrs[i].len);
-	return rv;
-}
 
 /* A session object changed: its budget follows its size. */
 static CK_RV recharge(rhd_app_t *app, rhd_handle_t *h, const rhd_object_t *obj)
@@ -489,14 +543,9 @@ CK_RV rhd_objects_update_begin(rhd_engine_t *engine, rhd_app_t *app,
 		return update_session_object(engine, app, h, changes);
 	if (!(session->flags & CKF_RW_SESSION))
 		return CKR_SESSION_READ_ONLY;
-	change->slot = h->slot;
-	change->store_id = h->store_id;
+	ref_of(app, h, &change->ref);
 	change->private_obj = h->private_obj;
 	change->generation = token_generation(engine, h->slot);
-	change->logged_in = user_logged_in(app, h->slot);
-	if (change->logged_in)
-		memcpy(change->token_key, app->login[h->slot].token_key,
-		       RHS_KEY_LEN);
 	return CKR_OK;
 }
 
@@ -505,23 +554,22 @@ static CK_RV rewrite_stored(rhd_engine_t *engine,
 			    const rhd_changed_object_t *change,
 			    const rhd_object_t *changes)
 {
-	const uint8_t *key = change->logged_in ? change->token_key : NULL;
+	const rhd_stored_ref_t *ref = &change->ref;
 	rhd_object_t obj;
-	CK_RV rv =
-		load_stored(engine, key, change->slot, change->store_id, &obj);
+	CK_RV rv = rhd_objects_read_stored(engine, ref, &obj);
 	if (rv != CKR_OK)
 		return rv;
 	rv = change_checked(&obj, changes);
 	uint8_t *rec = NULL;
 	size_t len = 0;
 	if (rv == CKR_OK)
-		rv = record_make(key, &obj, change->private_obj, &rec, &len);
+		rv = record_make(ref_key(ref), &obj, change->private_obj, &rec,
+				 &len);
 	rhs_index_t ix = index_of(&obj);
-	int rc = rv == CKR_OK
-			 ? rhs_object_update(engine->tokens.store,
-					     (uint32_t)change->slot,
-					     change->store_id, &ix, rec, len)
-			 : RHS_OK;
+	int rc = rv == CKR_OK ? rhs_object_update(engine->tokens.store,
+						  (uint32_t)ref->slot,
+						  ref->store_id, &ix, rec, len)
+			      : RHS_OK;
 	rhs_free(rec, len);
 	rhd_object_cleanup(&obj);
 	if (rv == CKR_OK && rc != RHS_OK)
@@ -534,13 +582,14 @@ CK_RV rhd_objects_write_change(rhd_engine_t *engine,
 			       const rhd_changed_object_t *change,
 			       const rhd_object_t *changes)
 {
-	rhd_token_t *t = rhd_engine_token(engine, change->slot);
+	CK_SLOT_ID slot = change->ref.slot;
+	rhd_token_t *t = rhd_engine_token(engine, slot);
 	pthread_mutex_lock(&t->write_lock);
-	CK_RV rv = token_generation(engine, change->slot) != change->generation
+	CK_RV rv = token_generation(engine, slot) != change->generation
 			   ? CKR_SESSION_CLOSED
 			   : rewrite_stored(engine, change, changes);
 	if (rv == CKR_OK)
-		rhd_token_object_changed(t, change->store_id);
+		rhd_token_object_changed(t, change->ref.store_id);
 	pthread_mutex_unlock(&t->write_lock);
 	return rv;
 }
@@ -550,22 +599,19 @@ void rhd_changed_object_cleanup(rhd_changed_object_t *change)
 	OPENSSL_cleanse(change, sizeof(*change));
 }
 
-CK_RV rhd_objects_copy_begin(rhd_engine_t *engine, rhd_app_t *app,
-			     rhd_session_t *session, uint64_t handle,
-			     const rhd_object_t *changes, rhd_object_t *copy)
+CK_RV rhd_objects_copy_checked(const rhd_object_t *orig,
+			       const rhd_object_t *changes, rhd_object_t *copy)
 {
-	CK_RV rv = rhd_objects_load(engine, app, session, handle, copy);
-	if (rv != CKR_OK)
-		return rv;
-	int was_private = rhd_object_bool(copy, CKA_PRIVATE, 0);
-	if (!rhd_object_bool(copy, CKA_COPYABLE, 1))
-		rv = CKR_ACTION_PROHIBITED;
-	else
-		rv = rhd_object_check_change(copy, changes, 1);
+	memset(copy, 0, sizeof(*copy));
+	CK_RV rv = CKR_ACTION_PROHIBITED;
+	if (rhd_object_bool(orig, CKA_COPYABLE, 1))
+		rv = rhd_object_check_change(orig, changes, 1);
+	if (rv == CKR_OK)
+		rv = apply(copy, orig);
 	if (rv == CKR_OK)
 		rv = apply(copy, changes);
 	/* A copy never brings a private object into public view. */
-	if (rv == CKR_OK && was_private &&
+	if (rv == CKR_OK && rhd_object_bool(orig, CKA_PRIVATE, 0) &&
 	    !rhd_object_bool(copy, CKA_PRIVATE, 0))
 		rv = CKR_ATTRIBUTE_READ_ONLY;
 	if (rv != CKR_OK)
@@ -595,8 +641,8 @@ static CK_RV found_grow(rhd_session_t *s)
 	return CKR_OK;
 }
 
-static CK_RV found_push(rhd_session_t *s, uint32_t handle,
-			const rhd_object_t *obj)
+static CK_RV found_push(rhd_session_t *s, uint32_t handle, uint64_t cls,
+			uint64_t key_type)
 {
 	if (s->found_count == s->found_cap) {
 		CK_RV rv = found_grow(s);
@@ -605,9 +651,8 @@ static CK_RV found_push(rhd_session_t *s, uint32_t handle,
 	}
 	rhd_found_t *f = &s->found[s->found_count++];
 	f->handle = handle;
-	f->cls = f->key_type = 0;
-	rhd_object_ulong(obj, CKA_CLASS, &f->cls);
-	rhd_object_ulong(obj, CKA_KEY_TYPE, &f->key_type);
+	f->cls = cls;
+	f->key_type = key_type;
 	return CKR_OK;
 }
 
@@ -624,55 +669,118 @@ static int index_agrees(const rhd_object_t *obj, const rhd_object_t *tmpl)
 	return 1;
 }
 
-static CK_RV find_stored(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
-			 const rhd_object_t *tmpl)
+void rhd_objects_find_begin(rhd_app_t *app, const rhd_session_t *session,
+			    rhd_stored_ref_t *ref)
 {
-	rhs_index_t ix = index_of(tmpl);
-	uint64_t *ids;
-	size_t n;
-	if (rhs_object_find(engine->tokens.store, (uint32_t)s->slot, &ix, &ids,
-			    &n) < 0)
-		return CKR_DEVICE_ERROR;
-	CK_RV rv = CKR_OK;
-	for (size_t i = 0; i < n && rv == CKR_OK; i++) {
-		rhd_object_t obj;
-		CK_RV load = load_stored(engine, key_of(app, s->slot), s->slot,
-					 ids[i], &obj);
-		/* Private while logged out: not this app's to see. Anything
-		 * else is damage, never a smaller answer. */
-		if (load == CKR_OBJECT_HANDLE_INVALID)
-			continue;
-		if (load != CKR_OK) {
-			rv = load;
-			break;
-		}
-		if (!index_agrees(&obj, tmpl)) {
-			RHD_ERROR("event=index-damaged slot=%lu "
-				  "row=objects/%lu/%llu reason=\"the index "
-				  "names a record that does not match it\"",
-				  s->slot, s->slot, (unsigned long long)ids[i]);
-			rv = CKR_DEVICE_ERROR;
-		} else if (rhd_object_matches(&obj, tmpl)) {
-			rhd_handle_t *h =
-				rhd_app_handle_by_store(app, s->slot, ids[i]);
-			if (!h)
-				h = handle_new(
-					app, s->slot,
-					rhd_object_bool(&obj, CKA_PRIVATE, 0),
-					ids[i]);
-			rv = h ? found_push(s, h->handle, &obj)
-			       : CKR_DEVICE_MEMORY;
-		}
-		rhd_object_cleanup(&obj);
+	memset(ref, 0, sizeof(*ref));
+	ref_for(app, session->slot, 0, ref);
+}
+
+static CK_RV match_push(rhd_matches_t *m, uint64_t store_id,
+			const rhd_object_t *obj)
+{
+	if (m->count == m->cap) {
+		size_t cap = m->cap ? m->cap * 2 : 16;
+		rhd_match_t *grown = realloc(m->match, cap * sizeof(*grown));
+		if (!grown)
+			return CKR_DEVICE_MEMORY;
+		m->match = grown;
+		m->cap = cap;
 	}
-	free(ids);
+	rhd_match_t *one = &m->match[m->count++];
+	one->store_id = store_id;
+	one->private_obj = rhd_object_bool(obj, CKA_PRIVATE, 0);
+	one->cls = one->key_type = 0;
+	rhd_object_ulong(obj, CKA_CLASS, &one->cls);
+	rhd_object_ulong(obj, CKA_KEY_TYPE, &one->key_type);
+	return CKR_OK;
+}
+
+/* One record the index found for tmpl, matched against it. */
+static CK_RV match_one(rhd_engine_t *engine, const rhd_stored_ref_t *ref,
+		       uint64_t store_id, const rhd_object_t *tmpl,
+		       rhd_matches_t *m)
+{
+	rhd_object_t obj;
+	CK_RV rv = load_stored(engine, ref_key(ref), ref->slot, store_id, &obj);
+	/* Private while logged out: not this app's to see. Anything else is
+	 * damage, never a smaller answer. */
+	if (rv == CKR_OBJECT_HANDLE_INVALID)
+		return CKR_OK;
+	if (rv != CKR_OK)
+		return rv;
+	if (!index_agrees(&obj, tmpl)) {
+		RHD_ERROR("event=index-damaged slot=%lu row=objects/%lu/%llu "
+			  "reason=\"the index names a record that does not "
+			  "match it\"",
+			  ref->slot, ref->slot, (unsigned long long)store_id);
+		rv = CKR_DEVICE_ERROR;
+	} else if (rhd_object_matches(&obj, tmpl)) {
+		rv = match_push(m, store_id, &obj);
+	}
+	rhd_object_cleanup(&obj);
 	return rv;
 }
 
-CK_RV rhd_objects_find(rhd_engine_t *engine, rhd_app_t *app,
-		       rhd_session_t *session, const rhd_object_t *tmpl)
+CK_RV rhd_objects_find_stored(rhd_engine_t *engine, const rhd_stored_ref_t *ref,
+			      const rhd_object_t *tmpl, rhd_matches_t *m)
 {
-	CK_RV rv = find_stored(engine, app, session, tmpl);
+	memset(m, 0, sizeof(*m));
+	rhs_index_t ix = index_of(tmpl);
+	uint64_t *ids;
+	size_t n;
+	if (rhs_object_find(engine->tokens.store, (uint32_t)ref->slot, &ix,
+			    &ids, &n) < 0)
+		return CKR_DEVICE_ERROR;
+	CK_RV rv = CKR_OK;
+	for (size_t i = 0; i < n && rv == CKR_OK; i++)
+		rv = match_one(engine, ref, ids[i], tmpl, m);
+	free(ids);
+	if (rv != CKR_OK)
+		rhd_matches_cleanup(m);
+	return rv;
+}
+
+void rhd_matches_cleanup(rhd_matches_t *m)
+{
+	free(m->match);
+	memset(m, 0, sizeof(*m));
+}
+
+/* The stored matches become the app's handles; a private one found under
+ * a login that has ended since is left out. */
+static CK_RV adopt_matches(rhd_app_t *app, rhd_session_t *s,
+			   const rhd_matches_t *m)
+{
+	CK_RV rv = CKR_OK;
+	for (size_t i = 0; i < m->count && rv == CKR_OK; i++) {
+		const rhd_match_t *one = &m->match[i];
+		if (one->private_obj && !user_logged_in(app, s->slot))
+			continue;
+		rhd_handle_t *h =
+			rhd_app_handle_by_store(app, s->slot, one->store_id);
+		if (!h)
+			h = handle_new(app, s->slot, one->private_obj,
+				       one->store_id);
+		rv = h ? found_push(s, h->handle, one->cls, one->key_type)
+		       : CKR_DEVICE_MEMORY;
+	}
+	return rv;
+}
+
+static CK_RV found_session_object(rhd_session_t *s, const rhd_handle_t *h)
+{
+	uint64_t cls = 0, key_type = 0;
+	rhd_object_ulong(h->session_obj, CKA_CLASS, &cls);
+	rhd_object_ulong(h->session_obj, CKA_KEY_TYPE, &key_type);
+	return found_push(s, h->handle, cls, key_type);
+}
+
+CK_RV rhd_objects_find_adopt(rhd_engine_t *engine, rhd_app_t *app,
+			     rhd_session_t *session, const rhd_object_t *tmpl,
+			     const rhd_matches_t *stored)
+{
+	CK_RV rv = adopt_matches(app, session, stored);
 	/* Session objects are few; the walk is skipped when there are none. */
 	for (rhd_handle_t *h = app->session_objects ? app->objects : NULL;
 	     h && rv == CKR_OK; h = h->next) {
@@ -680,7 +788,7 @@ CK_RV rhd_objects_find(rhd_engine_t *engine, rhd_app_t *app,
 		    !visible(engine, app, session, h->handle))
 			continue;
 		if (rhd_object_matches(h->session_obj, tmpl))
-			rv = found_push(session, h->handle, h->session_obj);
+			rv = found_session_object(session, h);
 	}
 	if (rv != CKR_OK)
 		rhd_session_end_find(session);

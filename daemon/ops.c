@@ -95,70 +95,128 @@ static uint64_t version_of(rhd_engine_t *engine, const rhd_handle_t *h)
 }
 
 /* The key's CKA_ALLOWED_MECHANISMS (8-byte little-endian entries). */
-static void cache_allowed(rhd_handle_t *h, const rhd_attr_t *a)
+static void cache_allowed(rhd_key_cache_t *k, const rhd_attr_t *a)
 {
-	free(h->allowed);
-	h->allowed = NULL;
-	h->n_allowed = 0;
-	h->has_allowed = a != NULL;
+	k->has_allowed = a != NULL;
 	if (!a || !a->len)
 		return;
-	h->allowed = malloc(a->len);
-	if (!h->allowed)
+	k->allowed = malloc(a->len);
+	if (!k->allowed)
 		return; /* has_allowed with none: nothing is allowed */
-	h->n_allowed = a->len / 8;
-	for (size_t i = 0; i < h->n_allowed; i++) {
+	k->n_allowed = a->len / 8;
+	for (size_t i = 0; i < k->n_allowed; i++) {
 		uint64_t v = 0;
 		for (int b = 7; b >= 0; b--)
 			v = v << 8 | a->value[8 * i + (size_t)b];
-		h->allowed[i] = v;
+		k->allowed[i] = v;
 	}
 }
 
-static int mechanism_allowed(const rhd_handle_t *h, CK_MECHANISM_TYPE mech)
+static int mechanism_allowed(const rhd_key_cache_t *k, CK_MECHANISM_TYPE mech)
 {
-	if (!h->has_allowed)
+	if (!k->has_allowed)
 		return 1;
-	for (size_t i = 0; i < h->n_allowed; i++)
-		if (h->allowed[i] == mech)
+	for (size_t i = 0; i < k->n_allowed; i++)
+		if (k->allowed[i] == mech)
 			return 1;
 	return 0;
 }
 
+/* The key built from its object, at version: no lock is needed. */
+static void key_build(const rhd_object_t *obj, uint64_t version,
+		      rhd_key_cache_t *k)
+{
+	memset(k, 0, sizeof(*k));
+	k->version = version;
+	rhd_object_ulong(obj, CKA_CLASS, &k->cls);
+	rhd_object_ulong(obj, CKA_KEY_TYPE, &k->key_type);
+	k->can_sign = rhd_object_bool(obj, CKA_SIGN, 0);
+	k->can_verify = rhd_object_bool(obj, CKA_VERIFY, 0);
+	cache_allowed(k, rhd_object_find(obj, CKA_ALLOWED_MECHANISMS));
+	int key = k->cls == CKO_PRIVATE_KEY || k->cls == CKO_PUBLIC_KEY;
+	if (key && k->key_type == CKK_EC)
+		k->pkey = rhd_crypto_ec_key(obj);
+	if (k->pkey && k->key_type == CKK_EC && k->cls == CKO_PRIVATE_KEY)
+		k->signer = rhd_crypto_ecdsa_signer(k->pkey);
+	else if (key && k->key_type == CKK_RSA)
+		k->pkey = rhd_crypto_rsa_key(obj);
+}
+
+static int key_current(rhd_engine_t *engine, const rhd_handle_t *h)
+{
+	return h->key.pkey && h->key.version == version_of(engine, h);
+}
+
 /* Loads, unseals and builds the key once; later inits reuse it until the
- * key changes (its version moves). */
+ * key changes (its version moves). The lock is held throughout: inits on
+ * a worker have had rhd_op_prime_key do this without it. */
 static CK_RV cache_key(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 		       rhd_handle_t *h)
 {
-	uint64_t version = version_of(engine, h);
-	if (h->pkey && h->pkey_version == version)
+	if (key_current(engine, h))
 		return CKR_OK;
+	uint64_t version = version_of(engine, h);
 	rhd_handle_drop_key(h);
 	rhd_object_t obj;
 	if (rhd_objects_load(engine, app, s, h->handle, &obj) != CKR_OK)
 		return CKR_KEY_HANDLE_INVALID;
-	h->cls = h->key_type = 0;
-	rhd_object_ulong(&obj, CKA_CLASS, &h->cls);
-	rhd_object_ulong(&obj, CKA_KEY_TYPE, &h->key_type);
-	h->can_sign = rhd_object_bool(&obj, CKA_SIGN, 0);
-	h->can_verify = rhd_object_bool(&obj, CKA_VERIFY, 0);
-	cache_allowed(h, rhd_object_find(&obj, CKA_ALLOWED_MECHANISMS));
-	int key = h->cls == CKO_PRIVATE_KEY || h->cls == CKO_PUBLIC_KEY;
-	if (key && h->key_type == CKK_EC)
-		h->pkey = rhd_crypto_ec_key(&obj);
-	if (h->pkey && h->key_type == CKK_EC && h->cls == CKO_PRIVATE_KEY)
-		h->signer = rhd_crypto_ecdsa_signer(h->pkey);
-	else if (key && h->key_type == CKK_RSA)
-		h->pkey = rhd_crypto_rsa_key(&obj);
+	key_build(&obj, version, &h->key);
 	rhd_object_cleanup(&obj);
-	h->pkey_version = version;
 	return CKR_OK;
 }
 
 int rhd_op_key_cached(rhd_engine_t *engine, rhd_app_t *app, uint64_t handle)
 {
 	rhd_handle_t *h = rhd_app_handle_find(app, handle);
-	return h && h->pkey && h->pkey_version == version_of(engine, h);
+	return h && key_current(engine, h);
+}
+
+/* Under the lock: whether handle's key needs building, and if so what
+ * reading it takes. */
+static int prime_begin(rhd_engine_t *engine, rhd_app_t *app, uint64_t session,
+		       uint64_t handle, rhd_stored_ref_t *ref,
+		       rhd_object_t *obj, uint64_t *version)
+{
+	rhd_session_t *s = rhd_session_find(app, session);
+	rhd_handle_t *h =
+		s ? rhd_objects_visible(engine, app, s, handle) : NULL;
+	if (!h || key_current(engine, h))
+		return 0;
+	*version = version_of(engine, h);
+	return rhd_objects_read_begin(engine, app, s, handle, ref, obj) ==
+	       CKR_OK;
+}
+
+void rhd_op_prime_key(rhd_engine_t *engine, rhd_app_t *app, uint64_t session,
+		      uint64_t handle)
+{
+	rhd_stored_ref_t ref = {0};
+	rhd_object_t obj = {0};
+	uint64_t version = 0;
+	pthread_mutex_lock(&app->lock);
+	int need =
+		prime_begin(engine, app, session, handle, &ref, &obj, &version);
+	pthread_mutex_unlock(&app->lock);
+	uint64_t store_id = ref.store_id;
+	if (need && store_id)
+		need = rhd_objects_read_stored(engine, &ref, &obj) == CKR_OK;
+	rhd_stored_ref_cleanup(&ref);
+	rhd_key_cache_t k = {0};
+	if (need)
+		key_build(&obj, version, &k);
+	rhd_object_cleanup(&obj);
+	if (!need)
+		return;
+	/* Another thread may have built it, or the key gone, meanwhile. */
+	pthread_mutex_lock(&app->lock);
+	rhd_handle_t *h = rhd_app_handle_find(app, handle);
+	if (h && h->store_id == store_id && !key_current(engine, h)) {
+		rhd_handle_drop_key(h);
+		h->key = k;
+		memset(&k, 0, sizeof(k));
+	}
+	pthread_mutex_unlock(&app->lock);
+	rhd_key_cache_clear(&k);
 }
 
 /* The key of a sign or verify init, by the specification's checks. */
@@ -169,21 +227,22 @@ static CK_RV key_for(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 	rhd_handle_t *h = rhd_objects_visible(engine, app, s, handle);
 	if (!h || cache_key(engine, app, s, h) != CKR_OK)
 		return CKR_KEY_HANDLE_INVALID;
+	const rhd_key_cache_t *k = &h->key;
 	uint64_t want_cls =
 		kind == RHD_OP_SIGN ? CKO_PRIVATE_KEY : CKO_PUBLIC_KEY;
 	uint64_t want_type = rhd_mechanism_is_ecdsa(mech) ? CKK_EC : CKK_RSA;
-	if (h->cls != want_cls || h->key_type != want_type)
+	if (k->cls != want_cls || k->key_type != want_type)
 		return CKR_KEY_TYPE_INCONSISTENT;
-	if (!(kind == RHD_OP_SIGN ? h->can_sign : h->can_verify))
+	if (!(kind == RHD_OP_SIGN ? k->can_sign : k->can_verify))
 		return CKR_KEY_FUNCTION_NOT_PERMITTED;
-	if (!mechanism_allowed(h, mech))
+	if (!mechanism_allowed(k, mech))
 		return CKR_MECHANISM_INVALID;
-	if (!h->pkey || EVP_PKEY_up_ref(h->pkey) != 1)
+	if (!k->pkey || EVP_PKEY_up_ref(k->pkey) != 1)
 		return CKR_DEVICE_ERROR;
-	op->key = h->pkey;
+	op->key = k->pkey;
 	/* A copy failing only costs the sign a context of its own. */
-	if (kind == RHD_OP_SIGN && h->signer)
-		op->signer = EVP_PKEY_CTX_dup(h->signer);
+	if (kind == RHD_OP_SIGN && k->signer)
+		op->signer = EVP_PKEY_CTX_dup(k->signer);
 	op->key_store_id = h->session_obj ? 0 : h->store_id;
 	return CKR_OK;
 }

@@ -39,6 +39,12 @@ size_t rhd_mechanisms(const CK_MECHANISM_TYPE **list);
 /* Whether the app already holds handle's key, current with its token (no
  * store read to init an operation with it); the caller holds app->lock. */
 int rhd_op_key_cached(rhd_engine_t *engine, rhd_app_t *app, uint64_t handle);
+/* Builds handle's key for its next init, the store read, the unsealing
+ * and OpenSSL's work done without the app's lock (taken here around the
+ * bookkeeping only). Nothing when it is cached already or not visible
+ * through session: the init then says why. */
+void rhd_op_prime_key(rhd_engine_t *engine, rhd_app_t *app, uint64_t session,
+		      uint64_t handle);
 
 int rhd_mechanism_info(CK_MECHANISM_TYPE mech, CK_MECHANISM_INFO *info);
 int rhd_mechanism_is_ecdsa(CK_MECHANISM_TYPE mech);

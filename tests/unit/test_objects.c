@@ -13,6 +13,7 @@
 #include "nesting.h"
 #include "object.h"
 #include "objects.h"
+#include "ops.h"
 #include "pki.h"
 #include "rh_decode.h"
 
@@ -967,8 +968,9 @@ START_TEST(test_an_object_sealed_before_a_reinitialisation_is_not_written)
 END_TEST
 
 /* Two threads of one application destroy one token object: the row goes
- * once, without the app's lock; the first to take the lock again drops
- * the handle, the other is told the handle is gone. And a token
+ * once, without the app's lock; the second to reach the token's
+ * write_lock, and the second to drop the handle, are told the handle is
+ * gone. And a token
  * re-initialised between the check and the write is not touched. */
 START_TEST(test_a_destroy_outside_the_lock_is_told_of_a_concurrent_one)
 {
@@ -984,9 +986,10 @@ START_TEST(test_a_destroy_outside_the_lock_is_told_of_a_concurrent_one)
 	ck_assert_uint_eq(rhd_objects_destroy_begin(&engine, app, s, h, &two),
 			  CKR_OK);
 	pthread_mutex_unlock(&app->lock);
-	ck_assert_uint_ne(one.store_id, 0);
+	ck_assert_uint_ne(one.ref.store_id, 0);
 	ck_assert_uint_eq(rhd_objects_delete_stored(&engine, &one), CKR_OK);
-	ck_assert_uint_eq(rhd_objects_delete_stored(&engine, &two), CKR_OK);
+	ck_assert_uint_eq(rhd_objects_delete_stored(&engine, &two),
+			  CKR_OBJECT_HANDLE_INVALID);
 	pthread_mutex_lock(&app->lock);
 	ck_assert_uint_eq(rhd_objects_forget(app, &one), CKR_OK);
 	ck_assert_uint_eq(rhd_objects_forget(app, &two),
@@ -1026,7 +1029,7 @@ static void change_begin(rhd_app_t *a, uint64_t session, uint64_t h,
 						   h, changes, change),
 			  CKR_OK);
 	pthread_mutex_unlock(&a->lock);
-	ck_assert_uint_ne(change->store_id, 0);
+	ck_assert_uint_ne(change->ref.store_id, 0);
 }
 
 /* Two applications change one token object at once, each with its own
@@ -1088,7 +1091,7 @@ START_TEST(test_a_private_objects_change_is_sealed_with_the_copied_key)
 			  CKR_OK);
 	rhd_changed_object_t change;
 	change_begin(app, rw, h, &label, &change);
-	ck_assert_int_eq(change.logged_in, 1);
+	ck_assert_int_eq(change.ref.logged_in, 1);
 	ck_assert_uint_eq(rhd_objects_write_change(&engine, &change, &label),
 			  CKR_OK);
 	rhd_changed_object_cleanup(&change);
@@ -1100,6 +1103,87 @@ START_TEST(test_a_private_objects_change_is_sealed_with_the_copied_key)
 	ck_assert_uint_eq(simple(app, REMHSM__REQUEST__CALL_LOGOUT, ro, 0),
 			  CKR_OK);
 	ck_assert_uint_eq(find(app, ro, &sealed, found), 0);
+}
+END_TEST
+
+/* A find reads the token without the app's lock; a login that ended
+ * before its matches are adopted leaves the private ones out. */
+START_TEST(test_a_find_adopts_only_what_the_login_still_shows)
+{
+	tmpl_t key = {0}, data = {0};
+	ec_private(&key, 1);
+	data_object(&data, "public", 1, 0);
+	ck_assert_uint_eq(create(&key, NULL), CKR_OK);
+	ck_assert_uint_eq(create(&data, NULL), CKR_OK);
+	rhd_object_t all = {0};
+	rhd_stored_ref_t ref;
+	pthread_mutex_lock(&app->lock);
+	rhd_objects_find_begin(app, rhd_session_find(app, ro), &ref);
+	pthread_mutex_unlock(&app->lock);
+	rhd_matches_t stored;
+	ck_assert_uint_eq(rhd_objects_find_stored(&engine, &ref, &all, &stored),
+			  CKR_OK);
+	rhd_stored_ref_cleanup(&ref);
+	ck_assert_uint_eq(stored.count, 2);
+	ck_assert_uint_eq(simple(app, REMHSM__REQUEST__CALL_LOGOUT, ro, 0),
+			  CKR_OK);
+	pthread_mutex_lock(&app->lock);
+	rhd_session_t *s = rhd_session_find(app, ro);
+	ck_assert_uint_eq(
+		rhd_objects_find_adopt(&engine, app, s, &all, &stored), CKR_OK);
+	ck_assert_uint_eq(s->found_count, 1);
+	ck_assert_uint_eq(s->found[0].cls, CKO_DATA);
+	pthread_mutex_unlock(&app->lock);
+	rhd_matches_cleanup(&stored);
+	ck_assert_uint_eq(
+		simple(app, REMHSM__REQUEST__CALL_FIND_OBJECTS_FINAL, ro, 0),
+		CKR_OK);
+}
+END_TEST
+
+static int key_cached(uint64_t h)
+{
+	pthread_mutex_lock(&app->lock);
+	int cached = rhd_op_key_cached(&engine, app, h);
+	pthread_mutex_unlock(&app->lock);
+	return cached;
+}
+
+/* A key is read and built for its init without the app's lock, and built
+ * again once it has changed; one the app may not see is not built. */
+START_TEST(test_a_key_is_primed_for_its_init_and_again_after_a_change)
+{
+	tmpl_t t = {0};
+	ec_private(&t, 1);
+	uint64_t h;
+	ck_assert_uint_eq(create(&t, &h), CKR_OK);
+	ck_assert_int_eq(key_cached(h), 0);
+	rhd_op_prime_key(&engine, app, rw, h);
+	ck_assert_int_eq(key_cached(h), 1);
+	tmpl_t label = {0};
+	t_text(&label, CKA_LABEL, "changed");
+	ck_assert_uint_eq(set_attrs(rw, h, &label), CKR_OK);
+	ck_assert_int_eq(key_cached(h), 0);
+	rhd_op_prime_key(&engine, app, rw, h);
+	ck_assert_int_eq(key_cached(h), 1);
+	tmpl_t other_key = {0};
+	ec_private(&other_key, 1);
+	uint64_t hidden;
+	ck_assert_uint_eq(create(&other_key, &hidden), CKR_OK);
+	ck_assert_uint_eq(simple(app, REMHSM__REQUEST__CALL_LOGOUT, ro, 0),
+			  CKR_OK);
+	rhd_op_prime_key(&engine, app, rw, hidden); /* private: not seen */
+	ck_assert_int_eq(key_cached(hidden), 0);
+	ck_assert_uint_eq(
+		simple(app, REMHSM__REQUEST__CALL_LOGIN, ro, CKU_USER), CKR_OK);
+	uint64_t data;
+	tmpl_t d = {0};
+	data_object(&d, "no key", 1, 0);
+	ck_assert_uint_eq(create(&d, &data), CKR_OK);
+	rhd_op_prime_key(&engine, app, rw, data);
+	ck_assert_int_eq(key_cached(data), 0);
+	rhd_op_prime_key(&engine, app, rw, 0x7fffffff);
+	rhd_op_prime_key(&engine, app, 0x7fffffff, h);
 }
 END_TEST
 
@@ -1384,6 +1468,9 @@ int main(void)
 	tcase_add_test(
 		tc,
 		test_a_private_objects_change_is_sealed_with_the_copied_key);
+	tcase_add_test(tc, test_a_find_adopts_only_what_the_login_still_shows);
+	tcase_add_test(
+		tc, test_a_key_is_primed_for_its_init_and_again_after_a_change);
 	tcase_add_test(tc, test_set_attribute_value_changes_what_may_change);
 	tcase_add_test(tc, test_sticky_attributes_stay_sticky);
 	tcase_add_test(tc, test_copy_object);
