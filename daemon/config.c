@@ -42,6 +42,7 @@ void rhd_config_defaults(rhd_config_t *cfg)
 	cfg->worker_threads = 4;
 	/* scrypt N=2^15, r=8, p=1: 32 MiB and tens of milliseconds a try. */
 	cfg->kdf_scrypt_n = 32768;
+	cfg->secure_heap_kb = 4096;
 	cfg->kdf_scrypt_r = 8;
 	cfg->kdf_scrypt_p = 1;
 }
@@ -110,6 +111,8 @@ static const struct setting {
 	{"kdf-scrypt-n", KIND_POW2, offsetof(rhd_config_t, kdf_scrypt_n), 0, 2,
 	 1u << 22},
 	UINT("kdf-scrypt-r", kdf_scrypt_r, 1, 64),
+	{"secure-heap-kb", KIND_POW2, offsetof(rhd_config_t, secure_heap_kb), 0,
+	 0, 1u << 20},
 	UINT("kdf-scrypt-p", kdf_scrypt_p, 1, 16),
 #undef TEXT
 #undef UINT
@@ -466,6 +469,10 @@ void rhd_config_usage(FILE *out, const char *prog)
 		"  --kdf-scrypt-r N           scrypt block size of new PINs "
 		"(8)\n"
 		"  --kdf-scrypt-p N           scrypt parallelism of new PINs "
-		"(1)\n",
+		"(1)\n"
+		"  --secure-heap-kb N         OpenSSL's locked heap for "
+		"private "
+		"keys, a power\n"
+		"                             of 2 (4096; 0: none)\n",
 		prog, RHD_DEFAULT_PORT);
 }

@@ -52,6 +52,7 @@ typedef struct rhd_config {
 	int argc;
 	char **argv;
 	unsigned kdf_scrypt_n;
+	unsigned secure_heap_kb; /* OpenSSL's secure heap; 0: none */
 	unsigned kdf_scrypt_r;
 	unsigned kdf_scrypt_p;
 } rhd_config_t;

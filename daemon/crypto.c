@@ -2,12 +2,75 @@
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/ec.h>
+#include <openssl/err.h>
 #include <openssl/param_build.h>
 #include <openssl/rsa.h>
+#include <stdatomic.h>
 #include <string.h>
 
+#include "log.h"
+
 int rhd_ec_curve(const rhd_attr_t *params);
+
+static size_t secure_heap_size;
+
+int rhd_crypto_secure_heap_init(size_t size)
+{
+	if (!size)
+		return 0;
+	/* The smallest block: a P-256 scalar's BIGNUM words. */
+	int rc = CRYPTO_secure_malloc_init(size, 16);
+	if (rc)
+		secure_heap_size = size;
+	return rc;
+}
+
+void rhd_crypto_secure_heap_usage(size_t *size, size_t *used)
+{
+	/* CRYPTO_secure_used takes a lock that exists only once the heap
+	 * does. */
+	*size = secure_heap_size;
+	*used = secure_heap_size ? CRYPTO_secure_used() : 0;
+}
+
+/* A quarter of the heap is kept for what OpenSSL needs there besides
+ * cached keys: TLS handshakes' ephemeral keys and every signature's
+ * temporaries, which fail when it is full (there is no fallback to the
+ * ordinary heap). */
+static int secure_heap_low(void)
+{
+	size_t size, used;
+	rhd_crypto_secure_heap_usage(&size, &used);
+	return size && size - used <= size / 4;
+}
+
+static atomic_int heap_low_said;
+
+int rhd_crypto_key_room(void)
+{
+	if (!secure_heap_low()) {
+		atomic_store(&heap_low_said, 0);
+		return 1;
+	}
+	return 0;
+}
+
+CK_RV rhd_crypto_key_not_built(void)
+{
+	ERR_clear_error();
+	if (!secure_heap_low())
+		return CKR_DEVICE_ERROR;
+	size_t size, used;
+	rhd_crypto_secure_heap_usage(&size, &used);
+	if (!atomic_exchange(&heap_low_said, 1))
+		RHD_ERROR("event=secure-heap-full bytes=%zu used=%zu "
+			  "effect=\"keys not cached already cannot be "
+			  "used\" hint=\"raise secure-heap-kb\"",
+			  size, used);
+	return CKR_DEVICE_MEMORY;
+}
 
 static const char *curve_name(int nid)
 {

@@ -9,6 +9,22 @@
 
 #include "object.h"
 
+/* OpenSSL's secure heap of size bytes (a power of two; 0: none). The
+ * private keys OpenSSL builds live there, in pages locked in RAM and left
+ * out of core dumps, wiped when freed. Answers 1 when it is set up and
+ * locked, 2 when set up but not locked (RLIMIT_MEMLOCK), 0 when it could
+ * not be set up. Called once, before any key is built. */
+int rhd_crypto_secure_heap_init(size_t size);
+/* Its size and the bytes in use now (both 0 without one). */
+void rhd_crypto_secure_heap_usage(size_t *size, size_t *used);
+/* Whether a key may be built for the cache: not while the secure heap is
+ * down to the quarter kept for TLS handshakes and signatures. */
+int rhd_crypto_key_room(void);
+/* Why a key that passed every check was not built: CKR_DEVICE_MEMORY,
+ * logged once until there is room again, when the secure heap is down to
+ * that quarter; CKR_DEVICE_ERROR otherwise. */
+CK_RV rhd_crypto_key_not_built(void);
+
 /* The OpenSSL key of an EC key object (private when it has CKA_VALUE). */
 EVP_PKEY *rhd_crypto_ec_key(const rhd_object_t *obj);
 

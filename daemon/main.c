@@ -10,6 +10,7 @@
 
 #include "audit.h"
 #include "config.h"
+#include "crypto.h"
 #include "engine.h"
 #include "log.h"
 #include "metrics.h"
@@ -180,6 +181,27 @@ static void warn_secrets_unlocked(int err)
 		 strerror(err));
 }
 
+/* Private keys OpenSSL builds (cached for signing) go to its secure
+ * heap, locked and out of core dumps like the daemon's own secrets. */
+static void secure_heap_start(unsigned kb)
+{
+	size_t bytes = (size_t)kb << 10;
+	int rc = rhd_crypto_secure_heap_init(bytes);
+	if (rc == 1)
+		RHD_INFO("event=secure-heap bytes=%zu locked=yes", bytes);
+	else if (rc == 2)
+		RHD_WARN("event=secure-heap bytes=%zu locked=no "
+			 "effect=\"private keys may be swapped to disk\" "
+			 "hint=\"raise RLIMIT_MEMLOCK (systemd: "
+			 "LimitMEMLOCK=)\"",
+			 bytes);
+	else
+		RHD_WARN("event=secure-heap-off bytes=%zu effect=\"private "
+			 "keys live on the ordinary heap, wiped when freed\"%s",
+			 bytes,
+			 kb ? " reason=\"OpenSSL could not set it up\"" : "");
+}
+
 int main(int argc, char **argv)
 {
 	rhd_config_t cfg;
@@ -220,6 +242,7 @@ int main(int argc, char **argv)
 	rh_secret_on_unlocked(warn_secrets_unlocked);
 	if (!cfg.allow_core_dumps && forbid_core_dumps() < 0)
 		return 1;
+	secure_heap_start(cfg.secure_heap_kb);
 	if (mkdir(cfg.state_dir, 0700) < 0 && errno != EEXIST) {
 		RHD_ERROR("event=start-failed state_dir=%s reason=\"%s\"",
 			  cfg.state_dir, strerror(errno));

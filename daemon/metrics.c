@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crypto.h"
 #include "log.h"
 #include "remhsm.pb-c.h"
 #include "rh_calls.h"
@@ -192,6 +193,15 @@ static void render_counters(text_t *t, unsigned long sessions)
 	    atomic_load(m.open_connections), (unsigned long long)m.accepted,
 	    (unsigned long long)m.refused, sessions,
 	    (unsigned long long)m.login_failures);
+	size_t heap, used;
+	rhd_crypto_secure_heap_usage(&heap, &used);
+	put(t,
+	    "# HELP remhsm_secure_heap_bytes OpenSSL's secure heap for "
+	    "private keys: its size, and the bytes in use.\n"
+	    "# TYPE remhsm_secure_heap_bytes gauge\n"
+	    "remhsm_secure_heap_bytes{state=\"size\"} %zu\n"
+	    "remhsm_secure_heap_bytes{state=\"used\"} %zu\n",
+	    heap, used);
 	render_calls(t);
 }
 

@@ -133,7 +133,9 @@ static void key_build(const rhd_object_t *obj, uint64_t version,
 	k->can_sign = rhd_object_bool(obj, CKA_SIGN, 0);
 	k->can_verify = rhd_object_bool(obj, CKA_VERIFY, 0);
 	cache_allowed(k, rhd_object_find(obj, CKA_ALLOWED_MECHANISMS));
-	int key = k->cls == CKO_PRIVATE_KEY || k->cls == CKO_PUBLIC_KEY;
+	/* Only private keys take room in the secure heap. */
+	int key = k->cls == CKO_PUBLIC_KEY ||
+		  (k->cls == CKO_PRIVATE_KEY && rhd_crypto_key_room());
 	if (key && k->key_type == CKK_EC)
 		k->pkey = rhd_crypto_ec_key(obj);
 	if (k->pkey && k->key_type == CKK_EC && k->cls == CKO_PRIVATE_KEY)
@@ -237,7 +239,9 @@ static CK_RV key_for(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 		return CKR_KEY_FUNCTION_NOT_PERMITTED;
 	if (!mechanism_allowed(k, mech))
 		return CKR_MECHANISM_INVALID;
-	if (!k->pkey || EVP_PKEY_up_ref(k->pkey) != 1)
+	if (!k->pkey)
+		return rhd_crypto_key_not_built();
+	if (EVP_PKEY_up_ref(k->pkey) != 1)
 		return CKR_DEVICE_ERROR;
 	op->key = k->pkey;
 	/* A copy failing only costs the sign a context of its own. */

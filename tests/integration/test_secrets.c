@@ -45,39 +45,84 @@ static void teardown(void)
 	th_daemon_cleanup(&d);
 }
 
+/* A mapping of the daemon, and whether a core dump leaves it out. */
+typedef struct {
+	unsigned long lo, hi;
+	int readable, dont_dump;
+} mapping_t;
+
+#define MAX_MAPPINGS 4096
+
+/* The daemon's mappings, from /proc/PID/smaps: a header line each, its
+ * VmFlags ("dd": left out of core dumps) a few lines later. */
+static size_t daemon_mappings(mapping_t *out)
+{
+	char path[64], line[512];
+	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)d.pid);
+	FILE *f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	size_t n = 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		char perms[8];
+		if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3) {
+			ck_assert_uint_lt(n, MAX_MAPPINGS);
+			/* [vvar] cannot be read; a sanitizer's shadow is
+			 * terabytes of nothing */
+			int skip =
+				strstr(line, "[vvar]") || hi - lo > (1ul << 30);
+			out[n++] = (mapping_t){lo, hi, perms[0] == 'r' && !skip,
+					       0};
+		} else if (n && !strncmp(line, "VmFlags:", 8)) {
+			out[n - 1].dont_dump = strstr(line, " dd") != NULL;
+		}
+	}
+	fclose(f);
+	return n;
+}
+
+/* Whether needle is in the mapping, read through /proc/PID/mem. */
+static int mapping_holds(int mem, const mapping_t *m, const void *needle,
+			 size_t len)
+{
+	static uint8_t buf[1 << 20];
+	for (unsigned long at = m->lo; at < m->hi;) {
+		size_t want =
+			m->hi - at < sizeof(buf) ? m->hi - at : sizeof(buf);
+		ssize_t n = pread(mem, buf, want, (off_t)at);
+		if (n <= 0)
+			return 0;
+		if (memmem(buf, (size_t)n, needle, len))
+			return 1;
+		/* overlap, for a needle across two chunks */
+		at += (unsigned long)n > len ? (unsigned long)n - len
+					     : (unsigned long)n;
+	}
+	return 0;
+}
+
+/* How many of the daemon's readable mappings hold needle: all of them,
+ * or (dumped_only) those a core dump would hold. */
+static int mappings_holding(const void *needle, size_t len, int dumped_only)
+{
+	static mapping_t maps[MAX_MAPPINGS];
+	size_t n = daemon_mappings(maps);
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/mem", (int)d.pid);
+	int mem = open(path, O_RDONLY);
+	ck_assert_int_ge(mem, 0);
+	int found = 0;
+	for (size_t i = 0; i < n; i++)
+		if (maps[i].readable && !(dumped_only && maps[i].dont_dump))
+			found += mapping_holds(mem, &maps[i], needle, len);
+	close(mem);
+	return found;
+}
+
 /* Whether needle appears anywhere in the daemon's readable memory. */
 static int daemon_holds(const void *needle, size_t len)
 {
-	char path[64], line[512];
-	snprintf(path, sizeof(path), "/proc/%d/maps", (int)d.pid);
-	FILE *maps = fopen(path, "r");
-	snprintf(path, sizeof(path), "/proc/%d/mem", (int)d.pid);
-	int mem = open(path, O_RDONLY);
-	ck_assert(maps && mem >= 0);
-	static uint8_t buf[1 << 20];
-	int found = 0;
-	while (!found && fgets(line, sizeof(line), maps)) {
-		unsigned long lo, hi;
-		char perms[8];
-		if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 ||
-		    perms[0] != 'r' || strstr(line, "[vvar]") ||
-		    hi - lo > (1ul << 30)) /* a sanitizer's shadow */
-			continue;
-		for (unsigned long at = lo; at < hi && !found;) {
-			size_t want =
-				hi - at < sizeof(buf) ? hi - at : sizeof(buf);
-			ssize_t n = pread(mem, buf, want, (off_t)at);
-			if (n <= 0)
-				break;
-			found = memmem(buf, (size_t)n, needle, len) != NULL;
-			/* overlap, for a needle across two chunks */
-			at += (unsigned long)n > len ? (unsigned long)n - len
-						     : (unsigned long)n;
-		}
-	}
-	fclose(maps);
-	close(mem);
-	return found;
+	return mappings_holding(needle, len, 0) > 0;
 }
 
 /* The sanitizer builds differ twice: their mlock is a no-op (it neither
@@ -119,14 +164,19 @@ static int file_holds(const char *path, const void *needle, size_t len)
 	return found;
 }
 
+static void little_endian(const uint8_t big[32], uint8_t little[32])
+{
+	for (int i = 0; i < 32; i++)
+		little[i] = big[31 - i];
+}
+
 /* Whether the daemon's memory, or a core image of it, holds the scalar
  * (in either byte order) or the PIN: the name of what it holds, or NULL. */
 static const char *secret_in(int (*holds)(const void *, size_t, void *),
 			     void *where, const uint8_t scalar[32])
 {
 	uint8_t little[32];
-	for (int i = 0; i < 32; i++)
-		little[i] = scalar[31 - i];
+	little_endian(scalar, little);
 	if (holds(scalar, 32, where))
 		return "the scalar (big-endian)";
 	if (holds(little, 32, where))
@@ -159,37 +209,77 @@ static void assert_no_secret(const uint8_t scalar[32], const char *when)
 		      when);
 }
 
-START_TEST(test_no_scalar_or_pin_in_memory_after_logout_and_disconnect)
+/* A new P-256 private key, a token or a session object, imported with a
+ * random scalar (in scalar). */
+static CK_OBJECT_HANDLE import_p256(CK_SESSION_HANDLE s, CK_BBOOL token,
+				    CK_BYTE scalar[32])
 {
 	static const CK_BYTE p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
 				       0xce, 0x3d, 0x03, 0x01, 0x07};
-	CK_BYTE scalar[32];
-	ck_assert_int_eq(RAND_bytes(scalar, sizeof(scalar)), 1);
+	ck_assert_int_eq(RAND_bytes(scalar, 32), 1);
 	scalar[0] = 0x7f; /* below the group order */
-	CK_SESSION_HANDLE s = th_user_session(p11, 0, PIN);
 	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
 	CK_KEY_TYPE type = CKK_EC;
 	CK_BBOOL yes = CK_TRUE;
 	CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof(cls)},
 			    {CKA_KEY_TYPE, &type, sizeof(type)},
-			    {CKA_TOKEN, &yes, 1},
+			    {CKA_TOKEN, &token, 1},
 			    {CKA_SIGN, &yes, 1},
 			    {CKA_EC_PARAMS, (void *)p256, sizeof(p256)},
-			    {CKA_VALUE, scalar, sizeof(scalar)}};
+			    {CKA_VALUE, scalar, 32}};
 	CK_OBJECT_HANDLE key;
 	ck_assert_uint_eq(p11->C_CreateObject(s, t, 6, &key), CKR_OK);
+	return key;
+}
+
+/* One ECDSA signature with key: CKR_OK or why not. */
+static CK_RV sign_once(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key)
+{
 	CK_MECHANISM ecdsa = {CKM_ECDSA, NULL, 0};
 	CK_BYTE hash[32] = {1}, sig[64];
-	for (int i = 0; i < 3; i++) {
-		CK_ULONG len = sizeof(sig);
-		ck_assert_uint_eq(p11->C_SignInit(s, &ecdsa, key), CKR_OK);
-		ck_assert_uint_eq(p11->C_Sign(s, hash, 32, sig, &len), CKR_OK);
-	}
+	CK_ULONG len = sizeof(sig);
+	CK_RV rv = p11->C_SignInit(s, &ecdsa, key);
+	return rv == CKR_OK ? p11->C_Sign(s, hash, 32, sig, &len) : rv;
+}
+
+/* A new token key, and three signatures made with it. */
+static void import_and_sign(CK_SESSION_HANDLE s, CK_BYTE scalar[32])
+{
+	CK_OBJECT_HANDLE key = import_p256(s, CK_TRUE, scalar);
+	for (int i = 0; i < 3; i++)
+		ck_assert_uint_eq(sign_once(s, key), CKR_OK);
+}
+
+START_TEST(test_no_scalar_or_pin_in_memory_after_logout_and_disconnect)
+{
+	CK_BYTE scalar[32];
+	CK_SESSION_HANDLE s = th_user_session(p11, 0, PIN);
+	import_and_sign(s, scalar);
 	ck_assert_uint_eq(p11->C_Logout(s), CKR_OK);
 	assert_no_secret(scalar, "after logout");
 	ck_assert_uint_eq(p11->C_Finalize(NULL), CKR_OK);
 	usleep(200 * 1000); /* the daemon sees the connection close */
 	assert_no_secret(scalar, "after disconnect");
+}
+END_TEST
+
+/* While a key is cached for signing, its scalar is in the daemon's memory
+ * (OpenSSL's BIGNUM, little-endian) but only in OpenSSL's secure heap,
+ * which core dumps leave out; the daemon said at start that it had one,
+ * and its metrics count what the key takes there. */
+START_TEST(test_a_cached_private_key_lives_in_the_secure_heap)
+{
+	CK_BYTE scalar[32], little[32];
+	CK_SESSION_HANDLE s = th_user_session(p11, 0, PIN);
+	import_and_sign(s, scalar);
+	little_endian(scalar, little);
+	ck_assert_int_ge(mappings_holding(little, 32, 0), 1);
+	ck_assert_int_eq(mappings_holding(little, 32, 1), 0);
+	ck_assert_int_eq(mappings_holding(scalar, 32, 1), 0);
+	ck_assert_int_eq(
+		th_log_count(&d, "event=secure-heap bytes=4194304", NULL), 1);
+	ck_assert_uint_eq(p11->C_Logout(s), CKR_OK);
+	p11->C_Finalize(NULL);
 }
 END_TEST
 
@@ -255,6 +345,56 @@ START_TEST(test_a_lock_limit_is_reported_once)
 }
 END_TEST
 
+/* A new session key (its handle in *key) signs once. */
+static CK_RV sign_with_new_key(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE *key)
+{
+	CK_BYTE scalar[32];
+	*key = import_p256(s, CK_FALSE, scalar);
+	return sign_once(s, *key);
+}
+
+/* A secure heap filled by cached keys: a key not cached yet is refused
+ * with CKR_DEVICE_MEMORY (said once in the log) while the quarter of the
+ * heap kept for the rest goes on serving: keys already cached sign, and a
+ * new connection's TLS handshake succeeds. */
+START_TEST(test_a_full_secure_heap_refuses_new_keys_and_serves_the_rest)
+{
+	th_pki_make(&d);
+	const char *flags[] = {"--secure-heap-kb", "64", NULL};
+	th_daemon_start(&d, flags);
+	th_client_env(&d);
+	p11 = th_module_load(&module);
+	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
+	th_provision_token(p11, 0, "so-pin-1", PIN);
+	CK_SESSION_HANDLE s = th_user_session(p11, 0, PIN);
+	CK_OBJECT_HANDLE first, key;
+	CK_RV rv = sign_with_new_key(s, &first);
+	ck_assert_uint_eq(rv, CKR_OK);
+	int signed_with = 1;
+	for (; signed_with < 2000 && rv == CKR_OK; signed_with++)
+		rv = sign_with_new_key(s, &key);
+	ck_assert_uint_eq(rv, CKR_DEVICE_MEMORY);
+	printf("a 64 KiB secure heap held %d cached P-256 keys before the "
+	       "quarter kept back\n",
+	       signed_with - 1);
+	ck_assert_int_gt(signed_with, 10);
+	for (int i = 0; i < 20; i++)
+		ck_assert_uint_eq(sign_once(s, first), CKR_OK);
+	ck_assert_uint_eq(sign_with_new_key(s, &key), CKR_DEVICE_MEMORY);
+	ck_assert_int_eq(th_log_count(&d, "event=secure-heap-full", NULL), 1);
+	/* The application again: a new connection, a new handshake. */
+	ck_assert_uint_eq(p11->C_Finalize(NULL), CKR_OK);
+	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
+	ck_assert_uint_eq(
+		p11->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &s),
+		CKR_OK);
+	CK_BYTE rnd[16];
+	ck_assert_uint_eq(p11->C_GenerateRandom(s, rnd, sizeof(rnd)), CKR_OK);
+	p11->C_Finalize(NULL);
+	teardown();
+}
+END_TEST
+
 /* The scans themselves: they find a value the daemon does hold. */
 START_TEST(test_the_scan_finds_what_is_there)
 {
@@ -284,6 +424,7 @@ int main(void)
 		tc,
 		test_no_scalar_or_pin_in_memory_after_logout_and_disconnect);
 	tcase_add_test(tc, test_the_scan_finds_what_is_there);
+	tcase_add_test(tc, test_a_cached_private_key_lives_in_the_secure_heap);
 	tcase_add_test(tc,
 		       test_token_keys_live_in_locked_pages_left_out_of_dumps);
 	suite_add_tcase(s, tc);
@@ -291,6 +432,9 @@ int main(void)
 	TCase *limits = tcase_create("limits");
 	tcase_set_timeout(limits, 60);
 	tcase_add_test(limits, test_a_lock_limit_is_reported_once);
+	tcase_add_test(
+		limits,
+		test_a_full_secure_heap_refuses_new_keys_and_serves_the_rest);
 	suite_add_tcase(s, limits);
 	return th_run_suite(s);
 }

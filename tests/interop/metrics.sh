@@ -38,6 +38,8 @@ check "sessions" has '^remhsm_sessions [0-9]'
 check "three ECDSA-SHA256 signatures, by mechanism and result" \
   has '^remhsm_calls_total{call="C_Sign",mechanism="0x1044",result="0x0"} 3$'
 check "the failed login" has '^remhsm_login_failures_total 1$'
+check "the secure heap's size" has '^remhsm_secure_heap_bytes{state="size"} 4194304$'
+check "and what is in use there (the TLS key at least)" has '^remhsm_secure_heap_bytes{state="used"} [1-9][0-9]*$'
 check "a latency histogram per call" has '^remhsm_call_duration_seconds_bucket{call="C_Sign",le="+Inf"} 3$'
 check "another path is 404" bash -c "$(declare -f scrape); mport=$mport; scrape /other | head -1 | grep -q '404 Not Found'"
 # A request that never ends its headers: closed at 4 KiB, nothing served.

@@ -125,6 +125,25 @@ START_TEST(test_loops_and_worker_threads_are_bounded)
 }
 END_TEST
 
+/* The secure heap: 4 MiB unless set, a power of two, 0 for none. */
+START_TEST(test_the_secure_heap_is_a_power_of_two_or_none)
+{
+	rhd_config_t cfg;
+	rhd_config_defaults(&cfg);
+	ck_assert_uint_eq(cfg.secure_heap_kb, 4096);
+	ck_assert_int_eq(rhd_config_set(&cfg, "secure-heap-kb", "3000", err,
+					sizeof(err)),
+			 -1);
+	ck_assert_str_eq(err,
+			 "secure-heap-kb: must be a power of two, got '3000'");
+	ck_assert_uint_eq(cfg.secure_heap_kb, 4096);
+	ck_assert_int_eq(
+		rhd_config_set(&cfg, "secure-heap-kb", "0", err, sizeof(err)),
+		0);
+	ck_assert_uint_eq(cfg.secure_heap_kb, 0);
+}
+END_TEST
+
 START_TEST(test_line_without_equals_is_an_error)
 {
 	rhd_config_t cfg;
@@ -173,6 +192,7 @@ int main(void)
 	tcase_add_test(tc, test_unknown_key_names_file_and_line);
 	tcase_add_test(tc, test_bad_values_are_errors);
 	tcase_add_test(tc, test_loops_and_worker_threads_are_bounded);
+	tcase_add_test(tc, test_the_secure_heap_is_a_power_of_two_or_none);
 	tcase_add_test(tc, test_line_without_equals_is_an_error);
 	tcase_add_test(tc, test_missing_config_file_is_an_error);
 	tcase_add_test(tc, test_unknown_flag_and_missing_value_are_errors);
