@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -92,6 +93,10 @@ rhd_pool_t *rhd_pool_start(unsigned threads, unsigned per_tenant)
 			free(p);
 			return NULL;
 		}
+		char name[16];
+		snprintf(name, sizeof(name), "remhsmd-work%u",
+			 p->n_threads % 1000);
+		pthread_setname_np(p->threads[p->n_threads], name);
 	}
 	return p;
 }

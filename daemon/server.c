@@ -1475,8 +1475,15 @@ static void start_loops(server_t *s)
 {
 	for (unsigned i = 1; i < s->n_loops; i++) {
 		if (pthread_create(&s->loops[i].thread, NULL, loop_thread,
-				   &s->loops[i]) == 0)
+				   &s->loops[i]) == 0) {
+			/* For top -H and for tests; the acceptor is the
+			 * process's own thread and keeps its name. */
+			char name[16];
+			snprintf(name, sizeof(name), "remhsmd-loop%u",
+				 i % 1000);
+			pthread_setname_np(s->loops[i].thread, name);
 			continue;
+		}
 		RHD_WARN("event=loops-reduced loops=%u reason=\"cannot start "
 			 "a thread\"",
 			 i);

@@ -5,6 +5,7 @@
  * goes away mid-call).
  */
 #include <check.h>
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -201,6 +202,88 @@ START_TEST(test_sigterm_while_the_loops_are_pinged)
 }
 END_TEST
 
+/* The thread of the daemon named name (its comm), or -1. */
+static pid_t thread_named(const char *name)
+{
+	char path[384], comm[32];
+	for (int tries = 0; tries < 50; tries++) {
+		snprintf(path, sizeof(path), "/proc/%d/task", (int)d.pid);
+		DIR *dir = opendir(path);
+		ck_assert_ptr_nonnull(dir);
+		pid_t found = -1;
+		for (struct dirent *e; found < 0 && (e = readdir(dir));) {
+			snprintf(path, sizeof(path), "/proc/%d/task/%s/comm",
+				 (int)d.pid, e->d_name);
+			FILE *f = e->d_name[0] != '.' ? fopen(path, "r") : NULL;
+			if (f && fgets(comm, sizeof(comm), f) &&
+			    !strncmp(comm, name, strlen(name)) &&
+			    comm[strlen(name)] == '\n')
+				found = atoi(e->d_name);
+			if (f)
+				fclose(f);
+		}
+		closedir(dir);
+		if (found > 0)
+			return found;
+		usleep(100000);
+	}
+	return -1;
+}
+
+/* strace on one thread alone, holding each of its waits for events a
+ * second before it returns: the loop answers nothing in time. */
+static pid_t slow_waits(pid_t tid)
+{
+	char target[16];
+	snprintf(target, sizeof(target), "%d", (int)tid);
+	pid_t kid = fork();
+	ck_assert_int_ge(kid, 0);
+	if (kid == 0) {
+		execlp("strace", "strace", "-qq", "-o", "/dev/null", "-e",
+		       "trace=epoll_wait,epoll_pwait", "-e",
+		       "inject=epoll_wait,epoll_pwait:delay_exit=1000000", "-p",
+		       target, (char *)NULL);
+		_exit(127);
+	}
+	return kid;
+}
+
+/* A loop that stops answering the watchdog's pings (its thread held by
+ * strace) stops the petting and is named in the log; once it answers
+ * again the petting resumes, and the other loops were never named. */
+START_TEST(test_a_loop_that_does_not_answer_withholds_the_watchdog)
+{
+	setenv("WATCHDOG_USEC", "200000", 1);
+	int fd = th_notify_socket(&d, "notify");
+	start(NULL);
+	unsetenv("NOTIFY_SOCKET");
+	unsetenv("WATCHDOG_USEC");
+	ck_assert(heard(fd, "READY=1", 2000));
+	for (int pet = 0; pet < 3; pet++)
+		ck_assert(heard(fd, "WATCHDOG=1", 2000));
+	pid_t loop = thread_named("remhsmd-loop2");
+	ck_assert_int_gt(loop, 0);
+	pid_t tracer = slow_waits(loop);
+	const char *withheld = "event=watchdog-withheld loop=2";
+	for (int i = 0; i < 100 && !th_log_count(&d, withheld, NULL); i++)
+		usleep(100000);
+	kill(tracer, SIGTERM); /* strace detaches and exits */
+	waitpid(tracer, NULL, 0);
+	ck_assert_int_ge(th_log_count(&d, withheld, NULL), 1);
+	ck_assert_int_eq(
+		th_log_count(&d, "event=watchdog-withheld loop=1", NULL), 0);
+	/* What piled up meanwhile, then three pets in a row. */
+	char buf[256];
+	while (th_notification(fd, buf, sizeof(buf), 0) >= 0)
+		;
+	for (int pet = 0; pet < 3; pet++)
+		ck_assert(heard(fd, "WATCHDOG=1", 2000));
+	int status = th_daemon_wait_exit(&d, fd, 20, NULL, NULL);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(fd);
+}
+END_TEST
+
 /* The per-identity and global limits count the connections of every
  * loop, and a place freed on one loop is taken again. */
 START_TEST(test_limits_count_every_loop)
@@ -373,6 +456,8 @@ int main(void)
 	tcase_add_test(tc, test_connections_are_spread_over_the_loops);
 	tcase_add_test(tc, test_sigterm_drains_every_loop);
 	tcase_add_test(tc, test_sigterm_while_the_loops_are_pinged);
+	tcase_add_test(tc,
+		       test_a_loop_that_does_not_answer_withholds_the_watchdog);
 	tcase_add_test(tc, test_limits_count_every_loop);
 	tcase_add_test(tc, test_reload_rechecks_every_loop);
 	tcase_add_test(
