@@ -7,6 +7,7 @@
 
 #include "log.h"
 #include "rh_decode.h"
+#include "store_records.pb-c.h"
 
 void rhd_object_cleanup(rhd_object_t *obj)
 {
@@ -85,6 +86,22 @@ CK_RV rhd_object_set_bool(rhd_object_t *obj, uint64_t type, int v)
 	return rhd_object_set(obj, type, &b, 1);
 }
 
+/* An attribute's value as the wire or a stored record carries it. */
+typedef struct {
+	uint64_t type;
+	enum {
+		VALUE_NONE,
+		VALUE_BYTES,
+		VALUE_ULONG,
+		VALUE_BOOL,
+		VALUE_TEMPLATE,
+		VALUE_NESTED /* a template holding a template */
+	} is;
+	ProtobufCBinaryData bytes;
+	uint64_t ulong;
+	int boolean;
+} value_view_t;
+
 /* A template attribute (CKA_WRAP_TEMPLATE and its kin) holding another
  * template: deeper than PKCS#11 allows. */
 static int nests_twice(const Remhsm__Attribute *w)
@@ -98,45 +115,94 @@ static int nests_twice(const Remhsm__Attribute *w)
 	return 0;
 }
 
-/* One wire value in the kind its type has in the table. */
-static CK_RV value_from_wire(const Remhsm__Attribute *w, uint8_t **buf,
-			     size_t *len, uint64_t *scratch)
+static value_view_t wire_view(const void *item)
 {
-	if (nests_twice(w)) {
+	const Remhsm__Attribute *w = item;
+	value_view_t v = {.type = w->type, .is = VALUE_NONE};
+	switch (w->value_case) {
+	case REMHSM__ATTRIBUTE__VALUE_BYTES:
+		v.is = VALUE_BYTES;
+		v.bytes = w->bytes;
+		break;
+	case REMHSM__ATTRIBUTE__VALUE_ULONG:
+		v.is = VALUE_ULONG;
+		v.ulong = w->ulong;
+		break;
+	case REMHSM__ATTRIBUTE__VALUE_BOOLEAN:
+		v.is = VALUE_BOOL;
+		v.boolean = w->boolean;
+		break;
+	case REMHSM__ATTRIBUTE__VALUE_ARRAY:
+		v.is = nests_twice(w) ? VALUE_NESTED : VALUE_TEMPLATE;
+		break;
+	default:
+		break;
+	}
+	return v;
+}
+
+static value_view_t record_view(const void *item)
+{
+	const Remhsm__Store__StoredAttribute *r = item;
+	value_view_t v = {.type = r->type, .is = VALUE_NONE};
+	switch (r->value_case) {
+	case REMHSM__STORE__STORED_ATTRIBUTE__VALUE_BYTES:
+		v.is = VALUE_BYTES;
+		v.bytes = r->bytes;
+		break;
+	case REMHSM__STORE__STORED_ATTRIBUTE__VALUE_ULONG:
+		v.is = VALUE_ULONG;
+		v.ulong = r->ulong;
+		break;
+	case REMHSM__STORE__STORED_ATTRIBUTE__VALUE_BOOLEAN:
+		v.is = VALUE_BOOL;
+		v.boolean = r->boolean;
+		break;
+	default:
+		break;
+	}
+	return v;
+}
+
+/* One value in the kind its type has in the table. */
+static CK_RV value_checked(const value_view_t *v, uint8_t **buf, size_t *len,
+			   uint64_t *scratch)
+{
+	if (v->is == VALUE_NESTED) {
 		RHD_WARN("event=template-refused type=0x%llx "
 			 "reason=\"template nested more than one level\"",
-			 (unsigned long long)w->type);
+			 (unsigned long long)v->type);
 		return CKR_ATTRIBUTE_VALUE_INVALID;
 	}
-	switch (rh_attr_kind(w->type)) {
+	switch (rh_attr_kind(v->type)) {
 	case RH_ATTR_ULONG:
-		if (w->value_case != REMHSM__ATTRIBUTE__VALUE_ULONG)
+		if (v->is != VALUE_ULONG)
 			return CKR_ATTRIBUTE_VALUE_INVALID;
-		*scratch = w->ulong;
+		*scratch = v->ulong;
 		*buf = (uint8_t *)scratch;
 		*len = sizeof(*scratch);
 		return CKR_OK;
 	case RH_ATTR_BOOL:
-		if (w->value_case != REMHSM__ATTRIBUTE__VALUE_BOOLEAN)
+		if (v->is != VALUE_BOOL)
 			return CKR_ATTRIBUTE_VALUE_INVALID;
-		*scratch = w->boolean ? CK_TRUE : CK_FALSE;
+		*scratch = v->boolean ? CK_TRUE : CK_FALSE;
 		*buf = (uint8_t *)scratch;
 		*len = 1;
 		return CKR_OK;
 	case RH_ATTR_BYTES:
-		if (w->value_case != REMHSM__ATTRIBUTE__VALUE_BYTES)
+		if (v->is != VALUE_BYTES)
 			return CKR_ATTRIBUTE_VALUE_INVALID;
-		*buf = w->bytes.data;
-		*len = w->bytes.len;
+		*buf = v->bytes.data;
+		*len = v->bytes.len;
 		return CKR_OK;
 	case RH_ATTR_ULONG_ARRAY:
 		/* CKA_ALLOWED_MECHANISMS: 8-byte little-endian entries, the
 		 * same for 32- and 64-bit clients. */
-		if (w->value_case != REMHSM__ATTRIBUTE__VALUE_BYTES ||
-		    w->bytes.len % 8 || w->bytes.len > 8 * RHD_MAX_MECHANISMS)
+		if (v->is != VALUE_BYTES || v->bytes.len % 8 ||
+		    v->bytes.len > 8 * RHD_MAX_MECHANISMS)
 			return CKR_ATTRIBUTE_VALUE_INVALID;
-		*buf = w->bytes.data;
-		*len = w->bytes.len;
+		*buf = v->bytes.data;
+		*len = v->bytes.len;
 		return CKR_OK;
 	default:
 		/* Nested templates: not served. */
@@ -197,12 +263,12 @@ static CK_RV drop_repeats(rhd_object_t *obj)
 	return rv;
 }
 
-static CK_RV append_from_wire(rhd_object_t *obj, const Remhsm__Attribute *w)
+static CK_RV append_value(rhd_object_t *obj, const value_view_t *v)
 {
 	uint64_t scratch = 0;
 	uint8_t *buf = NULL;
 	size_t len = 0;
-	CK_RV rv = value_from_wire(w, &buf, &len, &scratch);
+	CK_RV rv = value_checked(v, &buf, &len, &scratch);
 	if (rv != CKR_OK)
 		return rv;
 	rhd_attr_t *a = &obj->attrs[obj->count];
@@ -211,15 +277,17 @@ static CK_RV append_from_wire(rhd_object_t *obj, const Remhsm__Attribute *w)
 		return CKR_DEVICE_MEMORY;
 	if (len)
 		memcpy(a->value, buf, len);
-	a->type = w->type;
-	a->kind = rh_attr_kind(w->type);
+	a->type = v->type;
+	a->kind = rh_attr_kind(v->type);
 	a->len = len;
 	obj->count++;
 	return CKR_OK;
 }
 
-CK_RV rhd_object_from_wire(Remhsm__Attribute *const *attrs, size_t n,
-			   rhd_object_t *out)
+/* An object from n attributes of either schema, each seen through view;
+ * every value checked, repeats dropped. */
+static CK_RV object_from(const void *const *items, size_t n,
+			 value_view_t (*view)(const void *), rhd_object_t *out)
 {
 	memset(out, 0, sizeof(*out));
 	if (n > RH_MAX_TEMPLATE) {
@@ -232,13 +300,21 @@ CK_RV rhd_object_from_wire(Remhsm__Attribute *const *attrs, size_t n,
 	if (!out->attrs)
 		return CKR_DEVICE_MEMORY;
 	CK_RV rv = CKR_OK;
-	for (size_t i = 0; i < n && rv == CKR_OK; i++)
-		rv = append_from_wire(out, attrs[i]);
+	for (size_t i = 0; i < n && rv == CKR_OK; i++) {
+		value_view_t v = view(items[i]);
+		rv = append_value(out, &v);
+	}
 	if (rv == CKR_OK)
 		rv = drop_repeats(out);
 	if (rv != CKR_OK)
 		rhd_object_cleanup(out);
 	return rv;
+}
+
+CK_RV rhd_object_from_wire(Remhsm__Attribute *const *attrs, size_t n,
+			   rhd_object_t *out)
+{
+	return object_from((const void *const *)attrs, n, wire_view, out);
 }
 
 int rhd_object_matches(const rhd_object_t *obj, const rhd_object_t *tmpl)
@@ -294,43 +370,63 @@ void rhd_attr_to_wire(const rhd_attr_t *a, Remhsm__Attribute *out)
 	}
 }
 
+/* An attribute as its record keeps it. */
+static void attr_to_record(const rhd_attr_t *a,
+			   Remhsm__Store__StoredAttribute *out)
+{
+	remhsm__store__stored_attribute__init(out);
+	out->type = a->type;
+	if (a->kind == RH_ATTR_ULONG) {
+		out->value_case = REMHSM__STORE__STORED_ATTRIBUTE__VALUE_ULONG;
+		memcpy(&out->ulong, a->value, sizeof(out->ulong));
+	} else if (a->kind == RH_ATTR_BOOL) {
+		out->value_case =
+			REMHSM__STORE__STORED_ATTRIBUTE__VALUE_BOOLEAN;
+		out->boolean = a->value[0] != 0;
+	} else {
+		out->value_case = REMHSM__STORE__STORED_ATTRIBUTE__VALUE_BYTES;
+		out->bytes = (ProtobufCBinaryData){a->len, a->value};
+	}
+}
+
 int rhd_object_pack(const rhd_object_t *obj, uint8_t **out, size_t *len)
 {
-	Remhsm__Attribute *wire =
-		calloc(obj->count ? obj->count : 1, sizeof(*wire));
-	Remhsm__Attribute **ptrs =
-		calloc(obj->count ? obj->count : 1, sizeof(*ptrs));
-	Remhsm__AttributeList list = REMHSM__ATTRIBUTE_LIST__INIT;
+	size_t n = obj->count ? obj->count : 1;
+	Remhsm__Store__StoredAttribute *stored = calloc(n, sizeof(*stored));
+	Remhsm__Store__StoredAttribute **ptrs = calloc(n, sizeof(*ptrs));
+	Remhsm__Store__ObjectRecord rec = REMHSM__STORE__OBJECT_RECORD__INIT;
 	int rc = -1;
-	if (!wire || !ptrs)
+	if (!stored || !ptrs)
 		goto out;
 	for (size_t i = 0; i < obj->count; i++) {
-		rhd_attr_to_wire(&obj->attrs[i], &wire[i]);
-		ptrs[i] = &wire[i];
+		attr_to_record(&obj->attrs[i], &stored[i]);
+		ptrs[i] = &stored[i];
 	}
-	list.n_attributes = obj->count;
-	list.attributes = ptrs;
-	*len = remhsm__attribute_list__get_packed_size(&list);
+	rec.n_attributes = obj->count;
+	rec.attributes = ptrs;
+	*len = remhsm__store__object_record__get_packed_size(&rec);
 	*out = malloc(*len ? *len : 1);
 	if (*out) {
-		remhsm__attribute_list__pack(&list, *out);
+		remhsm__store__object_record__pack(&rec, *out);
 		rc = 0;
 	}
 out:
 	free(ptrs);
-	free(wire);
+	free(stored);
 	return rc;
 }
 
 int rhd_object_unpack(const uint8_t *buf, size_t len, rhd_object_t *out)
 {
 	int err;
-	Remhsm__AttributeList *list = (Remhsm__AttributeList *)rh_decode(
-		&remhsm__attribute_list__descriptor, buf, len, &err);
-	if (!list)
+	Remhsm__Store__ObjectRecord *rec =
+		(Remhsm__Store__ObjectRecord *)rh_decode(
+			&remhsm__store__object_record__descriptor, buf, len,
+			&err);
+	if (!rec)
 		return -1;
-	CK_RV rv =
-		rhd_object_from_wire(list->attributes, list->n_attributes, out);
-	remhsm__attribute_list__free_unpacked(list, NULL);
+	CK_RV rv = object_from((const void *const *)rec->attributes,
+			       rec->n_attributes, record_view, out);
+	remhsm__store__object_record__free_unpacked(rec, NULL);
 	return rv == CKR_OK ? 0 : -1;
 }

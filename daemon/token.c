@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "log.h"
-#include "token_record.pb-c.h"
+#include "store_records.pb-c.h"
 
 /* --- records ------------------------------------------------------------ */
 

@@ -1187,6 +1187,55 @@ START_TEST(test_a_key_is_primed_for_its_init_and_again_after_a_change)
 }
 END_TEST
 
+/* The record's schema is the store's own, and records written under the
+ * wire's AttributeList before it read the same under it: the bytes of
+ * either packing are the same, and an old record unpacks whole. */
+START_TEST(test_object_records_read_as_the_records_written_before_them)
+{
+	rhd_object_t obj = {0};
+	uint8_t mechs[16] = {0x41, 0x10, 0, 0, 0, 0, 0, 0, 0x40, 0x10};
+	ck_assert_uint_eq(rhd_object_set_ulong(&obj, CKA_CLASS, CKO_DATA),
+			  CKR_OK);
+	ck_assert_uint_eq(rhd_object_set_bool(&obj, CKA_TOKEN, 1), CKR_OK);
+	ck_assert_uint_eq(rhd_object_set(&obj, CKA_LABEL, "old", 3), CKR_OK);
+	ck_assert_uint_eq(rhd_object_set(&obj, CKA_ALLOWED_MECHANISMS, mechs,
+					 sizeof(mechs)),
+			  CKR_OK);
+	Remhsm__Attribute wire[4], *ptrs[4];
+	for (size_t i = 0; i < obj.count; i++) {
+		rhd_attr_to_wire(&obj.attrs[i], &wire[i]);
+		ptrs[i] = &wire[i];
+	}
+	Remhsm__AttributeList old = REMHSM__ATTRIBUTE_LIST__INIT;
+	old.n_attributes = obj.count;
+	old.attributes = ptrs;
+	uint8_t before[256];
+	size_t before_len = remhsm__attribute_list__pack(&old, before);
+	uint8_t *now;
+	size_t now_len;
+	ck_assert_int_eq(rhd_object_pack(&obj, &now, &now_len), 0);
+	ck_assert_uint_eq(now_len, before_len);
+	ck_assert_mem_eq(now, before, now_len);
+	free(now);
+	rhd_object_t back;
+	ck_assert_int_eq(rhd_object_unpack(before, before_len, &back), 0);
+	ck_assert_uint_eq(back.count, obj.count);
+	ck_assert(rhd_object_matches(&back, &obj));
+	rhd_object_cleanup(&back);
+	rhd_object_cleanup(&obj);
+	/* A value of the wrong kind for its type is damage, not a value. */
+	Remhsm__Attribute bad = REMHSM__ATTRIBUTE__INIT;
+	bad.type = CKA_CLASS;
+	bad.value_case = REMHSM__ATTRIBUTE__VALUE_BYTES;
+	bad.bytes = (ProtobufCBinaryData){3, (uint8_t *)"abc"};
+	Remhsm__Attribute *one = &bad;
+	old.n_attributes = 1;
+	old.attributes = &one;
+	before_len = remhsm__attribute_list__pack(&old, before);
+	ck_assert_int_eq(rhd_object_unpack(before, before_len, &back), -1);
+}
+END_TEST
+
 START_TEST(test_set_attribute_value_changes_what_may_change)
 {
 	tmpl_t t = {0};
@@ -1471,6 +1520,9 @@ int main(void)
 	tcase_add_test(tc, test_a_find_adopts_only_what_the_login_still_shows);
 	tcase_add_test(
 		tc, test_a_key_is_primed_for_its_init_and_again_after_a_change);
+	tcase_add_test(
+		tc,
+		test_object_records_read_as_the_records_written_before_them);
 	tcase_add_test(tc, test_set_attribute_value_changes_what_may_change);
 	tcase_add_test(tc, test_sticky_attributes_stay_sticky);
 	tcase_add_test(tc, test_copy_object);
