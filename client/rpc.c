@@ -441,34 +441,6 @@ static int result_matches(const Remhsm__Request *req,
 	       (unsigned)resp->result_case == (unsigned)req->call_case;
 }
 
-/* Calls whose request, if the daemon ran it and the answer was lost, can be
- * sent again without changing what the application sees: reads, random,
- * and single-part digest/sign/verify that carry their init. */
-static int replayable(const Remhsm__Request *req)
-{
-	switch (req->call_case) {
-	case REMHSM__REQUEST__CALL_GET_INFO:
-	case REMHSM__REQUEST__CALL_GET_SLOT_LIST:
-	case REMHSM__REQUEST__CALL_GET_SLOT_INFO:
-	case REMHSM__REQUEST__CALL_GET_TOKEN_INFO:
-	case REMHSM__REQUEST__CALL_GET_MECHANISM_LIST:
-	case REMHSM__REQUEST__CALL_GET_MECHANISM_INFO:
-	case REMHSM__REQUEST__CALL_GET_SESSION_INFO:
-	case REMHSM__REQUEST__CALL_GET_OBJECT_SIZE:
-	case REMHSM__REQUEST__CALL_GET_ATTRIBUTE_VALUE:
-	case REMHSM__REQUEST__CALL_GENERATE_RANDOM:
-		return 1;
-	case REMHSM__REQUEST__CALL_SIGN:
-		return req->sign->init != NULL;
-	case REMHSM__REQUEST__CALL_VERIFY:
-		return req->verify->init != NULL;
-	case REMHSM__REQUEST__CALL_DIGEST:
-		return req->digest->init != NULL;
-	default:
-		return 0;
-	}
-}
-
 /* The link broke (closed, reset, TLS failure), as opposed to a daemon that
  * answered badly or too slowly. */
 static int link_broke(int r)
@@ -506,8 +478,9 @@ static int exchange_retrying(Remhsm__Request *req, Remhsm__Response **resp)
 			in_hand = NULL;
 			link_release(p, r == RH_OK || r == RH_EFRAME_TOO_LARGE);
 		}
-		int again = p ? link_broke(r) && (!sent || replayable(req))
-			      : patient && rhc_ready() == CKR_OK;
+		int again =
+			p ? link_broke(r) && (!sent || rh_call_replayable(req))
+			  : patient && rhc_ready() == CKR_OK;
 		if (!again || (attempt > 0 && rhc_now_ms() >= deadline))
 			return r;
 		if (!p) {

@@ -1502,31 +1502,6 @@ static CK_RV route(call_ctx_t *ctx, const Remhsm__Request *req)
 	}
 }
 
-const Remhsm__Mechanism *rhd_request_mechanism(const Remhsm__Request *req)
-{
-	switch (req->call_case) {
-	case REMHSM__REQUEST__CALL_SIGN_INIT:
-		return req->sign_init ? req->sign_init->mechanism : NULL;
-	case REMHSM__REQUEST__CALL_SIGN:
-		return req->sign && req->sign->init ? req->sign->init->mechanism
-						    : NULL;
-	case REMHSM__REQUEST__CALL_VERIFY_INIT:
-		return req->verify_init ? req->verify_init->mechanism : NULL;
-	case REMHSM__REQUEST__CALL_VERIFY:
-		return req->verify && req->verify->init
-			       ? req->verify->init->mechanism
-			       : NULL;
-	case REMHSM__REQUEST__CALL_DIGEST_INIT:
-		return req->digest_init ? req->digest_init->mechanism : NULL;
-	case REMHSM__REQUEST__CALL_GENERATE_KEY_PAIR:
-		return req->generate_key_pair
-			       ? req->generate_key_pair->mechanism
-			       : NULL;
-	default:
-		return NULL;
-	}
-}
-
 int rhd_dispatch_is_short(const Remhsm__Request *req)
 {
 	size_t data_len;
@@ -1536,21 +1511,9 @@ int rhd_dispatch_is_short(const Remhsm__Request *req)
 		data_len = req->verify->data.len;
 	else
 		return 0;
-	const Remhsm__Mechanism *mech = rhd_request_mechanism(req);
+	const Remhsm__Mechanism *mech = rh_call_mechanism(req);
 	return mech && rhd_mechanism_is_ecdsa(mech->type) &&
 	       data_len <= RHD_SHORT_CALL_DATA;
-}
-
-/* The key an init carried in req names, or 0. */
-static uint64_t carried_init_key(const Remhsm__Request *req)
-{
-	if (req->call_case == REMHSM__REQUEST__CALL_SIGN && req->sign &&
-	    req->sign->init)
-		return req->sign->init->key;
-	if (req->call_case == REMHSM__REQUEST__CALL_VERIFY && req->verify &&
-	    req->verify->init)
-		return req->verify->init->key;
-	return 0;
 }
 
 /* Whether req would read the store; the caller holds app->lock. */
@@ -1566,7 +1529,7 @@ static int reads_store(rhd_engine_t *engine, rhd_app_t *app,
 		object = req->get_object_size->object;
 	if (object < RHD_SESSION_OBJECT_BASE)
 		return 1;
-	uint64_t key = carried_init_key(req);
+	uint64_t key = rh_call_init_key(req);
 	return key && !rhd_op_key_cached(engine, app, key);
 }
 

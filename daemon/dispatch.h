@@ -29,10 +29,6 @@ int rhd_dispatch_inline(rhd_engine_t *engine, rhd_app_t *app,
 			const Remhsm__Request *req, Remhsm__Response *resp,
 			rh_arena_t *arena);
 
-/* The mechanism a request names (its init's, when it carries one), or
- * NULL: for the metrics, and for rhd_dispatch_is_short. */
-const Remhsm__Mechanism *rhd_request_mechanism(const Remhsm__Request *req);
-
 /*
  * Whether a call the thread pool normally runs is short enough to run in
  * place: a single-part ECDSA sign or verify carrying its init, over at most

@@ -453,7 +453,7 @@ static void port_called(void *ctx, const Remhsm__Request *req, uint64_t rv,
 			uint64_t started_ns)
 {
 	conn_t *c = ctx;
-	const Remhsm__Mechanism *mech = rhd_request_mechanism(req);
+	const Remhsm__Mechanism *mech = rh_call_mechanism(req);
 	rhd_metrics_call((unsigned)req->call_case, mech ? mech->type : 0, rv,
 			 uv_hrtime() - started_ns);
 	const char *name = rh_call_name((unsigned)req->call_case);

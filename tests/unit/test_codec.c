@@ -247,11 +247,63 @@ START_TEST(test_slow_calls_are_flagged)
 	ck_assert_uint_eq(
 		rh_call_flags(REMHSM__REQUEST__CALL_GENERATE_KEY_PAIR),
 		RH_CALL_SLOW);
-	ck_assert_uint_eq(rh_call_flags(REMHSM__REQUEST__CALL_SIGN),
+	ck_assert_uint_eq(rh_call_flags(REMHSM__REQUEST__CALL_SIGN) &
+				  RH_CALL_SLOW,
 			  RH_CALL_SLOW);
-	ck_assert_uint_eq(rh_call_flags(REMHSM__REQUEST__CALL_GENERATE_RANDOM),
+	ck_assert_uint_eq(rh_call_flags(REMHSM__REQUEST__CALL_GENERATE_RANDOM) &
+				  RH_CALL_SLOW,
 			  RH_CALL_FAST);
 	ck_assert_uint_eq(rh_call_flags(4242), RH_CALL_FAST);
+}
+END_TEST
+
+/* What the schema says of a request, read through its descriptors: the
+ * mechanism named by an init, by a single-part call's carried init and by
+ * key generation; the carried init's key; none where there is none. */
+START_TEST(test_the_schema_names_the_mechanism_and_the_init)
+{
+	Remhsm__Mechanism mech = REMHSM__MECHANISM__INIT;
+	mech.type = CKM_ECDSA;
+	Remhsm__SignInitReq init = REMHSM__SIGN_INIT_REQ__INIT;
+	init.mechanism = &mech;
+	init.key = 77;
+	Remhsm__SignReq sign = REMHSM__SIGN_REQ__INIT;
+	Remhsm__Request req = REMHSM__REQUEST__INIT;
+	req.call_case = REMHSM__REQUEST__CALL_SIGN;
+	req.sign = &sign;
+	ck_assert_ptr_eq(rh_call_body(&req), &sign.base);
+	ck_assert_ptr_null(rh_call_init(&req));
+	ck_assert_ptr_null(rh_call_mechanism(&req));
+	ck_assert_uint_eq(rh_call_init_key(&req), 0);
+	ck_assert_int_eq(rh_call_replayable(&req), 0); /* multi-part state */
+	sign.init = &init;
+	ck_assert_ptr_eq(rh_call_init(&req), &init.base);
+	ck_assert_ptr_eq(rh_call_mechanism(&req), &mech);
+	ck_assert_uint_eq(rh_call_init_key(&req), 77);
+	ck_assert_int_eq(rh_call_replayable(&req), 1);
+	req.call_case = REMHSM__REQUEST__CALL_SIGN_INIT;
+	req.sign_init = &init;
+	ck_assert_ptr_eq(rh_call_mechanism(&req), &mech);
+	ck_assert_int_eq(rh_call_replayable(&req), 0);
+	Remhsm__GenerateKeyPairReq gen = REMHSM__GENERATE_KEY_PAIR_REQ__INIT;
+	gen.mechanism = &mech;
+	req.call_case = REMHSM__REQUEST__CALL_GENERATE_KEY_PAIR;
+	req.generate_key_pair = &gen;
+	ck_assert_ptr_eq(rh_call_mechanism(&req), &mech);
+	Remhsm__GenerateRandomReq rnd = REMHSM__GENERATE_RANDOM_REQ__INIT;
+	req.call_case = REMHSM__REQUEST__CALL_GENERATE_RANDOM;
+	req.generate_random = &rnd;
+	ck_assert_ptr_null(rh_call_mechanism(&req));
+	ck_assert_int_eq(rh_call_replayable(&req), 1);
+	req.call_case = REMHSM__REQUEST__CALL_GET_ATTRIBUTE_VALUE;
+	req.get_attribute_value = NULL; /* absent: nothing to read */
+	ck_assert_ptr_null(rh_call_body(&req));
+	ck_assert_ptr_null(rh_call_mechanism(&req));
+	ck_assert_int_eq(rh_call_replayable(&req), 1);
+	req.call_case = REMHSM__REQUEST__CALL_CREATE_OBJECT;
+	ck_assert_int_eq(rh_call_replayable(&req), 0);
+	req.call_case = (Remhsm__Request__CallCase)4242;
+	ck_assert_ptr_null(rh_call_body(&req));
 }
 END_TEST
 
@@ -377,6 +429,7 @@ int main(void)
 	tcase_add_test(tc, test_truncated_message_does_not_decode);
 	tcase_add_test(tc, test_garbage_does_not_decode);
 	tcase_add_test(tc, test_slow_calls_are_flagged);
+	tcase_add_test(tc, test_the_schema_names_the_mechanism_and_the_init);
 	tcase_add_test(tc, test_request_nesting_is_bounded_before_unpacking);
 	tcase_add_test(tc, test_response_nesting_is_bounded_before_unpacking);
 	tcase_add_test(tc, test_refused_request_still_names_its_id_and_call);
