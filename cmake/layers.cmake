@@ -46,12 +46,18 @@ endif()
 
 # A database library stays in its store backend: of the project's own
 # sources (tests, which alter store files, aside) only store/sqlite.c
-# includes sqlite3.h.
+# includes sqlite3.h. The folders searched are the project's sources, or
+# those named after the allowed file.
 function(remhsm_header_only_in header allowed)
-  file(GLOB_RECURSE sources RELATIVE ${PROJECT_SOURCE_DIR}
-       ${PROJECT_SOURCE_DIR}/client/*.[ch] ${PROJECT_SOURCE_DIR}/common/*.[ch]
-       ${PROJECT_SOURCE_DIR}/daemon/*.[ch] ${PROJECT_SOURCE_DIR}/store/*.[ch]
-       ${PROJECT_SOURCE_DIR}/tools/*.[ch])
+  set(dirs ${ARGN})
+  if(NOT dirs)
+    set(dirs client common daemon store tools)
+  endif()
+  set(globs)
+  foreach(dir ${dirs})
+    list(APPEND globs ${PROJECT_SOURCE_DIR}/${dir}/*.[ch])
+  endforeach()
+  file(GLOB_RECURSE sources RELATIVE ${PROJECT_SOURCE_DIR} ${globs})
   foreach(source ${sources})
     file(STRINGS ${PROJECT_SOURCE_DIR}/${source} hits
          REGEX "^[ \t]*#[ \t]*include[ \t]*[<\"]${header}[>\"]")
@@ -62,3 +68,12 @@ function(remhsm_header_only_in header allowed)
   endforeach()
 endfunction()
 remhsm_header_only_in(sqlite3.h store/sqlite.c)
+
+# The daemon's keys, digests, random and KDFs are OpenSSL's behind
+# daemon/crypto.h: no other daemon source includes these headers (TLS,
+# certificate parsing and curve checks of object_policy.c aside).
+foreach(header openssl/evp.h openssl/rsa.h openssl/rand.h openssl/hmac.h
+        openssl/kdf.h openssl/sha.h openssl/param_build.h
+        openssl/core_names.h)
+  remhsm_header_only_in(${header} daemon/crypto.c daemon)
+endforeach()

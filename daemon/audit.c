@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/sha.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,9 +11,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crypto.h"
 #include "log.h"
 
-#define HASH_HEX (2 * SHA256_DIGEST_LENGTH)
+#define HASH_HEX (2 * RHD_SHA256_LEN)
 #define MAX_RECORD 1024
 #define FLUSH_MS 200
 #define COUNT_EVERY_MS 1000
@@ -90,8 +90,8 @@ static void append_locked(const char *body)
 			 now.tv_nsec / 1000000, body, au.prev);
 	if (n < 0 || (size_t)n + HASH_HEX + 8 > sizeof(line))
 		return;
-	unsigned char digest[SHA256_DIGEST_LENGTH];
-	SHA256((const unsigned char *)line, (size_t)n, digest);
+	uint8_t digest[RHD_SHA256_LEN];
+	rhd_crypto_sha256(line, (size_t)n, digest);
 	char h[HASH_HEX + 1];
 	hex(digest, sizeof(digest), h);
 	n += snprintf(line + n, sizeof(line) - (size_t)n, " hash=%s\n", h);

@@ -5,14 +5,22 @@
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
+#include <openssl/hmac.h>
+#include <openssl/kdf.h>
 #include <openssl/param_build.h>
+#include <openssl/rand.h>
 #include <openssl/rsa.h>
+#include <openssl/sha.h>
+#include <limits.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
 
 int rhd_ec_curve(const rhd_attr_t *params);
+
+static const EVP_MD *md_of_hash(CK_MECHANISM_TYPE hash);
 
 static size_t secure_heap_size;
 
@@ -94,7 +102,7 @@ static BIGNUM *secret_bn(const rhd_attr_t *a)
 	return bn;
 }
 
-EVP_PKEY *rhd_crypto_ec_key(const rhd_object_t *obj)
+static EVP_PKEY *ec_key(const rhd_object_t *obj)
 {
 	const rhd_attr_t *params = rhd_object_find(obj, CKA_EC_PARAMS);
 	const rhd_attr_t *value = rhd_object_find(obj, CKA_VALUE);
@@ -167,12 +175,12 @@ CK_RV rhd_crypto_ec_generate(const rhd_attr_t *params, rhd_object_t *pub,
 	return rv;
 }
 
-size_t rhd_crypto_ec_sig_len(const EVP_PKEY *key)
+static size_t ec_sig_len(const EVP_PKEY *key)
 {
 	return 2 * (size_t)((EVP_PKEY_get_bits(key) + 7) / 8);
 }
 
-EVP_PKEY_CTX *rhd_crypto_ecdsa_signer(EVP_PKEY *key)
+static EVP_PKEY_CTX *ecdsa_signer(EVP_PKEY *key)
 {
 	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(key, NULL);
 	if (ctx && EVP_PKEY_sign_init(ctx) == 1)
@@ -181,11 +189,11 @@ EVP_PKEY_CTX *rhd_crypto_ecdsa_signer(EVP_PKEY *key)
 	return NULL;
 }
 
-CK_RV rhd_crypto_ecdsa_sign(EVP_PKEY *key, EVP_PKEY_CTX *signer,
-			    const uint8_t *hash, size_t hash_len, uint8_t *sig,
-			    size_t sig_len)
+static CK_RV ecdsa_sign(EVP_PKEY *key, EVP_PKEY_CTX *signer,
+			const uint8_t *hash, size_t hash_len, uint8_t *sig,
+			size_t sig_len)
 {
-	EVP_PKEY_CTX *ctx = signer ? signer : rhd_crypto_ecdsa_signer(key);
+	EVP_PKEY_CTX *ctx = signer ? signer : ecdsa_signer(key);
 	uint8_t der[160];
 	size_t der_len = sizeof(der);
 	ECDSA_SIG *s = NULL;
@@ -206,11 +214,10 @@ CK_RV rhd_crypto_ecdsa_sign(EVP_PKEY *key, EVP_PKEY_CTX *signer,
 	return rv;
 }
 
-CK_RV rhd_crypto_ecdsa_verify(EVP_PKEY *key, const uint8_t *hash,
-			      size_t hash_len, const uint8_t *sig,
-			      size_t sig_len)
+static CK_RV ecdsa_verify(EVP_PKEY *key, const uint8_t *hash, size_t hash_len,
+			  const uint8_t *sig, size_t sig_len)
 {
-	if (sig_len != rhd_crypto_ec_sig_len(key))
+	if (sig_len != ec_sig_len(key))
 		return CKR_SIGNATURE_LEN_RANGE;
 	size_t half = sig_len / 2;
 	ECDSA_SIG *s = ECDSA_SIG_new();
@@ -234,29 +241,51 @@ CK_RV rhd_crypto_ecdsa_verify(EVP_PKEY *key, const uint8_t *hash,
 	return ok ? CKR_OK : CKR_SIGNATURE_INVALID;
 }
 
-const EVP_MD *rhd_crypto_md(CK_MECHANISM_TYPE mech)
+CK_MECHANISM_TYPE rhd_crypto_hash_of(CK_MECHANISM_TYPE mech)
 {
 	switch (mech) {
 	case CKM_SHA_1:
-		return EVP_sha1();
+		return CKM_SHA_1;
 	case CKM_SHA256:
 	case CKM_ECDSA_SHA256:
 	case CKM_SHA256_RSA_PKCS:
 	case CKM_SHA256_RSA_PKCS_PSS:
-		return EVP_sha256();
+		return CKM_SHA256;
 	case CKM_SHA384:
 	case CKM_ECDSA_SHA384:
 	case CKM_SHA384_RSA_PKCS:
 	case CKM_SHA384_RSA_PKCS_PSS:
-		return EVP_sha384();
+		return CKM_SHA384;
 	case CKM_SHA512:
 	case CKM_ECDSA_SHA512:
 	case CKM_SHA512_RSA_PKCS:
 	case CKM_SHA512_RSA_PKCS_PSS:
+		return CKM_SHA512;
+	default:
+		return 0;
+	}
+}
+
+static const EVP_MD *md_of_hash(CK_MECHANISM_TYPE hash)
+{
+	switch (hash) {
+	case CKM_SHA_1:
+		return EVP_sha1();
+	case CKM_SHA256:
+		return EVP_sha256();
+	case CKM_SHA384:
+		return EVP_sha384();
+	case CKM_SHA512:
 		return EVP_sha512();
 	default:
 		return NULL;
 	}
+}
+
+size_t rhd_crypto_hash_len(CK_MECHANISM_TYPE hash)
+{
+	const EVP_MD *md = md_of_hash(hash);
+	return md ? (size_t)EVP_MD_get_size(md) : 0;
 }
 
 /* --- RSA ------------------------------------------------------------------ */
@@ -276,7 +305,7 @@ static const struct {
 };
 #define RSA_PARTS (sizeof(rsa_parts) / sizeof(rsa_parts[0]))
 
-EVP_PKEY *rhd_crypto_rsa_key(const rhd_object_t *obj)
+static EVP_PKEY *rsa_key(const rhd_object_t *obj)
 {
 	int private_key = rhd_object_find(obj, CKA_PRIVATE_EXPONENT) != NULL;
 	size_t n = private_key ? RSA_PARTS : 2;
@@ -347,21 +376,24 @@ CK_RV rhd_crypto_rsa_generate(unsigned bits, const rhd_attr_t *exponent,
 	return rv;
 }
 
-static int set_padding(EVP_PKEY_CTX *ctx, const rhd_rsa_padding_t *p)
+static int set_padding(EVP_PKEY_CTX *ctx, const rhd_padding_t *p)
 {
-	if (EVP_PKEY_CTX_set_rsa_padding(ctx, p->pad) != 1)
+	int pad = p->scheme == RHD_PAD_PSS   ? RSA_PKCS1_PSS_PADDING
+		  : p->scheme == RHD_PAD_RAW ? RSA_NO_PADDING
+					     : RSA_PKCS1_PADDING;
+	const EVP_MD *md = md_of_hash(p->hash);
+	if (EVP_PKEY_CTX_set_rsa_padding(ctx, pad) != 1)
 		return 0;
-	if (p->md && EVP_PKEY_CTX_set_signature_md(ctx, p->md) != 1)
+	if (md && EVP_PKEY_CTX_set_signature_md(ctx, md) != 1)
 		return 0;
-	if (p->pad != RSA_PKCS1_PSS_PADDING)
+	if (p->scheme != RHD_PAD_PSS)
 		return 1;
-	return EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, p->mgf1) == 1 &&
+	return md && EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, md) == 1 &&
 	       EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, p->salt_len) == 1;
 }
 
-CK_RV rhd_crypto_rsa_sign(EVP_PKEY *key, const rhd_rsa_padding_t *p,
-			  const uint8_t *in, size_t in_len, uint8_t *sig,
-			  size_t sig_len)
+static CK_RV rsa_sign(EVP_PKEY *key, const rhd_padding_t *p, const uint8_t *in,
+		      size_t in_len, uint8_t *sig, size_t sig_len)
 {
 	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(key, NULL);
 	size_t len = sig_len;
@@ -373,16 +405,16 @@ CK_RV rhd_crypto_rsa_sign(EVP_PKEY *key, const rhd_rsa_padding_t *p,
 	return ok ? CKR_OK : CKR_DATA_LEN_RANGE;
 }
 
-CK_RV rhd_crypto_rsa_verify(EVP_PKEY *key, const rhd_rsa_padding_t *p,
-			    const uint8_t *in, size_t in_len,
-			    const uint8_t *sig, size_t sig_len)
+static CK_RV rsa_verify(EVP_PKEY *key, const rhd_padding_t *p,
+			const uint8_t *in, size_t in_len, const uint8_t *sig,
+			size_t sig_len)
 {
 	size_t k = (size_t)EVP_PKEY_get_size(key);
 	if (sig_len != k)
 		return CKR_SIGNATURE_LEN_RANGE;
 	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(key, NULL);
 	int ok = 0;
-	if (p->pad == RSA_NO_PADDING) {
+	if (p->scheme == RHD_PAD_RAW) {
 		/* CKM_RSA_X_509: the signature raised to e is the input. */
 		uint8_t out[1024];
 		size_t out_len = sizeof(out);
@@ -402,4 +434,190 @@ CK_RV rhd_crypto_rsa_verify(EVP_PKEY *key, const rhd_rsa_padding_t *p,
 	}
 	EVP_PKEY_CTX_free(ctx);
 	return ok ? CKR_OK : CKR_SIGNATURE_INVALID;
+}
+
+/* --- keys, digests and random, as the engine holds them ------------------ */
+
+struct rhd_key {
+	atomic_int refs;
+	EVP_PKEY *pkey;
+	EVP_PKEY_CTX *signer; /* an EC private key's, copied per operation */
+	int rsa;
+};
+
+rhd_key_t *rhd_key_new(const rhd_object_t *obj)
+{
+	uint64_t cls = 0, type = 0;
+	rhd_object_ulong(obj, CKA_CLASS, &cls);
+	rhd_object_ulong(obj, CKA_KEY_TYPE, &type);
+	if ((cls != CKO_PRIVATE_KEY && cls != CKO_PUBLIC_KEY) ||
+	    (type != CKK_EC && type != CKK_RSA))
+		return NULL;
+	rhd_key_t *k = calloc(1, sizeof(*k));
+	if (!k)
+		return NULL;
+	atomic_init(&k->refs, 1);
+	k->rsa = type == CKK_RSA;
+	k->pkey = k->rsa ? rsa_key(obj) : ec_key(obj);
+	if (k->pkey && !k->rsa && cls == CKO_PRIVATE_KEY)
+		k->signer = ecdsa_signer(k->pkey);
+	if (!k->pkey || (!k->rsa && cls == CKO_PRIVATE_KEY && !k->signer)) {
+		rhd_key_free(k);
+		return NULL;
+	}
+	return k;
+}
+
+rhd_key_t *rhd_key_ref(rhd_key_t *key)
+{
+	if (key)
+		atomic_fetch_add(&key->refs, 1);
+	return key;
+}
+
+void rhd_key_free(rhd_key_t *key)
+{
+	if (!key || atomic_fetch_sub(&key->refs, 1) != 1)
+		return;
+	EVP_PKEY_CTX_free(key->signer);
+	EVP_PKEY_free(key->pkey);
+	free(key);
+}
+
+size_t rhd_key_sig_len(const rhd_key_t *key)
+{
+	return key->rsa ? (size_t)EVP_PKEY_get_size(key->pkey)
+			: ec_sig_len(key->pkey);
+}
+
+rhd_signer_t *rhd_key_signer(const rhd_key_t *key)
+{
+	return key->signer ? (rhd_signer_t *)EVP_PKEY_CTX_dup(key->signer)
+			   : NULL;
+}
+
+void rhd_signer_free(rhd_signer_t *signer)
+{
+	EVP_PKEY_CTX_free((EVP_PKEY_CTX *)signer);
+}
+
+CK_RV rhd_key_sign(const rhd_key_t *key, rhd_signer_t *signer,
+		   const rhd_padding_t *pad, const uint8_t *in, size_t in_len,
+		   uint8_t *sig, size_t sig_len)
+{
+	if (key->rsa)
+		return rsa_sign(key->pkey, pad, in, in_len, sig, sig_len);
+	return ecdsa_sign(key->pkey, (EVP_PKEY_CTX *)signer, in, in_len, sig,
+			  sig_len);
+}
+
+CK_RV rhd_key_verify(const rhd_key_t *key, const rhd_padding_t *pad,
+		     const uint8_t *in, size_t in_len, const uint8_t *sig,
+		     size_t sig_len)
+{
+	if (key->rsa)
+		return rsa_verify(key->pkey, pad, in, in_len, sig, sig_len);
+	return ecdsa_verify(key->pkey, in, in_len, sig, sig_len);
+}
+
+int rhd_crypto_rsa_check(const rhd_object_t *obj, int private_key,
+			 unsigned *bits)
+{
+	EVP_PKEY *key = rsa_key(obj);
+	EVP_PKEY_CTX *ctx = key ? EVP_PKEY_CTX_new(key, NULL) : NULL;
+	int n = key ? EVP_PKEY_get_bits(key) : 0;
+	int ok = ctx && n > 0 &&
+		 (private_key ? EVP_PKEY_check(ctx)
+			      : EVP_PKEY_public_check(ctx)) == 1;
+	EVP_PKEY_CTX_free(ctx);
+	EVP_PKEY_free(key);
+	ERR_clear_error();
+	*bits = ok ? (unsigned)n : 0;
+	return ok;
+}
+
+rhd_digest_t *rhd_digest_new(CK_MECHANISM_TYPE hash)
+{
+	const EVP_MD *md = md_of_hash(hash);
+	EVP_MD_CTX *ctx = md ? EVP_MD_CTX_new() : NULL;
+	if (ctx && EVP_DigestInit_ex(ctx, md, NULL) == 1)
+		return (rhd_digest_t *)ctx;
+	EVP_MD_CTX_free(ctx);
+	return NULL;
+}
+
+CK_RV rhd_digest_update(rhd_digest_t *d, const uint8_t *data, size_t len)
+{
+	return EVP_DigestUpdate((EVP_MD_CTX *)d, data, len) == 1
+		       ? CKR_OK
+		       : CKR_DEVICE_ERROR;
+}
+
+CK_RV rhd_digest_final(rhd_digest_t *d, uint8_t *out, size_t *len)
+{
+	unsigned int n = 0;
+	if (EVP_DigestFinal_ex((EVP_MD_CTX *)d, out, &n) != 1)
+		return CKR_DEVICE_ERROR;
+	*len = n;
+	return CKR_OK;
+}
+
+size_t rhd_digest_len(const rhd_digest_t *d)
+{
+	return (size_t)EVP_MD_CTX_get_size((const EVP_MD_CTX *)d);
+}
+
+void rhd_digest_free(rhd_digest_t *d)
+{
+	EVP_MD_CTX_free((EVP_MD_CTX *)d);
+}
+
+CK_RV rhd_crypto_random(uint8_t *out, size_t len)
+{
+	return len > INT_MAX || RAND_bytes(out, (int)len) != 1
+		       ? CKR_DEVICE_ERROR
+		       : CKR_OK;
+}
+
+CK_RV rhd_crypto_secret_random(uint8_t *out, size_t len)
+{
+	return len > INT_MAX || RAND_priv_bytes(out, (int)len) != 1
+		       ? CKR_DEVICE_ERROR
+		       : CKR_OK;
+}
+
+void rhd_crypto_seed(const uint8_t *seed, size_t len)
+{
+	RAND_add(seed, len > INT_MAX ? INT_MAX : (int)len, 0.0);
+}
+
+int rhd_crypto_hkdf_sha256(const uint8_t *key, size_t key_len, const char *info,
+			   size_t info_len, uint8_t *out, size_t len)
+{
+	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+	EVP_KDF_CTX *ctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+	OSSL_PARAM params[] = {OSSL_PARAM_utf8_string(OSSL_KDF_PARAM_DIGEST,
+						      (char *)"SHA256", 0),
+			       OSSL_PARAM_octet_string(OSSL_KDF_PARAM_KEY,
+						       (void *)key, key_len),
+			       OSSL_PARAM_octet_string(OSSL_KDF_PARAM_INFO,
+						       (void *)info, info_len),
+			       OSSL_PARAM_END};
+	int ok = ctx && EVP_KDF_derive(ctx, out, len, params) == 1;
+	EVP_KDF_CTX_free(ctx);
+	EVP_KDF_free(kdf);
+	return ok ? 0 : -1;
+}
+
+void rhd_crypto_hmac_sha256(const uint8_t *key, size_t key_len,
+			    const void *data, size_t len, uint8_t out[32])
+{
+	unsigned int n = 32;
+	HMAC(EVP_sha256(), key, (int)key_len, data, len, out, &n);
+}
+
+void rhd_crypto_sha256(const void *data, size_t len,
+		       uint8_t out[RHD_SHA256_LEN])
+{
+	SHA256(data, len, out);
 }

@@ -5,8 +5,6 @@
 #ifndef RHD_CRYPTO_H
 #define RHD_CRYPTO_H
 
-#include <openssl/evp.h>
-
 #include "object.h"
 
 /* OpenSSL's secure heap of size bytes (a power of two; 0: none). The
@@ -25,58 +23,93 @@ int rhd_crypto_key_room(void);
  * that quarter; CKR_DEVICE_ERROR otherwise. */
 CK_RV rhd_crypto_key_not_built(void);
 
-/* The OpenSSL key of an EC key object (private when it has CKA_VALUE). */
-EVP_PKEY *rhd_crypto_ec_key(const rhd_object_t *obj);
+/* A key built for use: an EC or RSA key object's, private or public, and
+ * for an EC private key a signing context made once. Opaque: the engine
+ * holds it, OpenSSL stays behind this interface. Counted: each holder
+ * takes a reference and frees it. NULL when the object is no usable key
+ * (or OpenSSL's memory, the secure heap included, ran out). */
+typedef struct rhd_key rhd_key_t;
+rhd_key_t *rhd_key_new(const rhd_object_t *obj);
+rhd_key_t *rhd_key_ref(rhd_key_t *key);
+void rhd_key_free(rhd_key_t *key);
+/* The length of its signatures: the modulus's bytes, or r||s. */
+size_t rhd_key_sig_len(const rhd_key_t *key);
+
+/* One operation's copy of an EC private key's signing context, which is
+ * not shared between threads (it costs no lookup in OpenSSL's provider
+ * tables); NULL for other keys or on failure, when a sign makes its own. */
+typedef struct rhd_signer rhd_signer_t;
+rhd_signer_t *rhd_key_signer(const rhd_key_t *key);
+void rhd_signer_free(rhd_signer_t *signer);
+
+/* How an RSA mechanism pads: PKCS#1 v1.5 (hash 0: the input is a
+ * DigestInfo), PSS with its hash (MGF1 with the same) and salt, or none
+ * (X.509); EC keys have none. Hashes are CKM_SHA* mechanism types. */
+typedef enum {
+	RHD_PAD_NONE,
+	RHD_PAD_PKCS1,
+	RHD_PAD_PSS,
+	RHD_PAD_RAW
+} rhd_pad_scheme_t;
+typedef struct rhd_padding {
+	rhd_pad_scheme_t scheme;
+	CK_MECHANISM_TYPE hash;
+	int salt_len;
+} rhd_padding_t;
+
+/* Signs (or, with verify, checks) the input of a mechanism: a hash for
+ * ECDSA (raw r||s of rhd_key_sig_len bytes, with signer when not NULL),
+ * for RSA by pad. */
+CK_RV rhd_key_sign(const rhd_key_t *key, rhd_signer_t *signer,
+		   const rhd_padding_t *pad, const uint8_t *in, size_t in_len,
+		   uint8_t *sig, size_t sig_len);
+CK_RV rhd_key_verify(const rhd_key_t *key, const rhd_padding_t *pad,
+		     const uint8_t *in, size_t in_len, const uint8_t *sig,
+		     size_t sig_len);
+
+/* RSA key material checked whole (every part consistent: private with its
+ * CRT parts), its size in bits in *bits; 0 when it does not check. */
+int rhd_crypto_rsa_check(const rhd_object_t *obj, int private_key,
+			 unsigned *bits);
 
 /* A new EC key pair on the curve named by params: CKA_EC_POINT on pub,
  * CKA_VALUE on priv (whose point rhd_object_prepare_create derives). */
 CK_RV rhd_crypto_ec_generate(const rhd_attr_t *params, rhd_object_t *pub,
 			     rhd_object_t *priv);
-
-/* Raw r||s signature length of an EC key (64 for P-256). */
-size_t rhd_crypto_ec_sig_len(const EVP_PKEY *key);
-
-/* A context that signs with an EC private key, made once per key: each
- * operation signs with a copy of it (EVP_PKEY_CTX_dup), which costs no
- * lookup of the algorithm in OpenSSL's provider tables. NULL on failure. */
-EVP_PKEY_CTX *rhd_crypto_ecdsa_signer(EVP_PKEY *key);
-
-/* ECDSA over a hash: a raw r||s signature of sig_len bytes, with signer
- * (a copy of rhd_crypto_ecdsa_signer's, which the caller frees) or, when
- * it is NULL, a context made for key. */
-CK_RV rhd_crypto_ecdsa_sign(EVP_PKEY *key, EVP_PKEY_CTX *signer,
-			    const uint8_t *hash, size_t hash_len, uint8_t *sig,
-			    size_t sig_len);
-CK_RV rhd_crypto_ecdsa_verify(EVP_PKEY *key, const uint8_t *hash,
-			      size_t hash_len, const uint8_t *sig,
-			      size_t sig_len);
-
-/* The OpenSSL key of an RSA key object (private with all CRT parts). */
-EVP_PKEY *rhd_crypto_rsa_key(const rhd_object_t *obj);
-
 /* A new RSA key pair: modulus and public exponent on both, the private
  * parts on priv. */
 CK_RV rhd_crypto_rsa_generate(unsigned bits, const rhd_attr_t *exponent,
 			      rhd_object_t *pub, rhd_object_t *priv);
 
-/* How an RSA mechanism pads: PKCS#1 v1.5 (md NULL: the input is the
- * DigestInfo), PSS with its hash, MGF1 hash and salt, or none (X.509). */
-typedef struct rhd_rsa_padding {
-	int pad;
-	const EVP_MD *md;
-	const EVP_MD *mgf1;
-	int salt_len;
-} rhd_rsa_padding_t;
+/* The hash (CKM_SHA_1 ... CKM_SHA512) of a digest, hash-then-sign or PSS
+ * mechanism, 0 for others; and a hash's length in bytes. */
+CK_MECHANISM_TYPE rhd_crypto_hash_of(CK_MECHANISM_TYPE mech);
+size_t rhd_crypto_hash_len(CK_MECHANISM_TYPE hash);
 
-/* Signs (or, with verify, checks) the input of an RSA mechanism. */
-CK_RV rhd_crypto_rsa_sign(EVP_PKEY *key, const rhd_rsa_padding_t *p,
-			  const uint8_t *in, size_t in_len, uint8_t *sig,
-			  size_t sig_len);
-CK_RV rhd_crypto_rsa_verify(EVP_PKEY *key, const rhd_rsa_padding_t *p,
-			    const uint8_t *in, size_t in_len,
-			    const uint8_t *sig, size_t sig_len);
+/* A running hash of a CKM_SHA* hash; NULL on failure. */
+typedef struct rhd_digest rhd_digest_t;
+rhd_digest_t *rhd_digest_new(CK_MECHANISM_TYPE hash);
+CK_RV rhd_digest_update(rhd_digest_t *d, const uint8_t *data, size_t len);
+/* The hash, of rhd_digest_len bytes, into out. */
+CK_RV rhd_digest_final(rhd_digest_t *d, uint8_t *out, size_t *len);
+size_t rhd_digest_len(const rhd_digest_t *d);
+void rhd_digest_free(rhd_digest_t *d);
 
-/* The digest of a CKM_SHA* or CKM_ECDSA_SHA* mechanism; NULL otherwise. */
-const EVP_MD *rhd_crypto_md(CK_MECHANISM_TYPE mech);
+/* Random bytes, and entropy an application adds to the pool; for keys,
+ * bytes from OpenSSL's private generator, which never serves an answer. */
+CK_RV rhd_crypto_random(uint8_t *out, size_t len);
+CK_RV rhd_crypto_secret_random(uint8_t *out, size_t len);
+void rhd_crypto_seed(const uint8_t *seed, size_t len);
+
+/* HKDF-SHA256 (no salt) of key with info: len bytes into out, < 0 on
+ * failure; and HMAC-SHA256 of data under key. */
+int rhd_crypto_hkdf_sha256(const uint8_t *key, size_t key_len, const char *info,
+			   size_t info_len, uint8_t *out, size_t len);
+void rhd_crypto_hmac_sha256(const uint8_t *key, size_t key_len,
+			    const void *data, size_t len, uint8_t out[32]);
+/* SHA-256 of data. */
+#define RHD_SHA256_LEN 32
+void rhd_crypto_sha256(const void *data, size_t len,
+		       uint8_t out[RHD_SHA256_LEN]);
 
 #endif

@@ -1,8 +1,6 @@
 #include "dispatch.h"
 
 #include <openssl/crypto.h>
-#include <openssl/rsa.h>
-#include <openssl/rand.h>
 #include <string.h>
 
 #include "audit.h"
@@ -282,7 +280,7 @@ static CK_RV on_seed_random(call_ctx_t *ctx, const Remhsm__SeedRandomReq *req)
 	 * seed can never weaken the daemon's generator. */
 	if (req->seed.len > RHD_MAX_RANDOM_PER_CALL)
 		return CKR_ARGUMENTS_BAD;
-	RAND_add(req->seed.data, (int)req->seed.len, 0.0);
+	rhd_crypto_seed(req->seed.data, req->seed.len);
 	return CKR_OK;
 }
 
@@ -300,9 +298,8 @@ static CK_RV on_generate_random(call_ctx_t *ctx,
 	if (!r->data.data && req->length)
 		return CKR_HOST_MEMORY;
 	r->data.len = req->length;
-	if (req->length && RAND_bytes(r->data.data, (int)req->length) != 1)
-		return CKR_DEVICE_ERROR;
-	return CKR_OK;
+	return req->length ? rhd_crypto_random(r->data.data, req->length)
+			   : CKR_OK;
 }
 
 /* --- login and PINs ---------------------------------------------------------
@@ -1268,30 +1265,22 @@ static CK_RV mark_generated(rhd_object_t *obj, CK_MECHANISM_TYPE mech,
 	return rv;
 }
 
-/* A pairwise check: the new private key signs, the public key verifies. */
+/* A pairwise check: the new private key signs, the public key verifies
+ * (RSA with PKCS#1 v1.5 over SHA-256, EC with ECDSA over the same hash). */
 static CK_RV pairwise_check(const rhd_object_t *pub, const rhd_object_t *priv,
 			    int rsa)
 {
-	EVP_PKEY *sk = rsa ? rhd_crypto_rsa_key(priv) : rhd_crypto_ec_key(priv);
-	EVP_PKEY *pk = rsa ? rhd_crypto_rsa_key(pub) : rhd_crypto_ec_key(pub);
-	uint8_t hash[32] = "remhsm pairwise consistency chk", sig[512];
-	rhd_rsa_padding_t pad = {RSA_PKCS1_PADDING, EVP_sha256(), NULL, 0};
-	CK_RV rv = sk && pk ? CKR_OK : CKR_DEVICE_ERROR;
-	size_t len = !sk   ? 0
-		     : rsa ? (size_t)EVP_PKEY_get_size(sk)
-			   : rhd_crypto_ec_sig_len(sk);
+	rhd_key_t *sk = rhd_key_new(priv), *pk = rhd_key_new(pub);
+	uint8_t hash[32] = "remhsm pairwise consistency chk", sig[1024];
+	rhd_padding_t pad = {rsa ? RHD_PAD_PKCS1 : RHD_PAD_NONE, CKM_SHA256, 0};
+	size_t len = sk ? rhd_key_sig_len(sk) : 0;
+	CK_RV rv = sk && pk && len <= sizeof(sig) ? CKR_OK : CKR_DEVICE_ERROR;
 	if (rv == CKR_OK)
-		rv = rsa ? rhd_crypto_rsa_sign(sk, &pad, hash, sizeof(hash),
-					       sig, len)
-			 : rhd_crypto_ecdsa_sign(sk, NULL, hash, sizeof(hash),
-						 sig, len);
+		rv = rhd_key_sign(sk, NULL, &pad, hash, sizeof(hash), sig, len);
 	if (rv == CKR_OK)
-		rv = rsa ? rhd_crypto_rsa_verify(pk, &pad, hash, sizeof(hash),
-						 sig, len)
-			 : rhd_crypto_ecdsa_verify(pk, hash, sizeof(hash), sig,
-						   len);
-	EVP_PKEY_free(sk);
-	EVP_PKEY_free(pk);
+		rv = rhd_key_verify(pk, &pad, hash, sizeof(hash), sig, len);
+	rhd_key_free(sk);
+	rhd_key_free(pk);
 	return rv == CKR_OK ? CKR_OK : CKR_DEVICE_ERROR;
 }
 

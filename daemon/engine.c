@@ -1,8 +1,6 @@
 #include "engine.h"
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +38,7 @@ int rhd_engine_init(rhd_engine_t *engine, const rhd_engine_opts_t *opts)
 		return -1;
 	if (opts->resume_key)
 		memcpy(engine->resume_key, opts->resume_key, RHS_KEY_LEN);
-	else if (RAND_bytes(engine->resume_key, RHS_KEY_LEN) != 1)
+	else if (rhd_crypto_random(engine->resume_key, RHS_KEY_LEN) != CKR_OK)
 		return -1;
 	rhd_resume_serial(engine->resume_key, engine->serial);
 	if (rhd_tokens_load(&engine->tokens, opts->slots, opts->store,
@@ -81,9 +79,9 @@ void rhd_app_logout(rhd_app_t *app, CK_SLOT_ID slot)
 
 void rhd_op_end(rhd_op_t *op)
 {
-	EVP_MD_CTX_free(op->md);
-	EVP_PKEY_CTX_free(op->signer);
-	EVP_PKEY_free(op->key);
+	rhd_digest_free(op->md);
+	rhd_signer_free(op->signer);
+	rhd_key_free(op->key);
 	memset(op, 0, sizeof(*op));
 }
 
@@ -164,8 +162,7 @@ void rhd_handle_free(rhd_handle_t *h)
 
 void rhd_key_cache_clear(rhd_key_cache_t *k)
 {
-	EVP_PKEY_CTX_free(k->signer);
-	EVP_PKEY_free(k->pkey);
+	rhd_key_free(k->key);
 	free(k->allowed);
 	memset(k, 0, sizeof(*k));
 }

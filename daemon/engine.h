@@ -11,8 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <openssl/types.h>
-
+#include "crypto.h"
 #include "token.h"
 
 #define RHD_APP_ID_LEN 16
@@ -74,13 +73,10 @@ typedef struct rhd_op {
 	int active;
 	int updated; /* C_*Update was called: only C_*Final may follow */
 	CK_MECHANISM_TYPE mech;
-	EVP_MD_CTX *md;
-	EVP_PKEY *key;
-	EVP_PKEY_CTX *signer; /* ECDSA: this operation's copy of the key's */
-	/* RSA: how the mechanism pads (see crypto.h); 0 for EC. */
-	int rsa_pad;
-	const EVP_MD *rsa_md, *rsa_mgf1;
-	int rsa_salt;
+	rhd_digest_t *md;
+	rhd_key_t *key;
+	rhd_signer_t *signer;  /* ECDSA: this operation's copy of the key's */
+	rhd_padding_t pad;     /* RSA: how the mechanism pads */
 	uint64_t key_store_id; /* the audit's name for the key; 0: session */
 } rhd_op_t;
 
@@ -102,11 +98,10 @@ typedef struct rhd_session {
 
 struct rhd_object;
 
-/* A key's OpenSSL form and what its init checks need, kept while the
- * key's version says nothing changed (see rhd_token_t). */
+/* A key built for use (crypto.h) and what its init checks need, kept
+ * while the key's version says nothing changed (see rhd_token_t). */
 typedef struct rhd_key_cache {
-	EVP_PKEY *pkey;
-	EVP_PKEY_CTX *signer; /* an EC private key's, to copy (crypto.h) */
+	rhd_key_t *key;
 	uint64_t version;
 	uint64_t cls, key_type;
 	int can_sign, can_verify;

@@ -323,15 +323,9 @@ static CK_RV prepare_rsa(rhd_object_t *obj, int private_key)
 		if (need[i] != CKA_MODULUS_BITS &&
 		    !rhd_object_find(obj, need[i]))
 			return CKR_TEMPLATE_INCOMPLETE;
-	EVP_PKEY *key = rhd_crypto_rsa_key(obj);
-	EVP_PKEY_CTX *ctx = key ? EVP_PKEY_CTX_new(key, NULL) : NULL;
-	int bits = key ? EVP_PKEY_get_bits(key) : 0;
-	int ok = ctx && bits >= RHD_RSA_MIN_BITS && bits <= RHD_RSA_MAX_BITS &&
-		 (private_key ? EVP_PKEY_check(ctx)
-			      : EVP_PKEY_public_check(ctx)) == 1;
-	EVP_PKEY_CTX_free(ctx);
-	EVP_PKEY_free(key);
-	if (!ok)
+	unsigned bits = 0;
+	if (!rhd_crypto_rsa_check(obj, private_key, &bits) ||
+	    bits < RHD_RSA_MIN_BITS || bits > RHD_RSA_MAX_BITS)
 		return CKR_ATTRIBUTE_VALUE_INVALID;
 	return rhd_object_set_ulong(obj, CKA_MODULUS_BITS, (uint64_t)bits);
 }

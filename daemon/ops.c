@@ -1,7 +1,5 @@
 #include "ops.h"
 
-#include <openssl/evp.h>
-#include <openssl/rsa.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,7 +77,7 @@ int rhd_mechanism_info(CK_MECHANISM_TYPE mech, CK_MECHANISM_INFO *info)
 	else if (is_rsa(mech))
 		*info = (CK_MECHANISM_INFO){RHD_RSA_MIN_BITS, RHD_RSA_MAX_BITS,
 					    CKF_SIGN | CKF_VERIFY};
-	else if (rhd_crypto_md(mech))
+	else if (rhd_crypto_hash_of(mech))
 		info->flags = CKF_DIGEST;
 	else
 		return 0;
@@ -134,19 +132,14 @@ static void key_build(const rhd_object_t *obj, uint64_t version,
 	k->can_verify = rhd_object_bool(obj, CKA_VERIFY, 0);
 	cache_allowed(k, rhd_object_find(obj, CKA_ALLOWED_MECHANISMS));
 	/* Only private keys take room in the secure heap. */
-	int key = k->cls == CKO_PUBLIC_KEY ||
-		  (k->cls == CKO_PRIVATE_KEY && rhd_crypto_key_room());
-	if (key && k->key_type == CKK_EC)
-		k->pkey = rhd_crypto_ec_key(obj);
-	if (k->pkey && k->key_type == CKK_EC && k->cls == CKO_PRIVATE_KEY)
-		k->signer = rhd_crypto_ecdsa_signer(k->pkey);
-	else if (key && k->key_type == CKK_RSA)
-		k->pkey = rhd_crypto_rsa_key(obj);
+	if (k->cls == CKO_PUBLIC_KEY ||
+	    (k->cls == CKO_PRIVATE_KEY && rhd_crypto_key_room()))
+		k->key = rhd_key_new(obj);
 }
 
 static int key_current(rhd_engine_t *engine, const rhd_handle_t *h)
 {
-	return h->key.pkey && h->key.version == version_of(engine, h);
+	return h->key.key && h->key.version == version_of(engine, h);
 }
 
 /* Loads, unseals and builds the key once; later inits reuse it until the
@@ -239,19 +232,18 @@ static CK_RV key_for(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 		return CKR_KEY_FUNCTION_NOT_PERMITTED;
 	if (!mechanism_allowed(k, mech))
 		return CKR_MECHANISM_INVALID;
-	if (!k->pkey)
+	if (!k->key)
 		return rhd_crypto_key_not_built();
-	if (EVP_PKEY_up_ref(k->pkey) != 1)
-		return CKR_DEVICE_ERROR;
-	op->key = k->pkey;
+	op->key = rhd_key_ref(k->key);
 	/* A copy failing only costs the sign a context of its own. */
-	if (kind == RHD_OP_SIGN && k->signer)
-		op->signer = EVP_PKEY_CTX_dup(k->signer);
+	if (kind == RHD_OP_SIGN)
+		op->signer = rhd_key_signer(k->key);
 	op->key_store_id = h->session_obj ? 0 : h->store_id;
 	return CKR_OK;
 }
 
-static const EVP_MD *pss_md(uint64_t hash_alg, uint64_t mgf)
+/* The hash of PSS parameters whose MGF1 uses the same one; 0 otherwise. */
+static CK_MECHANISM_TYPE pss_hash(uint64_t hash_alg, uint64_t mgf)
 {
 	static const struct {
 		uint64_t hash, mgf;
@@ -261,8 +253,8 @@ static const EVP_MD *pss_md(uint64_t hash_alg, uint64_t mgf)
 		     {CKM_SHA512, CKG_MGF1_SHA512}};
 	for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++)
 		if (pairs[i].hash == hash_alg && pairs[i].mgf == mgf)
-			return rhd_crypto_md(hash_alg);
-	return NULL;
+			return hash_alg;
+	return 0;
 }
 
 /* How the RSA mechanism pads; PSS parameters are checked against the
@@ -271,31 +263,29 @@ static CK_RV rsa_padding(rhd_op_t *op, const Remhsm__Mechanism *m)
 {
 	CK_MECHANISM_TYPE mech = m->type;
 	if (!is_pss(mech)) {
-		op->rsa_pad = mech == CKM_RSA_X_509 ? RSA_NO_PADDING
-						    : RSA_PKCS1_PADDING;
-		op->rsa_md = rhd_crypto_md(mech);
+		op->pad.scheme =
+			mech == CKM_RSA_X_509 ? RHD_PAD_RAW : RHD_PAD_PKCS1;
+		op->pad.hash = rhd_crypto_hash_of(mech);
 		return CKR_OK;
 	}
 	if (m->parameter_case != REMHSM__MECHANISM__PARAMETER_PSS || !m->pss)
 		return CKR_MECHANISM_PARAM_INVALID;
-	const EVP_MD *md = pss_md(m->pss->hash_alg, m->pss->mgf);
-	const EVP_MD *own = rhd_crypto_md(mech);
-	long room =
-		EVP_PKEY_get_size(op->key) - (md ? EVP_MD_get_size(md) : 0) - 2;
-	if (!md || (own && own != md) || m->pss->salt_len > (uint64_t)room)
+	CK_MECHANISM_TYPE hash = pss_hash(m->pss->hash_alg, m->pss->mgf);
+	CK_MECHANISM_TYPE own = rhd_crypto_hash_of(mech);
+	long room = (long)rhd_key_sig_len(op->key) -
+		    (long)rhd_crypto_hash_len(hash) - 2;
+	if (!hash || (own && own != hash) ||
+	    m->pss->salt_len > (uint64_t)(room > 0 ? room : 0))
 		return CKR_MECHANISM_PARAM_INVALID;
-	op->rsa_pad = RSA_PKCS1_PSS_PADDING;
-	op->rsa_md = md;
-	op->rsa_mgf1 = md;
-	op->rsa_salt = (int)m->pss->salt_len;
+	op->pad = (rhd_padding_t){RHD_PAD_PSS, hash, (int)m->pss->salt_len};
 	return CKR_OK;
 }
 
 static int fits(rhd_op_kind_t kind, CK_MECHANISM_TYPE mech)
 {
 	if (kind == RHD_OP_DIGEST)
-		return rhd_crypto_md(mech) && !rhd_mechanism_is_ecdsa(mech) &&
-		       !is_rsa(mech);
+		return rhd_crypto_hash_of(mech) &&
+		       !rhd_mechanism_is_ecdsa(mech) && !is_rsa(mech);
 	if (kind == RHD_OP_SIGN)
 		return rhd_mechanism_is_ecdsa(mech) ||
 		       (is_rsa(mech) && mech != CKM_RSA_X_509);
@@ -320,12 +310,9 @@ CK_RV rhd_op_init(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 		rv = rsa_padding(op, mech);
 	/* The running hash of hash-then-sign mechanisms and of digests; raw
 	 * mechanisms have none. */
-	const EVP_MD *md = rhd_crypto_md(mech->type);
-	if (rv == CKR_OK && md) {
-		op->md = EVP_MD_CTX_new();
-		if (!op->md || EVP_DigestInit_ex(op->md, md, NULL) != 1)
-			rv = CKR_DEVICE_MEMORY;
-	}
+	CK_MECHANISM_TYPE hash = rhd_crypto_hash_of(mech->type);
+	if (rv == CKR_OK && hash && !(op->md = rhd_digest_new(hash)))
+		rv = CKR_DEVICE_MEMORY;
 	if (rv != CKR_OK) {
 		rhd_op_end(op);
 		return rv;
@@ -342,10 +329,8 @@ CK_RV rhd_op_update(rhd_session_t *s, rhd_op_kind_t kind, const uint8_t *data,
 	if (!op->active)
 		return CKR_OPERATION_NOT_INITIALIZED;
 	/* Raw mechanisms (ECDSA, RSA PKCS/PSS/X.509) are single-part only. */
-	CK_RV rv = !op->md ? CKR_FUNCTION_NOT_SUPPORTED
-		   : EVP_DigestUpdate(op->md, data, len) == 1
-			   ? CKR_OK
-			   : CKR_DEVICE_ERROR;
+	CK_RV rv = op->md ? rhd_digest_update(op->md, data, len)
+			  : CKR_FUNCTION_NOT_SUPPORTED;
 	if (rv != CKR_OK)
 		rhd_op_end(op);
 	else
@@ -359,29 +344,23 @@ static CK_RV input_of(rhd_op_t *op, int single, const uint8_t *data, size_t len,
 		      uint8_t *in, size_t *in_len)
 {
 	if (!op->md) {
-		size_t max = op->rsa_pad ? MAX_RAW_INPUT : MAX_RAW_HASH;
-		if (len > max || (op->rsa_pad == RSA_PKCS1_PSS_PADDING &&
-				  len != (size_t)EVP_MD_get_size(op->rsa_md)))
+		size_t max = op->pad.scheme ? MAX_RAW_INPUT : MAX_RAW_HASH;
+		if (len > max || (op->pad.scheme == RHD_PAD_PSS &&
+				  len != rhd_crypto_hash_len(op->pad.hash)))
 			return CKR_DATA_LEN_RANGE;
 		if (len) /* empty data may come as NULL */
 			memcpy(in, data, len);
 		*in_len = len;
 		return CKR_OK;
 	}
-	unsigned int n = 0;
-	if ((single && EVP_DigestUpdate(op->md, data, len) != 1) ||
-	    EVP_DigestFinal_ex(op->md, in, &n) != 1)
-		return CKR_DEVICE_ERROR;
-	*in_len = n;
-	return CKR_OK;
+	CK_RV rv = single ? rhd_digest_update(op->md, data, len) : CKR_OK;
+	return rv == CKR_OK ? rhd_digest_final(op->md, in, in_len) : rv;
 }
 
 static size_t output_len(const rhd_op_t *op, rhd_op_kind_t kind)
 {
-	if (kind == RHD_OP_DIGEST)
-		return (size_t)EVP_MD_CTX_get_size(op->md);
-	return op->rsa_pad ? (size_t)EVP_PKEY_get_size(op->key)
-			   : rhd_crypto_ec_sig_len(op->key);
+	return kind == RHD_OP_DIGEST ? rhd_digest_len(op->md)
+				     : rhd_key_sig_len(op->key);
 }
 
 static CK_RV state_allows(const rhd_op_t *op, int single)
@@ -416,12 +395,14 @@ CK_RV rhd_op_take(rhd_session_t *s, rhd_op_kind_t kind, int single,
 	return CKR_OK;
 }
 
-static rhd_rsa_padding_t padding_of(const rhd_op_t *op)
+/* The padding the key applies: raw PKCS#1 input is already a DigestInfo,
+ * with no digest to name. */
+static rhd_padding_t padding_of(const rhd_op_t *op)
 {
-	/* Raw PKCS#1 input is already a DigestInfo: no digest to name. */
-	int named = op->rsa_pad == RSA_PKCS1_PSS_PADDING || op->md;
-	return (rhd_rsa_padding_t){op->rsa_pad, named ? op->rsa_md : NULL,
-				   op->rsa_mgf1, op->rsa_salt};
+	rhd_padding_t pad = op->pad;
+	if (pad.scheme == RHD_PAD_PKCS1 && !op->md)
+		pad.hash = 0;
+	return pad;
 }
 
 CK_RV rhd_op_complete(rhd_op_t *taken, rhd_op_kind_t kind, int single,
@@ -431,25 +412,14 @@ CK_RV rhd_op_complete(rhd_op_t *taken, rhd_op_kind_t kind, int single,
 	uint8_t in[MAX_RAW_INPUT];
 	size_t in_len = 0;
 	CK_RV rv = input_of(taken, single, data, len, in, &in_len);
-	rhd_rsa_padding_t pad = padding_of(taken);
-	if (rv != CKR_OK) {
-		rhd_op_end(taken);
-		return rv;
-	}
-	if (kind == RHD_OP_DIGEST)
+	rhd_padding_t pad = padding_of(taken);
+	if (rv == CKR_OK && kind == RHD_OP_DIGEST)
 		memcpy(out, in, in_len);
-	else if (kind == RHD_OP_SIGN && taken->rsa_pad)
-		rv = rhd_crypto_rsa_sign(taken->key, &pad, in, in_len, out,
-					 out_len);
-	else if (kind == RHD_OP_SIGN)
-		rv = rhd_crypto_ecdsa_sign(taken->key, taken->signer, in,
-					   in_len, out, out_len);
-	else if (taken->rsa_pad)
-		rv = rhd_crypto_rsa_verify(taken->key, &pad, in, in_len, out,
-					   out_len);
-	else
-		rv = rhd_crypto_ecdsa_verify(taken->key, in, in_len, out,
-					     out_len);
+	else if (rv == CKR_OK && kind == RHD_OP_SIGN)
+		rv = rhd_key_sign(taken->key, taken->signer, &pad, in, in_len,
+				  out, out_len);
+	else if (rv == CKR_OK)
+		rv = rhd_key_verify(taken->key, &pad, in, in_len, out, out_len);
 	rhd_op_end(taken);
 	return rv;
 }

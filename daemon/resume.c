@@ -1,13 +1,10 @@
 #include "resume.h"
 
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/kdf.h>
-#include <openssl/sha.h>
 #include <string.h>
 #include <time.h>
+
+#include "crypto.h"
 
 #define LEASE_VERSION 1
 static const char lease_label[] = "remhsm lease v1 ";
@@ -15,28 +12,15 @@ static const char lease_label[] = "remhsm lease v1 ";
 int rhd_resume_key_derive(const uint8_t store_key[RHS_KEY_LEN],
 			  uint8_t out[RHS_KEY_LEN])
 {
-	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-	EVP_KDF_CTX *ctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
 	static const char info[] = "remhsm resume key v1";
-	OSSL_PARAM params[] = {
-		OSSL_PARAM_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256",
-				       0),
-		OSSL_PARAM_octet_string(OSSL_KDF_PARAM_KEY, (void *)store_key,
-					RHS_KEY_LEN),
-		OSSL_PARAM_octet_string(OSSL_KDF_PARAM_INFO, (void *)info,
-					sizeof(info) - 1),
-		OSSL_PARAM_END};
-	int ok = ctx && EVP_KDF_derive(ctx, out, RHS_KEY_LEN, params) == 1;
-	EVP_KDF_CTX_free(ctx);
-	EVP_KDF_free(kdf);
-	return ok ? 0 : -1;
+	return rhd_crypto_hkdf_sha256(store_key, RHS_KEY_LEN, info,
+				      sizeof(info) - 1, out, RHS_KEY_LEN);
 }
 
 static void mac(const uint8_t key[RHS_KEY_LEN], const void *data, size_t len,
 		uint8_t out[32])
 {
-	unsigned int n = 32;
-	HMAC(EVP_sha256(), key, RHS_KEY_LEN, data, len, out, &n);
+	rhd_crypto_hmac_sha256(key, RHS_KEY_LEN, data, len, out);
 }
 
 uint32_t rhd_resume_handle_mask(const uint8_t key[RHS_KEY_LEN],
@@ -65,7 +49,8 @@ static int user_wrap_digest(rhd_engine_t *engine, CK_SLOT_ID slot,
 	pthread_mutex_lock(&t->lock);
 	int ok = t->state == RHD_TOKEN_READY && t->user.set;
 	if (ok)
-		SHA256(t->user.wrapped, sizeof(t->user.wrapped), out);
+		rhd_crypto_sha256(t->user.wrapped, sizeof(t->user.wrapped),
+				  out);
 	pthread_mutex_unlock(&t->lock);
 	return ok ? 0 : -1;
 }

@@ -1,10 +1,10 @@
 #include "token.h"
 
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "crypto.h"
 #include "log.h"
 #include "store_records.pb-c.h"
 
@@ -192,7 +192,7 @@ static CK_RV wrap_key(const rhd_token_policy_t *policy, uint32_t slot,
 	out->kdf.n = policy->kdf_n;
 	out->kdf.r = policy->kdf_r;
 	out->kdf.p = policy->kdf_p;
-	if (RAND_bytes(out->kdf.salt, sizeof(out->kdf.salt)) != 1)
+	if (rhd_crypto_random(out->kdf.salt, sizeof(out->kdf.salt)) != CKR_OK)
 		return CKR_DEVICE_ERROR;
 	uint8_t kek[RHS_KEY_LEN];
 	pin_aad_t aad = pin_aad(slot, role);
@@ -376,8 +376,7 @@ CK_RV rhd_token_init(rhd_tokens_t *tokens, rhd_token_t *t,
 					  key);
 	rhd_pin_wrap_t so;
 	if (rv == CKR_OK)
-		rv = RAND_priv_bytes(key, sizeof(key)) == 1 ? CKR_OK
-							    : CKR_DEVICE_ERROR;
+		rv = rhd_crypto_secret_random(key, sizeof(key));
 	if (rv == CKR_OK)
 		rv = wrap_key(&tokens->policy, t->slot, CKU_SO, key, so_pin,
 			      pin_len, &so);
