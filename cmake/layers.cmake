@@ -69,11 +69,12 @@ function(remhsm_header_only_in header allowed)
 endfunction()
 remhsm_header_only_in(sqlite3.h store/sqlite.c)
 
-# The daemon's keys, digests, random and KDFs are OpenSSL's behind
-# daemon/crypto.h: no other daemon source includes these headers (TLS,
-# certificate parsing and curve checks of object_policy.c aside).
+# The daemon's keys, digests, random, KDFs, certificate fields and curve
+# checks are OpenSSL's behind daemon/crypto.h: no other daemon source
+# includes these headers (the TLS layer has its own, ssl.h and x509v3.h).
 foreach(header openssl/evp.h openssl/rsa.h openssl/rand.h openssl/hmac.h
         openssl/kdf.h openssl/sha.h openssl/param_build.h
-        openssl/core_names.h)
+        openssl/core_names.h openssl/bn.h openssl/ec.h openssl/objects.h
+        openssl/x509.h)
   remhsm_header_only_in(${header} daemon/crypto.c daemon)
 endforeach()

@@ -4,6 +4,8 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
+#include <openssl/objects.h>
+#include <openssl/x509.h>
 #include <openssl/err.h>
 #include <openssl/hmac.h>
 #include <openssl/kdf.h>
@@ -17,8 +19,6 @@
 #include <string.h>
 
 #include "log.h"
-
-int rhd_ec_curve(const rhd_attr_t *params);
 
 static const EVP_MD *md_of_hash(CK_MECHANISM_TYPE hash);
 
@@ -620,4 +620,99 @@ void rhd_crypto_sha256(const void *data, size_t len,
 		       uint8_t out[RHD_SHA256_LEN])
 {
 	SHA256(data, len, out);
+}
+
+/* --- certificates and curves, as imports check them ---------------------- */
+
+static CK_RV set_der_name(rhd_object_t *obj, uint64_t type,
+			  const X509_NAME *name)
+{
+	unsigned char *der = NULL;
+	int len = i2d_X509_NAME(name, &der);
+	if (len < 0)
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	CK_RV rv = rhd_object_set(obj, type, der, (size_t)len);
+	OPENSSL_free(der);
+	return rv;
+}
+
+/* Subject, issuer and serial from the DER when the template omits them;
+ * a given CKA_SUBJECT is kept as it is (FreeRTOS sends a plain string). */
+static CK_RV fill_from_certificate(rhd_object_t *obj, X509 *cert)
+{
+	CK_RV rv = CKR_OK;
+	if (!rhd_object_find(obj, CKA_SUBJECT))
+		rv = set_der_name(obj, CKA_SUBJECT,
+				  X509_get_subject_name(cert));
+	if (rv == CKR_OK && !rhd_object_find(obj, CKA_ISSUER))
+		rv = set_der_name(obj, CKA_ISSUER, X509_get_issuer_name(cert));
+	if (rv == CKR_OK && !rhd_object_find(obj, CKA_SERIAL_NUMBER)) {
+		unsigned char *der = NULL;
+		int len = i2d_ASN1_INTEGER(X509_get0_serialNumber(cert), &der);
+		rv = len < 0 ? CKR_ATTRIBUTE_VALUE_INVALID
+			     : rhd_object_set(obj, CKA_SERIAL_NUMBER, der,
+					      (size_t)len);
+		OPENSSL_free(der);
+	}
+	return rv;
+}
+
+CK_RV rhd_crypto_certificate_fields(const rhd_attr_t *value, rhd_object_t *obj)
+{
+	const unsigned char *p = value->value;
+	X509 *cert = d2i_X509(NULL, &p, (long)value->len);
+	CK_RV rv = cert && p == value->value + value->len
+			   ? fill_from_certificate(obj, cert)
+			   : CKR_ATTRIBUTE_VALUE_INVALID;
+	X509_free(cert);
+	ERR_clear_error();
+	return rv;
+}
+
+/* The curve named by a CKA_EC_PARAMS OID; 0 when unsupported. */
+int rhd_ec_curve(const rhd_attr_t *params)
+{
+	const unsigned char *p = params->value;
+	ASN1_OBJECT *oid = d2i_ASN1_OBJECT(NULL, &p, (long)params->len);
+	int nid =
+		oid && p == params->value + params->len ? OBJ_obj2nid(oid) : 0;
+	ASN1_OBJECT_free(oid);
+	return nid == NID_X9_62_prime256v1 || nid == NID_secp384r1 ? nid : 0;
+}
+
+int rhd_crypto_ec_point_valid(int nid, const uint8_t *pt, size_t len)
+{
+	EC_GROUP *group = EC_GROUP_new_by_curve_name(nid);
+	EC_POINT *point = group ? EC_POINT_new(group) : NULL;
+	int ok = point &&
+		 EC_POINT_oct2point(group, point, pt, len, NULL) == 1 &&
+		 !EC_POINT_is_at_infinity(group, point);
+	EC_POINT_free(point);
+	EC_GROUP_free(group);
+	ERR_clear_error();
+	return ok;
+}
+
+CK_RV rhd_crypto_ec_public_point(int nid, const rhd_attr_t *value, uint8_t *pt,
+				 size_t cap, size_t *len)
+{
+	EC_GROUP *group = EC_GROUP_new_by_curve_name(nid);
+	BIGNUM *d = secret_bn(value);
+	EC_POINT *pub = group ? EC_POINT_new(group) : NULL;
+	CK_RV rv = CKR_DEVICE_MEMORY;
+	if (group && d && pub) {
+		rv = CKR_ATTRIBUTE_VALUE_INVALID;
+		if (!BN_is_zero(d) &&
+		    BN_cmp(d, EC_GROUP_get0_order(group)) < 0 &&
+		    EC_POINT_mul(group, pub, d, NULL, NULL, NULL) == 1 &&
+		    (*len = EC_POINT_point2oct(group, pub,
+					       POINT_CONVERSION_UNCOMPRESSED,
+					       pt, cap, NULL)) > 0)
+			rv = CKR_OK;
+	}
+	EC_POINT_free(pub);
+	BN_clear_free(d);
+	EC_GROUP_free(group);
+	ERR_clear_error();
+	return rv;
 }

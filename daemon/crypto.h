@@ -1,6 +1,9 @@
 /*
- * The crypto backend: OpenSSL EVP behind a small interface. With the store,
- * the only code that touches key material.
+ * The crypto backend: OpenSSL behind a small interface (keys and their
+ * signatures, digests, random, KDFs, certificate fields, curve checks),
+ * and the engine's only way to it: no other daemon source includes
+ * OpenSSL's crypto headers (cmake/layers.cmake checks; TLS has its own).
+ * With the store, the only code that touches key material.
  */
 #ifndef RHD_CRYPTO_H
 #define RHD_CRYPTO_H
@@ -71,6 +74,18 @@ CK_RV rhd_key_verify(const rhd_key_t *key, const rhd_padding_t *pad,
  * CRT parts), its size in bits in *bits; 0 when it does not check. */
 int rhd_crypto_rsa_check(const rhd_object_t *obj, int private_key,
 			 unsigned *bits);
+
+/* A certificate's subject, issuer and serial set on obj from its DER
+ * (value) where obj has none; CKR_ATTRIBUTE_VALUE_INVALID when value is
+ * not one whole X.509 certificate. */
+CK_RV rhd_crypto_certificate_fields(const rhd_attr_t *value, rhd_object_t *obj);
+/* Whether an uncompressed point lies on the curve (rhd_ec_curve's nid)
+ * and is not at infinity. */
+int rhd_crypto_ec_point_valid(int nid, const uint8_t *pt, size_t len);
+/* The uncompressed public point of the private value d (0 < d < order,
+ * else CKR_ATTRIBUTE_VALUE_INVALID) into pt, *len bytes. */
+CK_RV rhd_crypto_ec_public_point(int nid, const rhd_attr_t *value, uint8_t *pt,
+				 size_t cap, size_t *len);
 
 /* A new EC key pair on the curve named by params: CKA_EC_POINT on pub,
  * CKA_VALUE on priv (whose point rhd_object_prepare_create derives). */

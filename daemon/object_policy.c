@@ -3,10 +3,6 @@
  * defaults, read-only attributes, and validation of imported material
  * (certificates parse; EC points lie on the curve; EC scalars are in range).
  */
-#include <openssl/bn.h>
-#include <openssl/ec.h>
-#include <openssl/objects.h>
-#include <openssl/x509.h>
 #include <string.h>
 
 #include "crypto.h"
@@ -130,39 +126,6 @@ static const dflt_t storage_defaults[] = {
 /* --- certificates -----------------------------------------------------------
  */
 
-static CK_RV set_der_name(rhd_object_t *obj, uint64_t type,
-			  const X509_NAME *name)
-{
-	unsigned char *der = NULL;
-	int len = i2d_X509_NAME(name, &der);
-	if (len < 0)
-		return CKR_ATTRIBUTE_VALUE_INVALID;
-	CK_RV rv = rhd_object_set(obj, type, der, (size_t)len);
-	OPENSSL_free(der);
-	return rv;
-}
-
-/* Subject, issuer and serial from the DER when the template omits them;
- * a given CKA_SUBJECT is kept as it is (FreeRTOS sends a plain string). */
-static CK_RV fill_from_certificate(rhd_object_t *obj, X509 *cert)
-{
-	CK_RV rv = CKR_OK;
-	if (!rhd_object_find(obj, CKA_SUBJECT))
-		rv = set_der_name(obj, CKA_SUBJECT,
-				  X509_get_subject_name(cert));
-	if (rv == CKR_OK && !rhd_object_find(obj, CKA_ISSUER))
-		rv = set_der_name(obj, CKA_ISSUER, X509_get_issuer_name(cert));
-	if (rv == CKR_OK && !rhd_object_find(obj, CKA_SERIAL_NUMBER)) {
-		unsigned char *der = NULL;
-		int len = i2d_ASN1_INTEGER(X509_get0_serialNumber(cert), &der);
-		rv = len < 0 ? CKR_ATTRIBUTE_VALUE_INVALID
-			     : rhd_object_set(obj, CKA_SERIAL_NUMBER, der,
-					      (size_t)len);
-		OPENSSL_free(der);
-	}
-	return rv;
-}
-
 static CK_RV prepare_certificate(rhd_object_t *obj)
 {
 	static const uint64_t *const lists[] = {common_attrs, cert_attrs, NULL};
@@ -175,14 +138,7 @@ static CK_RV prepare_certificate(rhd_object_t *obj)
 		return CKR_TEMPLATE_INCOMPLETE;
 	if (type != CKC_X_509)
 		return CKR_ATTRIBUTE_VALUE_INVALID;
-	const unsigned char *p = value->value;
-	X509 *cert = d2i_X509(NULL, &p, (long)value->len);
-	if (!cert || p != value->value + value->len) {
-		X509_free(cert);
-		return CKR_ATTRIBUTE_VALUE_INVALID;
-	}
-	rv = fill_from_certificate(obj, cert);
-	X509_free(cert);
+	rv = rhd_crypto_certificate_fields(value, obj);
 	static const dflt_t d[] = {{CKA_PRIVATE, 0, CK_FALSE},
 				   {CKA_TRUSTED, 0, CK_FALSE},
 				   {CKA_CERTIFICATE_CATEGORY, 1, 0},
@@ -210,17 +166,6 @@ static CK_RV prepare_data(rhd_object_t *obj)
 /* --- EC keys
  * ------------------------------------------------------------------- */
 
-/* The curve named by a CKA_EC_PARAMS OID; 0 when unsupported. */
-int rhd_ec_curve(const rhd_attr_t *params)
-{
-	const unsigned char *p = params->value;
-	ASN1_OBJECT *oid = d2i_ASN1_OBJECT(NULL, &p, (long)params->len);
-	int nid =
-		oid && p == params->value + params->len ? OBJ_obj2nid(oid) : 0;
-	ASN1_OBJECT_free(oid);
-	return nid == NID_X9_62_prime256v1 || nid == NID_secp384r1 ? nid : 0;
-}
-
 int rhd_ec_point(const rhd_attr_t *a, const uint8_t **pt, size_t *len)
 {
 	if (!a || a->len < 3 || a->value[0] != 0x04)
@@ -245,47 +190,25 @@ static CK_RV check_point(int nid, const rhd_attr_t *a)
 	size_t len;
 	if (rhd_ec_point(a, &pt, &len) < 0 || pt[0] != 0x04)
 		return CKR_ATTRIBUTE_VALUE_INVALID;
-	EC_GROUP *group = EC_GROUP_new_by_curve_name(nid);
-	EC_POINT *point = group ? EC_POINT_new(group) : NULL;
-	int ok = point &&
-		 EC_POINT_oct2point(group, point, pt, len, NULL) == 1 &&
-		 !EC_POINT_is_at_infinity(group, point);
-	EC_POINT_free(point);
-	EC_GROUP_free(group);
-	return ok ? CKR_OK : CKR_ATTRIBUTE_VALUE_INVALID;
+	return rhd_crypto_ec_point_valid(nid, pt, len)
+		       ? CKR_OK
+		       : CKR_ATTRIBUTE_VALUE_INVALID;
 }
 
 /* d must satisfy 0 < d < order; sets CKA_EC_POINT to d·G. */
 static CK_RV derive_point(rhd_object_t *obj, int nid, const rhd_attr_t *value)
 {
-	EC_GROUP *group = EC_GROUP_new_by_curve_name(nid);
-	BIGNUM *d = BN_secure_new();
-	if (d && !BN_bin2bn(value->value, (int)value->len, d)) {
-		BN_clear_free(d);
-		d = NULL;
-	}
-	EC_POINT *pub = group ? EC_POINT_new(group) : NULL;
-	unsigned char der[2 + MAX_EC_POINT + 1];
+	unsigned char der[2 + MAX_EC_POINT];
 	size_t len = 0;
-	CK_RV rv = CKR_DEVICE_MEMORY;
-	if (!group || !d || !pub)
-		goto out;
-	rv = CKR_ATTRIBUTE_VALUE_INVALID;
-	if (BN_is_zero(d) || BN_cmp(d, EC_GROUP_get0_order(group)) >= 0 ||
-	    EC_POINT_mul(group, pub, d, NULL, NULL, NULL) != 1)
-		goto out;
-	len = EC_POINT_point2oct(group, pub, POINT_CONVERSION_UNCOMPRESSED,
-				 der + 2, MAX_EC_POINT, NULL);
-	if (len == 0 || len > 127)
-		goto out;
+	CK_RV rv = rhd_crypto_ec_public_point(nid, value, der + 2,
+					      sizeof(der) - 2, &len);
+	if (rv != CKR_OK)
+		return rv;
+	if (len > 127)
+		return CKR_ATTRIBUTE_VALUE_INVALID;
 	der[0] = 0x04;
 	der[1] = (unsigned char)len;
-	rv = rhd_object_set(obj, CKA_EC_POINT, der, len + 2);
-out:
-	EC_POINT_free(pub);
-	BN_clear_free(d);
-	EC_GROUP_free(group);
-	return rv;
+	return rhd_object_set(obj, CKA_EC_POINT, der, len + 2);
 }
 
 static CK_RV prepare_ec(rhd_object_t *obj, int private_key)
