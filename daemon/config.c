@@ -69,6 +69,7 @@ static const struct setting {
 	TEXT("listen", listen),
 	TEXT("state-dir", state_dir),
 	TEXT("store-key", store_key),
+	TEXT("store", store),
 	TEXT("store-rollback", store_rollback),
 	TEXT("tls-ca", tls_ca),
 	TEXT("tls-cert", tls_cert),
@@ -373,6 +374,8 @@ void rhd_config_usage(FILE *out, const char *prog)
 		"                             (default: the systemd credential "
 		"remhsm-store-key,\n"
 		"                             else STATE/store.key)\n"
+		"  --store LOCATION           the store: a path or sqlite:PATH "
+		"(STATE/store.db)\n"
 		"  --store-rollback MODE      a store older than the audit log "
 		"last recorded:\n"
 		"                             refuse (default) or warn and "

@@ -12,6 +12,7 @@ typedef struct rhd_config {
 	char listen[256];
 	char state_dir[PATH_MAX];
 	char store_key[PATH_MAX];
+	char store[PATH_MAX]; /* where the store is; "": state_dir/store.db */
 	char store_rollback[16]; /* "refuse" or "warn" */
 	char tls_ca[PATH_MAX];
 	char tls_cert[PATH_MAX];

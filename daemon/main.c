@@ -30,7 +30,11 @@ static rhs_store_t *open_store(const rhd_config_t *cfg,
 	int rc = rhs_key_load_from(cfg->state_dir, cfg->store_key, key, err,
 				   sizeof(err));
 	if (rc == RHS_OK) {
-		snprintf(path, sizeof(path), "%s/store.db", cfg->state_dir);
+		if (cfg->store[0])
+			snprintf(path, sizeof(path), "%s", cfg->store);
+		else
+			snprintf(path, sizeof(path), "%s/store.db",
+				 cfg->state_dir);
 		rc = rhs_open(path, key, NULL, &store, err, sizeof(err));
 	}
 	if (rc == RHS_OK && rhd_resume_key_derive(key, resume_key) < 0) {

@@ -60,11 +60,13 @@ typedef struct rhs_open_opts {
 } rhs_open_opts_t;
 
 /*
- * Opens (creating, mode 0600) the store at path and migrates it. Refuses a
- * file others may read, a store held by another process, a newer schema
- * and a key that does not open it. err names the file and the reason.
+ * Opens (creating, mode 0600) the store at location and migrates it: a
+ * path, or "sqlite:PATH", for the SQLite backend; a scheme no backend of
+ * this build serves is RHS_EINVAL, named in err. Refuses a file others may
+ * read, a store held by another process, a newer schema and a key that
+ * does not open it. err names the file and the reason.
  */
-int rhs_open(const char *path, const uint8_t key[RHS_KEY_LEN],
+int rhs_open(const char *location, const uint8_t key[RHS_KEY_LEN],
 	     const rhs_open_opts_t *opts, rhs_store_t **out, char *err,
 	     size_t err_len) RHS_WARN_UNUSED;
 void rhs_close(rhs_store_t *store);

@@ -460,15 +460,51 @@ static int bring_up(rhs_store_t *s, unsigned target, char *err, size_t err_len)
 	return rc;
 }
 
-int rhs_open(const char *path, const uint8_t key[RHS_KEY_LEN],
+/* The backends built in, by the scheme that names them in a location. */
+static const struct {
+	const char *scheme;
+	const rhs_backend_ops_t *ops;
+} backends[] = {{"sqlite", &rhs_sqlite_backend}};
+
+/* The backend a location names, and what it is given (*target): a plain
+ * path is SQLite's, "SCHEME:REST" (also SCHEME://...) that scheme's. An
+ * unknown scheme is named in err, never the rest: a connection string may
+ * hold a password. */
+static const rhs_backend_ops_t *backend_for(const char *location,
+					    const char **target, char *err,
+					    size_t err_len)
+{
+	size_t n = strcspn(location, ":/");
+	*target = location;
+	if (location[n] != ':' || n == 0)
+		return &rhs_sqlite_backend;
+	for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++)
+		if (strlen(backends[i].scheme) == n &&
+		    !strncmp(location, backends[i].scheme, n)) {
+			*target = location + n + 1;
+			return backends[i].ops;
+		}
+	snprintf(err, err_len,
+		 "store '%.*s:...': no such store backend in this build "
+		 "(built in: sqlite)",
+		 (int)(n < 32 ? n : 32), location);
+	return NULL;
+}
+
+int rhs_open(const char *location, const uint8_t key[RHS_KEY_LEN],
 	     const rhs_open_opts_t *opts, rhs_store_t **out, char *err,
 	     size_t err_len)
 {
+	const char *path;
+	const rhs_backend_ops_t *ops =
+		backend_for(location, &path, err, err_len);
+	if (!ops)
+		return RHS_EINVAL;
 	rhs_store_t *s = calloc(1, sizeof(*s));
 	if (!s)
 		return RHS_ENOMEM;
 	pthread_mutex_init(&s->lock, NULL);
-	s->ops = &rhs_sqlite_backend;
+	s->ops = ops;
 	s->snapshot = opts && opts->snapshot;
 	snprintf(s->path, sizeof(s->path), "%s", path);
 	uint8_t index_key[RHS_KEY_LEN];

@@ -121,6 +121,31 @@ START_TEST(test_store_key_apart_from_the_state_folder)
 }
 END_TEST
 
+/* The store setting: sqlite:PATH puts the store where it names; a scheme
+ * no backend of this build serves stops the start, naming the scheme but
+ * nothing else of the location (it may hold a password). */
+START_TEST(test_the_store_setting_picks_the_backend_and_the_place)
+{
+	char location[700], log[4096], elsewhere[600];
+	snprintf(elsewhere, sizeof(elsewhere), "%s/elsewhere.db", d.dir);
+	snprintf(location, sizeof(location), "sqlite:%s", elsewhere);
+	const char *flags[] = {"--store", location, NULL};
+	th_daemon_start(&d, flags);
+	ck_assert_int_eq(th_daemon_stop(&d), 0);
+	ck_assert_int_eq(access(elsewhere, F_OK), 0);
+	ck_assert_int_eq(
+		run_on_state(th_remhsmd_path(),
+			     "--listen 127.0.0.1:0 --store "
+			     "postgresql://remhsm:hunter2@127.0.0.1/remhsm",
+			     log, sizeof(log)),
+		1);
+	ck_assert_msg(strstr(log, "event=start-failed"), "log: %s", log);
+	ck_assert_msg(strstr(log, "'postgresql:...': no such store backend"),
+		      "log: %s", log);
+	ck_assert_msg(!strstr(log, "hunter2"), "log: %s", log);
+}
+END_TEST
+
 START_TEST(test_wrong_store_key_is_refused)
 {
 	int fd = open(in_state("store.key"), O_WRONLY | O_TRUNC);
@@ -413,6 +438,8 @@ int main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_missing_store_key_is_refused);
 	tcase_add_test(tc, test_wrong_store_key_is_refused);
+	tcase_add_test(tc,
+		       test_the_store_setting_picks_the_backend_and_the_place);
 	tcase_add_test(tc, test_store_key_apart_from_the_state_folder);
 	tcase_add_test(tc, test_rolled_back_store_file_is_refused);
 	tcase_add_test(tc, test_store_check_reports_every_damaged_row);

@@ -106,6 +106,36 @@ START_TEST(test_store_and_key_are_created_private)
 }
 END_TEST
 
+/* A location names its backend: a plain path and sqlite:PATH are the same
+ * SQLite store; an unknown scheme is refused, named, with nothing after
+ * it in the message. */
+START_TEST(test_a_location_names_its_backend)
+{
+	uint64_t id = 0;
+	rhs_index_t ix = {{NULL}, {0}};
+	ck_assert_int_eq(
+		rhs_object_create(store, 0, &ix, (const uint8_t *)"r", 1, &id),
+		RHS_OK);
+	rhs_close(store);
+	char location[200];
+	snprintf(location, sizeof(location), "sqlite:%s", db_path);
+	ck_assert_int_eq(
+		rhs_open(location, key, NULL, &store, err, sizeof(err)),
+		RHS_OK);
+	uint8_t *rec;
+	size_t len;
+	ck_assert_int_eq(rhs_object_get(store, 0, id, &rec, &len), RHS_OK);
+	rhs_free(rec, len);
+	rhs_store_t *other = NULL;
+	ck_assert_int_eq(rhs_open("nosuch://user:secret@host/db", key, NULL,
+				  &other, err, sizeof(err)),
+			 RHS_EINVAL);
+	ck_assert_ptr_null(other);
+	ck_assert_ptr_nonnull(strstr(err, "'nosuch:...'"));
+	ck_assert_ptr_null(strstr(err, "secret"));
+}
+END_TEST
+
 START_TEST(test_token_record_round_trips_and_survives_reopen)
 {
 	uint8_t *rec;
@@ -694,6 +724,7 @@ int main(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_store_and_key_are_created_private);
+	tcase_add_test(tc, test_a_location_names_its_backend);
 	tcase_add_test(tc, test_token_record_round_trips_and_survives_reopen);
 	tcase_add_test(tc, test_flipped_byte_in_a_record_is_detected);
 	tcase_add_test(tc, test_record_copied_onto_another_row_does_not_open);
