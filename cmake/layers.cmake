@@ -46,7 +46,7 @@ endif()
 
 # A database library stays in its store backend: of the project's own
 # sources (tests, which alter store files, aside) only store/sqlite.c
-# includes sqlite3.h. The folders searched are the project's sources, or
+# includes sqlite3.h, and only store/postgres.c libpq-fe.h. The folders searched are the project's sources, or
 # those named after the allowed file.
 function(remhsm_header_only_in header allowed)
   set(dirs ${ARGN})
@@ -68,6 +68,7 @@ function(remhsm_header_only_in header allowed)
   endforeach()
 endfunction()
 remhsm_header_only_in(sqlite3.h store/sqlite.c)
+remhsm_header_only_in(libpq-fe.h store/postgres.c)
 
 # The daemon's keys, digests, random, KDFs, certificate fields and curve
 # checks are OpenSSL's behind daemon/crypto.h: no other daemon source

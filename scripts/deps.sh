@@ -9,10 +9,10 @@
 set -euo pipefail
 
 build=(cmake make gcc pkg-config libuv1-dev libprotobuf-c-dev protobuf-c-compiler
-       libssl-dev libsqlite3-dev libp11-kit-dev libsystemd-dev check opensc)
+       libssl-dev libsqlite3-dev libpq-dev libp11-kit-dev libsystemd-dev check opensc)
 test=(gnutls-bin libengine-pkcs11-openssl openssl xxd gdb strace clang libclang-rt-14-dev
       clang-format mosquitto mosquitto-clients dpkg-dev systemd p11-kit p11-kit-modules iproute2
-      podman runc debootstrap softhsm2)
+      podman runc debootstrap softhsm2 postgresql-15)
 bench=()
 
 wanted=("${build[@]}")
@@ -54,6 +54,13 @@ pin=()
 if [[ " ${missing[*]} " == *" libssl-dev:i386 "* ]]; then
   v=$(apt-cache policy libssl-dev:i386 | sed -n 's/ *Candidate: //p')
   pin=("libssl3=$v" "libssl3:i386=$v" "libssl-dev=$v" "libssl-dev:i386=$v")
+fi
+# The tests start PostgreSQL servers of their own: the package is not to
+# make and start a cluster of its own (Debian's documented switch).
+if [[ " ${missing[*]} " == *" postgresql-15 "* ]] &&
+  [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+  mkdir -p /etc/postgresql-common
+  echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.conf
 fi
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
   --allow-downgrades "${missing[@]}" "${pin[@]}" >/dev/null

@@ -83,5 +83,6 @@ typedef struct rhs_backend_ops {
 #define RHS_ALL_TOKENS UINT32_MAX
 
 extern const rhs_backend_ops_t rhs_sqlite_backend;
+extern const rhs_backend_ops_t rhs_postgres_backend;
 
 #endif

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "backend.h"
 #include "rhs.h"
@@ -460,11 +461,15 @@ static int bring_up(rhs_store_t *s, unsigned target, char *err, size_t err_len)
 	return rc;
 }
 
-/* The backends built in, by the scheme that names them in a location. */
+/* The backends built in, by the scheme that names them in a location;
+ * whole: the backend takes the location with its scheme (a libpq URI). */
 static const struct {
 	const char *scheme;
 	const rhs_backend_ops_t *ops;
-} backends[] = {{"sqlite", &rhs_sqlite_backend}};
+	int whole;
+} backends[] = {{"sqlite", &rhs_sqlite_backend, 0},
+		{"postgresql", &rhs_postgres_backend, 1},
+		{"postgres", &rhs_postgres_backend, 1}};
 
 /* The backend a location names, and what it is given (*target): a plain
  * path is SQLite's, "SCHEME:REST" (also SCHEME://...) that scheme's. An
@@ -481,14 +486,68 @@ static const rhs_backend_ops_t *backend_for(const char *location,
 	for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++)
 		if (strlen(backends[i].scheme) == n &&
 		    !strncmp(location, backends[i].scheme, n)) {
-			*target = location + n + 1;
+			*target =
+				backends[i].whole ? location : location + n + 1;
 			return backends[i].ops;
 		}
 	snprintf(err, err_len,
 		 "store '%.*s:...': no such store backend in this build "
-		 "(built in: sqlite)",
+		 "(built in: sqlite, postgresql)",
 		 (int)(n < 32 ? n : 32), location);
 	return NULL;
+}
+
+/* Where a password=VALUE setting's value ends: a quoted value at its
+ * closing quote, a bare one at a space or the next URI parameter. */
+static const char *value_end(const char *v)
+{
+	if (*v != '\'')
+		return v + strcspn(v, " &");
+	for (v++; *v && *v != '\''; v++)
+		if (*v == '\\' && v[1])
+			v++;
+	return *v ? v + 1 : v;
+}
+
+static int password_setting(const char *location, const char *p)
+{
+	return !strncasecmp(p, "password=", 9) &&
+	       (p == location || strchr(" &?", p[-1]));
+}
+
+/* The location as messages show it: a password, in a URI's user part or
+ * as a password= setting, never. */
+static void show_location(const char *location, char *out, size_t cap)
+{
+	const char *scheme_end = strstr(location, "://");
+	const char *pass = NULL, *at = NULL;
+	if (scheme_end) {
+		const char *auth = scheme_end + 3;
+		size_t auth_len = strcspn(auth, "/?");
+		for (size_t i = 0; i < auth_len; i++)
+			at = auth[i] == '@' ? auth + i : at;
+		pass = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+	}
+	size_t n = 0;
+	for (const char *p = location; *p && n + 12 < cap;) {
+		const char *skip_to = NULL;
+		if (pass && p == pass + 1) {
+			skip_to = at;
+		} else if (password_setting(location, p)) {
+			memcpy(out + n, p, 9);
+			n += 9;
+			p += 9;
+			skip_to = value_end(p);
+		}
+		if (skip_to) {
+			memcpy(out + n, "***", 3);
+			n += 3;
+			p = skip_to;
+			continue;
+		}
+		out[n++] = *p++;
+	}
+	out[n] = '\0';
 }
 
 int rhs_open(const char *location, const uint8_t key[RHS_KEY_LEN],
@@ -506,7 +565,7 @@ int rhs_open(const char *location, const uint8_t key[RHS_KEY_LEN],
 	pthread_mutex_init(&s->lock, NULL);
 	s->ops = ops;
 	s->snapshot = opts && opts->snapshot;
-	snprintf(s->path, sizeof(s->path), "%s", path);
+	show_location(path, s->path, sizeof(s->path));
 	uint8_t index_key[RHS_KEY_LEN];
 	derive(key, "remhsm seal key", s->seal_key);
 	derive(key, "remhsm index key", index_key);
@@ -521,7 +580,7 @@ int rhs_open(const char *location, const uint8_t key[RHS_KEY_LEN],
 		rc = bring_up(s, target, err, err_len);
 	if (rc < 0) {
 		if (rc == RHS_EIO && !err[0])
-			snprintf(err, err_len, "%s: %s", path,
+			snprintf(err, err_len, "%s: %s", s->path,
 				 s->be ? s->ops->errmsg(s->be) : "cannot open");
 		rhs_close(s);
 		return rc;

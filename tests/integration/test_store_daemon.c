@@ -133,16 +133,42 @@ START_TEST(test_the_store_setting_picks_the_backend_and_the_place)
 	th_daemon_start(&d, flags);
 	ck_assert_int_eq(th_daemon_stop(&d), 0);
 	ck_assert_int_eq(access(elsewhere, F_OK), 0);
-	ck_assert_int_eq(
-		run_on_state(th_remhsmd_path(),
-			     "--listen 127.0.0.1:0 --store "
-			     "postgresql://remhsm:hunter2@127.0.0.1/remhsm",
-			     log, sizeof(log)),
-		1);
+	ck_assert_int_eq(run_on_state(th_remhsmd_path(),
+				      "--listen 127.0.0.1:0 --store "
+				      "mysql://remhsm:hunter2@127.0.0.1/remhsm",
+				      log, sizeof(log)),
+			 1);
 	ck_assert_msg(strstr(log, "event=start-failed"), "log: %s", log);
-	ck_assert_msg(strstr(log, "'postgresql:...': no such store backend"),
+	ck_assert_msg(strstr(log, "'mysql:...': no such store backend"),
 		      "log: %s", log);
 	ck_assert_msg(!strstr(log, "hunter2"), "log: %s", log);
+}
+END_TEST
+
+/* A PostgreSQL store nobody serves (port 1): the start fails, naming the
+ * server and why, never the password, in whichever form it was given. */
+START_TEST(test_an_unreachable_postgresql_store_stops_the_start)
+{
+	const char *locations[] = {
+		"postgresql://remhsm:hunter2@127.0.0.1:1/remhsm",
+		"postgresql://remhsm@127.0.0.1:1/remhsm?password=hunter2",
+	};
+	for (size_t i = 0; i < 2; i++) {
+		char args[300], log[4096];
+		snprintf(args, sizeof(args), "--listen 127.0.0.1:0 --store %s",
+			 locations[i]);
+		ck_assert_int_eq(
+			run_on_state(th_remhsmd_path(), args, log, sizeof(log)),
+			1);
+		ck_assert_msg(strstr(log, "event=start-failed"), "log: %s",
+			      log);
+		ck_assert_msg(
+			strstr(log, "postgresql store 127.0.0.1:1/remhsm"),
+			"log: %s", log);
+		ck_assert_msg(strstr(log, "Connection refused"), "log: %s",
+			      log);
+		ck_assert_msg(!strstr(log, "hunter2"), "log: %s", log);
+	}
 }
 END_TEST
 
@@ -440,6 +466,8 @@ int main(void)
 	tcase_add_test(tc, test_wrong_store_key_is_refused);
 	tcase_add_test(tc,
 		       test_the_store_setting_picks_the_backend_and_the_place);
+	tcase_add_test(tc,
+		       test_an_unreachable_postgresql_store_stops_the_start);
 	tcase_add_test(tc, test_store_key_apart_from_the_state_folder);
 	tcase_add_test(tc, test_rolled_back_store_file_is_refused);
 	tcase_add_test(tc, test_store_check_reports_every_damaged_row);

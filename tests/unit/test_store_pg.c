@@ -1,0 +1,422 @@
+/* The store on its PostgreSQL backend, against a real server
+ * (tests/support/with_postgres.sh starts one and names it in
+ * REMHSM_TEST_PG): what SQLite's store keeps, it keeps; a write the server
+ * did not confirm is an error; a connection string's password is never
+ * in a message. Each test has a database of its own. */
+#include <check.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "rhs.h"
+
+static char dir[64], location[512], dbname[64];
+static char err[1024];
+static uint8_t key[RHS_KEY_LEN];
+static rhs_store_t *store;
+static PGconn *admin;  /* the server's superuser, on the database postgres */
+static PGconn *behind; /* on the test's database, behind the store's back */
+
+static PGconn *connect_to(const char *where)
+{
+	PGconn *c = PQconnectdb(where);
+	ck_assert_msg(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+	PQsetNoticeProcessor(c, NULL, NULL);
+	return c;
+}
+
+/* Runs sql on c, which must succeed; the result for the caller. */
+static PGresult *sql_on(PGconn *c, const char *sql)
+{
+	PGresult *r = PQexec(c, sql);
+	ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK ||
+			      PQresultStatus(r) == PGRES_TUPLES_OK,
+		      "%s: %s", sql, PQresultErrorMessage(r));
+	return r;
+}
+
+static void sql(PGconn *c, const char *text)
+{
+	PQclear(sql_on(c, text));
+}
+
+/* The test's database's location: REMHSM_TEST_PG with its database. */
+static void location_of(const char *db, char *out, size_t cap)
+{
+	const char *base = getenv("REMHSM_TEST_PG");
+	const char *slash = strrchr(base, '/');
+	snprintf(out, cap, "%.*s/%s", (int)(slash - base), base, db);
+}
+
+static void open_store(void)
+{
+	ck_assert_msg(rhs_open(location, key, NULL, &store, err, sizeof(err)) ==
+			      RHS_OK,
+		      "%s", err);
+}
+
+static void setup(void)
+{
+	ck_assert_msg(getenv("REMHSM_TEST_PG") != NULL,
+		      "run under tests/support/with_postgres.sh");
+	snprintf(dir, sizeof(dir), "/tmp/remhsm-store-pg-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	ck_assert_int_eq(rhs_key_load(dir, key, err, sizeof(err)), RHS_OK);
+	static unsigned serial;
+	snprintf(dbname, sizeof(dbname), "remhsm_%d_%u", (int)getpid(),
+		 serial++);
+	admin = connect_to(getenv("REMHSM_TEST_PG"));
+	char create[128];
+	snprintf(create, sizeof(create), "CREATE DATABASE %s", dbname);
+	sql(admin, create);
+	location_of(dbname, location, sizeof(location));
+	behind = connect_to(location);
+	open_store();
+}
+
+static void teardown(void)
+{
+	rhs_close(store);
+	store = NULL;
+	PQfinish(behind);
+	char drop[128];
+	snprintf(drop, sizeof(drop), "DROP DATABASE %s WITH (FORCE)", dbname);
+	sql(admin, drop);
+	PQfinish(admin);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+static void reopen(void)
+{
+	rhs_close(store);
+	store = NULL;
+	open_store();
+}
+
+static rhs_index_t index_of(const char *cls, const char *id, const char *label)
+{
+	rhs_index_t ix = {{NULL}, {0}};
+	const char *v[] = {cls, id, label};
+	for (int k = 0; k < 3; k++) {
+		ix.value[k] = (const uint8_t *)v[k];
+		ix.len[k] = v[k] ? strlen(v[k]) : 0;
+	}
+	return ix;
+}
+
+static uint64_t create(uint32_t slot, const char *cls, const char *id,
+		       const char *label, const char *record)
+{
+	rhs_index_t ix = index_of(cls, id, label);
+	uint64_t oid = 0;
+	ck_assert_msg(rhs_object_create(store, slot, &ix,
+					(const uint8_t *)record, strlen(record),
+					&oid) == RHS_OK,
+		      "create");
+	return oid;
+}
+
+static size_t find(uint32_t slot, const char *cls, const char *id,
+		   const char *label, uint64_t first[4])
+{
+	rhs_index_t ix = index_of(cls, id, label);
+	uint64_t *ids;
+	size_t n;
+	ck_assert_int_eq(rhs_object_find(store, slot, &ix, &ids, &n), RHS_OK);
+	for (size_t i = 0; i < n && i < 4; i++)
+		first[i] = ids[i];
+	free(ids);
+	return n;
+}
+
+static void assert_record(uint32_t slot, uint64_t id, const char *want)
+{
+	uint8_t *rec;
+	size_t len;
+	ck_assert_int_eq(rhs_object_get(store, slot, id, &rec, &len), RHS_OK);
+	ck_assert_uint_eq(len, strlen(want));
+	ck_assert_mem_eq(rec, want, len);
+	rhs_free(rec, len);
+}
+
+static long count_rows(const char *query)
+{
+	PGresult *r = sql_on(behind, query);
+	long n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	return n;
+}
+
+START_TEST(test_records_round_trip_and_survive_reopen)
+{
+	ck_assert_int_eq(rhs_token_put(store, 2, (const uint8_t *)"token", 5),
+			 RHS_OK);
+	uint64_t id = create(2, "key", "01", "Device Priv TLS Key", "k1");
+	reopen();
+	uint8_t *rec;
+	size_t len;
+	ck_assert_int_eq(rhs_token_get(store, 2, &rec, &len), RHS_OK);
+	ck_assert_mem_eq(rec, "token", 5);
+	rhs_free(rec, len);
+	assert_record(2, id, "k1");
+	ck_assert_int_eq(count_rows("SELECT version FROM remhsm_schema"), 3);
+}
+END_TEST
+
+START_TEST(test_objects_are_found_updated_and_deleted)
+{
+	uint64_t key1 = create(0, "key", "01", "Device Priv TLS Key", "k1");
+	uint64_t cert = create(0, "cert", "01", "Device Cert", "c1");
+	uint64_t key2 = create(0, "key", "02", "Claim Key", "k2");
+	uint64_t ids[4];
+	ck_assert_uint_eq(find(0, NULL, NULL, NULL, ids), 3);
+	ck_assert_uint_eq(find(0, "key", NULL, NULL, ids), 2);
+	ck_assert_uint_eq(ids[0], key1);
+	ck_assert_uint_eq(ids[1], key2);
+	ck_assert_uint_eq(find(0, "cert", "01", NULL, ids), 1);
+	ck_assert_uint_eq(ids[0], cert);
+	ck_assert_uint_eq(find(0, NULL, NULL, "Device Cer", ids), 0);
+	ck_assert_uint_eq(find(1, "key", NULL, NULL, ids), 0);
+
+	rhs_index_t ix = index_of("key", "01", "renamed");
+	ck_assert_int_eq(rhs_object_update(store, 0, key1, &ix,
+					   (const uint8_t *)"k1b", 3),
+			 RHS_OK);
+	ck_assert_uint_eq(find(0, NULL, NULL, "renamed", ids), 1);
+	assert_record(0, key1, "k1b");
+	ck_assert_int_eq(rhs_object_delete(store, 0, key1), RHS_OK);
+	ck_assert_int_eq(rhs_object_delete(store, 0, key1), RHS_ENOTFOUND);
+	ck_assert_int_eq(
+		rhs_object_update(store, 0, key1, &ix, (const uint8_t *)"x", 1),
+		RHS_ENOTFOUND);
+	ck_assert_int_eq(rhs_token_put(store, 1, (const uint8_t *)"t1", 2),
+			 RHS_OK);
+	uint64_t other = create(1, "key", "01", "other token", "o1");
+	ck_assert_int_eq(rhs_token_wipe(store, 0), RHS_OK);
+	ck_assert_uint_eq(find(0, NULL, NULL, NULL, ids), 0);
+	assert_record(1, other, "o1");
+}
+END_TEST
+
+START_TEST(test_rollback_leaves_nothing)
+{
+	ck_assert_int_eq(rhs_begin(store), RHS_OK);
+	create(0, "key", "01", "gone", "r");
+	rhs_rollback(store);
+	uint64_t ids[4];
+	ck_assert_uint_eq(find(0, NULL, NULL, NULL, ids), 0);
+	ck_assert_int_eq(count_rows("SELECT COUNT(*) FROM remhsm_objects"), 0);
+}
+END_TEST
+
+/* What reaches the database is sealed bytes and keyed hashes. */
+START_TEST(test_database_holds_no_record_or_index_value)
+{
+	create(0, "key", "01", "Device Priv TLS Key", "PRIVATE-KEY-VALUE");
+	const char *query =
+		"SELECT position('Device Priv'::bytea IN ix_label) + "
+		"position('Device Priv'::bytea IN record) + "
+		"position('PRIVATE-KEY'::bytea IN record) FROM remhsm_objects";
+	ck_assert_int_eq(count_rows(query), 0);
+	ck_assert_int_eq(count_rows("SELECT COUNT(*) FROM remhsm_objects "
+				    "WHERE ix_label IS NOT NULL"),
+			 1);
+}
+END_TEST
+
+/* A row put back as it was (its older sealed bytes) is damage, as on
+ * SQLite: the sealed state binding the rows no longer sums to it. */
+START_TEST(test_replayed_object_row_is_damage)
+{
+	uint64_t id = create(0, "key", "01", "k", "v1");
+	sql(behind, "CREATE TABLE saved AS SELECT * FROM remhsm_objects");
+	rhs_index_t ix = index_of("key", "01", "k");
+	ck_assert_int_eq(
+		rhs_object_update(store, 0, id, &ix, (const uint8_t *)"v2", 2),
+		RHS_OK);
+	rhs_close(store);
+	store = NULL;
+	sql(behind, "UPDATE remhsm_objects o SET record = s.record FROM saved "
+		    "s WHERE o.id = s.id");
+	open_store();
+	ck_assert_int_eq(rhs_token_damaged(store, 0), 1);
+}
+END_TEST
+
+START_TEST(test_a_second_writer_is_refused)
+{
+	rhs_store_t *second = NULL;
+	ck_assert_int_eq(
+		rhs_open(location, key, NULL, &second, err, sizeof(err)),
+		RHS_EBUSY);
+	ck_assert_ptr_null(second);
+	ck_assert_ptr_nonnull(strstr(err, "in use by another remhsmd"));
+	rhs_open_opts_t snap = {.snapshot = 1};
+	ck_assert_msg(rhs_open(location, key, &snap, &second, err,
+			       sizeof(err)) == RHS_OK,
+		      "%s", err);
+	rhs_close(second);
+}
+END_TEST
+
+START_TEST(test_newer_schema_is_refused_not_clobbered)
+{
+	rhs_close(store);
+	store = NULL;
+	sql(behind, "UPDATE remhsm_schema SET version = 99");
+	ck_assert_int_eq(
+		rhs_open(location, key, NULL, &store, err, sizeof(err)),
+		RHS_ENEWER);
+	ck_assert_int_eq(count_rows("SELECT version FROM remhsm_schema"), 99);
+}
+END_TEST
+
+/* A wrong password and a port nobody serves: a clear error naming the
+ * server, never the password, whichever way the location carries it. */
+START_TEST(test_connection_errors_name_the_server_not_the_password)
+{
+	const char *base = getenv("REMHSM_TEST_PG");
+	const char *at = strchr(base, '@');
+	char wrong[512], settings[512], dead[64];
+	snprintf(wrong, sizeof(wrong), "postgresql://remhsm:Wr0ngSecret%s", at);
+	snprintf(settings, sizeof(settings),
+		 "postgresql://remhsm@%.*s?password=Wr0ngSecret",
+		 (int)strcspn(at + 1, "?"), at + 1);
+	int port = 1;
+	snprintf(dead, sizeof(dead),
+		 "postgresql://u:Wr0ngSecret@127.0.0.1:%d/x", port);
+	const char *locations[] = {wrong, settings, dead};
+	for (size_t i = 0; i < 3; i++) {
+		rhs_store_t *s = NULL;
+		ck_assert_int_eq(
+			rhs_open(locations[i], key, NULL, &s, err, sizeof(err)),
+			RHS_EIO);
+		ck_assert_ptr_null(s);
+		ck_assert_msg(strstr(err, "postgresql store 127.0.0.1:") !=
+				      NULL,
+			      "%s", err);
+		ck_assert_msg(strstr(err, "Wr0ngSecret") == NULL, "%s", err);
+	}
+	ck_assert_ptr_nonnull(strstr(err, "127.0.0.1:1/x"));
+}
+END_TEST
+
+/* A row another process deletes shows at the next find: the count of
+ * commits moved, the token's rows are counted again. */
+START_TEST(test_another_writers_commit_is_seen_by_a_find)
+{
+	create(0, "key", "01", "a", "r1");
+	create(0, "key", "02", "b", "r2");
+	uint64_t ids[4];
+	ck_assert_uint_eq(find(0, "key", NULL, NULL, ids), 2);
+	sql(behind, "BEGIN; DELETE FROM remhsm_objects WHERE id = (SELECT "
+		    "MAX(id) FROM remhsm_objects); UPDATE remhsm_commits SET n "
+		    "= n + 1; COMMIT");
+	rhs_index_t ix = index_of("key", NULL, NULL);
+	uint64_t *found = NULL;
+	size_t n = 0;
+	ck_assert_int_eq(rhs_object_find(store, 0, &ix, &found, &n),
+			 RHS_ECHANGED);
+	ck_assert_ptr_null(found);
+}
+END_TEST
+
+/* The server ends the store's connection before COMMIT: the write is
+ * an error, it is not in the database, and the next call is an error too
+ * rather than a hang. */
+START_TEST(test_a_connection_lost_before_commit_is_an_error)
+{
+	create(0, "key", "01", "kept", "r0");
+	ck_assert_int_eq(rhs_begin(store), RHS_OK);
+	rhs_index_t ix = index_of("key", "02", "lost");
+	uint64_t id;
+	ck_assert_int_eq(
+		rhs_object_create(store, 0, &ix, (const uint8_t *)"r1", 2, &id),
+		RHS_OK);
+	char kill_sql[256];
+	snprintf(kill_sql, sizeof(kill_sql),
+		 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+		 "datname = '%s' AND pid <> pg_backend_pid()",
+		 dbname);
+	sql(behind, kill_sql);
+	ck_assert_int_eq(rhs_commit(store), RHS_EIO);
+	ck_assert_int_eq(count_rows("SELECT COUNT(*) FROM remhsm_objects"), 1);
+	uint8_t *rec;
+	size_t len;
+	ck_assert_int_lt(rhs_object_get(store, 0, 1, &rec, &len), 0);
+}
+END_TEST
+
+static void *cancel_waiting_commit(void *arg)
+{
+	(void)arg;
+	PGconn *c = connect_to(getenv("REMHSM_TEST_PG"));
+	for (int i = 0; i < 100; i++) { /* 10 s at most */
+		usleep(100 * 1000);
+		PGresult *r = PQexec(
+			c, "SELECT pg_cancel_backend(pid) FROM "
+			   "pg_stat_activity WHERE wait_event = 'SyncRep'");
+		int cancelled = PQresultStatus(r) == PGRES_TUPLES_OK &&
+				PQntuples(r) > 0;
+		PQclear(r);
+		if (cancelled)
+			break;
+	}
+	PQfinish(c);
+	return NULL;
+}
+
+/* A commit that waits for a standby which never answers, its wait then
+ * cancelled: PostgreSQL keeps it locally with a warning, and the store
+ * does not call that durable. */
+START_TEST(test_a_commit_whose_wait_for_standbys_is_cancelled_is_an_error)
+{
+	sql(admin, "ALTER SYSTEM SET synchronous_standby_names = 'nobody'");
+	sql(admin, "SELECT pg_reload_conf()");
+	usleep(300 * 1000);
+	reopen(); /* a session that sees the setting */
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, cancel_waiting_commit, NULL),
+			 0);
+	rhs_index_t ix = index_of("key", "01", "unconfirmed");
+	uint64_t id = 0;
+	int rc = rhs_object_create(store, 0, &ix, (const uint8_t *)"r", 1, &id);
+	pthread_join(t, NULL);
+	sql(admin, "ALTER SYSTEM RESET synchronous_standby_names");
+	sql(admin, "SELECT pg_reload_conf()");
+	ck_assert_int_eq(rc, RHS_EIO);
+	/* It was the warning, not the deadline: the row is there locally. */
+	ck_assert_int_eq(count_rows("SELECT COUNT(*) FROM remhsm_objects"), 1);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("store_pg");
+	TCase *tc = tcase_create("postgresql");
+	tcase_set_timeout(tc, 60);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_records_round_trip_and_survive_reopen);
+	tcase_add_test(tc, test_objects_are_found_updated_and_deleted);
+	tcase_add_test(tc, test_rollback_leaves_nothing);
+	tcase_add_test(tc, test_database_holds_no_record_or_index_value);
+	tcase_add_test(tc, test_replayed_object_row_is_damage);
+	tcase_add_test(tc, test_a_second_writer_is_refused);
+	tcase_add_test(tc, test_newer_schema_is_refused_not_clobbered);
+	tcase_add_test(tc,
+		       test_connection_errors_name_the_server_not_the_password);
+	tcase_add_test(tc, test_another_writers_commit_is_seen_by_a_find);
+	tcase_add_test(tc, test_a_connection_lost_before_commit_is_an_error);
+	tcase_add_test(
+		tc,
+		test_a_commit_whose_wait_for_standbys_is_cancelled_is_an_error);
+	suite_add_tcase(s, tc);
+	return th_run_suite(s);
+}
