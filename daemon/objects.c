@@ -155,10 +155,11 @@ static CK_RV load_stored(rhd_engine_t *engine, const uint8_t *token_key,
 	if (rc == RHS_ENOTFOUND)
 		return CKR_OBJECT_HANDLE_INVALID;
 	if (rc < 0) {
+		const char *said = rhs_last_error();
 		RHD_ERROR("event=object-unavailable slot=%lu "
-			  "row=objects/%lu/%llu "
-			  "reason=\"%s\"",
-			  slot, slot, (unsigned long long)id, rhs_strerror(rc));
+			  "row=objects/%lu/%llu reason=\"%s%s%s\"",
+			  slot, slot, (unsigned long long)id, rhs_strerror(rc),
+			  said[0] ? ": " : "", said);
 		return CKR_DEVICE_ERROR;
 	}
 	CK_RV rv = record_open(token_key, rec, len, out);
@@ -275,9 +276,9 @@ CK_RV rhd_objects_write_new(rhd_engine_t *engine, const rhd_new_object_t *fresh,
 	pthread_mutex_unlock(&t->write_lock);
 	if (reinitialised)
 		return CKR_SESSION_CLOSED;
-	return rc == RHS_OK	 ? CKR_OK
-	       : rc == RHS_EFULL ? CKR_DEVICE_MEMORY
-				 : CKR_DEVICE_ERROR;
+	return rc == RHS_OK
+		       ? CKR_OK
+		       : rhd_store_failed("object-create", fresh->slot, rc);
 }
 
 CK_RV rhd_objects_adopt_new(rhd_engine_t *engine, rhd_app_t *app,
@@ -448,7 +449,8 @@ static CK_RV delete_row(rhd_engine_t *engine, const rhd_stored_ref_t *ref)
 				   ref->store_id);
 	if (rc == RHS_ENOTFOUND)
 		return CKR_OBJECT_HANDLE_INVALID;
-	return rc == RHS_OK ? CKR_OK : CKR_DEVICE_ERROR;
+	return rc == RHS_OK ? CKR_OK
+			    : rhd_store_failed("object-delete", ref->slot, rc);
 }
 
 CK_RV rhd_objects_delete_stored(rhd_engine_t *engine,
@@ -572,8 +574,9 @@ static CK_RV rewrite_stored(rhd_engine_t *engine,
 	rhs_free(rec, len);
 	rhd_object_cleanup(&obj);
 	if (rv == CKR_OK && rc != RHS_OK)
-		rv = rc == RHS_ENOTFOUND ? CKR_OBJECT_HANDLE_INVALID
-					 : CKR_DEVICE_ERROR;
+		rv = rc == RHS_ENOTFOUND
+			     ? CKR_OBJECT_HANDLE_INVALID
+			     : rhd_store_failed("object-update", ref->slot, rc);
 	return rv;
 }
 
@@ -728,9 +731,10 @@ CK_RV rhd_objects_find_stored(rhd_engine_t *engine, const rhd_stored_ref_t *ref,
 	rhs_index_t ix = index_of(tmpl);
 	uint64_t *ids;
 	size_t n;
-	if (rhs_object_find(engine->tokens.store, (uint32_t)ref->slot, &ix,
-			    &ids, &n) < 0)
-		return CKR_DEVICE_ERROR;
+	int rc = rhs_object_find(engine->tokens.store, (uint32_t)ref->slot, &ix,
+				 &ids, &n);
+	if (rc < 0)
+		return rhd_store_failed("object-find", ref->slot, rc);
 	CK_RV rv = CKR_OK;
 	for (size_t i = 0; i < n && rv == CKR_OK; i++)
 		rv = match_one(engine, ref, ids[i], tmpl, m);

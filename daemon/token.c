@@ -54,10 +54,15 @@ static CK_RV write_record(rhd_tokens_t *tokens, const rhd_token_t *t,
 	size_t len = remhsm__store__token_record__pack(&rec, buf);
 	int rc = rhs_token_put(tokens->store, t->slot, buf, len);
 	OPENSSL_cleanse(buf, len);
-	if (rc < 0)
-		RHD_ERROR("event=store-write-failed slot=%u reason=\"%s\"",
-			  t->slot, rhs_strerror(rc));
-	return rc < 0 ? CKR_DEVICE_ERROR : CKR_OK;
+	return rc < 0 ? rhd_store_failed("token-write", t->slot, rc) : CKR_OK;
+}
+
+CK_RV rhd_store_failed(const char *op, CK_SLOT_ID slot, int rc)
+{
+	const char *said = rhs_last_error();
+	RHD_ERROR("event=store-failed op=%s slot=%lu reason=\"%s%s%s\"", op,
+		  slot, rhs_strerror(rc), said[0] ? ": " : "", said);
+	return rc == RHS_EFULL ? CKR_DEVICE_MEMORY : CKR_DEVICE_ERROR;
 }
 
 /* Makes next's persisted fields t's, once they are on disk. */
@@ -336,10 +341,10 @@ static CK_RV init_ready(rhd_tokens_t *tokens, rhd_token_t *t,
 	if (rc == RHS_OK && (rc = rhs_token_wipe(tokens->store, t->slot)) < 0)
 		rhs_rollback(tokens->store);
 	if (rc < 0)
-		return CKR_DEVICE_ERROR;
+		return rhd_store_failed("token-init", t->slot, rc);
 	CK_RV rv = write_record(tokens, t, &next);
-	if (rv == CKR_OK && rhs_commit(tokens->store) < 0)
-		rv = CKR_DEVICE_ERROR;
+	if (rv == CKR_OK && (rc = rhs_commit(tokens->store)) < 0)
+		rv = rhd_store_failed("token-init", t->slot, rc);
 	else if (rv != CKR_OK)
 		rhs_rollback(tokens->store);
 	if (rv == CKR_OK) {

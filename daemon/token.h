@@ -103,4 +103,9 @@ void rhd_token_object_changed(rhd_token_t *t, uint64_t store_id);
 /* CK_TOKEN_INFO flags of t; the caller holds t->lock. */
 CK_FLAGS rhd_token_flags(const rhd_tokens_t *tokens, const rhd_token_t *t);
 
+/* Logs why a store call failed (event=store-failed op=OP slot=SLOT with
+ * the database's words) and returns what the caller answers for it:
+ * CKR_DEVICE_MEMORY for a full store, else CKR_DEVICE_ERROR. */
+CK_RV rhd_store_failed(const char *op, CK_SLOT_ID slot, int rc);
+
 #endif

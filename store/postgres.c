@@ -8,6 +8,7 @@
  * advisory lock, taken at open, refuses a second writer. */
 #include <errno.h>
 #include <libpq-fe.h>
+#include <openssl/crypto.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -112,8 +113,10 @@ static const char *const statements[ST_COUNT] = {
 
 struct rhs_backend {
 	PGconn *conn;
+	char *where; /* the location, to connect again */
 	int snapshot;
 	int in_transaction;
+	int connecting;
 	unsigned warnings; /* WARNING notices heard so far */
 	int64_t own_commits;
 	unsigned char prepared[ST_COUNT];
@@ -210,26 +213,55 @@ static int result_rc(rhs_backend_t *b, PGresult *r, ExecStatusType ok)
 	return RHS_EIO;
 }
 
-static int connected(rhs_backend_t *b)
+static int reconnect(rhs_backend_t *b);
+
+static int connection_lost(const rhs_backend_t *b)
 {
-	if (b->conn && PQstatus(b->conn) == CONNECTION_OK)
+	return !b->conn || PQstatus(b->conn) == CONNECTION_BAD;
+}
+
+/* A connection for the next statement: the one there is or, when it was
+ * lost, a new one. Not inside a transaction, whose work the new session
+ * would not have, nor a snapshot, which would see another moment. */
+static int ensure_connection(rhs_backend_t *b)
+{
+	if (!connection_lost(b))
 		return RHS_OK;
-	set_err(b, "the connection to the database was lost");
-	return RHS_EIO;
+	if (b->in_transaction || b->snapshot || b->connecting) {
+		set_err(b, "the connection to the database was lost%s",
+			b->in_transaction ? " inside a transaction" : "");
+		return RHS_EIO;
+	}
+	return reconnect(b);
+}
+
+/* Whether a statement that failed may be sent again on a new connection:
+ * only when the old one was lost outside a transaction (a BEGIN, a read),
+ * never a COMMIT, whose outcome is unknown. */
+static int may_retry(const rhs_backend_t *b, const PGresult *r, int attempt)
+{
+	return attempt == 0 && connection_lost(b) && !b->in_transaction &&
+	       !b->snapshot && !b->connecting &&
+	       (!r || PQresultStatus(r) == PGRES_FATAL_ERROR);
 }
 
 /* A command string of one or more statements; the result of the first
  * that failed, or of the last. */
 static PGresult *simple(rhs_backend_t *b, const char *sql)
 {
-	b->err[0] = '\0';
-	if (connected(b) < 0)
-		return NULL;
-	if (!PQsendQuery(b->conn, sql)) {
-		set_err(b, "%s", PQerrorMessage(b->conn));
-		return NULL;
+	for (int attempt = 0;; attempt++) {
+		b->err[0] = '\0';
+		if (ensure_connection(b) < 0)
+			return NULL;
+		PGresult *r = NULL;
+		if (PQsendQuery(b->conn, sql))
+			r = await(b);
+		else
+			set_err(b, "%s", PQerrorMessage(b->conn));
+		if (!may_retry(b, r, attempt))
+			return r;
+		PQclear(r);
 	}
-	return await(b);
 }
 
 static int command(rhs_backend_t *b, const char *sql)
@@ -292,20 +324,23 @@ static PGresult *run_named(rhs_backend_t *b, const char *name,
 			   unsigned char *prepared, const char *sql,
 			   const params_t *p)
 {
-	b->err[0] = '\0';
-	if (connected(b) < 0)
-		return NULL;
-	if (!*prepared) {
-		if (prepare(b, name, sql) < 0)
+	for (int attempt = 0;; attempt++) {
+		b->err[0] = '\0';
+		if (ensure_connection(b) < 0)
 			return NULL;
-		*prepared = 1;
+		PGresult *r = NULL;
+		if (!*prepared && prepare(b, name, sql) == RHS_OK)
+			*prepared = 1;
+		if (*prepared &&
+		    PQsendQueryPrepared(b->conn, name, p->n, p->values,
+					p->lengths, p->formats, 1))
+			r = await(b);
+		else if (*prepared)
+			set_err(b, "%s", PQerrorMessage(b->conn));
+		if (!may_retry(b, r, attempt))
+			return r;
+		PQclear(r);
 	}
-	if (!PQsendQueryPrepared(b->conn, name, p->n, p->values, p->lengths,
-				 p->formats, 1)) {
-		set_err(b, "%s", PQerrorMessage(b->conn));
-		return NULL;
-	}
-	return await(b);
 }
 
 static PGresult *run(rhs_backend_t *b, int which, const params_t *p)
@@ -372,9 +407,9 @@ static void on_notice(void *arg, const PGresult *r)
 	}
 }
 
-static int connect_db(rhs_backend_t *b, const char *where)
+static int connect_db(rhs_backend_t *b)
 {
-	b->conn = PQconnectStart(where);
+	b->conn = PQconnectStart(b->where);
 	if (!b->conn)
 		return RHS_ENOMEM;
 	int64_t deadline = now_ms() + ROUND_TRIP_MS;
@@ -426,12 +461,36 @@ static int configure(rhs_backend_t *b)
 	return rc;
 }
 
+/* A new session in place of a lost one: its statements prepared again on
+ * first use, the writer's lock taken again (another remhsmd may hold it
+ * by now). */
+static int reconnect(rhs_backend_t *b)
+{
+	PQfinish(b->conn);
+	b->conn = NULL;
+	memset(b->prepared, 0, sizeof(b->prepared));
+	memset(b->find_prepared, 0, sizeof(b->find_prepared));
+	b->connecting = 1;
+	int rc = connect_db(b);
+	if (rc == RHS_OK)
+		rc = configure(b);
+	b->connecting = 0;
+	if (rc < 0 && b->conn) {
+		PQfinish(b->conn);
+		b->conn = NULL;
+	}
+	return rc;
+}
+
 static void pg_close(rhs_backend_t *b)
 {
 	if (!b)
 		return;
 	if (b->conn)
 		PQfinish(b->conn); /* ends a snapshot's read, frees the lock */
+	if (b->where)
+		OPENSSL_cleanse(b->where, strlen(b->where));
+	free(b->where);
 	free(b);
 }
 
@@ -454,9 +513,16 @@ static int pg_open(const char *where, const rhs_open_opts_t *opts,
 	if (!b)
 		return RHS_ENOMEM;
 	b->snapshot = opts && opts->snapshot;
-	int rc = connect_db(b, where);
+	b->where = strdup(where);
+	if (!b->where) {
+		free(b);
+		return RHS_ENOMEM;
+	}
+	b->connecting = 1;
+	int rc = connect_db(b);
 	if (rc == RHS_OK)
 		rc = configure(b);
+	b->connecting = 0;
 	if (rc < 0) {
 		char place[256];
 		describe(b, place, sizeof(place));

@@ -44,6 +44,10 @@ enum rhs_err {
 };
 
 const char *rhs_strerror(int err);
+/* The database's own words for this thread's last failed store call
+ * ("" for a missing record or a change seen): for the log line that says
+ * why. */
+const char *rhs_last_error(void);
 
 typedef struct rhs_store rhs_store_t;
 

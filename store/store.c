@@ -608,11 +608,30 @@ void rhs_close(rhs_store_t *s)
 
 /* The store whose transaction this thread holds (and so its lock). */
 static _Thread_local rhs_store_t *txn_of_this_thread;
+/* The backend's words for this thread's last failed call. */
+static _Thread_local char last_error[512];
+
+/* rc, with the backend's reason kept for rhs_last_error when it is a
+ * failure of the database (not a missing row, not a change seen). */
+static int noted(rhs_store_t *s, int rc)
+{
+	if (rc < 0 && rc != RHS_ENOTFOUND && rc != RHS_ECHANGED)
+		snprintf(last_error, sizeof(last_error), "%s",
+			 s->ops->errmsg(s->be));
+	else if (rc < 0)
+		last_error[0] = '\0';
+	return rc;
+}
+
+const char *rhs_last_error(void)
+{
+	return last_error;
+}
 
 int rhs_begin(rhs_store_t *s)
 {
 	pthread_mutex_lock(&s->lock);
-	int rc = s->ops->begin(s->be);
+	int rc = noted(s, s->ops->begin(s->be));
 	if (rc < 0) {
 		pthread_mutex_unlock(&s->lock);
 		return rc;
@@ -637,7 +656,7 @@ static void end_transaction(rhs_store_t *s, int committed)
 
 int rhs_commit(rhs_store_t *s)
 {
-	int rc = s->ops->commit(s->be);
+	int rc = noted(s, s->ops->commit(s->be));
 	end_transaction(s, rc == RHS_OK);
 	return rc;
 }
@@ -654,11 +673,11 @@ typedef int (*txn_fn)(rhs_store_t *s, void *arg);
 static int in_transaction(rhs_store_t *s, txn_fn fn, void *arg)
 {
 	if (txn_of_this_thread == s)
-		return fn(s, arg);
+		return noted(s, fn(s, arg));
 	int rc = rhs_begin(s);
 	if (rc < 0)
 		return rc;
-	rc = fn(s, arg);
+	rc = noted(s, fn(s, arg));
 	if (rc < 0) {
 		rhs_rollback(s);
 		return rc;
@@ -792,6 +811,7 @@ static int get_sealed(rhs_store_t *s, char table, uint32_t slot, uint64_t id,
 	int rc = s->ops->row_get(s->be, table, slot, id, open_row, &a);
 	if (rc == RHS_ENOTFOUND && row_agrees(s, table, slot, id, NULL) < 0)
 		rc = RHS_ECHANGED;
+	noted(s, rc);
 	pthread_mutex_unlock(&s->lock);
 	return rc;
 }
@@ -992,7 +1012,7 @@ int rhs_object_find(rhs_store_t *s, uint32_t slot, const rhs_index_t *match,
 	rhs_row_view_t want = {.table = 'o', .slot = slot};
 	pthread_mutex_lock(&s->lock);
 	hash_index(s, slot, match, hashes, &want);
-	int rc = s->ops->find(s->be, slot, &want, ids, count);
+	int rc = noted(s, s->ops->find(s->be, slot, &want, ids, count));
 	if (rc == RHS_OK && rows_added_or_removed(s, slot)) {
 		free(*ids);
 		*ids = NULL;

@@ -328,9 +328,18 @@ START_TEST(test_another_writers_commit_is_seen_by_a_find)
 }
 END_TEST
 
+static void terminate_store_sessions(void)
+{
+	char kill_sql[256];
+	snprintf(kill_sql, sizeof(kill_sql),
+		 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+		 "datname = '%s' AND pid <> pg_backend_pid()",
+		 dbname);
+	sql(behind, kill_sql);
+}
+
 /* The server ends the store's connection before COMMIT: the write is
- * an error, it is not in the database, and the next call is an error too
- * rather than a hang. */
+ * an error and is not in the database; the next call connects again. */
 START_TEST(test_a_connection_lost_before_commit_is_an_error)
 {
 	create(0, "key", "01", "kept", "r0");
@@ -340,17 +349,35 @@ START_TEST(test_a_connection_lost_before_commit_is_an_error)
 	ck_assert_int_eq(
 		rhs_object_create(store, 0, &ix, (const uint8_t *)"r1", 2, &id),
 		RHS_OK);
-	char kill_sql[256];
-	snprintf(kill_sql, sizeof(kill_sql),
-		 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
-		 "datname = '%s' AND pid <> pg_backend_pid()",
-		 dbname);
-	sql(behind, kill_sql);
+	terminate_store_sessions();
 	ck_assert_int_eq(rhs_commit(store), RHS_EIO);
 	ck_assert_int_eq(count_rows("SELECT COUNT(*) FROM remhsm_objects"), 1);
 	uint8_t *rec;
 	size_t len;
-	ck_assert_int_lt(rhs_object_get(store, 0, 1, &rec, &len), 0);
+	ck_assert_int_eq(rhs_object_get(store, 0, id, &rec, &len),
+			 RHS_ENOTFOUND);
+	uint64_t ids[4];
+	ck_assert_uint_eq(find(0, NULL, NULL, "kept", ids), 1);
+}
+END_TEST
+
+/* The server ends the store's session between calls (a restart, a
+ * failover): the next read and write go through on a new session, which
+ * holds the writer's lock again. */
+START_TEST(test_a_session_lost_between_calls_is_replaced)
+{
+	uint64_t first = create(0, "key", "01", "before", "r0");
+	terminate_store_sessions();
+	assert_record(0, first, "r0");
+	terminate_store_sessions();
+	uint64_t second = create(0, "key", "02", "after", "r1");
+	assert_record(0, second, "r1");
+	uint64_t ids[4];
+	ck_assert_uint_eq(find(0, "key", NULL, NULL, ids), 2);
+	rhs_store_t *other = NULL;
+	ck_assert_int_eq(
+		rhs_open(location, key, NULL, &other, err, sizeof(err)),
+		RHS_EBUSY);
 }
 END_TEST
 
@@ -414,6 +441,7 @@ int main(void)
 		       test_connection_errors_name_the_server_not_the_password);
 	tcase_add_test(tc, test_another_writers_commit_is_seen_by_a_find);
 	tcase_add_test(tc, test_a_connection_lost_before_commit_is_an_error);
+	tcase_add_test(tc, test_a_session_lost_between_calls_is_replaced);
 	tcase_add_test(
 		tc,
 		test_a_commit_whose_wait_for_standbys_is_cancelled_is_an_error);

@@ -1,0 +1,150 @@
+/*
+ * remhsmd on a PostgreSQL store (a real server that
+ * tests/support/with_postgres.sh starts), through the real module: keys
+ * survive a restart; while the database is out of reach, keys the daemon
+ * holds go on signing, writes answer CKR_DEVICE_ERROR, and once it is
+ * back the same daemon writes again.
+ */
+#include <check.h>
+#include <dlfcn.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static th_daemon_t d;
+static void *module;
+static CK_FUNCTION_LIST *p11;
+static PGconn *admin;
+static char dbname[64], location[512];
+static const char *flags[] = {"--store", location, NULL};
+
+static void sql(const char *text)
+{
+	PGresult *r = PQexec(admin, text);
+	ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK ||
+			      PQresultStatus(r) == PGRES_TUPLES_OK,
+		      "%s: %s", text, PQresultErrorMessage(r));
+	PQclear(r);
+}
+
+/* text with the test's database name for its one %s. */
+static void sql_on_db(const char *before, const char *after)
+{
+	char text[512];
+	snprintf(text, sizeof(text), "%s%s%s", before, dbname, after);
+	sql(text);
+}
+
+static void setup(void)
+{
+	const char *base = getenv("REMHSM_TEST_PG");
+	ck_assert_msg(base != NULL, "run under tests/support/with_postgres.sh");
+	admin = PQconnectdb(base);
+	ck_assert_int_eq(PQstatus(admin), CONNECTION_OK);
+	PQsetNoticeProcessor(admin, NULL, NULL);
+	snprintf(dbname, sizeof(dbname), "remhsmd_%d", (int)getpid());
+	sql_on_db("CREATE DATABASE ", "");
+	const char *slash = strrchr(base, '/');
+	snprintf(location, sizeof(location), "%.*s/%s", (int)(slash - base),
+		 base, dbname);
+	p11 = th_start_provisioned(&d, flags, &module);
+}
+
+static void teardown(void)
+{
+	p11->C_Finalize(NULL);
+	dlclose(module);
+	th_daemon_cleanup(&d);
+	sql_on_db("DROP DATABASE ", " WITH (FORCE)");
+	PQfinish(admin);
+}
+
+static CK_RV sign_once(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key)
+{
+	CK_MECHANISM mech = {CKM_ECDSA, NULL, 0};
+	CK_BYTE hash[32] = {1, 2, 3}, sig[64];
+	CK_ULONG len = sizeof(sig);
+	CK_RV rv = p11->C_SignInit(s, &mech, key);
+	return rv == CKR_OK ? p11->C_Sign(s, hash, sizeof(hash), sig, &len)
+			    : rv;
+}
+
+static CK_OBJECT_HANDLE find_private_key(CK_SESSION_HANDLE s)
+{
+	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof(cls)}};
+	CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+	CK_ULONG n = 0;
+	ck_assert_uint_eq(p11->C_FindObjectsInit(s, t, 1), CKR_OK);
+	ck_assert_uint_eq(p11->C_FindObjects(s, &h, 1, &n), CKR_OK);
+	ck_assert_uint_eq(p11->C_FindObjectsFinal(s), CKR_OK);
+	ck_assert_uint_eq(n, 1);
+	return h;
+}
+
+START_TEST(test_keys_survive_a_restart)
+{
+	CK_SESSION_HANDLE s = th_user_session(p11, 0, "0000");
+	CK_OBJECT_HANDLE pub, priv;
+	th_generate_p256(p11, s, CK_TRUE, &pub, &priv);
+	ck_assert_uint_eq(sign_once(s, priv), CKR_OK);
+	p11->C_Finalize(NULL);
+	th_daemon_restart(&d, flags);
+	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
+	s = th_user_session(p11, 0, "0000");
+	ck_assert_uint_eq(sign_once(s, find_private_key(s)), CKR_OK);
+}
+END_TEST
+
+START_TEST(test_signing_goes_on_while_the_database_is_away)
+{
+	CK_SESSION_HANDLE s = th_user_session(p11, 0, "0000");
+	CK_OBJECT_HANDLE pub, priv, pub2, priv2;
+	th_generate_p256(p11, s, CK_TRUE, &pub, &priv);
+	ck_assert_uint_eq(sign_once(s, priv), CKR_OK);
+
+	sql_on_db("ALTER DATABASE ", " ALLOW_CONNECTIONS false");
+	sql_on_db("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+		  "WHERE datname = '",
+		  "'");
+	for (int i = 0; i < 20; i++)
+		ck_assert_uint_eq(sign_once(s, priv), CKR_OK);
+	CK_BYTE params[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
+			    0xce, 0x3d, 0x03, 0x01, 0x07};
+	CK_BBOOL yes = CK_TRUE;
+	CK_ATTRIBUTE pub_t[] = {{CKA_EC_PARAMS, params, sizeof(params)},
+				{CKA_TOKEN, &yes, sizeof(yes)}};
+	CK_ATTRIBUTE priv_t[] = {{CKA_TOKEN, &yes, sizeof(yes)},
+				 {CKA_SIGN, &yes, sizeof(yes)}};
+	CK_MECHANISM gen = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
+	ck_assert_uint_eq(p11->C_GenerateKeyPair(s, &gen, pub_t, 2, priv_t, 2,
+						 &pub2, &priv2),
+			  CKR_DEVICE_ERROR);
+	ck_assert(th_log_contains(&d, "event=store-failed op=object-create "
+				      "slot=0 reason=\"store I/O error: "));
+	ck_assert(
+		th_log_contains(&d, "is not currently accepting connections"));
+
+	sql_on_db("ALTER DATABASE ", " ALLOW_CONNECTIONS true");
+	ck_assert_uint_eq(p11->C_GenerateKeyPair(s, &gen, pub_t, 2, priv_t, 2,
+						 &pub2, &priv2),
+			  CKR_OK);
+	ck_assert_uint_eq(sign_once(s, priv2), CKR_OK);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("store_pg_daemon");
+	TCase *tc = tcase_create("daemon");
+	tcase_set_timeout(tc, 120);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_keys_survive_a_restart);
+	tcase_add_test(tc, test_signing_goes_on_while_the_database_is_away);
+	suite_add_tcase(s, tc);
+	return th_run_suite(s);
+}
