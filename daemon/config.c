@@ -21,6 +21,7 @@ void rhd_config_defaults(rhd_config_t *cfg)
 	cfg->handshake_timeout_ms = 5000;
 	cfg->first_byte_timeout_ms = 1000;
 	cfg->frame_timeout_ms = 10000;
+	cfg->store_wait_ms = 10000;
 	cfg->idle_timeout_ms = 300000;
 	cfg->drain_timeout_ms = 10000;
 	cfg->max_frame = 1u << 20;
@@ -71,6 +72,7 @@ static const struct setting {
 	TEXT("store-key", store_key),
 	TEXT("store", store),
 	TEXT("store-rollback", store_rollback),
+	UINT("store-wait-ms", store_wait_ms, 100, 600000),
 	TEXT("tls-ca", tls_ca),
 	TEXT("tls-cert", tls_cert),
 	TEXT("tls-key", tls_key),
@@ -378,6 +380,9 @@ void rhd_config_usage(FILE *out, const char *prog)
 		"(STATE/store.db),\n"
 		"                             or postgresql://... (a libpq "
 		"connection URI)\n"
+		"  --store-wait-ms N          a database round trip longer "
+		"than this fails the\n"
+		"                             call (PostgreSQL; 10000)\n"
 		"  --store-rollback MODE      a store older than the audit log "
 		"last recorded:\n"
 		"                             refuse (default) or warn and "

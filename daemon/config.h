@@ -14,6 +14,7 @@ typedef struct rhd_config {
 	char store_key[PATH_MAX];
 	char store[PATH_MAX]; /* where the store is; "": state_dir/store.db */
 	char store_rollback[16]; /* "refuse" or "warn" */
+	unsigned store_wait_ms;	 /* a database round trip's limit */
 	char tls_ca[PATH_MAX];
 	char tls_cert[PATH_MAX];
 	char tls_key[PATH_MAX];

@@ -35,7 +35,8 @@ static rhs_store_t *open_store(const rhd_config_t *cfg,
 		else
 			snprintf(path, sizeof(path), "%s/store.db",
 				 cfg->state_dir);
-		rc = rhs_open(path, key, NULL, &store, err, sizeof(err));
+		rhs_open_opts_t opts = {.wait_ms = cfg->store_wait_ms};
+		rc = rhs_open(path, key, &opts, &store, err, sizeof(err));
 	}
 	if (rc == RHS_OK && rhd_resume_key_derive(key, resume_key) < 0) {
 		snprintf(err, sizeof(err), "cannot derive the resume key");

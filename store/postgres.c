@@ -20,7 +20,7 @@
 
 /* A round trip (connect, statement, commit) that takes longer has failed:
  * the caller gets an error rather than a thread stuck on a lost host. */
-#define ROUND_TRIP_MS 10000
+#define DEFAULT_WAIT_MS 10000
 /* Any constant, the same in every remhsm: the writer's advisory lock. */
 #define WRITER_LOCK "SELECT pg_try_advisory_lock(7306015330158440813)"
 
@@ -117,6 +117,7 @@ struct rhs_backend {
 	int snapshot;
 	int in_transaction;
 	int connecting;
+	int wait_ms;
 	unsigned warnings; /* WARNING notices heard so far */
 	int64_t own_commits;
 	unsigned char prepared[ST_COUNT];
@@ -149,7 +150,7 @@ static int wait_socket(rhs_backend_t *b, short events, int64_t deadline)
 	int64_t left = deadline - now_ms();
 	if (left <= 0) {
 		set_err(b, "no answer from the database within %d ms",
-			ROUND_TRIP_MS);
+			b->wait_ms);
 		return RHS_EIO;
 	}
 	struct pollfd p = {.fd = PQsocket(b->conn), .events = events};
@@ -160,12 +161,26 @@ static int wait_socket(rhs_backend_t *b, short events, int64_t deadline)
 	return RHS_OK;
 }
 
+/* Asks the server to stop what the session is doing (a statement, a wait
+ * for the standbys): the session ends soon after instead of holding its
+ * locks until it finishes. */
+static void cancel(rhs_backend_t *b)
+{
+	if (PQstatus(b->conn) != CONNECTION_OK)
+		return;
+	PGcancel *c = PQgetCancel(b->conn);
+	char why[256];
+	if (c)
+		(void)PQcancel(c, why, sizeof(why));
+	PQfreeCancel(c);
+}
+
 /* The whole answer to what was sent: the first error result, or the last
  * result; NULL when the connection failed or timed out (b->err says why).
  * A timed-out statement is cancelled and the connection given up. */
 static PGresult *await(rhs_backend_t *b)
 {
-	int64_t deadline = now_ms() + ROUND_TRIP_MS;
+	int64_t deadline = now_ms() + b->wait_ms;
 	PGresult *kept = NULL;
 	for (;;) {
 		while (PQisBusy(b->conn)) {
@@ -188,6 +203,7 @@ static PGresult *await(rhs_backend_t *b)
 	}
 lost:
 	PQclear(kept);
+	cancel(b);
 	if (!b->err[0] || PQstatus(b->conn) == CONNECTION_BAD)
 		set_err(b, "%s", PQerrorMessage(b->conn));
 	PQfinish(b->conn); /* mid-answer: no later call can use it */
@@ -412,7 +428,7 @@ static int connect_db(rhs_backend_t *b)
 	b->conn = PQconnectStart(b->where);
 	if (!b->conn)
 		return RHS_ENOMEM;
-	int64_t deadline = now_ms() + ROUND_TRIP_MS;
+	int64_t deadline = now_ms() + b->wait_ms;
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 	while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED &&
 	       PQstatus(b->conn) != CONNECTION_BAD) {
@@ -513,6 +529,8 @@ static int pg_open(const char *where, const rhs_open_opts_t *opts,
 	if (!b)
 		return RHS_ENOMEM;
 	b->snapshot = opts && opts->snapshot;
+	b->wait_ms =
+		opts && opts->wait_ms ? (int)opts->wait_ms : DEFAULT_WAIT_MS;
 	b->where = strdup(where);
 	if (!b->where) {
 		free(b);

@@ -61,6 +61,9 @@ typedef struct rhs_open_opts {
 	 * may hold: no lock taken, nothing migrated or written, every read
 	 * in one read transaction until rhs_close. For remhsm store check. */
 	int snapshot;
+	/* A database round trip (connect, statement, commit) that takes
+	 * longer fails the call (0: 10 s). SQLite's own busy wait is apart. */
+	unsigned wait_ms;
 } rhs_open_opts_t;
 
 /*

@@ -60,6 +60,9 @@ struct rhs_store {
 	/* Per token, the backend's foreign version at which its rows were
 	 * last counted and found as this process knows them (0: not yet). */
 	int64_t counted_at[RHS_MAX_TOKENS];
+	/* A commit failed, and may have happened all the same: what this
+	 * process holds of the rows is read again before the next use. */
+	int resync;
 	char path[4096];
 };
 
@@ -378,6 +381,25 @@ static int verify_rows(rhs_store_t *s)
 	return RHS_OK;
 }
 
+/* After a commit whose outcome is not known (PostgreSQL may have kept a
+ * write whose confirmation was lost), the sealed state and every row's
+ * term are read from the database again, as at open: the write is then
+ * known to be there or not, and the next one builds on what is. */
+static int resync(rhs_store_t *s)
+{
+	if (!s->resync || s->schema < 3)
+		return RHS_OK;
+	char err[256];
+	rhs_rows_free(&s->rows);
+	memset(&s->state, 0, sizeof(s->state));
+	memset(s->counted_at, 0, sizeof(s->counted_at));
+	int rc = state_load(s, err, sizeof(err));
+	if (rc == RHS_OK)
+		rc = verify_rows(s);
+	s->resync = rc != RHS_OK;
+	return rc;
+}
+
 /* Migration 3: the state of the rows as they are (trusted this once). */
 static int state_build(rhs_store_t *s)
 {
@@ -631,7 +653,9 @@ const char *rhs_last_error(void)
 int rhs_begin(rhs_store_t *s)
 {
 	pthread_mutex_lock(&s->lock);
-	int rc = noted(s, s->ops->begin(s->be));
+	int rc = noted(s, resync(s));
+	if (rc == RHS_OK)
+		rc = noted(s, s->ops->begin(s->be));
 	if (rc < 0) {
 		pthread_mutex_unlock(&s->lock);
 		return rc;
@@ -657,6 +681,8 @@ static void end_transaction(rhs_store_t *s, int committed)
 int rhs_commit(rhs_store_t *s)
 {
 	int rc = noted(s, s->ops->commit(s->be));
+	if (rc < 0)
+		s->resync = 1;
 	end_transaction(s, rc == RHS_OK);
 	return rc;
 }
@@ -808,7 +834,9 @@ static int get_sealed(rhs_store_t *s, char table, uint32_t slot, uint64_t id,
 {
 	row_open_t a = {s, record, len};
 	pthread_mutex_lock(&s->lock);
-	int rc = s->ops->row_get(s->be, table, slot, id, open_row, &a);
+	int rc = resync(s);
+	if (rc == RHS_OK)
+		rc = s->ops->row_get(s->be, table, slot, id, open_row, &a);
 	if (rc == RHS_ENOTFOUND && row_agrees(s, table, slot, id, NULL) < 0)
 		rc = RHS_ECHANGED;
 	noted(s, rc);
@@ -1012,7 +1040,9 @@ int rhs_object_find(rhs_store_t *s, uint32_t slot, const rhs_index_t *match,
 	rhs_row_view_t want = {.table = 'o', .slot = slot};
 	pthread_mutex_lock(&s->lock);
 	hash_index(s, slot, match, hashes, &want);
-	int rc = noted(s, s->ops->find(s->be, slot, &want, ids, count));
+	int rc = noted(s, resync(s));
+	if (rc == RHS_OK)
+		rc = noted(s, s->ops->find(s->be, slot, &want, ids, count));
 	if (rc == RHS_OK && rows_added_or_removed(s, slot)) {
 		free(*ids);
 		*ids = NULL;
