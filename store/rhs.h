@@ -179,4 +179,19 @@ typedef struct rhs_kdf_params {
 int rhs_kdf(const rhs_kdf_params_t *params, const uint8_t *pin, size_t pin_len,
 	    uint8_t kek[RHS_KEY_LEN]) RHS_WARN_UNUSED;
 
+/* What rhs_copy copied. */
+typedef struct rhs_copy_tally {
+	unsigned tokens;
+	uint64_t objects;
+} rhs_copy_tally_t;
+
+/* Copies every token and object row of from (a snapshot will do) into to,
+ * which must be empty and opened with the same store key: each row
+ * checked where it comes from (it opens, it is as from verified it), put
+ * into to as it is in one transaction, then read back from to and
+ * compared byte for byte. A source token whose rows do not add up stops
+ * it; err says which row or why. */
+int rhs_copy(rhs_store_t *from, rhs_store_t *to, rhs_copy_tally_t *tally,
+	     char *err, size_t err_len) RHS_WARN_UNUSED;
+
 #endif

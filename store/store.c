@@ -1051,3 +1051,184 @@ int rhs_object_find(rhs_store_t *s, uint32_t slot, const rhs_index_t *match,
 	pthread_mutex_unlock(&s->lock);
 	return rc;
 }
+
+/* --- copying a store -------------------------------------------------------
+ */
+
+typedef struct copy_ctx {
+	rhs_store_t *from, *to;
+	rhs_copy_tally_t *tally;
+	const rhs_row_view_t *want; /* verifying: the source row */
+	int same;		    /* verifying: the copy matches */
+	char *err;
+	size_t err_len;
+} copy_ctx_t;
+
+/* A source row opens under its key and is as the source verified it. */
+static int row_opens(copy_ctx_t *c, const rhs_row_view_t *row)
+{
+	uint32_t slot = (uint32_t)row->slot;
+	uint8_t term[TERM_LEN], *plain = NULL;
+	size_t len = 0;
+	row_term(c->from, row, term);
+	int rc = row_agrees(c->from, row->table, slot, row->id, term);
+	if (rc == RHS_OK)
+		rc = unseal_blob(c->from, make_aad(row->table, slot, row->id),
+				 row->sealed, row->sealed_len, &plain, &len);
+	rhs_free(plain, len);
+	if (rc < 0)
+		snprintf(c->err, c->err_len, "%s: row %s/%u/%llu: %s",
+			 c->from->path,
+			 row->table == 't' ? "tokens" : "objects", slot,
+			 (unsigned long long)row->id, rhs_strerror(rc));
+	return rc;
+}
+
+/* One source row into the destination, as it is: its sealed bytes and
+ * index hashes bind table, token and id, which stay the same. */
+static int copy_row(void *ctx, const rhs_row_view_t *row)
+{
+	copy_ctx_t *c = ctx;
+	if (row->slot < 0 || row->slot >= RHS_MAX_TOKENS)
+		return RHS_ECORRUPT; /* verify_rows marked its token */
+	int rc = row_opens(c, row);
+	if (rc == RHS_OK)
+		rc = c->to->ops->row_put(c->to->be, row, 1);
+	if (rc < 0)
+		return rc;
+	uint8_t term[TERM_LEN];
+	row_term(c->to, row, term);
+	xor_into(c->to->state.rows[row->slot], term);
+	if (c->to->rows_on)
+		rc = rhs_rows_set(
+			&c->to->rows,
+			rhs_row_key(row->table, (uint32_t)row->slot, row->id),
+			term);
+	if (row->table == 't')
+		c->tally->tokens++;
+	else
+		c->tally->objects++;
+	return rc;
+}
+
+static int same_row(void *ctx, const rhs_row_view_t *got)
+{
+	copy_ctx_t *c = ctx;
+	const rhs_row_view_t *want = c->want;
+	int same = got->sealed_len == want->sealed_len &&
+		   !memcmp(got->sealed, want->sealed, want->sealed_len);
+	for (int k = 0; got->table == 'o' && k < RHS_IX_COUNT; k++)
+		same = same && got->ix_len[k] == want->ix_len[k] &&
+		       (!want->ix_len[k] ||
+			!memcmp(got->ix[k], want->ix[k], want->ix_len[k]));
+	c->same = same;
+	return RHS_OK;
+}
+
+/* The destination's row is the source's, byte for byte, and opens. */
+static int verify_copy(void *ctx, const rhs_row_view_t *row)
+{
+	copy_ctx_t *c = ctx;
+	c->want = row;
+	c->same = 0;
+	uint32_t slot = (uint32_t)row->slot;
+	int rc = c->to->ops->row_get(c->to->be, row->table, slot, row->id,
+				     same_row, c);
+	uint8_t *plain = NULL;
+	size_t len = 0;
+	if (rc == RHS_OK && c->same)
+		rc = unseal_blob(c->to, make_aad(row->table, slot, row->id),
+				 row->sealed, row->sealed_len, &plain, &len);
+	else if (rc == RHS_OK)
+		rc = RHS_ECORRUPT;
+	rhs_free(plain, len);
+	if (rc < 0)
+		snprintf(c->err, c->err_len,
+			 "%s: row %s/%u/%llu differs from the source's: %s",
+			 c->to->path, row->table == 't' ? "tokens" : "objects",
+			 slot, (unsigned long long)row->id, rhs_strerror(rc));
+	return rc;
+}
+
+static int count_row(void *ctx, const rhs_row_view_t *row)
+{
+	(void)row;
+	(*(uint64_t *)ctx)++;
+	return RHS_OK;
+}
+
+/* What a copy may start from: one key, a source whose tokens all add
+ * up, an empty destination. */
+static int copy_allowed(copy_ctx_t *c)
+{
+	uint64_t rows = 0;
+	int rc = RHS_OK;
+	if (CRYPTO_memcmp(c->from->seal_key, c->to->seal_key, RHS_KEY_LEN)) {
+		snprintf(c->err, c->err_len,
+			 "%s and %s are not opened with one store key",
+			 c->from->path, c->to->path);
+		return RHS_EKEY;
+	}
+	for (unsigned t = 0; t < RHS_MAX_TOKENS && rc == RHS_OK; t++)
+		if (c->from->damaged >> t & 1) {
+			snprintf(c->err, c->err_len,
+				 "%s: token %u's rows do not add up: "
+				 "run remhsm store check",
+				 c->from->path, t);
+			rc = RHS_ECORRUPT;
+		}
+	if (rc == RHS_OK)
+		rc = c->to->ops->rows_each(c->to->be, count_row, &rows);
+	if (rc == RHS_OK && rows > 0) {
+		snprintf(c->err, c->err_len,
+			 "%s is not empty (%llu rows): copy into a new store",
+			 c->to->path, (unsigned long long)rows);
+		rc = RHS_EINVAL;
+	}
+	return rc;
+}
+
+static int copy_rows(copy_ctx_t *c)
+{
+	rhs_store_t *from = c->from, *to = c->to;
+	int rc = from->ops->rows_each(from->be, copy_row, c);
+	if (rc < 0)
+		return rc;
+	/* Ids are never used twice, and the destination's write counter
+	 * is past the source's (the audit log's anchor holds for it). */
+	if (to->state.next_object_id < from->state.next_object_id)
+		to->state.next_object_id = from->state.next_object_id;
+	if (to->state.counter <= from->state.counter)
+		to->state.counter = from->state.counter;
+	to->state.counter++;
+	return state_save(to);
+}
+
+int rhs_copy(rhs_store_t *from, rhs_store_t *to, rhs_copy_tally_t *tally,
+	     char *err, size_t err_len)
+{
+	copy_ctx_t c = {from, to, tally, NULL, 0, err, err_len};
+	memset(tally, 0, sizeof(*tally));
+	err[0] = '\0';
+	if (from->schema < 3 || to->schema < 3)
+		return RHS_EINVAL; /* both are opened at the current schema */
+	pthread_mutex_lock(&from->lock);
+	int rc = copy_allowed(&c);
+	if (rc == RHS_OK)
+		rc = rhs_begin(to);
+	if (rc == RHS_OK) {
+		rc = copy_rows(&c);
+		if (rc < 0)
+			rhs_rollback(to);
+		else
+			rc = rhs_commit(to);
+	}
+	pthread_mutex_lock(&to->lock);
+	if (rc == RHS_OK)
+		rc = from->ops->rows_each(from->be, verify_copy, &c);
+	pthread_mutex_unlock(&to->lock);
+	pthread_mutex_unlock(&from->lock);
+	if (rc < 0 && !err[0])
+		snprintf(err, err_len, "%s", rhs_strerror(rc));
+	return rc;
+}

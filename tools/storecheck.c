@@ -72,19 +72,23 @@ static void check_token(rhs_store_t *store, uint32_t slot, tally_t *t)
 static int usage(void)
 {
 	fprintf(stderr, "usage: remhsm store check --state-dir DIR "
-			"[--store-key FILE]\n"
+			"[--store-key FILE] [--store LOCATION]\n"
 			"  checks every sealed record, index entry and "
-			"counter of DIR/store.db,\n"
+			"counter of DIR/store.db\n"
+			"  (or of the store at LOCATION: sqlite:PATH, "
+			"postgresql://...),\n"
 			"  reading one snapshot of it and writing nothing "
 			"(remhsmd may be running)\n");
 	return 2;
 }
 
-static int check(const char *dir, const char *key_file)
+static int check(const char *dir, const char *key_file, const char *location)
 {
 	char db[PATH_MAX + 16], err[1024];
 	snprintf(db, sizeof(db), "%s/store.db", dir);
-	if (access(db, F_OK) != 0) {
+	if (location)
+		snprintf(db, sizeof(db), "%s", location);
+	else if (access(db, F_OK) != 0) {
 		fprintf(stderr, "remhsm store check: %s: no store there\n", db);
 		return 1;
 	}
@@ -121,14 +125,17 @@ static int check(const char *dir, const char *key_file)
 
 int rh_store_main(int argc, char **argv)
 {
+	if (argc >= 2 && !strcmp(argv[1], "copy"))
+		return rh_store_copy_main(argc, argv);
 	if (argc < 2 || strcmp(argv[1], "check") != 0)
 		return usage();
 	static const struct option opts[] = {
 		{"state-dir", required_argument, NULL, 'd'},
 		{"store-key", required_argument, NULL, 'k'},
+		{"store", required_argument, NULL, 's'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
-	const char *dir = NULL, *key_file = NULL;
+	const char *dir = NULL, *key_file = NULL, *location = NULL;
 	int c;
 	optind = 2;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -136,10 +143,12 @@ int rh_store_main(int argc, char **argv)
 			dir = optarg;
 		else if (c == 'k')
 			key_file = optarg;
+		else if (c == 's')
+			location = optarg;
 		else
 			return usage();
 	}
 	if (!dir || optind != argc)
 		return usage();
-	return check(dir, key_file);
+	return check(dir, key_file, location);
 }

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -93,7 +94,52 @@ START_TEST(test_keys_survive_a_restart)
 	th_generate_p256(p11, s, CK_TRUE, &pub, &priv);
 	ck_assert_uint_eq(sign_once(s, priv), CKR_OK);
 	p11->C_Finalize(NULL);
+	ck_assert_int_eq(th_daemon_stop(&d), 0);
 	th_daemon_restart(&d, flags);
+	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
+	s = th_user_session(p11, 0, "0000");
+	ck_assert_uint_eq(sign_once(s, find_private_key(s)), CKR_OK);
+}
+END_TEST
+
+static int run_cli(const char *args)
+{
+	char cmd[4096];
+	snprintf(cmd, sizeof(cmd), "%s %s >%s/cli.out 2>&1", REMHSM_CLI_PATH,
+		 args, d.dir);
+	int status = system(cmd);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* remhsm store copy moves the daemon's PostgreSQL store to a SQLite file;
+ * remhsm store check finds the copy whole, and the daemon serves it: the
+ * key made on PostgreSQL signs. */
+START_TEST(test_remhsm_store_copy_moves_a_served_store)
+{
+	CK_SESSION_HANDLE s = th_user_session(p11, 0, "0000");
+	CK_OBJECT_HANDLE pub, priv;
+	th_generate_p256(p11, s, CK_TRUE, &pub, &priv);
+	p11->C_Finalize(NULL);
+	ck_assert_int_eq(th_daemon_stop(&d), 0);
+
+	char copied[600], args[2048], out[700];
+	snprintf(copied, sizeof(copied), "sqlite:%s/copied.db", d.dir);
+	snprintf(out, sizeof(out), "%s/cli.out", d.dir);
+	snprintf(args, sizeof(args), "store copy --state-dir %s '%s' %s", d.dir,
+		 location, copied);
+	ck_assert_int_eq(run_cli(args), 0);
+	ck_assert(th_file_contains(out, "1 tokens, 2 objects copied", 26));
+	snprintf(args, sizeof(args), "store copy --state-dir %s '%s' %s", d.dir,
+		 location, copied);
+	ck_assert_int_eq(run_cli(args), 1); /* the copy is not empty now */
+	ck_assert(th_file_contains(out, "is not empty", 12));
+	snprintf(args, sizeof(args), "store check --state-dir %s --store %s",
+		 d.dir, copied);
+	ck_assert_int_eq(run_cli(args), 0);
+	ck_assert(th_file_contains(out, "0 problems", 10));
+
+	const char *on_copy[] = {"--store", copied, NULL};
+	th_daemon_restart(&d, on_copy);
 	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
 	s = th_user_session(p11, 0, "0000");
 	ck_assert_uint_eq(sign_once(s, find_private_key(s)), CKR_OK);
@@ -145,6 +191,7 @@ int main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_keys_survive_a_restart);
 	tcase_add_test(tc, test_signing_goes_on_while_the_database_is_away);
+	tcase_add_test(tc, test_remhsm_store_copy_moves_a_served_store);
 	suite_add_tcase(s, tc);
 	return th_run_suite(s);
 }

@@ -424,6 +424,145 @@ START_TEST(test_a_commit_whose_wait_for_standbys_is_cancelled_is_an_error)
 }
 END_TEST
 
+/* A SQLite store of two tokens and three objects, in dir. */
+static void make_sqlite_source(const char *path)
+{
+	rhs_store_t *src = NULL;
+	ck_assert_int_eq(rhs_open(path, key, NULL, &src, err, sizeof(err)),
+			 RHS_OK);
+	rhs_store_t *keep = store;
+	store = src;
+	ck_assert_int_eq(rhs_token_put(src, 0, (const uint8_t *)"t0", 2),
+			 RHS_OK);
+	ck_assert_int_eq(rhs_token_put(src, 3, (const uint8_t *)"t3", 2),
+			 RHS_OK);
+	create(0, "key", "01", "Device Priv TLS Key", "k0");
+	uint64_t gone = create(0, "cert", "01", "Device Cert", "c0");
+	ck_assert_int_eq(rhs_object_delete(src, 0, gone), RHS_OK);
+	create(0, "cert", "02", "Device Cert 2", "c1");
+	create(3, "key", "07", "Claim Key", "k3");
+	store = keep;
+	rhs_close(src);
+}
+
+/* Every record of the copy as in the source: tokens 0 and 3, the three
+ * objects found by their labels, token 0 holding on_token0 in all. */
+static void assert_copied(rhs_store_t *s, size_t on_token0)
+{
+	rhs_store_t *keep = store;
+	store = s;
+	uint8_t *rec;
+	size_t len;
+	ck_assert_int_eq(rhs_token_get(s, 3, &rec, &len), RHS_OK);
+	ck_assert_mem_eq(rec, "t3", 2);
+	rhs_free(rec, len);
+	uint64_t ids[4];
+	ck_assert_uint_eq(find(0, NULL, NULL, NULL, ids), on_token0);
+	ck_assert_uint_eq(find(0, NULL, NULL, "Device Priv TLS Key", ids), 1);
+	assert_record(0, ids[0], "k0");
+	ck_assert_uint_eq(find(0, "cert", "02", NULL, ids), 1);
+	assert_record(0, ids[0], "c1");
+	ck_assert_uint_eq(find(3, "key", NULL, "Claim Key", ids), 1);
+	assert_record(3, ids[0], "k3");
+	ck_assert_int_eq(rhs_token_damaged(s, 0) | rhs_token_damaged(s, 3), 0);
+	store = keep;
+}
+
+/* SQLite to PostgreSQL and back, each copy checked; the copy goes on
+ * where the source left off (a new object's id is a new one). */
+START_TEST(test_a_store_moves_to_postgresql_and_back)
+{
+	char sqlite_path[128], back_path[128];
+	snprintf(sqlite_path, sizeof(sqlite_path), "%s/store.db", dir);
+	snprintf(back_path, sizeof(back_path), "%s/back.db", dir);
+	make_sqlite_source(sqlite_path);
+	rhs_open_opts_t snap = {.snapshot = 1};
+	rhs_store_t *from = NULL, *back = NULL;
+	ck_assert_int_eq(
+		rhs_open(sqlite_path, key, &snap, &from, err, sizeof(err)),
+		RHS_OK);
+	rhs_copy_tally_t tally;
+	ck_assert_msg(rhs_copy(from, store, &tally, err, sizeof(err)) == RHS_OK,
+		      "%s", err);
+	ck_assert_uint_eq(tally.tokens, 2);
+	ck_assert_uint_eq(tally.objects, 3);
+	ck_assert_uint_gt(rhs_counter(store), rhs_counter(from));
+	rhs_close(from);
+	reopen();
+	assert_copied(store, 2);
+	uint64_t fresh = create(0, "key", "09", "new", "n");
+	ck_assert_uint_gt(fresh, 4); /* 4 was deleted in the source */
+
+	ck_assert_int_eq(
+		rhs_open(location, key, &snap, &from, err, sizeof(err)),
+		RHS_OK);
+	ck_assert_int_eq(
+		rhs_open(back_path, key, NULL, &back, err, sizeof(err)),
+		RHS_OK);
+	ck_assert_msg(rhs_copy(from, back, &tally, err, sizeof(err)) == RHS_OK,
+		      "%s", err);
+	ck_assert_uint_eq(tally.objects, 4);
+	rhs_close(from);
+	assert_copied(back, 3);
+	rhs_close(back);
+}
+END_TEST
+
+/* A copy goes only into an empty store under the same key, and only from
+ * a source whose tokens add up. */
+START_TEST(test_a_copy_is_refused_where_it_could_mislead)
+{
+	char path[128], other[128];
+	snprintf(path, sizeof(path), "%s/store.db", dir);
+	snprintf(other, sizeof(other), "%s/other.db", dir);
+	make_sqlite_source(path);
+	rhs_open_opts_t snap = {.snapshot = 1};
+	rhs_store_t *from = NULL, *to = NULL;
+	rhs_copy_tally_t tally;
+	ck_assert_int_eq(rhs_open(path, key, &snap, &from, err, sizeof(err)),
+			 RHS_OK);
+	create(1, "key", "01", "already here", "x");
+	ck_assert_int_eq(rhs_copy(from, store, &tally, err, sizeof(err)),
+			 RHS_EINVAL);
+	ck_assert_msg(strstr(err, "is not empty (1 rows)") != NULL, "%s", err);
+
+	uint8_t other_key[RHS_KEY_LEN];
+	memcpy(other_key, key, sizeof(other_key));
+	other_key[0] ^= 1;
+	ck_assert_int_eq(
+		rhs_open(other, other_key, NULL, &to, err, sizeof(err)),
+		RHS_OK);
+	ck_assert_int_eq(rhs_copy(from, to, &tally, err, sizeof(err)),
+			 RHS_EKEY);
+	rhs_close(to);
+	rhs_close(from);
+
+	/* The PostgreSQL store, one of its rows put back from before. */
+	sql(behind, "CREATE TABLE saved AS SELECT * FROM remhsm_objects");
+	rhs_index_t ix = index_of("key", "01", "changed");
+	uint64_t ids[4];
+	ck_assert_uint_eq(find(1, NULL, NULL, NULL, ids), 1);
+	ck_assert_int_eq(rhs_object_update(store, 1, ids[0], &ix,
+					   (const uint8_t *)"y", 1),
+			 RHS_OK);
+	sql(behind, "UPDATE remhsm_objects o SET record = s.record FROM saved "
+		    "s WHERE o.id = s.id");
+	ck_assert_int_eq(
+		rhs_open(location, key, &snap, &from, err, sizeof(err)),
+		RHS_OK);
+	char fresh[128];
+	snprintf(fresh, sizeof(fresh), "%s/fresh.db", dir);
+	ck_assert_int_eq(rhs_open(fresh, key, NULL, &to, err, sizeof(err)),
+			 RHS_OK);
+	ck_assert_int_eq(rhs_copy(from, to, &tally, err, sizeof(err)),
+			 RHS_ECORRUPT);
+	ck_assert_msg(strstr(err, "token 1's rows do not add up") != NULL, "%s",
+		      err);
+	rhs_close(to);
+	rhs_close(from);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("store_pg");
@@ -442,6 +581,8 @@ int main(void)
 	tcase_add_test(tc, test_another_writers_commit_is_seen_by_a_find);
 	tcase_add_test(tc, test_a_connection_lost_before_commit_is_an_error);
 	tcase_add_test(tc, test_a_session_lost_between_calls_is_replaced);
+	tcase_add_test(tc, test_a_store_moves_to_postgresql_and_back);
+	tcase_add_test(tc, test_a_copy_is_refused_where_it_could_mislead);
 	tcase_add_test(
 		tc,
 		test_a_commit_whose_wait_for_standbys_is_cancelled_is_an_error);
