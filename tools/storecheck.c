@@ -129,26 +129,33 @@ int rh_store_main(int argc, char **argv)
 		return rh_store_copy_main(argc, argv);
 	if (argc < 2 || strcmp(argv[1], "check") != 0)
 		return usage();
+	rh_store_args_t a;
+	if (rh_store_args(argc, argv, &a) < 0 || !a.dir || a.rest != argc)
+		return usage();
+	return check(a.dir, a.key_file, a.location);
+}
+
+int rh_store_args(int argc, char **argv, rh_store_args_t *a)
+{
 	static const struct option opts[] = {
 		{"state-dir", required_argument, NULL, 'd'},
 		{"store-key", required_argument, NULL, 'k'},
 		{"store", required_argument, NULL, 's'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
-	const char *dir = NULL, *key_file = NULL, *location = NULL;
+	memset(a, 0, sizeof(*a));
 	int c;
 	optind = 2;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (c == 'd')
-			dir = optarg;
+			a->dir = optarg;
 		else if (c == 'k')
-			key_file = optarg;
+			a->key_file = optarg;
 		else if (c == 's')
-			location = optarg;
+			a->location = optarg;
 		else
-			return usage();
+			return -1;
 	}
-	if (!dir || optind != argc)
-		return usage();
-	return check(dir, key_file, location);
+	a->rest = optind;
+	return 0;
 }

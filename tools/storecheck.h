@@ -6,4 +6,12 @@
 int rh_store_main(int argc, char **argv);
 int rh_store_copy_main(int argc, char **argv);
 
+/* The options the store commands share, read from argv[2] on; rest is
+ * the index of the first argument after them. -1 on an unknown one. */
+typedef struct rh_store_args {
+	const char *dir, *key_file, *location;
+	int rest;
+} rh_store_args_t;
+int rh_store_args(int argc, char **argv, rh_store_args_t *a);
+
 #endif

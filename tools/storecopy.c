@@ -2,7 +2,6 @@
  * PostgreSQL), checked record by record. */
 #include "storecheck.h"
 
-#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -74,23 +73,9 @@ static int copy(const char *dir, const char *key_file, const char *from_at,
 
 int rh_store_copy_main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"state-dir", required_argument, NULL, 'd'},
-		{"store-key", required_argument, NULL, 'k'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0}};
-	const char *dir = NULL, *key_file = NULL;
-	int c;
-	optind = 2;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (c == 'd')
-			dir = optarg;
-		else if (c == 'k')
-			key_file = optarg;
-		else
-			return usage();
-	}
-	if ((!dir && !key_file) || argc - optind != 2)
+	rh_store_args_t a;
+	if (rh_store_args(argc, argv, &a) < 0 || a.location ||
+	    (!a.dir && !a.key_file) || argc - a.rest != 2)
 		return usage();
-	return copy(dir, key_file, argv[optind], argv[optind + 1]);
+	return copy(a.dir, a.key_file, argv[a.rest], argv[a.rest + 1]);
 }
