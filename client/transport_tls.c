@@ -338,7 +338,8 @@ static int handshake(rhc_link_t *l, int64_t deadline)
 	}
 }
 
-static void link_free(rhc_link_t *l)
+/* What l holds, gone: l is as a new link (no socket, no TLS). */
+static void link_reset(rhc_link_t *l)
 {
 	if (l->ssl)
 		SSL_free(l->ssl);
@@ -348,15 +349,24 @@ static void link_free(rhc_link_t *l)
 	}
 	if (l->fd >= 0)
 		close(l->fd);
+	memset(l, 0, sizeof(*l));
+	l->fd = -1;
+}
+
+static void link_free(rhc_link_t *l)
+{
+	link_reset(l);
 	free(l);
 }
 
-static int open_link(const rhc_config_t *cfg, SSL_CTX *tls, rhc_link_t *l)
+/* One server of the list: "host:port". */
+static int open_link_to(const rhc_config_t *cfg, SSL_CTX *tls, rhc_link_t *l,
+			const char *server)
 {
 	char host[256];
 	const char *port;
-	if (split_host_port(cfg->server, host, sizeof(host), &port) < 0) {
-		link_failed("bad server address '%s'", cfg->server);
+	if (split_host_port(server, host, sizeof(host), &port) < 0) {
+		link_failed("bad server address '%s'", server);
 		return RH_ECONFIG;
 	}
 	int64_t deadline = rhc_now_ms() + cfg->connect_timeout_ms;
@@ -375,12 +385,73 @@ static int open_link(const rhc_config_t *cfg, SSL_CTX *tls, rhc_link_t *l)
 	int r = expect_peer_name(l->ssl, host) < 0 ? RH_ETLS
 						   : handshake(l, deadline);
 	if (r < 0) {
-		rhc_debug("cannot open TLS to %s: %s", cfg->server,
-			  rh_strerror(r));
+		rhc_debug("cannot open TLS to %s: %s", server, rh_strerror(r));
 		return r;
 	}
 	last_error[0] = '\0';
 	return RH_OK;
+}
+
+/* server may list several daemons of one cluster, "a:5697,b:5697". The
+ * one that answered last is tried first; one that failed is passed over
+ * for BACKOFF_S while another may answer, and tried again after. */
+#define MAX_SERVERS 8
+#define BACKOFF_S 2
+static atomic_uint preferred;
+/* In seconds of the monotonic clock: 32 bits, lock-free on i386 too. */
+static atomic_int failed_until[MAX_SERVERS];
+
+static int now_s(void)
+{
+	return (int)(rhc_now_ms() / 1000);
+}
+
+static size_t split_servers(const char *list, char out[][256], size_t max)
+{
+	size_t n = 0;
+	for (const char *p = list; *p && n < max;) {
+		size_t len = strcspn(p, ",");
+		if (len > 0 && len < 256) {
+			memcpy(out[n], p, len);
+			out[n++][len] = '\0';
+		}
+		p += len + (p[len] == ',');
+	}
+	return n;
+}
+
+static int open_link(const rhc_config_t *cfg, SSL_CTX *tls, rhc_link_t *l)
+{
+	char servers[MAX_SERVERS][256];
+	size_t n = split_servers(cfg->server, servers, MAX_SERVERS);
+	if (n == 0) {
+		link_failed("bad server address '%s'", cfg->server);
+		return RH_ECONFIG;
+	}
+	unsigned first = atomic_load(&preferred) % (unsigned)n;
+	int r = RH_EIO;
+	/* First those not failed lately, then (none answered) the rest. */
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t k = 0; k < n; k++) {
+			size_t i = (first + k) % n;
+			int resting = atomic_load(&failed_until[i]) > now_s();
+			if (n > 1 && resting != pass)
+				continue;
+			r = open_link_to(cfg, tls, l, servers[i]);
+			if (r == RH_OK) {
+				atomic_store(&preferred, (unsigned)i);
+				atomic_store(&failed_until[i], 0);
+				return r;
+			}
+			if (r == RH_ECONFIG)
+				return r;
+			atomic_store(&failed_until[i], now_s() + BACKOFF_S);
+			link_reset(l);
+		}
+		if (n == 1)
+			break;
+	}
+	return r;
 }
 
 /* The link this thread is opening, for tls_abandon. */

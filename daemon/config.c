@@ -85,6 +85,8 @@ static const struct setting {
 	 offsetof(rhd_config_t, tls_client_eku_optional), 0, 0, 1},
 	{"allow-core-dumps", KIND_BOOL,
 	 offsetof(rhd_config_t, allow_core_dumps), 0, 0, 1},
+	{"store-standby", KIND_BOOL, offsetof(rhd_config_t, store_standby), 0,
+	 0, 1},
 	UINT("handshake-timeout-ms", handshake_timeout_ms, 10, 600000),
 	UINT("first-byte-timeout-ms", first_byte_timeout_ms, 10, 600000),
 	UINT("frame-timeout-ms", frame_timeout_ms, 10, 600000),
@@ -380,6 +382,10 @@ void rhd_config_usage(FILE *out, const char *prog)
 		"(STATE/store.db),\n"
 		"                             or postgresql://... (a libpq "
 		"connection URI)\n"
+		"  --store-standby            while another remhsmd writes "
+		"the store, wait,\n"
+		"                             and serve once it has let go "
+		"(default: refuse)\n"
 		"  --store-wait-ms N          a database round trip longer "
 		"than this fails the\n"
 		"                             call (PostgreSQL; 10000)\n"

@@ -35,8 +35,15 @@ static rhs_store_t *open_store(const rhd_config_t *cfg,
 		else
 			snprintf(path, sizeof(path), "%s/store.db",
 				 cfg->state_dir);
-		rhs_open_opts_t opts = {.wait_ms = cfg->store_wait_ms};
+		rhs_open_opts_t opts = {.wait_ms = cfg->store_wait_ms,
+					.wait_for_writer = cfg->store_standby};
+		if (cfg->store_standby)
+			RHD_INFO("event=store-standby state=waiting "
+				 "reason=\"serving once no other remhsmd "
+				 "writes the store\"");
 		rc = rhs_open(path, key, &opts, &store, err, sizeof(err));
+		if (rc == RHS_OK && cfg->store_standby)
+			RHD_INFO("event=store-standby state=active");
 	}
 	if (rc == RHS_OK && rhd_resume_key_derive(key, resume_key) < 0) {
 		snprintf(err, sizeof(err), "cannot derive the resume key");

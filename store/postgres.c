@@ -5,7 +5,8 @@
  *
  * Until daemons share a store (the cluster's own work), one process
  * writes a database at a time, as with SQLite's file lock: a session
- * advisory lock, taken at open, refuses a second writer. */
+ * advisory lock, taken at open, refuses a second writer, or keeps a
+ * standby waiting until the writer's session ends. */
 #include <errno.h>
 #include <libpq-fe.h>
 #include <openssl/crypto.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "backend.h"
 
@@ -23,6 +25,8 @@
 #define DEFAULT_WAIT_MS 10000
 /* Any constant, the same in every remhsm: the writer's advisory lock. */
 #define WRITER_LOCK "SELECT pg_try_advisory_lock(7306015330158440813)"
+/* How often a standby asks for the writer's lock again. */
+#define WRITER_POLL_MS 200
 
 static const char *const migrations[] = {
 	/* 1: tokens, and the count of commits that lets a reader see
@@ -117,6 +121,7 @@ struct rhs_backend {
 	int snapshot;
 	int in_transaction;
 	int connecting;
+	int wait_for_writer;
 	int wait_ms;
 	unsigned warnings; /* WARNING notices heard so far */
 	int64_t own_commits;
@@ -446,6 +451,16 @@ static int connect_db(rhs_backend_t *b)
 	return RHS_OK;
 }
 
+static int take_writer_lock(rhs_backend_t *b, int *locked)
+{
+	PGresult *r = simple(b, WRITER_LOCK);
+	int rc = result_rc(b, r, PGRES_TUPLES_OK);
+	*locked = rc == RHS_OK && PQntuples(r) == 1 &&
+		  PQgetvalue(r, 0, 0)[0] == 't';
+	PQclear(r);
+	return rc;
+}
+
 /* A commit waits for the standbys synchronous_standby_names lists unless
  * the session says otherwise: off and local, which would not, become on;
  * remote_write and remote_apply stay as the location asked. */
@@ -464,11 +479,10 @@ static int configure(rhs_backend_t *b)
 		rc = command(b, "SET synchronous_commit = on");
 	if (rc < 0)
 		return rc;
-	r = simple(b, WRITER_LOCK);
-	rc = result_rc(b, r, PGRES_TUPLES_OK);
-	int locked = rc == RHS_OK && PQntuples(r) == 1 &&
-		     PQgetvalue(r, 0, 0)[0] == 't';
-	PQclear(r);
+	int locked = 0;
+	while ((rc = take_writer_lock(b, &locked)) == RHS_OK && !locked &&
+	       b->wait_for_writer)
+		usleep(WRITER_POLL_MS * 1000);
 	if (rc == RHS_OK && !locked) {
 		set_err(b, "in use by another remhsmd (it holds the writer's "
 			   "advisory lock)");
@@ -487,9 +501,14 @@ static int reconnect(rhs_backend_t *b)
 	memset(b->prepared, 0, sizeof(b->prepared));
 	memset(b->find_prepared, 0, sizeof(b->find_prepared));
 	b->connecting = 1;
+	/* Never waits for the lock here: a process that holds it now took
+	 * over, and this one must not write behind it. */
+	int wait = b->wait_for_writer;
+	b->wait_for_writer = 0;
 	int rc = connect_db(b);
 	if (rc == RHS_OK)
 		rc = configure(b);
+	b->wait_for_writer = wait;
 	b->connecting = 0;
 	if (rc < 0 && b->conn) {
 		PQfinish(b->conn);
@@ -529,6 +548,7 @@ static int pg_open(const char *where, const rhs_open_opts_t *opts,
 	if (!b)
 		return RHS_ENOMEM;
 	b->snapshot = opts && opts->snapshot;
+	b->wait_for_writer = opts && opts->wait_for_writer;
 	b->wait_ms =
 		opts && opts->wait_ms ? (int)opts->wait_ms : DEFAULT_WAIT_MS;
 	b->where = strdup(where);

@@ -64,6 +64,9 @@ typedef struct rhs_open_opts {
 	/* A database round trip (connect, statement, commit) that takes
 	 * longer fails the call (0: 10 s). SQLite's own busy wait is apart. */
 	unsigned wait_ms;
+	/* Wait while another process writes the store, and open it once it
+	 * has let go (a standby remhsmd), instead of RHS_EBUSY. */
+	int wait_for_writer;
 } rhs_open_opts_t;
 
 /*

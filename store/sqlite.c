@@ -169,7 +169,8 @@ static int single_int(sqlite3_stmt *st, int64_t *value)
 /* --- open and close --------------------------------------------------------
  */
 
-static int open_file(rhs_backend_t *b, int snapshot, char *err, size_t err_len)
+static int open_file(rhs_backend_t *b, int snapshot, int wait, char *err,
+		     size_t err_len)
 {
 	b->lock_fd =
 		snapshot ? open(b->path, O_RDONLY | O_CLOEXEC)
@@ -186,7 +187,8 @@ static int open_file(rhs_backend_t *b, int snapshot, char *err, size_t err_len)
 			 b->path, (unsigned)(st.st_mode & 0777));
 		return RHS_EPERM;
 	}
-	if (!snapshot && flock(b->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+	if (!snapshot &&
+	    flock(b->lock_fd, LOCK_EX | (wait ? 0 : LOCK_NB)) < 0) {
 		snprintf(err, err_len, "%s: in use by another process",
 			 b->path);
 		return RHS_EBUSY;
@@ -241,7 +243,8 @@ static int sq_open(const char *where, const rhs_open_opts_t *opts,
 	b->lock_fd = -1;
 	b->snapshot = opts && opts->snapshot;
 	snprintf(b->path, sizeof(b->path), "%s", where);
-	int rc = open_file(b, b->snapshot, err, err_len);
+	int rc = open_file(b, b->snapshot, opts && opts->wait_for_writer, err,
+			   err_len);
 	int flags =
 		(b->snapshot ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) |
 		SQLITE_OPEN_FULLMUTEX;

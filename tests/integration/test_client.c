@@ -279,6 +279,29 @@ START_TEST(test_config_file_names_the_server)
 }
 END_TEST
 
+/* Several servers: one that does not answer is passed over for the next,
+ * and a list with no address in it fails C_Initialize's first call. */
+START_TEST(test_a_server_list_passes_over_a_dead_daemon)
+{
+	char list[128];
+	snprintf(list, sizeof(list), "127.0.0.1:%d,127.0.0.1:%d",
+		 th_free_port(), d.port);
+	setenv("REMHSM_SERVER", list, 1);
+	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
+	for (int i = 0; i < 3; i++) {
+		CK_SESSION_HANDLE h = open_session(CKF_SERIAL_SESSION);
+		ck_assert_uint_eq(p11->C_CloseSession(h), CKR_OK);
+	}
+	ck_assert_uint_eq(p11->C_Finalize(NULL), CKR_OK);
+	setenv("REMHSM_SERVER", ",,", 1);
+	CK_RV rv = p11->C_Initialize(NULL);
+	CK_ULONG n = 0;
+	if (rv == CKR_OK)
+		rv = p11->C_GetSlotList(CK_TRUE, NULL, &n);
+	ck_assert_uint_ne(rv, CKR_OK);
+}
+END_TEST
+
 /* --- slots, tokens, mechanisms ----------------------------------------------
  */
 
@@ -782,6 +805,7 @@ int main(void)
 	tcase_add_test(fresh, test_application_mutex_callbacks_are_used);
 	tcase_add_test(fresh, test_missing_configuration_fails_initialize);
 	tcase_add_test(fresh, test_config_file_names_the_server);
+	tcase_add_test(fresh, test_a_server_list_passes_over_a_dead_daemon);
 	suite_add_tcase(s, fresh);
 	TCase *tc = tcase_create("initialized");
 	tcase_set_timeout(tc, 60);

@@ -7,6 +7,8 @@
  */
 #include <check.h>
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,6 +185,85 @@ START_TEST(test_signing_goes_on_while_the_database_is_away)
 }
 END_TEST
 
+/* A second remhsmd on the same store and store key, with the first one's
+ * certificates: a standby, waiting for the writer's lock. */
+static pid_t start_standby(const char *dir, int port)
+{
+	char listen[64], key[600], ca[600], cert[600], tls_key[600], log[600];
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+	snprintf(key, sizeof(key), "%s/store.key", d.dir);
+	snprintf(ca, sizeof(ca), "%s/ca.pem", d.pki);
+	snprintf(cert, sizeof(cert), "%s/server.pem", d.pki);
+	snprintf(tls_key, sizeof(tls_key), "%s/server.key", d.pki);
+	snprintf(log, sizeof(log), "%s/remhsmd.log", dir);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		dup2(fd, 2);
+		execl(th_remhsmd_path(), th_remhsmd_path(), "--listen", listen,
+		      "--state-dir", dir, "--store", location, "--store-key",
+		      key, "--tls-ca", ca, "--tls-cert", cert, "--tls-key",
+		      tls_key, "--kdf-scrypt-n", "1024", "--store-standby",
+		      (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+static int file_has(const char *path, const char *needle)
+{
+	return th_file_contains(path, needle, strlen(needle));
+}
+
+/* Two daemons on one store, the second a standby; the module names both.
+ * The first dies: the standby takes the store over, and the application
+ * goes on signing in the session it had, with the key it made. */
+START_TEST(test_a_standby_takes_over_and_the_client_follows)
+{
+	char dir[64] = "/tmp/remhsm-standby-XXXXXX", log[128], server[128];
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(log, sizeof(log), "%s/remhsmd.log", dir);
+	int port = th_free_port();
+	pid_t standby = start_standby(dir, port);
+	for (int i = 0; i < 500 && !file_has(log, "state=waiting"); i++)
+		usleep(10000);
+	ck_assert(file_has(log, "event=store-standby state=waiting"));
+	ck_assert_int_lt(th_tcp_connect(port), 0); /* not serving yet */
+
+	p11->C_Finalize(NULL);
+	snprintf(server, sizeof(server), "127.0.0.1:%d,127.0.0.1:%d", d.port,
+		 port);
+	setenv("REMHSM_SERVER", server, 1);
+	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
+	CK_SESSION_HANDLE s = th_user_session(p11, 0, "0000");
+	CK_OBJECT_HANDLE pub, priv;
+	th_generate_p256(p11, s, CK_TRUE, &pub, &priv);
+	ck_assert_uint_eq(sign_once(s, priv), CKR_OK);
+
+	th_daemon_kill(&d);
+	CK_RV rv = CKR_DEVICE_ERROR;
+	double started = th_now_us();
+	while (rv != CKR_OK && th_now_us() - started < 15e6) {
+		rv = sign_once(s, priv);
+		if (rv != CKR_OK)
+			usleep(100 * 1000);
+	}
+	ck_assert_msg(rv == CKR_OK, "no signature after the takeover: 0x%lx",
+		      rv);
+	printf("standby-takeover: first signature %.0f ms after the kill\n",
+	       (th_now_us() - started) / 1000);
+	ck_assert(file_has(log, "event=store-standby state=active"));
+	for (int i = 0; i < 20; i++)
+		ck_assert_uint_eq(sign_once(s, priv), CKR_OK);
+	kill(standby, SIGTERM);
+	waitpid(standby, NULL, 0);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("store_pg_daemon");
@@ -192,6 +273,7 @@ int main(void)
 	tcase_add_test(tc, test_keys_survive_a_restart);
 	tcase_add_test(tc, test_signing_goes_on_while_the_database_is_away);
 	tcase_add_test(tc, test_remhsm_store_copy_moves_a_served_store);
+	tcase_add_test(tc, test_a_standby_takes_over_and_the_client_follows);
 	suite_add_tcase(s, tc);
 	return th_run_suite(s);
 }
