@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds and runs every test:
-#   1. the release build: unit, integration and interop tests, then the
+#   1. the release build: unit, integration, interop and cluster tests (a
+#      PostgreSQL primary and standby of their own), then the
 #      FreeRTOS simulator test when a FreeRTOS-Kernel checkout is found
 #      (FREERTOS_KERNEL_PATH, or ../shared/third_party/FreeRTOS-Kernel)
-#   2. an ASan+UBSan build of the same unit and integration tests
+#   2. an ASan+UBSan build of the same unit, integration and cluster tests
 #   3. a ThreadSanitizer build (daemon, module and tests) of the integration
 #      tests, the threads test among them
 #   4. the client module and its tests as i386 programs, against the 64-bit
@@ -32,10 +33,10 @@ if [ -z "$kernel" ] && [ -d "$root/../shared/third_party/FreeRTOS-Kernel" ]; the
   kernel=$(cd "$root/../shared/third_party/FreeRTOS-Kernel" && pwd)
 fi
 
-echo "== release build: unit, integration, interop"
+echo "== release build: unit, integration, interop, cluster"
 cmake -S . -B build -DBUILD_TESTING=ON -DFREERTOS_KERNEL_PATH="$kernel" >/dev/null
 cmake --build build -j"$jobs" >/dev/null
-run_ctest build -j"$jobs" -L 'unit|integration|interop'
+run_ctest build -j"$jobs" -L 'unit|integration|interop|cluster'
 
 # Alone on the machine: its watchdog measures how long calls take.
 if [ -n "$kernel" ]; then
@@ -46,13 +47,13 @@ else
     "(set FREERTOS_KERNEL_PATH to one)"
 fi
 
-echo "== ASan+UBSan build: unit, integration"
+echo "== ASan+UBSan build: unit, integration, cluster"
 cmake -S . -B build-asan -DBUILD_TESTING=ON -DREMHSM_SANITIZE=ON \
   -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build build-asan -j"$jobs" >/dev/null
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  run_ctest build-asan -j"$jobs" -L 'unit|integration'
+  run_ctest build-asan -j"$jobs" -L 'unit|integration|cluster'
 
 echo "== ThreadSanitizer build: integration"
 cmake -S . -B build-tsan -DBUILD_TESTING=ON -DREMHSM_TSAN=ON \

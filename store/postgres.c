@@ -140,7 +140,8 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void set_err(rhs_backend_t *b, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void set_err(rhs_backend_t *b,
+							  const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
