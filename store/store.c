@@ -390,12 +390,15 @@ static int resync(rhs_store_t *s)
 	if (!s->resync || s->schema < 3)
 		return RHS_OK;
 	char err[256];
+	store_state_t before = s->state; /* for rhs_counter, until it works */
 	rhs_rows_free(&s->rows);
 	memset(&s->state, 0, sizeof(s->state));
 	memset(s->counted_at, 0, sizeof(s->counted_at));
 	int rc = state_load(s, err, sizeof(err));
 	if (rc == RHS_OK)
 		rc = verify_rows(s);
+	if (rc < 0)
+		s->state = s->committed = before;
 	s->resync = rc != RHS_OK;
 	return rc;
 }
