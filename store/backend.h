@@ -29,6 +29,10 @@ typedef struct rhs_row_view {
 } rhs_row_view_t;
 
 typedef int (*rhs_row_fn)(void *ctx, const rhs_row_view_t *row);
+/* One entry of the change log: the write that made the store's counter
+ * counter changed row (table, slot, id). */
+typedef int (*rhs_change_fn)(void *ctx, uint64_t counter, char table,
+			     int64_t slot, uint64_t id);
 
 typedef struct rhs_backend rhs_backend_t;
 
@@ -78,6 +82,18 @@ typedef struct rhs_backend_ops {
 	/* A number that moves when another process commits, never for this
 	 * one's own writes; 0 when it cannot be read. */
 	int64_t (*foreign_version)(rhs_backend_t *b);
+	/* For daemons sharing the store (NULL in a backend one process
+	 * writes at a time): meta_get that, in a transaction, locks the value
+	 * until it ends, so that writers take turns; the change log, one
+	 * entry per write (table 'w': every row of the token went), which
+	 * another process reads to learn what changed since the counter it
+	 * last knew; entries far older than counter may be dropped. */
+	int (*meta_lock)(rhs_backend_t *b, const char *name, uint8_t **value,
+			 size_t *len);
+	int (*change_log)(rhs_backend_t *b, uint64_t counter, char table,
+			  uint32_t slot, uint64_t id);
+	int (*changes_since)(rhs_backend_t *b, uint64_t counter,
+			     rhs_change_fn fn, void *ctx);
 } rhs_backend_ops_t;
 
 #define RHS_ALL_TOKENS UINT32_MAX

@@ -3,10 +3,12 @@
  * each statement prepared once on the connection, binary results. The
  * only file that includes libpq-fe.h.
  *
- * Until daemons share a store (the cluster's own work), one process
- * writes a database at a time, as with SQLite's file lock: a session
- * advisory lock, taken at open, refuses a second writer, or keeps a
- * standby waiting until the writer's session ends. */
+ * One process writes a database at a time, as with SQLite's file lock,
+ * unless the store is opened shared: a session advisory lock, taken at
+ * open, refuses a second writer, or keeps a standby waiting until the
+ * writer's session ends. Shared writers take the same lock shared (so
+ * that they exclude a lone writer and it them), take turns on the sealed
+ * state row (SELECT ... FOR UPDATE) and leave a change log. */
 #include <errno.h>
 #include <libpq-fe.h>
 #include <openssl/crypto.h>
@@ -25,6 +27,10 @@
 #define DEFAULT_WAIT_MS 10000
 /* Any constant, the same in every remhsm: the writer's advisory lock. */
 #define WRITER_LOCK "SELECT pg_try_advisory_lock(7306015330158440813)"
+#define SHARED_LOCK "SELECT pg_try_advisory_lock_shared(7306015330158440813)"
+/* Change log entries kept behind the newest: a process further behind
+ * than this reads the whole store again. */
+#define CHANGES_KEPT 65536
 /* How often a standby asks for the writer's lock again. */
 #define WRITER_POLL_MS 200
 
@@ -52,6 +58,9 @@ static const char *const migrations[] = {
 	"ix_key_type);",
 	/* 3: the sealed state binding the rows (the neutral layer fills it) */
 	"SELECT 1;",
+	/* 4: the change log of daemons sharing the store */
+	"CREATE TABLE remhsm_changes (counter bigint PRIMARY KEY, tbl \"char\" "
+	"NOT NULL, token bigint NOT NULL, id bigint NOT NULL);",
 };
 
 enum {
@@ -72,6 +81,10 @@ enum {
 	ST_MAX_ID_ALL,
 	ST_COMMITS,
 	ST_COMMITS_BUMP,
+	ST_META_LOCK,
+	ST_CHANGE_ADD,
+	ST_CHANGES_PRUNE,
+	ST_CHANGES_SINCE,
 	ST_COUNT
 };
 
@@ -110,6 +123,13 @@ static const char *const statements[ST_COUNT] = {
 	[ST_MAX_ID_ALL] = "SELECT COALESCE(MAX(id), 0) FROM remhsm_objects",
 	[ST_COMMITS] = "SELECT n FROM remhsm_commits",
 	[ST_COMMITS_BUMP] = "UPDATE remhsm_commits SET n = n + 1",
+	[ST_META_LOCK] = "SELECT value FROM remhsm_meta WHERE name = $1 FOR "
+			 "UPDATE",
+	[ST_CHANGE_ADD] = "INSERT INTO remhsm_changes VALUES ($1, $2, $3, $4)",
+	[ST_CHANGES_PRUNE] = "DELETE FROM remhsm_changes WHERE counter < $1",
+	[ST_CHANGES_SINCE] = "SELECT counter, ascii(tbl::text), token, id FROM "
+			     "remhsm_changes WHERE counter > $1 ORDER BY "
+			     "counter",
 };
 
 /* Finds, one statement per combination of index columns matched. */
@@ -122,6 +142,7 @@ struct rhs_backend {
 	int in_transaction;
 	int connecting;
 	int wait_for_writer;
+	int shared;
 	int wait_ms;
 	unsigned warnings; /* WARNING notices heard so far */
 	int64_t own_commits;
@@ -454,7 +475,7 @@ static int connect_db(rhs_backend_t *b)
 
 static int take_writer_lock(rhs_backend_t *b, int *locked)
 {
-	PGresult *r = simple(b, WRITER_LOCK);
+	PGresult *r = simple(b, b->shared ? SHARED_LOCK : WRITER_LOCK);
 	int rc = result_rc(b, r, PGRES_TUPLES_OK);
 	*locked = rc == RHS_OK && PQntuples(r) == 1 &&
 		  PQgetvalue(r, 0, 0)[0] == 't';
@@ -485,8 +506,11 @@ static int configure(rhs_backend_t *b)
 	       b->wait_for_writer)
 		usleep(WRITER_POLL_MS * 1000);
 	if (rc == RHS_OK && !locked) {
-		set_err(b, "in use by another remhsmd (it holds the writer's "
-			   "advisory lock)");
+		set_err(b, b->shared
+				   ? "in use by a remhsmd that is not shared "
+				     "(it holds the writer's advisory lock)"
+				   : "in use by another remhsmd (it holds the "
+				     "writer's advisory lock)");
 		rc = RHS_EBUSY;
 	}
 	return rc;
@@ -550,6 +574,7 @@ static int pg_open(const char *where, const rhs_open_opts_t *opts,
 		return RHS_ENOMEM;
 	b->snapshot = opts && opts->snapshot;
 	b->wait_for_writer = opts && opts->wait_for_writer;
+	b->shared = opts && opts->shared;
 	b->wait_ms =
 		opts && opts->wait_ms ? (int)opts->wait_ms : DEFAULT_WAIT_MS;
 	b->where = strdup(where);
@@ -661,12 +686,13 @@ static int pg_commit(rhs_backend_t *b)
 /* --- rows ------------------------------------------------------------------
  */
 
-static int pg_meta_get(rhs_backend_t *b, const char *name, uint8_t **value,
-		       size_t *len)
+/* The value of meta row name, through statement which. */
+static int meta_fetch(rhs_backend_t *b, int which, const char *name,
+		      uint8_t **value, size_t *len)
 {
 	params_t p = {0};
 	param_text(&p, name);
-	PGresult *r = run(b, ST_META_GET, &p);
+	PGresult *r = run(b, which, &p);
 	int rc = result_rc(b, r, PGRES_TUPLES_OK);
 	if (rc == RHS_OK && PQntuples(r) == 0)
 		rc = RHS_ENOTFOUND;
@@ -680,6 +706,18 @@ static int pg_meta_get(rhs_backend_t *b, const char *name, uint8_t **value,
 	}
 	PQclear(r);
 	return rc;
+}
+
+static int pg_meta_get(rhs_backend_t *b, const char *name, uint8_t **value,
+		       size_t *len)
+{
+	return meta_fetch(b, ST_META_GET, name, value, len);
+}
+
+static int pg_meta_lock(rhs_backend_t *b, const char *name, uint8_t **value,
+			size_t *len)
+{
+	return meta_fetch(b, ST_META_LOCK, name, value, len);
 }
 
 static int pg_meta_put(rhs_backend_t *b, const char *name, const uint8_t *value,
@@ -884,6 +922,40 @@ static int64_t pg_foreign_version(rhs_backend_t *b)
 	return n - b->own_commits + 1;
 }
 
+/* --- the change log ------------------------------------------------------
+ */
+
+static int pg_change_log(rhs_backend_t *b, uint64_t counter, char table,
+			 uint32_t slot, uint64_t id)
+{
+	params_t p = {0};
+	char tbl[2] = {table, '\0'};
+	param_int(&p, (int64_t)counter);
+	param_text(&p, tbl);
+	param_int(&p, slot);
+	param_int(&p, (int64_t)id);
+	int rc = run_command(b, ST_CHANGE_ADD, &p, NULL);
+	if (rc < 0 || counter % 1024 || counter <= CHANGES_KEPT)
+		return rc;
+	params_t old = {0};
+	param_int(&old, (int64_t)(counter - CHANGES_KEPT));
+	return run_command(b, ST_CHANGES_PRUNE, &old, NULL);
+}
+
+static int pg_changes_since(rhs_backend_t *b, uint64_t counter,
+			    rhs_change_fn fn, void *ctx)
+{
+	params_t p = {0};
+	param_int(&p, (int64_t)counter);
+	PGresult *r = run(b, ST_CHANGES_SINCE, &p);
+	int rc = result_rc(b, r, PGRES_TUPLES_OK);
+	for (int i = 0; rc == RHS_OK && i < PQntuples(r); i++)
+		rc = fn(ctx, (uint64_t)int_at(r, i, 0), (char)int_at(r, i, 1),
+			int_at(r, i, 2), (uint64_t)int_at(r, i, 3));
+	PQclear(r);
+	return rc;
+}
+
 const rhs_backend_ops_t rhs_postgres_backend = {
 	.name = "postgresql",
 	.open = pg_open,
@@ -905,4 +977,7 @@ const rhs_backend_ops_t rhs_postgres_backend = {
 	.object_count = pg_object_count,
 	.max_object_id = pg_max_object_id,
 	.foreign_version = pg_foreign_version,
+	.meta_lock = pg_meta_lock,
+	.change_log = pg_change_log,
+	.changes_since = pg_changes_since,
 };

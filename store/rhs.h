@@ -15,7 +15,7 @@
 #define RHS_WARN_UNUSED __attribute__((warn_unused_result))
 
 #define RHS_KEY_LEN 32
-#define RHS_SCHEMA_VERSION 3
+#define RHS_SCHEMA_VERSION 4
 /* Tokens a store holds: slots 0 to RHS_MAX_TOKENS - 1. */
 #define RHS_MAX_TOKENS 64
 
@@ -67,6 +67,11 @@ typedef struct rhs_open_opts {
 	/* Wait while another process writes the store, and open it once it
 	 * has let go (a standby remhsmd), instead of RHS_EBUSY. */
 	int wait_for_writer;
+	/* Several remhsmd processes write the store at once (a cluster):
+	 * writers take turns on the sealed state, and each learns from the
+	 * store's change log what the others changed. A backend that cannot
+	 * (SQLite: one writer at a time) refuses it. */
+	int shared;
 } rhs_open_opts_t;
 
 /*
@@ -80,6 +85,21 @@ int rhs_open(const char *location, const uint8_t key[RHS_KEY_LEN],
 	     const rhs_open_opts_t *opts, rhs_store_t **out, char *err,
 	     size_t err_len) RHS_WARN_UNUSED;
 void rhs_close(rhs_store_t *store);
+
+/* --- several processes on one store ------------------------------------ */
+
+/* A row another process changed, as this one learns it: table 't' (token
+ * row of slot) or 'o' (object id of slot); 'w': every row of slot went
+ * (the token was wiped); '*': anything may have changed (the store was
+ * read again in full). Called with the store's lock held, from whichever
+ * store call learnt it: it must not call the store. */
+typedef void (*rhs_foreign_fn)(void *ctx, char table, uint32_t slot,
+			       uint64_t id);
+void rhs_on_foreign_change(rhs_store_t *store, rhs_foreign_fn fn, void *ctx);
+
+/* A shared store learns what the other processes committed since it last
+ * looked (one round trip when nothing); others answer RHS_OK at once. */
+int rhs_sync(rhs_store_t *store) RHS_WARN_UNUSED;
 
 /* Loads the store key of state_dir/store.db: $CREDENTIALS_DIRECTORY/
  * remhsm-store-key when that exists, else key_file (NULL: state_dir/

@@ -123,6 +123,15 @@ int rhs_rows_agree(const rhs_rows_t *r, uint64_t key, const uint8_t *term)
 		       : RHS_ECHANGED;
 }
 
+int rhs_rows_term(const rhs_rows_t *r, uint64_t key, uint8_t term[RHS_TERM_LEN])
+{
+	const rhs_row_t *at = place_of(r, key);
+	if (!at || !at->key || at->state != RHS_ROW_PRESENT)
+		return 0;
+	memcpy(term, at->term, RHS_TERM_LEN);
+	return 1;
+}
+
 void rhs_rows_begin(rhs_rows_t *r)
 {
 	r->in_txn = 1;

@@ -48,6 +48,10 @@ int rhs_rows_wipe(rhs_rows_t *r, uint32_t slot);
 /* RHS_OK when a row read as term (NULL: no such row) is what this process
  * knows it to be, else RHS_ECHANGED. */
 int rhs_rows_agree(const rhs_rows_t *r, uint64_t key, const uint8_t *term);
+/* 1 and the row's term in term when this process knows the row present,
+ * else 0. */
+int rhs_rows_term(const rhs_rows_t *r, uint64_t key,
+		  uint8_t term[RHS_TERM_LEN]);
 
 void rhs_rows_begin(rhs_rows_t *r);
 void rhs_rows_commit(rhs_rows_t *r);

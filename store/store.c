@@ -63,6 +63,14 @@ struct rhs_store {
 	/* A commit failed, and may have happened all the same: what this
 	 * process holds of the rows is read again before the next use. */
 	int resync;
+	/* Other processes write the store too (opts.shared): the sealed
+	 * state as last read from the database, to see at a glance that
+	 * nobody wrote since, and whom to tell what they changed. */
+	int shared;
+	uint8_t *seen;
+	size_t seen_len;
+	rhs_foreign_fn foreign;
+	void *foreign_ctx;
 	char path[4096];
 };
 
@@ -307,25 +315,41 @@ static int state_save(rhs_store_t *s)
 	return meta_seal(s, "state", make_aad('m', 0, 0), plain, sizeof(plain));
 }
 
-static int state_load(rhs_store_t *s, char *err, size_t err_len)
+/* The state from its sealed bytes; RHS_ECORRUPT when they do not open. */
+static int state_open(rhs_store_t *s, const uint8_t *sealed, size_t sealed_len,
+		      store_state_t *st)
 {
 	uint8_t *plain = NULL;
 	size_t len = 0;
-	int rc = meta_open(s, "state", make_aad('m', 0, 0), &plain, &len);
-	if (rc == RHS_ENOTFOUND)
-		rc = RHS_ECORRUPT;
-	if (rc == RHS_OK && len != 16 + sizeof(s->state.rows))
+	int rc = unseal_blob(s, make_aad('m', 0, 0), sealed, sealed_len, &plain,
+			     &len);
+	if (rc == RHS_OK && len != 16 + sizeof(st->rows))
 		rc = RHS_ECORRUPT;
 	if (rc == RHS_OK) {
+		memset(st, 0, sizeof(*st));
 		for (int i = 0; i < 8; i++) {
-			s->state.counter = s->state.counter << 8 | plain[i];
-			s->state.next_object_id =
-				s->state.next_object_id << 8 | plain[8 + i];
+			st->counter = st->counter << 8 | plain[i];
+			st->next_object_id =
+				st->next_object_id << 8 | plain[8 + i];
 		}
-		memcpy(s->state.rows, plain + 16, sizeof(s->state.rows));
-		s->committed = s->state;
+		memcpy(st->rows, plain + 16, sizeof(st->rows));
 	}
 	rhs_free(plain, len);
+	return rc;
+}
+
+static int state_load(rhs_store_t *s, char *err, size_t err_len)
+{
+	uint8_t *sealed = NULL;
+	size_t len = 0;
+	int rc = s->ops->meta_get(s->be, "state", &sealed, &len);
+	if (rc == RHS_ENOTFOUND)
+		rc = RHS_ECORRUPT;
+	if (rc == RHS_OK)
+		rc = state_open(s, sealed, len, &s->state);
+	if (rc == RHS_OK)
+		s->committed = s->state;
+	free(sealed);
 	if (rc == RHS_ECORRUPT)
 		snprintf(err, err_len,
 			 "%s: the store's sealed state is missing or altered",
@@ -400,6 +424,174 @@ static int resync(rhs_store_t *s)
 	if (rc < 0)
 		s->state = s->committed = before;
 	s->resync = rc != RHS_OK;
+	if (rc == RHS_OK && s->foreign)
+		s->foreign(s->foreign_ctx, '*', 0, 0);
+	return rc;
+}
+
+/* --- processes sharing the store -------------------------------------------
+ */
+
+static void tell(rhs_store_t *s, char table, uint32_t slot, uint64_t id)
+{
+	if (s->foreign)
+		s->foreign(s->foreign_ctx, table, slot, id);
+}
+
+/* Going through the change log from this process's counter to the one of
+ * the state the others left: each token's sum as the rows read again make
+ * it, and whether the log led there without a gap. */
+typedef struct catch_up {
+	rhs_store_t *s;
+	uint64_t next, last;
+	uint8_t sums[RHS_MAX_TOKENS][TERM_LEN];
+	int gap;
+} catch_up_t;
+
+/* One entry: the row it names read again (its term, or its absence, is
+ * what this process knows of it now), its token's sum kept in step. */
+static int learn_change(void *ctx, uint64_t counter, char table, int64_t slot,
+			uint64_t id)
+{
+	catch_up_t *c = ctx;
+	rhs_store_t *s = c->s;
+	if (c->gap || counter > c->last)
+		return RHS_OK;
+	if (counter != c->next++ || slot < 0 || slot >= RHS_MAX_TOKENS ||
+	    (table != 't' && table != 'o' && table != 'w')) {
+		c->gap = 1;
+		return RHS_OK;
+	}
+	uint32_t t = (uint32_t)slot;
+	tell(s, table, t, id);
+	if (table == 'w') {
+		memset(c->sums[t], 0, TERM_LEN);
+		return rhs_rows_wipe(&s->rows, t);
+	}
+	uint64_t key = rhs_row_key(table, t, id);
+	uint8_t was[TERM_LEN], now[TERM_LEN];
+	if (rhs_rows_term(&s->rows, key, was))
+		xor_into(c->sums[t], was);
+	int rc = stored_term(s, table, t, id, now);
+	if (rc < 0 && rc != RHS_ENOTFOUND)
+		return rc;
+	if (rc == RHS_OK)
+		xor_into(c->sums[t], now);
+	return rhs_rows_set(&s->rows, key, rc == RHS_OK ? now : NULL);
+}
+
+/* Moves this process on to st, the state the others left (its counter
+ * ahead of this one's). A log that does not lead there, or rows that do
+ * not add up to it, and the store is read again in full: what does not
+ * add up then is damage, which that reports as at open. */
+static int catch_up(rhs_store_t *s, const store_state_t *st)
+{
+	catch_up_t c = {
+		.s = s, .next = s->state.counter + 1, .last = st->counter};
+	memcpy(c.sums, s->state.rows, sizeof(c.sums));
+	int rc = s->ops->changes_since(s->be, s->state.counter, learn_change,
+				       &c);
+	if (rc < 0) {
+		s->resync = 1; /* what it learnt is half done */
+		return rc;
+	}
+	int whole = c.gap || c.next != st->counter + 1;
+	for (unsigned t = 0; !whole && t < RHS_MAX_TOKENS; t++)
+		whole = CRYPTO_memcmp(c.sums[t], st->rows[t], TERM_LEN) != 0;
+	if (whole) {
+		s->resync = 1;
+		return resync(s);
+	}
+	s->state = s->committed = *st;
+	return RHS_OK;
+}
+
+static void remember_seen(rhs_store_t *s, uint8_t *sealed, size_t len)
+{
+	free(s->seen);
+	s->seen = sealed;
+	s->seen_len = len;
+}
+
+static int seen_again(const rhs_store_t *s, const uint8_t *sealed, size_t len)
+{
+	return s->seen && s->seen_len == len && !memcmp(s->seen, sealed, len);
+}
+
+/* The sealed state the others left: learnt, unless it is older than this
+ * process's (put back from an older copy: RHS_ECHANGED). Keeps sealed on
+ * success. */
+static int learn_state(rhs_store_t *s, uint8_t *sealed, size_t len)
+{
+	store_state_t st;
+	int rc = state_open(s, sealed, len, &st);
+	if (rc == RHS_OK && st.counter < s->state.counter)
+		rc = RHS_ECHANGED;
+	if (rc == RHS_OK && st.counter > s->state.counter)
+		rc = catch_up(s, &st);
+	OPENSSL_cleanse(&st, sizeof(st));
+	if (rc == RHS_OK)
+		remember_seen(s, sealed, len);
+	return rc;
+}
+
+/* In a transaction of this thread: the state row locked (no other
+ * process commits until it ends) and what the others did learnt. */
+static int learn_locked(rhs_store_t *s)
+{
+	uint8_t *sealed = NULL;
+	size_t len = 0;
+	int rc = s->ops->meta_lock(s->be, "state", &sealed, &len);
+	if (rc == RHS_ENOTFOUND)
+		rc = RHS_ECORRUPT;
+	if (rc == RHS_OK && seen_again(s, sealed, len))
+		rc = RHS_ENOTFOUND; /* nothing new: sealed is not kept */
+	else if (rc == RHS_OK && (rc = learn_state(s, sealed, len)) == RHS_OK)
+		return RHS_OK;
+	free(sealed);
+	return rc == RHS_ENOTFOUND ? RHS_OK : rc;
+}
+
+typedef int (*locked_fn)(rhs_store_t *s, void *arg);
+
+/* fn on a consistent store: in a read of this thread's that holds the
+ * state row, once what the others did is learnt; nothing is written. */
+static int with_state_locked(rhs_store_t *s, locked_fn fn, void *arg)
+{
+	int rc = s->ops->begin(s->be);
+	if (rc < 0)
+		return rc;
+	rc = learn_locked(s);
+	if (rc == RHS_OK && fn)
+		rc = fn(s, arg);
+	s->ops->rollback(s->be);
+	return rc;
+}
+
+/* Outside a transaction: one read of the state row, and when another
+ * process has written since, what it did learnt under the row's lock. */
+static int learn_now(rhs_store_t *s)
+{
+	if (!s->shared)
+		return RHS_OK;
+	uint8_t *sealed = NULL;
+	size_t len = 0;
+	store_state_t st = {0};
+	int rc = s->ops->meta_get(s->be, "state", &sealed, &len);
+	if (rc == RHS_OK && seen_again(s, sealed, len)) {
+		free(sealed);
+		return RHS_OK;
+	}
+	if (rc == RHS_OK)
+		rc = state_open(s, sealed, len, &st);
+	if (rc == RHS_OK && st.counter == s->state.counter) {
+		remember_seen(s, sealed, len); /* its own write */
+		sealed = NULL;
+	} else if (rc == RHS_OK) {
+		rc = with_state_locked(s, NULL, NULL);
+	}
+	OPENSSL_cleanse(&st, sizeof(st));
+	free(sealed);
 	return rc;
 }
 
@@ -418,11 +610,12 @@ static int state_build(rhs_store_t *s)
 	return rc < 0 ? rc : state_save(s);
 }
 
-/* A write changed the row (table, slot, id): its old term (when it had
- * one) leaves its token's sum, the new one (when it has one) joins, and
- * the counter moves on. */
-static int state_swap(rhs_store_t *s, uint32_t slot, const uint8_t *old_term,
-		      const uint8_t *new_term)
+/* A write changed the row (table, slot, id; table 'w': all of slot's):
+ * its old term (when it had one) leaves its token's sum, the new one
+ * (when it has one) joins, the counter moves on, and the change log (in a
+ * backend that keeps one) says which row the counter's write changed. */
+static int state_swap(rhs_store_t *s, char table, uint32_t slot, uint64_t id,
+		      const uint8_t *old_term, const uint8_t *new_term)
 {
 	if (s->schema < 3)
 		return RHS_OK;
@@ -431,7 +624,11 @@ static int state_swap(rhs_store_t *s, uint32_t slot, const uint8_t *old_term,
 	if (new_term)
 		xor_into(s->state.rows[slot], new_term);
 	s->state.counter++;
-	return state_save(s);
+	int rc = RHS_OK;
+	if (s->ops->change_log && s->schema >= 4)
+		rc = s->ops->change_log(s->be, s->state.counter, table, slot,
+					id);
+	return rc < 0 ? rc : state_save(s);
 }
 
 int rhs_token_damaged(const rhs_store_t *s, uint32_t slot)
@@ -584,12 +781,20 @@ int rhs_open(const char *location, const uint8_t key[RHS_KEY_LEN],
 		backend_for(location, &path, err, err_len);
 	if (!ops)
 		return RHS_EINVAL;
+	if (opts && opts->shared && !ops->changes_since) {
+		snprintf(err, err_len,
+			 "a %s store is written by one process at a time: "
+			 "daemons share a PostgreSQL store only",
+			 ops->name);
+		return RHS_EINVAL;
+	}
 	rhs_store_t *s = calloc(1, sizeof(*s));
 	if (!s)
 		return RHS_ENOMEM;
 	pthread_mutex_init(&s->lock, NULL);
 	s->ops = ops;
 	s->snapshot = opts && opts->snapshot;
+	s->shared = opts && opts->shared && !s->snapshot;
 	show_location(path, s->path, sizeof(s->path));
 	uint8_t index_key[RHS_KEY_LEN];
 	derive(key, "remhsm seal key", s->seal_key);
@@ -624,6 +829,7 @@ void rhs_close(rhs_store_t *s)
 	OPENSSL_cleanse(s->seal_key, sizeof(s->seal_key));
 	OPENSSL_cleanse(s->rows_key, sizeof(s->rows_key));
 	rhs_rows_free(&s->rows);
+	free(s->seen);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }
@@ -659,6 +865,8 @@ int rhs_begin(rhs_store_t *s)
 	int rc = noted(s, resync(s));
 	if (rc == RHS_OK)
 		rc = noted(s, s->ops->begin(s->be));
+	if (rc == RHS_OK && s->shared && (rc = noted(s, learn_locked(s))) < 0)
+		s->ops->rollback(s->be);
 	if (rc < 0) {
 		pthread_mutex_unlock(&s->lock);
 		return rc;
@@ -799,7 +1007,7 @@ static int do_token_put(rhs_store_t *s, void *arg)
 	rc = s->ops->row_put(s->be, &row, 1);
 	free((void *)row.sealed);
 	if (rc == RHS_OK)
-		rc = state_swap(s, a->slot, had, new_term);
+		rc = state_swap(s, 't', a->slot, 0, had, new_term);
 	return rc < 0 ? rc : row_written(s, 't', a->slot, 0, new_term);
 }
 
@@ -832,18 +1040,42 @@ static int open_row(void *ctx, const rhs_row_view_t *row)
 			   row->sealed, row->sealed_len, a->record, a->len);
 }
 
+typedef struct row_read {
+	char table;
+	uint32_t slot;
+	uint64_t id;
+	row_open_t open;
+} row_read_t;
+
+static int read_row(rhs_store_t *s, void *arg)
+{
+	row_read_t *a = arg;
+	int rc = s->ops->row_get(s->be, a->table, a->slot, a->id, open_row,
+				 &a->open);
+	if (rc == RHS_ENOTFOUND &&
+	    row_agrees(s, a->table, a->slot, a->id, NULL) < 0)
+		rc = RHS_ECHANGED;
+	return rc;
+}
+
+/* A row not as this process knows it may, in a shared store, be another
+ * process's write: read again once that is learnt. A transaction of this
+ * thread already holds the store (and, shared, the state row). */
 static int get_sealed(rhs_store_t *s, char table, uint32_t slot, uint64_t id,
 		      uint8_t **record, size_t *len)
 {
-	row_open_t a = {s, record, len};
-	pthread_mutex_lock(&s->lock);
-	int rc = resync(s);
+	row_read_t a = {table, slot, id, {s, record, len}};
+	int own = txn_of_this_thread == s;
+	if (!own)
+		pthread_mutex_lock(&s->lock);
+	int rc = own ? RHS_OK : resync(s);
 	if (rc == RHS_OK)
-		rc = s->ops->row_get(s->be, table, slot, id, open_row, &a);
-	if (rc == RHS_ENOTFOUND && row_agrees(s, table, slot, id, NULL) < 0)
-		rc = RHS_ECHANGED;
+		rc = read_row(s, &a);
+	if (rc == RHS_ECHANGED && s->shared && !own)
+		rc = with_state_locked(s, read_row, &a);
 	noted(s, rc);
-	pthread_mutex_unlock(&s->lock);
+	if (!own)
+		pthread_mutex_unlock(&s->lock);
 	return rc;
 }
 
@@ -863,7 +1095,7 @@ static int do_token_wipe(rhs_store_t *s, void *arg)
 	/* The token has no rows left: its sum goes back to nothing. */
 	uint8_t all[TERM_LEN];
 	memcpy(all, s->state.rows[slot], TERM_LEN);
-	rc = state_swap(s, slot, all, NULL);
+	rc = state_swap(s, 'w', slot, 0, all, NULL);
 	return rc < 0 || !s->rows_on ? rc : rhs_rows_wipe(&s->rows, slot);
 }
 
@@ -958,7 +1190,7 @@ static int do_object_put(rhs_store_t *s, void *arg)
 	rc = s->ops->row_put(s->be, &row, a->create);
 	free((void *)row.sealed);
 	if (rc == RHS_OK)
-		rc = state_swap(s, a->slot, had, new_term);
+		rc = state_swap(s, 'o', a->slot, a->id, had, new_term);
 	return rc < 0 ? rc : row_written(s, 'o', a->slot, a->id, new_term);
 }
 
@@ -1007,7 +1239,7 @@ static int do_object_delete(rhs_store_t *s, void *arg)
 	}
 	int rc = s->ops->object_delete(s->be, a->slot, a->id);
 	if (rc == RHS_OK)
-		rc = state_swap(s, a->slot, had, NULL);
+		rc = state_swap(s, 'o', a->slot, a->id, had, NULL);
 	return rc < 0 ? rc : row_written(s, 'o', a->slot, a->id, NULL);
 }
 
@@ -1026,7 +1258,9 @@ static int rows_added_or_removed(rhs_store_t *s, uint32_t slot)
 {
 	if (!s->rows_on || slot >= RHS_MAX_TOKENS)
 		return 0;
-	int64_t version = s->ops->foreign_version(s->be);
+	/* Shared: the others' writes are learnt, and move the counter. */
+	int64_t version = s->shared ? (int64_t)s->state.counter
+				    : s->ops->foreign_version(s->be);
 	if (version && s->counted_at[slot] == version)
 		return 0;
 	uint64_t n = 0;
@@ -1036,21 +1270,60 @@ static int rows_added_or_removed(rhs_store_t *s, uint32_t slot)
 	return differs;
 }
 
+typedef struct find_args {
+	uint32_t slot;
+	const rhs_row_view_t *want;
+	uint64_t **ids;
+	size_t *count;
+} find_args_t;
+
+static int find_rows(rhs_store_t *s, void *arg)
+{
+	find_args_t *a = arg;
+	int rc = s->ops->find(s->be, a->slot, a->want, a->ids, a->count);
+	if (rc == RHS_OK && rows_added_or_removed(s, a->slot)) {
+		free(*a->ids);
+		*a->ids = NULL;
+		rc = RHS_ECHANGED;
+	}
+	return rc;
+}
+
 int rhs_object_find(rhs_store_t *s, uint32_t slot, const rhs_index_t *match,
 		    uint64_t **ids, size_t *count)
 {
 	uint8_t hashes[RHS_IX_COUNT][INDEX_HASH_LEN];
 	rhs_row_view_t want = {.table = 'o', .slot = slot};
+	find_args_t a = {slot, &want, ids, count};
 	pthread_mutex_lock(&s->lock);
 	hash_index(s, slot, match, hashes, &want);
-	int rc = noted(s, resync(s));
+	int rc = resync(s);
 	if (rc == RHS_OK)
-		rc = noted(s, s->ops->find(s->be, slot, &want, ids, count));
-	if (rc == RHS_OK && rows_added_or_removed(s, slot)) {
-		free(*ids);
-		*ids = NULL;
-		rc = RHS_ECHANGED;
-	}
+		rc = find_rows(s, &a);
+	if (rc == RHS_ECHANGED && s->shared)
+		rc = with_state_locked(s, find_rows, &a);
+	noted(s, rc);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+void rhs_on_foreign_change(rhs_store_t *s, rhs_foreign_fn fn, void *ctx)
+{
+	pthread_mutex_lock(&s->lock);
+	s->foreign = fn;
+	s->foreign_ctx = ctx;
+	pthread_mutex_unlock(&s->lock);
+}
+
+int rhs_sync(rhs_store_t *s)
+{
+	if (!s->shared)
+		return RHS_OK;
+	pthread_mutex_lock(&s->lock);
+	int rc = resync(s);
+	if (rc == RHS_OK)
+		rc = learn_now(s);
+	noted(s, rc);
 	pthread_mutex_unlock(&s->lock);
 	return rc;
 }

@@ -123,7 +123,8 @@ static int create(const char *label, uint64_t *id)
 START_TEST(test_every_acknowledged_write_is_on_the_standby)
 {
 	open_store(0);
-	ck_assert_int_eq(on_standby("SELECT version FROM remhsm_schema"), 3);
+	ck_assert_int_eq(on_standby("SELECT version FROM remhsm_schema"),
+			 RHS_SCHEMA_VERSION);
 	for (long i = 1; i <= 50; i++) {
 		uint64_t id;
 		char label[32];

@@ -166,7 +166,8 @@ START_TEST(test_records_round_trip_and_survive_reopen)
 	ck_assert_mem_eq(rec, "token", 5);
 	rhs_free(rec, len);
 	assert_record(2, id, "k1");
-	ck_assert_int_eq(count_rows("SELECT version FROM remhsm_schema"), 3);
+	ck_assert_int_eq(count_rows("SELECT version FROM remhsm_schema"),
+			 RHS_SCHEMA_VERSION);
 }
 END_TEST
 
@@ -563,6 +564,224 @@ START_TEST(test_a_copy_is_refused_where_it_could_mislead)
 }
 END_TEST
 
+/* --- several processes writing one store (opts.shared) ------------------- */
+
+static rhs_store_t *other; /* a second process's store on the same database */
+static const rhs_open_opts_t shared = {.shared = 1};
+
+/* What a store's foreign-change hook heard, as "t0 o5 w1 " and so on. */
+static char heard[4096];
+
+static void hear(void *ctx, char table, uint32_t slot, uint64_t id)
+{
+	(void)ctx;
+	size_t n = strlen(heard);
+	if (table == 'o')
+		snprintf(heard + n, sizeof(heard) - n, "o%llu ",
+			 (unsigned long long)id);
+	else
+		snprintf(heard + n, sizeof(heard) - n, "%c%u ", table, slot);
+}
+
+static rhs_store_t *open_shared(void)
+{
+	rhs_store_t *s = NULL;
+	ck_assert_msg(rhs_open(location, key, &shared, &s, err, sizeof(err)) ==
+			      RHS_OK,
+		      "%s", err);
+	return s;
+}
+
+static void setup_shared(void)
+{
+	setup();
+	rhs_close(store);
+	store = open_shared();
+	other = open_shared();
+	heard[0] = '\0';
+	rhs_on_foreign_change(store, hear, NULL);
+}
+
+static void teardown_shared(void)
+{
+	rhs_close(other);
+	other = NULL;
+	teardown();
+}
+
+static int read_from(rhs_store_t *s, uint32_t slot, uint64_t id, char *out,
+		     size_t cap)
+{
+	uint8_t *rec = NULL;
+	size_t len = 0;
+	int rc = rhs_object_get(s, slot, id, &rec, &len);
+	if (rc == RHS_OK)
+		snprintf(out, cap, "%.*s", (int)len, (const char *)rec);
+	rhs_free(rec, len);
+	return rc;
+}
+
+static size_t count_found(rhs_store_t *s, uint32_t slot)
+{
+	uint64_t *ids = NULL;
+	size_t n = 0;
+	ck_assert_int_eq(rhs_object_find(s, slot, NULL, &ids, &n), RHS_OK);
+	free(ids);
+	return n;
+}
+
+/* What one writes the other reads, finds and changes next, with no stale
+ * copy and nothing taken for damage; the hook hears each foreign write. */
+START_TEST(test_shared_writers_see_each_others_writes)
+{
+	char got[64];
+	uint64_t id = create(0, "key", "01", "k", "v1");
+	ck_assert_uint_eq(count_found(other, 0), 1);
+	ck_assert_int_eq(read_from(other, 0, id, got, sizeof(got)), RHS_OK);
+	ck_assert_str_eq(got, "v1");
+	rhs_index_t ix = index_of("key", "01", "k");
+	ck_assert_int_eq(
+		rhs_object_update(other, 0, id, &ix, (const uint8_t *)"v2", 2),
+		RHS_OK);
+	ck_assert_int_eq(rhs_token_put(other, 1, (const uint8_t *)"tok", 3),
+			 RHS_OK);
+	ck_assert_int_eq(rhs_sync(store), RHS_OK);
+	char want[64];
+	snprintf(want, sizeof(want), "o%llu t1 ", (unsigned long long)id);
+	ck_assert_str_eq(heard, want);
+	assert_record(0, id, "v2");
+	uint8_t *rec = NULL;
+	size_t len = 0;
+	ck_assert_int_eq(rhs_token_get(store, 1, &rec, &len), RHS_OK);
+	rhs_free(rec, len);
+	ck_assert_int_eq(rhs_object_delete(store, 0, id), RHS_OK);
+	ck_assert_int_eq(read_from(other, 0, id, got, sizeof(got)),
+			 RHS_ENOTFOUND);
+	ck_assert_uint_eq(count_found(other, 0), 0);
+	ck_assert_int_eq(rhs_token_wipe(other, 1), RHS_OK);
+	ck_assert_int_eq(rhs_token_get(store, 1, &rec, &len), RHS_ENOTFOUND);
+	ck_assert_int_eq(rhs_token_damaged(store, 0), 0);
+	ck_assert_int_eq(rhs_token_damaged(other, 1), 0);
+	ck_assert_uint_eq(rhs_counter(store), rhs_counter(other));
+}
+END_TEST
+
+typedef struct creator {
+	rhs_store_t *s;
+	uint64_t ids[40];
+	int failed;
+} creator_t;
+
+static void *create_many(void *arg)
+{
+	creator_t *c = arg;
+	rhs_index_t ix = index_of("key", NULL, "many");
+	for (size_t i = 0; i < 40; i++)
+		c->failed |=
+			rhs_object_create(c->s, 0, &ix, (const uint8_t *)"r", 1,
+					  &c->ids[i]) != RHS_OK;
+	return NULL;
+}
+
+/* Two writers creating at once take turns: every id is handed out once,
+ * each sees all 80 objects, and the store adds up when opened afresh. */
+START_TEST(test_shared_writers_take_turns_and_never_share_an_id)
+{
+	creator_t a = {.s = store}, b = {.s = other};
+	pthread_t ta, tb;
+	ck_assert_int_eq(pthread_create(&ta, NULL, create_many, &a), 0);
+	ck_assert_int_eq(pthread_create(&tb, NULL, create_many, &b), 0);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	ck_assert_int_eq(a.failed | b.failed, 0);
+	for (size_t i = 0; i < 40; i++)
+		for (size_t j = 0; j < 40; j++)
+			ck_assert_uint_ne(a.ids[i], b.ids[j]);
+	ck_assert_uint_eq(count_found(store, 0), 80);
+	ck_assert_uint_eq(count_found(other, 0), 80);
+	rhs_close(other);
+	other = NULL;
+	reopen();
+	ck_assert_int_eq(rhs_token_damaged(store, 0), 0);
+	ck_assert_uint_eq(count_found(store, 0), 80);
+}
+END_TEST
+
+/* Shared writers and a lone one refuse each other, and SQLite, written by
+ * one process at a time, refuses to be shared. */
+START_TEST(test_shared_and_lone_writers_exclude_each_other)
+{
+	rhs_store_t *s = NULL;
+	ck_assert_int_eq(rhs_open(location, key, NULL, &s, err, sizeof(err)),
+			 RHS_EBUSY);
+	ck_assert_ptr_nonnull(strstr(err, "in use by another remhsmd"));
+	rhs_close(store);
+	rhs_close(other);
+	store = other = NULL;
+	open_store();
+	ck_assert_int_eq(rhs_open(location, key, &shared, &s, err, sizeof(err)),
+			 RHS_EBUSY);
+	ck_assert_ptr_nonnull(strstr(err, "not shared"));
+	char path[128];
+	snprintf(path, sizeof(path), "%s/store.db", dir);
+	ck_assert_int_eq(rhs_open(path, key, &shared, &s, err, sizeof(err)),
+			 RHS_EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "PostgreSQL store only"));
+	ck_assert_ptr_null(s);
+}
+END_TEST
+
+/* A change log with an entry taken out does not lead to the state: the
+ * store is read again in full, and is right. A row put back from an
+ * older copy is still found out by the writer that did not write it. */
+START_TEST(test_shared_writers_still_find_rows_changed_behind_their_back)
+{
+	char got[64];
+	uint64_t id = create(0, "key", "01", "k", "v1");
+	ck_assert_int_eq(read_from(other, 0, id, got, sizeof(got)), RHS_OK);
+	rhs_index_t ix = index_of("key", "01", "k");
+	ck_assert_int_eq(
+		rhs_object_update(store, 0, id, &ix, (const uint8_t *)"v2", 2),
+		RHS_OK);
+	sql(behind, "DELETE FROM remhsm_changes WHERE counter = (SELECT "
+		    "MAX(counter) FROM remhsm_changes)");
+	ck_assert_int_eq(read_from(other, 0, id, got, sizeof(got)), RHS_OK);
+	ck_assert_str_eq(got, "v2");
+	ck_assert_int_eq(rhs_token_damaged(other, 0), 0);
+
+	sql(behind, "CREATE TABLE saved AS SELECT * FROM remhsm_objects");
+	ck_assert_int_eq(
+		rhs_object_update(store, 0, id, &ix, (const uint8_t *)"v3", 2),
+		RHS_OK);
+	ck_assert_int_eq(read_from(other, 0, id, got, sizeof(got)), RHS_OK);
+	sql(behind, "UPDATE remhsm_objects o SET record = s.record FROM saved "
+		    "s WHERE o.id = s.id");
+	ck_assert_int_eq(read_from(other, 0, id, got, sizeof(got)),
+			 RHS_ECHANGED);
+	ck_assert_int_eq(read_from(store, 0, id, got, sizeof(got)),
+			 RHS_ECHANGED);
+}
+END_TEST
+
+/* The sealed state put back from an older copy (its counter behind what
+ * a writer knows) is refused, not learnt. */
+START_TEST(test_shared_state_put_back_is_refused)
+{
+	create(0, "key", "01", "k", "v1");
+	ck_assert_int_eq(rhs_sync(other), RHS_OK);
+	sql(behind, "CREATE TABLE saved AS SELECT * FROM remhsm_meta WHERE "
+		    "name = 'state'");
+	create(0, "key", "02", "k", "v2");
+	ck_assert_int_eq(rhs_sync(other), RHS_OK);
+	sql(behind, "UPDATE remhsm_meta m SET value = s.value FROM saved s "
+		    "WHERE m.name = s.name");
+	ck_assert_int_eq(rhs_sync(other), RHS_ECHANGED);
+	ck_assert_int_eq(rhs_object_create(other, 0, NULL, (const uint8_t *)"x",
+					   1, &(uint64_t){0}),
+			 RHS_ECHANGED);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("store_pg");
@@ -587,5 +806,17 @@ int main(void)
 		tc,
 		test_a_commit_whose_wait_for_standbys_is_cancelled_is_an_error);
 	suite_add_tcase(s, tc);
+	TCase *sh = tcase_create("shared");
+	tcase_set_timeout(sh, 60);
+	tcase_add_checked_fixture(sh, setup_shared, teardown_shared);
+	tcase_add_test(sh, test_shared_writers_see_each_others_writes);
+	tcase_add_test(sh,
+		       test_shared_writers_take_turns_and_never_share_an_id);
+	tcase_add_test(sh, test_shared_and_lone_writers_exclude_each_other);
+	tcase_add_test(
+		sh,
+		test_shared_writers_still_find_rows_changed_behind_their_back);
+	tcase_add_test(sh, test_shared_state_put_back_is_refused);
+	suite_add_tcase(s, sh);
 	return th_run_suite(s);
 }
