@@ -22,6 +22,7 @@ void rhd_config_defaults(rhd_config_t *cfg)
 	cfg->first_byte_timeout_ms = 1000;
 	cfg->frame_timeout_ms = 10000;
 	cfg->store_wait_ms = 10000;
+	cfg->store_poll_ms = 100;
 	cfg->idle_timeout_ms = 300000;
 	cfg->drain_timeout_ms = 10000;
 	cfg->max_frame = 1u << 20;
@@ -87,6 +88,9 @@ static const struct setting {
 	 offsetof(rhd_config_t, allow_core_dumps), 0, 0, 1},
 	{"store-standby", KIND_BOOL, offsetof(rhd_config_t, store_standby), 0,
 	 0, 1},
+	{"store-shared", KIND_BOOL, offsetof(rhd_config_t, store_shared), 0, 0,
+	 1},
+	UINT("store-poll-ms", store_poll_ms, 10, 60000),
 	UINT("handshake-timeout-ms", handshake_timeout_ms, 10, 600000),
 	UINT("first-byte-timeout-ms", first_byte_timeout_ms, 10, 600000),
 	UINT("frame-timeout-ms", frame_timeout_ms, 10, 600000),
@@ -389,6 +393,13 @@ void rhd_config_usage(FILE *out, const char *prog)
 		"  --store-wait-ms N          a database round trip longer "
 		"than this fails the\n"
 		"                             call (PostgreSQL; 10000)\n"
+		"  --store-shared             other remhsmd write the same "
+		"PostgreSQL store at\n"
+		"                             once (a cluster; default: one "
+		"writer)\n"
+		"  --store-poll-ms N          how often a shared store is "
+		"asked what the others\n"
+		"                             changed (100)\n"
 		"  --store-rollback MODE      a store older than the audit log "
 		"last recorded:\n"
 		"                             refuse (default) or warn and "

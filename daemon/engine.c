@@ -490,6 +490,33 @@ void rhd_engine_detach(rhd_engine_t *engine, rhd_app_t *app)
 	app_free(engine, app);
 }
 
+int rhd_engine_logout_slot(rhd_engine_t *engine, CK_SLOT_ID slot)
+{
+	/* Held apps stay while their locks are taken one by one; an app's
+	 * lock may be held across store I/O, which must not stall every
+	 * attach behind the engine's lock. */
+	pthread_mutex_lock(&engine->lock);
+	size_t n = 0;
+	for (rhd_app_t *app = engine->apps; app; app = app->next)
+		n++;
+	rhd_app_t **held = calloc(n ? n : 1, sizeof(*held));
+	n = 0;
+	for (rhd_app_t *app = engine->apps; held && app; app = app->next) {
+		app->refs++;
+		held[n++] = app;
+	}
+	pthread_mutex_unlock(&engine->lock);
+	for (size_t i = 0; i < n; i++) {
+		pthread_mutex_lock(&held[i]->lock);
+		rhd_app_logout(held[i], slot);
+		pthread_mutex_unlock(&held[i]->lock);
+		rhd_engine_detach(engine, held[i]);
+	}
+	int rc = held ? 0 : -1;
+	free(held);
+	return rc;
+}
+
 int rhd_engine_slot_valid(const rhd_engine_t *engine, uint64_t slot)
 {
 	return slot < engine->slot_count;

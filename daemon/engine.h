@@ -249,6 +249,10 @@ void rhd_app_refund(rhd_app_t *app, size_t bytes);
 
 /* Ends the app's login to slot, wiping the token key. */
 void rhd_app_logout(rhd_app_t *app, CK_SLOT_ID slot);
+/* Ends every application's login to slot (each app's lock taken in
+ * turn, the engine's not held meanwhile); -1 when memory ran out and
+ * none ended. */
+int rhd_engine_logout_slot(rhd_engine_t *engine, CK_SLOT_ID slot);
 
 /* Drops the app's object handles that match: a session's session objects
  * (owner != 0), or everything of a slot (owner 0). */

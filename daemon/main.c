@@ -17,6 +17,7 @@
 #include "resume.h"
 #include "rh_secret.h"
 #include "rh_tls.h"
+#include "cluster.h"
 #include "rhs.h"
 #include "server.h"
 
@@ -36,7 +37,8 @@ static rhs_store_t *open_store(const rhd_config_t *cfg,
 			snprintf(path, sizeof(path), "%s/store.db",
 				 cfg->state_dir);
 		rhs_open_opts_t opts = {.wait_ms = cfg->store_wait_ms,
-					.wait_for_writer = cfg->store_standby};
+					.wait_for_writer = cfg->store_standby,
+					.shared = cfg->store_shared};
 		if (cfg->store_standby)
 			RHD_INFO("event=store-standby state=waiting "
 				 "reason=\"serving once no other remhsmd "
@@ -123,7 +125,13 @@ static int serve(const rhd_config_t *cfg)
 	if (init < 0) {
 		RHD_ERROR("event=start-failed reason=\"engine init\"");
 	} else {
-		rc = rhd_server_run(cfg, &engine) < 0 ? 1 : 0;
+		rhd_cluster_t *cluster =
+			cfg->store_shared
+				? rhd_cluster_start(&engine, cfg->store_poll_ms)
+				: NULL;
+		if (!cfg->store_shared || cluster)
+			rc = rhd_server_run(cfg, &engine) < 0 ? 1 : 0;
+		rhd_cluster_stop(cluster);
 		rhd_engine_cleanup(&engine);
 	}
 	rhd_audit(RHS_ANCHOR_EVENT " counter=%llu when=stop",

@@ -50,6 +50,7 @@ static CK_RV write_record(rhd_tokens_t *tokens, const rhd_token_t *t,
 	rec.user = wrap_to_record(&next->user, &user);
 	rec.so_failures = next->so_failures;
 	rec.user_failures = next->user_failures;
+	rec.incarnation = next->incarnation;
 	uint8_t buf[512];
 	size_t len = remhsm__store__token_record__pack(&rec, buf);
 	int rc = rhs_token_put(tokens->store, t->slot, buf, len);
@@ -65,25 +66,36 @@ CK_RV rhd_store_failed(const char *op, CK_SLOT_ID slot, int rc)
 	return rc == RHS_EFULL ? CKR_DEVICE_MEMORY : CKR_DEVICE_ERROR;
 }
 
-/* Makes next's persisted fields t's, once they are on disk. */
-static void adopt(rhd_token_t *t, const rhd_token_t *next)
+static int same_wrap(const rhd_pin_wrap_t *a, const rhd_pin_wrap_t *b)
+{
+	return a->set == b->set &&
+	       !memcmp(a->kdf.salt, b->kdf.salt, sizeof(a->kdf.salt));
+}
+
+/* Makes next's persisted fields t's, once they are on disk (or read from
+ * it). A token initialised anew moves its generation on, so that no key
+ * of the old one is used from a cache. What changed: RHD_TOKEN_ANEW,
+ * RHD_TOKEN_PIN_CHANGED. */
+static int adopt(rhd_token_t *t, const rhd_token_t *next)
 {
 	pthread_mutex_lock(&t->lock);
+	int anew =
+		t->state != next->state || t->incarnation != next->incarnation;
+	int changed = (anew ? RHD_TOKEN_ANEW : 0) |
+		      (same_wrap(&t->so, &next->so) &&
+				       same_wrap(&t->user, &next->user)
+			       ? 0
+			       : RHD_TOKEN_PIN_CHANGED);
+	t->state = next->state;
 	memcpy(t->label, next->label, RHD_LABEL_LEN);
 	t->so = next->so;
 	t->user = next->user;
 	t->so_failures = next->so_failures;
 	t->user_failures = next->user_failures;
+	t->incarnation = next->incarnation;
+	t->generation += (uint64_t)anew;
 	pthread_mutex_unlock(&t->lock);
-}
-
-/* Readers see the old fields until the new ones are on disk. */
-static CK_RV persist(rhd_tokens_t *tokens, rhd_token_t *t, rhd_token_t *next)
-{
-	CK_RV rv = write_record(tokens, t, next);
-	if (rv == CKR_OK)
-		adopt(t, next);
-	return rv;
+	return changed;
 }
 
 /* A copy of t to change and persist; the caller holds t->write_lock. */
@@ -95,49 +107,64 @@ static rhd_token_t copy_of(rhd_token_t *t)
 	return copy;
 }
 
-static void load_one(rhd_tokens_t *tokens, rhd_token_t *t)
+static void unavailable(rhd_token_t *t, const char *why)
 {
-	uint8_t *buf;
-	size_t len;
-	memset(t->label, ' ', RHD_LABEL_LEN);
-	if (rhs_token_damaged(tokens->store, t->slot)) {
-		t->state = RHD_TOKEN_UNAVAILABLE;
-		RHD_ERROR("event=token-unavailable slot=%u row=tokens/%u "
-			  "reason=\"the token's rows do not add up: one was "
-			  "put back from an older copy, removed, added, moved "
-			  "or edited outside remhsmd (remhsm store check says "
-			  "more)\"",
-			  t->slot, t->slot);
-		return;
-	}
-	int rc = rhs_token_get(tokens->store, t->slot, &buf, &len);
-	if (rc == RHS_ENOTFOUND) {
-		t->state = RHD_TOKEN_BLANK;
-		return;
-	}
-	Remhsm__Store__TokenRecord *rec =
-		rc == RHS_OK
-			? remhsm__store__token_record__unpack(NULL, len, buf)
-			: NULL;
-	if (rc == RHS_OK)
-		rhs_free(buf, len);
-	if (!rec || rec->label.len != RHD_LABEL_LEN) {
-		t->state = RHD_TOKEN_UNAVAILABLE;
-		RHD_ERROR("event=token-unavailable slot=%u row=tokens/%u "
-			  "reason=\"%s\"",
-			  t->slot, t->slot,
-			  rc < 0 ? rhs_strerror(rc) : "record does not decode");
-		if (rec)
-			remhsm__store__token_record__free_unpacked(rec, NULL);
-		return;
-	}
+	t->state = RHD_TOKEN_UNAVAILABLE;
+	RHD_ERROR("event=token-unavailable slot=%u row=tokens/%u reason=\"%s\"",
+		  t->slot, t->slot, why);
+}
+
+static void from_record(rhd_token_t *t, const Remhsm__Store__TokenRecord *rec)
+{
 	memcpy(t->label, rec->label.data, RHD_LABEL_LEN);
 	wrap_from_record(&t->so, rec->so);
 	wrap_from_record(&t->user, rec->user);
 	t->so_failures = rec->so_failures;
 	t->user_failures = rec->user_failures;
+	t->incarnation = rec->incarnation;
 	t->state = t->so.set ? RHD_TOKEN_READY : RHD_TOKEN_UNAVAILABLE;
-	remhsm__store__token_record__free_unpacked(rec, NULL);
+}
+
+/* t's persisted fields (its others kept) as its record in the store has
+ * them now; a record that does not open or decode makes the token
+ * unavailable, said in the log. A store that cannot be read is its error
+ * (RHS_*), t then half filled: not to be adopted. */
+static int read_token(rhd_tokens_t *tokens, rhd_token_t *t)
+{
+	memset(t->label, ' ', RHD_LABEL_LEN);
+	memset(&t->so, 0, sizeof(t->so));
+	memset(&t->user, 0, sizeof(t->user));
+	t->so_failures = t->user_failures = 0;
+	t->incarnation = 0;
+	if (rhs_token_damaged(tokens->store, t->slot)) {
+		unavailable(t, "the token's rows do not add up: one was put "
+			       "back from an older copy, removed, added, moved "
+			       "or edited outside remhsmd (remhsm store check "
+			       "says more)");
+		return RHS_OK;
+	}
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int rc = rhs_token_get(tokens->store, t->slot, &buf, &len);
+	t->state = RHD_TOKEN_BLANK;
+	if (rc == RHS_ENOTFOUND)
+		return RHS_OK;
+	if (rc == RHS_ECORRUPT || rc == RHS_ECHANGED) {
+		unavailable(t, rhs_strerror(rc));
+		return RHS_OK;
+	}
+	if (rc < 0)
+		return rc;
+	Remhsm__Store__TokenRecord *rec =
+		remhsm__store__token_record__unpack(NULL, len, buf);
+	rhs_free(buf, len);
+	if (rec && rec->label.len == RHD_LABEL_LEN)
+		from_record(t, rec);
+	else
+		unavailable(t, "record does not decode");
+	if (rec)
+		remhsm__store__token_record__free_unpacked(rec, NULL);
+	return RHS_OK;
 }
 
 int rhd_tokens_load(rhd_tokens_t *tokens, unsigned count, rhs_store_t *store,
@@ -154,7 +181,9 @@ int rhd_tokens_load(rhd_tokens_t *tokens, unsigned count, rhs_store_t *store,
 		pthread_mutex_init(&t->write_lock, NULL);
 		pthread_mutex_init(&t->lock, NULL);
 		t->slot = i;
-		load_one(tokens, t);
+		int rc = read_token(tokens, t);
+		if (rc < 0)
+			unavailable(t, rhs_strerror(rc));
 	}
 	return 0;
 }
@@ -247,54 +276,122 @@ static CK_RV pin_checkable(const rhd_tokens_t *tokens, rhd_token_t *t,
 	return CKR_OK;
 }
 
-/* Records the outcome of a PIN check in next and the store; the caller
- * holds t->write_lock. */
-static CK_RV count_attempt(rhd_tokens_t *tokens, rhd_token_t *t,
-			   rhd_token_t *next, CK_USER_TYPE role, int correct)
+/* A store transaction, and next (a copy of t) made what the store holds
+ * now, which is t's from then on: another remhsmd sharing the store may
+ * have written the record since this one read it. The caller holds
+ * t->write_lock; on CKR_OK it ends the transaction with finish. */
+static CK_RV begin_fresh(rhd_tokens_t *tokens, rhd_token_t *t,
+			 rhd_token_t *next)
 {
-	unsigned *failures = failures_of(next, role);
-	if (correct) {
-		if (*failures == 0)
-			return CKR_OK;
-		*failures = 0;
-		return persist(tokens, t, next);
+	int rc = rhs_begin(tokens->store);
+	if (rc == RHS_OK && (rc = read_token(tokens, next)) < 0)
+		rhs_rollback(tokens->store);
+	if (rc < 0)
+		return rhd_store_failed("token-read", t->slot, rc);
+	adopt(t, next);
+	return CKR_OK;
+}
+
+/* Commits what was written since begin_fresh when rv is CKR_OK, and then
+ * makes next t's; rolls back otherwise. */
+static CK_RV finish(rhd_tokens_t *tokens, rhd_token_t *t, rhd_token_t *next,
+		    CK_RV rv)
+{
+	if (rv != CKR_OK) {
+		rhs_rollback(tokens->store);
+		return rv;
 	}
-	(*failures)++;
-	RHD_WARN("event=pin-incorrect slot=%u role=%s failures=%u", t->slot,
-		 role == CKU_SO ? "so" : "user", *failures);
-	CK_RV rv = persist(tokens, t, next);
-	return rv == CKR_OK ? CKR_PIN_INCORRECT : rv;
+	int rc = rhs_commit(tokens->store);
+	if (rc < 0)
+		return rhd_store_failed("token-write", t->slot, rc);
+	adopt(t, next);
+	return CKR_OK;
+}
+
+/* Counts an attempt at role's PIN before the PIN is checked, in one
+ * transaction with the reading of the record: attempts through every
+ * remhsmd of a store count against one counter, and an attempt whose
+ * check never ends (a crash in the KDF) still counts. The wrap to check
+ * against goes to *wrap, the count to *failures. */
+static CK_RV count_attempt(rhd_tokens_t *tokens, rhd_token_t *t,
+			   CK_USER_TYPE role, rhd_pin_wrap_t *wrap,
+			   unsigned *failures)
+{
+	pthread_mutex_lock(&t->write_lock);
+	rhd_token_t next = copy_of(t);
+	CK_RV rv = begin_fresh(tokens, t, &next);
+	if (rv == CKR_OK) {
+		rv = pin_checkable(tokens, &next, role);
+		if (rv == CKR_OK) {
+			*wrap = *wrap_of(&next, role);
+			*failures = ++*failures_of(&next, role);
+			rv = write_record(tokens, t, &next);
+		}
+		rv = finish(tokens, t, &next, rv);
+	}
+	pthread_mutex_unlock(&t->write_lock);
+	OPENSSL_cleanse(&next, sizeof(next));
+	return rv;
+}
+
+/* A correct PIN clears role's count, unless the PIN was changed since
+ * the wrap checked was read: the old one no longer counts. */
+static CK_RV clear_attempts(rhd_tokens_t *tokens, rhd_token_t *t,
+			    CK_USER_TYPE role, const rhd_pin_wrap_t *checked)
+{
+	pthread_mutex_lock(&t->write_lock);
+	rhd_token_t next = copy_of(t);
+	CK_RV rv = begin_fresh(tokens, t, &next);
+	if (rv == CKR_OK) {
+		rv = pin_checkable(tokens, &next, role);
+		if (rv == CKR_PIN_LOCKED || rv == CKR_OK)
+			rv = memcmp(checked->kdf.salt,
+				    wrap_of(&next, role)->kdf.salt,
+				    sizeof(checked->kdf.salt)) == 0
+				     ? CKR_OK
+				     : CKR_PIN_INCORRECT;
+		if (rv == CKR_OK) {
+			*failures_of(&next, role) = 0;
+			rv = write_record(tokens, t, &next);
+		}
+		rv = finish(tokens, t, &next, rv);
+	}
+	pthread_mutex_unlock(&t->write_lock);
+	OPENSSL_cleanse(&next, sizeof(next));
+	return rv;
+}
+
+/* The PIN check, and the wrap it was checked against in *checked. */
+static CK_RV verify_pin(rhd_tokens_t *tokens, rhd_token_t *t, CK_USER_TYPE role,
+			const uint8_t *pin, size_t pin_len,
+			uint8_t token_key[RHS_KEY_LEN], rhd_pin_wrap_t *checked)
+{
+	unsigned failures = 0;
+	CK_RV rv = count_attempt(tokens, t, role, checked, &failures);
+	if (rv != CKR_OK)
+		return rv;
+	/* The slow part runs unlocked, so the token keeps answering. */
+	if (unwrap_key(t->slot, role, checked, pin, pin_len, token_key) ==
+	    RHS_OK) {
+		rv = clear_attempts(tokens, t, role, checked);
+	} else {
+		RHD_WARN("event=pin-incorrect slot=%u role=%s failures=%u",
+			 t->slot, role == CKU_SO ? "so" : "user", failures);
+		rv = CKR_PIN_INCORRECT;
+	}
+	if (rv != CKR_OK)
+		OPENSSL_cleanse(token_key, RHS_KEY_LEN);
+	return rv;
 }
 
 CK_RV rhd_token_verify_pin(rhd_tokens_t *tokens, rhd_token_t *t,
 			   CK_USER_TYPE role, const uint8_t *pin,
 			   size_t pin_len, uint8_t token_key[RHS_KEY_LEN])
 {
-	rhd_pin_wrap_t snapshot;
-	pthread_mutex_lock(&t->lock);
-	CK_RV rv = pin_checkable(tokens, t, role);
-	if (rv == CKR_OK)
-		snapshot = *wrap_of(t, role);
-	pthread_mutex_unlock(&t->lock);
-	if (rv != CKR_OK)
-		return rv;
-	/* The slow part runs unlocked, so the token keeps answering. */
-	int correct = unwrap_key(t->slot, role, &snapshot, pin, pin_len,
-				 token_key) == RHS_OK;
-	pthread_mutex_lock(&t->write_lock);
-	rhd_token_t next = copy_of(t);
-	rv = pin_checkable(tokens, &next, role);
-	/* A PIN changed meanwhile: the old one no longer counts. */
-	if (rv == CKR_OK &&
-	    memcmp(snapshot.kdf.salt, wrap_of(&next, role)->kdf.salt,
-		   sizeof(snapshot.kdf.salt)) != 0)
-		rv = CKR_PIN_INCORRECT;
-	if (rv == CKR_OK)
-		rv = count_attempt(tokens, t, &next, role, correct);
-	pthread_mutex_unlock(&t->write_lock);
-	OPENSSL_cleanse(&next, sizeof(next));
-	if (rv != CKR_OK)
-		OPENSSL_cleanse(token_key, RHS_KEY_LEN);
+	rhd_pin_wrap_t checked;
+	CK_RV rv =
+		verify_pin(tokens, t, role, pin, pin_len, token_key, &checked);
+	OPENSSL_cleanse(&checked, sizeof(checked));
 	return rv;
 }
 
@@ -311,50 +408,114 @@ CK_RV rhd_token_set_pin(rhd_tokens_t *tokens, rhd_token_t *t, CK_USER_TYPE role,
 		return rv;
 	pthread_mutex_lock(&t->write_lock);
 	rhd_token_t next = copy_of(t);
-	*wrap_of(&next, role) = fresh;
-	*failures_of(&next, role) = 0;
-	rv = persist(tokens, t, &next);
+	rv = begin_fresh(tokens, t, &next);
+	if (rv == CKR_OK) {
+		*wrap_of(&next, role) = fresh;
+		*failures_of(&next, role) = 0;
+		rv = finish(tokens, t, &next, write_record(tokens, t, &next));
+	}
 	pthread_mutex_unlock(&t->write_lock);
 	OPENSSL_cleanse(&next, sizeof(next));
+	OPENSSL_cleanse(&fresh, sizeof(fresh));
 	return rv;
+}
+
+int rhd_token_refresh(rhd_tokens_t *tokens, rhd_token_t *t)
+{
+	pthread_mutex_lock(&t->write_lock);
+	rhd_token_t next = copy_of(t);
+	int rc = read_token(tokens, &next);
+	if (rc < 0)
+		(void)rhd_store_failed("token-read", t->slot, rc);
+	else
+		rc = adopt(t, &next);
+	pthread_mutex_unlock(&t->write_lock);
+	OPENSSL_cleanse(&next, sizeof(next));
+	return rc;
 }
 
 /* --- initialisation --------------------------------------------------------
  */
 
+/* Another remhsmd initialised the token between this one's look at it
+ * and its write: the initialisation starts again from what it is now. */
+#define INIT_AGAIN CKR_VENDOR_DEFINED
+
+/* The token is as the initialisation found it: blank (was NULL), or
+ * initialised with the SO PIN wrap it checked. */
+static int as_found(const rhd_token_t *t, const rhd_pin_wrap_t *was)
+{
+	if (!was)
+		return t->state == RHD_TOKEN_BLANK;
+	return t->state == RHD_TOKEN_READY &&
+	       !memcmp(t->so.kdf.salt, was->kdf.salt, sizeof(was->kdf.salt));
+}
+
 /* The caller holds t->write_lock. A session another application opens
  * while the store is written comes after the initialisation: it finds the
- * new token when this returns. */
+ * new token when this returns. Wipe and rewrite are one transaction, with
+ * the record read first: a crash leaves the old token or the new one,
+ * and of two remhsmd initialising one token at once, the second finds the
+ * first's. */
 static CK_RV init_ready(rhd_tokens_t *tokens, rhd_token_t *t,
-			const uint8_t *label, const rhd_pin_wrap_t *so)
+			const uint8_t *label, const rhd_pin_wrap_t *so,
+			const rhd_pin_wrap_t *was)
 {
 	rhd_token_t next = copy_of(t);
 	if (next.sessions)
 		return CKR_SESSION_EXISTS;
-	memcpy(next.label, label, RHD_LABEL_LEN);
-	next.so = *so;
-	memset(&next.user, 0, sizeof(next.user));
-	next.so_failures = next.user_failures = 0;
-	/* Wipe and rewrite in one transaction: a crash leaves the old token
-	 * or the new one, never half of each. */
-	int rc = rhs_begin(tokens->store);
-	if (rc == RHS_OK && (rc = rhs_token_wipe(tokens->store, t->slot)) < 0)
-		rhs_rollback(tokens->store);
+	CK_RV rv = begin_fresh(tokens, t, &next);
+	if (rv != CKR_OK)
+		return rv;
+	if (!as_found(&next, was))
+		rv = INIT_AGAIN;
+	int rc = rv == CKR_OK ? rhs_token_wipe(tokens->store, t->slot) : 0;
 	if (rc < 0)
-		return rhd_store_failed("token-init", t->slot, rc);
-	CK_RV rv = write_record(tokens, t, &next);
-	if (rv == CKR_OK && (rc = rhs_commit(tokens->store)) < 0)
 		rv = rhd_store_failed("token-init", t->slot, rc);
-	else if (rv != CKR_OK)
-		rhs_rollback(tokens->store);
 	if (rv == CKR_OK) {
-		adopt(t, &next);
-		pthread_mutex_lock(&t->lock);
-		t->state = RHD_TOKEN_READY;
-		t->generation++;
-		pthread_mutex_unlock(&t->lock);
+		memcpy(next.label, label, RHD_LABEL_LEN);
+		next.so = *so;
+		memset(&next.user, 0, sizeof(next.user));
+		next.so_failures = next.user_failures = 0;
+		next.state = RHD_TOKEN_READY;
+		rv = rhd_crypto_random((uint8_t *)&next.incarnation,
+				       sizeof(next.incarnation));
 	}
+	if (rv == CKR_OK)
+		rv = write_record(tokens, t, &next);
+	rv = finish(tokens, t, &next, rv);
 	OPENSSL_cleanse(&next, sizeof(next));
+	return rv;
+}
+
+static CK_RV init_once(rhd_tokens_t *tokens, rhd_token_t *t,
+		       const uint8_t *so_pin, size_t pin_len,
+		       const uint8_t *label)
+{
+	pthread_mutex_lock(&t->lock);
+	rhd_token_state_t state = t->state;
+	CK_RV rv = t->sessions			    ? CKR_SESSION_EXISTS
+		   : state == RHD_TOKEN_UNAVAILABLE ? CKR_TOKEN_NOT_RECOGNIZED
+						    : CKR_OK;
+	pthread_mutex_unlock(&t->lock);
+	uint8_t key[RHS_KEY_LEN];
+	rhd_pin_wrap_t was, so;
+	if (rv == CKR_OK && state == RHD_TOKEN_READY)
+		rv = verify_pin(tokens, t, CKU_SO, so_pin, pin_len, key, &was);
+	if (rv == CKR_OK)
+		rv = rhd_crypto_secret_random(key, sizeof(key));
+	if (rv == CKR_OK)
+		rv = wrap_key(&tokens->policy, t->slot, CKU_SO, key, so_pin,
+			      pin_len, &so);
+	OPENSSL_cleanse(key, sizeof(key));
+	if (rv == CKR_OK) {
+		pthread_mutex_lock(&t->write_lock);
+		rv = init_ready(tokens, t, label, &so,
+				state == RHD_TOKEN_READY ? &was : NULL);
+		pthread_mutex_unlock(&t->write_lock);
+	}
+	OPENSSL_cleanse(&was, sizeof(was));
+	OPENSSL_cleanse(&so, sizeof(so));
 	return rv;
 }
 
@@ -369,29 +530,12 @@ CK_RV rhd_token_init(rhd_tokens_t *tokens, rhd_token_t *t,
 	uint8_t padded[RHD_LABEL_LEN];
 	memset(padded, ' ', sizeof(padded));
 	memcpy(padded, label, label_len);
-	pthread_mutex_lock(&t->lock);
-	rhd_token_state_t state = t->state;
-	CK_RV rv = t->sessions			    ? CKR_SESSION_EXISTS
-		   : state == RHD_TOKEN_UNAVAILABLE ? CKR_TOKEN_NOT_RECOGNIZED
-						    : CKR_OK;
-	pthread_mutex_unlock(&t->lock);
-	uint8_t key[RHS_KEY_LEN];
-	if (rv == CKR_OK && state == RHD_TOKEN_READY)
-		rv = rhd_token_verify_pin(tokens, t, CKU_SO, so_pin, pin_len,
-					  key);
-	rhd_pin_wrap_t so;
-	if (rv == CKR_OK)
-		rv = rhd_crypto_secret_random(key, sizeof(key));
-	if (rv == CKR_OK)
-		rv = wrap_key(&tokens->policy, t->slot, CKU_SO, key, so_pin,
-			      pin_len, &so);
-	OPENSSL_cleanse(key, sizeof(key));
-	if (rv != CKR_OK)
-		return rv;
-	pthread_mutex_lock(&t->write_lock);
-	rv = init_ready(tokens, t, padded, &so);
-	pthread_mutex_unlock(&t->write_lock);
-	return rv;
+	/* Once more when another remhsmd initialised the token meanwhile:
+	 * then it is checked against that one's SO PIN. */
+	CK_RV rv = init_once(tokens, t, so_pin, pin_len, padded);
+	if (rv == INIT_AGAIN)
+		rv = init_once(tokens, t, so_pin, pin_len, padded);
+	return rv == INIT_AGAIN ? CKR_FUNCTION_FAILED : rv;
 }
 
 /* Both counters only grow, so their sum moves whenever either does. */
@@ -401,6 +545,13 @@ uint64_t rhd_token_object_version(rhd_token_t *t, uint64_t store_id)
 	uint64_t v = t->generation + t->stripe[store_id % RHD_OBJECT_STRIPES];
 	pthread_mutex_unlock(&t->lock);
 	return v;
+}
+
+void rhd_token_gone(rhd_token_t *t)
+{
+	pthread_mutex_lock(&t->lock);
+	t->generation++;
+	pthread_mutex_unlock(&t->lock);
 }
 
 void rhd_token_object_changed(rhd_token_t *t, uint64_t store_id)

@@ -46,6 +46,7 @@ typedef struct rhd_token {
 	uint8_t label[RHD_LABEL_LEN];
 	rhd_pin_wrap_t so, user;
 	unsigned so_failures, user_failures;
+	uint64_t incarnation;		/* new at each initialisation */
 	unsigned sessions, rw_sessions; /* of every application */
 	/* Bumped when the token is re-initialised, and an object's stripe
 	 * (its store id modulo RHD_OBJECT_STRIPES) when it is changed or
@@ -95,8 +96,20 @@ CK_RV rhd_token_set_pin(rhd_tokens_t *tokens, rhd_token_t *t, CK_USER_TYPE role,
 
 int rhd_pin_len_ok(size_t len);
 
+/* Reads t's record again (another remhsmd sharing the store may have
+ * written it): what changed since this daemon last read it, as bits
+ * (RHD_TOKEN_ANEW: initialised anew, its generation moved on;
+ * RHD_TOKEN_PIN_CHANGED: a PIN set or changed), or a store error (RHS_*,
+ * logged). */
+#define RHD_TOKEN_ANEW 1
+#define RHD_TOKEN_PIN_CHANGED 2
+int rhd_token_refresh(rhd_tokens_t *tokens, rhd_token_t *t);
+
 /* What a cached copy of object store_id was made at (see stripe). */
 uint64_t rhd_token_object_version(rhd_token_t *t, uint64_t store_id);
+/* Every object of t went (its rows were wiped elsewhere): cached copies
+ * of them are stale. Takes t->lock only. */
+void rhd_token_gone(rhd_token_t *t);
 /* Object store_id changed: cached copies of it are stale. */
 void rhd_token_object_changed(rhd_token_t *t, uint64_t store_id);
 
