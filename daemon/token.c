@@ -308,25 +308,21 @@ static CK_RV finish(rhd_tokens_t *tokens, rhd_token_t *t, rhd_token_t *next,
 	return CKR_OK;
 }
 
-/* Counts an attempt at role's PIN before the PIN is checked, in one
- * transaction with the reading of the record: attempts through every
- * remhsmd of a store count against one counter, and an attempt whose
- * check never ends (a crash in the KDF) still counts. The wrap to check
- * against goes to *wrap, the count to *failures. */
-static CK_RV count_attempt(rhd_tokens_t *tokens, rhd_token_t *t,
-			   CK_USER_TYPE role, rhd_pin_wrap_t *wrap,
-			   unsigned *failures)
+/* What a change of the record makes of next, the token as the store
+ * holds it: CKR_OK to write it, else the refusal (nothing written). */
+typedef CK_RV (*change_fn)(rhd_tokens_t *tokens, rhd_token_t *next, void *arg);
+
+/* Reads, changes and writes t's record in one transaction. */
+static CK_RV rewrite(rhd_tokens_t *tokens, rhd_token_t *t, change_fn change,
+		     void *arg)
 {
 	pthread_mutex_lock(&t->write_lock);
 	rhd_token_t next = copy_of(t);
 	CK_RV rv = begin_fresh(tokens, t, &next);
 	if (rv == CKR_OK) {
-		rv = pin_checkable(tokens, &next, role);
-		if (rv == CKR_OK) {
-			*wrap = *wrap_of(&next, role);
-			*failures = ++*failures_of(&next, role);
+		rv = change(tokens, &next, arg);
+		if (rv == CKR_OK)
 			rv = write_record(tokens, t, &next);
-		}
 		rv = finish(tokens, t, &next, rv);
 	}
 	pthread_mutex_unlock(&t->write_lock);
@@ -334,31 +330,46 @@ static CK_RV count_attempt(rhd_tokens_t *tokens, rhd_token_t *t,
 	return rv;
 }
 
+typedef struct attempt {
+	CK_USER_TYPE role;
+	rhd_pin_wrap_t *wrap; /* counting: out; clearing: the one checked */
+	unsigned failures;
+	const rhd_pin_wrap_t *fresh; /* setting a PIN */
+} attempt_t;
+
+static CK_RV count_one(rhd_tokens_t *tokens, rhd_token_t *next, void *arg)
+{
+	attempt_t *a = arg;
+	CK_RV rv = pin_checkable(tokens, next, a->role);
+	if (rv == CKR_OK) {
+		*a->wrap = *wrap_of(next, a->role);
+		a->failures = ++*failures_of(next, a->role);
+	}
+	return rv;
+}
+
 /* A correct PIN clears role's count, unless the PIN was changed since
  * the wrap checked was read: the old one no longer counts. */
-static CK_RV clear_attempts(rhd_tokens_t *tokens, rhd_token_t *t,
-			    CK_USER_TYPE role, const rhd_pin_wrap_t *checked)
+static CK_RV clear_count(rhd_tokens_t *tokens, rhd_token_t *next, void *arg)
 {
-	pthread_mutex_lock(&t->write_lock);
-	rhd_token_t next = copy_of(t);
-	CK_RV rv = begin_fresh(tokens, t, &next);
-	if (rv == CKR_OK) {
-		rv = pin_checkable(tokens, &next, role);
-		if (rv == CKR_PIN_LOCKED || rv == CKR_OK)
-			rv = memcmp(checked->kdf.salt,
-				    wrap_of(&next, role)->kdf.salt,
-				    sizeof(checked->kdf.salt)) == 0
-				     ? CKR_OK
-				     : CKR_PIN_INCORRECT;
-		if (rv == CKR_OK) {
-			*failures_of(&next, role) = 0;
-			rv = write_record(tokens, t, &next);
-		}
-		rv = finish(tokens, t, &next, rv);
-	}
-	pthread_mutex_unlock(&t->write_lock);
-	OPENSSL_cleanse(&next, sizeof(next));
-	return rv;
+	attempt_t *a = arg;
+	CK_RV rv = pin_checkable(tokens, next, a->role);
+	if (rv != CKR_OK && rv != CKR_PIN_LOCKED)
+		return rv;
+	if (memcmp(a->wrap->kdf.salt, wrap_of(next, a->role)->kdf.salt,
+		   sizeof(a->wrap->kdf.salt)) != 0)
+		return CKR_PIN_INCORRECT;
+	*failures_of(next, a->role) = 0;
+	return CKR_OK;
+}
+
+static CK_RV set_wrap(rhd_tokens_t *tokens, rhd_token_t *next, void *arg)
+{
+	(void)tokens;
+	attempt_t *a = arg;
+	*wrap_of(next, a->role) = *a->fresh;
+	*failures_of(next, a->role) = 0;
+	return CKR_OK;
 }
 
 /* The PIN check, and the wrap it was checked against in *checked. */
@@ -366,17 +377,21 @@ static CK_RV verify_pin(rhd_tokens_t *tokens, rhd_token_t *t, CK_USER_TYPE role,
 			const uint8_t *pin, size_t pin_len,
 			uint8_t token_key[RHS_KEY_LEN], rhd_pin_wrap_t *checked)
 {
-	unsigned failures = 0;
-	CK_RV rv = count_attempt(tokens, t, role, checked, &failures);
+	/* Counted before it is checked, in one transaction with reading the
+	 * record: attempts through every remhsmd of a store count against
+	 * one counter, and an attempt whose check never ends (a crash in the
+	 * KDF) still counts. */
+	attempt_t a = {.role = role, .wrap = checked};
+	CK_RV rv = rewrite(tokens, t, count_one, &a);
 	if (rv != CKR_OK)
 		return rv;
 	/* The slow part runs unlocked, so the token keeps answering. */
 	if (unwrap_key(t->slot, role, checked, pin, pin_len, token_key) ==
 	    RHS_OK) {
-		rv = clear_attempts(tokens, t, role, checked);
+		rv = rewrite(tokens, t, clear_count, &a);
 	} else {
 		RHD_WARN("event=pin-incorrect slot=%u role=%s failures=%u",
-			 t->slot, role == CKU_SO ? "so" : "user", failures);
+			 t->slot, role == CKU_SO ? "so" : "user", a.failures);
 		rv = CKR_PIN_INCORRECT;
 	}
 	if (rv != CKR_OK)
@@ -406,16 +421,8 @@ CK_RV rhd_token_set_pin(rhd_tokens_t *tokens, rhd_token_t *t, CK_USER_TYPE role,
 			    pin_len, &fresh);
 	if (rv != CKR_OK)
 		return rv;
-	pthread_mutex_lock(&t->write_lock);
-	rhd_token_t next = copy_of(t);
-	rv = begin_fresh(tokens, t, &next);
-	if (rv == CKR_OK) {
-		*wrap_of(&next, role) = fresh;
-		*failures_of(&next, role) = 0;
-		rv = finish(tokens, t, &next, write_record(tokens, t, &next));
-	}
-	pthread_mutex_unlock(&t->write_lock);
-	OPENSSL_cleanse(&next, sizeof(next));
+	attempt_t a = {.role = role, .fresh = &fresh};
+	rv = rewrite(tokens, t, set_wrap, &a);
 	OPENSSL_cleanse(&fresh, sizeof(fresh));
 	return rv;
 }
