@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "pg_db.h"
 
 #define DAEMONS 3
 #define MAX_FAILURES 5
@@ -26,40 +27,14 @@
 static th_daemon_t d[DAEMONS]; /* d[0] made the PKI and the store key */
 static void *module;
 static CK_FUNCTION_LIST *p11;
-static PGconn *admin;
-static char dbname[64], location[512];
+static th_pg_db_t db;
 static char key[600], ca[600], cert[600], tls_key[600];
-
-static void sql(const char *text)
-{
-	PGresult *r = PQexec(admin, text);
-	ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK ||
-			      PQresultStatus(r) == PGRES_TUPLES_OK,
-		      "%s: %s", text, PQresultErrorMessage(r));
-	PQclear(r);
-}
-
-static void make_database(void)
-{
-	const char *base = getenv("REMHSM_TEST_PG");
-	ck_assert_msg(base != NULL, "run under tests/support/with_postgres.sh");
-	admin = PQconnectdb(base);
-	ck_assert_int_eq(PQstatus(admin), CONNECTION_OK);
-	PQsetNoticeProcessor(admin, NULL, NULL);
-	snprintf(dbname, sizeof(dbname), "remhsm_cluster_%d", (int)getpid());
-	char text[128];
-	snprintf(text, sizeof(text), "CREATE DATABASE %s", dbname);
-	sql(text);
-	const char *slash = strrchr(base, '/');
-	snprintf(location, sizeof(location), "%.*s/%s", (int)(slash - base),
-		 base, dbname);
-}
 
 /* Daemon i on the shared store, with d[0]'s store key and PKI. */
 static void start_daemon(int i)
 {
 	const char *flags[] = {"--store",
-			       location,
+			       db.location,
 			       "--store-shared",
 			       "--store-poll-ms",
 			       "50",
@@ -89,7 +64,7 @@ static void start_daemon(int i)
 
 static void setup(void)
 {
-	make_database();
+	th_pg_db_create(&db, "remhsm_cluster");
 	th_pki_make(&d[0]);
 	snprintf(key, sizeof(key), "%s/store.key", d[0].dir);
 	snprintf(ca, sizeof(ca), "%s/ca.pem", d[0].pki);
@@ -109,10 +84,7 @@ static void teardown(void)
 	dlclose(module);
 	for (int i = DAEMONS - 1; i >= 0; i--)
 		th_daemon_cleanup(&d[i]);
-	char text[128];
-	snprintf(text, sizeof(text), "DROP DATABASE %s WITH (FORCE)", dbname);
-	sql(text);
-	PQfinish(admin);
+	th_pg_db_drop(&db);
 }
 
 /* In a forked child: the module initialised again on daemon i alone. No
@@ -137,6 +109,23 @@ static CK_SESSION_HANDLE child_session(int i, const char *pin)
 				strlen(pin)) != CKR_OK)
 		_exit(2);
 	return s;
+}
+
+/* Children that start together: each, once ready, waits for the go... */
+static void wait_for_go(int go[2])
+{
+	close(go[1]);
+	char byte;
+	if (read(go[0], &byte, 1) != 0)
+		_exit(2);
+}
+
+/* ...which the parent gives once all of them have had time to connect. */
+static void give_go(int go[2])
+{
+	close(go[0]);
+	usleep(300 * 1000);
+	close(go[1]);
 }
 
 /* The child's exit status (its answer), waited for. */
@@ -222,11 +211,8 @@ START_TEST(test_wrong_pins_through_three_daemons_lock_after_exactly_n)
 		ck_assert_int_ge(pids[i], 0);
 		if (pids[i] != 0)
 			continue;
-		close(go[1]);
 		CK_SESSION_HANDLE cs = child_session(i, NULL);
-		char byte;
-		if (read(go[0], &byte, 1) != 0)
-			_exit(2);
+		wait_for_go(go);
 		int incorrect = 0;
 		for (int n = 0; n < 4; n++) {
 			CK_RV rv = p11->C_Login(cs, CKU_USER,
@@ -238,9 +224,7 @@ START_TEST(test_wrong_pins_through_three_daemons_lock_after_exactly_n)
 		}
 		_exit(incorrect);
 	}
-	close(go[0]);
-	usleep(300 * 1000); /* every child connected and waiting */
-	close(go[1]);	    /* all go at once */
+	give_go(go);
 	int incorrect = 0;
 	for (int i = 0; i < DAEMONS; i++)
 		incorrect += child_result(pids[i]);
@@ -272,23 +256,18 @@ START_TEST(test_two_initialisations_of_one_blank_token_have_one_winner)
 		ck_assert_int_ge(pids[i], 0);
 		if (pids[i] != 0)
 			continue;
-		close(go[1]);
 		child_on(i);
 		CK_UTF8CHAR label[32];
 		memset(label, ' ', sizeof(label));
 		label[0] = (CK_UTF8CHAR)('A' + i);
 		char pin[16];
 		snprintf(pin, sizeof(pin), "so-pin-%c", 'A' + i);
-		char byte;
-		if (read(go[0], &byte, 1) != 0)
-			_exit(2);
+		wait_for_go(go);
 		CK_RV rv = p11->C_InitToken(1, (CK_UTF8CHAR_PTR)pin,
 					    strlen(pin), label);
 		_exit(rv == CKR_OK ? 0 : rv == CKR_PIN_INCORRECT ? 1 : 100);
 	}
-	close(go[0]);
-	usleep(300 * 1000);
-	close(go[1]);
+	give_go(go);
 	int a = child_result(pids[0]), b = child_result(pids[1]);
 	ck_assert_msg(a + b == 1, "results %d and %d", a, b);
 	pid_t pid = fork();

@@ -17,43 +17,25 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "pg_db.h"
 
 static th_daemon_t d;
 static void *module;
 static CK_FUNCTION_LIST *p11;
-static PGconn *admin;
-static char dbname[64], location[512];
-static const char *flags[] = {"--store", location, NULL};
-
-static void sql(const char *text)
-{
-	PGresult *r = PQexec(admin, text);
-	ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK ||
-			      PQresultStatus(r) == PGRES_TUPLES_OK,
-		      "%s: %s", text, PQresultErrorMessage(r));
-	PQclear(r);
-}
+static th_pg_db_t db;
+static const char *flags[] = {"--store", db.location, NULL};
 
 /* text with the test's database name for its one %s. */
 static void sql_on_db(const char *before, const char *after)
 {
 	char text[512];
-	snprintf(text, sizeof(text), "%s%s%s", before, dbname, after);
-	sql(text);
+	snprintf(text, sizeof(text), "%s%s%s", before, db.name, after);
+	th_pg_sql(db.admin, text);
 }
 
 static void setup(void)
 {
-	const char *base = getenv("REMHSM_TEST_PG");
-	ck_assert_msg(base != NULL, "run under tests/support/with_postgres.sh");
-	admin = PQconnectdb(base);
-	ck_assert_int_eq(PQstatus(admin), CONNECTION_OK);
-	PQsetNoticeProcessor(admin, NULL, NULL);
-	snprintf(dbname, sizeof(dbname), "remhsmd_%d", (int)getpid());
-	sql_on_db("CREATE DATABASE ", "");
-	const char *slash = strrchr(base, '/');
-	snprintf(location, sizeof(location), "%.*s/%s", (int)(slash - base),
-		 base, dbname);
+	th_pg_db_create(&db, "remhsmd");
 	p11 = th_start_provisioned(&d, flags, &module);
 }
 
@@ -62,8 +44,7 @@ static void teardown(void)
 	p11->C_Finalize(NULL);
 	dlclose(module);
 	th_daemon_cleanup(&d);
-	sql_on_db("DROP DATABASE ", " WITH (FORCE)");
-	PQfinish(admin);
+	th_pg_db_drop(&db);
 }
 
 static CK_RV sign_once(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key)
@@ -128,11 +109,11 @@ START_TEST(test_remhsm_store_copy_moves_a_served_store)
 	snprintf(copied, sizeof(copied), "sqlite:%s/copied.db", d.dir);
 	snprintf(out, sizeof(out), "%s/cli.out", d.dir);
 	snprintf(args, sizeof(args), "store copy --state-dir %s '%s' %s", d.dir,
-		 location, copied);
+		 db.location, copied);
 	ck_assert_int_eq(run_cli(args), 0);
 	ck_assert(th_file_contains(out, "1 tokens, 2 objects copied", 26));
 	snprintf(args, sizeof(args), "store copy --state-dir %s '%s' %s", d.dir,
-		 location, copied);
+		 db.location, copied);
 	ck_assert_int_eq(run_cli(args), 1); /* the copy is not empty now */
 	ck_assert(th_file_contains(out, "is not empty", 12));
 	snprintf(args, sizeof(args), "store check --state-dir %s --store %s",
@@ -202,7 +183,7 @@ static pid_t start_standby(const char *dir, int port)
 		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
 		dup2(fd, 2);
 		execl(th_remhsmd_path(), th_remhsmd_path(), "--listen", listen,
-		      "--state-dir", dir, "--store", location, "--store-key",
+		      "--state-dir", dir, "--store", db.location, "--store-key",
 		      key, "--tls-ca", ca, "--tls-cert", cert, "--tls-key",
 		      tls_key, "--kdf-scrypt-n", "1024", "--store-standby",
 		      (char *)NULL);
