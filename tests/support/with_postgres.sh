@@ -3,7 +3,7 @@
 # in a temporary folder, listening on 127.0.0.1 at a free port, password
 # authentication (scram-sha-256) for the superuser remhsm. COMMAND finds it
 # in REMHSM_TEST_PG (a libpq URI to the database postgres, password
-# included). With --standby, a streaming standby of it too, on a port of
+# included), and its server's PID in REMHSM_TEST_PG_PID. With --standby, a streaming standby of it too, on a port of
 # its own, which the primary waits for on every commit
 # (synchronous_standby_names): REMHSM_TEST_PG_STANDBY names it and
 # REMHSM_TEST_PG_STANDBY_PID is its server's PID (a test may stop and
@@ -80,6 +80,7 @@ start_server "$dir/primary" "ready to accept connections" "${primary_args[@]}"
 primary_port=$port
 export REMHSM_TEST_PG="postgresql://remhsm:$password@127.0.0.1:$primary_port/postgres"
 export REMHSM_TEST_PG_LOG="$dir/primary.log"
+export REMHSM_TEST_PG_PID=$pid
 
 if [ -n "$standby" ]; then
   PGPASSWORD=$password "${as_owner[@]}" "$bin/pg_basebackup" -h 127.0.0.1 \
