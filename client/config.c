@@ -66,6 +66,10 @@ static int set_key(rhc_config_t *cfg, const char *key, const char *value)
 		return set_ms(&cfg->reconnect_timeout_ms, value, 0);
 	if (!strcmp(key, "spin-us"))
 		return set_ms(&cfg->spin_us, value, 0);
+	if (!strcmp(key, "server-choice")) {
+		cfg->spread_servers = !strcmp(value, "spread");
+		return cfg->spread_servers || !strcmp(value, "first") ? 0 : -1;
+	}
 	if (!strcmp(key, "compat")) {
 		cfg->compat_freertos = !strcmp(value, "freertos");
 		return cfg->compat_freertos || !strcmp(value, "none") ? 0 : -1;
@@ -148,7 +152,9 @@ int rhc_config_load(rhc_config_t *cfg, char *err, size_t err_len)
 	    from_env(cfg, "REMHSM_RECONNECT_MS", "reconnect-ms", err, err_len) <
 		    0 ||
 	    from_env(cfg, "REMHSM_SPIN_US", "spin-us", err, err_len) < 0 ||
-	    from_env(cfg, "REMHSM_COMPAT", "compat", err, err_len) < 0)
+	    from_env(cfg, "REMHSM_COMPAT", "compat", err, err_len) < 0 ||
+	    from_env(cfg, "REMHSM_SERVER_CHOICE", "server-choice", err,
+		     err_len) < 0)
 		return -1;
 	if (!cfg->ca[0] || !cfg->cert[0] || !cfg->key[0]) {
 		snprintf(err, err_len,

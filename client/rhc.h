@@ -26,11 +26,14 @@ typedef struct rhc_config {
 	unsigned spin_us;
 	int debug;
 	int compat_freertos; /* REMHSM_COMPAT=freertos */
+	/* REMHSM_SERVER_CHOICE=spread: each application starts at a random
+	 * server of the list, not the first. */
+	int spread_servers;
 } rhc_config_t;
 
 /* Reads REMHSM_CONF (if set) and then REMHSM_SERVER, REMHSM_CA, REMHSM_CERT,
  * REMHSM_KEY, REMHSM_TIMEOUT_MS, REMHSM_RECONNECT_MS, REMHSM_SPIN_US,
- * REMHSM_COMPAT,
+ * REMHSM_COMPAT, REMHSM_SERVER_CHOICE,
  * REMHSM_DEBUG over it. */
 int rhc_config_load(rhc_config_t *cfg, char *err, size_t err_len);
 
@@ -69,6 +72,10 @@ typedef struct rhc_transport {
 } rhc_transport_t;
 
 extern const rhc_transport_t rhc_tls_transport;
+
+/* A new application's place in the server list: the first, or (spread) a
+ * random one; no server passed over. */
+void rhc_servers_start(const rhc_config_t *cfg);
 
 /* Why this thread's last connection failed: the address and the system's
  * reason, or which certificate the TLS handshake refused and why; "" after

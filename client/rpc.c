@@ -191,6 +191,8 @@ rhc_rv_t rhc_initialize(const rhc_lock_ops_t *lock_ops)
 	st.transport = &rhc_tls_transport;
 	rhc_on_abandoned(drop_in_hand);
 	rv = setup_tls();
+	if (rv == CKR_OK)
+		rhc_servers_start(&st.cfg);
 	if (rv == CKR_OK && RAND_bytes(st.app_id, sizeof(st.app_id)) != 1)
 		rv = CKR_FUNCTION_FAILED;
 	if (rv == CKR_OK)

@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <openssl/rand.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -393,13 +394,25 @@ static int open_link_to(const rhc_config_t *cfg, SSL_CTX *tls, rhc_link_t *l,
 }
 
 /* server may list several daemons of one cluster, "a:5697,b:5697". The
- * one that answered last is tried first; one that failed is passed over
- * for BACKOFF_S while another may answer, and tried again after. */
+ * one that answered last is tried first (at first, the first one or, to
+ * spread applications over the daemons, a random one); one that failed is
+ * passed over for BACKOFF_S while another may answer, and tried again after. */
 #define MAX_SERVERS 8
 #define BACKOFF_S 2
 static atomic_uint preferred;
 /* In seconds of the monotonic clock: 32 bits, lock-free on i386 too. */
 static atomic_int failed_until[MAX_SERVERS];
+
+void rhc_servers_start(const rhc_config_t *cfg)
+{
+	unsigned start = 0;
+	if (cfg->spread_servers &&
+	    RAND_bytes((unsigned char *)&start, sizeof(start)) != 1)
+		start = (unsigned)getpid(); /* spread all the same */
+	atomic_store(&preferred, start);
+	for (size_t i = 0; i < MAX_SERVERS; i++)
+		atomic_store(&failed_until[i], 0);
+}
 
 static int now_s(void)
 {

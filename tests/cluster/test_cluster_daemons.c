@@ -28,7 +28,7 @@ static th_daemon_t d[DAEMONS]; /* d[0] made the PKI and the store key */
 static void *module;
 static CK_FUNCTION_LIST *p11;
 static th_pg_db_t db;
-static char key[600], ca[600], cert[600], tls_key[600];
+static char pki[300], key[600], ca[600], cert[600], tls_key[600];
 
 /* Daemon i on the shared store, with d[0]'s store key and PKI. */
 static void start_daemon(int i)
@@ -55,7 +55,7 @@ static void start_daemon(int i)
 		memset(&d[i], 0, sizeof(d[i]));
 		snprintf(d[i].dir, sizeof(d[i].dir), "/tmp/remhsm-peer-XXXXXX");
 		ck_assert_ptr_nonnull(mkdtemp(d[i].dir));
-		snprintf(d[i].pki, sizeof(d[i].pki), "%s", d[0].pki);
+		snprintf(d[i].pki, sizeof(d[i].pki), "%s", pki);
 		snprintf(d[i].log, sizeof(d[i].log), "%s/remhsmd.log",
 			 d[i].dir);
 	}
@@ -66,6 +66,7 @@ static void setup(void)
 {
 	th_pg_db_create(&db, "remhsm_cluster");
 	th_pki_make(&d[0]);
+	snprintf(pki, sizeof(pki), "%s", d[0].pki);
 	snprintf(key, sizeof(key), "%s/store.key", d[0].dir);
 	snprintf(ca, sizeof(ca), "%s/ca.pem", d[0].pki);
 	snprintf(cert, sizeof(cert), "%s/server.pem", d[0].pki);
@@ -316,6 +317,47 @@ START_TEST(test_a_pin_changed_on_one_daemon_ends_logins_on_the_others)
 }
 END_TEST
 
+static void name_all_daemons(void)
+{
+	char server[256];
+	snprintf(server, sizeof(server),
+		 "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", d[0].port, d[1].port,
+		 d[2].port);
+	setenv("REMHSM_SERVER", server, 1);
+}
+
+/* Thirty applications that name all three daemons, with
+ * REMHSM_SERVER_CHOICE=spread: every daemon gets some of them (all land
+ * on one with a chance of 3 * (2/3)^30, about 1 in 70000). */
+START_TEST(test_spread_applications_reach_every_daemon)
+{
+	int before[DAEMONS];
+	for (int i = 0; i < DAEMONS; i++)
+		before[i] = th_log_count(&d[i], "event=hello ", NULL);
+	for (int n = 0; n < 30; n++) {
+		pid_t pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			name_all_daemons();
+			setenv("REMHSM_SERVER_CHOICE", "spread", 1);
+			CK_SESSION_HANDLE cs;
+			_exit(p11->C_Initialize(NULL) == CKR_OK &&
+					      p11->C_OpenSession(
+						      0, CKF_SERIAL_SESSION,
+						      NULL, NULL, &cs) == CKR_OK
+				      ? 0
+				      : 3);
+		}
+		ck_assert_int_eq(child_result(pid), 0);
+	}
+	for (int i = 0; i < DAEMONS; i++) {
+		int got = th_log_count(&d[i], "event=hello ", NULL) - before[i];
+		printf("spread: daemon %d had %d of 30 applications\n", i, got);
+		ck_assert_int_gt(got, 0);
+	}
+}
+END_TEST
+
 /* An application that names all three daemons signs in a loop; the one
  * it signs through is killed: not one signature fails. */
 START_TEST(test_signing_goes_on_when_a_daemon_is_killed)
@@ -366,6 +408,7 @@ int main(void)
 		test_two_initialisations_of_one_blank_token_have_one_winner);
 	tcase_add_test(
 		tc, test_a_pin_changed_on_one_daemon_ends_logins_on_the_others);
+	tcase_add_test(tc, test_spread_applications_reach_every_daemon);
 	tcase_add_test(tc, test_signing_goes_on_when_a_daemon_is_killed);
 	suite_add_tcase(s, tc);
 	return th_run_suite(s);

@@ -279,8 +279,10 @@ START_TEST(test_config_file_names_the_server)
 }
 END_TEST
 
-/* Several servers: one that does not answer is passed over for the next,
- * and a list with no address in it fails C_Initialize's first call. */
+/* Several servers: one that does not answer is passed over for the next
+ * (where the list is taken in order, and where each application starts
+ * at a random one), a choice that is neither is refused, and a list with
+ * no address in it fails C_Initialize's first call. */
 START_TEST(test_a_server_list_passes_over_a_dead_daemon)
 {
 	char list[128];
@@ -293,6 +295,14 @@ START_TEST(test_a_server_list_passes_over_a_dead_daemon)
 		ck_assert_uint_eq(p11->C_CloseSession(h), CKR_OK);
 	}
 	ck_assert_uint_eq(p11->C_Finalize(NULL), CKR_OK);
+	setenv("REMHSM_SERVER_CHOICE", "busiest", 1);
+	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_GENERAL_ERROR);
+	setenv("REMHSM_SERVER_CHOICE", "spread", 1);
+	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
+	CK_SESSION_HANDLE h = open_session(CKF_SERIAL_SESSION);
+	ck_assert_uint_eq(p11->C_CloseSession(h), CKR_OK);
+	ck_assert_uint_eq(p11->C_Finalize(NULL), CKR_OK);
+	unsetenv("REMHSM_SERVER_CHOICE");
 	setenv("REMHSM_SERVER", ",,", 1);
 	CK_RV rv = p11->C_Initialize(NULL);
 	CK_ULONG n = 0;
