@@ -52,12 +52,12 @@ static void start_daemon(int i)
 			       tls_key,
 			       NULL};
 	if (i > 0) {
+		char dir[] = "/tmp/remhsm-peer-XXXXXX";
+		ck_assert_ptr_nonnull(mkdtemp(dir));
 		memset(&d[i], 0, sizeof(d[i]));
-		snprintf(d[i].dir, sizeof(d[i].dir), "/tmp/remhsm-peer-XXXXXX");
-		ck_assert_ptr_nonnull(mkdtemp(d[i].dir));
+		snprintf(d[i].dir, sizeof(d[i].dir), "%s", dir);
 		snprintf(d[i].pki, sizeof(d[i].pki), "%s", pki);
-		snprintf(d[i].log, sizeof(d[i].log), "%s/remhsmd.log",
-			 d[i].dir);
+		snprintf(d[i].log, sizeof(d[i].log), "%s/remhsmd.log", dir);
 	}
 	th_daemon_start(&d[i], flags);
 }
