@@ -331,9 +331,12 @@ static void usage(void)
 		"  the latency distributions as an SVG file.\n"
 		"       remhsm bench login --pin USER_PIN [--count N]   "
 		"C_Login latency\n"
-		"       remhsm bench store --dir EMPTY_DIR [--objects "
-		"1000,100000,1000000]\n"
-		"  store write/read/find latency at each size\n");
+		"       remhsm bench store --dir EMPTY_DIR [--store "
+		"EMPTY_LOCATION [--shared]]\n"
+		"                          [--objects 1000,100000,1000000]\n"
+		"  store write/read/find latency at each size (SQLite in DIR, "
+		"or at LOCATION\n"
+		"  under DIR's key: postgresql://...)\n");
 }
 
 static int parse_args(int argc, char **argv, bench_opts_t *o)

@@ -1,6 +1,8 @@
 /*
  * `remhsm bench store`: the encrypted store's write, read and find
- * latency at several sizes, against the store library directly. Each size
+ * latency at several sizes, against the store library directly, on
+ * SQLite (DIR/store.db) or at any location (--store: PostgreSQL, opened
+ * as daemons sharing it would be with --shared). Each size
  * is filled in batches (one transaction per 1000 objects), then timed:
  * single creates (each its own durable transaction), reads by id, and
  * finds by label.
@@ -128,18 +130,30 @@ static int parse_sizes(const char *list, uint64_t *sizes, size_t *n)
 
 int rh_bench_store_main(int argc, char **argv)
 {
-	const char *dir = NULL, *list = "1000,100000,1000000";
-	for (int i = 1; i + 1 < argc; i += 2) {
-		if (!strcmp(argv[i], "--dir"))
-			dir = argv[i + 1];
+	const char *dir = NULL, *list = "1000,100000,1000000", *where = NULL;
+	rhs_open_opts_t opts = {0};
+	int bad = 0;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--shared"))
+			opts.shared = 1;
+		else if (i + 1 == argc)
+			bad = 1;
+		else if (!strcmp(argv[i], "--dir"))
+			dir = argv[++i];
 		else if (!strcmp(argv[i], "--objects"))
-			list = argv[i + 1];
+			list = argv[++i];
+		else if (!strcmp(argv[i], "--store"))
+			where = argv[++i];
+		else
+			bad = 1;
 	}
 	uint64_t sizes[8];
 	size_t nsizes;
-	if (!dir || argc % 2 == 0 || parse_sizes(list, sizes, &nsizes) < 0) {
-		fprintf(stderr, "usage: remhsm bench store --dir EMPTY_DIR "
-				"[--objects 1000,100000,1000000]\n");
+	if (!dir || bad || parse_sizes(list, sizes, &nsizes) < 0) {
+		fprintf(stderr,
+			"usage: remhsm bench store --dir EMPTY_DIR "
+			"[--store EMPTY_LOCATION [--shared]] [--objects "
+			"1000,100000,1000000]\n");
 		return 2;
 	}
 	char err[1024], path[4096];
@@ -156,12 +170,14 @@ int rh_bench_store_main(int argc, char **argv)
 	snprintf(path, sizeof(path), "%s/store.db", dir);
 	RAND_bytes(record, sizeof(record));
 	if (rhs_key_load(dir, key, err, sizeof(err)) < 0 ||
-	    rhs_open(path, key, NULL, &store, err, sizeof(err)) < 0) {
+	    rhs_open(where ? where : path, key, &opts, &store, err,
+		     sizeof(err)) < 0) {
 		fprintf(stderr, "remhsm bench store: %s\n", err);
 		return 1;
 	}
-	printf("store: %s, %d-byte records, %d samples per figure\n", path,
-	       RECORD_LEN, SAMPLES);
+	printf("store: %s%s, %d-byte records, %d samples per figure\n",
+	       where ? "the location given" : path,
+	       opts.shared ? " (shared)" : "", RECORD_LEN, SAMPLES);
 	printf("%-10s %-8s %-10s %-10s\n", "objects", "op", "p50_us", "p99_us");
 	int rc = 0;
 	uint64_t have = 0;
