@@ -2,11 +2,14 @@
  * remhsmd on a primary and its synchronous standby (named together in
  * the store's location, target_session_attrs=read-write), through the
  * module: the primary is killed (SIGKILL) in the middle of a stream of
- * object creations and the standby promoted, as a failover manager
- * would. Every creation that answered CKR_OK is there afterwards, whole;
- * one that answered an error is there whole or not at all; the daemon
- * writes again on the new primary by itself. Prints the time from the
- * primary's death to the first write acknowledged after it.
+ * object creations and the standby promoted: over SQL, as a failover
+ * manager would (under with_postgres.sh --standby), or by Patroni itself
+ * once the primary's Patroni and server are killed (under
+ * with_patroni.sh, which names their PIDs in REMHSM_TEST_PG_KILL). Every
+ * creation that answered CKR_OK is there afterwards, whole; one that answered
+ * an error is there whole or not at all; the daemon writes again on the new
+ * primary by itself. Prints the time from the primary's death to the first
+ * write acknowledged after it.
  */
 #include <check.h>
 #include <dlfcn.h>
@@ -20,7 +23,7 @@
 #include "harness.h"
 #include "pg_db.h"
 
-#define CREATIONS_MAX 400
+#define CREATIONS_MAX 1000
 #define KILL_AT 40
 
 static th_daemon_t d;
@@ -59,9 +62,11 @@ static void wait_for_database_on_standby(void)
 
 static void setup(void)
 {
-	ck_assert_msg(getenv("REMHSM_TEST_PG_PID") &&
+	ck_assert_msg((getenv("REMHSM_TEST_PG_PID") ||
+		       getenv("REMHSM_TEST_PG_KILL")) &&
 			      getenv("REMHSM_TEST_PG_STANDBY"),
-		      "run under tests/support/with_postgres.sh --standby");
+		      "run under tests/support/with_postgres.sh --standby or "
+		      "with_patroni.sh");
 	th_pg_db_create(&db, "remhsm_failover");
 	const char *primary, *standby;
 	int plen, slen;
@@ -121,9 +126,22 @@ static CK_ULONG found_whole(CK_SESSION_HANDLE s, int i)
 	return n;
 }
 
-/* The standby made primary, over SQL, as a failover manager would. */
-static void promote_standby(void)
+/* The primary's host gone: under Patroni its Patroni and its server
+ * (Patroni promotes the standby); else the server, and the standby made
+ * primary over SQL, as a failover manager would. */
+static void fail_over(void)
 {
+	const char *pids = getenv("REMHSM_TEST_PG_KILL");
+	if (pids) {
+		for (char *end; *pids; pids = end) {
+			long pid = strtol(pids, &end, 10);
+			ck_assert_msg(end != pids, "REMHSM_TEST_PG_KILL: %s",
+				      pids);
+			ck_assert_int_eq(kill((pid_t)pid, SIGKILL), 0);
+		}
+		return;
+	}
+	ck_assert_int_eq(kill(atoi(getenv("REMHSM_TEST_PG_PID")), SIGKILL), 0);
 	PGconn *c = PQconnectdb(getenv("REMHSM_TEST_PG_STANDBY"));
 	ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
 	th_pg_sql(c, "SELECT pg_promote(true, 30)");
@@ -166,9 +184,9 @@ START_TEST(test_a_primary_killed_mid_stream_loses_no_acknowledged_write)
 	ck_assert_int_eq(pthread_create(&writer, NULL, create_stream, &st), 0);
 	while (st.made < KILL_AT)
 		usleep(1000);
-	ck_assert_int_eq(kill(atoi(getenv("REMHSM_TEST_PG_PID")), SIGKILL), 0);
-	st.killed_at = th_now_us();
-	promote_standby();
+	double killed_at = th_now_us();
+	fail_over();
+	st.killed_at = killed_at;
 	pthread_join(writer, NULL);
 	int failed = 0, ok_after = 0;
 	double first_after = 0;
