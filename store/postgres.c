@@ -483,6 +483,31 @@ static int take_writer_lock(rhs_backend_t *b, int *locked)
 	return rc;
 }
 
+/* A writer's server must take writes: a standby (one promoted by mistake
+ * the other way round, or a location naming one host that is no longer
+ * the primary) is refused at once, saying so, rather than every write
+ * failing later. */
+static int refuse_read_only(rhs_backend_t *b)
+{
+	PGresult *r = simple(b, "SELECT pg_is_in_recovery(), "
+				"current_setting('transaction_read_only') = "
+				"'on'");
+	int rc = result_rc(b, r, PGRES_TUPLES_OK);
+	int standby = rc == RHS_OK && PQgetvalue(r, 0, 0)[0] == 't';
+	int read_only = rc == RHS_OK && PQgetvalue(r, 0, 1)[0] == 't';
+	PQclear(r);
+	if (rc == RHS_OK && (standby || read_only)) {
+		set_err(b,
+			"the server is %s: name the primary, or every host "
+			"with "
+			"target_session_attrs=read-write",
+			standby ? "a standby (in recovery, read-only)"
+				: "read-only (default_transaction_read_only)");
+		rc = RHS_EACCESS;
+	}
+	return rc;
+}
+
 /* A commit waits for the standbys synchronous_standby_names lists unless
  * the session says otherwise: off and local, which would not, become on;
  * remote_write and remote_apply stay as the location asked. */
@@ -491,9 +516,12 @@ static int configure(rhs_backend_t *b)
 	if (b->snapshot)
 		return command(b, "BEGIN ISOLATION LEVEL REPEATABLE READ READ "
 				  "ONLY");
+	int rc = refuse_read_only(b);
+	if (rc < 0)
+		return rc;
 	PGresult *r = simple(b, "SELECT current_setting('synchronous_commit') "
 				"IN ('off', 'local')");
-	int rc = result_rc(b, r, PGRES_TUPLES_OK);
+	rc = result_rc(b, r, PGRES_TUPLES_OK);
 	int weak = rc == RHS_OK && PQntuples(r) == 1 &&
 		   PQgetvalue(r, 0, 0)[0] == 't';
 	PQclear(r);

@@ -136,6 +136,35 @@ START_TEST(test_every_acknowledged_write_is_on_the_standby)
 }
 END_TEST
 
+/* A store on a server that takes no writes is refused at open, saying
+ * why: the standby itself, and a primary whose database is read-only. */
+START_TEST(test_a_server_that_takes_no_writes_is_refused)
+{
+	open_store(0); /* the database migrated on the primary */
+	rhs_close(store);
+	store = NULL;
+	char where[700];
+	with_db(getenv("REMHSM_TEST_PG_STANDBY"), dbname, "", where,
+		sizeof(where));
+	rhs_store_t *s = NULL;
+	ck_assert_int_eq(rhs_open(where, key, NULL, &s, err, sizeof(err)),
+			 RHS_EACCESS);
+	ck_assert_msg(strstr(err, "a standby (in recovery") != NULL, "%s", err);
+	ck_assert_ptr_null(s);
+	PGconn *admin = connect_to(getenv("REMHSM_TEST_PG"));
+	char alter[160];
+	snprintf(alter, sizeof(alter),
+		 "ALTER DATABASE %s SET default_transaction_read_only = on",
+		 dbname);
+	run_sql(admin, alter);
+	PQfinish(admin);
+	ck_assert_int_eq(rhs_open(location, key, NULL, &s, err, sizeof(err)),
+			 RHS_EACCESS);
+	ck_assert_msg(strstr(err, "read-only (default_transaction_read_only)"),
+		      "%s", err);
+}
+END_TEST
+
 /* The standby's server and its processes (the WAL receiver among them),
  * stopped or continued together. */
 static void signal_standby(int sig)
@@ -210,6 +239,7 @@ int main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_every_acknowledged_write_is_on_the_standby);
 	tcase_add_test(tc, test_a_write_the_standby_never_confirms_is_an_error);
+	tcase_add_test(tc, test_a_server_that_takes_no_writes_is_refused);
 	suite_add_tcase(s, tc);
 	return th_run_suite(s);
 }
