@@ -23,6 +23,7 @@ void rhd_config_defaults(rhd_config_t *cfg)
 	cfg->frame_timeout_ms = 10000;
 	cfg->store_wait_ms = 10000;
 	cfg->store_poll_ms = 100;
+	cfg->store_connections = 1;
 	cfg->idle_timeout_ms = 300000;
 	cfg->drain_timeout_ms = 10000;
 	cfg->max_frame = 1u << 20;
@@ -91,6 +92,7 @@ static const struct setting {
 	{"store-shared", KIND_BOOL, offsetof(rhd_config_t, store_shared), 0, 0,
 	 1},
 	UINT("store-poll-ms", store_poll_ms, 10, 60000),
+	UINT("store-connections", store_connections, 1, 64),
 	UINT("handshake-timeout-ms", handshake_timeout_ms, 10, 600000),
 	UINT("first-byte-timeout-ms", first_byte_timeout_ms, 10, 600000),
 	UINT("frame-timeout-ms", frame_timeout_ms, 10, 600000),
@@ -400,6 +402,10 @@ void rhd_config_usage(FILE *out, const char *prog)
 		"  --store-poll-ms N          how often a shared store is "
 		"asked what the others\n"
 		"                             changed (100)\n"
+		"  --store-connections N      database sessions: the writer's "
+		"and N - 1 that\n"
+		"                             reads and finds share "
+		"(PostgreSQL; 1)\n"
 		"  --store-rollback MODE      a store older than the audit log "
 		"last recorded:\n"
 		"                             refuse (default) or warn and "

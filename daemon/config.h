@@ -25,9 +25,10 @@ typedef struct rhd_config {
 	int tls12;
 	int tls_client_eku_optional;
 	int allow_core_dumps;
-	int store_standby;	/* wait for the store's writer to let go */
-	int store_shared;	/* other remhsmd write the store at once */
-	unsigned store_poll_ms; /* how often a shared store is asked */
+	int store_standby;	    /* wait for the store's writer to let go */
+	int store_shared;	    /* other remhsmd write the store at once */
+	unsigned store_poll_ms;	    /* how often a shared store is asked */
+	unsigned store_connections; /* database sessions, the writer's too */
 	unsigned handshake_timeout_ms;
 	unsigned first_byte_timeout_ms;
 	unsigned frame_timeout_ms;

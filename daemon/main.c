@@ -38,7 +38,8 @@ static rhs_store_t *open_store(const rhd_config_t *cfg,
 				 cfg->state_dir);
 		rhs_open_opts_t opts = {.wait_ms = cfg->store_wait_ms,
 					.wait_for_writer = cfg->store_standby,
-					.shared = cfg->store_shared};
+					.shared = cfg->store_shared,
+					.readers = cfg->store_connections - 1};
 		if (cfg->store_standby)
 			RHD_INFO("event=store-standby state=waiting "
 				 "reason=\"serving once no other remhsmd "

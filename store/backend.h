@@ -94,6 +94,9 @@ typedef struct rhs_backend_ops {
 			  uint32_t slot, uint64_t id);
 	int (*changes_since)(rhs_backend_t *b, uint64_t counter,
 			     rhs_change_fn fn, void *ctx);
+	/* Whether open with opts.reader makes a session that reads beside
+	 * the writer's (NULL: it cannot). */
+	int readers_possible;
 } rhs_backend_ops_t;
 
 #define RHS_ALL_TOKENS UINT32_MAX

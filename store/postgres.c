@@ -139,6 +139,7 @@ struct rhs_backend {
 	PGconn *conn;
 	char *where; /* the location, to connect again */
 	int snapshot;
+	int reader;
 	int in_transaction;
 	int connecting;
 	int wait_for_writer;
@@ -516,6 +517,8 @@ static int configure(rhs_backend_t *b)
 	if (b->snapshot)
 		return command(b, "BEGIN ISOLATION LEVEL REPEATABLE READ READ "
 				  "ONLY");
+	if (b->reader) /* the writer's session holds the lock */
+		return refuse_read_only(b);
 	int rc = refuse_read_only(b);
 	if (rc < 0)
 		return rc;
@@ -601,6 +604,7 @@ static int pg_open(const char *where, const rhs_open_opts_t *opts,
 	if (!b)
 		return RHS_ENOMEM;
 	b->snapshot = opts && opts->snapshot;
+	b->reader = opts && opts->reader;
 	b->wait_for_writer = opts && opts->wait_for_writer;
 	b->shared = opts && opts->shared;
 	b->wait_ms =
@@ -1008,4 +1012,5 @@ const rhs_backend_ops_t rhs_postgres_backend = {
 	.meta_lock = pg_meta_lock,
 	.change_log = pg_change_log,
 	.changes_since = pg_changes_since,
+	.readers_possible = 1,
 };

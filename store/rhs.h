@@ -72,6 +72,13 @@ typedef struct rhs_open_opts {
 	 * store's change log what the others changed. A backend that cannot
 	 * (SQLite: one writer at a time) refuses it. */
 	int shared;
+	/* Database sessions beside the writer's that reads and finds use,
+	 * so that they run at once, and during a write (0: every call on
+	 * the one session). A backend that has none (SQLite) refuses. */
+	unsigned readers;
+	/* A backend's own: this session only reads (no writer's lock, no
+	 * migration). */
+	int reader;
 } rhs_open_opts_t;
 
 /*

@@ -10,6 +10,7 @@
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,14 @@ struct rhs_store {
 	size_t seen_len;
 	rhs_foreign_fn foreign;
 	void *foreign_ctx;
+	/* Sessions that reads and finds take in turn (opts.readers), each
+	 * under its own lock, outside the store's: what one reads is then
+	 * checked under the store's lock, and read again on the writer's
+	 * session when it does not agree (a write committed meanwhile). */
+	rhs_backend_t **readers;
+	pthread_mutex_t *reader_locks;
+	unsigned n_readers;
+	_Atomic unsigned next_reader;
 	char path[4096];
 };
 
@@ -683,6 +692,53 @@ static int bring_up(rhs_store_t *s, unsigned target, char *err, size_t err_len)
 	return rc;
 }
 
+/* The sessions reads take beside the writer's. */
+static int open_readers(rhs_store_t *s, const char *path,
+			const rhs_open_opts_t *opts, char *err, size_t err_len)
+{
+	if (!s->ops->readers_possible || s->snapshot) {
+		snprintf(err, err_len,
+			 "%s: reader sessions need a PostgreSQL store that "
+			 "remhsmd writes",
+			 s->path);
+		return RHS_EINVAL;
+	}
+	s->readers = calloc(opts->readers, sizeof(*s->readers));
+	s->reader_locks = calloc(opts->readers, sizeof(*s->reader_locks));
+	if (!s->readers || !s->reader_locks)
+		return RHS_ENOMEM;
+	rhs_open_opts_t ro = {.wait_ms = opts->wait_ms, .reader = 1};
+	for (; s->n_readers < opts->readers; s->n_readers++) {
+		int rc = s->ops->open(path, &ro, &s->readers[s->n_readers], err,
+				      err_len);
+		if (rc < 0)
+			return rc;
+		pthread_mutex_init(&s->reader_locks[s->n_readers], NULL);
+	}
+	return RHS_OK;
+}
+
+static void close_readers(rhs_store_t *s)
+{
+	for (unsigned k = 0; k < s->n_readers; k++) {
+		s->ops->close(s->readers[k]);
+		pthread_mutex_destroy(&s->reader_locks[k]);
+	}
+	free(s->readers);
+	free(s->reader_locks);
+}
+
+/* A reader session, locked: the first free one, else the next in turn. */
+static unsigned reader_take(rhs_store_t *s)
+{
+	for (unsigned k = 0; k < s->n_readers; k++)
+		if (pthread_mutex_trylock(&s->reader_locks[k]) == 0)
+			return k;
+	unsigned k = atomic_fetch_add(&s->next_reader, 1) % s->n_readers;
+	pthread_mutex_lock(&s->reader_locks[k]);
+	return k;
+}
+
 /* The backends built in, by the scheme that names them in a location;
  * whole: the backend takes the location with its scheme (a libpq URI). */
 static const struct {
@@ -808,6 +864,8 @@ int rhs_open(const char *location, const uint8_t key[RHS_KEY_LEN],
 			      : RHS_ENOMEM;
 	if (rc == RHS_OK)
 		rc = bring_up(s, target, err, err_len);
+	if (rc == RHS_OK && opts && opts->readers)
+		rc = open_readers(s, path, opts, err, err_len);
 	if (rc < 0) {
 		if (rc == RHS_EIO && !err[0])
 			snprintf(err, err_len, "%s: %s", s->path,
@@ -823,6 +881,7 @@ void rhs_close(rhs_store_t *s)
 {
 	if (!s)
 		return;
+	close_readers(s);
 	if (s->be)
 		s->ops->close(s->be);
 	EVP_MAC_CTX_free(s->index_mac);
@@ -1058,6 +1117,55 @@ static int read_row(rhs_store_t *s, void *arg)
 	return rc;
 }
 
+/* What a reader session read of a row, kept past the backend's call. */
+typedef struct read_copy {
+	rhs_store_t *s;
+	uint8_t *sealed;
+	size_t len;
+	uint8_t term[TERM_LEN];
+} read_copy_t;
+
+static int copy_out(void *ctx, const rhs_row_view_t *row)
+{
+	read_copy_t *c = ctx;
+	row_term(c->s, row, c->term);
+	c->sealed = malloc(row->sealed_len ? row->sealed_len : 1);
+	if (!c->sealed)
+		return RHS_ENOMEM;
+	memcpy(c->sealed, row->sealed, row->sealed_len);
+	c->len = row->sealed_len;
+	return RHS_OK;
+}
+
+/* Not settled beside the writer: read again on the writer's session. */
+#define UNSETTLED 1
+
+/* The row read on a reader session, outside the store's lock, and then
+ * checked under it against what this process knows: a write of its own
+ * or another's committed meanwhile, and it is UNSETTLED. */
+static int get_beside(rhs_store_t *s, row_read_t *a)
+{
+	read_copy_t c = {.s = s};
+	unsigned k = reader_take(s);
+	int rc = s->ops->row_get(s->readers[k], a->table, a->slot, a->id,
+				 copy_out, &c);
+	pthread_mutex_unlock(&s->reader_locks[k]);
+	if (rc < 0 && rc != RHS_ENOTFOUND) {
+		free(c.sealed);
+		return UNSETTLED; /* the writer's session says why */
+	}
+	pthread_mutex_lock(&s->lock);
+	int settled = !s->resync &&
+		      row_agrees(s, a->table, a->slot, a->id,
+				 rc == RHS_OK ? c.term : NULL) == RHS_OK;
+	pthread_mutex_unlock(&s->lock);
+	if (settled && rc == RHS_OK)
+		rc = unseal_blob(s, make_aad(a->table, a->slot, a->id),
+				 c.sealed, c.len, a->open.record, a->open.len);
+	free(c.sealed);
+	return settled ? rc : UNSETTLED;
+}
+
 /* A row not as this process knows it may, in a shared store, be another
  * process's write: read again once that is learnt. A transaction of this
  * thread already holds the store (and, shared, the state row). */
@@ -1066,6 +1174,11 @@ static int get_sealed(rhs_store_t *s, char table, uint32_t slot, uint64_t id,
 {
 	row_read_t a = {table, slot, id, {s, record, len}};
 	int own = txn_of_this_thread == s;
+	if (!own && s->n_readers) {
+		int rc = get_beside(s, &a);
+		if (rc != UNSETTLED)
+			return rc;
+	}
 	if (!own)
 		pthread_mutex_lock(&s->lock);
 	int rc = own ? RHS_OK : resync(s);
@@ -1289,6 +1402,26 @@ static int find_rows(rhs_store_t *s, void *arg)
 	return rc;
 }
 
+/* The find on a reader session, outside the store's lock; the token's
+ * count of rows then checked under it. */
+static int find_beside(rhs_store_t *s, find_args_t *a)
+{
+	unsigned k = reader_take(s);
+	int rc =
+		s->ops->find(s->readers[k], a->slot, a->want, a->ids, a->count);
+	pthread_mutex_unlock(&s->reader_locks[k]);
+	if (rc < 0)
+		return UNSETTLED;
+	pthread_mutex_lock(&s->lock);
+	int settled = !s->resync && !rows_added_or_removed(s, a->slot);
+	pthread_mutex_unlock(&s->lock);
+	if (!settled) {
+		free(*a->ids);
+		*a->ids = NULL;
+	}
+	return settled ? RHS_OK : UNSETTLED;
+}
+
 int rhs_object_find(rhs_store_t *s, uint32_t slot, const rhs_index_t *match,
 		    uint64_t **ids, size_t *count)
 {
@@ -1297,6 +1430,12 @@ int rhs_object_find(rhs_store_t *s, uint32_t slot, const rhs_index_t *match,
 	find_args_t a = {slot, &want, ids, count};
 	pthread_mutex_lock(&s->lock);
 	hash_index(s, slot, match, hashes, &want);
+	if (s->n_readers && txn_of_this_thread != s) {
+		pthread_mutex_unlock(&s->lock);
+		if (find_beside(s, &a) == RHS_OK)
+			return RHS_OK;
+		pthread_mutex_lock(&s->lock);
+	}
 	int rc = resync(s);
 	if (rc == RHS_OK)
 		rc = find_rows(s, &a);

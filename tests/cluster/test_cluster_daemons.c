@@ -38,6 +38,8 @@ static void start_daemon(int i)
 			       "--store-shared",
 			       "--store-poll-ms",
 			       "50",
+			       "--store-connections",
+			       "2",
 			       "--slots",
 			       "2",
 			       "--pin-max-failures",
@@ -271,6 +273,7 @@ START_TEST(test_two_initialisations_of_one_blank_token_have_one_winner)
 	give_go(go);
 	int a = child_result(pids[0]), b = child_result(pids[1]);
 	ck_assert_msg(a + b == 1, "results %d and %d", a, b);
+	let_them_hear();
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {

@@ -23,7 +23,9 @@ static th_daemon_t d;
 static void *module;
 static CK_FUNCTION_LIST *p11;
 static th_pg_db_t db;
-static const char *flags[] = {"--store", db.location, NULL};
+/* Reads and finds on two reader sessions beside the writer's. */
+static const char *flags[] = {"--store", db.location, "--store-connections",
+			      "3", NULL};
 
 /* text with the test's database name for its one %s. */
 static void sql_on_db(const char *before, const char *after)

@@ -6,6 +6,7 @@
 #include <check.h>
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -782,6 +783,133 @@ START_TEST(test_shared_state_put_back_is_refused)
 }
 END_TEST
 
+/* --- reader sessions beside the writer's (opts.readers) ------------------ */
+
+static void setup_readers(void)
+{
+	setup();
+	rhs_close(store);
+	rhs_open_opts_t opts = {.readers = 2};
+	ck_assert_msg(rhs_open(location, key, &opts, &store, err,
+			       sizeof(err)) == RHS_OK,
+		      "%s", err);
+}
+
+/* The database sessions of this test's database, the store's. */
+static long sessions_on_database(void)
+{
+	char q[200];
+	snprintf(q, sizeof(q),
+		 "SELECT count(*) FROM pg_stat_activity WHERE datname = '%s' "
+		 "AND pid <> pg_backend_pid()",
+		 dbname);
+	return count_rows(q);
+}
+
+/* The writer's session and two readers; reads and finds on them see
+ * what was committed, a write of this process at once. */
+START_TEST(test_reader_sessions_answer_reads_and_see_each_commit)
+{
+	ck_assert_int_eq(sessions_on_database(), 3);
+	uint64_t id = create(0, "key", "01", "old", "v1");
+	assert_record(0, id, "v1");
+	uint64_t ids[4];
+	ck_assert_uint_eq(find(0, "key", NULL, NULL, ids), 1);
+	rhs_index_t ix = index_of("key", "01", "old");
+	ck_assert_int_eq(
+		rhs_object_update(store, 0, id, &ix, (const uint8_t *)"v2", 2),
+		RHS_OK);
+	assert_record(0, id, "v2");
+	uint64_t second = create(0, "key", "02", "new", "n1");
+	ck_assert_uint_eq(find(0, "key", NULL, NULL, ids), 2);
+	ck_assert_int_eq(rhs_object_delete(store, 0, second), RHS_OK);
+	ck_assert_uint_eq(find(0, "key", NULL, NULL, ids), 1);
+	uint8_t *rec = NULL;
+	size_t len = 0;
+	ck_assert_int_eq(rhs_object_get(store, 0, second, &rec, &len),
+			 RHS_ENOTFOUND);
+}
+END_TEST
+
+typedef struct churn {
+	uint64_t ids[8];
+	_Atomic int stop;
+	_Atomic int bad;
+} churn_t;
+
+static void *rewrite_all(void *arg)
+{
+	churn_t *c = arg;
+	for (int round = 0; round < 60; round++)
+		for (int i = 0; i < 8; i++) {
+			char v[16];
+			snprintf(v, sizeof(v), "v%d", round);
+			rhs_index_t ix = index_of("key", NULL, "churn");
+			c->bad |= rhs_object_update(store, 0, c->ids[i], &ix,
+						    (const uint8_t *)v,
+						    strlen(v)) != RHS_OK;
+		}
+	c->stop = 1;
+	return NULL;
+}
+
+static void *read_all(void *arg)
+{
+	churn_t *c = arg;
+	while (!c->stop) {
+		for (int i = 0; i < 8; i++) {
+			uint8_t *rec = NULL;
+			size_t len = 0;
+			int rc =
+				rhs_object_get(store, 0, c->ids[i], &rec, &len);
+			c->bad |= rc != RHS_OK || len < 2 || rec[0] != 'v';
+			rhs_free(rec, len);
+		}
+		rhs_index_t ix = index_of("key", NULL, "churn");
+		uint64_t *ids = NULL;
+		size_t n = 0;
+		c->bad |= rhs_object_find(store, 0, &ix, &ids, &n) != RHS_OK ||
+			  n != 8;
+		free(ids);
+	}
+	return NULL;
+}
+
+/* Reads and finds on two threads while a third rewrites every object
+ * again and again: a read that met a row a write changed meanwhile is
+ * read again, never taken for damage; each answer is a whole record. */
+START_TEST(test_reads_beside_writes_never_see_a_change_as_damage)
+{
+	churn_t c = {.stop = 0, .bad = 0};
+	for (int i = 0; i < 8; i++)
+		c.ids[i] = create(0, "key", NULL, "churn", "v-");
+	pthread_t w, r1, r2;
+	ck_assert_int_eq(pthread_create(&r1, NULL, read_all, &c), 0);
+	ck_assert_int_eq(pthread_create(&r2, NULL, read_all, &c), 0);
+	ck_assert_int_eq(pthread_create(&w, NULL, rewrite_all, &c), 0);
+	pthread_join(w, NULL);
+	pthread_join(r1, NULL);
+	pthread_join(r2, NULL);
+	ck_assert_int_eq(c.bad, 0);
+	for (int i = 0; i < 8; i++)
+		assert_record(0, c.ids[i], "v59");
+}
+END_TEST
+
+/* SQLite has no sessions to read beside the writer's. */
+START_TEST(test_reader_sessions_need_postgresql)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "%s/store.db", dir);
+	rhs_open_opts_t opts = {.readers = 1};
+	rhs_store_t *s = NULL;
+	ck_assert_int_eq(rhs_open(path, key, &opts, &s, err, sizeof(err)),
+			 RHS_EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "reader sessions need a PostgreSQL"));
+	ck_assert_ptr_null(s);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("store_pg");
@@ -818,5 +946,14 @@ int main(void)
 		test_shared_writers_still_find_rows_changed_behind_their_back);
 	tcase_add_test(sh, test_shared_state_put_back_is_refused);
 	suite_add_tcase(s, sh);
+	TCase *rd = tcase_create("readers");
+	tcase_set_timeout(rd, 60);
+	tcase_add_checked_fixture(rd, setup_readers, teardown);
+	tcase_add_test(rd,
+		       test_reader_sessions_answer_reads_and_see_each_commit);
+	tcase_add_test(rd,
+		       test_reads_beside_writes_never_see_a_change_as_damage);
+	tcase_add_test(rd, test_reader_sessions_need_postgresql);
+	suite_add_tcase(s, rd);
 	return th_run_suite(s);
 }
