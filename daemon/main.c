@@ -21,6 +21,21 @@
 #include "rhs.h"
 #include "server.h"
 
+/* A database session lost, and replaced (PostgreSQL store). */
+static void log_store_notice(void *ctx, const char *event, const char *where,
+			     const char *reason)
+{
+	(void)ctx;
+	char said[512];
+	snprintf(said, sizeof(said), "%s", reason);
+	said[strcspn(said, "\n\"")] = '\0'; /* one line, one quoted field */
+	if (said[0])
+		RHD_WARN("event=%s where=\"%s\" reason=\"%s\"", event, where,
+			 said);
+	else
+		RHD_INFO("event=%s where=\"%s\"", event, where);
+}
+
 /* Opens the store, and derives the resume key from its key. */
 static rhs_store_t *open_store(const rhd_config_t *cfg,
 			       uint8_t resume_key[RHS_KEY_LEN])
@@ -39,7 +54,8 @@ static rhs_store_t *open_store(const rhd_config_t *cfg,
 		rhs_open_opts_t opts = {.wait_ms = cfg->store_wait_ms,
 					.wait_for_writer = cfg->store_standby,
 					.shared = cfg->store_shared,
-					.readers = cfg->store_connections - 1};
+					.readers = cfg->store_connections - 1,
+					.notice = log_store_notice};
 		if (cfg->store_standby)
 			RHD_INFO("event=store-standby state=waiting "
 				 "reason=\"serving once no other remhsmd "

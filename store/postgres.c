@@ -146,6 +146,10 @@ struct rhs_backend {
 	int shared;
 	int wait_ms;
 	unsigned warnings; /* WARNING notices heard so far */
+	int lost;	   /* the session was lost, and not yet replaced */
+	void (*notice)(void *ctx, const char *event, const char *where,
+		       const char *reason);
+	void *notice_ctx;
 	int64_t own_commits;
 	unsigned char prepared[ST_COUNT];
 	unsigned char find_prepared[FIND_SHAPES];
@@ -170,6 +174,21 @@ __attribute__((format(printf, 2, 3))) static void set_err(rhs_backend_t *b,
 	vsnprintf(b->err, sizeof(b->err), fmt, ap);
 	va_end(ap);
 	b->err[strcspn(b->err, "\n")] = '\0'; /* one log line */
+}
+
+static void describe(rhs_backend_t *b, char *out, size_t cap);
+
+/* The first sign that the session is gone, told once until a new one
+ * replaces it. */
+static void note_lost(rhs_backend_t *b, const char *why)
+{
+	if (b->lost)
+		return;
+	b->lost = 1;
+	char place[256];
+	describe(b, place, sizeof(place));
+	if (b->notice)
+		b->notice(b->notice_ctx, "store-connection-lost", place, why);
 }
 
 /* Waits until the socket is ready for what libpq wants, or the deadline. */
@@ -234,6 +253,7 @@ lost:
 	cancel(b);
 	if (!b->err[0] || PQstatus(b->conn) == CONNECTION_BAD)
 		set_err(b, "%s", PQerrorMessage(b->conn));
+	note_lost(b, b->err);
 	PQfinish(b->conn); /* mid-answer: no later call can use it */
 	b->conn = NULL;
 	return NULL;
@@ -258,7 +278,6 @@ static int result_rc(rhs_backend_t *b, PGresult *r, ExecStatusType ok)
 }
 
 static int reconnect(rhs_backend_t *b);
-
 static int connection_lost(const rhs_backend_t *b)
 {
 	return !b->conn || PQstatus(b->conn) == CONNECTION_BAD;
@@ -271,6 +290,8 @@ static int ensure_connection(rhs_backend_t *b)
 {
 	if (!connection_lost(b))
 		return RHS_OK;
+	if (b->conn)
+		note_lost(b, PQerrorMessage(b->conn));
 	if (b->in_transaction || b->snapshot || b->connecting) {
 		set_err(b, "the connection to the database was lost%s",
 			b->in_transaction ? " inside a transaction" : "");
@@ -570,6 +591,12 @@ static int reconnect(rhs_backend_t *b)
 		PQfinish(b->conn);
 		b->conn = NULL;
 	}
+	if (rc == RHS_OK && b->lost && b->notice) {
+		char place[256];
+		describe(b, place, sizeof(place));
+		b->notice(b->notice_ctx, "store-reconnected", place, "");
+	}
+	b->lost = rc < 0;
 	return rc;
 }
 
@@ -592,9 +619,10 @@ static void describe(rhs_backend_t *b, char *out, size_t cap)
 	const char *host = b->conn ? PQhost(b->conn) : NULL;
 	const char *port = b->conn ? PQport(b->conn) : NULL;
 	const char *db = b->conn ? PQdb(b->conn) : NULL;
-	snprintf(out, cap, "postgresql store %s:%s/%s",
+	snprintf(out, cap, "postgresql store %s:%s/%s%s",
 		 host && host[0] ? host : "?", port && port[0] ? port : "?",
-		 db && db[0] ? db : "?");
+		 db && db[0] ? db : "?",
+		 b->reader ? " (a reader session)" : "");
 }
 
 static int pg_open(const char *where, const rhs_open_opts_t *opts,
@@ -607,6 +635,8 @@ static int pg_open(const char *where, const rhs_open_opts_t *opts,
 	b->reader = opts && opts->reader;
 	b->wait_for_writer = opts && opts->wait_for_writer;
 	b->shared = opts && opts->shared;
+	b->notice = opts ? opts->notice : NULL;
+	b->notice_ctx = opts ? opts->notice_ctx : NULL;
 	b->wait_ms =
 		opts && opts->wait_ms ? (int)opts->wait_ms : DEFAULT_WAIT_MS;
 	b->where = strdup(where);

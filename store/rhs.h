@@ -79,6 +79,14 @@ typedef struct rhs_open_opts {
 	/* A backend's own: this session only reads (no writer's lock, no
 	 * migration). */
 	int reader;
+	/* Told each step of a database session's life the caller may want
+	 * in its log: event "store-connection-lost" (reason: the database's
+	 * or the system's words) and "store-reconnected" (reason ""); where
+	 * names the server, never a password. From any store call's thread,
+	 * with the store's lock held. */
+	void (*notice)(void *ctx, const char *event, const char *where,
+		       const char *reason);
+	void *notice_ctx;
 } rhs_open_opts_t;
 
 /*

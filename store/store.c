@@ -707,7 +707,10 @@ static int open_readers(rhs_store_t *s, const char *path,
 	s->reader_locks = calloc(opts->readers, sizeof(*s->reader_locks));
 	if (!s->readers || !s->reader_locks)
 		return RHS_ENOMEM;
-	rhs_open_opts_t ro = {.wait_ms = opts->wait_ms, .reader = 1};
+	rhs_open_opts_t ro = {.wait_ms = opts->wait_ms,
+			      .reader = 1,
+			      .notice = opts->notice,
+			      .notice_ctx = opts->notice_ctx};
 	for (; s->n_readers < opts->readers; s->n_readers++) {
 		int rc = s->ops->open(path, &ro, &s->readers[s->n_readers], err,
 				      err_len);

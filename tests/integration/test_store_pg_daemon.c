@@ -165,6 +165,17 @@ START_TEST(test_signing_goes_on_while_the_database_is_away)
 						 &pub2, &priv2),
 			  CKR_OK);
 	ck_assert_uint_eq(sign_once(s, priv2), CKR_OK);
+	/* Each step in the log, once: the session lost, then replaced. */
+	ck_assert(th_log_contains(&d, "event=store-connection-lost "
+				      "where=\"postgresql store 127.0.0.1:"));
+	ck_assert(th_log_contains(&d, "event=store-reconnected "
+				      "where=\"postgresql store 127.0.0.1:"));
+	int replaced = th_log_count(&d, "event=store-reconnected", NULL);
+	int readers = th_log_count(&d, "event=store-reconnected",
+				   "(a reader session)");
+	ck_assert_int_eq(replaced - readers, 1); /* the writer's session */
+	ck_assert_int_eq(th_log_count(&d, "event=store-connection-lost", NULL),
+			 replaced);
 }
 END_TEST
 
