@@ -3,7 +3,6 @@
 #include <check.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -507,11 +506,7 @@ START_TEST(test_ec_private_key_import_defaults_and_secrecy)
 	ck_assert_uint_eq(buf[0], 0x04);
 	ck_assert_uint_eq(buf[1], 65);
 	ck_assert_uint_eq(buf[2], 0x04);
-	char path[200];
-	snprintf(path, sizeof(path), "%s", store.path);
-	ck_assert(!th_file_contains(path, scalar, sizeof(scalar)));
-	snprintf(path, sizeof(path), "%s-wal", store.path);
-	ck_assert(!th_file_contains(path, scalar, sizeof(scalar)));
+	ck_assert(!th_store_holds(&store, scalar, sizeof(scalar)));
 }
 END_TEST
 
@@ -1448,14 +1443,11 @@ static uint64_t find_init_rv(tmpl_t *t)
 	return rv;
 }
 
-/* Edits the store file under the running engine, as an attacker with write
- * access to it would. */
-static void alter(const char *sql)
+/* Edits the store's database under the running engine, as an attacker
+ * with write access to it would (in SQLite's words, or PostgreSQL's). */
+static void alter(const char *sqlite, const char *pg)
 {
-	sqlite3 *db;
-	ck_assert_int_eq(sqlite3_open(store.path, &db), SQLITE_OK);
-	ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
+	ck_assert_int_eq(th_store_sql(&store, sqlite, pg), 0);
 }
 
 /* The finding: unreadable records were skipped by finds, which answered
@@ -1474,12 +1466,17 @@ START_TEST(test_damaged_records_and_index_fail_the_find)
 	ck_assert_uint_eq(find(app, rw, &by_beta, found), 1);
 	/* alpha's index now says "beta" */
 	alter("UPDATE objects SET ix_label = (SELECT ix_label FROM objects "
-	      "WHERE id = 2) WHERE id = 1");
+	      "WHERE id = 2) WHERE id = 1",
+	      "UPDATE remhsm_objects SET ix_label = (SELECT ix_label FROM "
+	      "remhsm_objects WHERE id = 2) WHERE id = 1");
 	ck_assert_uint_eq(find_init_rv(&by_beta), CKR_DEVICE_ERROR);
 	/* beta's record altered: finds that meet it fail too */
 	alter("UPDATE objects SET ix_label = NULL WHERE id = 1;"
 	      "UPDATE objects SET record = substr(record, 1, 20) || "
-	      "x'00ff00ff' || substr(record, 25) WHERE id = 2");
+	      "x'00ff00ff' || substr(record, 25) WHERE id = 2",
+	      "UPDATE remhsm_objects SET ix_label = NULL WHERE id = 1;"
+	      "UPDATE remhsm_objects SET record = overlay(record PLACING "
+	      "'\\x00ff00ff'::bytea FROM 21 FOR 4) WHERE id = 2");
 	tmpl_t all = {0};
 	ck_assert_uint_eq(find_init_rv(&all), CKR_DEVICE_ERROR);
 }
