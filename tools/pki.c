@@ -31,8 +31,17 @@ static int add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
 	return ok ? 0 : -1;
 }
 
-static int add_profile(X509 *cert, X509 *issuer, rh_pki_kind_t kind)
+/* names: more DNS names for a server certificate, comma-separated. */
+static int add_profile(X509 *cert, X509 *issuer, rh_pki_kind_t kind,
+		       const char *names)
 {
+	char san[600] = "DNS:localhost,IP:127.0.0.1,IP:::1";
+	for (const char *p = names; p && *p;) {
+		size_t len = strcspn(p, ",");
+		size_t n = strlen(san);
+		snprintf(san + n, sizeof(san) - n, ",DNS:%.*s", (int)len, p);
+		p += len + (p[len] == ',');
+	}
 	int r = add_ext(cert, issuer, NID_subject_key_identifier, "hash");
 	if (kind == RH_PKI_CA)
 		return r |
@@ -47,8 +56,7 @@ static int add_profile(X509 *cert, X509 *issuer, rh_pki_kind_t kind)
 	if (kind == RH_PKI_SERVER)
 		return r |
 		       add_ext(cert, issuer, NID_ext_key_usage, "serverAuth") |
-		       add_ext(cert, issuer, NID_subject_alt_name,
-			       "DNS:localhost,IP:127.0.0.1,IP:::1");
+		       add_ext(cert, issuer, NID_subject_alt_name, san);
 	return r | add_ext(cert, issuer, NID_ext_key_usage, "clientAuth");
 }
 
@@ -64,8 +72,9 @@ static int set_serial(X509 *cert)
 	return ok ? 0 : -1;
 }
 
-X509 *rh_pki_issue(EVP_PKEY *key, const char *cn, rh_pki_kind_t kind, X509 *ca,
-		   EVP_PKEY *ca_key, long not_before_s, long not_after_s)
+static X509 *issue(EVP_PKEY *key, const char *cn, rh_pki_kind_t kind,
+		   const char *names, X509 *ca, EVP_PKEY *ca_key,
+		   long not_before_s, long not_after_s)
 {
 	X509 *cert = X509_new();
 	X509_NAME *name = X509_NAME_new();
@@ -84,7 +93,7 @@ X509 *rh_pki_issue(EVP_PKEY *key, const char *cn, rh_pki_kind_t kind, X509 *ca,
 	X509_gmtime_adj(X509_getm_notBefore(cert), not_before_s);
 	X509_gmtime_adj(X509_getm_notAfter(cert), not_after_s);
 	X509_set_pubkey(cert, key);
-	if (add_profile(cert, ca ? ca : cert, kind) < 0 ||
+	if (add_profile(cert, ca ? ca : cert, kind, names) < 0 ||
 	    !X509_sign(cert, ca_key ? ca_key : key, EVP_sha256()))
 		goto fail;
 	X509_NAME_free(name);
@@ -93,6 +102,13 @@ fail:
 	X509_NAME_free(name);
 	X509_free(cert);
 	return NULL;
+}
+
+X509 *rh_pki_issue(EVP_PKEY *key, const char *cn, rh_pki_kind_t kind, X509 *ca,
+		   EVP_PKEY *ca_key, long not_before_s, long not_after_s)
+{
+	return issue(key, cn, kind, NULL, ca, ca_key, not_before_s,
+		     not_after_s);
 }
 
 static FILE *create_file(const char *path, mode_t mode)
@@ -140,11 +156,12 @@ static int write_pair(const char *dir, const char *stem, EVP_PKEY *key,
 }
 
 static int issue_leaf(const char *dir, const char *stem, const char *cn,
-		      rh_pki_kind_t kind, X509 *ca, EVP_PKEY *ca_key)
+		      rh_pki_kind_t kind, const char *names, X509 *ca,
+		      EVP_PKEY *ca_key)
 {
 	EVP_PKEY *key = rh_pki_keygen();
 	X509 *cert =
-		key ? rh_pki_issue(key, cn, kind, ca, ca_key, -60, 825 * DAY)
+		key ? issue(key, cn, kind, names, ca, ca_key, -60, 825 * DAY)
 		    : NULL;
 	int r = cert ? write_pair(dir, stem, key, cert) : -1;
 	X509_free(cert);
@@ -171,6 +188,35 @@ static int make_dirs(const char *dir)
 
 int rh_pki_init(const char *dir, int force, char *err, size_t err_len)
 {
+	return rh_pki_init_named(dir, force, NULL, err, err_len);
+}
+
+/* Host names as a certificate may carry them: letters, digits, '-' and
+ * '.', at most 63 characters each, at most 8. */
+static int names_ok(const char *names)
+{
+	int count = 0;
+	for (const char *p = names; p && *p; count++) {
+		size_t len = strcspn(p, ",");
+		if (len == 0 || len > 63 ||
+		    strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV"
+			      "WXYZ0123456789-.") < len)
+			return 0;
+		p += len + (p[len] == ',');
+	}
+	return count <= 8;
+}
+
+int rh_pki_init_named(const char *dir, int force, const char *names, char *err,
+		      size_t err_len)
+{
+	if (!names_ok(names)) {
+		snprintf(err, err_len,
+			 "server names '%s': host names (letters, digits, '-', "
+			 "'.'), at most 8, comma-separated",
+			 names);
+		return -1;
+	}
 	char ca_path[4096];
 	snprintf(ca_path, sizeof(ca_path), "%s/ca.pem", dir);
 	if (!force && access(ca_path, F_OK) == 0)
@@ -185,10 +231,10 @@ int rh_pki_init(const char *dir, int force, char *err, size_t err_len)
 			  : NULL;
 	int r = -1;
 	if (ca && write_pair(dir, "ca", ca_key, ca) == 0 &&
-	    issue_leaf(dir, "server", "localhost", RH_PKI_SERVER, ca, ca_key) ==
-		    0 &&
-	    issue_leaf(dir, "client", "remhsm-dev-client", RH_PKI_CLIENT, ca,
-		       ca_key) == 0)
+	    issue_leaf(dir, "server", "localhost", RH_PKI_SERVER, names, ca,
+		       ca_key) == 0 &&
+	    issue_leaf(dir, "client", "remhsm-dev-client", RH_PKI_CLIENT, NULL,
+		       ca, ca_key) == 0)
 		r = 0;
 	if (r < 0)
 		snprintf(err, err_len, "cannot write the PKI under %s: %s", dir,

@@ -29,5 +29,9 @@ int rh_pki_write_cert(const char *path, X509 *cert);
  * Returns 0, 1 when it already existed, -1 with err set.
  */
 int rh_pki_init(const char *dir, int force, char *err, size_t err_len);
+/* The same, the server certificate naming the hosts in names too (comma-
+ * separated DNS names, NULL for none): the names clients dial it by. */
+int rh_pki_init_named(const char *dir, int force, const char *names, char *err,
+		      size_t err_len);
 
 #endif

@@ -13,7 +13,8 @@ static void usage(FILE *out)
 {
 	fprintf(out, "usage: remhsm COMMAND [ARGS]\n"
 		     "commands:\n"
-		     "  pki init DIR [--force]   make a development CA, server "
+		     "  pki init DIR [--force] [--server-name NAME]...\n"
+		     "                           make a development CA, server "
 		     "and client\n"
 		     "                           certificate (ca.pem, "
 		     "server.pem/.key,\n"
@@ -47,13 +48,29 @@ static void usage(FILE *out)
 
 static int pki_main(int argc, char **argv)
 {
-	if (argc < 3 || strcmp(argv[1], "init") != 0 ||
-	    (argc == 4 && strcmp(argv[3], "--force") != 0) || argc > 4) {
-		fprintf(stderr, "usage: remhsm pki init DIR [--force]\n");
+	int force = 0, bad = argc < 3 || strcmp(argv[1], "init") != 0;
+	char names[600] = "";
+	for (int i = 3; !bad && i < argc; i++) {
+		if (!strcmp(argv[i], "--force")) {
+			force = 1;
+		} else if (!strcmp(argv[i], "--server-name") && i + 1 < argc &&
+			   strlen(names) + strlen(argv[i + 1]) + 2 <
+				   sizeof(names)) {
+			size_t n = strlen(names);
+			snprintf(names + n, sizeof(names) - n, "%s%s",
+				 n ? "," : "", argv[++i]);
+		} else {
+			bad = 1;
+		}
+	}
+	if (bad) {
+		fprintf(stderr, "usage: remhsm pki init DIR [--force] "
+				"[--server-name NAME]...\n");
 		return 2;
 	}
 	char err[512];
-	int r = rh_pki_init(argv[2], argc == 4, err, sizeof(err));
+	int r = rh_pki_init_named(argv[2], force, names[0] ? names : NULL, err,
+				  sizeof(err));
 	if (r < 0) {
 		fprintf(stderr, "remhsm pki init: %s\n", err);
 		return 1;

@@ -69,6 +69,15 @@ check "a client certificate the daemon refuses: exit 1, and says so" \
     REMHSM_CERT=$work/other-pki/client.pem REMHSM_KEY=$work/other-pki/client.key \
     '$bin/remhsm' token list --module '$module' 2>&1 | grep -q 'refused this client after the TLS handshake'"
 
+"$bin/remhsm" pki init "$work/named-pki" --server-name remhsmd --server-name broker.example >/dev/null
+check "pki init --server-name: the server certificate names those hosts too" \
+  bash -c "openssl x509 -in '$work/named-pki/server.pem' -noout -ext subjectAltName |
+    grep -q 'DNS:localhost, IP Address:127.0.0.1, .*DNS:remhsmd, DNS:broker.example'"
+check "a server name that is no host name: exit 1" \
+  test "$(status_of "$bin/remhsm" pki init "$work/bad-pki" --server-name 'a b')" -eq 1
+check "the message says what a server name may be, and no PKI is made" \
+  bash -c "grep -q 'host names (letters, digits' '$work/out' && ! test -e '$work/bad-pki/ca.pem'"
+
 check "bench store with a folder that does not exist: exit 1" \
   test "$(status_of "$bin/remhsm" bench store --dir "$work/no-such-dir")" -eq 1
 check "the message names the folder and what it is for" \
