@@ -15,12 +15,7 @@ name=remhsm-test-$$
 image=localhost/remhsm-test:$$
 trap 'podman rm -f -v "$name" >/dev/null 2>&1 || true; podman rmi -f "$image" >/dev/null 2>&1 || true; cleanup' EXIT
 
-if ! podman image exists debian:bookworm-slim; then
-  mirror=$(sed -n 's/^URIs: //p' /etc/apt/sources.list.d/debian.sources | head -n 1)
-  debootstrap --variant=minbase bookworm "$work/rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 ||
-    fail "debootstrap: $(tail -n 3 "$work/debootstrap.log")"
-  tar -C "$work/rootfs" -c . | podman import - debian:bookworm-slim >/dev/null
-fi
+ensure_base_image
 check "the Dockerfile builds (podman, docker format)" \
   bash -c "podman build --format docker --network=host -f '$src/deploy/Dockerfile' \
     -t '$image' '$src' >'$work/build.log' 2>&1 || { tail -n 20 '$work/build.log'; exit 1; }"

@@ -8,6 +8,18 @@ daemon_pid=
 passed=0
 failed=0
 
+# debian:bookworm-slim cannot be pulled (no registry is reachable): it
+# is made once per machine from Debian's packages with debootstrap, and
+# kept, for the container tests.
+ensure_base_image() {
+  podman image exists debian:bookworm-slim && return 0
+  local mirror
+  mirror=$(sed -n 's/^URIs: //p' /etc/apt/sources.list.d/debian.sources | head -n 1)
+  debootstrap --variant=minbase bookworm "$work/rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 ||
+    fail "debootstrap: $(tail -n 3 "$work/debootstrap.log")"
+  tar -C "$work/rootfs" -c . | podman import - debian:bookworm-slim >/dev/null
+}
+
 stop_daemon() {
   if [ -n "$daemon_pid" ]; then
     kill -TERM "$daemon_pid" 2>/dev/null || true
