@@ -176,6 +176,7 @@ typedef struct bench_opts {
 				 handshakes */
 	const char *sign_pin; /* set: sign after this login */
 	int rsa;	      /* --key rsa: RSA-2048 rather than ECDSA P-256 */
+	int token_key;	      /* --token-key: the key a token object */
 	const char *plot;     /* --plot FILE.svg */
 	pid_t daemon;	      /* --daemon-pid, else found on loopback */
 	unsigned threads[RH_BENCH_MAX_ROUNDS], nthreads, bytes, slot_index;
@@ -191,7 +192,9 @@ typedef struct target {
 	CK_SLOT_ID slot;
 	CK_SESSION_HANDLE setup;
 	CK_OBJECT_HANDLE key; /* 0: C_GenerateRandom */
-	pid_t daemon;	      /* the daemon behind it, whose CPU is counted */
+	CK_OBJECT_HANDLE pub;
+	int token_key; /* --token-key: the pair destroyed at the end */
+	pid_t daemon;  /* the daemon behind it, whose CPU is counted */
 } target_t;
 
 static uint64_t self_cpu_ns(void)
@@ -303,8 +306,8 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: remhsm bench [--module PATH] [--threads 1,8,32] "
 		"[--seconds S] [--bytes N] [--slot-index I] [--sign-pin PIN "
-		"[--key ec|rsa]] [--compare PATH]... [--flood N] [--plot "
-		"FILE.svg]\n"
+		"[--key ec|rsa] [--token-key]] [--compare PATH]... [--flood N] "
+		"[--plot FILE.svg]\n"
 		"       [--daemon-pid PID]\n"
 		"  Measures C_GenerateRandom round trips through a PKCS#11 "
 		"module\n"
@@ -318,7 +321,11 @@ static void usage(void)
 		"in OpenSSL;\n"
 		"  with --sign-pin USER_PIN, signatures instead: ECDSA P-256, "
 		"or\n"
-		"  RSA-2048 with --key rsa. With --flood N, each round runs "
+		"  RSA-2048 with --key rsa; --token-key makes the key a token "
+		"object\n"
+		"  (it outlives a move to another daemon of a cluster; "
+		"destroyed at the end).\n"
+		"  With --flood N, each round runs "
 		"again while\n"
 		"  N connections sit mid-handshake (REMHSM_SERVER), and the "
 		"p99 ratio is\n"
@@ -344,6 +351,10 @@ static int parse_args(int argc, char **argv, bench_opts_t *o)
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!strcmp(a, "--token-key")) {
+			o->token_key = 1;
+			continue;
+		}
 		if (!strcmp(a, "--help") || !strcmp(a, "-h") || !v)
 			return -1;
 		i++;
@@ -454,22 +465,23 @@ static int bench_login(int argc, char **argv)
 /* A key pair as session objects of a logged-in setup session: every
  * session of the application can use it while that one stays open. */
 static CK_RV make_sign_key(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot,
-			   const char *pin, int rsa, CK_SESSION_HANDLE *setup,
+			   const char *pin, int rsa, int token,
+			   CK_SESSION_HANDLE *setup, CK_OBJECT_HANDLE *pub_key,
 			   CK_OBJECT_HANDLE *key)
 {
 	static const CK_BYTE p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
 				       0xce, 0x3d, 0x03, 0x01, 0x07};
 	CK_MECHANISM gen = {
 		rsa ? CKM_RSA_PKCS_KEY_PAIR_GEN : CKM_EC_KEY_PAIR_GEN, NULL, 0};
-	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_BBOOL yes = CK_TRUE;
 	CK_ULONG bits = 2048;
-	CK_ATTRIBUTE pub[] = {{CKA_TOKEN, &no, sizeof(no)},
+	CK_BBOOL kept = token ? CK_TRUE : CK_FALSE;
+	CK_ATTRIBUTE pub[] = {{CKA_TOKEN, &kept, sizeof(kept)},
 			      {CKA_EC_PARAMS, (void *)p256, sizeof(p256)}};
 	if (rsa)
 		pub[1] = (CK_ATTRIBUTE){CKA_MODULUS_BITS, &bits, sizeof(bits)};
 	CK_ATTRIBUTE priv[] = {{CKA_SIGN, &yes, sizeof(yes)},
-			       {CKA_TOKEN, &no, sizeof(no)}};
-	CK_OBJECT_HANDLE pub_key;
+			       {CKA_TOKEN, &kept, sizeof(kept)}};
 	CK_RV rv = p11->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION,
 				      NULL, NULL, setup);
 	if (rv == CKR_OK)
@@ -477,7 +489,7 @@ static CK_RV make_sign_key(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot,
 				  strlen(pin));
 	if (rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN)
 		rv = p11->C_GenerateKeyPair(*setup, &gen, pub, 2, priv, 2,
-					    &pub_key, key);
+					    pub_key, key);
 	if (rv != CKR_OK)
 		fprintf(stderr, "bench: making the signing key failed: %s\n",
 			rh_ckr_name(rv));
@@ -577,8 +589,10 @@ static int open_target(const bench_opts_t *o, const char *path, target_t *t)
 	t->p11 = rh_p11_load(path, &t->handle);
 	if (!t->p11 || pick_slot(t->p11, o->slot_index, &t->slot) < 0)
 		return -1;
-	if (o->sign_pin && make_sign_key(t->p11, t->slot, o->sign_pin, o->rsa,
-					 &t->setup, &t->key) != CKR_OK)
+	t->token_key = o->token_key;
+	if (o->sign_pin &&
+	    make_sign_key(t->p11, t->slot, o->sign_pin, o->rsa, o->token_key,
+			  &t->setup, &t->pub, &t->key) != CKR_OK)
 		return -1;
 	return 0;
 }
@@ -720,9 +734,14 @@ static int plot(const bench_opts_t *o, rh_bench_run_t *run,
 
 static void close_targets(target_t *targets, unsigned n)
 {
-	for (unsigned m = 0; m < n; m++)
-		if (targets[m].p11)
-			targets[m].p11->C_Finalize(NULL);
+	for (unsigned m = 0; m < n; m++) {
+		target_t *t = &targets[m];
+		if (t->p11 && t->token_key && t->key) /* left on the token */
+			(void)(t->p11->C_DestroyObject(t->setup, t->key) |
+			       t->p11->C_DestroyObject(t->setup, t->pub));
+		if (t->p11)
+			t->p11->C_Finalize(NULL);
+	}
 }
 
 static int open_targets(const bench_opts_t *o, target_t *targets)

@@ -25,22 +25,10 @@ teardown() {
 trap teardown EXIT
 
 ensure_base_image
-for t in remhsmd broker device; do
-  check "image $t builds" bash -c "podman build --format docker --network=host \
-    --target $t -f '$src/deploy/Dockerfile' -t '$REMHSM_IMAGE-$t:dev' '$src' \
-    >'$work/build-$t.log' 2>&1 || { tail -n 20 '$work/build-$t.log'; exit 1; }"
-done
-compose_up() {
-  "${compose[@]}" up -d --no-build >"$work/up.log" 2>&1 || { tail -n 20 "$work/up.log"; return 1; }
-}
+build_targets remhsmd broker device
 check "podman-compose starts the three services" compose_up
 device=${project}_device_1
-status=
-for _ in $(seq 600); do
-  [ "$(podman inspect -f '{{.State.Status}}' "$device" 2>/dev/null)" = exited ] &&
-    status=$(podman inspect -f '{{.State.ExitCode}}' "$device") && break
-  sleep 0.2
-done
+status=$(exit_code_of "$device")
 podman logs "$device" >"$work/device.log" 2>&1 || true
 podman logs "${project}_mosquitto_1" >"$work/broker.log" 2>&1 || true
 podman logs "${project}_remhsmd_1" >"$work/remhsmd.log" 2>&1 || true

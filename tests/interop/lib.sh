@@ -20,6 +20,30 @@ ensure_base_image() {
   tar -C "$work/rootfs" -c . | podman import - debian:bookworm-slim >/dev/null
 }
 
+# The compose tests: the Dockerfile's targets built with podman (whose
+# builds reach the package mirror only on the host's network) as
+# $REMHSM_IMAGE-TARGET:dev, and the compose file ($compose, an array: the
+# podman-compose command) started without building.
+build_targets() {
+  local t
+  for t in "$@"; do
+    check "image $t builds" bash -c "podman build --format docker --network=host \
+      --target $t -f '$src/deploy/Dockerfile' -t '$REMHSM_IMAGE-$t:dev' '$src' \
+      >'$work/build-$t.log' 2>&1 || { tail -n 20 '$work/build-$t.log'; exit 1; }"
+  done
+}
+compose_up() {
+  "${compose[@]}" up -d --no-build >"$work/up.log" 2>&1 || { tail -n 20 "$work/up.log"; return 1; }
+}
+# The exit code of container $1 once it has exited (empty if not in 120 s).
+exit_code_of() {
+  for _ in $(seq 600); do
+    [ "$(podman inspect -f '{{.State.Status}}' "$1" 2>/dev/null)" = exited ] &&
+      podman inspect -f '{{.State.ExitCode}}' "$1" && return 0
+    sleep 0.2
+  done
+}
+
 stop_daemon() {
   if [ -n "$daemon_pid" ]; then
     kill -TERM "$daemon_pid" 2>/dev/null || true
