@@ -59,8 +59,9 @@ static const char *const migrations[] = {
 	/* 3: the sealed state binding the rows (the neutral layer fills it) */
 	"SELECT 1;",
 	/* 4: the change log of daemons sharing the store */
-	"CREATE TABLE remhsm_changes (counter bigint PRIMARY KEY, tbl \"char\" "
-	"NOT NULL, token bigint NOT NULL, id bigint NOT NULL);",
+	"CREATE TABLE remhsm_changes (counter bigint PRIMARY KEY,"
+	" tbl \"char\" NOT NULL, token bigint NOT NULL,"
+	" id bigint NOT NULL);",
 };
 
 enum {
