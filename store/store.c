@@ -553,12 +553,13 @@ static int learn_locked(rhs_store_t *s)
 	int rc = s->ops->meta_lock(s->be, "state", &sealed, &len);
 	if (rc == RHS_ENOTFOUND)
 		rc = RHS_ECORRUPT;
-	if (rc == RHS_OK && seen_again(s, sealed, len))
-		rc = RHS_ENOTFOUND; /* nothing new: sealed is not kept */
-	else if (rc == RHS_OK && (rc = learn_state(s, sealed, len)) == RHS_OK)
-		return RHS_OK;
+	if (rc == RHS_OK && !seen_again(s, sealed, len)) {
+		rc = learn_state(s, sealed, len);
+		if (rc == RHS_OK)
+			return RHS_OK; /* sealed is kept as seen */
+	}
 	free(sealed);
-	return rc == RHS_ENOTFOUND ? RHS_OK : rc;
+	return rc;
 }
 
 typedef int (*locked_fn)(rhs_store_t *s, void *arg);
@@ -1433,7 +1434,7 @@ int rhs_object_find(rhs_store_t *s, uint32_t slot, const rhs_index_t *match,
 	find_args_t a = {slot, &want, ids, count};
 	pthread_mutex_lock(&s->lock);
 	hash_index(s, slot, match, hashes, &want);
-	if (s->n_readers && txn_of_this_thread != s) {
+	if (s->n_readers) {
 		pthread_mutex_unlock(&s->lock);
 		if (find_beside(s, &a) == RHS_OK)
 			return RHS_OK;
