@@ -179,6 +179,15 @@ __attribute__((format(printf, 2, 3))) static void set_err(rhs_backend_t *b,
 
 static void describe(rhs_backend_t *b, char *out, size_t cap);
 
+/* A step of the session's life told to whoever opened the store. */
+static void tell(rhs_backend_t *b, const char *event, const char *why)
+{
+	char place[256];
+	describe(b, place, sizeof(place));
+	if (b->notice)
+		b->notice(b->notice_ctx, event, place, why);
+}
+
 /* The first sign that the session is gone, told once until a new one
  * replaces it. */
 static void note_lost(rhs_backend_t *b, const char *why)
@@ -186,10 +195,7 @@ static void note_lost(rhs_backend_t *b, const char *why)
 	if (b->lost)
 		return;
 	b->lost = 1;
-	char place[256];
-	describe(b, place, sizeof(place));
-	if (b->notice)
-		b->notice(b->notice_ctx, "store-connection-lost", place, why);
+	tell(b, "store-connection-lost", why);
 }
 
 /* Waits until the socket is ready for what libpq wants, or the deadline. */
@@ -279,6 +285,7 @@ static int result_rc(rhs_backend_t *b, PGresult *r, ExecStatusType ok)
 }
 
 static int reconnect(rhs_backend_t *b);
+
 static int connection_lost(const rhs_backend_t *b)
 {
 	return !b->conn || PQstatus(b->conn) == CONNECTION_BAD;
@@ -539,10 +546,8 @@ static int configure(rhs_backend_t *b)
 	if (b->snapshot)
 		return command(b, "BEGIN ISOLATION LEVEL REPEATABLE READ READ "
 				  "ONLY");
-	if (b->reader) /* the writer's session holds the lock */
-		return refuse_read_only(b);
 	int rc = refuse_read_only(b);
-	if (rc < 0)
+	if (rc < 0 || b->reader) /* the writer's session holds the lock */
 		return rc;
 	PGresult *r = simple(b, "SELECT current_setting('synchronous_commit') "
 				"IN ('off', 'local')");
@@ -592,11 +597,8 @@ static int reconnect(rhs_backend_t *b)
 		PQfinish(b->conn);
 		b->conn = NULL;
 	}
-	if (rc == RHS_OK && b->lost && b->notice) {
-		char place[256];
-		describe(b, place, sizeof(place));
-		b->notice(b->notice_ctx, "store-reconnected", place, "");
-	}
+	if (rc == RHS_OK && b->lost)
+		tell(b, "store-reconnected", "");
 	b->lost = rc < 0;
 	return rc;
 }
@@ -725,7 +727,10 @@ static void pg_rollback(rhs_backend_t *b)
 static int pg_commit(rhs_backend_t *b)
 {
 	params_t none = {0};
-	int rc = run_command(b, ST_COMMITS_BUMP, &none, NULL);
+	/* Shared writers learn of each other's writes from the change log,
+	 * and never read the count. */
+	int rc = b->shared ? RHS_OK
+			   : run_command(b, ST_COMMITS_BUMP, &none, NULL);
 	if (rc < 0) {
 		pg_rollback(b);
 		return rc;
