@@ -140,16 +140,6 @@ static int child_result(pid_t pid)
 	return WEXITSTATUS(status);
 }
 
-static CK_RV sign_once(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE priv)
-{
-	CK_MECHANISM mech = {CKM_ECDSA, NULL, 0};
-	CK_BYTE hash[32] = {1, 2, 3}, sig[64];
-	CK_ULONG len = sizeof(sig);
-	CK_RV rv = p11->C_SignInit(s, &mech, priv);
-	return rv == CKR_OK ? p11->C_Sign(s, hash, sizeof(hash), sig, &len)
-			    : rv;
-}
-
 static CK_ULONG find_private_keys(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE *one)
 {
 	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
@@ -174,15 +164,24 @@ static void let_them_hear(void)
 	usleep(400 * 1000);
 }
 
+/* A user session on d[0] and a token key in it, which has signed once
+ * (its key is cached). */
+static CK_OBJECT_HANDLE signing_key(CK_SESSION_HANDLE *s)
+{
+	*s = th_user_session(p11, 0, "0000");
+	CK_OBJECT_HANDLE pub, priv;
+	th_generate_p256(p11, *s, CK_TRUE, &pub, &priv);
+	ck_assert_uint_eq(th_sign_ecdsa(p11, *s, priv), CKR_OK);
+	return priv;
+}
+
 /* A key made through d[0] is found and used through d[1], which destroys
  * it; d[0]'s application, which had signed with it (its key cached), can
  * use it no longer and finds it gone. */
 START_TEST(test_an_object_lives_and_dies_the_same_on_every_daemon)
 {
-	CK_SESSION_HANDLE s = th_user_session(p11, 0, "0000");
-	CK_OBJECT_HANDLE pub, priv;
-	th_generate_p256(p11, s, CK_TRUE, &pub, &priv);
-	ck_assert_uint_eq(sign_once(s, priv), CKR_OK);
+	CK_SESSION_HANDLE s;
+	CK_OBJECT_HANDLE priv = signing_key(&s);
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
@@ -190,13 +189,13 @@ START_TEST(test_an_object_lives_and_dies_the_same_on_every_daemon)
 		CK_OBJECT_HANDLE k = 0;
 		if (find_private_keys(cs, &k) != 1)
 			_exit(3);
-		if (sign_once(cs, k) != CKR_OK)
+		if (th_sign_ecdsa(p11, cs, k) != CKR_OK)
 			_exit(4);
 		_exit(p11->C_DestroyObject(cs, k) == CKR_OK ? 0 : 5);
 	}
 	ck_assert_int_eq(child_result(pid), 0);
 	let_them_hear();
-	ck_assert_uint_ne(sign_once(s, priv), CKR_OK);
+	ck_assert_uint_ne(th_sign_ecdsa(p11, s, priv), CKR_OK);
 	ck_assert_uint_eq(find_private_keys(s, NULL), 0);
 }
 END_TEST
@@ -293,10 +292,8 @@ END_TEST
  * PIN, which d[0] knows at once. */
 START_TEST(test_a_pin_changed_on_one_daemon_ends_logins_on_the_others)
 {
-	CK_SESSION_HANDLE s = th_user_session(p11, 0, "0000");
-	CK_OBJECT_HANDLE pub, priv;
-	th_generate_p256(p11, s, CK_TRUE, &pub, &priv);
-	ck_assert_uint_eq(sign_once(s, priv), CKR_OK);
+	CK_SESSION_HANDLE s;
+	CK_OBJECT_HANDLE priv = signing_key(&s);
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
@@ -310,13 +307,13 @@ START_TEST(test_a_pin_changed_on_one_daemon_ends_logins_on_the_others)
 	let_them_hear();
 	ck_assert(th_log_contains(&d[0], "event=token-changed-elsewhere "
 					 "slot=0 what=pin"));
-	ck_assert_uint_ne(sign_once(s, priv), CKR_OK);
+	ck_assert_uint_ne(th_sign_ecdsa(p11, s, priv), CKR_OK);
 	CK_SESSION_INFO info;
 	ck_assert_uint_eq(p11->C_GetSessionInfo(s, &info), CKR_OK);
 	ck_assert_uint_eq(info.state, CKS_RW_PUBLIC_SESSION);
 	ck_assert_uint_eq(
 		p11->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "1111", 4), CKR_OK);
-	ck_assert_uint_eq(sign_once(s, priv), CKR_OK);
+	ck_assert_uint_eq(th_sign_ecdsa(p11, s, priv), CKR_OK);
 }
 END_TEST
 
@@ -383,7 +380,7 @@ START_TEST(test_signing_goes_on_when_a_daemon_is_killed)
 			th_daemon_kill(&d[0]);
 			killed_at = th_now_us();
 		}
-		CK_RV rv = sign_once(s, priv);
+		CK_RV rv = th_sign_ecdsa(p11, s, priv);
 		failed += rv != CKR_OK;
 		signed_ok += rv == CKR_OK;
 		if (rv == CKR_OK && killed_at && !first_after)

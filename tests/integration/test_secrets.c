@@ -232,22 +232,12 @@ static CK_OBJECT_HANDLE import_p256(CK_SESSION_HANDLE s, CK_BBOOL token,
 	return key;
 }
 
-/* One ECDSA signature with key: CKR_OK or why not. */
-static CK_RV sign_once(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key)
-{
-	CK_MECHANISM ecdsa = {CKM_ECDSA, NULL, 0};
-	CK_BYTE hash[32] = {1}, sig[64];
-	CK_ULONG len = sizeof(sig);
-	CK_RV rv = p11->C_SignInit(s, &ecdsa, key);
-	return rv == CKR_OK ? p11->C_Sign(s, hash, 32, sig, &len) : rv;
-}
-
 /* A new token key, and three signatures made with it. */
 static void import_and_sign(CK_SESSION_HANDLE s, CK_BYTE scalar[32])
 {
 	CK_OBJECT_HANDLE key = import_p256(s, CK_TRUE, scalar);
 	for (int i = 0; i < 3; i++)
-		ck_assert_uint_eq(sign_once(s, key), CKR_OK);
+		ck_assert_uint_eq(th_sign_ecdsa(p11, s, key), CKR_OK);
 }
 
 START_TEST(test_no_scalar_or_pin_in_memory_after_logout_and_disconnect)
@@ -350,7 +340,7 @@ static CK_RV sign_with_new_key(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE *key)
 {
 	CK_BYTE scalar[32];
 	*key = import_p256(s, CK_FALSE, scalar);
-	return sign_once(s, *key);
+	return th_sign_ecdsa(p11, s, *key);
 }
 
 /* A secure heap filled by cached keys: a key not cached yet is refused
@@ -379,7 +369,7 @@ START_TEST(test_a_full_secure_heap_refuses_new_keys_and_serves_the_rest)
 	       signed_with - 1);
 	ck_assert_int_gt(signed_with, 10);
 	for (int i = 0; i < 20; i++)
-		ck_assert_uint_eq(sign_once(s, first), CKR_OK);
+		ck_assert_uint_eq(th_sign_ecdsa(p11, s, first), CKR_OK);
 	ck_assert_uint_eq(sign_with_new_key(s, &key), CKR_DEVICE_MEMORY);
 	ck_assert_int_eq(th_log_count(&d, "event=secure-heap-full", NULL), 1);
 	/* The application again: a new connection, a new handshake. */

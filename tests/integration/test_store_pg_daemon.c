@@ -49,16 +49,6 @@ static void teardown(void)
 	th_pg_db_drop(&db);
 }
 
-static CK_RV sign_once(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key)
-{
-	CK_MECHANISM mech = {CKM_ECDSA, NULL, 0};
-	CK_BYTE hash[32] = {1, 2, 3}, sig[64];
-	CK_ULONG len = sizeof(sig);
-	CK_RV rv = p11->C_SignInit(s, &mech, key);
-	return rv == CKR_OK ? p11->C_Sign(s, hash, sizeof(hash), sig, &len)
-			    : rv;
-}
-
 static CK_OBJECT_HANDLE find_private_key(CK_SESSION_HANDLE s)
 {
 	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
@@ -77,13 +67,13 @@ START_TEST(test_keys_survive_a_restart)
 	CK_SESSION_HANDLE s = th_user_session(p11, 0, "0000");
 	CK_OBJECT_HANDLE pub, priv;
 	th_generate_p256(p11, s, CK_TRUE, &pub, &priv);
-	ck_assert_uint_eq(sign_once(s, priv), CKR_OK);
+	ck_assert_uint_eq(th_sign_ecdsa(p11, s, priv), CKR_OK);
 	p11->C_Finalize(NULL);
 	ck_assert_int_eq(th_daemon_stop(&d), 0);
 	th_daemon_restart(&d, flags);
 	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
 	s = th_user_session(p11, 0, "0000");
-	ck_assert_uint_eq(sign_once(s, find_private_key(s)), CKR_OK);
+	ck_assert_uint_eq(th_sign_ecdsa(p11, s, find_private_key(s)), CKR_OK);
 }
 END_TEST
 
@@ -127,7 +117,7 @@ START_TEST(test_remhsm_store_copy_moves_a_served_store)
 	th_daemon_restart(&d, on_copy);
 	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
 	s = th_user_session(p11, 0, "0000");
-	ck_assert_uint_eq(sign_once(s, find_private_key(s)), CKR_OK);
+	ck_assert_uint_eq(th_sign_ecdsa(p11, s, find_private_key(s)), CKR_OK);
 }
 END_TEST
 
@@ -136,14 +126,14 @@ START_TEST(test_signing_goes_on_while_the_database_is_away)
 	CK_SESSION_HANDLE s = th_user_session(p11, 0, "0000");
 	CK_OBJECT_HANDLE pub, priv, pub2, priv2;
 	th_generate_p256(p11, s, CK_TRUE, &pub, &priv);
-	ck_assert_uint_eq(sign_once(s, priv), CKR_OK);
+	ck_assert_uint_eq(th_sign_ecdsa(p11, s, priv), CKR_OK);
 
 	sql_on_db("ALTER DATABASE ", " ALLOW_CONNECTIONS false");
 	sql_on_db("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
 		  "WHERE datname = '",
 		  "'");
 	for (int i = 0; i < 20; i++)
-		ck_assert_uint_eq(sign_once(s, priv), CKR_OK);
+		ck_assert_uint_eq(th_sign_ecdsa(p11, s, priv), CKR_OK);
 	CK_BYTE params[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
 			    0xce, 0x3d, 0x03, 0x01, 0x07};
 	CK_BBOOL yes = CK_TRUE;
@@ -164,7 +154,7 @@ START_TEST(test_signing_goes_on_while_the_database_is_away)
 	ck_assert_uint_eq(p11->C_GenerateKeyPair(s, &gen, pub_t, 2, priv_t, 2,
 						 &pub2, &priv2),
 			  CKR_OK);
-	ck_assert_uint_eq(sign_once(s, priv2), CKR_OK);
+	ck_assert_uint_eq(th_sign_ecdsa(p11, s, priv2), CKR_OK);
 	/* Each step in the log, once: the session lost, then replaced. */
 	ck_assert(th_log_contains(&d, "event=store-connection-lost "
 				      "where=\"postgresql store 127.0.0.1:"));
@@ -233,13 +223,13 @@ START_TEST(test_a_standby_takes_over_and_the_client_follows)
 	CK_SESSION_HANDLE s = th_user_session(p11, 0, "0000");
 	CK_OBJECT_HANDLE pub, priv;
 	th_generate_p256(p11, s, CK_TRUE, &pub, &priv);
-	ck_assert_uint_eq(sign_once(s, priv), CKR_OK);
+	ck_assert_uint_eq(th_sign_ecdsa(p11, s, priv), CKR_OK);
 
 	th_daemon_kill(&d);
 	CK_RV rv = CKR_DEVICE_ERROR;
 	double started = th_now_us();
 	while (rv != CKR_OK && th_now_us() - started < 15e6) {
-		rv = sign_once(s, priv);
+		rv = th_sign_ecdsa(p11, s, priv);
 		if (rv != CKR_OK)
 			usleep(100 * 1000);
 	}
@@ -249,7 +239,7 @@ START_TEST(test_a_standby_takes_over_and_the_client_follows)
 	       (th_now_us() - started) / 1000);
 	ck_assert(file_has(log, "event=store-standby state=active"));
 	for (int i = 0; i < 20; i++)
-		ck_assert_uint_eq(sign_once(s, priv), CKR_OK);
+		ck_assert_uint_eq(th_sign_ecdsa(p11, s, priv), CKR_OK);
 	kill(standby, SIGTERM);
 	waitpid(standby, NULL, 0);
 	char cmd[128];

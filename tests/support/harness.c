@@ -331,6 +331,17 @@ CK_SESSION_HANDLE th_user_session(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot,
 	return h;
 }
 
+CK_RV th_sign_ecdsa(CK_FUNCTION_LIST *p11, CK_SESSION_HANDLE s,
+		    CK_OBJECT_HANDLE key)
+{
+	CK_MECHANISM ecdsa = {CKM_ECDSA, NULL, 0};
+	CK_BYTE hash[32] = {1, 2, 3}, sig[64];
+	CK_ULONG len = sizeof(sig);
+	CK_RV rv = p11->C_SignInit(s, &ecdsa, key);
+	return rv == CKR_OK ? p11->C_Sign(s, hash, sizeof(hash), sig, &len)
+			    : rv;
+}
+
 void th_generate_p256(CK_FUNCTION_LIST *p11, CK_SESSION_HANDLE session,
 		      CK_BBOOL token_public, CK_OBJECT_HANDLE *pub,
 		      CK_OBJECT_HANDLE *priv)

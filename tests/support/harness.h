@@ -66,6 +66,10 @@ CK_FUNCTION_LIST *th_start_provisioned(th_daemon_t *d,
 CK_SESSION_HANDLE th_user_session(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot,
 				  const char *pin);
 
+/* One ECDSA signature with key over a fixed hash: CKR_OK, or why not. */
+CK_RV th_sign_ecdsa(CK_FUNCTION_LIST *p11, CK_SESSION_HANDLE s,
+		    CK_OBJECT_HANDLE key);
+
 /* An EC P-256 signing pair on the token (public half too, when
  * token_public), generated in session. */
 void th_generate_p256(CK_FUNCTION_LIST *p11, CK_SESSION_HANDLE session,
