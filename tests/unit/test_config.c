@@ -125,6 +125,40 @@ START_TEST(test_loops_and_worker_threads_are_bounded)
 }
 END_TEST
 
+/* The cluster's settings: sessions of a store and how often a shared one
+ * is asked, within their bounds; a refused value leaves the default. */
+START_TEST(test_store_sessions_and_poll_interval_are_bounded)
+{
+	rhd_config_t cfg;
+	rhd_config_defaults(&cfg);
+	ck_assert_uint_eq(cfg.store_connections, 1);
+	ck_assert_uint_eq(cfg.store_poll_ms, 100);
+	ck_assert_int_eq(cfg.store_shared, 0);
+	ck_assert_int_eq(rhd_config_set(&cfg, "store-connections", "0", err,
+					sizeof(err)),
+			 -1);
+	ck_assert_str_eq(
+		err,
+		"store-connections: expected an integer in 1..64, got '0'");
+	ck_assert_int_eq(
+		rhd_config_set(&cfg, "store-poll-ms", "5", err, sizeof(err)),
+		-1);
+	ck_assert_str_eq(
+		err,
+		"store-poll-ms: expected an integer in 10..60000, got '5'");
+	ck_assert_int_eq(rhd_config_set(&cfg, "store-shared", "sometimes", err,
+					sizeof(err)),
+			 -1);
+	ck_assert_uint_eq(cfg.store_connections, 1);
+	ck_assert_uint_eq(cfg.store_poll_ms, 100);
+	ck_assert_int_eq(cfg.store_shared, 0);
+	ck_assert_int_eq(rhd_config_set(&cfg, "store-connections", "3", err,
+					sizeof(err)),
+			 0);
+	ck_assert_uint_eq(cfg.store_connections, 3);
+}
+END_TEST
+
 /* The secure heap: 4 MiB unless set, a power of two, 0 for none. */
 START_TEST(test_the_secure_heap_is_a_power_of_two_or_none)
 {
@@ -192,6 +226,7 @@ int main(void)
 	tcase_add_test(tc, test_unknown_key_names_file_and_line);
 	tcase_add_test(tc, test_bad_values_are_errors);
 	tcase_add_test(tc, test_loops_and_worker_threads_are_bounded);
+	tcase_add_test(tc, test_store_sessions_and_poll_interval_are_bounded);
 	tcase_add_test(tc, test_the_secure_heap_is_a_power_of_two_or_none);
 	tcase_add_test(tc, test_line_without_equals_is_an_error);
 	tcase_add_test(tc, test_missing_config_file_is_an_error);
