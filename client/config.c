@@ -48,6 +48,19 @@ static int set_ms(unsigned *dst, const char *value, unsigned long min)
 	return 0;
 }
 
+static int set_server_choice(rhc_config_t *cfg, const char *value)
+{
+	if (!strcmp(value, "first"))
+		cfg->server_choice = RHC_FIRST;
+	else if (!strcmp(value, "spread"))
+		cfg->server_choice = RHC_SPREAD;
+	else if (!strcmp(value, "least-busy"))
+		cfg->server_choice = RHC_LEAST_BUSY;
+	else
+		return -1;
+	return 0;
+}
+
 static int set_key(rhc_config_t *cfg, const char *key, const char *value)
 {
 	if (!strcmp(key, "server"))
@@ -66,10 +79,8 @@ static int set_key(rhc_config_t *cfg, const char *key, const char *value)
 		return set_ms(&cfg->reconnect_timeout_ms, value, 0);
 	if (!strcmp(key, "spin-us"))
 		return set_ms(&cfg->spin_us, value, 0);
-	if (!strcmp(key, "server-choice")) {
-		cfg->spread_servers = !strcmp(value, "spread");
-		return cfg->spread_servers || !strcmp(value, "first") ? 0 : -1;
-	}
+	if (!strcmp(key, "server-choice"))
+		return set_server_choice(cfg, value);
 	if (!strcmp(key, "compat")) {
 		cfg->compat_freertos = !strcmp(value, "freertos");
 		return cfg->compat_freertos || !strcmp(value, "none") ? 0 : -1;

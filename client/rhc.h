@@ -26,9 +26,9 @@ typedef struct rhc_config {
 	unsigned spin_us;
 	int debug;
 	int compat_freertos; /* REMHSM_COMPAT=freertos */
-	/* REMHSM_SERVER_CHOICE=spread: each application starts at a random
-	 * server of the list, not the first. */
-	int spread_servers;
+	/* REMHSM_SERVER_CHOICE: where in the list of servers a new
+	 * application starts (see transport_tls.c). */
+	enum { RHC_FIRST, RHC_SPREAD, RHC_LEAST_BUSY } server_choice;
 } rhc_config_t;
 
 /* Reads REMHSM_CONF (if set) and then REMHSM_SERVER, REMHSM_CA, REMHSM_CERT,
@@ -53,8 +53,15 @@ typedef struct rhc_link rhc_link_t;
 
 /* A transport is a small table so another one can be added without
  * touching the stubs. Each function returns 0 or a negative rh_err. */
+/* Asks the daemon at the end of a new link how busy it is (a probe Hello):
+ * its client connections in *load; < 0 when it cannot tell. */
+typedef int (*rhc_ask_load_t)(rhc_link_t *link, uint32_t *load);
+
 typedef struct rhc_transport {
-	int (*connect)(const rhc_config_t *cfg, SSL_CTX *tls, rhc_link_t **out);
+	/* ask_load is for RHC_LEAST_BUSY: the links it was asked on are
+	 * passed on (the best one) or closed. */
+	int (*connect)(const rhc_config_t *cfg, SSL_CTX *tls,
+		       rhc_ask_load_t ask_load, rhc_link_t **out);
 	int (*send)(rhc_link_t *link, const uint8_t *frame, size_t len,
 		    unsigned timeout_ms);
 	/* Receives one frame's payload into a new buffer (free with free()). */
@@ -73,8 +80,9 @@ typedef struct rhc_transport {
 
 extern const rhc_transport_t rhc_tls_transport;
 
-/* A new application's place in the server list: the first, or (spread) a
- * random one; no server passed over. */
+/* A new application's place in the server list: the first, a random one
+ * (spread), or one still to be chosen (least busy); no server passed over.
+ */
 void rhc_servers_start(const rhc_config_t *cfg);
 
 /* Why this thread's last connection failed: the address and the system's

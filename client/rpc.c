@@ -283,7 +283,8 @@ static int exchange(pooled_t *p, const Remhsm__Request *req,
 	return RH_OK;
 }
 
-static int say_hello(pooled_t *p)
+/* Hello (or, probe, the question before it) on p: its answer in *resp. */
+static int hello_exchange(pooled_t *p, int probe, Remhsm__Response **resp)
 {
 	uint32_t versions[] = {RH_PROTOCOL_VERSION};
 	Remhsm__HelloReq hello = REMHSM__HELLO_REQ__INIT;
@@ -292,24 +293,50 @@ static int say_hello(pooled_t *p)
 	hello.app_id = (ProtobufCBinaryData){sizeof(st.app_id), st.app_id};
 	hello.client_name = (char *)"libremhsm-pkcs11";
 	hello.compat = (char *)(st.cfg.compat_freertos ? "freertos" : "");
+	hello.probe = probe != 0;
 	Remhsm__Request req = REMHSM__REQUEST__INIT;
 	req.id = atomic_fetch_add(&st.next_id, 1);
 	req.call_case = REMHSM__REQUEST__CALL_HELLO;
 	req.hello = &hello;
+	int r = exchange(p, &req, resp, NULL);
+	if (r == RH_OK &&
+	    ((*resp)->rv != CKR_OK ||
+	     (*resp)->result_case != REMHSM__RESPONSE__RESULT_HELLO ||
+	     (*resp)->hello->version != RH_PROTOCOL_VERSION)) {
+		rh_free_wiped(&(*resp)->base);
+		r = RH_EVERSION;
+	}
+	return r;
+}
+
+static int say_hello(pooled_t *p)
+{
 	Remhsm__Response *resp = NULL;
-	int r = exchange(p, &req, &resp, NULL);
+	int r = hello_exchange(p, 0, &resp);
 	if (r < 0)
 		return r;
-	if (resp->rv != CKR_OK ||
-	    resp->result_case != REMHSM__RESPONSE__RESULT_HELLO ||
-	    resp->hello->version != RH_PROTOCOL_VERSION)
-		r = RH_EVERSION;
-	else if (resp->hello->max_frame >= 1024) {
+	if (resp->hello->max_frame >= 1024) {
 		uint32_t max = resp->hello->max_frame;
 		p->max_frame =
 			max < MAX_FRAME_BELIEVED ? max : MAX_FRAME_BELIEVED;
 		st.max_frame = p->max_frame;
 	}
+	rh_free_wiped(&resp->base);
+	return r;
+}
+
+/* For the transport choosing the least busy daemon. A daemon that took the
+ * probe for a Hello cannot be told (and its link can carry no other). */
+static int ask_load(rhc_link_t *link, uint32_t *load)
+{
+	pooled_t probe = {.link = link, .max_frame = RH_FRAME_DEFAULT_MAX};
+	Remhsm__Response *resp = NULL;
+	int r = hello_exchange(&probe, 1, &resp);
+	if (r < 0)
+		return r;
+	if (!resp->hello->probed)
+		r = RH_EVERSION;
+	*load = resp->hello->connections;
 	rh_free_wiped(&resp->base);
 	return r;
 }
@@ -377,7 +404,7 @@ static pooled_t *link_open(SSL_CTX *tls, unsigned generation)
 		return NULL;
 	p->max_frame = RH_FRAME_DEFAULT_MAX;
 	p->generation = generation;
-	int r = st.transport->connect(&st.cfg, tls, &p->link);
+	int r = st.transport->connect(&st.cfg, tls, ask_load, &p->link);
 	if (r == RH_OK) {
 		in_hand = p;
 		r = say_hello(p);

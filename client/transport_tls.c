@@ -393,23 +393,29 @@ static int open_link_to(const rhc_config_t *cfg, SSL_CTX *tls, rhc_link_t *l,
 	return RH_OK;
 }
 
-/* server may list several daemons of one cluster, "a:5697,b:5697". The
- * one that answered last is tried first (at first, the first one or, to
- * spread applications over the daemons, a random one); one that failed is
- * passed over for BACKOFF_S while another may answer, and tried again after. */
+/* server may list several daemons of one cluster, "a:5697,b:5697". A new
+ * application starts at the first, at a random one (spread), or at the
+ * one holding the fewest client connections (least busy: each daemon is
+ * asked, ties going to the first from a random place). The one that
+ * answered last is tried first after that. One that failed is passed over
+ * for BACKOFF_S while another may answer, and tried again after; with
+ * least busy, the others are asked again once the chosen one failed. */
 #define MAX_SERVERS 8
 #define BACKOFF_S 2
 static atomic_uint preferred;
+/* Least busy: preferred is the daemon the survey chose. */
+static atomic_int chosen;
 /* In seconds of the monotonic clock: 32 bits, lock-free on i386 too. */
 static atomic_int failed_until[MAX_SERVERS];
 
 void rhc_servers_start(const rhc_config_t *cfg)
 {
 	unsigned start = 0;
-	if (cfg->spread_servers &&
+	if (cfg->server_choice != RHC_FIRST &&
 	    RAND_bytes((unsigned char *)&start, sizeof(start)) != 1)
 		start = (unsigned)getpid(); /* spread all the same */
 	atomic_store(&preferred, start);
+	atomic_store(&chosen, 0);
 	for (size_t i = 0; i < MAX_SERVERS; i++)
 		atomic_store(&failed_until[i], 0);
 }
@@ -417,6 +423,11 @@ void rhc_servers_start(const rhc_config_t *cfg)
 static int now_s(void)
 {
 	return (int)(rhc_now_ms() / 1000);
+}
+
+static int resting(size_t i)
+{
+	return atomic_load(&failed_until[i]) > now_s();
 }
 
 static size_t split_servers(const char *list, char out[][256], size_t max)
@@ -433,7 +444,71 @@ static size_t split_servers(const char *list, char out[][256], size_t max)
 	return n;
 }
 
-static int open_link(const rhc_config_t *cfg, SSL_CTX *tls, rhc_link_t *l)
+/* A link in l to server i, which is then preferred, or else rests. */
+static int try_server(const rhc_config_t *cfg, SSL_CTX *tls, rhc_link_t *l,
+		      const char *server, size_t i)
+{
+	int r = open_link_to(cfg, tls, l, server);
+	if (r == RH_OK) {
+		atomic_store(&preferred, (unsigned)i);
+		atomic_store(&failed_until[i], 0);
+	} else if (r != RH_ECONFIG) {
+		atomic_store(&failed_until[i], now_s() + BACKOFF_S);
+		link_reset(l);
+	}
+	return r;
+}
+
+/* The links this thread is opening, for tls_abandon. */
+static _Thread_local rhc_link_t *opening, *asking;
+
+static void tls_close(rhc_link_t *l, int graceful);
+
+/* Least busy: every daemon not resting is asked how busy it is, and l
+ * keeps the link to the least busy one; the others are closed. RH_EIO
+ * when none could tell. */
+static int survey(const rhc_config_t *cfg, SSL_CTX *tls,
+		  rhc_ask_load_t ask_load, char servers[][256], size_t n,
+		  rhc_link_t *l)
+{
+	size_t from = atomic_load(&preferred) % n, best = n;
+	uint32_t least = UINT32_MAX;
+	for (size_t k = 0; k < n; k++) {
+		size_t i = (from + k) % n;
+		asking = resting(i) ? NULL : calloc(1, sizeof(*asking));
+		if (!asking)
+			continue;
+		asking->fd = -1;
+		uint32_t load = 0;
+		int r = try_server(cfg, tls, asking, servers[i], i);
+		if (r == RH_ECONFIG) {
+			link_free(asking);
+			asking = NULL;
+			return r;
+		}
+		if (r == RH_OK && ask_load(asking, &load) == RH_OK &&
+		    (best == n || load < least)) {
+			link_reset(l);
+			*l = *asking;
+			free(asking);
+			best = i;
+			least = load;
+		} else if (r == RH_OK)
+			tls_close(asking, 1);
+		else
+			link_free(asking);
+		asking = NULL;
+	}
+	if (best == n)
+		return RH_EIO;
+	rhc_debug("least busy: %s with %u connection(s)", servers[best], least);
+	atomic_store(&preferred, (unsigned)best);
+	atomic_store(&chosen, 1);
+	return RH_OK;
+}
+
+static int open_link(const rhc_config_t *cfg, SSL_CTX *tls,
+		     rhc_ask_load_t ask_load, rhc_link_t *l)
 {
 	char servers[MAX_SERVERS][256];
 	size_t n = split_servers(cfg->server, servers, MAX_SERVERS);
@@ -443,23 +518,26 @@ static int open_link(const rhc_config_t *cfg, SSL_CTX *tls, rhc_link_t *l)
 	}
 	unsigned first = atomic_load(&preferred) % (unsigned)n;
 	int r = RH_EIO;
+	if (cfg->server_choice == RHC_LEAST_BUSY && n > 1) {
+		if (atomic_load(&chosen)) {
+			r = try_server(cfg, tls, l, servers[first], first);
+			if (r == RH_OK || r == RH_ECONFIG)
+				return r;
+			atomic_store(&chosen, 0);
+		}
+		r = survey(cfg, tls, ask_load, servers, n, l);
+		if (r == RH_OK || r == RH_ECONFIG)
+			return r;
+	}
 	/* First those not failed lately, then (none answered) the rest. */
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t k = 0; k < n; k++) {
 			size_t i = (first + k) % n;
-			int resting = atomic_load(&failed_until[i]) > now_s();
-			if (n > 1 && resting != pass)
+			if (n > 1 && resting(i) != pass)
 				continue;
-			r = open_link_to(cfg, tls, l, servers[i]);
-			if (r == RH_OK) {
-				atomic_store(&preferred, (unsigned)i);
-				atomic_store(&failed_until[i], 0);
+			r = try_server(cfg, tls, l, servers[i], i);
+			if (r == RH_OK || r == RH_ECONFIG)
 				return r;
-			}
-			if (r == RH_ECONFIG)
-				return r;
-			atomic_store(&failed_until[i], now_s() + BACKOFF_S);
-			link_reset(l);
 		}
 		if (n == 1)
 			break;
@@ -467,17 +545,15 @@ static int open_link(const rhc_config_t *cfg, SSL_CTX *tls, rhc_link_t *l)
 	return r;
 }
 
-/* The link this thread is opening, for tls_abandon. */
-static _Thread_local rhc_link_t *opening;
-
-static int tls_connect(const rhc_config_t *cfg, SSL_CTX *tls, rhc_link_t **out)
+static int tls_connect(const rhc_config_t *cfg, SSL_CTX *tls,
+		       rhc_ask_load_t ask_load, rhc_link_t **out)
 {
 	rhc_link_t *l = calloc(1, sizeof(*l));
 	if (!l)
 		return RH_ENOMEM;
 	l->fd = -1;
 	opening = l;
-	int r = open_link(cfg, tls, l);
+	int r = open_link(cfg, tls, ask_load, l);
 	opening = NULL;
 	if (r < 0)
 		link_free(l);
@@ -488,9 +564,11 @@ static int tls_connect(const rhc_config_t *cfg, SSL_CTX *tls, rhc_link_t **out)
 
 static void tls_abandon(void)
 {
+	if (asking)
+		link_free(asking);
 	if (opening)
 		link_free(opening);
-	opening = NULL;
+	asking = opening = NULL;
 }
 
 static int tls_send(rhc_link_t *l, const uint8_t *frame, size_t len,

@@ -142,10 +142,19 @@ static void handle_hello(rhd_front_t *f, const Remhsm__Request *req)
 	hello.max_inflight = f->max_inflight;
 	hello.server_id = (char *)"remhsmd";
 	hello.version = (uint32_t)choose_version(req->hello);
+	hello.connections =
+		f->port->connections ? f->port->connections(f->ctx) : 1;
 	const char *refusal = NULL;
 	if (hello.version == 0) {
 		refusal = "no common protocol version";
 		resp.rv = CKR_FUNCTION_NOT_SUPPORTED;
+	} else if (req->hello->probe) {
+		/* The real Hello may follow on this connection. */
+		hello.probed = 1;
+		send_response(f, &resp);
+		RHD_INFO("event=probe peer=%s identity=%s connections=%u",
+			 f->peer, f->identity, hello.connections);
+		return;
 	} else {
 		f->app = rhd_engine_attach(f->engine, req->hello->app_id.data,
 					   req->hello->app_id.len, f->identity);

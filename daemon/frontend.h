@@ -28,6 +28,9 @@ typedef struct rhd_front_port {
 	/* A call was answered: for the metrics and the log. */
 	void (*called)(void *ctx, const Remhsm__Request *req, uint64_t rv,
 		       uint64_t started_ns);
+	/* Client connections the daemon holds now, told to a client that
+	 * asks which daemon is least busy; NULL counts this one alone. */
+	unsigned (*connections)(void *ctx);
 } rhd_front_port_t;
 
 typedef struct rhd_front {

@@ -473,11 +473,17 @@ static int port_must_wait(void *ctx)
 	return must_wait(ctx);
 }
 
+static unsigned port_connections(void *ctx)
+{
+	return atomic_load(&((conn_t *)ctx)->server->established);
+}
+
 static const rhd_front_port_t front_port = {
 	.send = port_send,
 	.queue = port_queue,
 	.must_wait = port_must_wait,
 	.called = port_called,
+	.connections = port_connections,
 };
 
 /* What the frontend decided, done on the connection: close it, or stop

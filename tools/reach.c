@@ -68,7 +68,8 @@ void rh_explain_unreachable(char *why, size_t cap)
 		return;
 	}
 	rhc_link_t *link = NULL;
-	if (rhc_tls_transport.connect(&cfg, tls, &link) < 0)
+	cfg.server_choice = RHC_FIRST; /* any daemon that answers will do */
+	if (rhc_tls_transport.connect(&cfg, tls, NULL, &link) < 0)
 		snprintf(why, cap, "cannot reach remhsmd at %s: %s", cfg.server,
 			 rhc_link_last_error());
 	else

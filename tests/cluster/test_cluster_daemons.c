@@ -358,6 +358,72 @@ START_TEST(test_spread_applications_reach_every_daemon)
 }
 END_TEST
 
+/* Nine applications that name all three daemons, with
+ * REMHSM_SERVER_CHOICE=least-busy, started one after the other and each
+ * keeping its connection: each daemon gets three (with first, one would
+ * get all nine; with spread, three each by chance 1 in 12). Then one more
+ * application signs through the daemon it was given, which is killed: it
+ * signs on, through one of the others, without a failure. */
+START_TEST(test_least_busy_applications_balance_the_daemons)
+{
+	p11->C_Finalize(NULL); /* its connections to d[0] go */
+	name_all_daemons();
+	setenv("REMHSM_SERVER_CHOICE", "least-busy", 1);
+	int before[DAEMONS], go[2];
+	for (int i = 0; i < DAEMONS; i++)
+		before[i] = th_log_count(&d[i], "event=hello ", NULL);
+	ck_assert_int_eq(pipe(go), 0);
+	pid_t pids[9];
+	for (int n = 0; n < 9; n++) {
+		int ready[2];
+		ck_assert_int_eq(pipe(ready), 0);
+		pids[n] = fork();
+		ck_assert_int_ge(pids[n], 0);
+		if (pids[n] == 0) {
+			close(ready[0]);
+			CK_SESSION_HANDLE cs;
+			if (p11->C_Initialize(NULL) != CKR_OK ||
+			    p11->C_OpenSession(0, CKF_SERIAL_SESSION, NULL,
+					       NULL, &cs) != CKR_OK)
+				_exit(3);
+			close(ready[1]);
+			wait_for_go(go);
+			_exit(0);
+		}
+		close(ready[1]);
+		char byte;
+		ck_assert_int_eq(read(ready[0], &byte, 1), 0);
+		close(ready[0]);
+		usleep(100 * 1000); /* the probes' connections are closed */
+	}
+	for (int i = 0; i < DAEMONS; i++) {
+		int got = th_log_count(&d[i], "event=hello ", NULL) - before[i];
+		printf("least-busy: daemon %d had %d of 9 applications\n", i,
+		       got);
+		ck_assert_int_eq(got, 3);
+		before[i] += got;
+	}
+	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
+	CK_SESSION_HANDLE s;
+	CK_OBJECT_HANDLE priv = signing_key(&s);
+	int on = -1;
+	for (int i = 0; i < DAEMONS; i++)
+		if (th_log_count(&d[i], "event=hello ", NULL) > before[i])
+			on = i;
+	ck_assert_int_ge(on, 0);
+	let_them_hear();
+	th_daemon_kill(&d[on]);
+	int failed = 0;
+	for (int i = 0; i < 100; i++)
+		failed += th_sign_ecdsa(p11, s, priv) != CKR_OK;
+	ck_assert_int_eq(failed, 0);
+	give_go(go);
+	for (int n = 0; n < 9; n++)
+		ck_assert_int_eq(child_result(pids[n]), 0);
+	unsetenv("REMHSM_SERVER_CHOICE");
+}
+END_TEST
+
 /* An application that names all three daemons signs in a loop; the one
  * it signs through is killed: not one signature fails. */
 START_TEST(test_signing_goes_on_when_a_daemon_is_killed)
@@ -409,6 +475,7 @@ int main(void)
 	tcase_add_test(
 		tc, test_a_pin_changed_on_one_daemon_ends_logins_on_the_others);
 	tcase_add_test(tc, test_spread_applications_reach_every_daemon);
+	tcase_add_test(tc, test_least_busy_applications_balance_the_daemons);
 	tcase_add_test(tc, test_signing_goes_on_when_a_daemon_is_killed);
 	suite_add_tcase(s, tc);
 	return th_run_suite(s);

@@ -229,7 +229,7 @@ static void seed_after_hello(const char *corpus, const char *name,
 	write_file(dir, out, buf, len);
 }
 
-/* Before Hello, a second Hello, a version nobody speaks. */
+/* Before Hello, a second Hello, a version nobody speaks, a probe. */
 static void seed_hello_cases(const char *dir)
 {
 	uint8_t buf[512];
@@ -240,6 +240,9 @@ static void seed_hello_cases(const char *dir)
 	write_file(dir, "hello-twice", buf, len);
 	len = 1 + th_hello_into(buf + 1, RH_PROTOCOL_VERSION + 7, 2);
 	write_file(dir, "hello-unknown-version", buf, len);
+	len = 1 + th_probe_into(buf + 1, RH_PROTOCOL_VERSION);
+	len += th_hello_into(buf + len, RH_PROTOCOL_VERSION, 3);
+	write_file(dir, "probe-then-hello", buf, len);
 	Remhsm__Request req = REMHSM__REQUEST__INIT;
 	Remhsm__GetInfoReq info = REMHSM__GET_INFO_REQ__INIT;
 	req.id = 2;

@@ -311,6 +311,24 @@ static void expect_slot_list_fails(void)
 	check_recovers();
 }
 
+/* A daemon that takes the least-busy probe for a Hello (one from before
+ * the probe) cannot say how busy it is: the module closes that link and
+ * is served all the same, with a real Hello on a new one. */
+START_TEST(test_a_daemon_that_knows_no_probe_serves_all_the_same)
+{
+	start(answer_well);
+	ck_assert_uint_eq(p11->C_Finalize(NULL), CKR_OK);
+	char twice[128];
+	const char *one = getenv("REMHSM_SERVER");
+	snprintf(twice, sizeof(twice), "%s,%s", one, one);
+	setenv("REMHSM_SERVER", twice, 1);
+	setenv("REMHSM_SERVER_CHOICE", "least-busy", 1);
+	ck_assert_uint_eq(p11->C_Initialize(NULL), CKR_OK);
+	check_recovers();
+	unsetenv("REMHSM_SERVER_CHOICE");
+}
+END_TEST
+
 START_TEST(test_truncated_frame)
 {
 	start_raw(partial_frame, sizeof(partial_frame), 0);
@@ -569,6 +587,8 @@ int main(void)
 	 * for the announced bytes fails here. */
 	tcase_set_timeout(tc, 15);
 	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc,
+		       test_a_daemon_that_knows_no_probe_serves_all_the_same);
 	tcase_add_test(tc, test_truncated_frame);
 	tcase_add_test(tc, test_length_beyond_the_agreed_maximum);
 	tcase_add_test(tc, test_hello_cannot_raise_the_maximum_without_bound);

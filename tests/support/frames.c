@@ -17,7 +17,8 @@ size_t th_frame_into(uint8_t *dst, const Remhsm__Request *req)
 	return len;
 }
 
-size_t th_hello_into(uint8_t *dst, uint32_t version, uint8_t app)
+static size_t hello_frame(uint8_t *dst, uint32_t version, uint8_t app,
+			  int probe)
 {
 	uint8_t app_id[16] = {app};
 	uint32_t versions[] = {version};
@@ -25,11 +26,22 @@ size_t th_hello_into(uint8_t *dst, uint32_t version, uint8_t app)
 	hello.n_versions = 1;
 	hello.versions = versions;
 	hello.app_id = (ProtobufCBinaryData){sizeof(app_id), app_id};
+	hello.probe = probe != 0;
 	Remhsm__Request req = REMHSM__REQUEST__INIT;
 	req.id = 1;
 	req.call_case = REMHSM__REQUEST__CALL_HELLO;
 	req.hello = &hello;
 	return th_frame_into(dst, &req);
+}
+
+size_t th_hello_into(uint8_t *dst, uint32_t version, uint8_t app)
+{
+	return hello_frame(dst, version, app, 0);
+}
+
+size_t th_probe_into(uint8_t *dst, uint32_t version)
+{
+	return hello_frame(dst, version, 0, 1);
 }
 
 static int read_full(SSL *ssl, uint8_t *buf, size_t len)

@@ -55,8 +55,16 @@ static int port_must_wait(void *ctx)
 	return ((test_conn_t *)ctx)->hold_back;
 }
 
+#define CONNECTIONS 7
+
+static unsigned port_connections(void *ctx)
+{
+	(void)ctx;
+	return CONNECTIONS;
+}
+
 static const rhd_front_port_t port = {port_send, port_queue, port_must_wait,
-				      th_front_called};
+				      th_front_called, port_connections};
 
 static void setup(void)
 {
@@ -181,6 +189,47 @@ START_TEST(test_second_hello_fails)
 	feed(&c, stream, len, 0);
 	ck_assert_str_eq(c.front.failure, "second hello");
 	ck_assert_uint_eq(c.answers, 1);
+	conn_close(&c);
+}
+END_TEST
+
+/* A probe is answered with the daemon's connections and takes no
+ * application in: a call after it is still before Hello, and a real Hello
+ * may follow it on the same connection. */
+START_TEST(test_probe_tells_the_load_and_takes_no_application)
+{
+	uint8_t stream[256];
+	size_t len = th_probe_into(stream, RH_PROTOCOL_VERSION);
+	test_conn_t c;
+	conn_open(&c);
+	feed(&c, stream, len, 0);
+	ck_assert_ptr_null(c.front.failure);
+	ck_assert_ptr_null(c.front.app);
+	ck_assert_uint_eq(c.answers, 1);
+	ck_assert_uint_eq(c.answer[0]->rv, CKR_OK);
+	ck_assert(c.answer[0]->hello->probed);
+	ck_assert_uint_eq(c.answer[0]->hello->connections, CONNECTIONS);
+	ck_assert_uint_eq(c.answer[0]->hello->version, RH_PROTOCOL_VERSION);
+	len = th_hello_into(stream, RH_PROTOCOL_VERSION, 9);
+	len += open_session_frame(stream + len, 2);
+	feed(&c, stream, len, 0);
+	ck_assert_ptr_null(c.front.failure);
+	ck_assert_uint_eq(c.answers, 3);
+	ck_assert(!c.answer[1]->hello->probed);
+	ck_assert_uint_eq(c.answer[2]->rv, CKR_OK);
+	conn_close(&c);
+	conn_open(&c);
+	len = th_probe_into(stream, RH_PROTOCOL_VERSION);
+	len += random_frame(stream + len, 2, 8);
+	feed(&c, stream, len, 0);
+	ck_assert_str_eq(c.front.failure, "request before hello");
+	conn_close(&c);
+	conn_open(&c);
+	len = th_probe_into(stream, RH_PROTOCOL_VERSION + 1);
+	feed(&c, stream, len, 0);
+	ck_assert(c.front.refused);
+	ck_assert_uint_eq(c.answer[0]->rv, CKR_FUNCTION_NOT_SUPPORTED);
+	ck_assert(!c.answer[0]->hello->probed);
 	conn_close(&c);
 }
 END_TEST
@@ -385,6 +434,7 @@ static Suite *frontend_suite(void)
 	tcase_add_test(tc, test_any_delivery_same_answers);
 	tcase_add_test(tc, test_call_before_hello_fails);
 	tcase_add_test(tc, test_second_hello_fails);
+	tcase_add_test(tc, test_probe_tells_the_load_and_takes_no_application);
 	tcase_add_test(tc, test_refused_hello_takes_nothing_more);
 	tcase_add_test(tc, test_buffer_follows_arrivals);
 	tcase_add_test(tc, test_backpressure_keeps_frames);
