@@ -82,6 +82,16 @@ check "bench store with a folder that does not exist: exit 1" \
   test "$(status_of "$bin/remhsm" bench store --dir "$work/no-such-dir")" -eq 1
 check "the message names the folder and what it is for" \
   grep -q "no-such-dir: No such file or directory (it needs an empty folder" "$work/out"
+mkdir "$work/bench-dir"
+check "bench store with a PostgreSQL store that reaches nothing: exit 1" \
+  test "$(status_of "$bin/remhsm" bench store --dir "$work/bench-dir" \
+    --store "postgresql://remhsm@127.0.0.1:1/none" --objects 10)" -eq 1
+check "the message names the server, the database and the refusal" \
+  grep -q "postgresql store 127.0.0.1:1/none: .*Connection refused" "$work/out"
+check "bench store --shared on SQLite: exit 1" \
+  test "$(status_of "$bin/remhsm" bench store --dir "$work/bench-dir" --shared --objects 10)" -eq 1
+check "the message says that only PostgreSQL is shared" \
+  grep -q "daemons share a PostgreSQL store only" "$work/out"
 
 # The bench runs each round through remhsm, SoftHSMv2 in-process and
 # p11-kit's client (to `p11-kit server` exporting the same SoftHSMv2
