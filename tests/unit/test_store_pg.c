@@ -280,6 +280,28 @@ START_TEST(test_newer_schema_is_refused_not_clobbered)
 }
 END_TEST
 
+/* A database sealed under another store key is refused with the reason,
+ * and nothing in it changes. */
+START_TEST(test_another_store_key_is_refused)
+{
+	create(0, "key", "01", "k", "v1");
+	rhs_close(store);
+	store = NULL;
+	uint8_t other[RHS_KEY_LEN];
+	memcpy(other, key, sizeof(other));
+	other[0] ^= 1;
+	ck_assert_int_eq(
+		rhs_open(location, other, NULL, &store, err, sizeof(err)),
+		RHS_EKEY);
+	ck_assert_ptr_null(store);
+	ck_assert_msg(strstr(err, "the store key does not open this store"),
+		      "%s", err);
+	ck_assert_int_eq(count_rows("SELECT count(*) FROM remhsm_objects"), 1);
+	open_store();
+	ck_assert_int_eq(rhs_token_damaged(store, 0), 0);
+}
+END_TEST
+
 /* A wrong password and a port nobody serves: a clear error naming the
  * server, never the password, whichever way the location carries it. */
 START_TEST(test_connection_errors_name_the_server_not_the_password)
@@ -923,6 +945,7 @@ int main(void)
 	tcase_add_test(tc, test_replayed_object_row_is_damage);
 	tcase_add_test(tc, test_a_second_writer_is_refused);
 	tcase_add_test(tc, test_newer_schema_is_refused_not_clobbered);
+	tcase_add_test(tc, test_another_store_key_is_refused);
 	tcase_add_test(tc,
 		       test_connection_errors_name_the_server_not_the_password);
 	tcase_add_test(tc, test_another_writers_commit_is_seen_by_a_find);
