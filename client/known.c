@@ -314,7 +314,8 @@ void rhc_forget_slot(CK_SLOT_ID slot)
 void rhc_known_object(const Remhsm__ObjectInfo *info)
 {
 	if (!info ||
-	    (info->class_ != CKO_PRIVATE_KEY && info->class_ != CKO_PUBLIC_KEY))
+	    (info->class_ != CKO_PRIVATE_KEY &&
+	     info->class_ != CKO_PUBLIC_KEY && info->class_ != CKO_SECRET_KEY))
 		return;
 	rhc_lock();
 	size_t i = 0;
@@ -349,14 +350,18 @@ static int session_known(CK_SESSION_HANDLE session)
 	return 0;
 }
 
-/* The key fits the operation: the daemon's own init checks, minus what
- * only it knows (CKA_SIGN/CKA_VERIFY, visibility), which then surface on
- * the call that follows. */
 /* The key type a mechanism without parameters signs with; 0 when the
  * client cannot check it (PSS carries parameters: the daemon checks). */
 static CK_KEY_TYPE key_type_for(CK_MECHANISM_TYPE mech)
 {
 	switch (mech) {
+	case CKM_SHA_1_HMAC:
+	case CKM_SHA256_HMAC:
+	case CKM_SHA384_HMAC:
+	case CKM_SHA512_HMAC:
+		return CKK_GENERIC_SECRET;
+	case CKM_AES_CMAC:
+		return CKK_AES;
 	case CKM_ECDSA:
 	case CKM_ECDSA_SHA256:
 	case CKM_ECDSA_SHA384:
@@ -378,8 +383,10 @@ static CK_KEY_TYPE key_type_for(CK_MECHANISM_TYPE mech)
 static int key_fits(CK_OBJECT_HANDLE key, rhc_op_t op, CK_MECHANISM_TYPE mech)
 {
 	CK_KEY_TYPE type = key_type_for(mech);
-	CK_OBJECT_CLASS want =
-		op == RHC_OP_SIGN ? CKO_PRIVATE_KEY : CKO_PUBLIC_KEY;
+	CK_OBJECT_CLASS want = type == CKK_GENERIC_SECRET || type == CKK_AES
+				       ? CKO_SECRET_KEY
+			       : op == RHC_OP_SIGN ? CKO_PRIVATE_KEY
+						   : CKO_PUBLIC_KEY;
 	for (size_t i = 0; i < k.n_keys; i++)
 		if (k.keys[i].handle == key)
 			return k.keys[i].cls == want && k.keys[i].type == type;

@@ -1190,6 +1190,35 @@ CK_RV rhc_C_GenerateKeyPair(CK_SESSION_HANDLE hSession,
 	return finish(resp, rv);
 }
 
+CK_RV rhc_C_GenerateKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+			CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount,
+			CK_OBJECT_HANDLE_PTR phKey)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!phKey)
+		return CKR_ARGUMENTS_BAD;
+	Remhsm__Mechanism mech;
+	Remhsm__RsaPkcsPssParams pss;
+	rv = mechanism_to_wire(pMechanism, &mech, &pss);
+	if (rv != CKR_OK)
+		return rv;
+	PREPARE(GENERATE_KEY, generate_key, GenerateKey);
+	rh_arena_t arena = RH_ARENA_INIT;
+	body.session = hSession;
+	body.mechanism = &mech;
+	body.n_template_ = ulCount;
+	rv = rhc_template_to_wire(pTemplate, ulCount, &arena, &body.template_);
+	if (rv == CKR_OK)
+		rv = rhc_call(&req, &resp);
+	const Remhsm__GenerateKeyResp *r = resp ? resp->generate_key : NULL;
+	if (rv == CKR_OK && (!r || take_object(r->key, phKey) < 0))
+		rv = CKR_DEVICE_ERROR;
+	rh_arena_cleanup(&arena);
+	return finish(resp, rv);
+}
+
 CK_RV rhc_C_SetAttributeValue(CK_SESSION_HANDLE hSession,
 			      CK_OBJECT_HANDLE hObject,
 			      CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)

@@ -88,7 +88,8 @@
 	  RH_CALL_SLOW)                                                        \
 	X(47, SEED_RANDOM, seed_random, SeedRandom, RH_CALL_FAST)              \
 	X(48, GENERATE_RANDOM, generate_random, GenerateRandom, RH_CALL_QUERY) \
-	X(49, RESTORE, restore, Restore, RH_CALL_SLOW)
+	X(49, RESTORE, restore, Restore, RH_CALL_SLOW)                         \
+	X(50, GENERATE_KEY, generate_key, GenerateKey, RH_CALL_SLOW)
 
 /* The Hello exchange uses this id in both oneofs' numbering space. */
 #define RH_CALL_HELLO_REQ_ID 2

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crypto_secret.h"
 #include "log.h"
 
 static const EVP_MD *md_of_hash(CK_MECHANISM_TYPE hash);
@@ -443,13 +444,29 @@ struct rhd_key {
 	EVP_PKEY *pkey;
 	EVP_PKEY_CTX *signer; /* an EC private key's, copied per operation */
 	int rsa;
+	rhd_secret_value_t *secret; /* a secret key's, instead of pkey */
 };
+
+static rhd_key_t *secret_key_new(const rhd_object_t *obj)
+{
+	rhd_key_t *k = calloc(1, sizeof(*k));
+	if (!k)
+		return NULL;
+	atomic_init(&k->refs, 1);
+	if (!(k->secret = rhd_secret_value_new(obj))) {
+		free(k);
+		return NULL;
+	}
+	return k;
+}
 
 rhd_key_t *rhd_key_new(const rhd_object_t *obj)
 {
 	uint64_t cls = 0, type = 0;
 	rhd_object_ulong(obj, CKA_CLASS, &cls);
 	rhd_object_ulong(obj, CKA_KEY_TYPE, &type);
+	if (cls == CKO_SECRET_KEY)
+		return secret_key_new(obj);
 	if ((cls != CKO_PRIVATE_KEY && cls != CKO_PUBLIC_KEY) ||
 	    (type != CKK_EC && type != CKK_RSA))
 		return NULL;
@@ -481,7 +498,13 @@ void rhd_key_free(rhd_key_t *key)
 		return;
 	EVP_PKEY_CTX_free(key->signer);
 	EVP_PKEY_free(key->pkey);
+	rhd_secret_value_free(key->secret);
 	free(key);
+}
+
+rhd_mac_t *rhd_mac_new(const rhd_key_t *key, CK_MECHANISM_TYPE mech)
+{
+	return key->secret ? rhd_secret_mac_new(key->secret, mech) : NULL;
 }
 
 size_t rhd_key_sig_len(const rhd_key_t *key)

@@ -27,7 +27,8 @@ int rhd_crypto_key_room(void);
 CK_RV rhd_crypto_key_not_built(void);
 
 /* A key built for use: an EC or RSA key object's, private or public, and
- * for an EC private key a signing context made once. Opaque: the engine
+ * for an EC private key a signing context made once; or a secret key's
+ * value (AES, generic secret). Opaque: the engine
  * holds it, OpenSSL stays behind this interface. Counted: each holder
  * takes a reference and frees it. NULL when the object is no usable key
  * (or OpenSSL's memory, the secure heap included, ran out). */
@@ -115,6 +116,45 @@ void rhd_digest_free(rhd_digest_t *d);
 CK_RV rhd_crypto_random(uint8_t *out, size_t len);
 CK_RV rhd_crypto_secret_random(uint8_t *out, size_t len);
 void rhd_crypto_seed(const uint8_t *seed, size_t len);
+
+/* --- secret keys (daemon/crypto_secret.c) --------------------------------- */
+
+/* Secret key values the token serves, in bytes: AES 16, 24 or 32; generic
+ * secrets (HMAC keys) from RHD_SECRET_MIN_LEN to RHD_SECRET_MAX_LEN. */
+#define RHD_SECRET_MIN_LEN 16
+#define RHD_SECRET_MAX_LEN 512
+int rhd_secret_len_valid(uint64_t key_type, size_t len);
+/* CKA_CHECK_VALUE as PKCS#11 3.0 defines it: for AES the first bytes of a
+ * zero block encrypted with the key, for a generic secret the first bytes
+ * of its SHA-1. CKR_ATTRIBUTE_VALUE_INVALID for a length not served. */
+#define RHD_CHECK_VALUE_LEN 3
+CK_RV rhd_crypto_check_value(uint64_t key_type, const uint8_t *value,
+			     size_t len, uint8_t out[RHD_CHECK_VALUE_LEN]);
+
+/* A new secret value of len bytes (a served length) set as obj's
+ * CKA_VALUE, from the generator keys come from. */
+CK_RV rhd_crypto_secret_generate(rhd_object_t *obj, uint64_t key_type,
+				 size_t len);
+
+/* MACs through C_Sign/C_Verify: HMAC (CKM_SHA_1_HMAC, CKM_SHA256_HMAC,
+ * CKM_SHA384_HMAC, CKM_SHA512_HMAC) with generic secret keys, and
+ * CKM_AES_CMAC with AES keys. */
+#define RHD_MAC_MAX_LEN 64
+int rhd_mechanism_is_mac(CK_MECHANISM_TYPE mech);
+/* The key type a MAC mechanism takes. */
+uint64_t rhd_mac_key_type(CK_MECHANISM_TYPE mech);
+/* One operation's running MAC of mech under a secret key; NULL when the
+ * key is of another type or memory ran out. */
+typedef struct rhd_mac rhd_mac_t;
+rhd_mac_t *rhd_mac_new(const rhd_key_t *key, CK_MECHANISM_TYPE mech);
+CK_RV rhd_mac_update(rhd_mac_t *m, const uint8_t *data, size_t len);
+size_t rhd_mac_len(const rhd_mac_t *m);
+/* The MAC, rhd_mac_len bytes, into out (out_len at least that). */
+CK_RV rhd_mac_final(rhd_mac_t *m, uint8_t *out, size_t out_len);
+/* Compares the MAC with sig in constant time: CKR_SIGNATURE_LEN_RANGE for
+ * a length not the MAC's, CKR_SIGNATURE_INVALID when it differs. */
+CK_RV rhd_mac_verify(rhd_mac_t *m, const uint8_t *sig, size_t sig_len);
+void rhd_mac_free(rhd_mac_t *m);
 
 /* HKDF-SHA256 (no salt) of key with info: len bytes into out, < 0 on
  * failure; and HMAC-SHA256 of data under key. */

@@ -1432,6 +1432,85 @@ static CK_RV on_generate_key_pair(call_ctx_t *ctx,
 	return CKR_OK;
 }
 
+/* --- secret key generation
+ * ------------------------------------------------------- */
+
+static uint64_t secret_key_type(CK_MECHANISM_TYPE mech)
+{
+	return mech == CKM_AES_KEY_GEN		    ? CKK_AES
+	       : mech == CKM_GENERIC_SECRET_KEY_GEN ? CKK_GENERIC_SECRET
+						    : 0;
+}
+
+/* Under the app's lock: the session, the mechanism, the template, and
+ * whether the session may hold the key. */
+static CK_RV generate_key_allowed(call_ctx_t *ctx,
+				  const Remhsm__GenerateKeyReq *req,
+				  rhd_object_t *key)
+{
+	rhd_session_t *s = rhd_session_find(ctx->app, req->session);
+	if (!s)
+		return CKR_SESSION_HANDLE_INVALID;
+	/* Neither takes a parameter: one sent is ignored. */
+	uint64_t key_type =
+		secret_key_type(req->mechanism ? req->mechanism->type : 0);
+	if (!key_type)
+		return CKR_MECHANISM_INVALID;
+	CK_RV rv = rhd_object_from_wire(req->template_, req->n_template_, key);
+	if (rv == CKR_OK)
+		rv = key_of_class(key, CKO_SECRET_KEY, key_type);
+	if (rv == CKR_OK)
+		rv = rhd_objects_may_create(
+			ctx->engine, ctx->app, s,
+			rhd_object_bool(key, CKA_TOKEN, 0),
+			rhd_object_bool(key, CKA_PRIVATE, 1));
+	return rv;
+}
+
+/* The value, of the length the template asks for, and what the token
+ * records of a key it made. */
+static CK_RV make_secret(rhd_object_t *key, CK_MECHANISM_TYPE mech)
+{
+	uint64_t len = 0;
+	if (!rhd_object_ulong(key, CKA_VALUE_LEN, &len))
+		return CKR_TEMPLATE_INCOMPLETE;
+	CK_RV rv = len <= RHD_SECRET_MAX_LEN
+			   ? rhd_crypto_secret_generate(
+				     key, secret_key_type(mech), (size_t)len)
+			   : CKR_ATTRIBUTE_VALUE_INVALID;
+	if (rv == CKR_OK)
+		rv = rhd_object_prepare_create(key);
+	return rv == CKR_OK ? mark_generated(key, mech, 1) : rv;
+}
+
+static CK_RV on_generate_key(call_ctx_t *ctx, const Remhsm__GenerateKeyReq *req)
+{
+	rhd_object_t key = {0};
+	pthread_mutex_lock(&ctx->app->lock);
+	CK_RV rv = generate_key_allowed(ctx, req, &key);
+	pthread_mutex_unlock(&ctx->app->lock);
+	uint64_t key_type = 0;
+	rhd_object_ulong(&key, CKA_KEY_TYPE, &key_type);
+	if (rv == CKR_OK)
+		rv = make_secret(&key, req->mechanism->type);
+	uint32_t handle = 0;
+	if (rv == CKR_OK)
+		rv = create_unlocked(ctx, req->session, &key, &handle);
+	rhd_object_cleanup(&key);
+	Remhsm__GenerateKeyResp *r =
+		rv == CKR_OK ? result_generate_key(ctx) : NULL;
+	if (rv != CKR_OK)
+		return rv;
+	if (!r || !(r->key = key_info(ctx, handle, CKO_SECRET_KEY, key_type)))
+		return CKR_HOST_MEMORY;
+	const char *type = key_type == CKK_AES ? "aes" : "generic-secret";
+	RHD_INFO("event=key-generated identity=%s type=%s", ctx->app->identity,
+		 type);
+	rhd_audit("event=key-generated identity=\"%s\" type=%s secret=%llu",
+		  ctx->app->identity, type, (unsigned long long)handle);
+	return CKR_OK;
+}
+
 #define RHD_IMPLEMENTED(X)                                                     \
 	X(GET_INFO, get_info)                                                  \
 	X(GET_SLOT_LIST, get_slot_list)                                        \
@@ -1472,6 +1551,7 @@ static CK_RV on_generate_key_pair(call_ctx_t *ctx,
 	X(VERIFY_UPDATE, verify_update)                                        \
 	X(VERIFY_FINAL, verify_final)                                          \
 	X(GENERATE_KEY_PAIR, generate_key_pair)                                \
+	X(GENERATE_KEY, generate_key)                                          \
 	X(RESTORE, restore)
 
 static CK_RV route(call_ctx_t *ctx, const Remhsm__Request *req)

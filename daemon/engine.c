@@ -80,6 +80,7 @@ void rhd_app_logout(rhd_app_t *app, CK_SLOT_ID slot)
 void rhd_op_end(rhd_op_t *op)
 {
 	rhd_digest_free(op->md);
+	rhd_mac_free(op->mac);
 	rhd_signer_free(op->signer);
 	rhd_key_free(op->key);
 	memset(op, 0, sizeof(*op));

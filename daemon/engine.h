@@ -77,6 +77,7 @@ typedef struct rhd_op {
 	rhd_key_t *key;
 	rhd_signer_t *signer;  /* ECDSA: this operation's copy of the key's */
 	rhd_padding_t pad;     /* RSA: how the mechanism pads */
+	rhd_mac_t *mac;	       /* HMAC and CMAC: the running MAC */
 	uint64_t key_store_id; /* the audit's name for the key; 0: session */
 } rhd_op_t;
 

@@ -1,7 +1,8 @@
 /*
  * What C_CreateObject accepts, per class: allowed attributes, the token's
  * defaults, read-only attributes, and validation of imported material
- * (certificates parse; EC points lie on the curve; EC scalars are in range).
+ * (certificates parse; EC points lie on the curve; EC scalars are in range;
+ * secret values have a served length and their check value).
  */
 #include <string.h>
 
@@ -59,6 +60,19 @@ static const uint64_t rsa_private_attrs[] = {
 	CKA_MODULUS,	CKA_PUBLIC_EXPONENT, CKA_PRIVATE_EXPONENT,
 	CKA_PRIME_1,	CKA_PRIME_2,	     CKA_EXPONENT_1,
 	CKA_EXPONENT_2, CKA_COEFFICIENT,     END};
+static const uint64_t secret_attrs[] = {CKA_SENSITIVE,
+					CKA_ENCRYPT,
+					CKA_DECRYPT,
+					CKA_SIGN,
+					CKA_VERIFY,
+					CKA_WRAP,
+					CKA_UNWRAP,
+					CKA_EXTRACTABLE,
+					CKA_VALUE,
+					CKA_VALUE_LEN,
+					CKA_WRAP_WITH_TRUSTED,
+					CKA_CHECK_VALUE,
+					END};
 /* Set by the token: a template may not name them. */
 static const uint64_t token_set_attrs[] = {CKA_LOCAL, CKA_KEY_GEN_MECHANISM,
 					   CKA_ALWAYS_SENSITIVE,
@@ -303,6 +317,73 @@ static CK_RV prepare_key(rhd_object_t *obj, int private_key)
 	return rv;
 }
 
+/* --- secret keys
+ * -------------------------------------------------------------- */
+
+/* CKA_VALUE_LEN and CKA_CHECK_VALUE from the value: a template may name
+ * them only as they are (an empty check value: the caller wants none). */
+static CK_RV secret_derived(rhd_object_t *obj, uint64_t key_type,
+			    const rhd_attr_t *value)
+{
+	uint64_t len;
+	if (rhd_object_ulong(obj, CKA_VALUE_LEN, &len) && len != value->len)
+		return CKR_TEMPLATE_INCONSISTENT;
+	uint8_t check[RHD_CHECK_VALUE_LEN];
+	CK_RV rv = rhd_crypto_check_value(key_type, value->value, value->len,
+					  check);
+	const rhd_attr_t *given = rhd_object_find(obj, CKA_CHECK_VALUE);
+	if (rv == CKR_OK && given && given->len &&
+	    (given->len != sizeof(check) ||
+	     memcmp(given->value, check, sizeof(check)) != 0))
+		rv = CKR_ATTRIBUTE_VALUE_INVALID;
+	if (rv == CKR_OK && !given)
+		rv = rhd_object_set(obj, CKA_CHECK_VALUE, check, sizeof(check));
+	if (rv == CKR_OK)
+		rv = rhd_object_set_ulong(obj, CKA_VALUE_LEN, value->len);
+	return rv;
+}
+
+static CK_RV prepare_secret(rhd_object_t *obj)
+{
+	static const uint64_t *const lists[] = {common_attrs, key_attrs,
+						secret_attrs, NULL};
+	uint64_t key_type;
+	if (!rhd_object_ulong(obj, CKA_KEY_TYPE, &key_type))
+		return CKR_TEMPLATE_INCOMPLETE;
+	if (key_type != CKK_AES && key_type != CKK_GENERIC_SECRET)
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	CK_RV rv = check_allowed(obj, lists);
+	const rhd_attr_t *value = rhd_object_find(obj, CKA_VALUE);
+	if (rv == CKR_OK && !value)
+		return CKR_TEMPLATE_INCOMPLETE;
+	if (rv == CKR_OK && !rhd_secret_len_valid(key_type, value->len))
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	if (rv == CKR_OK)
+		rv = secret_derived(obj, key_type, value);
+	if (rv == CKR_OK)
+		rv = fill_defaults(obj, key_defaults,
+				   sizeof(key_defaults) /
+					   sizeof(key_defaults[0]));
+	/* As private keys: private, sensitive, not extractable; usable for
+	 * what its type does, but wrapping only when asked for. */
+	static const dflt_t d[] = {
+		{CKA_PRIVATE, 0, CK_TRUE},
+		{CKA_SENSITIVE, 0, CK_TRUE},
+		{CKA_EXTRACTABLE, 0, CK_FALSE},
+		{CKA_ENCRYPT, 0, CK_TRUE},
+		{CKA_DECRYPT, 0, CK_TRUE},
+		{CKA_SIGN, 0, CK_TRUE},
+		{CKA_VERIFY, 0, CK_TRUE},
+		{CKA_WRAP, 0, CK_FALSE},
+		{CKA_UNWRAP, 0, CK_FALSE},
+		{CKA_WRAP_WITH_TRUSTED, 0, CK_FALSE},
+		{CKA_ALWAYS_SENSITIVE, 0, CK_FALSE},
+		{CKA_NEVER_EXTRACTABLE, 0, CK_FALSE},
+	};
+	return rv == CKR_OK ? fill_defaults(obj, d, sizeof(d) / sizeof(d[0]))
+			    : rv;
+}
+
 CK_RV rhd_object_prepare_create(rhd_object_t *obj)
 {
 	uint64_t cls;
@@ -322,6 +403,9 @@ CK_RV rhd_object_prepare_create(rhd_object_t *obj)
 	case CKO_PRIVATE_KEY:
 		rv = prepare_key(obj, 1);
 		break;
+	case CKO_SECRET_KEY:
+		rv = prepare_secret(obj);
+		break;
 	default:
 		return CKR_ATTRIBUTE_VALUE_INVALID;
 	}
@@ -332,13 +416,25 @@ CK_RV rhd_object_prepare_create(rhd_object_t *obj)
 }
 
 /* Fixed once the object exists: what it is, and its key material. */
-static const uint64_t fixed_attrs[] = {
-	CKA_CLASS,	     CKA_KEY_TYPE,	   CKA_CERTIFICATE_TYPE,
-	CKA_EC_PARAMS,	     CKA_EC_POINT,	   CKA_MODULUS,
-	CKA_PUBLIC_EXPONENT, CKA_PRIVATE_EXPONENT, CKA_PRIME_1,
-	CKA_PRIME_2,	     CKA_EXPONENT_1,	   CKA_EXPONENT_2,
-	CKA_COEFFICIENT,     CKA_TRUSTED,	   CKA_COPYABLE,
-	CKA_DESTROYABLE,     CKA_MODULUS_BITS,	   END};
+static const uint64_t fixed_attrs[] = {CKA_CLASS,
+				       CKA_KEY_TYPE,
+				       CKA_CERTIFICATE_TYPE,
+				       CKA_EC_PARAMS,
+				       CKA_EC_POINT,
+				       CKA_MODULUS,
+				       CKA_PUBLIC_EXPONENT,
+				       CKA_PRIVATE_EXPONENT,
+				       CKA_PRIME_1,
+				       CKA_PRIME_2,
+				       CKA_EXPONENT_1,
+				       CKA_EXPONENT_2,
+				       CKA_COEFFICIENT,
+				       CKA_TRUSTED,
+				       CKA_COPYABLE,
+				       CKA_DESTROYABLE,
+				       CKA_MODULUS_BITS,
+				       CKA_VALUE_LEN,
+				       END};
 /* Set when the object is made: a copy may choose them, a change may not. */
 static const uint64_t copy_only_attrs[] = {CKA_TOKEN, CKA_PRIVATE,
 					   CKA_MODIFIABLE, END};
@@ -354,6 +450,8 @@ static const uint64_t *const *class_lists(const rhd_object_t *obj)
 	static const uint64_t *const priv[] = {
 		common_attrs,	  key_attrs,	     private_attrs,
 		ec_private_attrs, rsa_private_attrs, NULL};
+	static const uint64_t *const secret[] = {common_attrs, key_attrs,
+						 secret_attrs, NULL};
 	uint64_t cls = 0;
 	rhd_object_ulong(obj, CKA_CLASS, &cls);
 	switch (cls) {
@@ -363,6 +461,8 @@ static const uint64_t *const *class_lists(const rhd_object_t *obj)
 		return cert;
 	case CKO_PUBLIC_KEY:
 		return pub;
+	case CKO_SECRET_KEY:
+		return secret;
 	default:
 		return priv;
 	}
@@ -375,7 +475,9 @@ static CK_RV check_one(const rhd_object_t *obj, const rhd_attr_t *a, int copy)
 	if (!in_any(class_lists(obj), a->type) &&
 	    !listed(token_set_attrs, a->type))
 		return CKR_ATTRIBUTE_TYPE_INVALID;
-	int value_fixed = a->type == CKA_VALUE && cls != CKO_DATA;
+	/* A secret key's check value is its value's. */
+	int value_fixed = (a->type == CKA_VALUE && cls != CKO_DATA) ||
+			  (a->type == CKA_CHECK_VALUE && cls == CKO_SECRET_KEY);
 	if (listed(token_set_attrs, a->type) || listed(fixed_attrs, a->type) ||
 	    value_fixed || (!copy && listed(copy_only_attrs, a->type)))
 		return CKR_ATTRIBUTE_READ_ONLY;
@@ -385,6 +487,9 @@ static CK_RV check_one(const rhd_object_t *obj, const rhd_attr_t *a, int copy)
 		return CKR_ATTRIBUTE_READ_ONLY;
 	if (a->type == CKA_EXTRACTABLE && on &&
 	    !rhd_object_bool(obj, CKA_EXTRACTABLE, 1))
+		return CKR_ATTRIBUTE_READ_ONLY;
+	if (a->type == CKA_WRAP_WITH_TRUSTED && !on &&
+	    rhd_object_bool(obj, CKA_WRAP_WITH_TRUSTED, 0))
 		return CKR_ATTRIBUTE_READ_ONLY;
 	return CKR_OK;
 }

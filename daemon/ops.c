@@ -29,6 +29,13 @@ static const CK_MECHANISM_TYPE served[] = {
 	CKM_SHA256,
 	CKM_SHA384,
 	CKM_SHA512,
+	CKM_AES_KEY_GEN,
+	CKM_GENERIC_SECRET_KEY_GEN,
+	CKM_SHA_1_HMAC,
+	CKM_SHA256_HMAC,
+	CKM_SHA384_HMAC,
+	CKM_SHA512_HMAC,
+	CKM_AES_CMAC,
 };
 
 size_t rhd_mechanisms(const CK_MECHANISM_TYPE **list)
@@ -57,6 +64,28 @@ static int is_rsa(CK_MECHANISM_TYPE mech)
 	       mech == CKM_SHA512_RSA_PKCS || mech == CKM_RSA_X_509;
 }
 
+/* Key sizes in bytes, as PKCS#11 gives them for AES and HMAC; in bits for
+ * generic secret generation. */
+static int secret_mechanism_info(CK_MECHANISM_TYPE mech,
+				 CK_MECHANISM_INFO *info)
+{
+	if (mech == CKM_AES_KEY_GEN)
+		*info = (CK_MECHANISM_INFO){16, 32, CKF_GENERATE};
+	else if (mech == CKM_GENERIC_SECRET_KEY_GEN)
+		*info = (CK_MECHANISM_INFO){RHD_SECRET_MIN_LEN * 8,
+					    RHD_SECRET_MAX_LEN * 8,
+					    CKF_GENERATE};
+	else if (mech == CKM_AES_CMAC)
+		*info = (CK_MECHANISM_INFO){16, 32, CKF_SIGN | CKF_VERIFY};
+	else if (rhd_mechanism_is_mac(mech))
+		*info = (CK_MECHANISM_INFO){RHD_SECRET_MIN_LEN,
+					    RHD_SECRET_MAX_LEN,
+					    CKF_SIGN | CKF_VERIFY};
+	else
+		return 0;
+	return 1;
+}
+
 int rhd_mechanism_info(CK_MECHANISM_TYPE mech, CK_MECHANISM_INFO *info)
 {
 	const CK_FLAGS ec = CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS;
@@ -79,7 +108,7 @@ int rhd_mechanism_info(CK_MECHANISM_TYPE mech, CK_MECHANISM_INFO *info)
 					    CKF_SIGN | CKF_VERIFY};
 	else if (rhd_crypto_hash_of(mech))
 		info->flags = CKF_DIGEST;
-	else
+	else if (!secret_mechanism_info(mech, info))
 		return 0;
 	/* Performed by the device (the daemon), never by the client library. */
 	info->flags |= CKF_HW;
@@ -131,9 +160,10 @@ static void key_build(const rhd_object_t *obj, uint64_t version,
 	k->can_sign = rhd_object_bool(obj, CKA_SIGN, 0);
 	k->can_verify = rhd_object_bool(obj, CKA_VERIFY, 0);
 	cache_allowed(k, rhd_object_find(obj, CKA_ALLOWED_MECHANISMS));
-	/* Only private keys take room in the secure heap. */
+	/* Only private and secret keys take room in the secure heap. */
 	if (k->cls == CKO_PUBLIC_KEY ||
-	    (k->cls == CKO_PRIVATE_KEY && rhd_crypto_key_room()))
+	    ((k->cls == CKO_PRIVATE_KEY || k->cls == CKO_SECRET_KEY) &&
+	     rhd_crypto_key_room()))
 		k->key = rhd_key_new(obj);
 }
 
@@ -223,9 +253,13 @@ static CK_RV key_for(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 	if (!h || cache_key(engine, app, s, h) != CKR_OK)
 		return CKR_KEY_HANDLE_INVALID;
 	const rhd_key_cache_t *k = &h->key;
-	uint64_t want_cls =
-		kind == RHD_OP_SIGN ? CKO_PRIVATE_KEY : CKO_PUBLIC_KEY;
-	uint64_t want_type = rhd_mechanism_is_ecdsa(mech) ? CKK_EC : CKK_RSA;
+	int mac = rhd_mechanism_is_mac(mech);
+	uint64_t want_cls = mac			  ? CKO_SECRET_KEY
+			    : kind == RHD_OP_SIGN ? CKO_PRIVATE_KEY
+						  : CKO_PUBLIC_KEY;
+	uint64_t want_type = mac ? rhd_mac_key_type(mech)
+			     : rhd_mechanism_is_ecdsa(mech) ? CKK_EC
+							    : CKK_RSA;
 	if (k->cls != want_cls || k->key_type != want_type)
 		return CKR_KEY_TYPE_INCONSISTENT;
 	if (!(kind == RHD_OP_SIGN ? k->can_sign : k->can_verify))
@@ -286,6 +320,8 @@ static int fits(rhd_op_kind_t kind, CK_MECHANISM_TYPE mech)
 	if (kind == RHD_OP_DIGEST)
 		return rhd_crypto_hash_of(mech) &&
 		       !rhd_mechanism_is_ecdsa(mech) && !is_rsa(mech);
+	if (rhd_mechanism_is_mac(mech))
+		return 1;
 	if (kind == RHD_OP_SIGN)
 		return rhd_mechanism_is_ecdsa(mech) ||
 		       (is_rsa(mech) && mech != CKM_RSA_X_509);
@@ -308,6 +344,9 @@ CK_RV rhd_op_init(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 		rv = key_for(engine, app, s, kind, mech->type, key, op);
 	if (rv == CKR_OK && is_rsa(mech->type))
 		rv = rsa_padding(op, mech);
+	if (rv == CKR_OK && rhd_mechanism_is_mac(mech->type) &&
+	    !(op->mac = rhd_mac_new(op->key, mech->type)))
+		rv = CKR_DEVICE_MEMORY;
 	/* The running hash of hash-then-sign mechanisms and of digests; raw
 	 * mechanisms have none. */
 	CK_MECHANISM_TYPE hash = rhd_crypto_hash_of(mech->type);
@@ -329,8 +368,9 @@ CK_RV rhd_op_update(rhd_session_t *s, rhd_op_kind_t kind, const uint8_t *data,
 	if (!op->active)
 		return CKR_OPERATION_NOT_INITIALIZED;
 	/* Raw mechanisms (ECDSA, RSA PKCS/PSS/X.509) are single-part only. */
-	CK_RV rv = op->md ? rhd_digest_update(op->md, data, len)
-			  : CKR_FUNCTION_NOT_SUPPORTED;
+	CK_RV rv = op->mac  ? rhd_mac_update(op->mac, data, len)
+		   : op->md ? rhd_digest_update(op->md, data, len)
+			    : CKR_FUNCTION_NOT_SUPPORTED;
 	if (rv != CKR_OK)
 		rhd_op_end(op);
 	else
@@ -360,6 +400,7 @@ static CK_RV input_of(rhd_op_t *op, int single, const uint8_t *data, size_t len,
 static size_t output_len(const rhd_op_t *op, rhd_op_kind_t kind)
 {
 	return kind == RHD_OP_DIGEST ? rhd_digest_len(op->md)
+	       : op->mac	     ? rhd_mac_len(op->mac)
 				     : rhd_key_sig_len(op->key);
 }
 
@@ -405,10 +446,27 @@ static rhd_padding_t padding_of(const rhd_op_t *op)
 	return pad;
 }
 
+/* A MAC: made, or compared in constant time with the one given. */
+static CK_RV mac_complete(rhd_op_t *taken, rhd_op_kind_t kind, int single,
+			  const uint8_t *data, size_t len, uint8_t *out,
+			  size_t out_len)
+{
+	CK_RV rv = single ? rhd_mac_update(taken->mac, data, len) : CKR_OK;
+	if (rv == CKR_OK)
+		rv = kind == RHD_OP_SIGN
+			     ? rhd_mac_final(taken->mac, out, out_len)
+			     : rhd_mac_verify(taken->mac, out, out_len);
+	rhd_op_end(taken);
+	return rv;
+}
+
 CK_RV rhd_op_complete(rhd_op_t *taken, rhd_op_kind_t kind, int single,
 		      const uint8_t *data, size_t len, uint8_t *out,
 		      size_t out_len)
 {
+	if (taken->mac)
+		return mac_complete(taken, kind, single, data, len, out,
+				    out_len);
 	uint8_t in[MAX_RAW_INPUT];
 	size_t in_len = 0;
 	CK_RV rv = input_of(taken, single, data, len, in, &in_len);

@@ -593,6 +593,18 @@ static const struct {
 	       {NULL, 4},
 	       {(void *)hash, 7}};
 
+/* A session secret key of type, for the MACs. */
+static CK_OBJECT_HANDLE secret_key(CK_KEY_TYPE type)
+{
+	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+	CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof(cls)},
+			    {CKA_KEY_TYPE, &type, sizeof(type)},
+			    {CKA_VALUE, hash, 32}};
+	CK_OBJECT_HANDLE key = 0;
+	ck_assert_uint_eq(p11->C_CreateObject(session, t, 3, &key), CKR_OK);
+	return key;
+}
+
 static CK_RV use_mechanism(CK_MECHANISM *m, CK_FLAGS flags)
 {
 	CK_BYTE out[512];
@@ -608,9 +620,21 @@ static CK_RV use_mechanism(CK_MECHANISM *m, CK_FLAGS flags)
 		int ec = m->mechanism == CKM_ECDSA ||
 			 (m->mechanism >= CKM_ECDSA_SHA1 &&
 			  m->mechanism <= CKM_ECDSA_SHA512);
-		rv = p11->C_SignInit(session, m, ec ? priv : rsa_priv);
+		CK_OBJECT_HANDLE key = ec ? priv : rsa_priv;
+		if (m->mechanism == CKM_AES_CMAC)
+			key = secret_key(CKK_AES);
+		else if (m->mechanism >= CKM_SHA_1_HMAC &&
+			 m->mechanism <= CKM_SHA512_HMAC)
+			key = secret_key(CKK_GENERIC_SECRET);
+		rv = p11->C_SignInit(session, m, key);
 		return rv != CKR_OK ? rv
 				    : p11->C_Sign(session, hash, 32, out, &len);
+	}
+	if (flags & CKF_GENERATE) {
+		CK_ULONG value_len = 16;
+		CK_ATTRIBUTE t = {CKA_VALUE_LEN, &value_len, sizeof(value_len)};
+		CK_OBJECT_HANDLE key;
+		return p11->C_GenerateKey(session, m, &t, 1, &key);
 	}
 	if (flags & CKF_GENERATE_KEY_PAIR) {
 		CK_ULONG bits = 2048;
@@ -642,8 +666,9 @@ START_TEST(test_parameters_of_parameterless_mechanisms_are_never_read)
 		int pss = types[i] == CKM_RSA_PKCS_PSS ||
 			  (types[i] >= CKM_SHA256_RSA_PKCS_PSS &&
 			   types[i] <= CKM_SHA512_RSA_PKCS_PSS);
-		if (pss || !(info.flags &
-			     (CKF_DIGEST | CKF_SIGN | CKF_GENERATE_KEY_PAIR)))
+		if (pss ||
+		    !(info.flags & (CKF_DIGEST | CKF_SIGN | CKF_GENERATE |
+				    CKF_GENERATE_KEY_PAIR)))
 			continue;
 		for (size_t g = 0; g < sizeof(garbage) / sizeof(*garbage);
 		     g++) {

@@ -673,7 +673,10 @@ START_TEST(test_template_errors_have_their_codes)
 	ck_assert_uint_eq(create(&dsa, NULL), CKR_ATTRIBUTE_VALUE_INVALID);
 	tmpl_t secret = {0};
 	t_ulong(&secret, CKA_CLASS, CKO_SECRET_KEY);
-	ck_assert_uint_eq(create(&secret, NULL), CKR_ATTRIBUTE_VALUE_INVALID);
+	ck_assert_uint_eq(create(&secret, NULL), CKR_TEMPLATE_INCOMPLETE);
+	tmpl_t params = {0};
+	t_ulong(&params, CKA_CLASS, CKO_DOMAIN_PARAMETERS);
+	ck_assert_uint_eq(create(&params, NULL), CKR_ATTRIBUTE_VALUE_INVALID);
 	tmpl_t mechs = {0};
 	data_object(&mechs, "x", 0, 0);
 	/* A mechanism list is whole 8-byte entries on the wire... */

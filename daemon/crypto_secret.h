@@ -1,0 +1,18 @@
+/* Between crypto.c and crypto_secret.c: a secret key's value as the key
+ * cache holds it. Nothing else includes this. */
+#ifndef RHD_CRYPTO_SECRET_H
+#define RHD_CRYPTO_SECRET_H
+
+#include "crypto.h"
+
+typedef struct rhd_secret_value rhd_secret_value_t;
+
+/* A copy of a secret key object's value in the secure heap; NULL when the
+ * object holds no value of a served length, or memory ran out. */
+rhd_secret_value_t *rhd_secret_value_new(const rhd_object_t *obj);
+void rhd_secret_value_free(rhd_secret_value_t *s);
+uint64_t rhd_secret_value_type(const rhd_secret_value_t *s);
+rhd_mac_t *rhd_secret_mac_new(const rhd_secret_value_t *s,
+			      CK_MECHANISM_TYPE mech);
+
+#endif
