@@ -1144,6 +1144,221 @@ CK_RV rhc_C_VerifyFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,
 	return finish(resp, rv);
 }
 
+/* --- encryption and decryption
+ * ------------------------------------------------------- */
+
+/* The most IV and AAD bytes a GCM parameter may carry here; the daemon
+ * takes fewer still. */
+#define MAX_GCM_IV 256
+
+typedef struct cipher_mech {
+	Remhsm__Mechanism mech;
+	Remhsm__AesCtrParams ctr;
+	Remhsm__GcmParams gcm;
+} cipher_mech_t;
+
+static CK_RV ctr_to_wire(const CK_MECHANISM *m, cipher_mech_t *w)
+{
+	if (!m->pParameter || m->ulParameterLen != sizeof(CK_AES_CTR_PARAMS))
+		return CKR_MECHANISM_PARAM_INVALID;
+	const CK_AES_CTR_PARAMS *p = m->pParameter;
+	remhsm__aes_ctr_params__init(&w->ctr);
+	w->ctr.counter_bits = p->counter_bits;
+	w->ctr.counter_block =
+		(ProtobufCBinaryData){sizeof(p->cb), (uint8_t *)p->cb};
+	w->mech.parameter_case = REMHSM__MECHANISM__PARAMETER_CTR;
+	w->mech.ctr = &w->ctr;
+	return CKR_OK;
+}
+
+static CK_RV gcm_to_wire(const CK_MECHANISM *m, cipher_mech_t *w)
+{
+	if (!m->pParameter || m->ulParameterLen != sizeof(CK_GCM_PARAMS))
+		return CKR_MECHANISM_PARAM_INVALID;
+	const CK_GCM_PARAMS *p = m->pParameter;
+	if ((!p->iv_ptr && p->iv_len) || (!p->aad_ptr && p->aad_len) ||
+	    p->iv_len > MAX_GCM_IV || p->aad_len > rhc_max_payload() / 2)
+		return CKR_MECHANISM_PARAM_INVALID;
+	remhsm__gcm_params__init(&w->gcm);
+	w->gcm.iv = (ProtobufCBinaryData){p->iv_len, p->iv_ptr};
+	w->gcm.aad = (ProtobufCBinaryData){p->aad_len, p->aad_ptr};
+	w->gcm.tag_bits = p->tag_bits;
+	w->mech.parameter_case = REMHSM__MECHANISM__PARAMETER_GCM;
+	w->mech.gcm = &w->gcm;
+	return CKR_OK;
+}
+
+/* A cipher mechanism for the wire: CBC's IV as it is, CTR's and GCM's
+ * structures field by field. Other types (ECB takes no parameter, an
+ * unknown one is the daemon's to refuse) go without one. */
+static CK_RV cipher_mechanism_to_wire(const CK_MECHANISM *m, cipher_mech_t *w)
+{
+	if (!m)
+		return CKR_ARGUMENTS_BAD;
+	remhsm__mechanism__init(&w->mech);
+	w->mech.type = m->mechanism;
+	if (m->mechanism == CKM_AES_CTR)
+		return ctr_to_wire(m, w);
+	if (m->mechanism == CKM_AES_GCM)
+		return gcm_to_wire(m, w);
+	if (m->mechanism != CKM_AES_CBC && m->mechanism != CKM_AES_CBC_PAD)
+		return CKR_OK;
+	if ((!m->pParameter && m->ulParameterLen) || m->ulParameterLen > 64)
+		return CKR_MECHANISM_PARAM_INVALID;
+	w->mech.raw = (ProtobufCBinaryData){m->ulParameterLen, m->pParameter};
+	w->mech.parameter_case = REMHSM__MECHANISM__PARAMETER_RAW;
+	return CKR_OK;
+}
+
+/* A long update: the length it puts out first (query), so that the
+ * caller's buffer is judged before any piece is sent; then the pieces,
+ * each with the room left. */
+typedef CK_RV (*cipher_piece_fn)(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG,
+				 CK_BYTE_PTR, CK_ULONG_PTR, CK_ULONG);
+
+static CK_RV cipher_in_pieces(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
+			      CK_ULONG ulPartLen, CK_BYTE_PTR pOut,
+			      CK_ULONG_PTR pulOutLen, cipher_piece_fn piece)
+{
+	size_t max = rhc_max_payload();
+	if (ulPartLen <= max)
+		return piece(hSession, pPart, ulPartLen, pOut, pulOutLen, 0);
+	CK_ULONG need = 0;
+	CK_RV rv = piece(hSession, NULL, 0, NULL, &need, ulPartLen);
+	if (rv != CKR_OK || !pOut || *pulOutLen < need) {
+		if (rv == CKR_OK)
+			rv = pOut ? CKR_BUFFER_TOO_SMALL : CKR_OK;
+		*pulOutLen = need;
+		return rv;
+	}
+	CK_ULONG done = 0, out = 0;
+	while (rv == CKR_OK && done < ulPartLen) {
+		CK_ULONG n = ulPartLen - done < max ? ulPartLen - done
+						    : (CK_ULONG)max;
+		CK_ULONG room = *pulOutLen - out;
+		rv = piece(hSession, pPart + done, n, pOut + out, &room, 0);
+		done += n;
+		out += rv == CKR_OK ? room : 0;
+	}
+	if (rv == CKR_OK)
+		*pulOutLen = out;
+	return rv;
+}
+
+/* C_<Op>Init, C_<Op>, C_<Op>Update and C_<Op>Final for encryption and
+ * decryption: no init is held back (their parameters are the daemon's to
+ * check), and bad arguments end the daemon's operation. */
+#define RHC_CIPHER_CALLS(Op, UP, low)                                          \
+	CK_RV rhc_C_##Op##Init(CK_SESSION_HANDLE hSession,                     \
+			       CK_MECHANISM_PTR pMechanism,                    \
+			       CK_OBJECT_HANDLE hKey)                          \
+	{                                                                      \
+		CK_RV rv = rhc_ready();                                        \
+		if (rv != CKR_OK)                                              \
+			return rv;                                             \
+		cipher_mech_t m;                                               \
+		rv = cipher_mechanism_to_wire(pMechanism, &m);                 \
+		if (rv != CKR_OK)                                              \
+			return rv;                                             \
+		PREPARE(UP##_INIT, low##_init, Op##Init);                      \
+		body.session = hSession;                                       \
+		body.mechanism = &m.mech;                                      \
+		body.key = hKey;                                               \
+		rv = rhc_call(&req, &resp);                                    \
+		return finish(resp, rv);                                       \
+	}                                                                      \
+                                                                               \
+	CK_RV rhc_C_##Op(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData,        \
+			 CK_ULONG ulDataLen, CK_BYTE_PTR pOut,                 \
+			 CK_ULONG_PTR pulOutLen)                               \
+	{                                                                      \
+		CK_RV rv = rhc_ready();                                        \
+		if (rv != CKR_OK)                                              \
+			return rv;                                             \
+		PREPARE(UP, low, Op);                                          \
+		body.session = hSession;                                       \
+		int too_long = ulDataLen > rhc_max_payload();                  \
+		body.arguments_bad =                                           \
+			(!pData && ulDataLen) || !pulOutLen || too_long;       \
+		Remhsm__OutputBuffer out = output_buffer(                      \
+			body.arguments_bad ? NULL : pOut, pulOutLen);          \
+		body.output = &out;                                            \
+		body.data = bytes_of(body.arguments_bad ? NULL : pData,        \
+				     body.arguments_bad ? 0 : ulDataLen);      \
+		rv = rhc_call(&req, &resp);                                    \
+		if (body.arguments_bad)                                        \
+			return finish(resp,                                    \
+				      too_long && rv == CKR_ARGUMENTS_BAD      \
+					      ? CKR_DATA_LEN_RANGE             \
+					      : rv);                           \
+		const Remhsm__Output *o =                                      \
+			resp && resp->low ? resp->low->output : NULL;          \
+		rv = take_output(rv, o, pOut, pulOutLen);                      \
+		return finish(resp, rv);                                       \
+	}                                                                      \
+                                                                               \
+	static CK_RV low##_update_piece(                                       \
+		CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,                 \
+		CK_ULONG ulPartLen, CK_BYTE_PTR pOut, CK_ULONG_PTR pulOutLen,  \
+		CK_ULONG query_len)                                            \
+	{                                                                      \
+		PREPARE(UP##_UPDATE, low##_update, Op##Update);                \
+		body.session = hSession;                                       \
+		Remhsm__OutputBuffer out = output_buffer(pOut, pulOutLen);     \
+		body.output = &out;                                            \
+		body.data = bytes_of(pPart, ulPartLen);                        \
+		body.query_len = query_len;                                    \
+		CK_RV rv = rhc_call(&req, &resp);                              \
+		const Remhsm__Output *o = resp && resp->low##_update           \
+						  ? resp->low##_update->output \
+						  : NULL;                      \
+		rv = take_output(rv, o, pOut, pulOutLen);                      \
+		return finish(resp, rv);                                       \
+	}                                                                      \
+                                                                               \
+	CK_RV rhc_C_##Op##Update(CK_SESSION_HANDLE hSession,                   \
+				 CK_BYTE_PTR pPart, CK_ULONG ulPartLen,        \
+				 CK_BYTE_PTR pOut, CK_ULONG_PTR pulOutLen)     \
+	{                                                                      \
+		CK_RV rv = rhc_ready();                                        \
+		if (rv != CKR_OK)                                              \
+			return rv;                                             \
+		if ((pPart || !ulPartLen) && pulOutLen)                        \
+			return cipher_in_pieces(hSession, pPart, ulPartLen,    \
+						pOut, pulOutLen,               \
+						low##_update_piece);           \
+		PREPARE(UP##_UPDATE, low##_update, Op##Update);                \
+		body.session = hSession;                                       \
+		body.arguments_bad = 1;                                        \
+		rv = rhc_call(&req, &resp);                                    \
+		return finish(resp, rv);                                       \
+	}                                                                      \
+                                                                               \
+	CK_RV rhc_C_##Op##Final(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pOut,  \
+				CK_ULONG_PTR pulOutLen)                        \
+	{                                                                      \
+		CK_RV rv = rhc_ready();                                        \
+		if (rv != CKR_OK)                                              \
+			return rv;                                             \
+		PREPARE(UP##_FINAL, low##_final, Op##Final);                   \
+		body.session = hSession;                                       \
+		body.arguments_bad = !pulOutLen;                               \
+		Remhsm__OutputBuffer out =                                     \
+			output_buffer(pulOutLen ? pOut : NULL, pulOutLen);     \
+		body.output = &out;                                            \
+		rv = rhc_call(&req, &resp);                                    \
+		if (body.arguments_bad)                                        \
+			return finish(resp, rv);                               \
+		const Remhsm__Output *o = resp && resp->low##_final            \
+						  ? resp->low##_final->output  \
+						  : NULL;                      \
+		rv = take_output(rv, o, pOut, pulOutLen);                      \
+		return finish(resp, rv);                                       \
+	}
+
+RHC_CIPHER_CALLS(Encrypt, ENCRYPT, encrypt)
+RHC_CIPHER_CALLS(Decrypt, DECRYPT, decrypt)
+
 /* --- key generation
  * ------------------------------------------------------------------ */
 

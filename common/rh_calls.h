@@ -89,7 +89,15 @@
 	X(47, SEED_RANDOM, seed_random, SeedRandom, RH_CALL_FAST)              \
 	X(48, GENERATE_RANDOM, generate_random, GenerateRandom, RH_CALL_QUERY) \
 	X(49, RESTORE, restore, Restore, RH_CALL_SLOW)                         \
-	X(50, GENERATE_KEY, generate_key, GenerateKey, RH_CALL_SLOW)
+	X(50, GENERATE_KEY, generate_key, GenerateKey, RH_CALL_SLOW)           \
+	X(51, ENCRYPT_INIT, encrypt_init, EncryptInit, RH_CALL_SLOW)           \
+	X(52, ENCRYPT, encrypt, Encrypt, RH_CALL_SLOW)                         \
+	X(53, ENCRYPT_UPDATE, encrypt_update, EncryptUpdate, RH_CALL_SLOW)     \
+	X(54, ENCRYPT_FINAL, encrypt_final, EncryptFinal, RH_CALL_SLOW)        \
+	X(55, DECRYPT_INIT, decrypt_init, DecryptInit, RH_CALL_SLOW)           \
+	X(56, DECRYPT, decrypt, Decrypt, RH_CALL_SLOW)                         \
+	X(57, DECRYPT_UPDATE, decrypt_update, DecryptUpdate, RH_CALL_SLOW)     \
+	X(58, DECRYPT_FINAL, decrypt_final, DecryptFinal, RH_CALL_SLOW)
 
 /* The Hello exchange uses this id in both oneofs' numbering space. */
 #define RH_CALL_HELLO_REQ_ID 2

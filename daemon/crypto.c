@@ -507,6 +507,12 @@ rhd_mac_t *rhd_mac_new(const rhd_key_t *key, CK_MECHANISM_TYPE mech)
 	return key->secret ? rhd_secret_mac_new(key->secret, mech) : NULL;
 }
 
+CK_RV rhd_cipher_new(const rhd_key_t *key, const rhd_cipher_params_t *p,
+		     int encrypt, rhd_cipher_t **out)
+{
+	return rhd_secret_cipher_new(key->secret, p, encrypt, out);
+}
+
 size_t rhd_key_sig_len(const rhd_key_t *key)
 {
 	return key->rsa ? (size_t)EVP_PKEY_get_size(key->pkey)

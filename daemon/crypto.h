@@ -156,6 +156,45 @@ CK_RV rhd_mac_final(rhd_mac_t *m, uint8_t *out, size_t out_len);
 CK_RV rhd_mac_verify(rhd_mac_t *m, const uint8_t *sig, size_t sig_len);
 void rhd_mac_free(rhd_mac_t *m);
 
+/* AES encryption and decryption: CKM_AES_ECB, CKM_AES_CBC, CKM_AES_CBC_PAD
+ * (PKCS#7 padding), CKM_AES_CTR and CKM_AES_GCM, single- and multi-part.
+ * GCM decryption keeps what it is given (at most RHD_CIPHER_MAX_HELD
+ * bytes) until the final call checks the tag, so that nothing is released
+ * from a forgery. */
+#define RHD_GCM_MAX_IV 128
+#define RHD_GCM_MAX_AAD 65536
+#define RHD_CIPHER_MAX_HELD 65536
+int rhd_mechanism_is_cipher(CK_MECHANISM_TYPE mech);
+typedef struct rhd_cipher_params {
+	CK_MECHANISM_TYPE mech;
+	const uint8_t *iv; /* CBC: the IV; CTR: the counter block; GCM */
+	size_t iv_len;
+	size_t counter_bits; /* CTR */
+	const uint8_t *aad;  /* GCM */
+	size_t aad_len;
+	size_t tag_bits;
+} rhd_cipher_params_t;
+typedef struct rhd_cipher rhd_cipher_t;
+/* CKR_KEY_TYPE_INCONSISTENT for a key that is no AES key,
+ * CKR_MECHANISM_PARAM_INVALID for parameters the mode does not take. */
+CK_RV rhd_cipher_new(const rhd_key_t *key, const rhd_cipher_params_t *p,
+		     int encrypt, rhd_cipher_t **out);
+/* Exactly what an update of in_len bytes puts out. */
+size_t rhd_cipher_update_len(const rhd_cipher_t *c, size_t in_len);
+/* out has room for rhd_cipher_update_len(in_len) bytes. CTR refuses data
+ * past its counter's span with CKR_DATA_LEN_RANGE. */
+CK_RV rhd_cipher_update(rhd_cipher_t *c, const uint8_t *in, size_t in_len,
+			uint8_t *out, size_t *out_len);
+/* The most a final call puts out, and the final call itself (out has
+ * room for that): CKR_DATA_LEN_RANGE or CKR_ENCRYPTED_DATA_LEN_RANGE for
+ * a partial block, CKR_ENCRYPTED_DATA_INVALID for padding or a tag that
+ * does not check (one answer, whatever failed). */
+size_t rhd_cipher_final_max(const rhd_cipher_t *c);
+CK_RV rhd_cipher_final(rhd_cipher_t *c, uint8_t *out, size_t *out_len);
+/* A copy to try a call on: the original stays as it was. */
+rhd_cipher_t *rhd_cipher_dup(const rhd_cipher_t *c);
+void rhd_cipher_free(rhd_cipher_t *c);
+
 /* HKDF-SHA256 (no salt) of key with info: len bytes into out, < 0 on
  * failure; and HMAC-SHA256 of data under key. */
 int rhd_crypto_hkdf_sha256(const uint8_t *key, size_t key_len, const char *info,

@@ -7,6 +7,8 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "crypto.h"
@@ -232,4 +234,368 @@ void rhd_mac_free(rhd_mac_t *m)
 		return;
 	EVP_MAC_CTX_free(m->ctx);
 	free(m);
+}
+
+/* --- AES encryption and decryption -----------------------------------------
+ */
+
+#define AES_BLOCK 16
+
+struct rhd_cipher {
+	EVP_CIPHER_CTX *ctx;
+	CK_MECHANISM_TYPE mech;
+	int encrypt;
+	/* Block modes: the bytes short of a whole block (CBC_PAD decrypt
+	 * keeps up to a whole block: the last one carries the padding). */
+	uint8_t partial[AES_BLOCK];
+	size_t partial_len;
+	/* CTR: blocks the counter has left before it wraps (UINT64_MAX:
+	 * more than any operation uses). */
+	uint64_t blocks_left;
+	size_t ctr_used; /* bytes into the current counter block */
+	/* GCM: the tag's length; decryption keeps everything until Final,
+	 * so that no plaintext leaves before the tag is checked. */
+	size_t tag_len;
+	uint8_t *held;
+	size_t held_len;
+};
+
+static int block_mode(CK_MECHANISM_TYPE mech)
+{
+	return mech == CKM_AES_ECB || mech == CKM_AES_CBC ||
+	       mech == CKM_AES_CBC_PAD;
+}
+
+int rhd_mechanism_is_cipher(CK_MECHANISM_TYPE mech)
+{
+	return block_mode(mech) || mech == CKM_AES_CTR || mech == CKM_AES_GCM;
+}
+
+static const EVP_CIPHER *aes_cipher(CK_MECHANISM_TYPE mech, size_t len)
+{
+	static const char *const names[][3] = {
+		{"AES-128-ECB", "AES-192-ECB", "AES-256-ECB"},
+		{"AES-128-CBC", "AES-192-CBC", "AES-256-CBC"},
+		{"AES-128-CTR", "AES-192-CTR", "AES-256-CTR"},
+		{"AES-128-GCM", "AES-192-GCM", "AES-256-GCM"}};
+	size_t row = mech == CKM_AES_ECB   ? 0
+		     : mech == CKM_AES_CTR ? 2
+		     : mech == CKM_AES_GCM ? 3
+					   : 1;
+	size_t col = len == 16 ? 0 : len == 24 ? 1 : 2;
+	return EVP_get_cipherbyname(names[row][col]);
+}
+
+/* The blocks a CTR counter of bits bits starting at cb has left. */
+static uint64_t ctr_blocks_left(size_t bits, const uint8_t *cb)
+{
+	if (bits >= 64)
+		return UINT64_MAX;
+	uint64_t value = 0;
+	for (size_t i = 8; i < AES_BLOCK; i++)
+		value = value << 8 | cb[i];
+	uint64_t span = (uint64_t)1 << bits;
+	return span - (value & (span - 1));
+}
+
+/* The parameters each mode takes, checked as PKCS#11 defines them. */
+static CK_RV params_valid(const rhd_cipher_params_t *p)
+{
+	switch (p->mech) {
+	case CKM_AES_ECB:
+		return CKR_OK;
+	case CKM_AES_CBC:
+	case CKM_AES_CBC_PAD:
+		return p->iv_len == AES_BLOCK ? CKR_OK
+					      : CKR_MECHANISM_PARAM_INVALID;
+	case CKM_AES_CTR:
+		return p->iv_len == AES_BLOCK && p->counter_bits >= 1 &&
+				       p->counter_bits <= 128
+			       ? CKR_OK
+			       : CKR_MECHANISM_PARAM_INVALID;
+	default: /* GCM: tags of 96 bits or more, whole bytes */
+		return p->iv_len >= 1 && p->iv_len <= RHD_GCM_MAX_IV &&
+				       p->tag_bits >= 96 &&
+				       p->tag_bits <= 128 &&
+				       p->tag_bits % 8 == 0 &&
+				       p->aad_len <= RHD_GCM_MAX_AAD
+			       ? CKR_OK
+			       : CKR_MECHANISM_PARAM_INVALID;
+	}
+}
+
+static int cipher_setup(rhd_cipher_t *c, const rhd_secret_value_t *s,
+			const rhd_cipher_params_t *p)
+{
+	const EVP_CIPHER *cipher = aes_cipher(p->mech, s->len);
+	int gcm = p->mech == CKM_AES_GCM;
+	int n = 0;
+	if (!cipher || !(c->ctx = EVP_CIPHER_CTX_new()) ||
+	    EVP_CipherInit_ex(c->ctx, cipher, NULL, NULL, NULL, c->encrypt) !=
+		    1)
+		return 0;
+	if (gcm && EVP_CIPHER_CTX_ctrl(c->ctx, EVP_CTRL_GCM_SET_IVLEN,
+				       (int)p->iv_len, NULL) != 1)
+		return 0;
+	if (EVP_CipherInit_ex(c->ctx, NULL, NULL, s->bytes,
+			      p->iv_len ? p->iv : NULL, c->encrypt) != 1 ||
+	    EVP_CIPHER_CTX_set_padding(c->ctx, 0) != 1)
+		return 0;
+	return !gcm || !p->aad_len ||
+	       EVP_CipherUpdate(c->ctx, NULL, &n, p->aad, (int)p->aad_len) == 1;
+}
+
+CK_RV rhd_secret_cipher_new(const rhd_secret_value_t *s,
+			    const rhd_cipher_params_t *p, int encrypt,
+			    rhd_cipher_t **out)
+{
+	*out = NULL;
+	if (!s || s->key_type != CKK_AES)
+		return CKR_KEY_TYPE_INCONSISTENT;
+	CK_RV rv = params_valid(p);
+	if (rv != CKR_OK)
+		return rv;
+	rhd_cipher_t *c = calloc(1, sizeof(*c));
+	if (!c)
+		return CKR_DEVICE_MEMORY;
+	c->mech = p->mech;
+	c->encrypt = encrypt;
+	c->tag_len = p->tag_bits / 8;
+	c->blocks_left = p->mech == CKM_AES_CTR
+				 ? ctr_blocks_left(p->counter_bits, p->iv)
+				 : UINT64_MAX;
+	if (!cipher_setup(c, s, p)) {
+		rhd_cipher_free(c);
+		return CKR_DEVICE_ERROR;
+	}
+	*out = c;
+	return CKR_OK;
+}
+
+void rhd_cipher_free(rhd_cipher_t *c)
+{
+	if (!c)
+		return;
+	EVP_CIPHER_CTX_free(c->ctx);
+	if (c->held)
+		OPENSSL_clear_free(c->held, RHD_CIPHER_MAX_HELD);
+	OPENSSL_cleanse(c->partial, sizeof(c->partial));
+	free(c);
+}
+
+/* CBC_PAD decryption keeps the last block back, padding and all. */
+static int keeps_last_block(const rhd_cipher_t *c)
+{
+	return c->mech == CKM_AES_CBC_PAD && !c->encrypt;
+}
+
+size_t rhd_cipher_update_len(const rhd_cipher_t *c, size_t in_len)
+{
+	if (c->mech == CKM_AES_GCM)
+		return c->encrypt ? in_len : 0;
+	if (!block_mode(c->mech))
+		return in_len;
+	size_t total = c->partial_len + in_len;
+	if (keeps_last_block(c))
+		return total ? (total - 1) / AES_BLOCK * AES_BLOCK : 0;
+	return total / AES_BLOCK * AES_BLOCK;
+}
+
+/* CTR: whether in_len more bytes stay within the counter's span. */
+static int counter_lasts(rhd_cipher_t *c, size_t in_len)
+{
+	if (c->blocks_left == UINT64_MAX)
+		return 1;
+	uint64_t bytes = (uint64_t)c->ctr_used + in_len;
+	uint64_t blocks = (bytes + AES_BLOCK - 1) / AES_BLOCK;
+	return blocks <= c->blocks_left;
+}
+
+static CK_RV ctr_update(rhd_cipher_t *c, const uint8_t *in, size_t in_len,
+			uint8_t *out, size_t *out_len)
+{
+	if (!counter_lasts(c, in_len))
+		return c->encrypt ? CKR_DATA_LEN_RANGE
+				  : CKR_ENCRYPTED_DATA_LEN_RANGE;
+	int n = 0;
+	if (in_len && EVP_CipherUpdate(c->ctx, out, &n, in, (int)in_len) != 1)
+		return CKR_DEVICE_ERROR;
+	size_t bytes = c->ctr_used + in_len;
+	if (c->blocks_left != UINT64_MAX)
+		c->blocks_left -= bytes / AES_BLOCK;
+	c->ctr_used = bytes % AES_BLOCK;
+	*out_len = (size_t)n;
+	return CKR_OK;
+}
+
+static CK_RV gcm_hold(rhd_cipher_t *c, const uint8_t *in, size_t in_len)
+{
+	if (in_len > RHD_CIPHER_MAX_HELD - c->held_len)
+		return CKR_ENCRYPTED_DATA_LEN_RANGE;
+	if (!c->held && !(c->held = OPENSSL_malloc(RHD_CIPHER_MAX_HELD)))
+		return CKR_DEVICE_MEMORY;
+	if (in_len)
+		memcpy(c->held + c->held_len, in, in_len);
+	c->held_len += in_len;
+	return CKR_OK;
+}
+
+/* Whole blocks through the cipher, the rest kept for the next call. */
+static CK_RV block_update(rhd_cipher_t *c, const uint8_t *in, size_t in_len,
+			  uint8_t *out, size_t *out_len)
+{
+	size_t whole = rhd_cipher_update_len(c, in_len), done = 0;
+	int n = 0;
+	if (whole && c->partial_len) {
+		size_t need = AES_BLOCK - c->partial_len;
+		memcpy(c->partial + c->partial_len, in, need);
+		in += need;
+		in_len -= need;
+		c->partial_len = 0;
+		if (EVP_CipherUpdate(c->ctx, out, &n, c->partial, AES_BLOCK) !=
+			    1 ||
+		    n != AES_BLOCK)
+			return CKR_DEVICE_ERROR;
+		done = AES_BLOCK;
+	}
+	size_t run = whole - done;
+	if (run &&
+	    (EVP_CipherUpdate(c->ctx, out + done, &n, in, (int)run) != 1 ||
+	     (size_t)n != run))
+		return CKR_DEVICE_ERROR;
+	if (in_len > run) /* empty input may come as NULL */
+		memcpy(c->partial + c->partial_len, in + run, in_len - run);
+	c->partial_len += in_len - run;
+	*out_len = whole;
+	return CKR_OK;
+}
+
+CK_RV rhd_cipher_update(rhd_cipher_t *c, const uint8_t *in, size_t in_len,
+			uint8_t *out, size_t *out_len)
+{
+	*out_len = 0;
+	if (in_len > INT_MAX)
+		return c->encrypt ? CKR_DATA_LEN_RANGE
+				  : CKR_ENCRYPTED_DATA_LEN_RANGE;
+	if (c->mech == CKM_AES_CTR)
+		return ctr_update(c, in, in_len, out, out_len);
+	if (c->mech == CKM_AES_GCM && !c->encrypt)
+		return gcm_hold(c, in, in_len);
+	if (c->mech == CKM_AES_GCM) {
+		int n = 0;
+		if (in_len &&
+		    EVP_CipherUpdate(c->ctx, out, &n, in, (int)in_len) != 1)
+			return CKR_DEVICE_ERROR;
+		*out_len = (size_t)n;
+		return CKR_OK;
+	}
+	return block_update(c, in, in_len, out, out_len);
+}
+
+size_t rhd_cipher_final_max(const rhd_cipher_t *c)
+{
+	return c->partial_len + c->held_len + c->tag_len + AES_BLOCK;
+}
+
+/* CBC_PAD: the padding of the last block, checked without branching on
+ * its bytes; 0 when it does not check. */
+static size_t pad_of(const uint8_t block[AES_BLOCK])
+{
+	unsigned pad = block[AES_BLOCK - 1], bad = 0;
+	bad |= (unsigned)((pad - 1u) >> 8);	   /* pad == 0 */
+	bad |= (unsigned)((AES_BLOCK - pad) >> 8); /* pad > 16 */
+	for (unsigned i = 0; i < AES_BLOCK; i++) {
+		/* in_pad: all ones when i is within the last pad bytes */
+		unsigned in_pad = 0u - ((AES_BLOCK - 1u - i) < pad);
+		bad |= in_pad & (block[i] ^ pad);
+	}
+	return bad ? 0 : pad;
+}
+
+static CK_RV block_final(rhd_cipher_t *c, uint8_t *out, size_t *out_len)
+{
+	int n = 0;
+	if (c->mech == CKM_AES_CBC_PAD && c->encrypt) {
+		uint8_t pad = (uint8_t)(AES_BLOCK - c->partial_len);
+		memset(c->partial + c->partial_len, pad, pad);
+		int ok = EVP_CipherUpdate(c->ctx, out, &n, c->partial,
+					  AES_BLOCK) == 1;
+		*out_len = AES_BLOCK;
+		return ok && n == AES_BLOCK ? CKR_OK : CKR_DEVICE_ERROR;
+	}
+	if (!keeps_last_block(c))
+		return c->partial_len == 0 ? CKR_OK
+		       : c->encrypt	   ? CKR_DATA_LEN_RANGE
+					   : CKR_ENCRYPTED_DATA_LEN_RANGE;
+	if (c->partial_len != AES_BLOCK)
+		return CKR_ENCRYPTED_DATA_LEN_RANGE;
+	uint8_t block[AES_BLOCK];
+	if (EVP_CipherUpdate(c->ctx, block, &n, c->partial, AES_BLOCK) != 1 ||
+	    n != AES_BLOCK)
+		return CKR_DEVICE_ERROR;
+	size_t pad = pad_of(block);
+	/* One answer for every padding that does not check. */
+	CK_RV rv = pad ? CKR_OK : CKR_ENCRYPTED_DATA_INVALID;
+	if (pad) {
+		memcpy(out, block, AES_BLOCK - pad);
+		*out_len = AES_BLOCK - pad;
+	}
+	OPENSSL_cleanse(block, sizeof(block));
+	return rv;
+}
+
+static CK_RV gcm_final(rhd_cipher_t *c, uint8_t *out, size_t *out_len)
+{
+	int n = 0, tail = 0;
+	if (c->encrypt) {
+		if (EVP_CipherFinal_ex(c->ctx, out, &tail) != 1 ||
+		    EVP_CIPHER_CTX_ctrl(c->ctx, EVP_CTRL_GCM_GET_TAG,
+					(int)c->tag_len, out + tail) != 1)
+			return CKR_DEVICE_ERROR;
+		*out_len = (size_t)tail + c->tag_len;
+		return CKR_OK;
+	}
+	if (c->held_len < c->tag_len)
+		return CKR_ENCRYPTED_DATA_LEN_RANGE;
+	size_t body = c->held_len - c->tag_len;
+	if (EVP_CIPHER_CTX_ctrl(c->ctx, EVP_CTRL_GCM_SET_TAG, (int)c->tag_len,
+				c->held + body) != 1 ||
+	    (body &&
+	     EVP_CipherUpdate(c->ctx, out, &n, c->held, (int)body) != 1))
+		return CKR_DEVICE_ERROR;
+	if (EVP_CipherFinal_ex(c->ctx, out + n, &tail) != 1) {
+		/* The tag does not check: nothing is released. */
+		OPENSSL_cleanse(out, body);
+		return CKR_ENCRYPTED_DATA_INVALID;
+	}
+	*out_len = (size_t)n + (size_t)tail;
+	return CKR_OK;
+}
+
+CK_RV rhd_cipher_final(rhd_cipher_t *c, uint8_t *out, size_t *out_len)
+{
+	*out_len = 0;
+	if (c->mech == CKM_AES_GCM)
+		return gcm_final(c, out, out_len);
+	if (c->mech == CKM_AES_CTR)
+		return CKR_OK;
+	return block_final(c, out, out_len);
+}
+
+rhd_cipher_t *rhd_cipher_dup(const rhd_cipher_t *c)
+{
+	rhd_cipher_t *d = malloc(sizeof(*d));
+	if (!d)
+		return NULL;
+	*d = *c;
+	d->held = NULL;
+	d->ctx = EVP_CIPHER_CTX_new();
+	if (!d->ctx || EVP_CIPHER_CTX_copy(d->ctx, c->ctx) != 1 ||
+	    (c->held && !(d->held = OPENSSL_malloc(RHD_CIPHER_MAX_HELD)))) {
+		rhd_cipher_free(d);
+		return NULL;
+	}
+	if (c->held)
+		memcpy(d->held, c->held, c->held_len);
+	return d;
 }

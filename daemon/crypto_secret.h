@@ -14,5 +14,8 @@ void rhd_secret_value_free(rhd_secret_value_t *s);
 uint64_t rhd_secret_value_type(const rhd_secret_value_t *s);
 rhd_mac_t *rhd_secret_mac_new(const rhd_secret_value_t *s,
 			      CK_MECHANISM_TYPE mech);
+CK_RV rhd_secret_cipher_new(const rhd_secret_value_t *s,
+			    const rhd_cipher_params_t *p, int encrypt,
+			    rhd_cipher_t **out);
 
 #endif

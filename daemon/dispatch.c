@@ -1222,6 +1222,102 @@ static CK_RV on_verify_final(call_ctx_t *ctx, const Remhsm__VerifyFinalReq *req)
 			  req->signature);
 }
 
+/* --- encryption and decryption
+ * ---------------------------------------------------- */
+
+/* One cipher call into the response's Output, under the app's lock: the
+ * work is bounded by the frame, AES at memory speed. query_len (an update
+ * with no data) asks only for the length. */
+static CK_RV cipher_output(call_ctx_t *ctx, uint64_t session,
+			   rhd_op_kind_t kind, rhd_cipher_step_t step,
+			   ProtobufCBinaryData data, uint64_t query_len,
+			   const Remhsm__OutputBuffer *buffer,
+			   Remhsm__Output **out)
+{
+	Remhsm__Output *o = rh_arena_alloc(ctx->arena, sizeof(*o));
+	if (!o)
+		return CKR_HOST_MEMORY;
+	remhsm__output__init(o);
+	*out = o;
+	int query = query_len && !data.len;
+	int has_buffer = buffer && buffer->has_buffer && !query;
+	pthread_mutex_lock(&ctx->app->lock);
+	rhd_session_t *s = rhd_session_find(ctx->app, session);
+	size_t in_len = query ? (size_t)query_len : data.len;
+	size_t room = s ? rhd_op_cipher_room(s, kind, step, in_len) : 0;
+	size_t len = has_buffer && buffer->buffer_len < room
+			     ? (size_t)buffer->buffer_len
+			     : room;
+	/* A length query of the last call runs it too, on a copy. */
+	uint8_t *bytes = query ? NULL : rh_arena_alloc(ctx->arena, room + 1);
+	CK_RV rv = CKR_OK;
+	if (!s)
+		rv = CKR_SESSION_HANDLE_INVALID;
+	else if (!query && !bytes)
+		rv = CKR_HOST_MEMORY;
+	else if (query && !s->ops[kind].active)
+		rv = CKR_OPERATION_NOT_INITIALIZED;
+	else if (!query)
+		rv = rhd_op_cipher(s, kind, step, data.data, data.len,
+				   has_buffer, bytes, &len);
+	pthread_mutex_unlock(&ctx->app->lock);
+	o->length = len;
+	if (rv == CKR_OK && has_buffer)
+		o->data = (ProtobufCBinaryData){len, bytes};
+	return rv;
+}
+
+/* The four calls of encryption (low encrypt, KIND ENCRYPT) or
+ * decryption: bad arguments the module saw end the operation. */
+#define RHD_CIPHER_CALLS(low, Camel, KIND)                                     \
+	static CK_RV on_##low##_init(call_ctx_t *ctx,                          \
+				     const Remhsm__##Camel##InitReq *req)      \
+	{                                                                      \
+		return locked_init(ctx, req->session, RHD_OP_##KIND,           \
+				   req->mechanism, req->key);                  \
+	}                                                                      \
+                                                                               \
+	static CK_RV on_##low(call_ctx_t *ctx,                                 \
+			      const Remhsm__##Camel##Req *req)                 \
+	{                                                                      \
+		if (req->arguments_bad || !req->output)                        \
+			return op_abandon(ctx, req->session, RHD_OP_##KIND);   \
+		Remhsm__##Camel##Resp *r = result_##low(ctx);                  \
+		return r ? cipher_output(ctx, req->session, RHD_OP_##KIND,     \
+					 RHD_STEP_SINGLE, req->data, 0,        \
+					 req->output, &r->output)              \
+			 : CKR_HOST_MEMORY;                                    \
+	}                                                                      \
+                                                                               \
+	static CK_RV on_##low##_update(call_ctx_t *ctx,                        \
+				       const Remhsm__##Camel##UpdateReq *req)  \
+	{                                                                      \
+		if (req->arguments_bad || !req->output)                        \
+			return op_abandon(ctx, req->session, RHD_OP_##KIND);   \
+		Remhsm__##Camel##UpdateResp *r = result_##low##_update(ctx);   \
+		return r ? cipher_output(ctx, req->session, RHD_OP_##KIND,     \
+					 RHD_STEP_UPDATE, req->data,           \
+					 req->query_len, req->output,          \
+					 &r->output)                           \
+			 : CKR_HOST_MEMORY;                                    \
+	}                                                                      \
+                                                                               \
+	static CK_RV on_##low##_final(call_ctx_t *ctx,                         \
+				      const Remhsm__##Camel##FinalReq *req)    \
+	{                                                                      \
+		if (req->arguments_bad || !req->output)                        \
+			return op_abandon(ctx, req->session, RHD_OP_##KIND);   \
+		Remhsm__##Camel##FinalResp *r = result_##low##_final(ctx);     \
+		return r ? cipher_output(ctx, req->session, RHD_OP_##KIND,     \
+					 RHD_STEP_FINAL,                       \
+					 (ProtobufCBinaryData){0, NULL}, 0,    \
+					 req->output, &r->output)              \
+			 : CKR_HOST_MEMORY;                                    \
+	}
+
+RHD_CIPHER_CALLS(encrypt, Encrypt, ENCRYPT)
+RHD_CIPHER_CALLS(decrypt, Decrypt, DECRYPT)
+
 /* --- key generation
  * --------------------------------------------------------------- */
 
@@ -1552,6 +1648,14 @@ static CK_RV on_generate_key(call_ctx_t *ctx, const Remhsm__GenerateKeyReq *req)
 	X(VERIFY_FINAL, verify_final)                                          \
 	X(GENERATE_KEY_PAIR, generate_key_pair)                                \
 	X(GENERATE_KEY, generate_key)                                          \
+	X(ENCRYPT_INIT, encrypt_init)                                          \
+	X(ENCRYPT, encrypt)                                                    \
+	X(ENCRYPT_UPDATE, encrypt_update)                                      \
+	X(ENCRYPT_FINAL, encrypt_final)                                        \
+	X(DECRYPT_INIT, decrypt_init)                                          \
+	X(DECRYPT, decrypt)                                                    \
+	X(DECRYPT_UPDATE, decrypt_update)                                      \
+	X(DECRYPT_FINAL, decrypt_final)                                        \
 	X(RESTORE, restore)
 
 static CK_RV route(call_ctx_t *ctx, const Remhsm__Request *req)

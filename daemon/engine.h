@@ -64,6 +64,8 @@ typedef enum {
 	RHD_OP_DIGEST,
 	RHD_OP_SIGN,
 	RHD_OP_VERIFY,
+	RHD_OP_ENCRYPT,
+	RHD_OP_DECRYPT,
 	RHD_OP_COUNT
 } rhd_op_kind_t;
 
@@ -78,6 +80,7 @@ typedef struct rhd_op {
 	rhd_signer_t *signer;  /* ECDSA: this operation's copy of the key's */
 	rhd_padding_t pad;     /* RSA: how the mechanism pads */
 	rhd_mac_t *mac;	       /* HMAC and CMAC: the running MAC */
+	rhd_cipher_t *cipher;  /* encryption and decryption */
 	uint64_t key_store_id; /* the audit's name for the key; 0: session */
 } rhd_op_t;
 
@@ -105,7 +108,7 @@ typedef struct rhd_key_cache {
 	rhd_key_t *key;
 	uint64_t version;
 	uint64_t cls, key_type;
-	int can_sign, can_verify;
+	int can_sign, can_verify, can_encrypt, can_decrypt;
 	/* CKA_ALLOWED_MECHANISMS, when the key has it (even empty). */
 	int has_allowed;
 	size_t n_allowed;

@@ -336,10 +336,12 @@ static CK_RV secret_derived(rhd_object_t *obj, uint64_t key_type,
 	    (given->len != sizeof(check) ||
 	     memcmp(given->value, check, sizeof(check)) != 0))
 		rv = CKR_ATTRIBUTE_VALUE_INVALID;
+	/* Setting an attribute may move them all: value is read before. */
+	size_t value_len = value->len;
 	if (rv == CKR_OK && !given)
 		rv = rhd_object_set(obj, CKA_CHECK_VALUE, check, sizeof(check));
 	if (rv == CKR_OK)
-		rv = rhd_object_set_ulong(obj, CKA_VALUE_LEN, value->len);
+		rv = rhd_object_set_ulong(obj, CKA_VALUE_LEN, value_len);
 	return rv;
 }
 

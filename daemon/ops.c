@@ -36,6 +36,11 @@ static const CK_MECHANISM_TYPE served[] = {
 	CKM_SHA384_HMAC,
 	CKM_SHA512_HMAC,
 	CKM_AES_CMAC,
+	CKM_AES_ECB,
+	CKM_AES_CBC,
+	CKM_AES_CBC_PAD,
+	CKM_AES_CTR,
+	CKM_AES_GCM,
 };
 
 size_t rhd_mechanisms(const CK_MECHANISM_TYPE **list)
@@ -77,6 +82,8 @@ static int secret_mechanism_info(CK_MECHANISM_TYPE mech,
 					    CKF_GENERATE};
 	else if (mech == CKM_AES_CMAC)
 		*info = (CK_MECHANISM_INFO){16, 32, CKF_SIGN | CKF_VERIFY};
+	else if (rhd_mechanism_is_cipher(mech))
+		*info = (CK_MECHANISM_INFO){16, 32, CKF_ENCRYPT | CKF_DECRYPT};
 	else if (rhd_mechanism_is_mac(mech))
 		*info = (CK_MECHANISM_INFO){RHD_SECRET_MIN_LEN,
 					    RHD_SECRET_MAX_LEN,
@@ -159,6 +166,8 @@ static void key_build(const rhd_object_t *obj, uint64_t version,
 	rhd_object_ulong(obj, CKA_KEY_TYPE, &k->key_type);
 	k->can_sign = rhd_object_bool(obj, CKA_SIGN, 0);
 	k->can_verify = rhd_object_bool(obj, CKA_VERIFY, 0);
+	k->can_encrypt = rhd_object_bool(obj, CKA_ENCRYPT, 0);
+	k->can_decrypt = rhd_object_bool(obj, CKA_DECRYPT, 0);
 	cache_allowed(k, rhd_object_find(obj, CKA_ALLOWED_MECHANISMS));
 	/* Only private and secret keys take room in the secure heap. */
 	if (k->cls == CKO_PUBLIC_KEY ||
@@ -244,7 +253,38 @@ void rhd_op_prime_key(rhd_engine_t *engine, rhd_app_t *app, uint64_t session,
 	rhd_key_cache_clear(&k);
 }
 
-/* The key of a sign or verify init, by the specification's checks. */
+static uint64_t wanted_class(rhd_op_kind_t kind, CK_MECHANISM_TYPE mech)
+{
+	if (rhd_mechanism_is_mac(mech) || rhd_mechanism_is_cipher(mech))
+		return CKO_SECRET_KEY;
+	return kind == RHD_OP_SIGN ? CKO_PRIVATE_KEY : CKO_PUBLIC_KEY;
+}
+
+static uint64_t wanted_type(CK_MECHANISM_TYPE mech)
+{
+	if (rhd_mechanism_is_mac(mech))
+		return rhd_mac_key_type(mech);
+	if (rhd_mechanism_is_cipher(mech))
+		return CKK_AES;
+	return rhd_mechanism_is_ecdsa(mech) ? CKK_EC : CKK_RSA;
+}
+
+/* The key's usage flag for the operation. */
+static int permits(const rhd_key_cache_t *k, rhd_op_kind_t kind)
+{
+	switch (kind) {
+	case RHD_OP_SIGN:
+		return k->can_sign;
+	case RHD_OP_VERIFY:
+		return k->can_verify;
+	case RHD_OP_ENCRYPT:
+		return k->can_encrypt;
+	default:
+		return k->can_decrypt;
+	}
+}
+
+/* The key of an init, by the specification's checks. */
 static CK_RV key_for(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 		     rhd_op_kind_t kind, CK_MECHANISM_TYPE mech,
 		     uint64_t handle, rhd_op_t *op)
@@ -253,16 +293,10 @@ static CK_RV key_for(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 	if (!h || cache_key(engine, app, s, h) != CKR_OK)
 		return CKR_KEY_HANDLE_INVALID;
 	const rhd_key_cache_t *k = &h->key;
-	int mac = rhd_mechanism_is_mac(mech);
-	uint64_t want_cls = mac			  ? CKO_SECRET_KEY
-			    : kind == RHD_OP_SIGN ? CKO_PRIVATE_KEY
-						  : CKO_PUBLIC_KEY;
-	uint64_t want_type = mac ? rhd_mac_key_type(mech)
-			     : rhd_mechanism_is_ecdsa(mech) ? CKK_EC
-							    : CKK_RSA;
-	if (k->cls != want_cls || k->key_type != want_type)
+	if (k->cls != wanted_class(kind, mech) ||
+	    k->key_type != wanted_type(mech))
 		return CKR_KEY_TYPE_INCONSISTENT;
-	if (!(kind == RHD_OP_SIGN ? k->can_sign : k->can_verify))
+	if (!permits(k, kind))
 		return CKR_KEY_FUNCTION_NOT_PERMITTED;
 	if (!mechanism_allowed(k, mech))
 		return CKR_MECHANISM_INVALID;
@@ -315,11 +349,64 @@ static CK_RV rsa_padding(rhd_op_t *op, const Remhsm__Mechanism *m)
 	return CKR_OK;
 }
 
+/* A cipher mechanism's parameters, as the wire carries them: an IV
+ * (CBC), counter bits and block (CTR), or IV, AAD and tag bits (GCM). */
+static CK_RV cipher_params(const Remhsm__Mechanism *m, rhd_cipher_params_t *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->mech = m->type;
+	switch (m->parameter_case) {
+	case REMHSM__MECHANISM__PARAMETER_RAW:
+		p->iv = m->raw.data;
+		p->iv_len = m->raw.len;
+		break;
+	case REMHSM__MECHANISM__PARAMETER_CTR:
+		p->iv = m->ctr->counter_block.data;
+		p->iv_len = m->ctr->counter_block.len;
+		p->counter_bits = m->ctr->counter_bits > 128
+					  ? 0
+					  : (size_t)m->ctr->counter_bits;
+		break;
+	case REMHSM__MECHANISM__PARAMETER_GCM:
+		p->iv = m->gcm->iv.data;
+		p->iv_len = m->gcm->iv.len;
+		p->aad = m->gcm->aad.data;
+		p->aad_len = m->gcm->aad.len;
+		p->tag_bits =
+			m->gcm->tag_bits > 128 ? 0 : (size_t)m->gcm->tag_bits;
+		break;
+	default:
+		break;
+	}
+	/* Each mode takes its own kind of parameter, ECB none. */
+	int want = m->type == CKM_AES_ECB
+			   ? REMHSM__MECHANISM__PARAMETER__NOT_SET
+		   : m->type == CKM_AES_CTR ? REMHSM__MECHANISM__PARAMETER_CTR
+		   : m->type == CKM_AES_GCM ? REMHSM__MECHANISM__PARAMETER_GCM
+					    : REMHSM__MECHANISM__PARAMETER_RAW;
+	return m->type == CKM_AES_ECB || (int)m->parameter_case == want
+		       ? CKR_OK
+		       : CKR_MECHANISM_PARAM_INVALID;
+}
+
+static CK_RV cipher_start(rhd_op_t *op, rhd_op_kind_t kind,
+			  const Remhsm__Mechanism *m)
+{
+	rhd_cipher_params_t p;
+	CK_RV rv = cipher_params(m, &p);
+	return rv == CKR_OK
+		       ? rhd_cipher_new(op->key, &p, kind == RHD_OP_ENCRYPT,
+					&op->cipher)
+		       : rv;
+}
+
 static int fits(rhd_op_kind_t kind, CK_MECHANISM_TYPE mech)
 {
 	if (kind == RHD_OP_DIGEST)
 		return rhd_crypto_hash_of(mech) &&
 		       !rhd_mechanism_is_ecdsa(mech) && !is_rsa(mech);
+	if (kind == RHD_OP_ENCRYPT || kind == RHD_OP_DECRYPT)
+		return rhd_mechanism_is_cipher(mech);
 	if (rhd_mechanism_is_mac(mech))
 		return 1;
 	if (kind == RHD_OP_SIGN)
@@ -347,6 +434,8 @@ CK_RV rhd_op_init(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 	if (rv == CKR_OK && rhd_mechanism_is_mac(mech->type) &&
 	    !(op->mac = rhd_mac_new(op->key, mech->type)))
 		rv = CKR_DEVICE_MEMORY;
+	if (rv == CKR_OK && rhd_mechanism_is_cipher(mech->type))
+		rv = cipher_start(op, kind, mech);
 	/* The running hash of hash-then-sign mechanisms and of digests; raw
 	 * mechanisms have none. */
 	CK_MECHANISM_TYPE hash = rhd_crypto_hash_of(mech->type);
@@ -479,5 +568,64 @@ CK_RV rhd_op_complete(rhd_op_t *taken, rhd_op_kind_t kind, int single,
 	else if (rv == CKR_OK)
 		rv = rhd_key_verify(taken->key, &pad, in, in_len, out, out_len);
 	rhd_op_end(taken);
+	return rv;
+}
+
+size_t rhd_op_cipher_room(const rhd_session_t *s, rhd_op_kind_t kind,
+			  rhd_cipher_step_t step, size_t in_len)
+{
+	const rhd_op_t *op = &s->ops[kind];
+	if (!op->active || !op->cipher)
+		return 0;
+	if (step == RHD_STEP_UPDATE)
+		return rhd_cipher_update_len(op->cipher, in_len);
+	size_t room = rhd_cipher_final_max(op->cipher);
+	return step == RHD_STEP_SINGLE ? room + in_len : room;
+}
+
+/* An update: its output is known before it runs, so a short buffer or a
+ * length query leaves the operation as it was. */
+static CK_RV cipher_update(rhd_op_t *op, const uint8_t *in, size_t in_len,
+			   int has_buffer, uint8_t *out, size_t *out_len)
+{
+	size_t cap = *out_len;
+	*out_len = rhd_cipher_update_len(op->cipher, in_len);
+	if (!has_buffer || cap < *out_len)
+		return has_buffer ? CKR_BUFFER_TOO_SMALL : CKR_OK;
+	CK_RV rv = rhd_cipher_update(op->cipher, in, in_len, out, out_len);
+	if (rv != CKR_OK)
+		rhd_op_end(op);
+	else
+		op->updated = 1;
+	return rv;
+}
+
+CK_RV rhd_op_cipher(rhd_session_t *s, rhd_op_kind_t kind,
+		    rhd_cipher_step_t step, const uint8_t *in, size_t in_len,
+		    int has_buffer, uint8_t *out, size_t *out_len)
+{
+	rhd_op_t *op = &s->ops[kind];
+	CK_RV rv = state_allows(op, step == RHD_STEP_SINGLE);
+	if (rv == CKR_OPERATION_ACTIVE)
+		rhd_op_end(op);
+	if (rv != CKR_OK)
+		return rv;
+	if (step == RHD_STEP_UPDATE)
+		return cipher_update(op, in, in_len, has_buffer, out, out_len);
+	/* The last call runs on a copy: only an answer that goes out, or an
+	 * error, ends the operation; a length query or a short buffer keeps
+	 * it as it was. */
+	size_t cap = *out_len, n = 0, m = 0;
+	rhd_cipher_t *trial = rhd_cipher_dup(op->cipher);
+	rv = trial ? CKR_OK : CKR_DEVICE_MEMORY;
+	if (rv == CKR_OK && step == RHD_STEP_SINGLE)
+		rv = rhd_cipher_update(trial, in, in_len, out, &n);
+	if (rv == CKR_OK)
+		rv = rhd_cipher_final(trial, out + n, &m);
+	rhd_cipher_free(trial);
+	*out_len = n + m;
+	if (rv == CKR_OK && (!has_buffer || cap < n + m))
+		return has_buffer ? CKR_BUFFER_TOO_SMALL : CKR_OK;
+	rhd_op_end(op);
 	return rv;
 }

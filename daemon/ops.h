@@ -34,6 +34,25 @@ CK_RV rhd_op_complete(rhd_op_t *taken, rhd_op_kind_t kind, int single,
 		      const uint8_t *data, size_t len, uint8_t *out,
 		      size_t out_len);
 
+/*
+ * Encryption and decryption (kind RHD_OP_ENCRYPT or RHD_OP_DECRYPT, begun
+ * by rhd_op_init), by the two-call convention: without a buffer, or with
+ * one shorter than *out_len says on entry, *out_len becomes the length the
+ * call puts out and the operation stays as it was. A single-part call
+ * after updates ends the operation with CKR_OPERATION_ACTIVE; every other
+ * error ends it too. out has room for rhd_op_cipher_room bytes.
+ */
+typedef enum {
+	RHD_STEP_SINGLE,
+	RHD_STEP_UPDATE,
+	RHD_STEP_FINAL
+} rhd_cipher_step_t;
+size_t rhd_op_cipher_room(const rhd_session_t *s, rhd_op_kind_t kind,
+			  rhd_cipher_step_t step, size_t in_len);
+CK_RV rhd_op_cipher(rhd_session_t *s, rhd_op_kind_t kind,
+		    rhd_cipher_step_t step, const uint8_t *in, size_t in_len,
+		    int has_buffer, uint8_t *out, size_t *out_len);
+
 /* The mechanisms served, and their C_GetMechanismInfo. */
 size_t rhd_mechanisms(const CK_MECHANISM_TYPE **list);
 /* Whether the app already holds handle's key, current with its token (no

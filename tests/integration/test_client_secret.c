@@ -46,17 +46,6 @@ static const CK_BYTE cmac_block[16] = {0x6b, 0xc1, 0xbe, 0xe2, 0x2e, 0x40,
 				       0x9f, 0x96, 0xe9, 0x3d, 0x7e, 0x11,
 				       0x73, 0x93, 0x17, 0x2a};
 
-static size_t unhex(const char *hex, CK_BYTE *out)
-{
-	size_t n = strlen(hex) / 2;
-	for (size_t i = 0; i < n; i++) {
-		unsigned v = 0;
-		sscanf(hex + 2 * i, "%2x", &v);
-		out[i] = (CK_BYTE)v;
-	}
-	return n;
-}
-
 static void setup(void)
 {
 	memset(hmac_key, 0x0b, sizeof(hmac_key));
@@ -76,12 +65,8 @@ static CK_RV import(CK_KEY_TYPE *type, const void *value, CK_ULONG len,
 		    const CK_ATTRIBUTE *extra, CK_ULONG n_extra,
 		    CK_OBJECT_HANDLE *key)
 {
-	CK_ATTRIBUTE t[12] = {{CKA_CLASS, &secret_class, sizeof(secret_class)},
-			      {CKA_KEY_TYPE, type, sizeof(*type)},
-			      {CKA_VALUE, (void *)value, len}};
-	ck_assert_uint_le(n_extra, 9);
-	memcpy(t + 3, extra, n_extra * sizeof(*extra));
-	return p11->C_CreateObject(session, t, 3 + n_extra, key);
+	return th_import_secret(p11, session, *type, value, len, extra, n_extra,
+				key);
 }
 
 static CK_OBJECT_HANDLE imported(CK_KEY_TYPE *type, const void *value,
@@ -222,7 +207,7 @@ START_TEST(test_hmac_matches_the_published_vectors)
 	for (size_t i = 0; i < sizeof(hmac_vectors) / sizeof(hmac_vectors[0]);
 	     i++) {
 		CK_BYTE want[64], got[64];
-		CK_ULONG want_len = unhex(hmac_vectors[i].mac, want);
+		CK_ULONG want_len = th_unhex(hmac_vectors[i].mac, want);
 		CK_ULONG len = 0;
 		/* The length first (the operation stays), then the MAC. */
 		ck_assert_uint_eq(
@@ -272,11 +257,11 @@ START_TEST(test_aes_cmac_matches_the_published_vectors)
 	CK_OBJECT_HANDLE key = imported(&aes_type, cmac_key, sizeof(cmac_key));
 	CK_BYTE want[16], got[16];
 	CK_ULONG len = sizeof(got);
-	unhex("bb1d6929e95937287fa37d129b756746", want);
+	th_unhex("bb1d6929e95937287fa37d129b756746", want);
 	ck_assert_uint_eq(mac(CKM_AES_CMAC, key, "", 0, got, &len), CKR_OK);
 	ck_assert_uint_eq(len, 16);
 	ck_assert_mem_eq(got, want, 16);
-	unhex("070a16b46b4d4144f79bdd9dd04a287c", want);
+	th_unhex("070a16b46b4d4144f79bdd9dd04a287c", want);
 	len = sizeof(got);
 	ck_assert_uint_eq(mac(CKM_AES_CMAC, key, cmac_block, 16, got, &len),
 			  CKR_OK);

@@ -342,6 +342,32 @@ CK_RV th_sign_ecdsa(CK_FUNCTION_LIST *p11, CK_SESSION_HANDLE s,
 			    : rv;
 }
 
+CK_RV th_import_secret(CK_FUNCTION_LIST *p11, CK_SESSION_HANDLE session,
+		       CK_KEY_TYPE type, const void *value, CK_ULONG len,
+		       const CK_ATTRIBUTE *extra, CK_ULONG n_extra,
+		       CK_OBJECT_HANDLE *key)
+{
+	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+	CK_ATTRIBUTE t[12] = {{CKA_CLASS, &cls, sizeof(cls)},
+			      {CKA_KEY_TYPE, &type, sizeof(type)},
+			      {CKA_VALUE, (void *)value, len}};
+	ck_assert_uint_le(n_extra, 9);
+	if (n_extra)
+		memcpy(t + 3, extra, n_extra * sizeof(*extra));
+	return p11->C_CreateObject(session, t, 3 + n_extra, key);
+}
+
+size_t th_unhex(const char *hex, CK_BYTE *out)
+{
+	size_t n = strlen(hex) / 2;
+	for (size_t i = 0; i < n; i++) {
+		unsigned v = 0;
+		sscanf(hex + 2 * i, "%2x", &v);
+		out[i] = (CK_BYTE)v;
+	}
+	return n;
+}
+
 void th_generate_p256(CK_FUNCTION_LIST *p11, CK_SESSION_HANDLE session,
 		      CK_BBOOL token_public, CK_OBJECT_HANDLE *pub,
 		      CK_OBJECT_HANDLE *priv)

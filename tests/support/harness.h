@@ -70,6 +70,16 @@ CK_SESSION_HANDLE th_user_session(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot,
 CK_RV th_sign_ecdsa(CK_FUNCTION_LIST *p11, CK_SESSION_HANDLE s,
 		    CK_OBJECT_HANDLE key);
 
+/* A session secret key (CKO_SECRET_KEY) of type with value, and extra
+ * attributes (at most 9): C_CreateObject's answer. */
+CK_RV th_import_secret(CK_FUNCTION_LIST *p11, CK_SESSION_HANDLE session,
+		       CK_KEY_TYPE type, const void *value, CK_ULONG len,
+		       const CK_ATTRIBUTE *extra, CK_ULONG n_extra,
+		       CK_OBJECT_HANDLE *key);
+
+/* Hex digits into bytes at out; how many bytes. */
+size_t th_unhex(const char *hex, CK_BYTE *out);
+
 /* An EC P-256 signing pair on the token (public half too, when
  * token_public), generated in session. */
 void th_generate_p256(CK_FUNCTION_LIST *p11, CK_SESSION_HANDLE session,
