@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Interop: OpenSC's pkcs11-tool loads the *installed* libremhsm-pkcs11.so and
-# talks to a real remhsmd on a free loopback port.
+# talks to a real remhsmd on a free loopback port: the token's lifecycle, EC
+# keys and signatures, AES encryption and HMAC.
 #   pkcs11_tool.sh BUILD_DIR
 set -euo pipefail
 . "$(dirname "$0")/lib.sh" "$1" --kdf-scrypt-n 1024
@@ -75,6 +76,33 @@ check "openssl dgst -verify accepts the signature" \
 hash=$("${tool[@]}" --hash --mechanism SHA256 --input-file "$work/msg" | xxd -p -c 64)
 check "pkcs11-tool --hash matches sha256sum" \
   test "$hash" = "$(sha256sum "$work/msg" | cut -d' ' -f1)"
+
+# Secret keys: pkcs11-tool makes an AES key, encrypts and decrypts with it,
+# and signs and verifies with HMAC under a generic secret it makes.
+"${tool[@]}" --login --pin 2468 --keygen --key-type AES:32 --label aes --id 11 \
+  --usage-decrypt >"$work/out" 2>&1 || fail "AES keygen: $(cat "$work/out")"
+check "pkcs11-tool lists the AES key with its length" \
+  grep -q "AES length 32" <("${tool[@]}" --login --pin 2468 --list-objects --type secrkey 2>&1)
+head -c 100 /dev/urandom >"$work/plain"
+iv=000102030405060708090a0b0c0d0e0f
+check "pkcs11-tool encrypts with AES-CBC-PAD" \
+  "${tool[@]}" --login --pin 2468 --encrypt --mechanism AES-CBC-PAD --iv "$iv" \
+  --id 11 --input-file "$work/plain" --output-file "$work/cipher"
+check "the ciphertext is the plaintext padded to whole blocks" \
+  test "$(stat -c %s "$work/cipher")" -eq 112
+check "pkcs11-tool decrypts it back" \
+  "${tool[@]}" --login --pin 2468 --decrypt --mechanism AES-CBC-PAD --iv "$iv" \
+  --id 11 --input-file "$work/cipher" --output-file "$work/back"
+check "what comes back is what went in" cmp -s "$work/plain" "$work/back"
+"${tool[@]}" --login --pin 2468 --keygen --key-type GENERIC:32 --label mac --id 12 \
+  --usage-sign >"$work/out" 2>&1 || fail "generic keygen: $(cat "$work/out")"
+check "pkcs11-tool signs with SHA256-HMAC" \
+  "${tool[@]}" --login --pin 2468 --sign --mechanism SHA256-HMAC --id 12 \
+  --input-file "$work/msg" --output-file "$work/mac"
+check "the MAC is 32 bytes" test "$(stat -c %s "$work/mac")" -eq 32
+check "pkcs11-tool verifies the MAC" \
+  "${tool[@]}" --login --pin 2468 --verify --mechanism SHA256-HMAC --id 12 \
+  --input-file "$work/msg" --signature-file "$work/mac"
 
 kill -TERM "$daemon_pid"
 status=0; wait "$daemon_pid" || status=$?
