@@ -1151,11 +1151,37 @@ CK_RV rhc_C_VerifyFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,
  * takes fewer still. */
 #define MAX_GCM_IV 256
 
+/* The longest OAEP label sent; the daemon takes 1024 bytes. */
+#define MAX_OAEP_LABEL 4096
+
 typedef struct cipher_mech {
 	Remhsm__Mechanism mech;
 	Remhsm__AesCtrParams ctr;
 	Remhsm__GcmParams gcm;
+	Remhsm__RsaOaepParams oaep;
 } cipher_mech_t;
+
+/* OAEP: the label is CKZ_DATA_SPECIFIED's data (or none). */
+static CK_RV oaep_to_wire(const CK_MECHANISM *m, cipher_mech_t *w)
+{
+	if (!m->pParameter ||
+	    m->ulParameterLen != sizeof(CK_RSA_PKCS_OAEP_PARAMS))
+		return CKR_MECHANISM_PARAM_INVALID;
+	const CK_RSA_PKCS_OAEP_PARAMS *p = m->pParameter;
+	int labelled = p->source_data_len != 0;
+	if ((p->source != CKZ_DATA_SPECIFIED && (p->source || labelled)) ||
+	    (labelled && !p->source_data) ||
+	    p->source_data_len > MAX_OAEP_LABEL)
+		return CKR_MECHANISM_PARAM_INVALID;
+	remhsm__rsa_oaep_params__init(&w->oaep);
+	w->oaep.hash_alg = p->hash_alg;
+	w->oaep.mgf = p->mgf;
+	w->oaep.label = (ProtobufCBinaryData){p->source_data_len,
+					      (uint8_t *)p->source_data};
+	w->mech.parameter_case = REMHSM__MECHANISM__PARAMETER_OAEP;
+	w->mech.oaep = &w->oaep;
+	return CKR_OK;
+}
 
 static CK_RV ctr_to_wire(const CK_MECHANISM *m, cipher_mech_t *w)
 {
@@ -1188,8 +1214,8 @@ static CK_RV gcm_to_wire(const CK_MECHANISM *m, cipher_mech_t *w)
 	return CKR_OK;
 }
 
-/* A cipher mechanism for the wire: CBC's IV as it is, CTR's and GCM's
- * structures field by field. Other types (ECB takes no parameter, an
+/* A cipher mechanism for the wire: CBC's IV as it is, CTR's, GCM's and
+ * OAEP's structures field by field. Other types (ECB takes no parameter, an
  * unknown one is the daemon's to refuse) go without one. */
 static CK_RV cipher_mechanism_to_wire(const CK_MECHANISM *m, cipher_mech_t *w)
 {
@@ -1201,6 +1227,8 @@ static CK_RV cipher_mechanism_to_wire(const CK_MECHANISM *m, cipher_mech_t *w)
 		return ctr_to_wire(m, w);
 	if (m->mechanism == CKM_AES_GCM)
 		return gcm_to_wire(m, w);
+	if (m->mechanism == CKM_RSA_PKCS_OAEP)
+		return oaep_to_wire(m, w);
 	if (m->mechanism != CKM_AES_CBC && m->mechanism != CKM_AES_CBC_PAD)
 		return CKR_OK;
 	if ((!m->pParameter && m->ulParameterLen) || m->ulParameterLen > 64)

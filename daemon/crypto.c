@@ -406,6 +406,32 @@ static CK_RV rsa_sign(EVP_PKEY *key, const rhd_padding_t *p, const uint8_t *in,
 	return ok ? CKR_OK : CKR_DATA_LEN_RANGE;
 }
 
+/* OAEP's hashes: SHA-1 and the SHA-2 family. */
+static const EVP_MD *oaep_md(CK_MECHANISM_TYPE hash)
+{
+	return hash == CKM_SHA224 ? EVP_sha224() : md_of_hash(hash);
+}
+
+static int oaep_setup(EVP_PKEY_CTX *ctx, const rhd_oaep_t *p)
+{
+	const EVP_MD *md = oaep_md(p->hash), *mgf = oaep_md(p->mgf_hash);
+	if (!md || !mgf ||
+	    EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING) != 1 ||
+	    EVP_PKEY_CTX_set_rsa_oaep_md(ctx, md) != 1 ||
+	    EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, mgf) != 1)
+		return 0;
+	if (!p->label_len)
+		return 1;
+	/* The context takes the label and frees it. */
+	unsigned char *label = OPENSSL_memdup(p->label, p->label_len);
+	if (!label || EVP_PKEY_CTX_set0_rsa_oaep_label(
+			      ctx, label, (int)p->label_len) != 1) {
+		OPENSSL_free(label);
+		return 0;
+	}
+	return 1;
+}
+
 static CK_RV rsa_verify(EVP_PKEY *key, const rhd_padding_t *p,
 			const uint8_t *in, size_t in_len, const uint8_t *sig,
 			size_t sig_len)
@@ -511,6 +537,43 @@ CK_RV rhd_cipher_new(const rhd_key_t *key, const rhd_cipher_params_t *p,
 		     int encrypt, rhd_cipher_t **out)
 {
 	return rhd_secret_cipher_new(key->secret, p, encrypt, out);
+}
+
+int rhd_key_is_rsa(const rhd_key_t *key)
+{
+	return key && key->pkey && key->rsa;
+}
+
+CK_RV rhd_key_rsa_oaep(const rhd_key_t *key, int encrypt, const rhd_oaep_t *p,
+		       const uint8_t *in, size_t in_len, uint8_t *out,
+		       size_t *out_len)
+{
+	size_t k = (size_t)EVP_PKEY_get_size(key->pkey);
+	size_t hash_len = rhd_crypto_hash_len(p->hash);
+	if (p->hash == CKM_SHA224)
+		hash_len = 28;
+	if (encrypt && in_len + 2 * hash_len + 2 > k)
+		return CKR_DATA_LEN_RANGE;
+	if (!encrypt && in_len != k)
+		return CKR_ENCRYPTED_DATA_LEN_RANGE;
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(key->pkey, NULL);
+	size_t len = k;
+	int ok = ctx &&
+		 (encrypt ? EVP_PKEY_encrypt_init(ctx)
+			  : EVP_PKEY_decrypt_init(ctx)) == 1 &&
+		 oaep_setup(ctx, p);
+	CK_RV rv = ok ? CKR_OK : CKR_DEVICE_ERROR;
+	if (rv == CKR_OK && encrypt &&
+	    EVP_PKEY_encrypt(ctx, out, &len, in, in_len) != 1)
+		rv = CKR_DEVICE_ERROR;
+	/* One answer for every ciphertext that does not decode. */
+	if (rv == CKR_OK && !encrypt &&
+	    EVP_PKEY_decrypt(ctx, out, &len, in, in_len) != 1)
+		rv = CKR_ENCRYPTED_DATA_INVALID;
+	EVP_PKEY_CTX_free(ctx);
+	ERR_clear_error();
+	*out_len = rv == CKR_OK ? len : 0;
+	return rv;
 }
 
 size_t rhd_key_sig_len(const rhd_key_t *key)

@@ -71,6 +71,22 @@ CK_RV rhd_key_verify(const rhd_key_t *key, const rhd_padding_t *pad,
 		     const uint8_t *in, size_t in_len, const uint8_t *sig,
 		     size_t sig_len);
 
+/* RSA-OAEP (CKM_RSA_PKCS_OAEP): the hash (CKM_SHA_1, CKM_SHA224 ...
+ * CKM_SHA512), MGF1's hash, and the label. Encryption with a public key
+ * (out has the modulus's bytes; data longer than k - 2 hLen - 2 is
+ * CKR_DATA_LEN_RANGE), decryption with a private one (a ciphertext of
+ * another length: CKR_ENCRYPTED_DATA_LEN_RANGE; one that does not decode,
+ * whatever failed: CKR_ENCRYPTED_DATA_INVALID). */
+typedef struct rhd_oaep {
+	CK_MECHANISM_TYPE hash, mgf_hash;
+	const uint8_t *label;
+	size_t label_len;
+} rhd_oaep_t;
+int rhd_key_is_rsa(const rhd_key_t *key);
+CK_RV rhd_key_rsa_oaep(const rhd_key_t *key, int encrypt, const rhd_oaep_t *p,
+		       const uint8_t *in, size_t in_len, uint8_t *out,
+		       size_t *out_len);
+
 /* RSA key material checked whole (every part consistent: private with its
  * CRT parts), its size in bits in *bits; 0 when it does not check. */
 int rhd_crypto_rsa_check(const rhd_object_t *obj, int private_key,

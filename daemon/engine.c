@@ -82,6 +82,7 @@ void rhd_op_end(rhd_op_t *op)
 	rhd_digest_free(op->md);
 	rhd_mac_free(op->mac);
 	rhd_cipher_free(op->cipher);
+	free(op->oaep_label);
 	rhd_signer_free(op->signer);
 	rhd_key_free(op->key);
 	memset(op, 0, sizeof(*op));

@@ -77,10 +77,13 @@ typedef struct rhd_op {
 	CK_MECHANISM_TYPE mech;
 	rhd_digest_t *md;
 	rhd_key_t *key;
-	rhd_signer_t *signer;  /* ECDSA: this operation's copy of the key's */
-	rhd_padding_t pad;     /* RSA: how the mechanism pads */
-	rhd_mac_t *mac;	       /* HMAC and CMAC: the running MAC */
-	rhd_cipher_t *cipher;  /* encryption and decryption */
+	rhd_signer_t *signer; /* ECDSA: this operation's copy of the key's */
+	rhd_padding_t pad;    /* RSA: how the mechanism pads */
+	rhd_mac_t *mac;	      /* HMAC and CMAC: the running MAC */
+	rhd_cipher_t *cipher; /* encryption and decryption */
+	int oaep;	      /* RSA-OAEP, with its parameters: */
+	rhd_oaep_t oaep_params;
+	uint8_t *oaep_label;   /* owned: oaep_params.label */
 	uint64_t key_store_id; /* the audit's name for the key; 0: session */
 } rhd_op_t;
 

@@ -8,6 +8,7 @@
 
 #define MAX_RAW_HASH 64
 #define MAX_RAW_INPUT 1024 /* an RSA-8192 block */
+#define MAX_OAEP_LABEL 1024
 
 static const CK_MECHANISM_TYPE served[] = {
 	CKM_EC_KEY_PAIR_GEN,
@@ -41,6 +42,7 @@ static const CK_MECHANISM_TYPE served[] = {
 	CKM_AES_CBC_PAD,
 	CKM_AES_CTR,
 	CKM_AES_GCM,
+	CKM_RSA_PKCS_OAEP,
 };
 
 size_t rhd_mechanisms(const CK_MECHANISM_TYPE **list)
@@ -84,6 +86,9 @@ static int secret_mechanism_info(CK_MECHANISM_TYPE mech,
 		*info = (CK_MECHANISM_INFO){16, 32, CKF_SIGN | CKF_VERIFY};
 	else if (rhd_mechanism_is_cipher(mech))
 		*info = (CK_MECHANISM_INFO){16, 32, CKF_ENCRYPT | CKF_DECRYPT};
+	else if (mech == CKM_RSA_PKCS_OAEP)
+		*info = (CK_MECHANISM_INFO){RHD_RSA_MIN_BITS, RHD_RSA_MAX_BITS,
+					    CKF_ENCRYPT | CKF_DECRYPT};
 	else if (rhd_mechanism_is_mac(mech))
 		*info = (CK_MECHANISM_INFO){RHD_SECRET_MIN_LEN,
 					    RHD_SECRET_MAX_LEN,
@@ -257,7 +262,8 @@ static uint64_t wanted_class(rhd_op_kind_t kind, CK_MECHANISM_TYPE mech)
 {
 	if (rhd_mechanism_is_mac(mech) || rhd_mechanism_is_cipher(mech))
 		return CKO_SECRET_KEY;
-	return kind == RHD_OP_SIGN ? CKO_PRIVATE_KEY : CKO_PUBLIC_KEY;
+	return kind == RHD_OP_SIGN || kind == RHD_OP_DECRYPT ? CKO_PRIVATE_KEY
+							     : CKO_PUBLIC_KEY;
 }
 
 static uint64_t wanted_type(CK_MECHANISM_TYPE mech)
@@ -400,13 +406,53 @@ static CK_RV cipher_start(rhd_op_t *op, rhd_op_kind_t kind,
 		       : rv;
 }
 
+/* The MGF1 of a CKG_MGF1_* code, as the hash it uses; 0 for others. */
+static CK_MECHANISM_TYPE mgf1_hash(uint64_t mgf)
+{
+	static const struct {
+		uint64_t mgf, hash;
+	} pairs[] = {{CKG_MGF1_SHA1, CKM_SHA_1},
+		     {CKG_MGF1_SHA224, CKM_SHA224},
+		     {CKG_MGF1_SHA256, CKM_SHA256},
+		     {CKG_MGF1_SHA384, CKM_SHA384},
+		     {CKG_MGF1_SHA512, CKM_SHA512}};
+	for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++)
+		if (pairs[i].mgf == mgf)
+			return pairs[i].hash;
+	return 0;
+}
+
+/* RSA-OAEP's parameters: a SHA hash, an MGF1, a label of bounded size. */
+static CK_RV oaep_start(rhd_op_t *op, const Remhsm__Mechanism *m)
+{
+	if (m->parameter_case != REMHSM__MECHANISM__PARAMETER_OAEP)
+		return CKR_MECHANISM_PARAM_INVALID;
+	uint64_t hash = m->oaep->hash_alg;
+	CK_MECHANISM_TYPE mgf = mgf1_hash(m->oaep->mgf);
+	int known = hash == CKM_SHA_1 || hash == CKM_SHA224 ||
+		    hash == CKM_SHA256 || hash == CKM_SHA384 ||
+		    hash == CKM_SHA512;
+	size_t label_len = m->oaep->label.len;
+	if (!known || !mgf || label_len > MAX_OAEP_LABEL ||
+	    !rhd_key_is_rsa(op->key))
+		return CKR_MECHANISM_PARAM_INVALID;
+	if (label_len && !(op->oaep_label = malloc(label_len)))
+		return CKR_DEVICE_MEMORY;
+	if (label_len)
+		memcpy(op->oaep_label, m->oaep->label.data, label_len);
+	op->oaep = 1;
+	op->oaep_params = (rhd_oaep_t){hash, mgf, op->oaep_label, label_len};
+	return CKR_OK;
+}
+
 static int fits(rhd_op_kind_t kind, CK_MECHANISM_TYPE mech)
 {
 	if (kind == RHD_OP_DIGEST)
 		return rhd_crypto_hash_of(mech) &&
 		       !rhd_mechanism_is_ecdsa(mech) && !is_rsa(mech);
 	if (kind == RHD_OP_ENCRYPT || kind == RHD_OP_DECRYPT)
-		return rhd_mechanism_is_cipher(mech);
+		return rhd_mechanism_is_cipher(mech) ||
+		       mech == CKM_RSA_PKCS_OAEP;
 	if (rhd_mechanism_is_mac(mech))
 		return 1;
 	if (kind == RHD_OP_SIGN)
@@ -436,6 +482,8 @@ CK_RV rhd_op_init(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 		rv = CKR_DEVICE_MEMORY;
 	if (rv == CKR_OK && rhd_mechanism_is_cipher(mech->type))
 		rv = cipher_start(op, kind, mech);
+	if (rv == CKR_OK && mech->type == CKM_RSA_PKCS_OAEP)
+		rv = oaep_start(op, mech);
 	/* The running hash of hash-then-sign mechanisms and of digests; raw
 	 * mechanisms have none. */
 	CK_MECHANISM_TYPE hash = rhd_crypto_hash_of(mech->type);
@@ -575,6 +623,8 @@ size_t rhd_op_cipher_room(const rhd_session_t *s, rhd_op_kind_t kind,
 			  rhd_cipher_step_t step, size_t in_len)
 {
 	const rhd_op_t *op = &s->ops[kind];
+	if (op->active && op->oaep)
+		return rhd_key_sig_len(op->key);
 	if (!op->active || !op->cipher)
 		return 0;
 	if (step == RHD_STEP_UPDATE)
@@ -600,6 +650,29 @@ static CK_RV cipher_update(rhd_op_t *op, const uint8_t *in, size_t in_len,
 	return rv;
 }
 
+/* RSA-OAEP is single-part. A length query is answered with the modulus's
+ * bytes (enough for any output); with a buffer the key works, and a
+ * short buffer then learns the exact length and keeps the operation. */
+static CK_RV oaep_step(rhd_op_t *op, rhd_op_kind_t kind, rhd_cipher_step_t step,
+		       const uint8_t *in, size_t in_len, int has_buffer,
+		       uint8_t *out, size_t *out_len)
+{
+	if (step != RHD_STEP_SINGLE) {
+		rhd_op_end(op);
+		return CKR_FUNCTION_NOT_SUPPORTED;
+	}
+	size_t cap = *out_len;
+	*out_len = rhd_key_sig_len(op->key);
+	if (!has_buffer)
+		return CKR_OK;
+	CK_RV rv = rhd_key_rsa_oaep(op->key, kind == RHD_OP_ENCRYPT,
+				    &op->oaep_params, in, in_len, out, out_len);
+	if (rv == CKR_OK && cap < *out_len)
+		return CKR_BUFFER_TOO_SMALL;
+	rhd_op_end(op);
+	return rv;
+}
+
 CK_RV rhd_op_cipher(rhd_session_t *s, rhd_op_kind_t kind,
 		    rhd_cipher_step_t step, const uint8_t *in, size_t in_len,
 		    int has_buffer, uint8_t *out, size_t *out_len)
@@ -610,6 +683,9 @@ CK_RV rhd_op_cipher(rhd_session_t *s, rhd_op_kind_t kind,
 		rhd_op_end(op);
 	if (rv != CKR_OK)
 		return rv;
+	if (op->oaep)
+		return oaep_step(op, kind, step, in, in_len, has_buffer, out,
+				 out_len);
 	if (step == RHD_STEP_UPDATE)
 		return cipher_update(op, in, in_len, has_buffer, out, out_len);
 	/* The last call runs on a copy: only an answer that goes out, or an

@@ -5,10 +5,14 @@
  * the block, the two-call convention of every call, multi-part in odd
  * pieces and in pieces longer than a frame, and the refusals: parameters
  * a mode does not take, keys that may not, partial blocks, padding and
- * tags that do not check (nothing released).
+ * tags that do not check (nothing released). RSA-OAEP with and without a
+ * label, against OpenSSL on the other side.
  */
 #include <check.h>
 #include <dlfcn.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -462,11 +466,182 @@ START_TEST(test_every_key_size_round_trips_in_every_mode)
 }
 END_TEST
 
+/* An RSA-2048 pair for OAEP: the public key encrypts, the private one
+ * decrypts. */
+static void rsa_pair(CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv)
+{
+	CK_MECHANISM mech = {CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0};
+	CK_ULONG bits = 2048;
+	CK_BBOOL yes = CK_TRUE;
+	CK_ATTRIBUTE pt[] = {{CKA_MODULUS_BITS, &bits, sizeof(bits)},
+			     {CKA_ENCRYPT, &yes, 1}};
+	CK_ATTRIBUTE st[] = {{CKA_DECRYPT, &yes, 1}};
+	ck_assert_uint_eq(
+		p11->C_GenerateKeyPair(session, &mech, pt, 2, st, 1, pub, priv),
+		CKR_OK);
+}
+
+/* The public key as OpenSSL's, from its modulus and exponent. */
+static EVP_PKEY *openssl_public(CK_OBJECT_HANDLE pub)
+{
+	CK_BYTE n[256], e[8];
+	CK_ATTRIBUTE a[] = {{CKA_MODULUS, n, sizeof(n)},
+			    {CKA_PUBLIC_EXPONENT, e, sizeof(e)}};
+	ck_assert_uint_eq(p11->C_GetAttributeValue(session, pub, a, 2), CKR_OK);
+	BIGNUM *bn_n = BN_bin2bn(n, (int)a[0].ulValueLen, NULL);
+	BIGNUM *bn_e = BN_bin2bn(e, (int)a[1].ulValueLen, NULL);
+	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+	OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn_n);
+	OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, bn_e);
+	OSSL_PARAM *params = OSSL_PARAM_BLD_to_param(bld);
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+	EVP_PKEY *key = NULL;
+	ck_assert_int_eq(EVP_PKEY_fromdata_init(ctx), 1);
+	ck_assert_int_eq(
+		EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, params), 1);
+	EVP_PKEY_CTX_free(ctx);
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
+	BN_free(bn_n);
+	BN_free(bn_e);
+	return key;
+}
+
+/* OpenSSL encrypts with OAEP-SHA256 and a label; the token decrypts. */
+static size_t openssl_oaep_encrypt(EVP_PKEY *key, const char *label,
+				   const CK_BYTE *in, size_t in_len,
+				   CK_BYTE *out)
+{
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(key, NULL);
+	size_t len = 256;
+	ck_assert_int_eq(EVP_PKEY_encrypt_init(ctx), 1);
+	ck_assert_int_eq(
+		EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING), 1);
+	ck_assert_int_eq(EVP_PKEY_CTX_set_rsa_oaep_md(ctx, EVP_sha256()), 1);
+	ck_assert_int_eq(EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, EVP_sha256()), 1);
+	ck_assert_int_eq(EVP_PKEY_CTX_set0_rsa_oaep_label(ctx,
+							  OPENSSL_strdup(label),
+							  (int)strlen(label)),
+			 1);
+	ck_assert_int_eq(EVP_PKEY_encrypt(ctx, out, &len, in, in_len), 1);
+	EVP_PKEY_CTX_free(ctx);
+	return len;
+}
+
+START_TEST(test_rsa_oaep_round_trips_and_meets_openssl)
+{
+	CK_OBJECT_HANDLE pub, priv;
+	rsa_pair(&pub, &priv);
+	CK_RSA_PKCS_OAEP_PARAMS p = {CKM_SHA256, CKG_MGF1_SHA256,
+				     CKZ_DATA_SPECIFIED, "device-key", 10};
+	CK_MECHANISM m = {CKM_RSA_PKCS_OAEP, &p, sizeof(p)};
+	CK_BYTE secret[32], out[256], back[256];
+	memset(secret, 0x5a, sizeof(secret));
+	CK_ULONG len = sizeof(out), back_len = sizeof(back);
+	ck_assert_uint_eq(encrypt(&m, pub, secret, 32, out, &len), CKR_OK);
+	ck_assert_uint_eq(len, 256);
+	CK_ULONG need = 0;
+	ck_assert_uint_eq(p11->C_DecryptInit(session, &m, priv), CKR_OK);
+	ck_assert_uint_eq(p11->C_Decrypt(session, out, len, NULL, &need),
+			  CKR_OK);
+	ck_assert_uint_ge(need, 32);
+	CK_ULONG small = 31;
+	ck_assert_uint_eq(p11->C_Decrypt(session, out, len, back, &small),
+			  CKR_BUFFER_TOO_SMALL);
+	ck_assert_uint_eq(small, 32);
+	ck_assert_uint_eq(p11->C_Decrypt(session, out, len, back, &back_len),
+			  CKR_OK);
+	ck_assert_uint_eq(back_len, 32);
+	ck_assert_mem_eq(back, secret, 32);
+	/* What OpenSSL encrypted to the exported key comes out the same. */
+	EVP_PKEY *key = openssl_public(pub);
+	size_t n = openssl_oaep_encrypt(key, "device-key", secret, 32, out);
+	EVP_PKEY_free(key);
+	back_len = sizeof(back);
+	ck_assert_uint_eq(decrypt(&m, priv, out, n, back, &back_len), CKR_OK);
+	ck_assert_mem_eq(back, secret, 32);
+	/* Another label, a flipped bit, a short ciphertext: refused. */
+	CK_RSA_PKCS_OAEP_PARAMS other = p;
+	other.source_data = "other";
+	other.source_data_len = 5;
+	CK_MECHANISM om = {CKM_RSA_PKCS_OAEP, &other, sizeof(other)};
+	back_len = sizeof(back);
+	ck_assert_uint_eq(decrypt(&om, priv, out, n, back, &back_len),
+			  CKR_ENCRYPTED_DATA_INVALID);
+	out[100] ^= 1;
+	back_len = sizeof(back);
+	ck_assert_uint_eq(decrypt(&m, priv, out, n, back, &back_len),
+			  CKR_ENCRYPTED_DATA_INVALID);
+	back_len = sizeof(back);
+	ck_assert_uint_eq(decrypt(&m, priv, out, n - 1, back, &back_len),
+			  CKR_ENCRYPTED_DATA_LEN_RANGE);
+	/* SHA-1 without a label; data past k - 2 hLen - 2 is too long. */
+	CK_RSA_PKCS_OAEP_PARAMS sha1 = {CKM_SHA_1, CKG_MGF1_SHA1, 0, NULL, 0};
+	CK_MECHANISM s1 = {CKM_RSA_PKCS_OAEP, &sha1, sizeof(sha1)};
+	CK_BYTE big[215] = {0};
+	len = sizeof(out);
+	ck_assert_uint_eq(encrypt(&s1, pub, big, 214, out, &len), CKR_OK);
+	back_len = sizeof(back);
+	ck_assert_uint_eq(decrypt(&s1, priv, out, len, back, &back_len),
+			  CKR_OK);
+	ck_assert_uint_eq(back_len, 214);
+	len = sizeof(out);
+	ck_assert_uint_eq(encrypt(&s1, pub, big, 215, out, &len),
+			  CKR_DATA_LEN_RANGE);
+	/* Parameters and keys that do not fit. */
+	CK_RSA_PKCS_OAEP_PARAMS bad_mgf = {CKM_SHA256, 0x99, 0, NULL, 0};
+	CK_MECHANISM bm = {CKM_RSA_PKCS_OAEP, &bad_mgf, sizeof(bad_mgf)};
+	ck_assert_uint_eq(p11->C_EncryptInit(session, &bm, pub),
+			  CKR_MECHANISM_PARAM_INVALID);
+	CK_MECHANISM bare = {CKM_RSA_PKCS_OAEP, NULL, 0};
+	ck_assert_uint_eq(p11->C_EncryptInit(session, &bare, pub),
+			  CKR_MECHANISM_PARAM_INVALID);
+	ck_assert_uint_eq(p11->C_EncryptInit(session, &m, priv),
+			  CKR_KEY_TYPE_INCONSISTENT);
+	ck_assert_uint_eq(p11->C_DecryptInit(session, &m, pub),
+			  CKR_KEY_TYPE_INCONSISTENT);
+	CK_OBJECT_HANDLE sign_pub, sign_priv;
+	th_generate_p256(p11, session, CK_FALSE, &sign_pub, &sign_priv);
+	ck_assert_uint_eq(p11->C_DecryptInit(session, &m, sign_priv),
+			  CKR_KEY_TYPE_INCONSISTENT);
+	/* Multi-part is not OAEP's. */
+	ck_assert_uint_eq(p11->C_EncryptInit(session, &m, pub), CKR_OK);
+	len = sizeof(out);
+	ck_assert_uint_eq(p11->C_EncryptUpdate(session, secret, 32, out, &len),
+			  CKR_FUNCTION_NOT_SUPPORTED);
+	len = sizeof(out);
+	ck_assert_uint_eq(p11->C_Encrypt(session, secret, 32, out, &len),
+			  CKR_OPERATION_NOT_INITIALIZED);
+}
+END_TEST
+
+/* A key whose template says no decryption cannot decrypt. */
+START_TEST(test_rsa_keys_decrypt_only_when_they_may)
+{
+	CK_MECHANISM mech = {CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0};
+	CK_ULONG bits = 2048;
+	CK_ATTRIBUTE pt = {CKA_MODULUS_BITS, &bits, sizeof(bits)};
+	CK_OBJECT_HANDLE pub, priv;
+	ck_assert_uint_eq(p11->C_GenerateKeyPair(session, &mech, &pt, 1, NULL,
+						 0, &pub, &priv),
+			  CKR_OK);
+	CK_RSA_PKCS_OAEP_PARAMS p = {CKM_SHA256, CKG_MGF1_SHA256, 0, NULL, 0};
+	CK_MECHANISM m = {CKM_RSA_PKCS_OAEP, &p, sizeof(p)};
+	ck_assert_uint_eq(p11->C_EncryptInit(session, &m, pub),
+			  CKR_KEY_FUNCTION_NOT_PERMITTED);
+	ck_assert_uint_eq(p11->C_DecryptInit(session, &m, priv),
+			  CKR_KEY_FUNCTION_NOT_PERMITTED);
+	CK_MECHANISM v15 = {CKM_RSA_PKCS, NULL, 0};
+	ck_assert_uint_eq(p11->C_DecryptInit(session, &v15, priv),
+			  CKR_MECHANISM_INVALID);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("client_cipher");
 	TCase *tc = tcase_create("aes");
-	tcase_set_timeout(tc, 60);
+	tcase_set_timeout(tc, 120);
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_ecb_cbc_and_ctr_match_sp800_38a);
 	tcase_add_test(tc, test_gcm_matches_the_specifications_cases);
@@ -477,6 +652,8 @@ int main(void)
 	tcase_add_test(tc,
 		       test_parameters_and_keys_that_do_not_fit_are_refused);
 	tcase_add_test(tc, test_every_key_size_round_trips_in_every_mode);
+	tcase_add_test(tc, test_rsa_oaep_round_trips_and_meets_openssl);
+	tcase_add_test(tc, test_rsa_keys_decrypt_only_when_they_may);
 	suite_add_tcase(s, tc);
 	return th_run_suite(s);
 }
