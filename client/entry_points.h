@@ -10,6 +10,8 @@
 
 #include <p11-kit/pkcs11.h>
 
+#include "pkcs11_3_0.h"
+
 /* Section 5.1.1: any function may return these. CKR_FUNCTION_NOT_SUPPORTED
  * is the answer the specification gives every function a library does not
  * serve. */

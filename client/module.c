@@ -1523,3 +1523,79 @@ CK_RV rhc_C_GetObjectSize(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
 		rv = CKR_DEVICE_ERROR;
 	return finish(resp, rv);
 }
+
+/* --- PKCS#11 v3.0 ----------------------------------------------------------
+ */
+
+CK_RV rhc_C_LoginUser(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType,
+		      CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen,
+		      CK_UTF8CHAR_PTR pUsername, CK_ULONG ulUsernameLen)
+{
+	/* A token has one user and one SO: there is no name to check. */
+	(void)pUsername;
+	(void)ulUsernameLen;
+	return rhc_C_Login(hSession, userType, pPin, ulPinLen);
+}
+
+/* Each ends its operation on the daemon (and an init held here), as bad
+ * arguments to its last call would: CKR_ARGUMENTS_BAD is that done. */
+#define RHC_CANCEL(low, UP, Camel, OP)                                         \
+	static CK_RV cancel_##low(CK_SESSION_HANDLE hSession)                  \
+	{                                                                      \
+		PREPARE(UP##_FINAL, low##_final, Camel##Final);                \
+		(void)resp; /* abandon has its own */                          \
+		body.session = hSession;                                       \
+		return abandon(hSession, OP, &req, &body.arguments_bad);       \
+	}
+RHC_CANCEL(digest, DIGEST, Digest, RHC_OP_DIGEST)
+RHC_CANCEL(sign, SIGN, Sign, RHC_OP_SIGN)
+RHC_CANCEL(verify, VERIFY, Verify, RHC_OP_VERIFY)
+
+#define RHC_CANCEL_CIPHER(low, UP, Camel)                                      \
+	static CK_RV cancel_##low(CK_SESSION_HANDLE hSession)                  \
+	{                                                                      \
+		PREPARE(UP##_FINAL, low##_final, Camel##Final);                \
+		body.session = hSession;                                       \
+		body.arguments_bad = 1;                                        \
+		CK_RV rv = rhc_call(&req, &resp);                              \
+		return finish(resp, rv);                                       \
+	}
+RHC_CANCEL_CIPHER(encrypt, ENCRYPT, Encrypt)
+RHC_CANCEL_CIPHER(decrypt, DECRYPT, Decrypt)
+
+CK_RV rhc_C_SessionCancel(CK_SESSION_HANDLE hSession, CK_FLAGS flags)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	static const struct {
+		CK_FLAGS flag;
+		CK_RV (*cancel)(CK_SESSION_HANDLE);
+	} ops[] = {{CKF_DIGEST, cancel_digest},
+		   {CKF_SIGN, cancel_sign},
+		   {CKF_VERIFY, cancel_verify},
+		   {CKF_ENCRYPT, cancel_encrypt},
+		   {CKF_DECRYPT, cancel_decrypt}};
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		if (!(flags & ops[i].flag))
+			continue;
+		rv = ops[i].cancel(hSession);
+		if (rv != CKR_OK && rv != CKR_ARGUMENTS_BAD)
+			return rv;
+	}
+	return CKR_OK;
+}
+
+CK_RV rhc_C_WaitForSlotEvent(CK_FLAGS flags, CK_SLOT_ID_PTR pSlot,
+			     CK_VOID_PTR pReserved)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!pSlot || pReserved)
+		return CKR_ARGUMENTS_BAD;
+	/* Slots never come or go: a call that may not block learns that
+	 * nothing happened; one that would wait forever is not served. */
+	return flags & CKF_DONT_BLOCK ? CKR_NO_EVENT
+				      : CKR_FUNCTION_NOT_SUPPORTED;
+}

@@ -60,7 +60,75 @@ UNSUPPORTED(C_UnwrapKey,
 UNSUPPORTED(C_DeriveKey,
 	    (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE b,
 	     CK_ATTRIBUTE_PTR t, CK_ULONG c, CK_OBJECT_HANDLE_PTR k))
-UNSUPPORTED(C_WaitForSlotEvent, (CK_FLAGS f, CK_SLOT_ID_PTR s, CK_VOID_PTR r))
+/* v3.0's message-based functions. */
+UNSUPPORTED(C_MessageEncryptInit,
+	    (CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+	     CK_OBJECT_HANDLE hKey))
+UNSUPPORTED(C_EncryptMessage,
+	    (CK_SESSION_HANDLE hSession, CK_VOID_PTR pParameter,
+	     CK_ULONG ulParameterLen, CK_BYTE_PTR pAssociatedData,
+	     CK_ULONG ulAssociatedDataLen, CK_BYTE_PTR pPlaintext,
+	     CK_ULONG ulPlaintextLen, CK_BYTE_PTR pCiphertext,
+	     CK_ULONG_PTR pulCiphertextLen))
+UNSUPPORTED(C_EncryptMessageBegin,
+	    (CK_SESSION_HANDLE hSession, CK_VOID_PTR pParameter,
+	     CK_ULONG ulParameterLen, CK_BYTE_PTR pAssociatedData,
+	     CK_ULONG ulAssociatedDataLen))
+UNSUPPORTED(C_EncryptMessageNext,
+	    (CK_SESSION_HANDLE hSession, CK_VOID_PTR pParameter,
+	     CK_ULONG ulParameterLen, CK_BYTE_PTR pPlaintextPart,
+	     CK_ULONG ulPlaintextPartLen, CK_BYTE_PTR pCiphertextPart,
+	     CK_ULONG_PTR pulCiphertextPartLen, CK_FLAGS flags))
+UNSUPPORTED(C_MessageEncryptFinal, (CK_SESSION_HANDLE hSession))
+UNSUPPORTED(C_MessageDecryptInit,
+	    (CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+	     CK_OBJECT_HANDLE hKey))
+UNSUPPORTED(C_DecryptMessage,
+	    (CK_SESSION_HANDLE hSession, CK_VOID_PTR pParameter,
+	     CK_ULONG ulParameterLen, CK_BYTE_PTR pAssociatedData,
+	     CK_ULONG ulAssociatedDataLen, CK_BYTE_PTR pCiphertext,
+	     CK_ULONG ulCiphertextLen, CK_BYTE_PTR pPlaintext,
+	     CK_ULONG_PTR pulPlaintextLen))
+UNSUPPORTED(C_DecryptMessageBegin,
+	    (CK_SESSION_HANDLE hSession, CK_VOID_PTR pParameter,
+	     CK_ULONG ulParameterLen, CK_BYTE_PTR pAssociatedData,
+	     CK_ULONG ulAssociatedDataLen))
+UNSUPPORTED(C_DecryptMessageNext,
+	    (CK_SESSION_HANDLE hSession, CK_VOID_PTR pParameter,
+	     CK_ULONG ulParameterLen, CK_BYTE_PTR pCiphertextPart,
+	     CK_ULONG ulCiphertextPartLen, CK_BYTE_PTR pPlaintextPart,
+	     CK_ULONG_PTR pulPlaintextPartLen, CK_FLAGS flags))
+UNSUPPORTED(C_MessageDecryptFinal, (CK_SESSION_HANDLE hSession))
+UNSUPPORTED(C_MessageSignInit,
+	    (CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+	     CK_OBJECT_HANDLE hKey))
+UNSUPPORTED(C_SignMessage,
+	    (CK_SESSION_HANDLE hSession, CK_VOID_PTR pParameter,
+	     CK_ULONG ulParameterLen, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
+	     CK_BYTE_PTR pSignature, CK_ULONG_PTR pulSignatureLen))
+UNSUPPORTED(C_SignMessageBegin,
+	    (CK_SESSION_HANDLE hSession, CK_VOID_PTR pParameter,
+	     CK_ULONG ulParameterLen))
+UNSUPPORTED(C_SignMessageNext,
+	    (CK_SESSION_HANDLE hSession, CK_VOID_PTR pParameter,
+	     CK_ULONG ulParameterLen, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
+	     CK_BYTE_PTR pSignature, CK_ULONG_PTR pulSignatureLen))
+UNSUPPORTED(C_MessageSignFinal, (CK_SESSION_HANDLE hSession))
+UNSUPPORTED(C_MessageVerifyInit,
+	    (CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+	     CK_OBJECT_HANDLE hKey))
+UNSUPPORTED(C_VerifyMessage,
+	    (CK_SESSION_HANDLE hSession, CK_VOID_PTR pParameter,
+	     CK_ULONG ulParameterLen, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
+	     CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen))
+UNSUPPORTED(C_VerifyMessageBegin,
+	    (CK_SESSION_HANDLE hSession, CK_VOID_PTR pParameter,
+	     CK_ULONG ulParameterLen))
+UNSUPPORTED(C_VerifyMessageNext,
+	    (CK_SESSION_HANDLE hSession, CK_VOID_PTR pParameter,
+	     CK_ULONG ulParameterLen, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
+	     CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen))
+UNSUPPORTED(C_MessageVerifyFinal, (CK_SESSION_HANDLE hSession))
 
 /* Legacy parallel-function calls: the specification's fixed answer. */
 CK_RV rhc_C_GetFunctionStatus(CK_SESSION_HANDLE h)
