@@ -39,6 +39,10 @@
  * that operation (the specification leaves the case open; this is the
  * code SoftHSMv2 and remhsm give). */
 #define RHC_RV_SINGLE_AFTER_UPDATE CKR_OPERATION_ACTIVE
+/* Not in v2.40's list for C_DeriveKey either: a base key whose CKA_DERIVE
+ * is false. Section 3.6 defines the code for exactly that, and any listed
+ * code (the key's type, its handle) would mislead. */
+#define RHC_RV_KEY_USE CKR_KEY_FUNCTION_NOT_PERMITTED
 /* The other departure: an init the client could check itself is held back
  * and travels with the operation's next call (one round trip per
  * signature), so a refusal only the daemon can make (a key destroyed

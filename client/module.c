@@ -1462,6 +1462,66 @@ CK_RV rhc_C_GenerateKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 	return finish(resp, rv);
 }
 
+/* ECDH's parameters: the KDF, its shared data, the peer's point. */
+static CK_RV ecdh_to_wire(const CK_MECHANISM *m, Remhsm__Mechanism *w,
+			  Remhsm__Ecdh1DeriveParams *e)
+{
+	if (!m)
+		return CKR_ARGUMENTS_BAD;
+	remhsm__mechanism__init(w);
+	w->type = m->mechanism;
+	if (m->mechanism != CKM_ECDH1_DERIVE)
+		return CKR_OK; /* the daemon's to refuse */
+	if (!m->pParameter ||
+	    m->ulParameterLen != sizeof(CK_ECDH1_DERIVE_PARAMS))
+		return CKR_MECHANISM_PARAM_INVALID;
+	const CK_ECDH1_DERIVE_PARAMS *p = m->pParameter;
+	if ((!p->shared_data && p->shared_data_len) ||
+	    (!p->public_data && p->public_data_len) ||
+	    p->shared_data_len > 4096 || p->public_data_len > 1024)
+		return CKR_MECHANISM_PARAM_INVALID;
+	remhsm__ecdh1_derive_params__init(e);
+	e->kdf = p->kdf;
+	e->shared_data =
+		(ProtobufCBinaryData){p->shared_data_len, p->shared_data};
+	e->public_data =
+		(ProtobufCBinaryData){p->public_data_len, p->public_data};
+	w->parameter_case = REMHSM__MECHANISM__PARAMETER_ECDH;
+	w->ecdh = e;
+	return CKR_OK;
+}
+
+CK_RV rhc_C_DeriveKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+		      CK_OBJECT_HANDLE hBaseKey, CK_ATTRIBUTE_PTR pTemplate,
+		      CK_ULONG ulAttributeCount, CK_OBJECT_HANDLE_PTR phKey)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!phKey)
+		return CKR_ARGUMENTS_BAD;
+	Remhsm__Mechanism mech;
+	Remhsm__Ecdh1DeriveParams ecdh;
+	rv = ecdh_to_wire(pMechanism, &mech, &ecdh);
+	if (rv != CKR_OK)
+		return rv;
+	PREPARE(DERIVE_KEY, derive_key, DeriveKey);
+	rh_arena_t arena = RH_ARENA_INIT;
+	body.session = hSession;
+	body.mechanism = &mech;
+	body.base_key = hBaseKey;
+	body.n_template_ = ulAttributeCount;
+	rv = rhc_template_to_wire(pTemplate, ulAttributeCount, &arena,
+				  &body.template_);
+	if (rv == CKR_OK)
+		rv = rhc_call(&req, &resp);
+	const Remhsm__DeriveKeyResp *r = resp ? resp->derive_key : NULL;
+	if (rv == CKR_OK && (!r || take_object(r->key, phKey) < 0))
+		rv = CKR_DEVICE_ERROR;
+	rh_arena_cleanup(&arena);
+	return finish(resp, rv);
+}
+
 CK_RV rhc_C_SetAttributeValue(CK_SESSION_HANDLE hSession,
 			      CK_OBJECT_HANDLE hObject,
 			      CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)

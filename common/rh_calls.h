@@ -97,7 +97,8 @@
 	X(55, DECRYPT_INIT, decrypt_init, DecryptInit, RH_CALL_SLOW)           \
 	X(56, DECRYPT, decrypt, Decrypt, RH_CALL_SLOW)                         \
 	X(57, DECRYPT_UPDATE, decrypt_update, DecryptUpdate, RH_CALL_SLOW)     \
-	X(58, DECRYPT_FINAL, decrypt_final, DecryptFinal, RH_CALL_SLOW)
+	X(58, DECRYPT_FINAL, decrypt_final, DecryptFinal, RH_CALL_SLOW)        \
+	X(59, DERIVE_KEY, derive_key, DeriveKey, RH_CALL_SLOW)
 
 /* The Hello exchange uses this id in both oneofs' numbering space. */
 #define RH_CALL_HELLO_REQ_ID 2

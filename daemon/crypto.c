@@ -539,6 +539,98 @@ CK_RV rhd_cipher_new(const rhd_key_t *key, const rhd_cipher_params_t *p,
 	return rhd_secret_cipher_new(key->secret, p, encrypt, out);
 }
 
+/* The peer's public key on the curve of ours, from its uncompressed
+ * point; NULL when the point is no point of that curve. */
+static EVP_PKEY *peer_on_curve(EVP_PKEY *ours, const uint8_t *pt, size_t len)
+{
+	char group[64];
+	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+	OSSL_PARAM *list = NULL;
+	EVP_PKEY_CTX *ctx = NULL;
+	EVP_PKEY *peer = NULL;
+	int ok =
+		bld &&
+		EVP_PKEY_get_utf8_string_param(ours, OSSL_PKEY_PARAM_GROUP_NAME,
+					       group, sizeof(group), NULL) &&
+		OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
+						group, 0) &&
+		OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY,
+						 pt, len);
+	if (ok && (list = OSSL_PARAM_BLD_to_param(bld)) &&
+	    (ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL)) &&
+	    EVP_PKEY_fromdata_init(ctx) == 1)
+		EVP_PKEY_fromdata(ctx, &peer, EVP_PKEY_PUBLIC_KEY, list);
+	EVP_PKEY_CTX_free(ctx);
+	OSSL_PARAM_free(list);
+	OSSL_PARAM_BLD_free(bld);
+	return peer;
+}
+
+CK_RV rhd_key_ecdh(const rhd_key_t *key, const uint8_t *peer_pt,
+		   size_t peer_len, uint8_t *z, size_t cap, size_t *z_len)
+{
+	if (!key->pkey || key->rsa || !key->signer)
+		return CKR_KEY_TYPE_INCONSISTENT;
+	EVP_PKEY *peer = peer_on_curve(key->pkey, peer_pt, peer_len);
+	EVP_PKEY_CTX *ctx = peer ? EVP_PKEY_CTX_new(key->pkey, NULL) : NULL;
+	size_t len = cap;
+	/* set_peer_ex checks the point (on the curve, not at infinity). */
+	CK_RV rv =
+		ctx && EVP_PKEY_derive_init(ctx) == 1 &&
+				EVP_PKEY_derive_set_peer_ex(ctx, peer, 1) == 1
+			? CKR_OK
+			: CKR_MECHANISM_PARAM_INVALID;
+	if (rv == CKR_OK && EVP_PKEY_derive(ctx, z, &len) != 1)
+		rv = CKR_DEVICE_ERROR;
+	EVP_PKEY_CTX_free(ctx);
+	EVP_PKEY_free(peer);
+	ERR_clear_error();
+	*z_len = rv == CKR_OK ? len : 0;
+	return rv;
+}
+
+CK_RV rhd_crypto_x963_kdf(CK_MECHANISM_TYPE hash, const uint8_t *z,
+			  size_t z_len, const uint8_t *info, size_t info_len,
+			  uint8_t *out, size_t len)
+{
+	const EVP_MD *md = oaep_md(hash);
+	EVP_KDF *kdf = md ? EVP_KDF_fetch(NULL, "X963KDF", NULL) : NULL;
+	EVP_KDF_CTX *ctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+	EVP_KDF_free(kdf);
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string(
+			OSSL_KDF_PARAM_DIGEST,
+			(char *)(md ? EVP_MD_get0_name(md) : ""), 0),
+		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)z,
+						  z_len),
+		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO,
+						  (void *)info, info_len),
+		OSSL_PARAM_construct_end()};
+	int ok = ctx && EVP_KDF_derive(ctx, out, len, params) == 1;
+	EVP_KDF_CTX_free(ctx);
+	ERR_clear_error();
+	return ok ? CKR_OK : CKR_DEVICE_ERROR;
+}
+
+CK_RV rhd_crypto_ecdh_value(const rhd_key_t *key, const uint8_t *peer_pt,
+			    size_t peer_len, CK_MECHANISM_TYPE kdf_hash,
+			    const uint8_t *info, size_t info_len, uint8_t *out,
+			    size_t len)
+{
+	uint8_t z[RHD_ECDH_MAX_Z];
+	size_t z_len = 0;
+	CK_RV rv = rhd_key_ecdh(key, peer_pt, peer_len, z, sizeof(z), &z_len);
+	if (rv == CKR_OK && !kdf_hash && len > z_len)
+		rv = CKR_ATTRIBUTE_VALUE_INVALID;
+	if (rv == CKR_OK && kdf_hash)
+		rv = rhd_crypto_x963_kdf(kdf_hash, z, z_len, info, info_len,
+					 out, len);
+	else if (rv == CKR_OK) /* CKD_NULL: Z's leftmost bytes */
+		memcpy(out, z, len);
+	OPENSSL_cleanse(z, sizeof(z));
+	return rv;
+}
+
 int rhd_key_is_rsa(const rhd_key_t *key)
 {
 	return key && key->pkey && key->rsa;

@@ -87,6 +87,26 @@ CK_RV rhd_key_rsa_oaep(const rhd_key_t *key, int encrypt, const rhd_oaep_t *p,
 		       const uint8_t *in, size_t in_len, uint8_t *out,
 		       size_t *out_len);
 
+/* ECDH (CKM_ECDH1_DERIVE): the shared secret Z of an EC private key with
+ * a peer's uncompressed point, into z (cap bytes: the field's size is
+ * enough). CKR_MECHANISM_PARAM_INVALID for a point that is not on the
+ * key's curve. */
+CK_RV rhd_key_ecdh(const rhd_key_t *key, const uint8_t *peer_pt,
+		   size_t peer_len, uint8_t *z, size_t cap, size_t *z_len);
+/* ANSI X9.63's KDF over Z with the shared info, len bytes into out. */
+CK_RV rhd_crypto_x963_kdf(CK_MECHANISM_TYPE hash, const uint8_t *z,
+			  size_t z_len, const uint8_t *info, size_t info_len,
+			  uint8_t *out, size_t len);
+
+/* A derived key's value of len bytes: Z's leftmost bytes (kdf_hash 0,
+ * CKD_NULL; CKR_ATTRIBUTE_VALUE_INVALID when Z is shorter), or X9.63's
+ * KDF over Z with that hash and info. Z never leaves. */
+#define RHD_ECDH_MAX_Z 66
+CK_RV rhd_crypto_ecdh_value(const rhd_key_t *key, const uint8_t *peer_pt,
+			    size_t peer_len, CK_MECHANISM_TYPE kdf_hash,
+			    const uint8_t *info, size_t info_len, uint8_t *out,
+			    size_t len);
+
 /* RSA key material checked whole (every part consistent: private with its
  * CRT parts), its size in bits in *bits; 0 when it does not check. */
 int rhd_crypto_rsa_check(const rhd_object_t *obj, int private_key,

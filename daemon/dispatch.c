@@ -1607,6 +1607,147 @@ static CK_RV on_generate_key(call_ctx_t *ctx, const Remhsm__GenerateKeyReq *req)
 	return CKR_OK;
 }
 
+/* --- key derivation
+ * ---------------------------------------------------------------- */
+
+/* The most shared data an X9.63 KDF takes here. */
+#define RHD_MAX_SHARED_DATA 1024
+
+/* The KDF's hash (0: CKD_NULL, which takes no shared data); -1 for a KDF
+ * not served. */
+static long kdf_hash(const Remhsm__Ecdh1DeriveParams *p)
+{
+	static const struct {
+		uint64_t kdf;
+		CK_MECHANISM_TYPE hash;
+	} kdfs[] = {{CKD_SHA1_KDF, CKM_SHA_1},
+		    {CKD_SHA224_KDF, CKM_SHA224},
+		    {CKD_SHA256_KDF, CKM_SHA256},
+		    {CKD_SHA384_KDF, CKM_SHA384},
+		    {CKD_SHA512_KDF, CKM_SHA512}};
+	if (p->kdf == CKD_NULL)
+		return p->shared_data.len ? -1 : 0;
+	for (size_t i = 0; i < sizeof(kdfs) / sizeof(kdfs[0]); i++)
+		if (kdfs[i].kdf == p->kdf)
+			return (long)kdfs[i].hash;
+	return -1;
+}
+
+/* Under the app's lock: the session, the mechanism and its parameters,
+ * the template (a secret key, generic unless it says AES), whether the
+ * session may hold the key, and the base key. */
+static CK_RV derive_allowed(call_ctx_t *ctx, const Remhsm__DeriveKeyReq *req,
+			    rhd_object_t *key, rhd_derive_base_t *base)
+{
+	rhd_session_t *s = rhd_session_find(ctx->app, req->session);
+	if (!s)
+		return CKR_SESSION_HANDLE_INVALID;
+	const Remhsm__Mechanism *m = req->mechanism;
+	if (!m || m->type != CKM_ECDH1_DERIVE)
+		return CKR_MECHANISM_INVALID;
+	if (m->parameter_case != REMHSM__MECHANISM__PARAMETER_ECDH ||
+	    kdf_hash(m->ecdh) < 0 ||
+	    m->ecdh->shared_data.len > RHD_MAX_SHARED_DATA)
+		return CKR_MECHANISM_PARAM_INVALID;
+	CK_RV rv = rhd_object_from_wire(req->template_, req->n_template_, key);
+	uint64_t type = CKK_GENERIC_SECRET;
+	if (rv == CKR_OK)
+		rhd_object_ulong(key, CKA_KEY_TYPE, &type);
+	if (rv == CKR_OK)
+		rv = key_of_class(key, CKO_SECRET_KEY, type);
+	if (rv == CKR_OK)
+		rv = rhd_objects_may_create(
+			ctx->engine, ctx->app, s,
+			rhd_object_bool(key, CKA_TOKEN, 0),
+			rhd_object_bool(key, CKA_PRIVATE, 1));
+	if (rv == CKR_OK)
+		rv = rhd_op_derive_base(ctx->engine, ctx->app, s, req->base_key,
+					m->type, base);
+	return rv;
+}
+
+/* The peer's point as it comes: raw (04 || x || y, of the key's size) or
+ * wrapped in a DER OCTET STRING. */
+static int peer_point(const rhd_derive_base_t *base,
+		      const ProtobufCBinaryData *data, const uint8_t **pt,
+		      size_t *len)
+{
+	if (data->len == rhd_key_sig_len(base->key) + 1) {
+		*pt = data->data;
+		*len = data->len;
+		return 0;
+	}
+	rhd_attr_t wrapped = {CKA_EC_POINT, RH_ATTR_BYTES, data->data,
+			      data->len};
+	return rhd_ec_point(&wrapped, pt, len);
+}
+
+/* The value, of the template's length (Z's without one), and what the
+ * key inherits from its base. */
+static CK_RV derive_value(rhd_object_t *key, const rhd_derive_base_t *base,
+			  const Remhsm__Ecdh1DeriveParams *p)
+{
+	const uint8_t *pt;
+	size_t pt_len;
+	if (peer_point(base, &p->public_data, &pt, &pt_len) < 0)
+		return CKR_MECHANISM_PARAM_INVALID;
+	uint64_t len = rhd_key_sig_len(base->key) / 2, type = 0;
+	rhd_object_ulong(key, CKA_VALUE_LEN, &len);
+	rhd_object_ulong(key, CKA_KEY_TYPE, &type);
+	if (!rhd_secret_len_valid(type, (size_t)len))
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	uint8_t value[RHD_SECRET_MAX_LEN];
+	CK_RV rv = rhd_crypto_ecdh_value(
+		base->key, pt, pt_len, (CK_MECHANISM_TYPE)kdf_hash(p),
+		p->shared_data.data, p->shared_data.len, value, (size_t)len);
+	if (rv == CKR_OK)
+		rv = rhd_object_set(key, CKA_VALUE, value, (size_t)len);
+	OPENSSL_cleanse(value, sizeof(value));
+	if (rv == CKR_OK)
+		rv = rhd_object_prepare_create(key);
+	if (rv == CKR_OK)
+		rv = rhd_object_set_bool(
+			key, CKA_ALWAYS_SENSITIVE,
+			base->always_sensitive &&
+				rhd_object_bool(key, CKA_SENSITIVE, 1));
+	if (rv == CKR_OK)
+		rv = rhd_object_set_bool(
+			key, CKA_NEVER_EXTRACTABLE,
+			base->never_extractable &&
+				!rhd_object_bool(key, CKA_EXTRACTABLE, 0));
+	return rv;
+}
+
+static CK_RV on_derive_key(call_ctx_t *ctx, const Remhsm__DeriveKeyReq *req)
+{
+	rhd_object_t key = {0};
+	rhd_derive_base_t base = {0};
+	rhd_op_prime_key(ctx->engine, ctx->app, req->session, req->base_key);
+	pthread_mutex_lock(&ctx->app->lock);
+	CK_RV rv = derive_allowed(ctx, req, &key, &base);
+	pthread_mutex_unlock(&ctx->app->lock);
+	if (rv == CKR_OK)
+		rv = derive_value(&key, &base, req->mechanism->ecdh);
+	rhd_key_free(base.key);
+	uint64_t key_type = 0;
+	rhd_object_ulong(&key, CKA_KEY_TYPE, &key_type);
+	uint32_t handle = 0;
+	if (rv == CKR_OK)
+		rv = create_unlocked(ctx, req->session, &key, &handle);
+	rhd_object_cleanup(&key);
+	Remhsm__DeriveKeyResp *r = rv == CKR_OK ? result_derive_key(ctx) : NULL;
+	if (rv != CKR_OK)
+		return rv;
+	if (!r || !(r->key = key_info(ctx, handle, CKO_SECRET_KEY, key_type)))
+		return CKR_HOST_MEMORY;
+	RHD_INFO("event=key-derived identity=%s mechanism=ecdh",
+		 ctx->app->identity);
+	rhd_audit("event=key-derived identity=\"%s\" base=%llu secret=%llu",
+		  ctx->app->identity, (unsigned long long)req->base_key,
+		  (unsigned long long)handle);
+	return CKR_OK;
+}
+
 #define RHD_IMPLEMENTED(X)                                                     \
 	X(GET_INFO, get_info)                                                  \
 	X(GET_SLOT_LIST, get_slot_list)                                        \
@@ -1656,6 +1797,7 @@ static CK_RV on_generate_key(call_ctx_t *ctx, const Remhsm__GenerateKeyReq *req)
 	X(DECRYPT, decrypt)                                                    \
 	X(DECRYPT_UPDATE, decrypt_update)                                      \
 	X(DECRYPT_FINAL, decrypt_final)                                        \
+	X(DERIVE_KEY, derive_key)                                              \
 	X(RESTORE, restore)
 
 static CK_RV route(call_ctx_t *ctx, const Remhsm__Request *req)

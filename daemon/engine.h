@@ -111,7 +111,9 @@ typedef struct rhd_key_cache {
 	rhd_key_t *key;
 	uint64_t version;
 	uint64_t cls, key_type;
-	int can_sign, can_verify, can_encrypt, can_decrypt;
+	int can_sign, can_verify, can_encrypt, can_decrypt, can_derive;
+	/* What a key derived from this one inherits. */
+	int always_sensitive, never_extractable;
 	/* CKA_ALLOWED_MECHANISMS, when the key has it (even empty). */
 	int has_allowed;
 	size_t n_allowed;

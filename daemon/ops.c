@@ -43,6 +43,7 @@ static const CK_MECHANISM_TYPE served[] = {
 	CKM_AES_CTR,
 	CKM_AES_GCM,
 	CKM_RSA_PKCS_OAEP,
+	CKM_ECDH1_DERIVE,
 };
 
 size_t rhd_mechanisms(const CK_MECHANISM_TYPE **list)
@@ -86,6 +87,11 @@ static int secret_mechanism_info(CK_MECHANISM_TYPE mech,
 		*info = (CK_MECHANISM_INFO){16, 32, CKF_SIGN | CKF_VERIFY};
 	else if (rhd_mechanism_is_cipher(mech))
 		*info = (CK_MECHANISM_INFO){16, 32, CKF_ENCRYPT | CKF_DECRYPT};
+	else if (mech == CKM_ECDH1_DERIVE)
+		*info = (CK_MECHANISM_INFO){RHD_EC_MIN_BITS, RHD_EC_MAX_BITS,
+					    CKF_DERIVE | CKF_EC_F_P |
+						    CKF_EC_NAMEDCURVE |
+						    CKF_EC_UNCOMPRESS};
 	else if (mech == CKM_RSA_PKCS_OAEP)
 		*info = (CK_MECHANISM_INFO){RHD_RSA_MIN_BITS, RHD_RSA_MAX_BITS,
 					    CKF_ENCRYPT | CKF_DECRYPT};
@@ -173,6 +179,9 @@ static void key_build(const rhd_object_t *obj, uint64_t version,
 	k->can_verify = rhd_object_bool(obj, CKA_VERIFY, 0);
 	k->can_encrypt = rhd_object_bool(obj, CKA_ENCRYPT, 0);
 	k->can_decrypt = rhd_object_bool(obj, CKA_DECRYPT, 0);
+	k->can_derive = rhd_object_bool(obj, CKA_DERIVE, 0);
+	k->always_sensitive = rhd_object_bool(obj, CKA_ALWAYS_SENSITIVE, 0);
+	k->never_extractable = rhd_object_bool(obj, CKA_NEVER_EXTRACTABLE, 0);
 	cache_allowed(k, rhd_object_find(obj, CKA_ALLOWED_MECHANISMS));
 	/* Only private and secret keys take room in the secure heap. */
 	if (k->cls == CKO_PUBLIC_KEY ||
@@ -704,4 +713,27 @@ CK_RV rhd_op_cipher(rhd_session_t *s, rhd_op_kind_t kind,
 		return has_buffer ? CKR_BUFFER_TOO_SMALL : CKR_OK;
 	rhd_op_end(op);
 	return rv;
+}
+
+CK_RV rhd_op_derive_base(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
+			 uint64_t handle, CK_MECHANISM_TYPE mech,
+			 rhd_derive_base_t *out)
+{
+	memset(out, 0, sizeof(*out));
+	rhd_handle_t *h = rhd_objects_visible(engine, app, s, handle);
+	if (!h || cache_key(engine, app, s, h) != CKR_OK)
+		return CKR_KEY_HANDLE_INVALID;
+	const rhd_key_cache_t *k = &h->key;
+	if (k->cls != CKO_PRIVATE_KEY || k->key_type != CKK_EC)
+		return CKR_KEY_TYPE_INCONSISTENT;
+	if (!k->can_derive)
+		return CKR_KEY_FUNCTION_NOT_PERMITTED;
+	if (!mechanism_allowed(k, mech))
+		return CKR_MECHANISM_INVALID;
+	if (!k->key)
+		return rhd_crypto_key_not_built();
+	out->key = rhd_key_ref(k->key);
+	out->always_sensitive = k->always_sensitive;
+	out->never_extractable = k->never_extractable;
+	return CKR_OK;
 }

@@ -53,6 +53,17 @@ CK_RV rhd_op_cipher(rhd_session_t *s, rhd_op_kind_t kind,
 		    rhd_cipher_step_t step, const uint8_t *in, size_t in_len,
 		    int has_buffer, uint8_t *out, size_t *out_len);
 
+/* The base key of a C_DeriveKey, by the specification's checks: an EC
+ * private key whose CKA_DERIVE is true; a reference to it in out->key
+ * (free with rhd_key_free), and what a key derived from it inherits. */
+typedef struct rhd_derive_base {
+	rhd_key_t *key;
+	int always_sensitive, never_extractable;
+} rhd_derive_base_t;
+CK_RV rhd_op_derive_base(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
+			 uint64_t handle, CK_MECHANISM_TYPE mech,
+			 rhd_derive_base_t *out);
+
 /* The mechanisms served, and their C_GetMechanismInfo. */
 size_t rhd_mechanisms(const CK_MECHANISM_TYPE **list);
 /* Whether the app already holds handle's key, current with its token (no
