@@ -4,10 +4,10 @@
  * body, a session-then-random sequence, the malformed shapes the
  * integration tests send, and real calls on the prologue's session and
  * keys (fuzz_prologue.h): signing, verifying, finding, reading and making
- * objects. make_seeds --frontend CORPUS DIR: fuzz_frontend's
- * (tests/fuzz/corpus-fuzz_frontend): each of CORPUS's seeds after a Hello,
- * delivered at once, byte by byte and in held-back chunks, and the Hello
- * state machine's own cases. Run by hand when the schema grows.
+ * objects, secret keys, encryption and derivation. make_seeds --frontend CORPUS
+ * DIR: fuzz_frontend's (tests/fuzz/corpus-fuzz_frontend): each of CORPUS's
+ * seeds after a Hello, delivered at once, byte by byte and in held-back chunks,
+ * and the Hello state machine's own cases. Run by hand when the schema grows.
  */
 #include <dirent.h>
 #include <stdio.h>
@@ -194,6 +194,78 @@ static void seed_objects(const char *dir)
 	write_request(dir, "prologue-read-key", &req);
 }
 
+/* A session AES key imported, then GCM encryption with it, HMAC under a
+ * generated generic secret, and ECDH on the prologue's key. */
+static void seed_secret_keys(const char *dir)
+{
+	Remhsm__Attribute a[3] = {ulong_attr(CKA_CLASS, CKO_SECRET_KEY),
+				  ulong_attr(CKA_KEY_TYPE, CKK_AES),
+				  bytes_attr(CKA_VALUE, "0123456789abcdef")};
+	Remhsm__Attribute *p[3] = {&a[0], &a[1], &a[2]};
+	Remhsm__CreateObjectReq create = REMHSM__CREATE_OBJECT_REQ__INIT;
+	create.session = FUZZ_SESSION;
+	create.n_template_ = 3;
+	create.template_ = p;
+	Remhsm__Request req = REMHSM__REQUEST__INIT;
+	req.call_case = REMHSM__REQUEST__CALL_CREATE_OBJECT;
+	req.create_object = &create;
+	write_request(dir, "prologue-create-aes-key", &req);
+	static uint8_t iv[12] = {1};
+	Remhsm__GcmParams gcm = REMHSM__GCM_PARAMS__INIT;
+	gcm.iv = (ProtobufCBinaryData){sizeof(iv), iv};
+	gcm.tag_bits = 128;
+	Remhsm__Mechanism m = REMHSM__MECHANISM__INIT;
+	m.type = CKM_AES_GCM;
+	m.parameter_case = REMHSM__MECHANISM__PARAMETER_GCM;
+	m.gcm = &gcm;
+	Remhsm__EncryptInitReq init = REMHSM__ENCRYPT_INIT_REQ__INIT;
+	init.session = FUZZ_SESSION;
+	init.mechanism = &m;
+	init.key = FUZZ_PRIVATE + 1; /* the key the seed before made */
+	req.call_case = REMHSM__REQUEST__CALL_ENCRYPT_INIT;
+	req.encrypt_init = &init;
+	write_request(dir, "prologue-encrypt-init-gcm", &req);
+	Remhsm__OutputBuffer out = REMHSM__OUTPUT_BUFFER__INIT;
+	out.has_buffer = 1;
+	out.buffer_len = 64;
+	Remhsm__EncryptReq enc = REMHSM__ENCRYPT_REQ__INIT;
+	enc.session = FUZZ_SESSION;
+	enc.data = (ProtobufCBinaryData){5, iv};
+	enc.output = &out;
+	req.call_case = REMHSM__REQUEST__CALL_ENCRYPT;
+	req.encrypt = &enc;
+	write_request(dir, "prologue-encrypt", &req);
+	Remhsm__Attribute len = ulong_attr(CKA_VALUE_LEN, 32);
+	Remhsm__Attribute *lp[1] = {&len};
+	Remhsm__Mechanism gen = REMHSM__MECHANISM__INIT;
+	gen.type = CKM_GENERIC_SECRET_KEY_GEN;
+	Remhsm__GenerateKeyReq gk = REMHSM__GENERATE_KEY_REQ__INIT;
+	gk.session = FUZZ_SESSION;
+	gk.mechanism = &gen;
+	gk.n_template_ = 1;
+	gk.template_ = lp;
+	req.call_case = REMHSM__REQUEST__CALL_GENERATE_KEY;
+	req.generate_key = &gk;
+	write_request(dir, "prologue-generate-secret", &req);
+	static uint8_t point[65] = {4};
+	Remhsm__Ecdh1DeriveParams ecdh = REMHSM__ECDH1_DERIVE_PARAMS__INIT;
+	ecdh.kdf = CKD_SHA256_KDF;
+	ecdh.public_data = (ProtobufCBinaryData){sizeof(point), point};
+	Remhsm__Mechanism dm = REMHSM__MECHANISM__INIT;
+	dm.type = CKM_ECDH1_DERIVE;
+	dm.parameter_case = REMHSM__MECHANISM__PARAMETER_ECDH;
+	dm.ecdh = &ecdh;
+	Remhsm__DeriveKeyReq dk = REMHSM__DERIVE_KEY_REQ__INIT;
+	dk.session = FUZZ_SESSION;
+	dk.mechanism = &dm;
+	dk.base_key = FUZZ_PRIVATE;
+	dk.n_template_ = 1;
+	dk.template_ = lp;
+	req.call_case = REMHSM__REQUEST__CALL_DERIVE_KEY;
+	req.derive_key = &dk;
+	write_request(dir, "prologue-derive", &req);
+}
+
 /* --- fuzz_frontend ------------------------------------------------------ */
 
 /* How fuzz_frontend delivers the stream (its first byte). */
@@ -288,6 +360,7 @@ int main(int argc, char **argv)
 	seed_session_then_random(argv[1]);
 	seed_sign_and_verify(argv[1]);
 	seed_objects(argv[1]);
+	seed_secret_keys(argv[1]);
 	const uint8_t oversized[] = {0xff, 0xff, 0xff, 0xf0, 1, 2};
 	write_file(argv[1], "oversized-header", oversized, sizeof(oversized));
 	const uint8_t unknown_call[] = {0,    0,    0,	  5,   0x08,
