@@ -17,6 +17,7 @@
 
 #define PRIV_LABEL "Device Priv TLS Key"
 #define PUB_LABEL "Device Pub TLS Key"
+#define SECRET_LABEL "Secret Key"
 #define MAX_LIST 4096
 
 static const CK_BYTE p256_oid[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
@@ -119,7 +120,19 @@ static const key_type_t key_types[] = {
 	{"ec-p384", CKK_EC, p384_oid, sizeof(p384_oid), 0},
 	{"rsa-2048", CKK_RSA, NULL, 0, 2048},
 	{"rsa-3072", CKK_RSA, NULL, 0, 3072},
-	{"rsa-4096", CKK_RSA, NULL, 0, 4096}};
+	{"rsa-4096", CKK_RSA, NULL, 0, 4096},
+	/* Secret keys: bits is the value's length in bytes. */
+	{"aes-128", CKK_AES, NULL, 0, 16},
+	{"aes-192", CKK_AES, NULL, 0, 24},
+	{"aes-256", CKK_AES, NULL, 0, 32},
+	{"hmac-sha256", CKK_GENERIC_SECRET, NULL, 0, 32},
+	{"hmac-sha384", CKK_GENERIC_SECRET, NULL, 0, 48},
+	{"hmac-sha512", CKK_GENERIC_SECRET, NULL, 0, 64}};
+
+static int is_secret(const key_type_t *kt)
+{
+	return kt->type == CKK_AES || kt->type == CKK_GENERIC_SECRET;
+}
 
 static const key_type_t *key_type(const char *name)
 {
@@ -203,9 +216,78 @@ static int name_pair(rh_tok_t *t, const rh_prov_opts_t *o, CK_OBJECT_HANDLE pub,
 	return 1;
 }
 
+/* A secret key on the token, private, sensitive and never extractable:
+ * AES keys encrypt, decrypt and make CMACs; HMAC keys only make MACs. */
+static CK_RV generate_secret(rh_tok_t *t, const key_type_t *kt,
+			     const char *label, const unsigned char *id,
+			     size_t id_len, CK_OBJECT_HANDLE *key)
+{
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_BBOOL cipher = kt->type == CKK_AES ? CK_TRUE : CK_FALSE;
+	CK_ULONG len = kt->bits;
+	CK_ATTRIBUTE st[] = {{CKA_TOKEN, &yes, sizeof(yes)},
+			     {CKA_PRIVATE, &yes, sizeof(yes)},
+			     {CKA_SENSITIVE, &yes, sizeof(yes)},
+			     {CKA_EXTRACTABLE, &no, sizeof(no)},
+			     {CKA_SIGN, &yes, sizeof(yes)},
+			     {CKA_VERIFY, &yes, sizeof(yes)},
+			     {CKA_ENCRYPT, &cipher, sizeof(cipher)},
+			     {CKA_DECRYPT, &cipher, sizeof(cipher)},
+			     {CKA_VALUE_LEN, &len, sizeof(len)},
+			     {CKA_LABEL, (void *)label, strlen(label)},
+			     {CKA_ID, (void *)id, id_len}};
+	CK_MECHANISM mech = {kt->type == CKK_AES ? CKM_AES_KEY_GEN
+						 : CKM_GENERIC_SECRET_KEY_GEN,
+			     NULL, 0};
+	return t->p11->C_GenerateKey(t->session, &mech, st,
+				     sizeof(st) / sizeof(st[0]), key);
+}
+
+/* A secret key's CKA_ID: --id, or eight random bytes (it has no public
+ * key to name it by). */
+static int secret_id(rh_tok_t *t, const rh_prov_opts_t *o,
+		     unsigned char id[RH_URI_MAX_ID], size_t *id_len)
+{
+	if (o->id_hex) {
+		int len = parse_hex(o->id_hex, id, RH_URI_MAX_ID);
+		if (len <= 0) {
+			fprintf(stderr,
+				"%s: --id: not an even number of hex "
+				"digits\n",
+				t->who);
+			return 1;
+		}
+		*id_len = (size_t)len;
+		return 0;
+	}
+	*id_len = 8;
+	CK_RV rv = t->p11->C_GenerateRandom(t->session, id, 8);
+	return rv == CKR_OK ? 0 : rh_failed(t->who, "C_GenerateRandom", rv);
+}
+
+static int key_gen_secret(rh_tok_t *t, const rh_prov_opts_t *o,
+			  const key_type_t *kt)
+{
+	const char *label = o->label ? o->label : SECRET_LABEL;
+	if (rh_label_taken(t, label, CKO_SECRET_KEY))
+		return 1;
+	unsigned char id[RH_URI_MAX_ID];
+	size_t id_len = 0;
+	if (secret_id(t, o, id, &id_len))
+		return 1;
+	CK_OBJECT_HANDLE key;
+	CK_RV rv = generate_secret(t, kt, label, id, id_len, &key);
+	if (rv != CKR_OK)
+		return rh_failed(t->who, "C_GenerateKey", rv);
+	rh_print_uri(t, "secret key", label, id, id_len, CKO_SECRET_KEY);
+	return 0;
+}
+
 static int cmd_key_gen(rh_tok_t *t, const rh_prov_opts_t *o)
 {
 	const key_type_t *kt = key_type(o->type ? o->type : "ec-p256");
+	if (is_secret(kt))
+		return key_gen_secret(t, o, kt);
 	const char *priv_label = o->label ? o->label : PRIV_LABEL;
 	const char *pub_label = o->label ? o->label : PUB_LABEL;
 	if (rh_label_taken(t, priv_label, CKO_PRIVATE_KEY) ||
@@ -532,12 +614,14 @@ static int cmd_object_delete(rh_tok_t *t, const rh_prov_opts_t *o)
 
 static const command_t commands[] = {
 	{"key gen",
-	 "remhsm key gen [--type ec-p256|ec-p384|rsa-2048|rsa-3072|rsa-4096] "
+	 "remhsm key gen [--type ec-p256|ec-p384|rsa-2048|rsa-3072|rsa-4096|"
+	 "aes-128|aes-192|aes-256|hmac-sha256|hmac-sha384|hmac-sha512] "
 	 "[--label L] [--id HEX]\n"
 	 "  Generates a key pair inside remhsm (default ec-p256, labels "
 	 "\"" PRIV_LABEL "\"\n  and \"" PUB_LABEL
-	 "\", CKA_ID the SHA-1 of the public key); "
-	 "prints their URIs.",
+	 "\", CKA_ID the SHA-1 of the public key), or a secret key\n"
+	 "  (label \"" SECRET_LABEL "\", a random CKA_ID); prints the "
+	 "URIs.",
 	 0, cmd_key_gen},
 	{"key import",
 	 "remhsm key import FILE [--label L] [--id HEX]\n"

@@ -65,6 +65,23 @@ check "key gen --id 01: a one-byte id (it used to exit 1 in silence)" \
 check "an RSA CSR verifies" \
   bash -c "'$bin/remhsm' csr --key 'pkcs11:object=claim;id=%0a%0b;type=private' \
     --subject /CN=claim --module '$module' | openssl req -verify -noout"
+# Secret keys: AES and HMAC, made inside remhsm and used through pkcs11-tool.
+check "key gen --type aes-256 prints the secret key's URI, with a random id" \
+  bash -c "'$bin/remhsm' key gen --type aes-256 --label backup-aes --module '$module' |
+    grep -Eq '^secret key: pkcs11:token=FreeRTOS;object=backup-aes;id=(%[0-9a-f]{2}){8};type=secret-key'"
+check "key gen --type hmac-sha256 with an id" \
+  bash -c "'$bin/remhsm' key gen --type hmac-sha256 --label fw-mac --id 6b6b --module '$module' |
+    grep -q '^secret key: .*object=fw-mac;id=%6b%6b;type=secret-key'"
+check "object show: the AES key is 32 bytes, sensitive, never extractable" \
+  bash -c "'$bin/remhsm' object show 'pkcs11:object=backup-aes;type=secret-key' --module '$module' |
+    grep -q 'sensitive    yes'"
+echo firmware >"$work/fw"
+check "pkcs11-tool makes an HMAC with the key remhsm made" \
+  pkcs11-tool --module "$module" --login --pin 0000 --sign --mechanism SHA256-HMAC \
+  --id 6b6b --input-file "$work/fw" --output-file "$work/fw.mac"
+check "the HMAC is 32 bytes" test "$(stat -c %s "$work/fw.mac")" -eq 32
+check "a secret key label already taken" \
+  bash -c "! '$bin/remhsm' key gen --type aes-128 --label backup-aes --module '$module' 2>/dev/null"
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out "$work/p384.pem" 2>/dev/null
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/rsa.pem" 2>/dev/null
 openssl pkey -in "$work/rsa.pem" -traditional -out "$work/rsa-trad.pem"
