@@ -724,7 +724,8 @@ CK_RV rhc_C_FindObjectsFinal(CK_SESSION_HANDLE hSession)
 
 static int is_pss(CK_MECHANISM_TYPE mech)
 {
-	return mech == CKM_RSA_PKCS_PSS || mech == CKM_SHA256_RSA_PKCS_PSS ||
+	return mech == CKM_RSA_PKCS_PSS || mech == CKM_SHA1_RSA_PKCS_PSS ||
+	       mech == CKM_SHA256_RSA_PKCS_PSS ||
 	       mech == CKM_SHA384_RSA_PKCS_PSS ||
 	       mech == CKM_SHA512_RSA_PKCS_PSS;
 }

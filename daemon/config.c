@@ -91,6 +91,8 @@ static const struct setting {
 	 0, 1},
 	{"store-shared", KIND_BOOL, offsetof(rhd_config_t, store_shared), 0, 0,
 	 1},
+	{"allow-legacy", KIND_BOOL, offsetof(rhd_config_t, allow_legacy), 0, 0,
+	 1},
 	UINT("store-poll-ms", store_poll_ms, 10, 60000),
 	UINT("store-connections", store_connections, 1, 64),
 	UINT("handshake-timeout-ms", handshake_timeout_ms, 10, 600000),
@@ -395,6 +397,10 @@ void rhd_config_usage(FILE *out, const char *prog)
 		"  --store-wait-ms N          a database round trip longer "
 		"than this fails the\n"
 		"                             call (PostgreSQL; 10000)\n"
+		"  --allow-legacy             serve RSA keys of 1024 bits, "
+		"SHA-1 in signatures\n"
+		"                             and raw RSA signing, for old "
+		"devices (default: off)\n"
 		"  --store-shared             other remhsmd write the same "
 		"PostgreSQL store at\n"
 		"                             once (a cluster; default: one "

@@ -25,8 +25,9 @@ typedef struct rhd_config {
 	int tls12;
 	int tls_client_eku_optional;
 	int allow_core_dumps;
-	int store_standby;	    /* wait for the store's writer to let go */
-	int store_shared;	    /* other remhsmd write the store at once */
+	int store_standby; /* wait for the store's writer to let go */
+	int store_shared;  /* other remhsmd write the store at once */
+	int allow_legacy;  /* RSA-1024, SHA-1 signatures, raw RSA signing */
 	unsigned store_poll_ms;	    /* how often a shared store is asked */
 	unsigned store_connections; /* database sessions, the writer's too */
 	unsigned handshake_timeout_ms;

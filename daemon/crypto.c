@@ -246,6 +246,9 @@ CK_MECHANISM_TYPE rhd_crypto_hash_of(CK_MECHANISM_TYPE mech)
 {
 	switch (mech) {
 	case CKM_SHA_1:
+	case CKM_ECDSA_SHA1:
+	case CKM_SHA1_RSA_PKCS:
+	case CKM_SHA1_RSA_PKCS_PSS:
 		return CKM_SHA_1;
 	case CKM_SHA256:
 	case CKM_ECDSA_SHA256:

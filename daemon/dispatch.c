@@ -1386,7 +1386,7 @@ static CK_RV generate_material(rhd_object_t *pub, rhd_object_t *priv, int rsa)
 		uint64_t bits = 0;
 		if (!rhd_object_ulong(pub, CKA_MODULUS_BITS, &bits))
 			return CKR_TEMPLATE_INCOMPLETE;
-		if (bits < RHD_RSA_MIN_BITS || bits > RHD_RSA_GEN_MAX_BITS)
+		if (bits < rhd_rsa_min_bits() || bits > RHD_RSA_GEN_MAX_BITS)
 			return CKR_KEY_SIZE_RANGE;
 		return rhd_crypto_rsa_generate(
 			(unsigned)bits,

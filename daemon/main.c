@@ -119,6 +119,13 @@ static int serve(const rhd_config_t *cfg)
 	}
 	rhd_audit(RHS_ANCHOR_EVENT " counter=%llu when=start",
 		  (unsigned long long)rhs_counter(store));
+	rhd_policy_allow_legacy(cfg->allow_legacy);
+	if (cfg->allow_legacy)
+		RHD_WARN("event=legacy-allowed rsa-min-bits=%u "
+			 "mechanisms=\"CKM_SHA1_RSA_PKCS CKM_SHA1_RSA_PKCS_PSS "
+			 "CKM_ECDSA_SHA1 CKM_RSA_X_509(sign)\" "
+			 "reason=\"allow-legacy: for old devices only\"",
+			 rhd_rsa_min_bits());
 	rhd_engine_opts_t opts = {
 		.slots = cfg->slots,
 		.store = store,

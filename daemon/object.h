@@ -61,10 +61,19 @@ CK_RV rhd_object_prepare_create(rhd_object_t *obj);
  * to 8192 bits are imported and used; generation stops at 4096, which
  * already takes seconds. */
 #define RHD_RSA_MIN_BITS 2048
+#define RHD_RSA_LEGACY_MIN_BITS 1024 /* allow-legacy: see ops.h */
 #define RHD_RSA_MAX_BITS 8192
 #define RHD_RSA_GEN_MAX_BITS 4096
 #define RHD_EC_MIN_BITS 256 /* P-256 */
 #define RHD_EC_MAX_BITS 384 /* P-384 */
+
+/* allow-legacy, set once before any call: RSA keys from
+ * RHD_RSA_LEGACY_MIN_BITS, SHA-1 in signatures (CKM_SHA1_RSA_PKCS,
+ * CKM_SHA1_RSA_PKCS_PSS, CKM_ECDSA_SHA1) and CKM_RSA_X_509 signing are
+ * served and listed (ops.c); without it they are not. */
+void rhd_policy_allow_legacy(int on);
+int rhd_legacy_allowed(void);
+unsigned rhd_rsa_min_bits(void);
 
 /* The curve (NID) a CKA_EC_PARAMS names, 0 when not served. */
 int rhd_ec_curve(const rhd_attr_t *params);

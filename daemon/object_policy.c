@@ -78,6 +78,23 @@ static const uint64_t token_set_attrs[] = {CKA_LOCAL, CKA_KEY_GEN_MECHANISM,
 					   CKA_ALWAYS_SENSITIVE,
 					   CKA_NEVER_EXTRACTABLE, END};
 
+static int legacy;
+
+void rhd_policy_allow_legacy(int on)
+{
+	legacy = on;
+}
+
+int rhd_legacy_allowed(void)
+{
+	return legacy;
+}
+
+unsigned rhd_rsa_min_bits(void)
+{
+	return legacy ? RHD_RSA_LEGACY_MIN_BITS : RHD_RSA_MIN_BITS;
+}
+
 static int listed(const uint64_t *list, uint64_t type)
 {
 	for (; *list != END; list++)
@@ -262,7 +279,7 @@ static CK_RV prepare_rsa(rhd_object_t *obj, int private_key)
 			return CKR_TEMPLATE_INCOMPLETE;
 	unsigned bits = 0;
 	if (!rhd_crypto_rsa_check(obj, private_key, &bits) ||
-	    bits < RHD_RSA_MIN_BITS || bits > RHD_RSA_MAX_BITS)
+	    bits < rhd_rsa_min_bits() || bits > RHD_RSA_MAX_BITS)
 		return CKR_ATTRIBUTE_VALUE_INVALID;
 	return rhd_object_set_ulong(obj, CKA_MODULUS_BITS, (uint64_t)bits);
 }

@@ -44,23 +44,39 @@ static const CK_MECHANISM_TYPE served[] = {
 	CKM_AES_GCM,
 	CKM_RSA_PKCS_OAEP,
 	CKM_ECDH1_DERIVE,
+	/* Only with allow-legacy: these last. */
+	CKM_SHA1_RSA_PKCS,
+	CKM_SHA1_RSA_PKCS_PSS,
+	CKM_ECDSA_SHA1,
 };
+#define N_LEGACY 3
 
 size_t rhd_mechanisms(const CK_MECHANISM_TYPE **list)
 {
 	*list = served;
-	return sizeof(served) / sizeof(served[0]);
+	return sizeof(served) / sizeof(served[0]) -
+	       (rhd_legacy_allowed() ? 0 : N_LEGACY);
+}
+
+/* SHA-1 in a signature, or (sign) raw RSA: allow-legacy's. */
+static int legacy_only(rhd_op_kind_t kind, CK_MECHANISM_TYPE mech)
+{
+	return mech == CKM_SHA1_RSA_PKCS || mech == CKM_SHA1_RSA_PKCS_PSS ||
+	       mech == CKM_ECDSA_SHA1 ||
+	       (kind == RHD_OP_SIGN && mech == CKM_RSA_X_509);
 }
 
 int rhd_mechanism_is_ecdsa(CK_MECHANISM_TYPE mech)
 {
-	return mech == CKM_ECDSA || mech == CKM_ECDSA_SHA256 ||
-	       mech == CKM_ECDSA_SHA384 || mech == CKM_ECDSA_SHA512;
+	return mech == CKM_ECDSA || mech == CKM_ECDSA_SHA1 ||
+	       mech == CKM_ECDSA_SHA256 || mech == CKM_ECDSA_SHA384 ||
+	       mech == CKM_ECDSA_SHA512;
 }
 
 static int is_pss(CK_MECHANISM_TYPE mech)
 {
-	return mech == CKM_RSA_PKCS_PSS || mech == CKM_SHA256_RSA_PKCS_PSS ||
+	return mech == CKM_RSA_PKCS_PSS || mech == CKM_SHA1_RSA_PKCS_PSS ||
+	       mech == CKM_SHA256_RSA_PKCS_PSS ||
 	       mech == CKM_SHA384_RSA_PKCS_PSS ||
 	       mech == CKM_SHA512_RSA_PKCS_PSS;
 }
@@ -68,12 +84,13 @@ static int is_pss(CK_MECHANISM_TYPE mech)
 static int is_rsa(CK_MECHANISM_TYPE mech)
 {
 	return is_pss(mech) || mech == CKM_RSA_PKCS ||
-	       mech == CKM_SHA256_RSA_PKCS || mech == CKM_SHA384_RSA_PKCS ||
-	       mech == CKM_SHA512_RSA_PKCS || mech == CKM_RSA_X_509;
+	       mech == CKM_SHA1_RSA_PKCS || mech == CKM_SHA256_RSA_PKCS ||
+	       mech == CKM_SHA384_RSA_PKCS || mech == CKM_SHA512_RSA_PKCS ||
+	       mech == CKM_RSA_X_509;
 }
 
 /* Key sizes in bytes, as PKCS#11 gives them for AES and HMAC; in bits for
- * generic secret generation. */
+ * generic secret generation, EC and RSA. */
 static int secret_mechanism_info(CK_MECHANISM_TYPE mech,
 				 CK_MECHANISM_INFO *info)
 {
@@ -93,7 +110,8 @@ static int secret_mechanism_info(CK_MECHANISM_TYPE mech,
 						    CKF_EC_NAMEDCURVE |
 						    CKF_EC_UNCOMPRESS};
 	else if (mech == CKM_RSA_PKCS_OAEP)
-		*info = (CK_MECHANISM_INFO){RHD_RSA_MIN_BITS, RHD_RSA_MAX_BITS,
+		*info = (CK_MECHANISM_INFO){rhd_rsa_min_bits(),
+					    RHD_RSA_MAX_BITS,
 					    CKF_ENCRYPT | CKF_DECRYPT};
 	else if (rhd_mechanism_is_mac(mech))
 		*info = (CK_MECHANISM_INFO){RHD_SECRET_MIN_LEN,
@@ -107,7 +125,11 @@ static int secret_mechanism_info(CK_MECHANISM_TYPE mech,
 int rhd_mechanism_info(CK_MECHANISM_TYPE mech, CK_MECHANISM_INFO *info)
 {
 	const CK_FLAGS ec = CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS;
+	const CK_ULONG rsa_min = rhd_rsa_min_bits();
 	memset(info, 0, sizeof(*info));
+	const int legacy = rhd_legacy_allowed();
+	if (!legacy && legacy_only(RHD_OP_VERIFY, mech))
+		return 0;
 	if (mech == CKM_EC_KEY_PAIR_GEN)
 		*info = (CK_MECHANISM_INFO){RHD_EC_MIN_BITS, RHD_EC_MAX_BITS,
 					    CKF_GENERATE_KEY_PAIR | ec};
@@ -115,14 +137,14 @@ int rhd_mechanism_info(CK_MECHANISM_TYPE mech, CK_MECHANISM_INFO *info)
 		*info = (CK_MECHANISM_INFO){RHD_EC_MIN_BITS, RHD_EC_MAX_BITS,
 					    CKF_SIGN | CKF_VERIFY | ec};
 	else if (mech == CKM_RSA_PKCS_KEY_PAIR_GEN)
-		*info = (CK_MECHANISM_INFO){RHD_RSA_MIN_BITS,
-					    RHD_RSA_GEN_MAX_BITS,
+		*info = (CK_MECHANISM_INFO){rsa_min, RHD_RSA_GEN_MAX_BITS,
 					    CKF_GENERATE_KEY_PAIR};
 	else if (mech == CKM_RSA_X_509)
-		*info = (CK_MECHANISM_INFO){RHD_RSA_MIN_BITS, RHD_RSA_MAX_BITS,
-					    CKF_VERIFY};
+		*info = (CK_MECHANISM_INFO){rsa_min, RHD_RSA_MAX_BITS,
+					    CKF_VERIFY |
+						    (legacy ? CKF_SIGN : 0)};
 	else if (is_rsa(mech))
-		*info = (CK_MECHANISM_INFO){RHD_RSA_MIN_BITS, RHD_RSA_MAX_BITS,
+		*info = (CK_MECHANISM_INFO){rsa_min, RHD_RSA_MAX_BITS,
 					    CKF_SIGN | CKF_VERIFY};
 	else if (rhd_crypto_hash_of(mech))
 		info->flags = CKF_DIGEST;
@@ -317,6 +339,10 @@ static CK_RV key_for(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 		return CKR_MECHANISM_INVALID;
 	if (!k->key)
 		return rhd_crypto_key_not_built();
+	/* An RSA key imported under allow-legacy, used without it. */
+	if (rhd_key_is_rsa(k->key) &&
+	    rhd_key_sig_len(k->key) * 8 < rhd_rsa_min_bits())
+		return CKR_KEY_SIZE_RANGE;
 	op->key = rhd_key_ref(k->key);
 	/* A copy failing only costs the sign a context of its own. */
 	if (kind == RHD_OP_SIGN)
@@ -456,6 +482,8 @@ static CK_RV oaep_start(rhd_op_t *op, const Remhsm__Mechanism *m)
 
 static int fits(rhd_op_kind_t kind, CK_MECHANISM_TYPE mech)
 {
+	if (!rhd_legacy_allowed() && legacy_only(kind, mech))
+		return 0;
 	if (kind == RHD_OP_DIGEST)
 		return rhd_crypto_hash_of(mech) &&
 		       !rhd_mechanism_is_ecdsa(mech) && !is_rsa(mech);
@@ -464,9 +492,6 @@ static int fits(rhd_op_kind_t kind, CK_MECHANISM_TYPE mech)
 		       mech == CKM_RSA_PKCS_OAEP;
 	if (rhd_mechanism_is_mac(mech))
 		return 1;
-	if (kind == RHD_OP_SIGN)
-		return rhd_mechanism_is_ecdsa(mech) ||
-		       (is_rsa(mech) && mech != CKM_RSA_X_509);
 	return rhd_mechanism_is_ecdsa(mech) || is_rsa(mech);
 }
 
