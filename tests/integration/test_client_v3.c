@@ -19,13 +19,15 @@ static void *module;
 static CK_FUNCTION_LIST *p11;
 static CK_FUNCTION_LIST_3_0 *p3;
 
+typedef CK_RV (*get_interface_fn)(CK_UTF8CHAR_PTR, CK_VERSION_PTR,
+				  CK_INTERFACE_PTR_PTR, CK_FLAGS);
+typedef CK_RV (*get_interface_list_fn)(CK_INTERFACE_PTR, CK_ULONG_PTR);
+
 static void setup(void)
 {
 	p11 = th_start_provisioned(&d, NULL, &module);
-	CK_RV (*get)
-	(CK_UTF8CHAR_PTR, CK_VERSION_PTR, CK_INTERFACE_PTR_PTR, CK_FLAGS) =
-		(CK_RV(*)(CK_UTF8CHAR_PTR, CK_VERSION_PTR, CK_INTERFACE_PTR_PTR,
-			  CK_FLAGS))dlsym(module, "C_GetInterface");
+	get_interface_fn get =
+		(get_interface_fn)dlsym(module, "C_GetInterface");
 	ck_assert_ptr_nonnull(get);
 	CK_INTERFACE *i = NULL;
 	ck_assert_uint_eq(get(NULL, NULL, &i, 0), CKR_OK);
@@ -41,10 +43,8 @@ static void teardown(void)
 
 START_TEST(test_interfaces_are_listed_newest_first)
 {
-	CK_RV (*list)
-	(CK_INTERFACE_PTR, CK_ULONG_PTR) =
-		(CK_RV(*)(CK_INTERFACE_PTR, CK_ULONG_PTR))dlsym(
-			module, "C_GetInterfaceList");
+	get_interface_list_fn list =
+		(get_interface_list_fn)dlsym(module, "C_GetInterfaceList");
 	ck_assert_ptr_nonnull(list);
 	CK_ULONG n = 0;
 	ck_assert_uint_eq(list(NULL, &n), CKR_OK);
@@ -72,9 +72,7 @@ END_TEST
 
 START_TEST(test_an_interface_is_chosen_by_name_version_and_flags)
 {
-	CK_RV (*get)
-	(CK_UTF8CHAR_PTR, CK_VERSION_PTR, CK_INTERFACE_PTR_PTR, CK_FLAGS) =
-		p3->C_GetInterface;
+	get_interface_fn get = p3->C_GetInterface;
 	CK_INTERFACE *i = NULL;
 	CK_VERSION v240 = {2, 40}, v31 = {3, 1};
 	ck_assert_uint_eq(get((CK_UTF8CHAR_PTR) "PKCS 11", &v240, &i, 0),
