@@ -374,6 +374,7 @@ START_TEST(test_generated_keys_are_local_and_never_left_the_token)
 	ck_assert_uint_eq(mac(CKM_AES_CMAC, key, "firmware", 8, sig, &sig_len),
 			  CKR_OK);
 	/* A token key: the daemon's restart keeps it, and its MAC. */
+	ck_assert_int_eq(th_daemon_stop(&d), 0);
 	th_daemon_restart(&d, NULL);
 	CK_ATTRIBUTE label = {CKA_LABEL, "backup-aes", 10};
 	CK_OBJECT_HANDLE found = 0;
