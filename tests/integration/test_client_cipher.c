@@ -48,9 +48,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	p11->C_Finalize(NULL);
-	dlclose(module);
-	th_daemon_cleanup(&d);
+	th_stop_provisioned(p11, module, &d);
 }
 
 static CK_OBJECT_HANDLE aes_key(const CK_BYTE *value, CK_ULONG len)

@@ -36,9 +36,7 @@ static void setup_legacy(void)
 
 static void teardown(void)
 {
-	p11->C_Finalize(NULL);
-	dlclose(module);
-	th_daemon_cleanup(&d);
+	th_stop_provisioned(p11, module, &d);
 }
 
 static CK_RV rsa_pair(CK_ULONG bits, CK_OBJECT_HANDLE *pub,

@@ -40,9 +40,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	p11->C_Finalize(NULL);
-	dlclose(module);
-	th_daemon_cleanup(&d);
+	th_stop_provisioned(p11, module, &d);
 }
 
 /* FreeRTOS's EC private key template. */

@@ -61,9 +61,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	p11->C_Finalize(NULL);
-	dlclose(module);
-	th_daemon_cleanup(&d);
+	th_stop_provisioned(p11, module, &d);
 }
 
 static CK_RV sign_init(CK_MECHANISM_TYPE type, CK_OBJECT_HANDLE key)

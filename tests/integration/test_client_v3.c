@@ -36,9 +36,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	p11->C_Finalize(NULL);
-	dlclose(module);
-	th_daemon_cleanup(&d);
+	th_stop_provisioned(p11, module, &d);
 }
 
 START_TEST(test_interfaces_are_listed_newest_first)

@@ -40,9 +40,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	p11->C_Finalize(NULL);
-	dlclose(module);
-	th_daemon_cleanup(&d);
+	th_stop_provisioned(p11, module, &d);
 }
 
 static CK_RV init_token(CK_SLOT_ID slot, const char *label)

@@ -39,9 +39,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	p11->C_Finalize(NULL);
-	dlclose(module);
-	th_daemon_cleanup(&d);
+	th_stop_provisioned(p11, module, &d);
 }
 
 static CK_RV generate_rsa(CK_SESSION_HANDLE s, CK_ULONG bits)

@@ -523,6 +523,13 @@ CK_FUNCTION_LIST *th_start_provisioned(th_daemon_t *d,
 	return p11;
 }
 
+void th_stop_provisioned(CK_FUNCTION_LIST *p11, void *module, th_daemon_t *d)
+{
+	p11->C_Finalize(NULL);
+	dlclose(module);
+	th_daemon_cleanup(d);
+}
+
 /* Why a daemon did not exit cleanly, and the end of its log, for the
  * test's output. */
 static void report_unclean_exit(const th_daemon_t *d, const char *what)

@@ -62,6 +62,10 @@ CK_FUNCTION_LIST *th_start_provisioned(th_daemon_t *d,
 				       const char *const *extra_flags,
 				       void **module);
 
+/* Undoes th_start_provisioned: C_Finalize, the module unloaded, the daemon
+ * stopped and its folder removed. */
+void th_stop_provisioned(CK_FUNCTION_LIST *p11, void *module, th_daemon_t *d);
+
 /* A read-write session on slot, logged in as the user with pin. */
 CK_SESSION_HANDLE th_user_session(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot,
 				  const char *pin);
