@@ -1215,7 +1215,8 @@ static CK_RV gcm_to_wire(const CK_MECHANISM *m, cipher_mech_t *w)
 	return CKR_OK;
 }
 
-/* A cipher mechanism for the wire: CBC's IV as it is, CTR's, GCM's and
+/* A cipher mechanism for the wire: CBC's and key wrap's IV as it is,
+ * CTR's, GCM's and
  * OAEP's structures field by field. Other types (ECB takes no parameter, an
  * unknown one is the daemon's to refuse) go without one. */
 static CK_RV cipher_mechanism_to_wire(const CK_MECHANISM *m, cipher_mech_t *w)
@@ -1230,7 +1231,9 @@ static CK_RV cipher_mechanism_to_wire(const CK_MECHANISM *m, cipher_mech_t *w)
 		return gcm_to_wire(m, w);
 	if (m->mechanism == CKM_RSA_PKCS_OAEP)
 		return oaep_to_wire(m, w);
-	if (m->mechanism != CKM_AES_CBC && m->mechanism != CKM_AES_CBC_PAD)
+	if (m->mechanism != CKM_AES_CBC && m->mechanism != CKM_AES_CBC_PAD &&
+	    m->mechanism != CKM_AES_KEY_WRAP &&
+	    m->mechanism != CKM_AES_KEY_WRAP_KWP)
 		return CKR_OK;
 	if ((!m->pParameter && m->ulParameterLen) || m->ulParameterLen > 64)
 		return CKR_MECHANISM_PARAM_INVALID;
@@ -1517,6 +1520,67 @@ CK_RV rhc_C_DeriveKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 	if (rv == CKR_OK)
 		rv = rhc_call(&req, &resp);
 	const Remhsm__DeriveKeyResp *r = resp ? resp->derive_key : NULL;
+	if (rv == CKR_OK && (!r || take_object(r->key, phKey) < 0))
+		rv = CKR_DEVICE_ERROR;
+	rh_arena_cleanup(&arena);
+	return finish(resp, rv);
+}
+
+CK_RV rhc_C_WrapKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+		    CK_OBJECT_HANDLE hWrappingKey, CK_OBJECT_HANDLE hKey,
+		    CK_BYTE_PTR pWrappedKey, CK_ULONG_PTR pulWrappedKeyLen)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!pulWrappedKeyLen)
+		return CKR_ARGUMENTS_BAD;
+	cipher_mech_t m;
+	rv = cipher_mechanism_to_wire(pMechanism, &m);
+	if (rv != CKR_OK)
+		return rv;
+	PREPARE(WRAP_KEY, wrap_key, WrapKey);
+	body.session = hSession;
+	body.mechanism = &m.mech;
+	body.wrapping_key = hWrappingKey;
+	body.key = hKey;
+	Remhsm__OutputBuffer out = output_buffer(pWrappedKey, pulWrappedKeyLen);
+	body.output = &out;
+	rv = rhc_call(&req, &resp);
+	const Remhsm__Output *o =
+		resp && resp->wrap_key ? resp->wrap_key->output : NULL;
+	rv = take_output(rv, o, pWrappedKey, pulWrappedKeyLen);
+	return finish(resp, rv);
+}
+
+CK_RV rhc_C_UnwrapKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+		      CK_OBJECT_HANDLE hUnwrappingKey, CK_BYTE_PTR pWrappedKey,
+		      CK_ULONG ulWrappedKeyLen, CK_ATTRIBUTE_PTR pTemplate,
+		      CK_ULONG ulAttributeCount, CK_OBJECT_HANDLE_PTR phKey)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	if (!phKey || (!pWrappedKey && ulWrappedKeyLen))
+		return CKR_ARGUMENTS_BAD;
+	if (ulWrappedKeyLen > rhc_max_payload())
+		return CKR_WRAPPED_KEY_LEN_RANGE;
+	cipher_mech_t m;
+	rv = cipher_mechanism_to_wire(pMechanism, &m);
+	if (rv != CKR_OK)
+		return rv;
+	PREPARE(UNWRAP_KEY, unwrap_key, UnwrapKey);
+	rh_arena_t arena = RH_ARENA_INIT;
+	body.session = hSession;
+	body.mechanism = &m.mech;
+	body.unwrapping_key = hUnwrappingKey;
+	body.wrapped_key = bytes_of(pWrappedKey, ulWrappedKeyLen);
+	body.n_template_ = ulAttributeCount;
+	rv = rhc_template_to_wire(pTemplate, ulAttributeCount, &arena,
+				  &body.template_);
+	if (rv == CKR_OK)
+		rv = rhc_call(&req, &resp);
+	const Remhsm__UnwrapKeyResp *r = resp ? resp->unwrap_key : NULL;
 	if (rv == CKR_OK && (!r || take_object(r->key, phKey) < 0))
 		rv = CKR_DEVICE_ERROR;
 	rh_arena_cleanup(&arena);

@@ -10,6 +10,8 @@
 
 #include <p11-kit/pkcs11.h>
 
+#include "rh_pkcs11.h"
+
 #ifndef CKF_INTERFACE_FORK_SAFE
 #define CKF_INTERFACE_FORK_SAFE 0x00000001UL
 #endif

@@ -98,7 +98,9 @@
 	X(56, DECRYPT, decrypt, Decrypt, RH_CALL_SLOW)                         \
 	X(57, DECRYPT_UPDATE, decrypt_update, DecryptUpdate, RH_CALL_SLOW)     \
 	X(58, DECRYPT_FINAL, decrypt_final, DecryptFinal, RH_CALL_SLOW)        \
-	X(59, DERIVE_KEY, derive_key, DeriveKey, RH_CALL_SLOW)
+	X(59, DERIVE_KEY, derive_key, DeriveKey, RH_CALL_SLOW)                 \
+	X(60, WRAP_KEY, wrap_key, WrapKey, RH_CALL_SLOW)                       \
+	X(61, UNWRAP_KEY, unwrap_key, UnwrapKey, RH_CALL_SLOW)
 
 /* The Hello exchange uses this id in both oneofs' numbering space. */
 #define RH_CALL_HELLO_REQ_ID 2

@@ -903,3 +903,100 @@ CK_RV rhd_crypto_ec_public_point(int nid, const rhd_attr_t *value, uint8_t *pt,
 	ERR_clear_error();
 	return rv;
 }
+
+/* --- key wrapping ---------------------------------------------------------
+ */
+
+CK_RV rhd_key_aes_wrap(const rhd_key_t *key, int pad, int wrap,
+		       const uint8_t *iv, size_t iv_len, const uint8_t *in,
+		       size_t in_len, uint8_t *out, size_t *out_len)
+{
+	return rhd_secret_aes_wrap(key->secret, pad, wrap, iv, iv_len, in,
+				   in_len, out, out_len);
+}
+
+CK_RV rhd_key_pkcs8(const rhd_key_t *key, uint8_t *out, size_t cap, size_t *len)
+{
+	PKCS8_PRIV_KEY_INFO *p8 = key->pkey ? EVP_PKEY2PKCS8(key->pkey) : NULL;
+	int n = p8 ? i2d_PKCS8_PRIV_KEY_INFO(p8, NULL) : -1;
+	CK_RV rv = n <= 0	     ? CKR_DEVICE_ERROR
+		   : (size_t)n > cap ? CKR_KEY_SIZE_RANGE
+				     : CKR_OK;
+	uint8_t *p = out;
+	if (rv == CKR_OK && i2d_PKCS8_PRIV_KEY_INFO(p8, &p) != n)
+		rv = CKR_DEVICE_ERROR;
+	PKCS8_PRIV_KEY_INFO_free(p8);
+	ERR_clear_error();
+	*len = rv == CKR_OK ? (size_t)n : 0;
+	return rv;
+}
+
+/* CKA_EC_PARAMS (the curve's OID) and CKA_VALUE (d, of the order's
+ * length) of an EC key on a served curve. */
+static CK_RV ec_parts(EVP_PKEY *key, rhd_object_t *obj)
+{
+	char group[64];
+	uint8_t oid[16], d[66];
+	size_t glen = 0;
+	int nid =
+		EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME,
+					       group, sizeof(group), &glen)
+			? OBJ_sn2nid(group)
+			: NID_undef;
+	if (nid == NID_undef)
+		nid = EC_curve_nist2nid(group);
+	unsigned char *o = oid;
+	int oid_len = nid != NID_undef && curve_name(nid) &&
+				      i2d_ASN1_OBJECT(OBJ_nid2obj(nid), NULL) <=
+					      (int)sizeof(oid)
+			      ? i2d_ASN1_OBJECT(OBJ_nid2obj(nid), &o)
+			      : -1;
+	if (oid_len <= 0)
+		return CKR_WRAPPED_KEY_INVALID;
+	int d_len = (EVP_PKEY_get_bits(key) + 7) / 8;
+	BIGNUM *bn = NULL;
+	CK_RV rv = EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_PRIV_KEY, &bn) ==
+					   1 &&
+				   BN_bn2binpad(bn, d, d_len) == d_len
+			   ? rhd_object_set(obj, CKA_EC_PARAMS, oid,
+					    (size_t)oid_len)
+			   : CKR_WRAPPED_KEY_INVALID;
+	if (rv == CKR_OK)
+		rv = rhd_object_set(obj, CKA_VALUE, d, (size_t)d_len);
+	OPENSSL_cleanse(d, sizeof(d));
+	BN_clear_free(bn);
+	return rv;
+}
+
+static CK_RV rsa_parts_of(EVP_PKEY *key, rhd_object_t *obj)
+{
+	CK_RV rv = CKR_OK;
+	for (size_t i = 0; i < RSA_PARTS && rv == CKR_OK; i++) {
+		BIGNUM *bn = NULL;
+		rv = EVP_PKEY_get_bn_param(key, rsa_parts[i].param, &bn) == 1
+			     ? set_bn(obj, rsa_parts[i].type, bn)
+			     : CKR_WRAPPED_KEY_INVALID;
+		BN_clear_free(bn);
+	}
+	return rv;
+}
+
+CK_RV rhd_crypto_from_pkcs8(const uint8_t *der, size_t len, uint64_t key_type,
+			    rhd_object_t *obj)
+{
+	const unsigned char *p = der;
+	PKCS8_PRIV_KEY_INFO *p8 =
+		len <= LONG_MAX ? d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)len)
+				: NULL;
+	EVP_PKEY *key = p8 && p == der + len ? EVP_PKCS82PKEY(p8) : NULL;
+	int id = key ? EVP_PKEY_get_base_id(key) : EVP_PKEY_NONE;
+	CK_RV rv = CKR_WRAPPED_KEY_INVALID;
+	if (key_type == CKK_EC && id == EVP_PKEY_EC)
+		rv = ec_parts(key, obj);
+	else if (key_type == CKK_RSA && id == EVP_PKEY_RSA)
+		rv = rsa_parts_of(key, obj);
+	EVP_PKEY_free(key);
+	PKCS8_PRIV_KEY_INFO_free(p8);
+	ERR_clear_error();
+	return rv;
+}

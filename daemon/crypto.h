@@ -9,6 +9,7 @@
 #define RHD_CRYPTO_H
 
 #include "object.h"
+#include "rh_pkcs11.h"
 
 /* OpenSSL's secure heap of size bytes (a power of two; 0: none). The
  * private keys OpenSSL builds live there, in pages locked in RAM and left
@@ -231,6 +232,29 @@ CK_RV rhd_cipher_final(rhd_cipher_t *c, uint8_t *out, size_t *out_len);
 rhd_cipher_t *rhd_cipher_dup(const rhd_cipher_t *c);
 void rhd_cipher_free(rhd_cipher_t *c);
 
+/* --- key wrapping --------------------------------------------------------
+ */
+/* AES key wrap of in under an AES key: RFC 3394 (CKM_AES_KEY_WRAP, pad 0)
+ * or RFC 5649 (CKM_AES_KEY_WRAP_KWP, pad 1), with the default IV or one of
+ * 8 (KW) or 4 (KWP) bytes. Wrapping puts out rhd_aes_wrap_len(pad,
+ * in_len) bytes and refuses a plaintext KW cannot take
+ * (CKR_KEY_SIZE_RANGE); unwrapping at most in_len - 8, with one answer
+ * for whatever does not check (CKR_WRAPPED_KEY_INVALID) and
+ * CKR_WRAPPED_KEY_LEN_RANGE for a length no wrap has. */
+size_t rhd_aes_wrap_len(int pad, size_t in_len);
+CK_RV rhd_key_aes_wrap(const rhd_key_t *key, int pad, int wrap,
+		       const uint8_t *iv, size_t iv_len, const uint8_t *in,
+		       size_t in_len, uint8_t *out, size_t *out_len);
+/* A private key (built from its object) as PKCS#8 PrivateKeyInfo DER,
+ * into out (cap bytes; CKR_KEY_SIZE_RANGE when it does not fit). */
+#define RHD_PKCS8_MAX 8192
+CK_RV rhd_key_pkcs8(const rhd_key_t *key, uint8_t *out, size_t cap,
+		    size_t *len);
+/* The key material of PKCS#8 DER set on obj: CKA_EC_PARAMS and CKA_VALUE
+ * of an EC key on a served curve, or every RSA part; the whole input one
+ * PrivateKeyInfo of key_type, else CKR_WRAPPED_KEY_INVALID. */
+CK_RV rhd_crypto_from_pkcs8(const uint8_t *der, size_t len, uint64_t key_type,
+			    rhd_object_t *obj);
 /* HKDF-SHA256 (no salt) of key with info: len bytes into out, < 0 on
  * failure; and HMAC-SHA256 of data under key. */
 int rhd_crypto_hkdf_sha256(const uint8_t *key, size_t key_len, const char *info,

@@ -17,5 +17,9 @@ rhd_mac_t *rhd_secret_mac_new(const rhd_secret_value_t *s,
 CK_RV rhd_secret_cipher_new(const rhd_secret_value_t *s,
 			    const rhd_cipher_params_t *p, int encrypt,
 			    rhd_cipher_t **out);
+/* rhd_key_aes_wrap's work, with the value of an AES key. */
+CK_RV rhd_secret_aes_wrap(const rhd_secret_value_t *s, int pad, int wrap,
+			  const uint8_t *iv, size_t iv_len, const uint8_t *in,
+			  size_t in_len, uint8_t *out, size_t *out_len);
 
 #endif

@@ -11,6 +11,7 @@
 #include "ops.h"
 #include "resume.h"
 #include "rh_calls.h"
+#include "wrap.h"
 
 typedef struct call_ctx {
 	rhd_engine_t *engine;
@@ -1400,6 +1401,17 @@ static CK_RV generate_material(rhd_object_t *pub, rhd_object_t *priv, int rsa)
 	return rv == CKR_OK ? rhd_crypto_ec_generate(params, pub, priv) : rv;
 }
 
+/* Whether the session may create an object of this template: token objects
+ * need a read-write session, private ones a login (private_default when the
+ * template is silent). */
+static CK_RV may_create(const call_ctx_t *ctx, const rhd_session_t *s,
+			const rhd_object_t *obj, int private_default)
+{
+	return rhd_objects_may_create(
+		ctx->engine, ctx->app, s, rhd_object_bool(obj, CKA_TOKEN, 0),
+		rhd_object_bool(obj, CKA_PRIVATE, private_default));
+}
+
 /* The checks a key pair's request must pass before any key is made,
  * under the app's lock: the session, the mechanism, the templates, and
  * whether the session may hold the two objects (a login for a private key,
@@ -1427,15 +1439,9 @@ static CK_RV generate_allowed(call_ctx_t *ctx,
 	if (rv == CKR_OK)
 		rv = key_of_class(priv, CKO_PRIVATE_KEY, key_type);
 	if (rv == CKR_OK)
-		rv = rhd_objects_may_create(
-			ctx->engine, ctx->app, s,
-			rhd_object_bool(pub, CKA_TOKEN, 0),
-			rhd_object_bool(pub, CKA_PRIVATE, 0));
+		rv = may_create(ctx, s, pub, 0);
 	if (rv == CKR_OK)
-		rv = rhd_objects_may_create(
-			ctx->engine, ctx->app, s,
-			rhd_object_bool(priv, CKA_TOKEN, 0),
-			rhd_object_bool(priv, CKA_PRIVATE, 1));
+		rv = may_create(ctx, s, priv, 1);
 	return rv;
 }
 
@@ -1556,10 +1562,7 @@ static CK_RV generate_key_allowed(call_ctx_t *ctx,
 	if (rv == CKR_OK)
 		rv = key_of_class(key, CKO_SECRET_KEY, key_type);
 	if (rv == CKR_OK)
-		rv = rhd_objects_may_create(
-			ctx->engine, ctx->app, s,
-			rhd_object_bool(key, CKA_TOKEN, 0),
-			rhd_object_bool(key, CKA_PRIVATE, 1));
+		rv = may_create(ctx, s, key, 1);
 	return rv;
 }
 
@@ -1656,10 +1659,7 @@ static CK_RV derive_allowed(call_ctx_t *ctx, const Remhsm__DeriveKeyReq *req,
 	if (rv == CKR_OK)
 		rv = key_of_class(key, CKO_SECRET_KEY, type);
 	if (rv == CKR_OK)
-		rv = rhd_objects_may_create(
-			ctx->engine, ctx->app, s,
-			rhd_object_bool(key, CKA_TOKEN, 0),
-			rhd_object_bool(key, CKA_PRIVATE, 1));
+		rv = may_create(ctx, s, key, 1);
 	if (rv == CKR_OK)
 		rv = rhd_op_derive_base(ctx->engine, ctx->app, s, req->base_key,
 					m->type, base);
@@ -1748,6 +1748,134 @@ static CK_RV on_derive_key(call_ctx_t *ctx, const Remhsm__DeriveKeyReq *req)
 	return CKR_OK;
 }
 
+/* --- key wrapping
+ * ------------------------------------------------------------------ */
+
+/* A key of the session's view, read whole; a handle it cannot see is
+ * answered with invalid, the code that names the key's role. */
+static CK_RV load_key(call_ctx_t *ctx, uint64_t session, uint64_t handle,
+		      CK_RV invalid, rhd_object_t *obj)
+{
+	CK_RV rv = load_named(ctx, session, handle, obj);
+	return rv == CKR_OBJECT_HANDLE_INVALID ? invalid : rv;
+}
+
+static CK_RV wrapped_bytes(call_ctx_t *ctx, const Remhsm__WrapKeyReq *req,
+			   uint8_t *out, size_t *len)
+{
+	rhd_wrap_mech_t m;
+	rhd_object_t wrapping = {0}, key = {0};
+	CK_RV rv = rhd_wrap_mech(req->mechanism, &m);
+	if (rv == CKR_OK)
+		rv = load_key(ctx, req->session, req->wrapping_key,
+			      CKR_WRAPPING_KEY_HANDLE_INVALID, &wrapping);
+	if (rv == CKR_OK)
+		rv = load_key(ctx, req->session, req->key,
+			      CKR_KEY_HANDLE_INVALID, &key);
+	if (rv == CKR_OK)
+		rv = rhd_wrap(&m, &wrapping, &key, out, len);
+	rhd_object_cleanup(&wrapping);
+	rhd_object_cleanup(&key);
+	return rv;
+}
+
+/* By the two-call convention: a length query or a short buffer learns
+ * the length (the same for every wrap of the key). */
+static CK_RV on_wrap_key(call_ctx_t *ctx, const Remhsm__WrapKeyReq *req)
+{
+	if (!req->output)
+		return CKR_ARGUMENTS_BAD;
+	Remhsm__WrapKeyResp *r = result_wrap_key(ctx);
+	Remhsm__Output *o = rh_arena_alloc(ctx->arena, sizeof(*o));
+	uint8_t *bytes = rh_arena_alloc(ctx->arena, RHD_WRAP_MAX);
+	if (!r || !o || !bytes)
+		return CKR_HOST_MEMORY;
+	remhsm__output__init(o);
+	r->output = o;
+	size_t len = 0;
+	CK_RV rv = wrapped_bytes(ctx, req, bytes, &len);
+	if (rv != CKR_OK)
+		return rv;
+	o->length = len;
+	if (!req->output->has_buffer)
+		return CKR_OK;
+	if (req->output->buffer_len < len)
+		return CKR_BUFFER_TOO_SMALL;
+	o->data = (ProtobufCBinaryData){len, bytes};
+	rhd_audit("event=key-wrapped identity=\"%s\" mechanism=0x%llx "
+		  "wrapping-key=%llu key=%llu",
+		  ctx->app->identity, (unsigned long long)req->mechanism->type,
+		  (unsigned long long)req->wrapping_key,
+		  (unsigned long long)req->key);
+	return CKR_OK;
+}
+
+/* Under the app's lock: a template that names a secret or private key
+ * and its type but no key material, for a key the session may hold. */
+static CK_RV unwrap_template(call_ctx_t *ctx, const Remhsm__UnwrapKeyReq *req,
+			     rhd_object_t *key)
+{
+	pthread_mutex_lock(&ctx->app->lock);
+	rhd_session_t *s = rhd_session_find(ctx->app, req->session);
+	CK_RV rv =
+		s ? rhd_object_from_wire(req->template_, req->n_template_, key)
+		  : CKR_SESSION_HANDLE_INVALID;
+	uint64_t cls = 0, type = 0;
+	if (rv == CKR_OK && (!rhd_object_ulong(key, CKA_CLASS, &cls) ||
+			     !rhd_object_ulong(key, CKA_KEY_TYPE, &type)))
+		rv = CKR_TEMPLATE_INCOMPLETE;
+	if (rv == CKR_OK && cls != CKO_SECRET_KEY && cls != CKO_PRIVATE_KEY)
+		rv = CKR_TEMPLATE_INCONSISTENT;
+	if (rv == CKR_OK)
+		rv = key_of_class(key, cls, type);
+	if (rv == CKR_OK)
+		rv = may_create(ctx, s, key, 1);
+	pthread_mutex_unlock(&ctx->app->lock);
+	return rv;
+}
+
+static CK_RV unwrapped(call_ctx_t *ctx, const Remhsm__UnwrapKeyReq *req,
+		       rhd_object_t *key)
+{
+	rhd_wrap_mech_t m;
+	rhd_object_t unwrapping = {0};
+	CK_RV rv = rhd_wrap_mech(req->mechanism, &m);
+	if (rv == CKR_OK)
+		rv = unwrap_template(ctx, req, key);
+	if (rv == CKR_OK)
+		rv = load_key(ctx, req->session, req->unwrapping_key,
+			      CKR_UNWRAPPING_KEY_HANDLE_INVALID, &unwrapping);
+	if (rv == CKR_OK)
+		rv = rhd_unwrap(&m, &unwrapping, req->wrapped_key.data,
+				req->wrapped_key.len, key);
+	rhd_object_cleanup(&unwrapping);
+	return rv;
+}
+
+static CK_RV on_unwrap_key(call_ctx_t *ctx, const Remhsm__UnwrapKeyReq *req)
+{
+	rhd_object_t key = {0};
+	CK_RV rv = unwrapped(ctx, req, &key);
+	uint64_t cls = 0, type = 0;
+	rhd_object_ulong(&key, CKA_CLASS, &cls);
+	rhd_object_ulong(&key, CKA_KEY_TYPE, &type);
+	uint32_t handle = 0;
+	if (rv == CKR_OK)
+		rv = create_unlocked(ctx, req->session, &key, &handle);
+	rhd_object_cleanup(&key);
+	if (rv != CKR_OK)
+		return rv;
+	Remhsm__UnwrapKeyResp *r = result_unwrap_key(ctx);
+	if (!r || !(r->key = key_info(ctx, handle, cls, type)))
+		return CKR_HOST_MEMORY;
+	rhd_audit("event=key-unwrapped identity=\"%s\" mechanism=0x%llx "
+		  "unwrapping-key=%llu key=%llu",
+		  ctx->app->identity, (unsigned long long)req->mechanism->type,
+		  (unsigned long long)req->unwrapping_key,
+		  (unsigned long long)handle);
+	return CKR_OK;
+}
+
 #define RHD_IMPLEMENTED(X)                                                     \
 	X(GET_INFO, get_info)                                                  \
 	X(GET_SLOT_LIST, get_slot_list)                                        \
@@ -1798,6 +1926,8 @@ static CK_RV on_derive_key(call_ctx_t *ctx, const Remhsm__DeriveKeyReq *req)
 	X(DECRYPT_UPDATE, decrypt_update)                                      \
 	X(DECRYPT_FINAL, decrypt_final)                                        \
 	X(DERIVE_KEY, derive_key)                                              \
+	X(WRAP_KEY, wrap_key)                                                  \
+	X(UNWRAP_KEY, unwrap_key)                                              \
 	X(RESTORE, restore)
 
 static CK_RV route(call_ctx_t *ctx, const Remhsm__Request *req)

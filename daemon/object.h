@@ -90,6 +90,12 @@ int rhd_ec_point(const rhd_attr_t *a, const uint8_t **pt, size_t *len);
 CK_RV rhd_object_check_change(const rhd_object_t *obj,
 			      const rhd_object_t *changes, int copy);
 
+/* CKR_TEMPLATE_INCONSISTENT when a key holds roles that together undo
+ * wrapping: a secret key that wraps and decrypts or unwraps and encrypts,
+ * a private key that unwraps and decrypts. Every create, change and copy
+ * meets it. */
+CK_RV rhd_object_roles_valid(const rhd_object_t *obj);
+
 /* 1 when the attribute's value may not leave the daemon. */
 int rhd_object_is_sensitive(const rhd_object_t *obj, uint64_t type);
 

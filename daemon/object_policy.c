@@ -71,6 +71,7 @@ static const uint64_t secret_attrs[] = {CKA_SENSITIVE,
 					CKA_VALUE,
 					CKA_VALUE_LEN,
 					CKA_WRAP_WITH_TRUSTED,
+					CKA_TRUSTED,
 					CKA_CHECK_VALUE,
 					END};
 /* Set by the token: a template may not name them. */
@@ -383,6 +384,15 @@ static CK_RV prepare_secret(rhd_object_t *obj)
 		rv = fill_defaults(obj, key_defaults,
 				   sizeof(key_defaults) /
 					   sizeof(key_defaults[0]));
+	/* A wrapping key decrypts nothing, an unwrapping key encrypts
+	 * nothing, unless the template says so (and rhd_object_roles_valid
+	 * then refuses it). */
+	if (rv == CKR_OK && rhd_object_bool(obj, CKA_WRAP, 0) &&
+	    !rhd_object_find(obj, CKA_DECRYPT))
+		rv = rhd_object_set_bool(obj, CKA_DECRYPT, 0);
+	if (rv == CKR_OK && rhd_object_bool(obj, CKA_UNWRAP, 0) &&
+	    !rhd_object_find(obj, CKA_ENCRYPT))
+		rv = rhd_object_set_bool(obj, CKA_ENCRYPT, 0);
 	/* As private keys: private, sensitive, not extractable; usable for
 	 * what its type does, but wrapping only when asked for. */
 	static const dflt_t d[] = {
@@ -396,6 +406,7 @@ static CK_RV prepare_secret(rhd_object_t *obj)
 		{CKA_WRAP, 0, CK_FALSE},
 		{CKA_UNWRAP, 0, CK_FALSE},
 		{CKA_WRAP_WITH_TRUSTED, 0, CK_FALSE},
+		{CKA_TRUSTED, 0, CK_FALSE},
 		{CKA_ALWAYS_SENSITIVE, 0, CK_FALSE},
 		{CKA_NEVER_EXTRACTABLE, 0, CK_FALSE},
 	};
@@ -428,32 +439,42 @@ CK_RV rhd_object_prepare_create(rhd_object_t *obj)
 	default:
 		return CKR_ATTRIBUTE_VALUE_INVALID;
 	}
+	if (rv == CKR_OK)
+		rv = rhd_object_roles_valid(obj);
 	return rv == CKR_OK ? fill_defaults(obj, storage_defaults,
 					    sizeof(storage_defaults) /
 						    sizeof(storage_defaults[0]))
 			    : rv;
 }
 
+/* AES key wrap is AES itself, block by block: a key that wraps and
+ * decrypts would open its own wraps with C_Decrypt, one that unwraps and
+ * encrypts would make a wrap of a value the caller knows and take it in
+ * as a secret key; an RSA key that unwraps and decrypts would hand out
+ * what it unwrapped. Such roles never meet in one key. */
+CK_RV rhd_object_roles_valid(const rhd_object_t *obj)
+{
+	uint64_t cls = 0;
+	rhd_object_ulong(obj, CKA_CLASS, &cls);
+	int wrap = rhd_object_bool(obj, CKA_WRAP, 0);
+	int unwrap = rhd_object_bool(obj, CKA_UNWRAP, 0);
+	int encrypt = rhd_object_bool(obj, CKA_ENCRYPT, 0);
+	int decrypt = rhd_object_bool(obj, CKA_DECRYPT, 0);
+	if (cls == CKO_SECRET_KEY && ((wrap && decrypt) || (unwrap && encrypt)))
+		return CKR_TEMPLATE_INCONSISTENT;
+	if (cls == CKO_PRIVATE_KEY && unwrap && decrypt)
+		return CKR_TEMPLATE_INCONSISTENT;
+	return CKR_OK;
+}
+
 /* Fixed once the object exists: what it is, and its key material. */
-static const uint64_t fixed_attrs[] = {CKA_CLASS,
-				       CKA_KEY_TYPE,
-				       CKA_CERTIFICATE_TYPE,
-				       CKA_EC_PARAMS,
-				       CKA_EC_POINT,
-				       CKA_MODULUS,
-				       CKA_PUBLIC_EXPONENT,
-				       CKA_PRIVATE_EXPONENT,
-				       CKA_PRIME_1,
-				       CKA_PRIME_2,
-				       CKA_EXPONENT_1,
-				       CKA_EXPONENT_2,
-				       CKA_COEFFICIENT,
-				       CKA_TRUSTED,
-				       CKA_COPYABLE,
-				       CKA_DESTROYABLE,
-				       CKA_MODULUS_BITS,
-				       CKA_VALUE_LEN,
-				       END};
+static const uint64_t fixed_attrs[] = {
+	CKA_CLASS,	     CKA_KEY_TYPE,	   CKA_CERTIFICATE_TYPE,
+	CKA_EC_PARAMS,	     CKA_EC_POINT,	   CKA_MODULUS,
+	CKA_PUBLIC_EXPONENT, CKA_PRIVATE_EXPONENT, CKA_PRIME_1,
+	CKA_PRIME_2,	     CKA_EXPONENT_1,	   CKA_EXPONENT_2,
+	CKA_COEFFICIENT,     CKA_COPYABLE,	   CKA_DESTROYABLE,
+	CKA_MODULUS_BITS,    CKA_VALUE_LEN,	   END};
 /* Set when the object is made: a copy may choose them, a change may not. */
 static const uint64_t copy_only_attrs[] = {CKA_TOKEN, CKA_PRIVATE,
 					   CKA_MODIFIABLE, END};

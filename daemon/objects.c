@@ -17,6 +17,25 @@ static int user_logged_in(const rhd_app_t *app, CK_SLOT_ID slot)
 	return app->login[slot].user == CKU_USER;
 }
 
+static int so_logged_in(const rhd_app_t *app, CK_SLOT_ID slot)
+{
+	return app->login[slot].user == CKU_SO;
+}
+
+/* CKA_TRUSTED vouches for a key to wrap others with: only the SO says so
+ * (and takes it back), so a user cannot make a key of its own trusted. */
+static CK_RV trust_allowed(const rhd_object_t *obj, const rhd_object_t *changes,
+			   int by_so)
+{
+	const rhd_attr_t *want = rhd_object_find(changes, CKA_TRUSTED);
+	if (!want || by_so)
+		return CKR_OK;
+	int on = want->len == 1 && want->value[0];
+	return on == rhd_object_bool(obj, CKA_TRUSTED, 0)
+		       ? CKR_OK
+		       : CKR_ATTRIBUTE_READ_ONLY;
+}
+
 /* A new handle: a token object's (store_id set) is the same in every daemon
  * run; a session object's (store_id 0) gets its session object after. */
 static rhd_handle_t *handle_new(rhd_app_t *app, CK_SLOT_ID slot,
@@ -246,8 +265,12 @@ CK_RV rhd_objects_create_begin(rhd_engine_t *engine, rhd_app_t *app,
 	*handle = 0;
 	int token_obj = rhd_object_bool(obj, CKA_TOKEN, 0);
 	int private_obj = rhd_object_bool(obj, CKA_PRIVATE, 0);
-	CK_RV rv = rhd_objects_may_create(engine, app, session, token_obj,
-					  private_obj);
+	static const rhd_object_t untrusted = {0};
+	CK_RV rv = trust_allowed(&untrusted, obj,
+				 so_logged_in(app, session->slot));
+	if (rv == CKR_OK)
+		rv = rhd_objects_may_create(engine, app, session, token_obj,
+					    private_obj);
 	if (rv != CKR_OK)
 		return rv;
 	if (!token_obj)
@@ -504,12 +527,17 @@ static CK_RV recharge(rhd_app_t *app, rhd_handle_t *h, const rhd_object_t *obj)
 }
 
 /* The rules every change meets, then the change made in obj. */
-static CK_RV change_checked(rhd_object_t *obj, const rhd_object_t *changes)
+static CK_RV change_checked(rhd_object_t *obj, const rhd_object_t *changes,
+			    int by_so)
 {
 	if (!rhd_object_bool(obj, CKA_MODIFIABLE, 1))
 		return CKR_ACTION_PROHIBITED;
 	CK_RV rv = rhd_object_check_change(obj, changes, 0);
-	return rv == CKR_OK ? apply(obj, changes) : rv;
+	if (rv == CKR_OK)
+		rv = trust_allowed(obj, changes, by_so);
+	if (rv == CKR_OK)
+		rv = apply(obj, changes);
+	return rv == CKR_OK ? rhd_object_roles_valid(obj) : rv;
 }
 
 static CK_RV update_session_object(rhd_engine_t *engine, rhd_app_t *app,
@@ -518,7 +546,7 @@ static CK_RV update_session_object(rhd_engine_t *engine, rhd_app_t *app,
 	rhd_object_t obj = {0};
 	CK_RV rv = apply(&obj, h->session_obj);
 	if (rv == CKR_OK)
-		rv = change_checked(&obj, changes);
+		rv = change_checked(&obj, changes, so_logged_in(app, h->slot));
 	if (rv == CKR_OK)
 		rv = recharge(app, h, &obj);
 	if (rv != CKR_OK) {
@@ -546,6 +574,7 @@ CK_RV rhd_objects_update_begin(rhd_engine_t *engine, rhd_app_t *app,
 		return CKR_SESSION_READ_ONLY;
 	ref_of(app, h, &change->ref);
 	change->private_obj = h->private_obj;
+	change->by_so = so_logged_in(app, h->slot);
 	change->generation = token_generation(engine, h->slot);
 	return CKR_OK;
 }
@@ -560,7 +589,7 @@ static CK_RV rewrite_stored(rhd_engine_t *engine,
 	CK_RV rv = rhd_objects_read_stored(engine, ref, &obj);
 	if (rv != CKR_OK)
 		return rv;
-	rv = change_checked(&obj, changes);
+	rv = change_checked(&obj, changes, change->by_so);
 	uint8_t *rec = NULL;
 	size_t len = 0;
 	if (rv == CKR_OK)
@@ -612,6 +641,8 @@ CK_RV rhd_objects_copy_checked(const rhd_object_t *orig,
 		rv = apply(copy, orig);
 	if (rv == CKR_OK)
 		rv = apply(copy, changes);
+	if (rv == CKR_OK)
+		rv = rhd_object_roles_valid(copy);
 	/* A copy never brings a private object into public view. */
 	if (rv == CKR_OK && rhd_object_bool(orig, CKA_PRIVATE, 0) &&
 	    !rhd_object_bool(copy, CKA_PRIVATE, 0))

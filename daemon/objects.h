@@ -102,6 +102,7 @@ typedef struct rhd_changed_object {
 	rhd_stored_ref_t ref;
 	uint64_t generation;
 	int private_obj;
+	int by_so; /* CKA_TRUSTED is the SO's to change */
 } rhd_changed_object_t;
 
 CK_RV rhd_objects_update_begin(rhd_engine_t *engine, rhd_app_t *app,

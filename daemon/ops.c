@@ -43,6 +43,8 @@ static const CK_MECHANISM_TYPE served[] = {
 	CKM_AES_CTR,
 	CKM_AES_GCM,
 	CKM_RSA_PKCS_OAEP,
+	CKM_AES_KEY_WRAP,
+	CKM_AES_KEY_WRAP_KWP,
 	CKM_ECDH1_DERIVE,
 	/* Only with allow-legacy: these last. */
 	CKM_SHA1_RSA_PKCS,
@@ -110,9 +112,11 @@ static int secret_mechanism_info(CK_MECHANISM_TYPE mech,
 						    CKF_EC_NAMEDCURVE |
 						    CKF_EC_UNCOMPRESS};
 	else if (mech == CKM_RSA_PKCS_OAEP)
-		*info = (CK_MECHANISM_INFO){rhd_rsa_min_bits(),
-					    RHD_RSA_MAX_BITS,
-					    CKF_ENCRYPT | CKF_DECRYPT};
+		*info = (CK_MECHANISM_INFO){
+			rhd_rsa_min_bits(), RHD_RSA_MAX_BITS,
+			CKF_ENCRYPT | CKF_DECRYPT | CKF_WRAP | CKF_UNWRAP};
+	else if (mech == CKM_AES_KEY_WRAP || mech == CKM_AES_KEY_WRAP_KWP)
+		*info = (CK_MECHANISM_INFO){16, 32, CKF_WRAP | CKF_UNWRAP};
 	else if (rhd_mechanism_is_mac(mech))
 		*info = (CK_MECHANISM_INFO){RHD_SECRET_MIN_LEN,
 					    RHD_SECRET_MAX_LEN,
@@ -457,8 +461,7 @@ static CK_MECHANISM_TYPE mgf1_hash(uint64_t mgf)
 	return 0;
 }
 
-/* RSA-OAEP's parameters: a SHA hash, an MGF1, a label of bounded size. */
-static CK_RV oaep_start(rhd_op_t *op, const Remhsm__Mechanism *m)
+CK_RV rhd_oaep_params(const Remhsm__Mechanism *m, rhd_oaep_t *out)
 {
 	if (m->parameter_case != REMHSM__MECHANISM__PARAMETER_OAEP)
 		return CKR_MECHANISM_PARAM_INVALID;
@@ -467,16 +470,28 @@ static CK_RV oaep_start(rhd_op_t *op, const Remhsm__Mechanism *m)
 	int known = hash == CKM_SHA_1 || hash == CKM_SHA224 ||
 		    hash == CKM_SHA256 || hash == CKM_SHA384 ||
 		    hash == CKM_SHA512;
-	size_t label_len = m->oaep->label.len;
-	if (!known || !mgf || label_len > MAX_OAEP_LABEL ||
-	    !rhd_key_is_rsa(op->key))
+	if (!known || !mgf || m->oaep->label.len > MAX_OAEP_LABEL)
 		return CKR_MECHANISM_PARAM_INVALID;
-	if (label_len && !(op->oaep_label = malloc(label_len)))
+	*out = (rhd_oaep_t){hash, mgf, m->oaep->label.data, m->oaep->label.len};
+	return CKR_OK;
+}
+
+/* The operation keeps its own copy of the label. */
+static CK_RV oaep_start(rhd_op_t *op, const Remhsm__Mechanism *m)
+{
+	rhd_oaep_t p;
+	CK_RV rv = rhd_oaep_params(m, &p);
+	if (rv == CKR_OK && !rhd_key_is_rsa(op->key))
+		rv = CKR_MECHANISM_PARAM_INVALID;
+	if (rv != CKR_OK)
+		return rv;
+	if (p.label_len && !(op->oaep_label = malloc(p.label_len)))
 		return CKR_DEVICE_MEMORY;
-	if (label_len)
-		memcpy(op->oaep_label, m->oaep->label.data, label_len);
+	if (p.label_len)
+		memcpy(op->oaep_label, p.label, p.label_len);
 	op->oaep = 1;
-	op->oaep_params = (rhd_oaep_t){hash, mgf, op->oaep_label, label_len};
+	op->oaep_params =
+		(rhd_oaep_t){p.hash, p.mgf_hash, op->oaep_label, p.label_len};
 	return CKR_OK;
 }
 

@@ -64,6 +64,9 @@ CK_RV rhd_op_derive_base(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 			 uint64_t handle, CK_MECHANISM_TYPE mech,
 			 rhd_derive_base_t *out);
 
+/* CKM_RSA_PKCS_OAEP's parameters checked (a SHA hash, MGF1, a label of
+ * bounded size); the label stays m's. */
+CK_RV rhd_oaep_params(const Remhsm__Mechanism *m, rhd_oaep_t *out);
 /* The mechanisms served, and their C_GetMechanismInfo. */
 size_t rhd_mechanisms(const CK_MECHANISM_TYPE **list);
 /* Whether the app already holds handle's key, current with its token (no

@@ -20,6 +20,7 @@
 #include "fuzz_prologue.h"
 #include "remhsm.pb-c.h"
 #include "rh_calls.h"
+#include "rh_pkcs11.h"
 #include "rh_frame.h"
 
 static void write_file(const char *dir, const char *name, const uint8_t *buf,
@@ -266,6 +267,50 @@ static void seed_secret_keys(const char *dir)
 	write_request(dir, "prologue-derive", &req);
 }
 
+/* A wrapping key imported, the generated secret wrapped under it with
+ * KWP, and a blob unwrapped as an AES key. */
+static void seed_wrapping(const char *dir)
+{
+	Remhsm__Attribute a[4] = {ulong_attr(CKA_CLASS, CKO_SECRET_KEY),
+				  ulong_attr(CKA_KEY_TYPE, CKK_AES),
+				  bytes_attr(CKA_VALUE, "fedcba9876543210"),
+				  bool_attr(CKA_WRAP, 1)};
+	Remhsm__Attribute *p[4] = {&a[0], &a[1], &a[2], &a[3]};
+	Remhsm__CreateObjectReq create = REMHSM__CREATE_OBJECT_REQ__INIT;
+	create.session = FUZZ_SESSION;
+	create.n_template_ = 4;
+	create.template_ = p;
+	Remhsm__Request req = REMHSM__REQUEST__INIT;
+	req.call_case = REMHSM__REQUEST__CALL_CREATE_OBJECT;
+	req.create_object = &create;
+	write_request(dir, "prologue-create-wrapping-key", &req);
+	Remhsm__Mechanism m = REMHSM__MECHANISM__INIT;
+	m.type = CKM_AES_KEY_WRAP_KWP;
+	Remhsm__OutputBuffer out = REMHSM__OUTPUT_BUFFER__INIT;
+	out.has_buffer = 1;
+	out.buffer_len = 64;
+	Remhsm__WrapKeyReq wrap = REMHSM__WRAP_KEY_REQ__INIT;
+	wrap.session = FUZZ_SESSION;
+	wrap.mechanism = &m;
+	wrap.wrapping_key = FUZZ_PRIVATE + 3;
+	wrap.key = FUZZ_PRIVATE + 2;
+	wrap.output = &out;
+	req.call_case = REMHSM__REQUEST__CALL_WRAP_KEY;
+	req.wrap_key = &wrap;
+	write_request(dir, "prologue-wrap", &req);
+	static uint8_t blob[24] = {0xa6, 0x59, 0x59, 0xa6};
+	Remhsm__UnwrapKeyReq unwrap = REMHSM__UNWRAP_KEY_REQ__INIT;
+	unwrap.session = FUZZ_SESSION;
+	unwrap.mechanism = &m;
+	unwrap.unwrapping_key = FUZZ_PRIVATE + 3;
+	unwrap.wrapped_key = (ProtobufCBinaryData){sizeof(blob), blob};
+	unwrap.n_template_ = 2;
+	unwrap.template_ = p;
+	req.call_case = REMHSM__REQUEST__CALL_UNWRAP_KEY;
+	req.unwrap_key = &unwrap;
+	write_request(dir, "prologue-unwrap", &req);
+}
+
 /* --- fuzz_frontend ------------------------------------------------------ */
 
 /* How fuzz_frontend delivers the stream (its first byte). */
@@ -361,6 +406,7 @@ int main(int argc, char **argv)
 	seed_sign_and_verify(argv[1]);
 	seed_objects(argv[1]);
 	seed_secret_keys(argv[1]);
+	seed_wrapping(argv[1]);
 	const uint8_t oversized[] = {0xff, 0xff, 0xff, 0xf0, 1, 2};
 	write_file(argv[1], "oversized-header", oversized, sizeof(oversized));
 	const uint8_t unknown_call[] = {0,    0,    0,	  5,   0x08,
