@@ -28,7 +28,41 @@ static CK_RV ulongs_to_wire(const CK_ATTRIBUTE *a, Remhsm__Attribute *w,
 }
 
 static CK_RV value_to_wire(const CK_ATTRIBUTE *a, Remhsm__Attribute *w,
-			   rh_arena_t *arena)
+			   rh_arena_t *arena, int nested);
+
+/* A CK_ATTRIBUTE array (CKA_WRAP_TEMPLATE and its kin) as a list of wire
+ * attributes; its entries hold plain values, not templates again. */
+static CK_RV template_to_wire(const CK_ATTRIBUTE *a, Remhsm__Attribute *w,
+			      rh_arena_t *arena)
+{
+	if (a->ulValueLen % sizeof(CK_ATTRIBUTE))
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	size_t n = a->ulValueLen / sizeof(CK_ATTRIBUTE);
+	if (n > RH_MAX_TEMPLATE)
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	Remhsm__AttributeList *list = rh_arena_alloc(arena, sizeof(*list));
+	Remhsm__Attribute *inner =
+		rh_arena_alloc(arena, n * sizeof(*inner) + 1);
+	Remhsm__Attribute **ptrs = rh_arena_alloc(arena, n * sizeof(*ptrs) + 1);
+	if (!list || !inner || !ptrs)
+		return CKR_HOST_MEMORY;
+	const CK_ATTRIBUTE *in = a->pValue;
+	for (size_t i = 0; i < n; i++) {
+		CK_RV rv = value_to_wire(&in[i], &inner[i], arena, 1);
+		if (rv != CKR_OK)
+			return rv;
+		ptrs[i] = &inner[i];
+	}
+	remhsm__attribute_list__init(list);
+	list->n_attributes = n;
+	list->attributes = ptrs;
+	w->value_case = REMHSM__ATTRIBUTE__VALUE_ARRAY;
+	w->array = list;
+	return CKR_OK;
+}
+
+static CK_RV value_to_wire(const CK_ATTRIBUTE *a, Remhsm__Attribute *w,
+			   rh_arena_t *arena, int nested)
 {
 	remhsm__attribute__init(w);
 	w->type = a->type;
@@ -58,6 +92,9 @@ static CK_RV value_to_wire(const CK_ATTRIBUTE *a, Remhsm__Attribute *w,
 		return CKR_OK;
 	case RH_ATTR_ULONG_ARRAY:
 		return ulongs_to_wire(a, w, arena);
+	case RH_ATTR_TEMPLATE:
+		return nested ? CKR_ATTRIBUTE_VALUE_INVALID
+			      : template_to_wire(a, w, arena);
 	default:
 		return CKR_ATTRIBUTE_TYPE_INVALID;
 	}
@@ -74,7 +111,7 @@ CK_RV rhc_template_to_wire(const CK_ATTRIBUTE *tmpl, CK_ULONG count,
 	if (!w || !ptrs)
 		return CKR_HOST_MEMORY;
 	for (CK_ULONG i = 0; i < count; i++) {
-		CK_RV rv = value_to_wire(&tmpl[i], &w[i], arena);
+		CK_RV rv = value_to_wire(&tmpl[i], &w[i], arena, 0);
 		if (rv != CKR_OK)
 			return rv;
 		ptrs[i] = &w[i];
@@ -115,6 +152,8 @@ static CK_ULONG native_len(CK_ATTRIBUTE_TYPE type, uint64_t wire_len)
 		return sizeof(CK_BBOOL);
 	case RH_ATTR_ULONG_ARRAY:
 		return (CK_ULONG)(wire_len / 8 * sizeof(CK_ULONG));
+	case RH_ATTR_TEMPLATE: /* wire_len: how many attributes */
+		return (CK_ULONG)(wire_len * sizeof(CK_ATTRIBUTE));
 	default:
 		return (CK_ULONG)wire_len;
 	}
@@ -137,6 +176,43 @@ static CK_RV ulongs_from_wire(const ProtobufCBinaryData *b, CK_ATTRIBUTE *a)
 	}
 	a->ulValueLen = (CK_ULONG)(n * sizeof(CK_ULONG));
 	return CKR_OK;
+}
+
+static CK_RV copy_value(const Remhsm__Attribute *w, CK_ATTRIBUTE *a);
+
+/* A template's attributes into the caller's CK_ATTRIBUTE array, by the
+ * rules of C_GetAttributeValue one level down: each entry gets its type,
+ * and its value, or only its length when its pValue is NULL; an entry
+ * whose buffer is too small is CK_UNAVAILABLE_INFORMATION and the answer
+ * CKR_BUFFER_TOO_SMALL. */
+static CK_RV template_from_wire(const Remhsm__AttributeList *list,
+				CK_ATTRIBUTE *a)
+{
+	if (!list || list->n_attributes > a->ulValueLen / sizeof(CK_ATTRIBUTE))
+		return CKR_DEVICE_ERROR;
+	CK_ATTRIBUTE *out = a->pValue;
+	CK_RV rv = CKR_OK;
+	for (size_t i = 0; i < list->n_attributes; i++) {
+		const Remhsm__Attribute *w = list->attributes[i];
+		if (w->value_case == REMHSM__ATTRIBUTE__VALUE_ARRAY)
+			return CKR_DEVICE_ERROR;
+		out[i].type = (CK_ATTRIBUTE_TYPE)w->type;
+		CK_ULONG need = native_len(
+			out[i].type,
+			w->value_case == REMHSM__ATTRIBUTE__VALUE_BYTES
+				? w->bytes.len
+				: 0);
+		if (!out[i].pValue) {
+			out[i].ulValueLen = need;
+		} else if (out[i].ulValueLen < need) {
+			out[i].ulValueLen = CK_UNAVAILABLE_INFORMATION;
+			rv = CKR_BUFFER_TOO_SMALL;
+		} else if (copy_value(w, &out[i]) != CKR_OK) {
+			return CKR_DEVICE_ERROR;
+		}
+	}
+	a->ulValueLen = (CK_ULONG)(list->n_attributes * sizeof(CK_ATTRIBUTE));
+	return rv;
 }
 
 /* The value into the caller's buffer of a->ulValueLen bytes. What the
@@ -172,6 +248,10 @@ static CK_RV copy_value(const Remhsm__Attribute *w, CK_ATTRIBUTE *a)
 			memcpy(a->pValue, w->bytes.data, w->bytes.len);
 		a->ulValueLen = (CK_ULONG)w->bytes.len;
 		return CKR_OK;
+	case REMHSM__ATTRIBUTE__VALUE_ARRAY:
+		if (rh_attr_kind(a->type) != RH_ATTR_TEMPLATE)
+			return CKR_DEVICE_ERROR;
+		return template_from_wire(w->array, a);
 	default:
 		return CKR_DEVICE_ERROR;
 	}

@@ -11,6 +11,7 @@
 #include "ops.h"
 #include "resume.h"
 #include "rh_calls.h"
+#include "object_template.h"
 #include "wrap.h"
 
 typedef struct call_ctx {
@@ -790,7 +791,10 @@ static CK_RV answer_attribute(call_ctx_t *ctx, const rhd_object_t *obj,
 	 * native length depends on the client's CK_ULONG, which the client
 	 * checks itself). */
 	int sized = a->kind == RH_ATTR_BYTES || a->kind == RH_ATTR_ULONG_ARRAY;
-	out->length = sized ? a->len : 1;
+	/* A held template: how many attributes it has. */
+	out->length = a->kind == RH_ATTR_TEMPLATE ? rhd_template_count(a)
+		      : sized			  ? a->len
+						  : 1;
 	if (!q->has_buffer)
 		return CKR_OK;
 	if (!value_sent(obj, q)) {
@@ -799,6 +803,10 @@ static CK_RV answer_attribute(call_ctx_t *ctx, const rhd_object_t *obj,
 		return CKR_OK;
 	}
 	Remhsm__Attribute *w = rh_arena_alloc(ctx->arena, sizeof(*w));
+	if (w && a->kind == RH_ATTR_TEMPLATE) {
+		out->value = w;
+		return rhd_template_to_wire(a, ctx->arena, w);
+	}
 	uint8_t *copy = rh_arena_memdup(ctx->arena, a->value, a->len);
 	if (!w || (!copy && a->len))
 		return CKR_HOST_MEMORY;
@@ -826,7 +834,10 @@ static int answer_fits(const call_ctx_t *ctx, const rhd_object_t *obj,
 	size_t total = 0;
 	for (size_t i = 0; i < req->n_template_; i++) {
 		const rhd_attr_t *a = value_sent(obj, req->template_[i]);
-		size_t value = a ? a->len : 0;
+		size_t value = !a ? 0
+			       : a->kind == RH_ATTR_TEMPLATE
+				       ? rhd_template_wire_bound(a)
+				       : a->len;
 		if (value > budget - total ||
 		    ANSWER_OVERHEAD > budget - total - value)
 			return 0;
@@ -1812,14 +1823,18 @@ static CK_RV on_wrap_key(call_ctx_t *ctx, const Remhsm__WrapKeyReq *req)
 
 /* Under the app's lock: a template that names a secret or private key
  * and its type but no key material, for a key the session may hold. */
+/* The caller's template, with what the unwrapping key's
+ * CKA_UNWRAP_TEMPLATE demands, checked as a new key's. */
 static CK_RV unwrap_template(call_ctx_t *ctx, const Remhsm__UnwrapKeyReq *req,
-			     rhd_object_t *key)
+			     const rhd_object_t *unwrapping, rhd_object_t *key)
 {
 	pthread_mutex_lock(&ctx->app->lock);
 	rhd_session_t *s = rhd_session_find(ctx->app, req->session);
 	CK_RV rv =
 		s ? rhd_object_from_wire(req->template_, req->n_template_, key)
 		  : CKR_SESSION_HANDLE_INVALID;
+	if (rv == CKR_OK)
+		rv = rhd_template_apply(key, unwrapping, CKA_UNWRAP_TEMPLATE);
 	uint64_t cls = 0, type = 0;
 	if (rv == CKR_OK && (!rhd_object_ulong(key, CKA_CLASS, &cls) ||
 			     !rhd_object_ulong(key, CKA_KEY_TYPE, &type)))
@@ -1841,10 +1856,10 @@ static CK_RV unwrapped(call_ctx_t *ctx, const Remhsm__UnwrapKeyReq *req,
 	rhd_object_t unwrapping = {0};
 	CK_RV rv = rhd_wrap_mech(req->mechanism, &m);
 	if (rv == CKR_OK)
-		rv = unwrap_template(ctx, req, key);
-	if (rv == CKR_OK)
 		rv = load_key(ctx, req->session, req->unwrapping_key,
 			      CKR_UNWRAPPING_KEY_HANDLE_INVALID, &unwrapping);
+	if (rv == CKR_OK)
+		rv = unwrap_template(ctx, req, &unwrapping, key);
 	if (rv == CKR_OK)
 		rv = rhd_unwrap(&m, &unwrapping, req->wrapped_key.data,
 				req->wrapped_key.len, key);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "object_template.h"
 #include "rh_decode.h"
 #include "store_records.pb-c.h"
 
@@ -100,6 +101,7 @@ typedef struct {
 	ProtobufCBinaryData bytes;
 	uint64_t ulong;
 	int boolean;
+	const Remhsm__AttributeList *array; /* VALUE_TEMPLATE's */
 } value_view_t;
 
 /* A template attribute (CKA_WRAP_TEMPLATE and its kin) holding another
@@ -121,7 +123,10 @@ static value_view_t wire_view(const void *item)
 	value_view_t v = {.type = w->type, .is = VALUE_NONE};
 	switch (w->value_case) {
 	case REMHSM__ATTRIBUTE__VALUE_BYTES:
-		v.is = VALUE_BYTES;
+		/* A held template is bytes in a record only: a peer sends
+		 * the list. */
+		if (rh_attr_kind(w->type) != RH_ATTR_TEMPLATE)
+			v.is = VALUE_BYTES;
 		v.bytes = w->bytes;
 		break;
 	case REMHSM__ATTRIBUTE__VALUE_ULONG:
@@ -134,6 +139,7 @@ static value_view_t wire_view(const void *item)
 		break;
 	case REMHSM__ATTRIBUTE__VALUE_ARRAY:
 		v.is = nests_twice(w) ? VALUE_NESTED : VALUE_TEMPLATE;
+		v.array = w->array;
 		break;
 	default:
 		break;
@@ -164,16 +170,22 @@ static value_view_t record_view(const void *item)
 	return v;
 }
 
+static int nested_refused(const value_view_t *v)
+{
+	if (v->is != VALUE_NESTED)
+		return 0;
+	RHD_WARN("event=template-refused type=0x%llx "
+		 "reason=\"template nested more than one level\"",
+		 (unsigned long long)v->type);
+	return 1;
+}
+
 /* One value in the kind its type has in the table. */
 static CK_RV value_checked(const value_view_t *v, uint8_t **buf, size_t *len,
 			   uint64_t *scratch)
 {
-	if (v->is == VALUE_NESTED) {
-		RHD_WARN("event=template-refused type=0x%llx "
-			 "reason=\"template nested more than one level\"",
-			 (unsigned long long)v->type);
+	if (nested_refused(v))
 		return CKR_ATTRIBUTE_VALUE_INVALID;
-	}
 	switch (rh_attr_kind(v->type)) {
 	case RH_ATTR_ULONG:
 		if (v->is != VALUE_ULONG)
@@ -205,9 +217,32 @@ static CK_RV value_checked(const value_view_t *v, uint8_t **buf, size_t *len,
 		*len = v->bytes.len;
 		return CKR_OK;
 	default:
-		/* Nested templates: not served. */
 		return CKR_ATTRIBUTE_TYPE_INVALID;
 	}
+}
+
+static CK_RV object_from(const void *const *items, size_t n,
+			 value_view_t (*view)(const void *), rhd_object_t *out);
+
+/* A held template (CKA_WRAP_TEMPLATE and its kin) packed into a new buffer:
+ * from the list a peer sends, or checked as a record keeps it. */
+static CK_RV template_value(const value_view_t *v, uint8_t **out, size_t *len)
+{
+	if (nested_refused(v))
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	rhd_object_t t;
+	CK_RV rv;
+	if (v->is == VALUE_TEMPLATE && v->array)
+		rv = object_from((const void *const *)v->array->attributes,
+				 v->array->n_attributes, wire_view, &t);
+	else if (v->is == VALUE_BYTES)
+		rv = rhd_template_unpack(v->bytes.data, v->bytes.len, &t);
+	else
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	if (rv == CKR_OK)
+		rv = rhd_template_pack(&t, out, len);
+	rhd_object_cleanup(&t);
+	return rv;
 }
 
 /* Template entries in order of type, then of position, so that repeats of
@@ -266,16 +301,18 @@ static CK_RV drop_repeats(rhd_object_t *obj)
 static CK_RV append_value(rhd_object_t *obj, const value_view_t *v)
 {
 	uint64_t scratch = 0;
-	uint8_t *buf = NULL;
+	uint8_t *buf = NULL, *packed = NULL;
 	size_t len = 0;
-	CK_RV rv = value_checked(v, &buf, &len, &scratch);
+	CK_RV rv = rh_attr_kind(v->type) == RH_ATTR_TEMPLATE
+			   ? template_value(v, &packed, &len)
+			   : value_checked(v, &buf, &len, &scratch);
 	if (rv != CKR_OK)
 		return rv;
 	rhd_attr_t *a = &obj->attrs[obj->count];
-	a->value = malloc(len ? len : 1);
+	a->value = packed ? packed : malloc(len ? len : 1);
 	if (!a->value)
 		return CKR_DEVICE_MEMORY;
-	if (len)
+	if (!packed && len)
 		memcpy(a->value, buf, len);
 	a->type = v->type;
 	a->kind = rh_attr_kind(v->type);

@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "object_template.h"
 #include "ops.h"
 #include "rh_secret.h"
 
@@ -114,6 +115,8 @@ static CK_RV wrappable(const rhd_object_t *wrapping, const rhd_object_t *key)
 		return CKR_KEY_UNEXTRACTABLE;
 	if (rhd_object_bool(key, CKA_WRAP_WITH_TRUSTED, 0) &&
 	    !rhd_object_bool(wrapping, CKA_TRUSTED, 0))
+		return CKR_KEY_NOT_WRAPPABLE;
+	if (!rhd_template_admits(key, wrapping, CKA_WRAP_TEMPLATE))
 		return CKR_KEY_NOT_WRAPPABLE;
 	/* Broken, the weaker key would give the stronger away. */
 	if (strength(wrapping) < strength(key))

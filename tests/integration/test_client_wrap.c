@@ -588,6 +588,168 @@ START_TEST(test_rsa_oaep_wraps_secret_keys)
 }
 END_TEST
 
+/* A wrapping key (token when token is set) holding the templates given:
+ * what it may wrap, and what it makes of what it unwraps. */
+static CK_OBJECT_HANDLE kek_with(CK_ATTRIBUTE *wrap_t, CK_ULONG n_wrap,
+				 CK_ATTRIBUTE *unwrap_t, CK_ULONG n_unwrap,
+				 CK_BBOOL token)
+{
+	CK_BYTE v[16] = {7};
+	CK_ATTRIBUTE a[] = {
+		{CKA_WRAP, &yes, 1},
+		{CKA_UNWRAP, &yes, 1},
+		{CKA_TOKEN, &token, 1},
+		{CKA_WRAP_TEMPLATE, wrap_t, n_wrap * sizeof(*wrap_t)},
+		{CKA_UNWRAP_TEMPLATE, unwrap_t, n_unwrap * sizeof(*unwrap_t)}};
+	CK_OBJECT_HANDLE h = 0;
+	ck_assert_uint_eq(th_import_secret(p11, session, aes_type, v, sizeof(v),
+					   a, 5, &h),
+			  CKR_OK);
+	return h;
+}
+
+/* CKA_WRAP_TEMPLATE: a wrapping key wraps only keys that match it. */
+START_TEST(test_wrap_template_bounds_what_leaves)
+{
+	CK_BYTE label[] = "backup";
+	CK_ATTRIBUTE only[] = {{CKA_KEY_TYPE, &aes_type, sizeof(aes_type)},
+			       {CKA_LABEL, label, 6}};
+	CK_OBJECT_HANDLE w = kek_with(only, 2, NULL, 0, CK_TRUE);
+	CK_OBJECT_HANDLE plain =
+		extractable(aes_type, "00112233445566778899AABBCCDDEEFF");
+	CK_OBJECT_HANDLE hmac = extractable(generic_type, "0b0b0b0b0b0b0b0b"
+							  "0b0b0b0b0b0b0b0b");
+	ck_assert_uint_eq(wrap_answer(CKM_AES_KEY_WRAP, w, plain),
+			  CKR_KEY_NOT_WRAPPABLE);
+	CK_ATTRIBUTE named = {CKA_LABEL, label, 6};
+	ck_assert_uint_eq(p11->C_SetAttributeValue(session, plain, &named, 1),
+			  CKR_OK);
+	ck_assert_uint_eq(p11->C_SetAttributeValue(session, hmac, &named, 1),
+			  CKR_OK);
+	ck_assert_uint_eq(wrap_answer(CKM_AES_KEY_WRAP, w, plain), CKR_OK);
+	ck_assert_uint_eq(wrap_answer(CKM_AES_KEY_WRAP, w, hmac),
+			  CKR_KEY_NOT_WRAPPABLE);
+	/* The template is the key's for good: no change, no copy loosens
+	 * it. */
+	CK_ATTRIBUTE looser = {CKA_WRAP_TEMPLATE, NULL, 0};
+	ck_assert_uint_eq(p11->C_SetAttributeValue(session, w, &looser, 1),
+			  CKR_ATTRIBUTE_READ_ONLY);
+	CK_OBJECT_HANDLE copy = 0;
+	ck_assert_uint_eq(p11->C_CopyObject(session, w, &looser, 1, &copy),
+			  CKR_ATTRIBUTE_READ_ONLY);
+}
+END_TEST
+
+/* C_GetAttributeValue gives a held template back by the two-call rules, one
+ * level down: the count, then each entry's type and length, then values. */
+START_TEST(test_held_templates_read_back)
+{
+	CK_BYTE label[] = "backup";
+	CK_ATTRIBUTE only[] = {{CKA_KEY_TYPE, &aes_type, sizeof(aes_type)},
+			       {CKA_LABEL, label, 6},
+			       {CKA_EXTRACTABLE, &yes, 1}};
+	CK_OBJECT_HANDLE w = kek_with(only, 3, NULL, 0, CK_TRUE);
+	CK_ATTRIBUTE q = {CKA_WRAP_TEMPLATE, NULL, 0};
+	ck_assert_uint_eq(p11->C_GetAttributeValue(session, w, &q, 1), CKR_OK);
+	ck_assert_uint_eq(q.ulValueLen, 3 * sizeof(CK_ATTRIBUTE));
+	CK_ATTRIBUTE got[3];
+	memset(got, 0, sizeof(got));
+	q.pValue = got;
+	ck_assert_uint_eq(p11->C_GetAttributeValue(session, w, &q, 1), CKR_OK);
+	ck_assert_uint_eq(got[0].type, CKA_KEY_TYPE);
+	ck_assert_uint_eq(got[0].ulValueLen, sizeof(CK_KEY_TYPE));
+	ck_assert_uint_eq(got[1].type, CKA_LABEL);
+	ck_assert_uint_eq(got[1].ulValueLen, 6);
+	ck_assert_uint_eq(got[2].ulValueLen, 1);
+	CK_KEY_TYPE type = 0;
+	CK_BYTE name[6], flag = 0;
+	got[0].pValue = &type;
+	got[1].pValue = name;
+	got[2].pValue = &flag;
+	got[1].ulValueLen = 5;
+	ck_assert_uint_eq(p11->C_GetAttributeValue(session, w, &q, 1),
+			  CKR_BUFFER_TOO_SMALL);
+	ck_assert_uint_eq(got[1].ulValueLen, CK_UNAVAILABLE_INFORMATION);
+	got[1].ulValueLen = sizeof(name);
+	ck_assert_uint_eq(p11->C_GetAttributeValue(session, w, &q, 1), CKR_OK);
+	ck_assert_uint_eq(type, CKK_AES);
+	ck_assert_mem_eq(name, label, 6);
+	ck_assert_uint_eq(flag, CK_TRUE);
+	/* Too little room for the entries themselves. */
+	q.ulValueLen = 2 * sizeof(CK_ATTRIBUTE);
+	ck_assert_uint_eq(p11->C_GetAttributeValue(session, w, &q, 1),
+			  CKR_BUFFER_TOO_SMALL);
+	ck_assert_uint_eq(q.ulValueLen, CK_UNAVAILABLE_INFORMATION);
+}
+END_TEST
+
+/* CKA_UNWRAP_TEMPLATE: what an unwrapping key makes of a blob, whatever the
+ * caller asks; a caller's template that contradicts it is refused. */
+START_TEST(test_unwrap_template_decides_the_new_key_s_policy)
+{
+	CK_ATTRIBUTE make[] = {{CKA_EXTRACTABLE, &no, 1},
+			       {CKA_ENCRYPT, &no, 1}};
+	CK_OBJECT_HANDLE w = kek_with(NULL, 0, make, 2, CK_FALSE);
+	CK_OBJECT_HANDLE key =
+		extractable(aes_type, "00112233445566778899AABBCCDDEEFF");
+	CK_BYTE blob[40];
+	CK_ULONG len = sizeof(blob);
+	ck_assert_uint_eq(wrap(CKM_AES_KEY_WRAP, w, key, blob, &len), CKR_OK);
+	CK_MECHANISM m = {CKM_AES_KEY_WRAP, NULL, 0};
+	CK_ATTRIBUTE t[] = {{CKA_CLASS, &secret_class, sizeof(secret_class)},
+			    {CKA_KEY_TYPE, &aes_type, sizeof(aes_type)},
+			    {CKA_EXTRACTABLE, &yes, 1}};
+	CK_OBJECT_HANDLE back = 0;
+	ck_assert_uint_eq(
+		p11->C_UnwrapKey(session, &m, w, blob, len, t, 3, &back),
+		CKR_TEMPLATE_INCONSISTENT);
+	ck_assert_uint_eq(
+		p11->C_UnwrapKey(session, &m, w, blob, len, t, 2, &back),
+		CKR_OK);
+	CK_BBOOL extract = CK_TRUE, encrypt = CK_TRUE;
+	CK_ATTRIBUTE q[] = {{CKA_EXTRACTABLE, &extract, 1},
+			    {CKA_ENCRYPT, &encrypt, 1}};
+	ck_assert_uint_eq(p11->C_GetAttributeValue(session, back, q, 2),
+			  CKR_OK);
+	ck_assert_uint_eq(extract, CK_FALSE);
+	ck_assert_uint_eq(encrypt, CK_FALSE);
+	ck_assert_uint_eq(wrap_answer(CKM_AES_KEY_WRAP, w, back),
+			  CKR_KEY_UNEXTRACTABLE);
+}
+END_TEST
+
+/* Templates hold plain attributes, on the classes that use them. */
+START_TEST(test_held_templates_are_checked)
+{
+	CK_ATTRIBUTE inner[] = {{CKA_KEY_TYPE, &aes_type, sizeof(aes_type)}};
+	CK_ATTRIBUTE nested[] = {{CKA_WRAP_TEMPLATE, inner, sizeof(inner)}};
+	CK_BYTE v[16] = {1};
+	CK_ATTRIBUTE a[] = {{CKA_WRAP, &yes, 1},
+			    {CKA_WRAP_TEMPLATE, nested, sizeof(nested)}};
+	CK_OBJECT_HANDLE h = 0;
+	ck_assert_uint_eq(
+		th_import_secret(p11, session, aes_type, v, 16, a, 2, &h),
+		CKR_ATTRIBUTE_VALUE_INVALID);
+	a[1].ulValueLen = sizeof(CK_ATTRIBUTE) + 1;
+	ck_assert_uint_eq(
+		th_import_secret(p11, session, aes_type, v, 16, a, 2, &h),
+		CKR_ATTRIBUTE_VALUE_INVALID);
+	CK_BBOOL odd = CK_TRUE;
+	CK_ATTRIBUTE bad_bool[] = {{CKA_SENSITIVE, &odd, 4}};
+	a[1] = (CK_ATTRIBUTE){CKA_WRAP_TEMPLATE, bad_bool, sizeof(bad_bool)};
+	ck_assert_uint_eq(
+		th_import_secret(p11, session, aes_type, v, 16, a, 2, &h),
+		CKR_ATTRIBUTE_VALUE_INVALID);
+	/* A private key unwraps, it never wraps. */
+	CK_OBJECT_HANDLE pub = 0, priv = 0;
+	th_generate_p256(p11, session, CK_FALSE, &pub, &priv);
+	CK_ATTRIBUTE t = {CKA_WRAP_TEMPLATE, inner, sizeof(inner)};
+	CK_OBJECT_HANDLE copy = 0;
+	ck_assert_uint_eq(p11->C_CopyObject(session, priv, &t, 1, &copy),
+			  CKR_ATTRIBUTE_TYPE_INVALID);
+}
+END_TEST
+
 START_TEST(test_mechanism_info_tells_the_wrapping_mechanisms)
 {
 	CK_MECHANISM_INFO info;
@@ -622,6 +784,10 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_ec_private_keys_wrap_as_pkcs8);
 	tcase_add_test(tc, test_rsa_private_keys_wrap_as_pkcs8);
 	tcase_add_test(tc, test_rsa_oaep_wraps_secret_keys);
+	tcase_add_test(tc, test_wrap_template_bounds_what_leaves);
+	tcase_add_test(tc, test_held_templates_read_back);
+	tcase_add_test(tc, test_unwrap_template_decides_the_new_key_s_policy);
+	tcase_add_test(tc, test_held_templates_are_checked);
 	tcase_add_test(tc, test_mechanism_info_tells_the_wrapping_mechanisms);
 	suite_add_tcase(s, tc);
 	return s;

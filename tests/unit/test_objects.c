@@ -11,6 +11,7 @@
 #include "harness.h"
 #include "nesting.h"
 #include "object.h"
+#include "object_template.h"
 #include "objects.h"
 #include "ops.h"
 #include "pki.h"
@@ -1387,9 +1388,61 @@ static uint64_t create_nested(unsigned depth)
 
 START_TEST(test_template_nested_deeper_than_pkcs11_allows_is_refused)
 {
-	/* One level, as CKA_WRAP_TEMPLATE has: not served (yet). */
-	ck_assert_uint_eq(create_nested(1), CKR_ATTRIBUTE_TYPE_INVALID);
+	/* One level, as CKA_WRAP_TEMPLATE has, is taken: what stops this
+	 * request is the class it lacks. */
+	ck_assert_uint_eq(create_nested(1), CKR_TEMPLATE_INCOMPLETE);
 	ck_assert_uint_eq(create_nested(2), CKR_ATTRIBUTE_VALUE_INVALID);
+}
+END_TEST
+
+/* A held template as a record keeps it: packed and unpacked to the same
+ * attributes; a record whose bytes are not a template is refused, never
+ * read past. */
+START_TEST(test_held_templates_pack_and_refuse_what_is_not_one)
+{
+	rhd_object_t t = {0}, back = {0};
+	ck_assert_uint_eq(rhd_object_set_ulong(&t, CKA_KEY_TYPE, CKK_AES),
+			  CKR_OK);
+	ck_assert_uint_eq(rhd_object_set_bool(&t, CKA_EXTRACTABLE, 1), CKR_OK);
+	ck_assert_uint_eq(rhd_object_set(&t, CKA_LABEL, "kek", 3), CKR_OK);
+	uint8_t *packed = NULL;
+	size_t len = 0;
+	ck_assert_uint_eq(rhd_template_pack(&t, &packed, &len), CKR_OK);
+	ck_assert_uint_eq(len, 3 * 12 + 8 + 1 + 3);
+	ck_assert(packed[0] == 0 && packed[1] == 1); /* CKA_KEY_TYPE */
+	ck_assert_uint_eq(packed[12], CKK_AES);	     /* little-endian */
+	ck_assert_uint_eq(rhd_template_unpack(packed, len, &back), CKR_OK);
+	ck_assert_uint_eq(back.count, 3);
+	ck_assert(rhd_object_matches(&back, &t) &&
+		  rhd_object_matches(&t, &back));
+	rhd_object_cleanup(&back);
+	for (size_t cut = 1; cut < len; cut++)
+		if (cut != 20 && cut != 33) /* where an entry ends */
+			ck_assert_uint_eq(
+				rhd_template_unpack(packed, cut, &back),
+				CKR_ATTRIBUTE_VALUE_INVALID);
+	packed[8] = 4; /* a ULONG of 4 bytes */
+	ck_assert_uint_eq(rhd_template_unpack(packed, len, &back),
+			  CKR_ATTRIBUTE_VALUE_INVALID);
+	packed[8] = 8;
+	packed[20] = CKA_LABEL; /* the last entry's type, twice */
+	packed[21] = 0;
+	ck_assert_uint_eq(rhd_template_unpack(packed, len, &back),
+			  CKR_ATTRIBUTE_VALUE_INVALID);
+	packed[20] = (uint8_t)CKA_WRAP_TEMPLATE;
+	packed[21] = (uint8_t)(CKA_WRAP_TEMPLATE >> 8);
+	packed[23] = (uint8_t)(CKA_WRAP_TEMPLATE >> 24);
+	ck_assert_uint_eq(rhd_template_unpack(packed, len, &back),
+			  CKR_ATTRIBUTE_VALUE_INVALID);
+	free(packed);
+	rhd_object_cleanup(&t);
+	/* More entries than a held template may have. */
+	for (uint64_t i = 0; i <= RHD_MAX_TEMPLATE_ENTRIES; i++)
+		ck_assert_uint_eq(rhd_object_set(&t, 0x80000000u + i, "", 0),
+				  CKR_OK);
+	ck_assert_uint_eq(rhd_template_pack(&t, &packed, &len),
+			  CKR_ATTRIBUTE_VALUE_INVALID);
+	rhd_object_cleanup(&t);
 }
 END_TEST
 
@@ -1531,6 +1584,7 @@ int main(void)
 	tcase_add_test(tc, test_token_handle_cache_is_bounded);
 	tcase_add_test(
 		tc, test_template_nested_deeper_than_pkcs11_allows_is_refused);
+	tcase_add_test(tc, test_held_templates_pack_and_refuse_what_is_not_one);
 	tcase_add_test(tc, test_wide_templates_parse_in_n_log_n_and_are_capped);
 	tcase_add_test(tc, test_damaged_records_and_index_fail_the_find);
 	suite_add_tcase(s, tc);
