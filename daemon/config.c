@@ -93,6 +93,8 @@ static const struct setting {
 	 1},
 	{"allow-legacy", KIND_BOOL, offsetof(rhd_config_t, allow_legacy), 0, 0,
 	 1},
+	{"allow-rsa-pkcs1-encryption", KIND_BOOL,
+	 offsetof(rhd_config_t, allow_rsa_pkcs1_encryption), 0, 0, 1},
 	UINT("store-poll-ms", store_poll_ms, 10, 60000),
 	UINT("store-connections", store_connections, 1, 64),
 	UINT("handshake-timeout-ms", handshake_timeout_ms, 10, 600000),
@@ -401,6 +403,10 @@ void rhd_config_usage(FILE *out, const char *prog)
 		"SHA-1 in signatures\n"
 		"                             and raw RSA signing, for old "
 		"devices (default: off)\n"
+		"  --allow-rsa-pkcs1-encryption  serve CKM_RSA_PKCS for "
+		"C_Encrypt/C_Decrypt;\n"
+		"                             its decryption is a padding "
+		"oracle (default: off)\n"
 		"  --store-shared             other remhsmd write the same "
 		"PostgreSQL store at\n"
 		"                             once (a cluster; default: one "

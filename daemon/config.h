@@ -28,7 +28,8 @@ typedef struct rhd_config {
 	int store_standby; /* wait for the store's writer to let go */
 	int store_shared;  /* other remhsmd write the store at once */
 	int allow_legacy;  /* RSA-1024, SHA-1 signatures, raw RSA signing */
-	unsigned store_poll_ms;	    /* how often a shared store is asked */
+	int allow_rsa_pkcs1_encryption; /* CKM_RSA_PKCS encrypt/decrypt */
+	unsigned store_poll_ms;		/* how often a shared store is asked */
 	unsigned store_connections; /* database sessions, the writer's too */
 	unsigned handshake_timeout_ms;
 	unsigned first_byte_timeout_ms;

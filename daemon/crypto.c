@@ -639,29 +639,36 @@ int rhd_key_is_rsa(const rhd_key_t *key)
 	return key && key->pkey && key->rsa;
 }
 
-CK_RV rhd_key_rsa_oaep(const rhd_key_t *key, int encrypt, const rhd_oaep_t *p,
-		       const uint8_t *in, size_t in_len, uint8_t *out,
-		       size_t *out_len)
+/* RSA encryption or decryption padded by p (OAEP), or by PKCS#1 v1.5 when
+ * p is NULL. */
+static CK_RV rsa_cipher(const rhd_key_t *key, int encrypt, const rhd_oaep_t *p,
+			const uint8_t *in, size_t in_len, uint8_t *out,
+			size_t *out_len)
 {
 	size_t k = (size_t)EVP_PKEY_get_size(key->pkey);
-	size_t hash_len = rhd_crypto_hash_len(p->hash);
-	if (p->hash == CKM_SHA224)
+	size_t hash_len = p ? rhd_crypto_hash_len(p->hash) : 0;
+	if (p && p->hash == CKM_SHA224)
 		hash_len = 28;
-	if (encrypt && in_len + 2 * hash_len + 2 > k)
+	size_t overhead = p ? 2 * hash_len + 2 : 11;
+	*out_len = 0;
+	if (encrypt && in_len + overhead > k)
 		return CKR_DATA_LEN_RANGE;
 	if (!encrypt && in_len != k)
 		return CKR_ENCRYPTED_DATA_LEN_RANGE;
 	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(key->pkey, NULL);
 	size_t len = k;
-	int ok = ctx &&
-		 (encrypt ? EVP_PKEY_encrypt_init(ctx)
-			  : EVP_PKEY_decrypt_init(ctx)) == 1 &&
-		 oaep_setup(ctx, p);
+	int ok =
+		ctx &&
+		(encrypt ? EVP_PKEY_encrypt_init(ctx)
+			 : EVP_PKEY_decrypt_init(ctx)) == 1 &&
+		(p ? oaep_setup(ctx, p)
+		   : EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1);
 	CK_RV rv = ok ? CKR_OK : CKR_DEVICE_ERROR;
 	if (rv == CKR_OK && encrypt &&
 	    EVP_PKEY_encrypt(ctx, out, &len, in, in_len) != 1)
 		rv = CKR_DEVICE_ERROR;
-	/* One answer for every ciphertext that does not decode. */
+	/* One answer for every ciphertext that does not decode; OpenSSL
+	 * checks the padding without branching on it. */
 	if (rv == CKR_OK && !encrypt &&
 	    EVP_PKEY_decrypt(ctx, out, &len, in, in_len) != 1)
 		rv = CKR_ENCRYPTED_DATA_INVALID;
@@ -669,6 +676,19 @@ CK_RV rhd_key_rsa_oaep(const rhd_key_t *key, int encrypt, const rhd_oaep_t *p,
 	ERR_clear_error();
 	*out_len = rv == CKR_OK ? len : 0;
 	return rv;
+}
+
+CK_RV rhd_key_rsa_oaep(const rhd_key_t *key, int encrypt, const rhd_oaep_t *p,
+		       const uint8_t *in, size_t in_len, uint8_t *out,
+		       size_t *out_len)
+{
+	return rsa_cipher(key, encrypt, p, in, in_len, out, out_len);
+}
+
+CK_RV rhd_key_rsa_pkcs1(const rhd_key_t *key, int encrypt, const uint8_t *in,
+			size_t in_len, uint8_t *out, size_t *out_len)
+{
+	return rsa_cipher(key, encrypt, NULL, in, in_len, out, out_len);
 }
 
 size_t rhd_key_sig_len(const rhd_key_t *key)

@@ -87,6 +87,12 @@ int rhd_key_is_rsa(const rhd_key_t *key);
 CK_RV rhd_key_rsa_oaep(const rhd_key_t *key, int encrypt, const rhd_oaep_t *p,
 		       const uint8_t *in, size_t in_len, uint8_t *out,
 		       size_t *out_len);
+/* The same with PKCS#1 v1.5 padding (CKM_RSA_PKCS; data longer than
+ * k - 11 is CKR_DATA_LEN_RANGE). Its decryption answers whether a
+ * ciphertext's padding checks: an oracle (Bleichenbacher), served only
+ * when the operator allows it. */
+CK_RV rhd_key_rsa_pkcs1(const rhd_key_t *key, int encrypt, const uint8_t *in,
+			size_t in_len, uint8_t *out, size_t *out_len);
 
 /* ECDH (CKM_ECDH1_DERIVE): the shared secret Z of an EC private key with
  * a peer's uncompressed point, into z (cap bytes: the field's size is

@@ -81,7 +81,7 @@ typedef struct rhd_op {
 	rhd_padding_t pad;    /* RSA: how the mechanism pads */
 	rhd_mac_t *mac;	      /* HMAC and CMAC: the running MAC */
 	rhd_cipher_t *cipher; /* encryption and decryption */
-	int oaep;	      /* RSA-OAEP, with its parameters: */
+	int rsa_cipher; /* RSA-OAEP (with its parameters) or PKCS#1 v1.5: */
 	rhd_oaep_t oaep_params;
 	uint8_t *oaep_label;   /* owned: oaep_params.label */
 	uint64_t key_store_id; /* the audit's name for the key; 0: session */

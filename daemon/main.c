@@ -126,6 +126,13 @@ static int serve(const rhd_config_t *cfg)
 			 "CKM_ECDSA_SHA1 CKM_RSA_X_509(sign)\" "
 			 "reason=\"allow-legacy: for old devices only\"",
 			 rhd_rsa_min_bits());
+	rhd_policy_allow_pkcs1_encryption(cfg->allow_rsa_pkcs1_encryption);
+	if (cfg->allow_rsa_pkcs1_encryption)
+		RHD_WARN("event=rsa-pkcs1-encryption-allowed "
+			 "mechanism=CKM_RSA_PKCS calls=\"C_Encrypt C_Decrypt\" "
+			 "reason=\"its decryption is a padding oracle "
+			 "(Bleichenbacher): for applications that need it "
+			 "only\"");
 	rhd_engine_opts_t opts = {
 		.slots = cfg->slots,
 		.store = store,

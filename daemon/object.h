@@ -73,6 +73,10 @@ CK_RV rhd_object_prepare_create(rhd_object_t *obj);
  * served and listed (ops.c); without it they are not. */
 void rhd_policy_allow_legacy(int on);
 int rhd_legacy_allowed(void);
+/* allow-rsa-pkcs1-encryption, set once before any call: CKM_RSA_PKCS for
+ * C_Encrypt and C_Decrypt (its decryption is a padding oracle). */
+void rhd_policy_allow_pkcs1_encryption(int on);
+int rhd_pkcs1_encryption_allowed(void);
 unsigned rhd_rsa_min_bits(void);
 
 /* The curve (NID) a CKA_EC_PARAMS names, 0 when not served. */

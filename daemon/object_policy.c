@@ -95,6 +95,18 @@ int rhd_legacy_allowed(void)
 	return legacy;
 }
 
+static int pkcs1_encryption;
+
+void rhd_policy_allow_pkcs1_encryption(int on)
+{
+	pkcs1_encryption = on;
+}
+
+int rhd_pkcs1_encryption_allowed(void)
+{
+	return pkcs1_encryption;
+}
+
 unsigned rhd_rsa_min_bits(void)
 {
 	return legacy ? RHD_RSA_LEGACY_MIN_BITS : RHD_RSA_MIN_BITS;

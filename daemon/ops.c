@@ -147,6 +147,10 @@ int rhd_mechanism_info(CK_MECHANISM_TYPE mech, CK_MECHANISM_INFO *info)
 		*info = (CK_MECHANISM_INFO){rsa_min, RHD_RSA_MAX_BITS,
 					    CKF_VERIFY |
 						    (legacy ? CKF_SIGN : 0)};
+	else if (mech == CKM_RSA_PKCS && rhd_pkcs1_encryption_allowed())
+		*info = (CK_MECHANISM_INFO){rsa_min, RHD_RSA_MAX_BITS,
+					    CKF_SIGN | CKF_VERIFY |
+						    CKF_ENCRYPT | CKF_DECRYPT};
 	else if (is_rsa(mech))
 		*info = (CK_MECHANISM_INFO){rsa_min, RHD_RSA_MAX_BITS,
 					    CKF_SIGN | CKF_VERIFY};
@@ -489,7 +493,7 @@ static CK_RV oaep_start(rhd_op_t *op, const Remhsm__Mechanism *m)
 		return CKR_DEVICE_MEMORY;
 	if (p.label_len)
 		memcpy(op->oaep_label, p.label, p.label_len);
-	op->oaep = 1;
+	op->rsa_cipher = 1;
 	op->oaep_params =
 		(rhd_oaep_t){p.hash, p.mgf_hash, op->oaep_label, p.label_len};
 	return CKR_OK;
@@ -504,7 +508,8 @@ static int fits(rhd_op_kind_t kind, CK_MECHANISM_TYPE mech)
 		       !rhd_mechanism_is_ecdsa(mech) && !is_rsa(mech);
 	if (kind == RHD_OP_ENCRYPT || kind == RHD_OP_DECRYPT)
 		return rhd_mechanism_is_cipher(mech) ||
-		       mech == CKM_RSA_PKCS_OAEP;
+		       mech == CKM_RSA_PKCS_OAEP ||
+		       (mech == CKM_RSA_PKCS && rhd_pkcs1_encryption_allowed());
 	if (rhd_mechanism_is_mac(mech))
 		return 1;
 	return rhd_mechanism_is_ecdsa(mech) || is_rsa(mech);
@@ -524,7 +529,8 @@ CK_RV rhd_op_init(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 	CK_RV rv = CKR_OK;
 	if (kind != RHD_OP_DIGEST)
 		rv = key_for(engine, app, s, kind, mech->type, key, op);
-	if (rv == CKR_OK && is_rsa(mech->type))
+	int cipher = kind == RHD_OP_ENCRYPT || kind == RHD_OP_DECRYPT;
+	if (rv == CKR_OK && is_rsa(mech->type) && !cipher)
 		rv = rsa_padding(op, mech);
 	if (rv == CKR_OK && rhd_mechanism_is_mac(mech->type) &&
 	    !(op->mac = rhd_mac_new(op->key, mech->type)))
@@ -533,6 +539,8 @@ CK_RV rhd_op_init(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 		rv = cipher_start(op, kind, mech);
 	if (rv == CKR_OK && mech->type == CKM_RSA_PKCS_OAEP)
 		rv = oaep_start(op, mech);
+	if (rv == CKR_OK && cipher && mech->type == CKM_RSA_PKCS)
+		op->rsa_cipher = 1;
 	/* The running hash of hash-then-sign mechanisms and of digests; raw
 	 * mechanisms have none. */
 	CK_MECHANISM_TYPE hash = rhd_crypto_hash_of(mech->type);
@@ -672,7 +680,7 @@ size_t rhd_op_cipher_room(const rhd_session_t *s, rhd_op_kind_t kind,
 			  rhd_cipher_step_t step, size_t in_len)
 {
 	const rhd_op_t *op = &s->ops[kind];
-	if (op->active && op->oaep)
+	if (op->active && op->rsa_cipher)
 		return rhd_key_sig_len(op->key);
 	if (!op->active || !op->cipher)
 		return 0;
@@ -699,12 +707,14 @@ static CK_RV cipher_update(rhd_op_t *op, const uint8_t *in, size_t in_len,
 	return rv;
 }
 
-/* RSA-OAEP is single-part. A length query is answered with the modulus's
- * bytes (enough for any output); with a buffer the key works, and a
- * short buffer then learns the exact length and keeps the operation. */
-static CK_RV oaep_step(rhd_op_t *op, rhd_op_kind_t kind, rhd_cipher_step_t step,
-		       const uint8_t *in, size_t in_len, int has_buffer,
-		       uint8_t *out, size_t *out_len)
+/* RSA encryption is single-part. A length query is answered with the
+ * modulus's bytes (enough for any output); with a buffer the key works,
+ * and a short buffer then learns the exact length and keeps the
+ * operation. */
+static CK_RV rsa_cipher_step(rhd_op_t *op, rhd_op_kind_t kind,
+			     rhd_cipher_step_t step, const uint8_t *in,
+			     size_t in_len, int has_buffer, uint8_t *out,
+			     size_t *out_len)
 {
 	if (step != RHD_STEP_SINGLE) {
 		rhd_op_end(op);
@@ -714,8 +724,13 @@ static CK_RV oaep_step(rhd_op_t *op, rhd_op_kind_t kind, rhd_cipher_step_t step,
 	*out_len = rhd_key_sig_len(op->key);
 	if (!has_buffer)
 		return CKR_OK;
-	CK_RV rv = rhd_key_rsa_oaep(op->key, kind == RHD_OP_ENCRYPT,
-				    &op->oaep_params, in, in_len, out, out_len);
+	int encrypt = kind == RHD_OP_ENCRYPT;
+	CK_RV rv =
+		op->mech == CKM_RSA_PKCS
+			? rhd_key_rsa_pkcs1(op->key, encrypt, in, in_len, out,
+					    out_len)
+			: rhd_key_rsa_oaep(op->key, encrypt, &op->oaep_params,
+					   in, in_len, out, out_len);
 	if (rv == CKR_OK && cap < *out_len)
 		return CKR_BUFFER_TOO_SMALL;
 	rhd_op_end(op);
@@ -732,9 +747,9 @@ CK_RV rhd_op_cipher(rhd_session_t *s, rhd_op_kind_t kind,
 		rhd_op_end(op);
 	if (rv != CKR_OK)
 		return rv;
-	if (op->oaep)
-		return oaep_step(op, kind, step, in, in_len, has_buffer, out,
-				 out_len);
+	if (op->rsa_cipher)
+		return rsa_cipher_step(op, kind, step, in, in_len, has_buffer,
+				       out, out_len);
 	if (step == RHD_STEP_UPDATE)
 		return cipher_update(op, in, in_len, has_buffer, out, out_len);
 	/* The last call runs on a copy: only an answer that goes out, or an

@@ -6,7 +6,9 @@
  * pieces and in pieces longer than a frame, and the refusals: parameters
  * a mode does not take, keys that may not, partial blocks, padding and
  * tags that do not check (nothing released). RSA-OAEP with and without a
- * label, against OpenSSL on the other side.
+ * label, against OpenSSL on the other side; RSA PKCS#1 v1.5 encryption
+ * refused by default and served, against OpenSSL, when the operator
+ * allows it.
  */
 #include <check.h>
 #include <dlfcn.h>
@@ -43,6 +45,14 @@ static void setup(void)
 		 gcm_plain);
 	th_unhex("feedfacedeadbeeffeedfacedeadbeefabaddad2", gcm_aad);
 	p11 = th_start_provisioned(&d, NULL, &module);
+	session = th_user_session(p11, 0, "0000");
+}
+
+static void setup_pkcs1(void)
+{
+	static const char *const flags[] = {"--allow-rsa-pkcs1-encryption",
+					    NULL};
+	p11 = th_start_provisioned(&d, flags, &module);
 	session = th_user_session(p11, 0, "0000");
 }
 
@@ -635,6 +645,98 @@ START_TEST(test_rsa_keys_decrypt_only_when_they_may)
 }
 END_TEST
 
+/* PKCS#1 v1.5 decryption is a padding oracle: by default the token
+ * neither encrypts nor decrypts with CKM_RSA_PKCS, nor says it does. */
+START_TEST(test_rsa_pkcs1_encryption_is_refused_by_default)
+{
+	CK_MECHANISM_INFO info;
+	ck_assert_uint_eq(p11->C_GetMechanismInfo(0, CKM_RSA_PKCS, &info),
+			  CKR_OK);
+	ck_assert_uint_eq(info.flags & (CKF_ENCRYPT | CKF_DECRYPT), 0);
+	CK_OBJECT_HANDLE pub, priv;
+	rsa_pair(&pub, &priv);
+	CK_MECHANISM m = {CKM_RSA_PKCS, NULL, 0};
+	ck_assert_uint_eq(p11->C_EncryptInit(session, &m, pub),
+			  CKR_MECHANISM_INVALID);
+	ck_assert_uint_eq(p11->C_DecryptInit(session, &m, priv),
+			  CKR_MECHANISM_INVALID);
+	ck_assert_int_eq(
+		th_log_count(&d, "event=rsa-pkcs1-encryption-allowed", NULL),
+		0);
+}
+END_TEST
+
+/* Allowed: said at start and by C_GetMechanismInfo; OpenSSL's ciphertext
+ * decrypts, the token's round trips, and every refusal of OAEP holds. */
+START_TEST(test_rsa_pkcs1_encryption_when_allowed_meets_openssl)
+{
+	ck_assert_int_eq(
+		th_log_count(&d, "event=rsa-pkcs1-encryption-allowed", NULL),
+		1);
+	CK_MECHANISM_INFO info;
+	ck_assert_uint_eq(p11->C_GetMechanismInfo(0, CKM_RSA_PKCS, &info),
+			  CKR_OK);
+	ck_assert_uint_eq(info.flags & (CKF_ENCRYPT | CKF_DECRYPT),
+			  CKF_ENCRYPT | CKF_DECRYPT);
+	CK_OBJECT_HANDLE pub, priv;
+	rsa_pair(&pub, &priv);
+	EVP_PKEY *key = openssl_public(pub);
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(key, NULL);
+	CK_BYTE ct[256], back[256];
+	size_t ct_len = sizeof(ct);
+	ck_assert_int_eq(EVP_PKEY_encrypt_init(ctx), 1);
+	ck_assert_int_eq(EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING),
+			 1);
+	ck_assert_int_eq(EVP_PKEY_encrypt(ctx, ct, &ct_len,
+					  (const CK_BYTE *)"device key", 10),
+			 1);
+	EVP_PKEY_CTX_free(ctx);
+	EVP_PKEY_free(key);
+	CK_MECHANISM m = {CKM_RSA_PKCS, NULL, 0};
+	CK_ULONG len = 0;
+	ck_assert_uint_eq(p11->C_DecryptInit(session, &m, priv), CKR_OK);
+	ck_assert_uint_eq(p11->C_Decrypt(session, ct, 256, NULL, &len), CKR_OK);
+	ck_assert_uint_eq(len, 256);
+	len = 4;
+	ck_assert_uint_eq(p11->C_Decrypt(session, ct, 256, back, &len),
+			  CKR_BUFFER_TOO_SMALL);
+	ck_assert_uint_eq(len, 10);
+	ck_assert_uint_eq(p11->C_Decrypt(session, ct, 256, back, &len), CKR_OK);
+	ck_assert_mem_eq(back, "device key", 10);
+
+	CK_BYTE data[246] = {1};
+	len = sizeof(ct);
+	ck_assert_uint_eq(p11->C_EncryptInit(session, &m, pub), CKR_OK);
+	ck_assert_uint_eq(p11->C_Encrypt(session, data, 246, ct, &len),
+			  CKR_DATA_LEN_RANGE);
+	len = sizeof(ct);
+	ck_assert_uint_eq(p11->C_EncryptInit(session, &m, pub), CKR_OK);
+	ck_assert_uint_eq(p11->C_Encrypt(session, data, 245, ct, &len), CKR_OK);
+	ck_assert_uint_eq(len, 256);
+	len = sizeof(back);
+	ck_assert_uint_eq(p11->C_DecryptInit(session, &m, priv), CKR_OK);
+	ck_assert_uint_eq(p11->C_Decrypt(session, ct, 256, back, &len), CKR_OK);
+	ck_assert_uint_eq(len, 245);
+	ck_assert_mem_eq(back, data, 245);
+	/* A ciphertext that does not decode, and one of another length. */
+	ct[0] ^= 0x80;
+	ct[200] ^= 1;
+	len = sizeof(back);
+	ck_assert_uint_eq(p11->C_DecryptInit(session, &m, priv), CKR_OK);
+	ck_assert_uint_eq(p11->C_Decrypt(session, ct, 256, back, &len),
+			  CKR_ENCRYPTED_DATA_INVALID);
+	ck_assert_uint_eq(p11->C_DecryptInit(session, &m, priv), CKR_OK);
+	ck_assert_uint_eq(p11->C_Decrypt(session, ct, 255, back, &len),
+			  CKR_ENCRYPTED_DATA_LEN_RANGE);
+	/* Single-part only; a key that may not decrypt does not. */
+	ck_assert_uint_eq(p11->C_DecryptInit(session, &m, priv), CKR_OK);
+	ck_assert_uint_eq(p11->C_DecryptUpdate(session, ct, 256, back, &len),
+			  CKR_FUNCTION_NOT_SUPPORTED);
+	ck_assert_uint_eq(p11->C_DecryptInit(session, &m, pub),
+			  CKR_KEY_TYPE_INCONSISTENT);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("client_cipher");
@@ -652,6 +754,13 @@ int main(void)
 	tcase_add_test(tc, test_every_key_size_round_trips_in_every_mode);
 	tcase_add_test(tc, test_rsa_oaep_round_trips_and_meets_openssl);
 	tcase_add_test(tc, test_rsa_keys_decrypt_only_when_they_may);
+	tcase_add_test(tc, test_rsa_pkcs1_encryption_is_refused_by_default);
 	suite_add_tcase(s, tc);
+	TCase *pkcs1 = tcase_create("rsa-pkcs1-encryption");
+	tcase_set_timeout(pkcs1, 120);
+	tcase_add_checked_fixture(pkcs1, setup_pkcs1, teardown);
+	tcase_add_test(pkcs1,
+		       test_rsa_pkcs1_encryption_when_allowed_meets_openssl);
+	suite_add_tcase(s, pkcs1);
 	return th_run_suite(s);
 }
