@@ -1466,16 +1466,48 @@ CK_RV rhc_C_GenerateKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 	return finish(resp, rv);
 }
 
-/* ECDH's parameters: the KDF, its shared data, the peer's point. */
-static CK_RV ecdh_to_wire(const CK_MECHANISM *m, Remhsm__Mechanism *w,
-			  Remhsm__Ecdh1DeriveParams *e)
+typedef struct derive_params {
+	Remhsm__Ecdh1DeriveParams ecdh;
+	Remhsm__HkdfParams hkdf;
+} derive_params_t;
+
+/* HKDF's parameters as they are; the daemon judges them. */
+static CK_RV hkdf_to_wire(const CK_MECHANISM *m, Remhsm__Mechanism *w,
+			  Remhsm__HkdfParams *h)
+{
+	if (!m->pParameter || m->ulParameterLen != sizeof(CK_HKDF_PARAMS))
+		return CKR_MECHANISM_PARAM_INVALID;
+	const CK_HKDF_PARAMS *p = m->pParameter;
+	if ((!p->pSalt && p->ulSaltLen) || (!p->pInfo && p->ulInfoLen) ||
+	    p->ulSaltLen > 4096 || p->ulInfoLen > 4096)
+		return CKR_MECHANISM_PARAM_INVALID;
+	remhsm__hkdf_params__init(h);
+	h->extract = p->bExtract != CK_FALSE;
+	h->expand = p->bExpand != CK_FALSE;
+	h->prf = p->prfHashMechanism;
+	h->salt_type = p->ulSaltType;
+	h->salt = (ProtobufCBinaryData){p->ulSaltLen, p->pSalt};
+	h->salt_key = p->hSaltKey;
+	h->info = (ProtobufCBinaryData){p->ulInfoLen, p->pInfo};
+	w->parameter_case = REMHSM__MECHANISM__PARAMETER_HKDF;
+	w->hkdf = h;
+	return CKR_OK;
+}
+
+/* ECDH's parameters: the KDF, its shared data, the peer's point; or
+ * HKDF's. */
+static CK_RV derive_to_wire(const CK_MECHANISM *m, Remhsm__Mechanism *w,
+			    derive_params_t *d)
 {
 	if (!m)
 		return CKR_ARGUMENTS_BAD;
 	remhsm__mechanism__init(w);
 	w->type = m->mechanism;
+	if (m->mechanism == CKM_HKDF_DERIVE)
+		return hkdf_to_wire(m, w, &d->hkdf);
 	if (m->mechanism != CKM_ECDH1_DERIVE)
 		return CKR_OK; /* the daemon's to refuse */
+	Remhsm__Ecdh1DeriveParams *e = &d->ecdh;
 	if (!m->pParameter ||
 	    m->ulParameterLen != sizeof(CK_ECDH1_DERIVE_PARAMS))
 		return CKR_MECHANISM_PARAM_INVALID;
@@ -1505,8 +1537,8 @@ CK_RV rhc_C_DeriveKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 	if (!phKey)
 		return CKR_ARGUMENTS_BAD;
 	Remhsm__Mechanism mech;
-	Remhsm__Ecdh1DeriveParams ecdh;
-	rv = ecdh_to_wire(pMechanism, &mech, &ecdh);
+	derive_params_t params;
+	rv = derive_to_wire(pMechanism, &mech, &params);
 	if (rv != CKR_OK)
 		return rv;
 	PREPARE(DERIVE_KEY, derive_key, DeriveKey);

@@ -935,6 +935,19 @@ CK_RV rhd_key_aes_wrap(const rhd_key_t *key, int pad, int wrap,
 				   in_len, out, out_len);
 }
 
+CK_RV rhd_key_hkdf(const rhd_key_t *key, const rhd_hkdf_t *p, uint8_t *out,
+		   size_t len)
+{
+	const EVP_MD *md = md_of_hash(p->hash);
+	if (!md)
+		return CKR_MECHANISM_PARAM_INVALID;
+	size_t hash_len = (size_t)EVP_MD_get_size(md);
+	if ((p->expand && len > 255 * hash_len) ||
+	    (!p->expand && len != hash_len))
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	return rhd_secret_hkdf(key->secret, EVP_MD_get0_name(md), p, out, len);
+}
+
 CK_RV rhd_key_pkcs8(const rhd_key_t *key, uint8_t *out, size_t cap, size_t *len)
 {
 	PKCS8_PRIV_KEY_INFO *p8 = key->pkey ? EVP_PKEY2PKCS8(key->pkey) : NULL;

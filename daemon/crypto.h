@@ -114,6 +114,22 @@ CK_RV rhd_crypto_ecdh_value(const rhd_key_t *key, const uint8_t *peer_pt,
 			    const uint8_t *info, size_t info_len, uint8_t *out,
 			    size_t len);
 
+/* HKDF (RFC 5869, CKM_HKDF_DERIVE) keyed with a secret key's value: the
+ * extract step (with salt; none: hash-length zeros), the expand step (with
+ * info), or both. Extract alone gives the PRK, of the hash's length;
+ * expanding gives len bytes, at most 255 times the hash's length
+ * (CKR_ATTRIBUTE_VALUE_INVALID otherwise). */
+typedef struct rhd_hkdf {
+	int extract, expand;
+	CK_MECHANISM_TYPE hash; /* CKM_SHA_1, CKM_SHA256/384/512 */
+	const uint8_t *salt;
+	size_t salt_len;
+	const uint8_t *info;
+	size_t info_len;
+} rhd_hkdf_t;
+CK_RV rhd_key_hkdf(const rhd_key_t *key, const rhd_hkdf_t *p, uint8_t *out,
+		   size_t len);
+
 /* RSA key material checked whole (every part consistent: private with its
  * CRT parts), its size in bits in *bits; 0 when it does not check. */
 int rhd_crypto_rsa_check(const rhd_object_t *obj, int private_key,

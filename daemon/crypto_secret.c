@@ -7,6 +7,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <openssl/sha.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -659,4 +660,36 @@ CK_RV rhd_secret_aes_wrap(const rhd_secret_value_t *s, int pad, int wrap,
 	/* Unwrapping: one answer, whatever did not check. */
 	*out_len = ok ? (size_t)n : 0;
 	return ok ? CKR_OK : wrap ? CKR_DEVICE_ERROR : CKR_WRAPPED_KEY_INVALID;
+}
+
+CK_RV rhd_secret_hkdf(const rhd_secret_value_t *s, const char *digest,
+		      const rhd_hkdf_t *p, uint8_t *out, size_t len)
+{
+	if (!s || s->key_type != CKK_GENERIC_SECRET)
+		return CKR_KEY_TYPE_INCONSISTENT;
+	int mode = !p->expand	 ? EVP_KDF_HKDF_MODE_EXTRACT_ONLY
+		   : !p->extract ? EVP_KDF_HKDF_MODE_EXPAND_ONLY
+				 : EVP_KDF_HKDF_MODE_EXTRACT_AND_EXPAND;
+	OSSL_PARAM params[6];
+	size_t n = 0;
+	params[n++] = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
+	params[n++] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST,
+						       (char *)digest, 0);
+	params[n++] = OSSL_PARAM_construct_octet_string(
+		OSSL_KDF_PARAM_KEY, (void *)s->bytes, s->len);
+	/* No salt: RFC 5869 takes hash-length zeros, as OpenSSL does. */
+	if (p->salt_len)
+		params[n++] = OSSL_PARAM_construct_octet_string(
+			OSSL_KDF_PARAM_SALT, (void *)p->salt, p->salt_len);
+	if (p->info_len)
+		params[n++] = OSSL_PARAM_construct_octet_string(
+			OSSL_KDF_PARAM_INFO, (void *)p->info, p->info_len);
+	params[n] = OSSL_PARAM_construct_end();
+	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+	EVP_KDF_CTX *ctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+	EVP_KDF_free(kdf);
+	int ok = ctx && EVP_KDF_derive(ctx, out, len, params) == 1;
+	EVP_KDF_CTX_free(ctx);
+	ERR_clear_error();
+	return ok ? CKR_OK : CKR_DEVICE_ERROR;
 }

@@ -18,6 +18,10 @@ CK_RV rhd_secret_cipher_new(const rhd_secret_value_t *s,
 			    const rhd_cipher_params_t *p, int encrypt,
 			    rhd_cipher_t **out);
 /* rhd_key_aes_wrap's work, with the value of an AES key. */
+/* rhd_key_hkdf's work with s as the input keying material and the digest
+ * OpenSSL names; lengths are checked already. */
+CK_RV rhd_secret_hkdf(const rhd_secret_value_t *s, const char *digest,
+		      const rhd_hkdf_t *p, uint8_t *out, size_t len);
 CK_RV rhd_secret_aes_wrap(const rhd_secret_value_t *s, int pad, int wrap,
 			  const uint8_t *iv, size_t iv_len, const uint8_t *in,
 			  size_t in_len, uint8_t *out, size_t *out_len);

@@ -1647,6 +1647,42 @@ static long kdf_hash(const Remhsm__Ecdh1DeriveParams *p)
 	return -1;
 }
 
+static int hkdf_hash_served(uint64_t prf)
+{
+	return prf == CKM_SHA_1 || prf == CKM_SHA256 || prf == CKM_SHA384 ||
+	       prf == CKM_SHA512;
+}
+
+/* CKM_HKDF_DERIVE's parameters: a step to run, a served hash, a salt given
+ * as data or none (a salt key is not served), salt and info bounded. */
+static int hkdf_params_valid(const Remhsm__HkdfParams *p)
+{
+	int salt_ok =
+		p->salt_type == CKF_HKDF_SALT_NULL
+			? p->salt.len == 0
+			: p->salt_type == CKF_HKDF_SALT_DATA && p->salt.len > 0;
+	return (p->extract || p->expand) && hkdf_hash_served(p->prf) &&
+	       (salt_ok || !p->extract) && p->salt.len <= RHD_MAX_SHARED_DATA &&
+	       p->info.len <= RHD_MAX_SHARED_DATA;
+}
+
+/* The mechanism's parameters, by its rules. */
+static CK_RV derive_params_valid(const Remhsm__Mechanism *m)
+{
+	if (!m || (m->type != CKM_ECDH1_DERIVE && m->type != CKM_HKDF_DERIVE))
+		return CKR_MECHANISM_INVALID;
+	if (m->type == CKM_HKDF_DERIVE)
+		return m->parameter_case == REMHSM__MECHANISM__PARAMETER_HKDF &&
+				       hkdf_params_valid(m->hkdf)
+			       ? CKR_OK
+			       : CKR_MECHANISM_PARAM_INVALID;
+	if (m->parameter_case != REMHSM__MECHANISM__PARAMETER_ECDH ||
+	    kdf_hash(m->ecdh) < 0 ||
+	    m->ecdh->shared_data.len > RHD_MAX_SHARED_DATA)
+		return CKR_MECHANISM_PARAM_INVALID;
+	return CKR_OK;
+}
+
 /* Under the app's lock: the session, the mechanism and its parameters,
  * the template (a secret key, generic unless it says AES), whether the
  * session may hold the key, and the base key. */
@@ -1657,13 +1693,10 @@ static CK_RV derive_allowed(call_ctx_t *ctx, const Remhsm__DeriveKeyReq *req,
 	if (!s)
 		return CKR_SESSION_HANDLE_INVALID;
 	const Remhsm__Mechanism *m = req->mechanism;
-	if (!m || m->type != CKM_ECDH1_DERIVE)
-		return CKR_MECHANISM_INVALID;
-	if (m->parameter_case != REMHSM__MECHANISM__PARAMETER_ECDH ||
-	    kdf_hash(m->ecdh) < 0 ||
-	    m->ecdh->shared_data.len > RHD_MAX_SHARED_DATA)
-		return CKR_MECHANISM_PARAM_INVALID;
-	CK_RV rv = rhd_object_from_wire(req->template_, req->n_template_, key);
+	CK_RV rv = derive_params_valid(m);
+	if (rv != CKR_OK)
+		return rv;
+	rv = rhd_object_from_wire(req->template_, req->n_template_, key);
 	uint64_t type = CKK_GENERIC_SECRET;
 	if (rv == CKR_OK)
 		rhd_object_ulong(key, CKA_KEY_TYPE, &type);
@@ -1693,24 +1726,60 @@ static int peer_point(const rhd_derive_base_t *base,
 	return rhd_ec_point(&wrapped, pt, len);
 }
 
-/* The value, of the template's length (Z's without one), and what the
- * key inherits from its base. */
-static CK_RV derive_value(rhd_object_t *key, const rhd_derive_base_t *base,
-			  const Remhsm__Ecdh1DeriveParams *p)
+/* The new key's length: the template's CKA_VALUE_LEN, or dflt; one its
+ * type does not take is CKR_ATTRIBUTE_VALUE_INVALID. */
+static CK_RV derived_len(const rhd_object_t *key, uint64_t dflt, size_t *len)
+{
+	uint64_t n = dflt, type = 0;
+	rhd_object_ulong(key, CKA_VALUE_LEN, &n);
+	rhd_object_ulong(key, CKA_KEY_TYPE, &type);
+	if (!rhd_secret_len_valid(type, (size_t)n))
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	*len = (size_t)n;
+	return CKR_OK;
+}
+
+/* ECDH: Z with the peer's point, through the KDF; Z's length without
+ * CKA_VALUE_LEN. */
+static CK_RV ecdh_value(const rhd_object_t *key, const rhd_derive_base_t *base,
+			const Remhsm__Ecdh1DeriveParams *p, uint8_t *value,
+			size_t *len)
 {
 	const uint8_t *pt;
 	size_t pt_len;
 	if (peer_point(base, &p->public_data, &pt, &pt_len) < 0)
 		return CKR_MECHANISM_PARAM_INVALID;
-	uint64_t len = rhd_key_sig_len(base->key) / 2, type = 0;
-	rhd_object_ulong(key, CKA_VALUE_LEN, &len);
-	rhd_object_ulong(key, CKA_KEY_TYPE, &type);
-	if (!rhd_secret_len_valid(type, (size_t)len))
-		return CKR_ATTRIBUTE_VALUE_INVALID;
+	CK_RV rv = derived_len(key, rhd_key_sig_len(base->key) / 2, len);
+	return rv == CKR_OK
+		       ? rhd_crypto_ecdh_value(base->key, pt, pt_len,
+					       (CK_MECHANISM_TYPE)kdf_hash(p),
+					       p->shared_data.data,
+					       p->shared_data.len, value, *len)
+		       : rv;
+}
+
+/* HKDF over the base key's value; the hash's length without
+ * CKA_VALUE_LEN (and always, extracting alone). */
+static CK_RV hkdf_value(const rhd_object_t *key, const rhd_derive_base_t *base,
+			const Remhsm__HkdfParams *p, uint8_t *value,
+			size_t *len)
+{
+	CK_MECHANISM_TYPE hash = (CK_MECHANISM_TYPE)p->prf;
+	CK_RV rv = derived_len(key, rhd_crypto_hash_len(hash), len);
+	rhd_hkdf_t h = {p->extract,  p->expand,	   hash,       p->salt.data,
+			p->salt.len, p->info.data, p->info.len};
+	return rv == CKR_OK ? rhd_key_hkdf(base->key, &h, value, *len) : rv;
+}
+
+/* The value by the mechanism, and what the key inherits from its base. */
+static CK_RV derive_value(rhd_object_t *key, const rhd_derive_base_t *base,
+			  const Remhsm__Mechanism *m)
+{
 	uint8_t value[RHD_SECRET_MAX_LEN];
-	CK_RV rv = rhd_crypto_ecdh_value(
-		base->key, pt, pt_len, (CK_MECHANISM_TYPE)kdf_hash(p),
-		p->shared_data.data, p->shared_data.len, value, (size_t)len);
+	size_t len = 0;
+	CK_RV rv = m->type == CKM_HKDF_DERIVE
+			   ? hkdf_value(key, base, m->hkdf, value, &len)
+			   : ecdh_value(key, base, m->ecdh, value, &len);
 	if (rv == CKR_OK)
 		rv = rhd_object_set(key, CKA_VALUE, value, (size_t)len);
 	OPENSSL_cleanse(value, sizeof(value));
@@ -1738,7 +1807,7 @@ static CK_RV on_derive_key(call_ctx_t *ctx, const Remhsm__DeriveKeyReq *req)
 	CK_RV rv = derive_allowed(ctx, req, &key, &base);
 	pthread_mutex_unlock(&ctx->app->lock);
 	if (rv == CKR_OK)
-		rv = derive_value(&key, &base, req->mechanism->ecdh);
+		rv = derive_value(&key, &base, req->mechanism);
 	rhd_key_free(base.key);
 	uint64_t key_type = 0;
 	rhd_object_ulong(&key, CKA_KEY_TYPE, &key_type);
@@ -1751,8 +1820,9 @@ static CK_RV on_derive_key(call_ctx_t *ctx, const Remhsm__DeriveKeyReq *req)
 		return rv;
 	if (!r || !(r->key = key_info(ctx, handle, CKO_SECRET_KEY, key_type)))
 		return CKR_HOST_MEMORY;
-	RHD_INFO("event=key-derived identity=%s mechanism=ecdh",
-		 ctx->app->identity);
+	RHD_INFO("event=key-derived identity=%s mechanism=%s",
+		 ctx->app->identity,
+		 req->mechanism->type == CKM_HKDF_DERIVE ? "hkdf" : "ecdh");
 	rhd_audit("event=key-derived identity=\"%s\" base=%llu secret=%llu",
 		  ctx->app->identity, (unsigned long long)req->base_key,
 		  (unsigned long long)handle);

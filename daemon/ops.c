@@ -46,6 +46,7 @@ static const CK_MECHANISM_TYPE served[] = {
 	CKM_AES_KEY_WRAP,
 	CKM_AES_KEY_WRAP_KWP,
 	CKM_ECDH1_DERIVE,
+	CKM_HKDF_DERIVE,
 	/* Only with allow-legacy: these last. */
 	CKM_SHA1_RSA_PKCS,
 	CKM_SHA1_RSA_PKCS_PSS,
@@ -111,6 +112,9 @@ static int secret_mechanism_info(CK_MECHANISM_TYPE mech,
 					    CKF_DERIVE | CKF_EC_F_P |
 						    CKF_EC_NAMEDCURVE |
 						    CKF_EC_UNCOMPRESS};
+	else if (mech == CKM_HKDF_DERIVE)
+		*info = (CK_MECHANISM_INFO){RHD_SECRET_MIN_LEN,
+					    RHD_SECRET_MAX_LEN, CKF_DERIVE};
 	else if (mech == CKM_RSA_PKCS_OAEP)
 		*info = (CK_MECHANISM_INFO){
 			rhd_rsa_min_bits(), RHD_RSA_MAX_BITS,
@@ -779,7 +783,9 @@ CK_RV rhd_op_derive_base(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 	if (!h || cache_key(engine, app, s, h) != CKR_OK)
 		return CKR_KEY_HANDLE_INVALID;
 	const rhd_key_cache_t *k = &h->key;
-	if (k->cls != CKO_PRIVATE_KEY || k->key_type != CKK_EC)
+	int hkdf = mech == CKM_HKDF_DERIVE;
+	if (k->cls != (hkdf ? CKO_SECRET_KEY : CKO_PRIVATE_KEY) ||
+	    k->key_type != (hkdf ? CKK_GENERIC_SECRET : CKK_EC))
 		return CKR_KEY_TYPE_INCONSISTENT;
 	if (!k->can_derive)
 		return CKR_KEY_FUNCTION_NOT_PERMITTED;

@@ -54,8 +54,9 @@ CK_RV rhd_op_cipher(rhd_session_t *s, rhd_op_kind_t kind,
 		    int has_buffer, uint8_t *out, size_t *out_len);
 
 /* The base key of a C_DeriveKey, by the specification's checks: an EC
- * private key whose CKA_DERIVE is true; a reference to it in out->key
- * (free with rhd_key_free), and what a key derived from it inherits. */
+ * private key (ECDH) or a generic secret (HKDF) whose CKA_DERIVE is true; a
+ * reference to it in out->key (free with rhd_key_free), and what a key derived
+ * from it inherits. */
 typedef struct rhd_derive_base {
 	rhd_key_t *key;
 	int always_sensitive, never_extractable;

@@ -265,6 +265,18 @@ static void seed_secret_keys(const char *dir)
 	req.call_case = REMHSM__REQUEST__CALL_DERIVE_KEY;
 	req.derive_key = &dk;
 	write_request(dir, "prologue-derive", &req);
+	static uint8_t salt[13] = {0, 1, 2};
+	Remhsm__HkdfParams hkdf = REMHSM__HKDF_PARAMS__INIT;
+	hkdf.extract = hkdf.expand = 1;
+	hkdf.prf = CKM_SHA256;
+	hkdf.salt_type = CKF_HKDF_SALT_DATA;
+	hkdf.salt = (ProtobufCBinaryData){sizeof(salt), salt};
+	hkdf.info = (ProtobufCBinaryData){5, iv};
+	dm.type = CKM_HKDF_DERIVE;
+	dm.parameter_case = REMHSM__MECHANISM__PARAMETER_HKDF;
+	dm.hkdf = &hkdf;
+	dk.base_key = FUZZ_PRIVATE + 2; /* the generated secret */
+	write_request(dir, "prologue-derive-hkdf", &req);
 }
 
 /* A wrapping key imported, the generated secret wrapped under it with
