@@ -85,6 +85,7 @@ static const char *curve_name(int nid)
 {
 	return nid == NID_X9_62_prime256v1 ? "P-256"
 	       : nid == NID_secp384r1	   ? "P-384"
+	       : nid == NID_secp521r1	   ? "P-521"
 					   : NULL;
 }
 
@@ -140,13 +141,10 @@ static EVP_PKEY *ec_key(const rhd_object_t *obj)
 
 static CK_RV set_point(rhd_object_t *obj, const uint8_t *pt, size_t len)
 {
-	uint8_t der[2 + 128];
-	if (len > 127)
-		return CKR_GENERAL_ERROR;
-	der[0] = 0x04;
-	der[1] = (uint8_t)len;
-	memcpy(der + 2, pt, len);
-	return rhd_object_set(obj, CKA_EC_POINT, der, len + 2);
+	uint8_t der[3 + RHD_EC_MAX_POINT];
+	size_t der_len = rhd_ec_point_der(pt, len, der);
+	return der_len ? rhd_object_set(obj, CKA_EC_POINT, der, der_len)
+		       : CKR_GENERAL_ERROR;
 }
 
 CK_RV rhd_crypto_ec_generate(const rhd_attr_t *params, rhd_object_t *pub,
@@ -156,10 +154,10 @@ CK_RV rhd_crypto_ec_generate(const rhd_attr_t *params, rhd_object_t *pub,
 	if (!nid)
 		return CKR_CURVE_NOT_SUPPORTED;
 	EVP_PKEY *key = EVP_EC_gen(curve_name(nid));
-	uint8_t pt[133], d[66];
+	uint8_t pt[RHD_EC_MAX_POINT], d[66];
 	size_t pt_len = 0;
 	BIGNUM *bn = NULL;
-	size_t d_len = nid == NID_X9_62_prime256v1 ? 32 : 48;
+	size_t d_len = (size_t)(EVP_PKEY_get_bits(key) + 7) / 8;
 	CK_RV rv = CKR_DEVICE_ERROR;
 	if (key &&
 	    EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, pt,
@@ -884,7 +882,7 @@ int rhd_ec_curve(const rhd_attr_t *params)
 	int nid =
 		oid && p == params->value + params->len ? OBJ_obj2nid(oid) : 0;
 	ASN1_OBJECT_free(oid);
-	return nid == NID_X9_62_prime256v1 || nid == NID_secp384r1 ? nid : 0;
+	return curve_name(nid) ? nid : 0;
 }
 
 int rhd_crypto_ec_point_valid(int nid, const uint8_t *pt, size_t len)

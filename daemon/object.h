@@ -65,7 +65,9 @@ CK_RV rhd_object_prepare_create(rhd_object_t *obj);
 #define RHD_RSA_MAX_BITS 8192
 #define RHD_RSA_GEN_MAX_BITS 4096
 #define RHD_EC_MIN_BITS 256 /* P-256 */
-#define RHD_EC_MAX_BITS 384 /* P-384 */
+#define RHD_EC_MAX_BITS 521 /* P-521 */
+/* An uncompressed point on the largest curve served: 1 + 2 * 66 bytes. */
+#define RHD_EC_MAX_POINT 133
 
 /* allow-legacy, set once before any call: RSA keys from
  * RHD_RSA_LEGACY_MIN_BITS, SHA-1 in signatures (CKM_SHA1_RSA_PKCS,
@@ -78,6 +80,12 @@ int rhd_legacy_allowed(void);
 void rhd_policy_allow_pkcs1_encryption(int on);
 int rhd_pkcs1_encryption_allowed(void);
 unsigned rhd_rsa_min_bits(void);
+
+/* An uncompressed point as CKA_EC_POINT holds it, a DER OCTET STRING
+ * (short length form below 128 bytes, 0x81 above) at der, which has room
+ * for 3 + RHD_EC_MAX_POINT bytes; its length, 0 when the point is too
+ * long. */
+size_t rhd_ec_point_der(const uint8_t *pt, size_t len, uint8_t *der);
 
 /* The curve (NID) a CKA_EC_PARAMS names, 0 when not served. */
 int rhd_ec_curve(const rhd_attr_t *params);

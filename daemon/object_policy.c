@@ -9,7 +9,6 @@
 #include "crypto.h"
 #include "object.h"
 
-#define MAX_EC_POINT 133 /* uncompressed P-521: 1 + 2 * 66 */
 /* Ends the lists below: CKA_CLASS is 0, so 0 cannot. */
 #define END UINT64_MAX
 
@@ -224,7 +223,7 @@ int rhd_ec_point(const rhd_attr_t *a, const uint8_t **pt, size_t *len)
 	if (!hdr || a->len <= hdr)
 		return -1;
 	size_t body = hdr == 2 ? a->value[1] : a->value[2];
-	if (body != a->len - hdr || body > MAX_EC_POINT ||
+	if (body != a->len - hdr || body > RHD_EC_MAX_POINT ||
 	    (hdr == 3 && body < 0x80))
 		return -1;
 	*pt = a->value + hdr;
@@ -243,20 +242,30 @@ static CK_RV check_point(int nid, const rhd_attr_t *a)
 		       : CKR_ATTRIBUTE_VALUE_INVALID;
 }
 
+size_t rhd_ec_point_der(const uint8_t *pt, size_t len, uint8_t *der)
+{
+	if (len > RHD_EC_MAX_POINT)
+		return 0;
+	size_t hdr = len < 0x80 ? 2 : 3;
+	der[0] = 0x04;
+	if (hdr == 3)
+		der[1] = 0x81;
+	der[hdr - 1] = (uint8_t)len;
+	memcpy(der + hdr, pt, len);
+	return hdr + len;
+}
+
 /* d must satisfy 0 < d < order; sets CKA_EC_POINT to d·G. */
 static CK_RV derive_point(rhd_object_t *obj, int nid, const rhd_attr_t *value)
 {
-	unsigned char der[2 + MAX_EC_POINT];
+	uint8_t pt[RHD_EC_MAX_POINT], der[3 + RHD_EC_MAX_POINT];
 	size_t len = 0;
-	CK_RV rv = rhd_crypto_ec_public_point(nid, value, der + 2,
-					      sizeof(der) - 2, &len);
+	CK_RV rv = rhd_crypto_ec_public_point(nid, value, pt, sizeof(pt), &len);
+	size_t der_len = rv == CKR_OK ? rhd_ec_point_der(pt, len, der) : 0;
 	if (rv != CKR_OK)
 		return rv;
-	if (len > 127)
-		return CKR_ATTRIBUTE_VALUE_INVALID;
-	der[0] = 0x04;
-	der[1] = (unsigned char)len;
-	return rhd_object_set(obj, CKA_EC_POINT, der, len + 2);
+	return der_len ? rhd_object_set(obj, CKA_EC_POINT, der, der_len)
+		       : CKR_ATTRIBUTE_VALUE_INVALID;
 }
 
 static CK_RV prepare_ec(rhd_object_t *obj, int private_key)

@@ -95,6 +95,8 @@ static int pick_alg(EVP_PKEY *pub, sig_alg_t *alg)
 		*alg = (sig_alg_t){CKM_ECDSA_SHA256, NID_ecdsa_with_SHA256, 1};
 	else if (bits == 384)
 		*alg = (sig_alg_t){CKM_ECDSA_SHA384, NID_ecdsa_with_SHA384, 1};
+	else if (bits == 521)
+		*alg = (sig_alg_t){CKM_ECDSA_SHA512, NID_ecdsa_with_SHA512, 1};
 	else
 		return -1;
 	return 0;

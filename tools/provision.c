@@ -23,6 +23,7 @@
 static const CK_BYTE p256_oid[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
 				   0xce, 0x3d, 0x03, 0x01, 0x07};
 static const CK_BYTE p384_oid[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22};
+static const CK_BYTE p521_oid[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23};
 
 typedef struct command {
 	const char *name; /* "key gen" */
@@ -118,6 +119,7 @@ typedef struct key_type {
 static const key_type_t key_types[] = {
 	{"ec-p256", CKK_EC, p256_oid, sizeof(p256_oid), 0},
 	{"ec-p384", CKK_EC, p384_oid, sizeof(p384_oid), 0},
+	{"ec-p521", CKK_EC, p521_oid, sizeof(p521_oid), 0},
 	{"rsa-2048", CKK_RSA, NULL, 0, 2048},
 	{"rsa-3072", CKK_RSA, NULL, 0, 3072},
 	{"rsa-4096", CKK_RSA, NULL, 0, 4096},
@@ -353,7 +355,7 @@ typedef struct import {
 	CK_BYTE *owned[10]; /* cleansed and freed after the import */
 	CK_ULONG owned_len[10];
 	size_t n_owned;
-	CK_BYTE point[2 + 133];
+	CK_BYTE point[3 + 133]; /* DER: 04, a length of one or two bytes */
 } import_t;
 
 static int add_bn(import_t *im, EVP_PKEY *key, const char *name,
@@ -385,6 +387,10 @@ static const CK_BYTE *curve_oid(EVP_PKEY *key, size_t *len)
 		*len = sizeof(p384_oid);
 		return p384_oid;
 	}
+	if (!strcmp(group, "secp521r1") || !strcmp(group, "P-521")) {
+		*len = sizeof(p521_oid);
+		return p521_oid;
+	}
 	return NULL;
 }
 
@@ -392,17 +398,20 @@ static int ec_material(import_t *im, EVP_PKEY *key)
 {
 	size_t oid_len = 0, point_len = 0;
 	const CK_BYTE *oid = curve_oid(key, &oid_len);
+	/* P-521's 133 bytes take DER's long length form. */
+	size_t hdr = EVP_PKEY_get_bits(key) > 384 ? 3 : 2;
 	if (!oid || !EVP_PKEY_get_octet_string_param(
-			    key, OSSL_PKEY_PARAM_PUB_KEY, im->point + 2,
-			    sizeof(im->point) - 2, &point_len))
+			    key, OSSL_PKEY_PARAM_PUB_KEY, im->point + hdr,
+			    sizeof(im->point) - hdr, &point_len))
 		return -1;
 	im->point[0] = 0x04;
-	im->point[1] = (CK_BYTE)point_len;
+	im->point[1] = 0x81;
+	im->point[hdr - 1] = (CK_BYTE)point_len;
 	CK_ATTRIBUTE params = {CKA_EC_PARAMS, (void *)oid, oid_len};
 	im->priv[im->n_priv++] = params;
 	im->pub[im->n_pub++] = params;
 	im->pub[im->n_pub++] =
-		(CK_ATTRIBUTE){CKA_EC_POINT, im->point, point_len + 2};
+		(CK_ATTRIBUTE){CKA_EC_POINT, im->point, point_len + hdr};
 	return add_bn(im, key, OSSL_PKEY_PARAM_PRIV_KEY, CKA_VALUE, 0);
 }
 
@@ -487,7 +496,7 @@ static int cmd_key_import(rh_tok_t *t, const rh_prov_opts_t *o)
 	    id_len <= 0) {
 		fprintf(stderr,
 			"%s: %s holds a key remhsm cannot take (EC P-256, "
-			"P-384 or RSA only)\n",
+			"P-384, P-521 or RSA only)\n",
 			t->who, o->arg);
 		goto out;
 	}
@@ -614,7 +623,8 @@ static int cmd_object_delete(rh_tok_t *t, const rh_prov_opts_t *o)
 
 static const command_t commands[] = {
 	{"key gen",
-	 "remhsm key gen [--type ec-p256|ec-p384|rsa-2048|rsa-3072|rsa-4096|"
+	 "remhsm key gen [--type "
+	 "ec-p256|ec-p384|ec-p521|rsa-2048|rsa-3072|rsa-4096|"
 	 "aes-128|aes-192|aes-256|hmac-sha256|hmac-sha384|hmac-sha512] "
 	 "[--label L] [--id HEX]\n"
 	 "  Generates a key pair inside remhsm (default ec-p256, labels "

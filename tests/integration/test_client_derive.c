@@ -24,6 +24,7 @@ static CK_SESSION_HANDLE session;
 static const CK_BYTE p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
 			       0xce, 0x3d, 0x03, 0x01, 0x07};
 static const CK_BYTE p384[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22};
+static const CK_BYTE p521[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23};
 
 static void setup(void)
 {
@@ -69,11 +70,13 @@ static size_t openssl_z(EVP_PKEY *peer, const char *curve, CK_OBJECT_HANDLE pub,
 	CK_ATTRIBUTE a = {CKA_EC_POINT, der, sizeof(der)};
 	ck_assert_uint_eq(p11->C_GetAttributeValue(session, pub, &a, 1),
 			  CKR_OK);
+	/* DER's long length form from 128 bytes (P-521). */
+	size_t hdr = der[1] == 0x81 ? 3 : 2;
 	OSSL_PARAM params[] = {
 		OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
 						 (char *)curve, 0),
-		OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY,
-						  der + 2, a.ulValueLen - 2),
+		OSSL_PARAM_construct_octet_string(
+			OSSL_PKEY_PARAM_PUB_KEY, der + hdr, a.ulValueLen - hdr),
 		OSSL_PARAM_construct_end()};
 	EVP_PKEY_CTX *from = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
 	EVP_PKEY *token = NULL;
@@ -172,6 +175,38 @@ START_TEST(test_p256_agrees_with_openssl_raw_and_through_the_kdf)
 		CKR_OK);
 	ck_assert_mem_eq(got, z, 32);
 	EVP_PKEY_free(peer);
+}
+END_TEST
+
+/* P-521: the point in DER's long form, Z of the field's 66 bytes, and
+ * ECDSA signatures of 132. */
+START_TEST(test_p521_agrees_with_openssl_and_signs)
+{
+	CK_OBJECT_HANDLE pub, priv = ec_pair(p521, sizeof(p521), 1, &pub);
+	CK_BYTE pt[133], z[66], got[66];
+	size_t pt_len;
+	EVP_PKEY *peer = peer_key("P-521", pt, &pt_len);
+	ck_assert_uint_eq(openssl_z(peer, "P-521", pub, z), 66);
+	ck_assert_uint_eq(
+		derive_readable(priv, CKD_NULL, NULL, pt, pt_len, 66, got),
+		CKR_OK);
+	ck_assert_mem_eq(got, z, 66);
+	EVP_PKEY_free(peer);
+	CK_MECHANISM m = {CKM_ECDSA_SHA512, NULL, 0};
+	CK_BYTE sig[140];
+	CK_ULONG sig_len = sizeof(sig);
+	ck_assert_uint_eq(p11->C_SignInit(session, &m, priv), CKR_OK);
+	ck_assert_uint_eq(
+		p11->C_Sign(session, (CK_BYTE_PTR) "fw", 2, sig, &sig_len),
+		CKR_OK);
+	ck_assert_uint_eq(sig_len, 132);
+	ck_assert_uint_eq(p11->C_VerifyInit(session, &m, pub), CKR_OK);
+	ck_assert_uint_eq(
+		p11->C_Verify(session, (CK_BYTE_PTR) "fw", 2, sig, sig_len),
+		CKR_OK);
+	CK_MECHANISM_INFO info;
+	ck_assert_uint_eq(p11->C_GetMechanismInfo(0, CKM_ECDSA, &info), CKR_OK);
+	ck_assert_uint_eq(info.ulMaxKeySize, 521);
 }
 END_TEST
 
@@ -285,7 +320,7 @@ START_TEST(test_what_does_not_hold_is_refused)
 			  CKR_OK);
 	ck_assert(info.flags & CKF_DERIVE);
 	ck_assert_uint_eq(info.ulMinKeySize, 256);
-	ck_assert_uint_eq(info.ulMaxKeySize, 384);
+	ck_assert_uint_eq(info.ulMaxKeySize, 521);
 	EVP_PKEY_free(peer);
 	EVP_PKEY_free(p384_peer);
 }
@@ -300,6 +335,7 @@ int main(void)
 	tcase_add_test(tc,
 		       test_p256_agrees_with_openssl_raw_and_through_the_kdf);
 	tcase_add_test(tc, test_p384_derives_an_aes_key_that_works);
+	tcase_add_test(tc, test_p521_agrees_with_openssl_and_signs);
 	tcase_add_test(tc, test_what_does_not_hold_is_refused);
 	suite_add_tcase(s, tc);
 	return th_run_suite(s);

@@ -65,6 +65,16 @@ check "key gen --id 01: a one-byte id (it used to exit 1 in silence)" \
 check "an RSA CSR verifies" \
   bash -c "'$bin/remhsm' csr --key 'pkcs11:object=claim;id=%0a%0b;type=private' \
     --subject /CN=claim --module '$module' | openssl req -verify -noout"
+check "key gen --type ec-p521, and its CSR (ECDSA-SHA512) verifies" \
+  bash -c "'$bin/remhsm' key gen --type ec-p521 --label big-ec --module '$module' >/dev/null &&
+    '$bin/remhsm' csr --key 'pkcs11:object=big-ec;type=private' --subject /CN=p521 \
+      --module '$module' | openssl req -verify -noout -text 2>&1 |
+    grep -q 'ecdsa-with-SHA512'"
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-521 -out "$work/p521.pem" 2>/dev/null
+check "key import: a P-521 key, and its CSR carries its public key" \
+  bash -c "'$bin/remhsm' key import '$work/p521.pem' --label imported-521 --module '$module' >/dev/null &&
+    '$bin/remhsm' csr --key imported-521 --subject /CN=i521 --module '$module' |
+    openssl req -noout -pubkey | cmp - <(openssl pkey -in '$work/p521.pem' -pubout)"
 # Secret keys: AES and HMAC, made inside remhsm and used through pkcs11-tool.
 check "key gen --type aes-256 prints the secret key's URI, with a random id" \
   bash -c "'$bin/remhsm' key gen --type aes-256 --label backup-aes --module '$module' |
@@ -132,7 +142,7 @@ check "a certificate imported twice under one label" \
   bad 1 "already has a certificate labelled" cert import "$work/device.pem"
 check "a bad subject" bad 2 "bad --subject" csr --key "Device Priv TLS Key" --subject CN=x
 check "a bad SAN" bad 2 "bad --san" csr --key "Device Priv TLS Key" --subject /CN=x --san IP:nope
-check "an unknown key type" bad 2 "usage: remhsm key gen" key gen --type ec-p521
+check "an unknown key type" bad 2 "usage: remhsm key gen" key gen --type ec-p224
 check "a token that does not exist" bad 1 "no such initialised token" object list --token nope
 check "no PIN and no terminal" \
   test "$(REMHSM_PIN= status_of setsid "${r[@]}" object list "${m[@]}" </dev/null)" -eq 2
