@@ -164,7 +164,7 @@ CK_RV rhd_template_to_wire(const rhd_attr_t *a, rh_arena_t *arena,
 	rv = list && w && ptrs ? CKR_OK : CKR_HOST_MEMORY;
 	for (size_t i = 0; i < t.count && rv == CKR_OK; i++) {
 		rhd_attr_t copy = t.attrs[i];
-		copy.value = rh_arena_memdup(arena, copy.value, copy.len + 1);
+		copy.value = rh_arena_memdup(arena, copy.value, copy.len);
 		if (!copy.value)
 			rv = CKR_HOST_MEMORY;
 		else
