@@ -148,6 +148,20 @@ static void seed_sign_and_verify(const char *dir)
 	write_request(dir, "prologue-verify", &req);
 }
 
+/* A C_CreateObject of n attributes on the prologue's session. */
+static void seed_create(const char *dir, const char *name,
+			Remhsm__Attribute **attrs, size_t n)
+{
+	Remhsm__CreateObjectReq create = REMHSM__CREATE_OBJECT_REQ__INIT;
+	create.session = FUZZ_SESSION;
+	create.n_template_ = n;
+	create.template_ = attrs;
+	Remhsm__Request req = REMHSM__REQUEST__INIT;
+	req.call_case = REMHSM__REQUEST__CALL_CREATE_OBJECT;
+	req.create_object = &create;
+	write_request(dir, name, &req);
+}
+
 /* A token data object made, then found by label and read. */
 static void seed_objects(const char *dir)
 {
@@ -156,14 +170,8 @@ static void seed_objects(const char *dir)
 				  bytes_attr(CKA_LABEL, "fuzz"),
 				  bytes_attr(CKA_VALUE, "payload")};
 	Remhsm__Attribute *p[4] = {&a[0], &a[1], &a[2], &a[3]};
-	Remhsm__CreateObjectReq create = REMHSM__CREATE_OBJECT_REQ__INIT;
-	create.session = FUZZ_SESSION;
-	create.n_template_ = 4;
-	create.template_ = p;
+	seed_create(dir, "prologue-create-token-object", p, 4);
 	Remhsm__Request req = REMHSM__REQUEST__INIT;
-	req.call_case = REMHSM__REQUEST__CALL_CREATE_OBJECT;
-	req.create_object = &create;
-	write_request(dir, "prologue-create-token-object", &req);
 	Remhsm__Attribute cls = ulong_attr(CKA_CLASS, CKO_PRIVATE_KEY);
 	Remhsm__Attribute *q[] = {&cls};
 	Remhsm__FindObjectsInitReq find = REMHSM__FIND_OBJECTS_INIT_REQ__INIT;
@@ -203,14 +211,8 @@ static void seed_secret_keys(const char *dir)
 				  ulong_attr(CKA_KEY_TYPE, CKK_AES),
 				  bytes_attr(CKA_VALUE, "0123456789abcdef")};
 	Remhsm__Attribute *p[3] = {&a[0], &a[1], &a[2]};
-	Remhsm__CreateObjectReq create = REMHSM__CREATE_OBJECT_REQ__INIT;
-	create.session = FUZZ_SESSION;
-	create.n_template_ = 3;
-	create.template_ = p;
+	seed_create(dir, "prologue-create-aes-key", p, 3);
 	Remhsm__Request req = REMHSM__REQUEST__INIT;
-	req.call_case = REMHSM__REQUEST__CALL_CREATE_OBJECT;
-	req.create_object = &create;
-	write_request(dir, "prologue-create-aes-key", &req);
 	static uint8_t iv[12] = {1};
 	Remhsm__GcmParams gcm = REMHSM__GCM_PARAMS__INIT;
 	gcm.iv = (ProtobufCBinaryData){sizeof(iv), iv};
@@ -288,14 +290,8 @@ static void seed_wrapping(const char *dir)
 				  bytes_attr(CKA_VALUE, "fedcba9876543210"),
 				  bool_attr(CKA_WRAP, 1)};
 	Remhsm__Attribute *p[4] = {&a[0], &a[1], &a[2], &a[3]};
-	Remhsm__CreateObjectReq create = REMHSM__CREATE_OBJECT_REQ__INIT;
-	create.session = FUZZ_SESSION;
-	create.n_template_ = 4;
-	create.template_ = p;
+	seed_create(dir, "prologue-create-wrapping-key", p, 4);
 	Remhsm__Request req = REMHSM__REQUEST__INIT;
-	req.call_case = REMHSM__REQUEST__CALL_CREATE_OBJECT;
-	req.create_object = &create;
-	write_request(dir, "prologue-create-wrapping-key", &req);
 	Remhsm__Mechanism m = REMHSM__MECHANISM__INIT;
 	m.type = CKM_AES_KEY_WRAP_KWP;
 	Remhsm__OutputBuffer out = REMHSM__OUTPUT_BUFFER__INIT;
