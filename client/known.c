@@ -367,6 +367,8 @@ static CK_KEY_TYPE key_type_for(CK_MECHANISM_TYPE mech)
 	case CKM_ECDSA_SHA384:
 	case CKM_ECDSA_SHA512:
 		return CKK_EC;
+	case CKM_EDDSA:
+		return CKK_EC_EDWARDS;
 	case CKM_RSA_PKCS:
 	case CKM_SHA256_RSA_PKCS:
 	case CKM_SHA384_RSA_PKCS:

@@ -730,11 +730,26 @@ static int is_pss(CK_MECHANISM_TYPE mech)
 	       mech == CKM_SHA512_RSA_PKCS_PSS;
 }
 
-/* A mechanism for the wire. Of the mechanisms served only the PSS ones
- * take a parameter, which travels typed so that its CK_ULONGs keep their
- * values across widths (pss is the caller's storage). Any other
- * mechanism's pParameter and ulParameterLen are never read: FreeRTOS code
- * leaves them as stack garbage, and the daemon judges the type itself. */
+/* CKM_EDDSA's optional parameter may ask for Ed25519ph or Ed25519ctx
+ * (RFC 8032), which sign differently: only plain Ed25519 is served, so
+ * only a parameter that asks for nothing more is let through. */
+static CK_RV eddsa_param_check(const CK_MECHANISM *m)
+{
+	if (!m->pParameter)
+		return CKR_OK;
+	const CK_EDDSA_PARAMS *p = m->pParameter;
+	return m->ulParameterLen == sizeof(*p) && !p->phFlag &&
+			       !p->ulContextDataLen
+		       ? CKR_OK
+		       : CKR_MECHANISM_PARAM_INVALID;
+}
+
+/* A mechanism for the wire. Of the signing mechanisms served only the PSS
+ * ones take a parameter, which travels typed so that its CK_ULONGs keep
+ * their values across widths (pss is the caller's storage); EdDSA's is
+ * checked here. Any other mechanism's pParameter and ulParameterLen are
+ * never read: FreeRTOS code leaves them as stack garbage, and the daemon
+ * judges the type itself. */
 static CK_RV mechanism_to_wire(const CK_MECHANISM *m, Remhsm__Mechanism *w,
 			       Remhsm__RsaPkcsPssParams *pss)
 {
@@ -742,6 +757,8 @@ static CK_RV mechanism_to_wire(const CK_MECHANISM *m, Remhsm__Mechanism *w,
 		return CKR_ARGUMENTS_BAD;
 	remhsm__mechanism__init(w);
 	w->type = m->mechanism;
+	if (m->mechanism == CKM_EDDSA)
+		return eddsa_param_check(m);
 	if (!is_pss(m->mechanism))
 		return CKR_OK;
 	if (!m->pParameter ||

@@ -71,13 +71,14 @@ remhsm_header_only_in(sqlite3.h store/sqlite.c)
 remhsm_header_only_in(libpq-fe.h store/postgres.c)
 
 # The daemon's keys, digests, random, KDFs, certificate fields and curve
-# checks are OpenSSL's behind daemon/crypto.h (crypto.c, and crypto_secret.c
-# for secret keys and MACs): no other daemon source
+# checks are OpenSSL's behind daemon/crypto.h (crypto.c, crypto_secret.c
+# for secret keys and MACs, crypto_ed.c for Ed25519): no other daemon source
 # includes these headers (the TLS layer has its own, ssl.h and x509v3.h).
 foreach(header openssl/evp.h openssl/rsa.h openssl/rand.h openssl/hmac.h
         openssl/kdf.h openssl/sha.h openssl/param_build.h
         openssl/core_names.h openssl/bn.h openssl/ec.h openssl/objects.h
         openssl/x509.h)
-  remhsm_header_only_in(${header} "daemon/crypto.c;daemon/crypto_secret.c"
-                        daemon)
+  remhsm_header_only_in(
+    ${header} "daemon/crypto.c;daemon/crypto_secret.c;daemon/crypto_ed.c"
+    daemon)
 endforeach()

@@ -13,6 +13,19 @@
 #define CKM_AES_KEY_WRAP_KWP 0x0000210BUL
 #endif
 
+/* EdDSA's optional parameter (PKCS#11 3.0, section 2.3.14): Ed25519ph
+ * and Ed25519ctx, which remhsm does not serve. */
+#ifndef CKK_EC_EDWARDS
+#define CKK_EC_EDWARDS 0x00000040UL
+#define CKM_EC_EDWARDS_KEY_PAIR_GEN 0x00001055UL
+#define CKM_EDDSA 0x00001057UL
+#endif
+typedef struct CK_EDDSA_PARAMS {
+	CK_BBOOL phFlag;
+	CK_ULONG ulContextDataLen;
+	CK_BYTE_PTR pContextData;
+} CK_EDDSA_PARAMS;
+
 /* HKDF (section 2.43): CKM_HKDF_DERIVE derives a key from a secret key,
  * extracting with a salt and expanding with info as RFC 5869 does. */
 #ifndef CKM_HKDF_DERIVE

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crypto_ed.h"
 #include "crypto_secret.h"
 #include "log.h"
 
@@ -470,7 +471,7 @@ struct rhd_key {
 	atomic_int refs;
 	EVP_PKEY *pkey;
 	EVP_PKEY_CTX *signer; /* an EC private key's, copied per operation */
-	int rsa;
+	int rsa, ed;	      /* else an EC key on a NIST curve */
 	rhd_secret_value_t *secret; /* a secret key's, instead of pkey */
 };
 
@@ -495,17 +496,19 @@ rhd_key_t *rhd_key_new(const rhd_object_t *obj)
 	if (cls == CKO_SECRET_KEY)
 		return secret_key_new(obj);
 	if ((cls != CKO_PRIVATE_KEY && cls != CKO_PUBLIC_KEY) ||
-	    (type != CKK_EC && type != CKK_RSA))
+	    (type != CKK_EC && type != CKK_RSA && type != CKK_EC_EDWARDS))
 		return NULL;
 	rhd_key_t *k = calloc(1, sizeof(*k));
 	if (!k)
 		return NULL;
 	atomic_init(&k->refs, 1);
 	k->rsa = type == CKK_RSA;
-	k->pkey = k->rsa ? rsa_key(obj) : ec_key(obj);
-	if (k->pkey && !k->rsa && cls == CKO_PRIVATE_KEY)
+	k->ed = type == CKK_EC_EDWARDS;
+	k->pkey = k->rsa ? rsa_key(obj) : k->ed ? rhd_ed_key(obj) : ec_key(obj);
+	int ecdsa = !k->rsa && !k->ed;
+	if (k->pkey && ecdsa && cls == CKO_PRIVATE_KEY)
 		k->signer = ecdsa_signer(k->pkey);
-	if (!k->pkey || (!k->rsa && cls == CKO_PRIVATE_KEY && !k->signer)) {
+	if (!k->pkey || (ecdsa && cls == CKO_PRIVATE_KEY && !k->signer)) {
 		rhd_key_free(k);
 		return NULL;
 	}
@@ -691,8 +694,9 @@ CK_RV rhd_key_rsa_pkcs1(const rhd_key_t *key, int encrypt, const uint8_t *in,
 
 size_t rhd_key_sig_len(const rhd_key_t *key)
 {
-	return key->rsa ? (size_t)EVP_PKEY_get_size(key->pkey)
-			: ec_sig_len(key->pkey);
+	return key->rsa	 ? (size_t)EVP_PKEY_get_size(key->pkey)
+	       : key->ed ? RHD_ED25519_SIG_LEN
+			 : ec_sig_len(key->pkey);
 }
 
 rhd_signer_t *rhd_key_signer(const rhd_key_t *key)
@@ -712,6 +716,8 @@ CK_RV rhd_key_sign(const rhd_key_t *key, rhd_signer_t *signer,
 {
 	if (key->rsa)
 		return rsa_sign(key->pkey, pad, in, in_len, sig, sig_len);
+	if (key->ed)
+		return rhd_ed_sign(key->pkey, in, in_len, sig, sig_len);
 	return ecdsa_sign(key->pkey, (EVP_PKEY_CTX *)signer, in, in_len, sig,
 			  sig_len);
 }
@@ -722,6 +728,8 @@ CK_RV rhd_key_verify(const rhd_key_t *key, const rhd_padding_t *pad,
 {
 	if (key->rsa)
 		return rsa_verify(key->pkey, pad, in, in_len, sig, sig_len);
+	if (key->ed)
+		return rhd_ed_verify(key->pkey, in, in_len, sig, sig_len);
 	return ecdsa_verify(key->pkey, in, in_len, sig, sig_len);
 }
 
@@ -1026,6 +1034,8 @@ CK_RV rhd_crypto_from_pkcs8(const uint8_t *der, size_t len, uint64_t key_type,
 		rv = ec_parts(key, obj);
 	else if (key_type == CKK_RSA && id == EVP_PKEY_RSA)
 		rv = rsa_parts_of(key, obj);
+	else if (key_type == CKK_EC_EDWARDS && id == EVP_PKEY_ED25519)
+		rv = rhd_ed_parts(key, obj);
 	EVP_PKEY_free(key);
 	PKCS8_PRIV_KEY_INFO_free(p8);
 	ERR_clear_error();

@@ -27,7 +27,8 @@ int rhd_crypto_key_room(void);
  * that quarter; CKR_DEVICE_ERROR otherwise. */
 CK_RV rhd_crypto_key_not_built(void);
 
-/* A key built for use: an EC or RSA key object's, private or public, and
+/* A key built for use: an EC (NIST or Ed25519) or RSA key object's,
+ * private or public, and
  * for an EC private key a signing context made once; or a secret key's
  * value (AES, generic secret). Opaque: the engine
  * holds it, OpenSSL stays behind this interface. Counted: each holder
@@ -37,7 +38,8 @@ typedef struct rhd_key rhd_key_t;
 rhd_key_t *rhd_key_new(const rhd_object_t *obj);
 rhd_key_t *rhd_key_ref(rhd_key_t *key);
 void rhd_key_free(rhd_key_t *key);
-/* The length of its signatures: the modulus's bytes, or r||s. */
+/* The length of its signatures: the modulus's bytes, r||s, or Ed25519's
+ * R||S. */
 size_t rhd_key_sig_len(const rhd_key_t *key);
 
 /* One operation's copy of an EC private key's signing context, which is
@@ -64,7 +66,7 @@ typedef struct rhd_padding {
 
 /* Signs (or, with verify, checks) the input of a mechanism: a hash for
  * ECDSA (raw r||s of rhd_key_sig_len bytes, with signer when not NULL),
- * for RSA by pad. */
+ * for RSA by pad, the whole message for Ed25519 (pad unused). */
 CK_RV rhd_key_sign(const rhd_key_t *key, rhd_signer_t *signer,
 		   const rhd_padding_t *pad, const uint8_t *in, size_t in_len,
 		   uint8_t *sig, size_t sig_len);
@@ -176,6 +178,24 @@ CK_RV rhd_crypto_random(uint8_t *out, size_t len);
 CK_RV rhd_crypto_secret_random(uint8_t *out, size_t len);
 void rhd_crypto_seed(const uint8_t *seed, size_t len);
 
+/* --- Ed25519 (daemon/crypto_ed.c) ----------------------------------------- */
+
+/* An Ed25519 key's value (its seed) and its public key, in bytes; and its
+ * signatures'. */
+#define RHD_ED25519_LEN 32
+#define RHD_ED25519_SIG_LEN 64
+/* Its size as C_GetMechanismInfo gives it: the curve's, as OpenSC's tools
+ * name it. */
+#define RHD_ED25519_BITS 255
+/* Whether a CKA_EC_PARAMS names Ed25519: RFC 8410's OID, PKCS#11 3.0's
+ * PrintableString "edwards25519", or the OID GnuPG registered. */
+int rhd_ed_params_valid(const rhd_attr_t *params);
+/* CKA_EC_POINT on obj: the public key of the seed value
+ * (CKR_ATTRIBUTE_VALUE_INVALID unless it has RHD_ED25519_LEN bytes). */
+CK_RV rhd_crypto_ed_public(const rhd_attr_t *value, rhd_object_t *obj);
+/* A new Ed25519 pair: CKA_EC_POINT on pub, CKA_VALUE on priv. */
+CK_RV rhd_crypto_ed_generate(rhd_object_t *pub, rhd_object_t *priv);
+
 /* --- secret keys (daemon/crypto_secret.c) --------------------------------- */
 
 /* Secret key values the token serves, in bytes: AES 16, 24 or 32; generic
@@ -273,8 +293,8 @@ CK_RV rhd_key_aes_wrap(const rhd_key_t *key, int pad, int wrap,
 CK_RV rhd_key_pkcs8(const rhd_key_t *key, uint8_t *out, size_t cap,
 		    size_t *len);
 /* The key material of PKCS#8 DER set on obj: CKA_EC_PARAMS and CKA_VALUE
- * of an EC key on a served curve, or every RSA part; the whole input one
- * PrivateKeyInfo of key_type, else CKR_WRAPPED_KEY_INVALID. */
+ * of an EC key on a served curve or of an Ed25519 key, or every RSA part; the
+ * whole input one PrivateKeyInfo of key_type, else CKR_WRAPPED_KEY_INVALID. */
 CK_RV rhd_crypto_from_pkcs8(const uint8_t *der, size_t len, uint64_t key_type,
 			    rhd_object_t *obj);
 /* HKDF-SHA256 (no salt) of key with info: len bytes into out, < 0 on

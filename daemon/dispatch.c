@@ -1374,7 +1374,8 @@ static CK_RV mark_generated(rhd_object_t *obj, CK_MECHANISM_TYPE mech,
 }
 
 /* A pairwise check: the new private key signs, the public key verifies
- * (RSA with PKCS#1 v1.5 over SHA-256, EC with ECDSA over the same hash). */
+ * (RSA with PKCS#1 v1.5 over SHA-256, EC with ECDSA over the same hash,
+ * Ed25519 over the same bytes as a message). */
 static CK_RV pairwise_check(const rhd_object_t *pub, const rhd_object_t *priv,
 			    int rsa)
 {
@@ -1392,9 +1393,28 @@ static CK_RV pairwise_check(const rhd_object_t *pub, const rhd_object_t *priv,
 	return rv == CKR_OK ? CKR_OK : CKR_DEVICE_ERROR;
 }
 
-static CK_RV generate_material(rhd_object_t *pub, rhd_object_t *priv, int rsa)
+/* The key type a key pair mechanism makes (CKK_RSA is 0); UINT64_MAX
+ * for others. */
+#define NO_PAIR_TYPE UINT64_MAX
+static uint64_t pair_key_type(CK_MECHANISM_TYPE mech)
 {
-	if (rsa) {
+	return mech == CKM_RSA_PKCS_KEY_PAIR_GEN     ? CKK_RSA
+	       : mech == CKM_EC_KEY_PAIR_GEN	     ? CKK_EC
+	       : mech == CKM_EC_EDWARDS_KEY_PAIR_GEN ? CKK_EC_EDWARDS
+						     : NO_PAIR_TYPE;
+}
+
+static const char *pair_type_name(uint64_t key_type)
+{
+	return key_type == CKK_RSA  ? "rsa"
+	       : key_type == CKK_EC ? "ec"
+				    : "ed25519";
+}
+
+static CK_RV generate_material(rhd_object_t *pub, rhd_object_t *priv,
+			       uint64_t key_type)
+{
+	if (key_type == CKK_RSA) {
 		uint64_t bits = 0;
 		if (!rhd_object_ulong(pub, CKA_MODULUS_BITS, &bits))
 			return CKR_TEMPLATE_INCOMPLETE;
@@ -1407,9 +1427,15 @@ static CK_RV generate_material(rhd_object_t *pub, rhd_object_t *priv, int rsa)
 	const rhd_attr_t *params = rhd_object_find(pub, CKA_EC_PARAMS);
 	if (!params)
 		return CKR_TEMPLATE_INCOMPLETE;
+	if (key_type == CKK_EC_EDWARDS && !rhd_ed_params_valid(params))
+		return CKR_CURVE_NOT_SUPPORTED;
 	CK_RV rv =
 		rhd_object_set(priv, CKA_EC_PARAMS, params->value, params->len);
-	return rv == CKR_OK ? rhd_crypto_ec_generate(params, pub, priv) : rv;
+	if (rv != CKR_OK)
+		return rv;
+	return key_type == CKK_EC_EDWARDS
+		       ? rhd_crypto_ed_generate(pub, priv)
+		       : rhd_crypto_ec_generate(params, pub, priv);
 }
 
 /* Whether the session may create an object of this template: token objects
@@ -1435,11 +1461,10 @@ static CK_RV generate_allowed(call_ctx_t *ctx,
 	if (!s)
 		return CKR_SESSION_HANDLE_INVALID;
 	CK_MECHANISM_TYPE mech = req->mechanism ? req->mechanism->type : 0;
-	/* Neither takes a parameter: one sent is ignored. */
-	if (mech != CKM_EC_KEY_PAIR_GEN && mech != CKM_RSA_PKCS_KEY_PAIR_GEN)
+	/* None takes a parameter: one sent is ignored. */
+	uint64_t key_type = pair_key_type(mech);
+	if (key_type == NO_PAIR_TYPE)
 		return CKR_MECHANISM_INVALID;
-	uint64_t key_type =
-		mech == CKM_RSA_PKCS_KEY_PAIR_GEN ? CKK_RSA : CKK_EC;
 	CK_RV rv = rhd_object_from_wire(req->public_template,
 					req->n_public_template, pub);
 	if (rv == CKR_OK)
@@ -1461,7 +1486,7 @@ static CK_RV make_pair(rhd_object_t *pub, rhd_object_t *priv,
 		       CK_MECHANISM_TYPE mech)
 {
 	int rsa = mech == CKM_RSA_PKCS_KEY_PAIR_GEN;
-	CK_RV rv = generate_material(pub, priv, rsa);
+	CK_RV rv = generate_material(pub, priv, pair_key_type(mech));
 	if (rv == CKR_OK)
 		rv = rhd_object_prepare_create(pub);
 	if (rv == CKR_OK)
@@ -1523,10 +1548,8 @@ static CK_RV on_generate_key_pair(call_ctx_t *ctx,
 				  const Remhsm__GenerateKeyPairReq *req)
 {
 	uint32_t pub = 0, priv = 0;
-	uint64_t key_type = req->mechanism && req->mechanism->type ==
-						      CKM_RSA_PKCS_KEY_PAIR_GEN
-				    ? CKK_RSA
-				    : CKK_EC;
+	uint64_t key_type =
+		pair_key_type(req->mechanism ? req->mechanism->type : 0);
 	CK_RV rv = generate(ctx, req, &pub, &priv);
 	Remhsm__GenerateKeyPairResp *r =
 		rv == CKR_OK ? result_generate_key_pair(ctx) : NULL;
@@ -1537,10 +1560,10 @@ static CK_RV on_generate_key_pair(call_ctx_t *ctx,
 	    !(r->private_key = key_info(ctx, priv, CKO_PRIVATE_KEY, key_type)))
 		return CKR_HOST_MEMORY;
 	RHD_INFO("event=key-generated identity=%s type=%s", ctx->app->identity,
-		 key_type == CKK_RSA ? "rsa" : "ec");
+		 pair_type_name(key_type));
 	rhd_audit("event=key-generated identity=\"%s\" type=%s public=%llu "
 		  "private=%llu",
-		  ctx->app->identity, key_type == CKK_RSA ? "rsa" : "ec",
+		  ctx->app->identity, pair_type_name(key_type),
 		  (unsigned long long)pub, (unsigned long long)priv);
 	return CKR_OK;
 }
@@ -2042,7 +2065,9 @@ int rhd_dispatch_is_short(const Remhsm__Request *req)
 	else
 		return 0;
 	const Remhsm__Mechanism *mech = rh_call_mechanism(req);
-	return mech && rhd_mechanism_is_ecdsa(mech->type) &&
+	return mech &&
+	       (rhd_mechanism_is_ecdsa(mech->type) ||
+		mech->type == CKM_EDDSA) &&
 	       data_len <= RHD_SHORT_CALL_DATA;
 }
 

@@ -184,9 +184,9 @@ static void request_free(Remhsm__Request *req)
 	rh_free_wiped(&req->base);
 }
 
-/* A slow call goes to a worker, unless it is short (an ECDSA signature or
- * verification): handing that over would cost more than running it here,
- * and it must never wait behind long work. */
+/* A slow call goes to a worker, unless it is short (an ECDSA or Ed25519
+ * signature or verification of little data): handing that over would cost more
+ * than running it here, and it must never wait behind long work. */
 static int goes_to_worker(const Remhsm__Request *req)
 {
 	return (rh_call_flags((unsigned)req->call_case) & RH_CALL_POOL) &&

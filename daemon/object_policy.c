@@ -268,13 +268,31 @@ static CK_RV derive_point(rhd_object_t *obj, int nid, const rhd_attr_t *value)
 		       : CKR_ATTRIBUTE_VALUE_INVALID;
 }
 
-static CK_RV prepare_ec(rhd_object_t *obj, int private_key)
+/* An Ed25519 point is 32 bytes, which no check can tell from another's:
+ * RFC 8032 decodes it only when a signature is verified. */
+static CK_RV prepare_ed(rhd_object_t *obj, const rhd_attr_t *params,
+			const rhd_attr_t *key, int private_key)
+{
+	if (!rhd_ed_params_valid(params))
+		return CKR_CURVE_NOT_SUPPORTED;
+	if (private_key)
+		return rhd_crypto_ed_public(key, obj);
+	const uint8_t *pt;
+	size_t len;
+	return rhd_ec_point(key, &pt, &len) == 0 && len == RHD_ED25519_LEN
+		       ? CKR_OK
+		       : CKR_ATTRIBUTE_VALUE_INVALID;
+}
+
+static CK_RV prepare_ec(rhd_object_t *obj, int private_key, int edwards)
 {
 	const rhd_attr_t *params = rhd_object_find(obj, CKA_EC_PARAMS);
 	const rhd_attr_t *key =
 		rhd_object_find(obj, private_key ? CKA_VALUE : CKA_EC_POINT);
 	if (!params || !key)
 		return CKR_TEMPLATE_INCOMPLETE;
+	if (edwards)
+		return prepare_ed(obj, params, key, private_key);
 	int nid = rhd_ec_curve(params);
 	if (!nid)
 		return CKR_CURVE_NOT_SUPPORTED;
@@ -315,7 +333,8 @@ static CK_RV prepare_key(rhd_object_t *obj, int private_key)
 	uint64_t key_type;
 	if (!rhd_object_ulong(obj, CKA_KEY_TYPE, &key_type))
 		return CKR_TEMPLATE_INCOMPLETE;
-	if (key_type != CKK_EC && key_type != CKK_RSA)
+	if (key_type != CKK_EC && key_type != CKK_RSA &&
+	    key_type != CKK_EC_EDWARDS)
 		return CKR_ATTRIBUTE_VALUE_INVALID;
 	int rsa = key_type == CKK_RSA;
 	const uint64_t *pub_key = rsa ? rsa_public_attrs : ec_public_attrs;
@@ -327,7 +346,8 @@ static CK_RV prepare_key(rhd_object_t *obj, int private_key)
 	CK_RV rv = check_allowed(obj, private_key ? priv_lists : pub_lists);
 	if (rv == CKR_OK)
 		rv = rsa ? prepare_rsa(obj, private_key)
-			 : prepare_ec(obj, private_key);
+			 : prepare_ec(obj, private_key,
+				      key_type == CKK_EC_EDWARDS);
 	if (rv == CKR_OK)
 		rv = fill_defaults(obj, key_defaults,
 				   sizeof(key_defaults) /
@@ -476,11 +496,17 @@ CK_RV rhd_object_prepare_create(rhd_object_t *obj)
  * decrypts would open its own wraps with C_Decrypt, one that unwraps and
  * encrypts would make a wrap of a value the caller knows and take it in
  * as a secret key; an RSA key that unwraps and decrypts would hand out
- * what it unwrapped. Such roles never meet in one key. */
+ * what it unwrapped. Such roles never meet in one AES or private key. A
+ * generic secret has neither role under any mechanism served (both take
+ * AES keys), so its flags bind nothing: OpenSC's pkcs11-tool sets them
+ * all on the keys it derives. */
 CK_RV rhd_object_roles_valid(const rhd_object_t *obj)
 {
-	uint64_t cls = 0;
+	uint64_t cls = 0, type = 0;
 	rhd_object_ulong(obj, CKA_CLASS, &cls);
+	rhd_object_ulong(obj, CKA_KEY_TYPE, &type);
+	if (cls == CKO_SECRET_KEY && type != CKK_AES)
+		return CKR_OK;
 	int wrap = rhd_object_bool(obj, CKA_WRAP, 0);
 	int unwrap = rhd_object_bool(obj, CKA_UNWRAP, 0);
 	int encrypt = rhd_object_bool(obj, CKA_ENCRYPT, 0);

@@ -47,6 +47,8 @@ static const CK_MECHANISM_TYPE served[] = {
 	CKM_AES_KEY_WRAP_KWP,
 	CKM_ECDH1_DERIVE,
 	CKM_HKDF_DERIVE,
+	CKM_EC_EDWARDS_KEY_PAIR_GEN,
+	CKM_EDDSA,
 	/* Only with allow-legacy: these last. */
 	CKM_SHA1_RSA_PKCS,
 	CKM_SHA1_RSA_PKCS_PSS,
@@ -144,6 +146,14 @@ int rhd_mechanism_info(CK_MECHANISM_TYPE mech, CK_MECHANISM_INFO *info)
 	else if (rhd_mechanism_is_ecdsa(mech))
 		*info = (CK_MECHANISM_INFO){RHD_EC_MIN_BITS, RHD_EC_MAX_BITS,
 					    CKF_SIGN | CKF_VERIFY | ec};
+	else if (mech == CKM_EC_EDWARDS_KEY_PAIR_GEN)
+		*info = (CK_MECHANISM_INFO){RHD_ED25519_BITS, RHD_ED25519_BITS,
+					    CKF_GENERATE_KEY_PAIR |
+						    CKF_EC_NAMEDCURVE};
+	else if (mech == CKM_EDDSA)
+		*info = (CK_MECHANISM_INFO){RHD_ED25519_BITS, RHD_ED25519_BITS,
+					    CKF_SIGN | CKF_VERIFY |
+						    CKF_EC_NAMEDCURVE};
 	else if (mech == CKM_RSA_PKCS_KEY_PAIR_GEN)
 		*info = (CK_MECHANISM_INFO){rsa_min, RHD_RSA_GEN_MAX_BITS,
 					    CKF_GENERATE_KEY_PAIR};
@@ -315,6 +325,8 @@ static uint64_t wanted_type(CK_MECHANISM_TYPE mech)
 		return rhd_mac_key_type(mech);
 	if (rhd_mechanism_is_cipher(mech))
 		return CKK_AES;
+	if (mech == CKM_EDDSA)
+		return CKK_EC_EDWARDS;
 	return rhd_mechanism_is_ecdsa(mech) ? CKK_EC : CKK_RSA;
 }
 
@@ -516,7 +528,8 @@ static int fits(rhd_op_kind_t kind, CK_MECHANISM_TYPE mech)
 		       (mech == CKM_RSA_PKCS && rhd_pkcs1_encryption_allowed());
 	if (rhd_mechanism_is_mac(mech))
 		return 1;
-	return rhd_mechanism_is_ecdsa(mech) || is_rsa(mech);
+	return rhd_mechanism_is_ecdsa(mech) || is_rsa(mech) ||
+	       mech == CKM_EDDSA;
 }
 
 CK_RV rhd_op_init(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
@@ -565,7 +578,8 @@ CK_RV rhd_op_update(rhd_session_t *s, rhd_op_kind_t kind, const uint8_t *data,
 	rhd_op_t *op = &s->ops[kind];
 	if (!op->active)
 		return CKR_OPERATION_NOT_INITIALIZED;
-	/* Raw mechanisms (ECDSA, RSA PKCS/PSS/X.509) are single-part only. */
+	/* Raw mechanisms (ECDSA, RSA PKCS/PSS/X.509) and EdDSA are single-part
+	 * only. */
 	CK_RV rv = op->mac  ? rhd_mac_update(op->mac, data, len)
 		   : op->md ? rhd_digest_update(op->md, data, len)
 			    : CKR_FUNCTION_NOT_SUPPORTED;
@@ -658,6 +672,24 @@ static CK_RV mac_complete(rhd_op_t *taken, rhd_op_kind_t kind, int single,
 	return rv;
 }
 
+/* PureEdDSA signs the message itself, of any length the frame carries:
+ * single-part only (updates were refused), a final call without them
+ * signs the empty message. */
+static CK_RV eddsa_complete(rhd_op_t *taken, rhd_op_kind_t kind,
+			    const uint8_t *data, size_t len, uint8_t *out,
+			    size_t out_len)
+{
+	static const uint8_t none[1];
+	const uint8_t *msg = len ? data : none;
+	const rhd_padding_t pad = {RHD_PAD_NONE, 0, 0};
+	CK_RV rv = kind == RHD_OP_SIGN ? rhd_key_sign(taken->key, NULL, &pad,
+						      msg, len, out, out_len)
+				       : rhd_key_verify(taken->key, &pad, msg,
+							len, out, out_len);
+	rhd_op_end(taken);
+	return rv;
+}
+
 CK_RV rhd_op_complete(rhd_op_t *taken, rhd_op_kind_t kind, int single,
 		      const uint8_t *data, size_t len, uint8_t *out,
 		      size_t out_len)
@@ -665,6 +697,8 @@ CK_RV rhd_op_complete(rhd_op_t *taken, rhd_op_kind_t kind, int single,
 	if (taken->mac)
 		return mac_complete(taken, kind, single, data, len, out,
 				    out_len);
+	if (taken->mech == CKM_EDDSA)
+		return eddsa_complete(taken, kind, data, len, out, out_len);
 	uint8_t in[MAX_RAW_INPUT];
 	size_t in_len = 0;
 	CK_RV rv = input_of(taken, single, data, len, in, &in_len);

@@ -640,11 +640,16 @@ static CK_RV use_mechanism(CK_MECHANISM *m, CK_FLAGS flags)
 				       sizeof(p256)};
 		CK_ATTRIBUTE rsa_pub_t = {CKA_MODULUS_BITS, &bits,
 					  sizeof(bits)};
+		static const CK_BYTE ed25519[] = {0x06, 0x03, 0x2b, 0x65, 0x70};
+		CK_ATTRIBUTE ed_pub = {CKA_EC_PARAMS, (void *)ed25519,
+				       sizeof(ed25519)};
 		CK_OBJECT_HANDLE a, b;
 		return p11->C_GenerateKeyPair(
 			session, m,
 			m->mechanism == CKM_EC_KEY_PAIR_GEN ? &ec_pub
-							    : &rsa_pub_t,
+			: m->mechanism == CKM_EC_EDWARDS_KEY_PAIR_GEN
+				? &ed_pub
+				: &rsa_pub_t,
 			1, NULL, 0, &a, &b);
 	}
 	return CKR_OK;
@@ -661,10 +666,11 @@ START_TEST(test_parameters_of_parameterless_mechanisms_are_never_read)
 		CK_MECHANISM_INFO info;
 		ck_assert_uint_eq(p11->C_GetMechanismInfo(0, types[i], &info),
 				  CKR_OK);
+		/* PSS and EdDSA take a parameter (EdDSA's is optional). */
 		int pss = types[i] == CKM_RSA_PKCS_PSS ||
 			  (types[i] >= CKM_SHA256_RSA_PKCS_PSS &&
 			   types[i] <= CKM_SHA512_RSA_PKCS_PSS);
-		if (pss ||
+		if (pss || types[i] == CKM_EDDSA ||
 		    !(info.flags & (CKF_DIGEST | CKF_SIGN | CKF_GENERATE |
 				    CKF_GENERATE_KEY_PAIR)))
 			continue;

@@ -347,6 +347,20 @@ START_TEST(test_wrapping_keys_neither_decrypt_nor_encrypt)
 			    {CKA_DECRYPT, &yes, 1}};
 	ck_assert_uint_eq(p11->C_GenerateKey(session, &gen, t, 3, &h),
 			  CKR_TEMPLATE_INCONSISTENT);
+	/* A generic secret wraps and decrypts under no mechanism: its flags
+	 * may say what they like, as pkcs11-tool's derived keys do. */
+	CK_BYTE g[32] = {4};
+	CK_ATTRIBUTE all[] = {wrap_decrypt[0], wrap_decrypt[1],
+			      unwrap_encrypt[0], unwrap_encrypt[1]};
+	ck_assert_uint_eq(th_import_secret(p11, session, generic_type, g,
+					   sizeof(g), all, 4, &h),
+			  CKR_OK);
+	ck_assert_uint_eq(p11->C_DecryptInit(session, &ecb, h),
+			  CKR_KEY_TYPE_INCONSISTENT);
+	CK_BYTE out[64];
+	CK_ULONG out_len = sizeof(out);
+	ck_assert_uint_eq(wrap(CKM_AES_KEY_WRAP, h, w, out, &out_len),
+			  CKR_WRAPPING_KEY_TYPE_INCONSISTENT);
 }
 END_TEST
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Interop: OpenSC's pkcs11-tool loads the *installed* libremhsm-pkcs11.so and
 # talks to a real remhsmd on a free loopback port: the token's lifecycle, EC
-# keys and signatures, AES encryption and HMAC.
+# keys and signatures, AES encryption and HMAC, Ed25519, wrapping and ECDH.
 #   pkcs11_tool.sh BUILD_DIR
 set -euo pipefail
 . "$(dirname "$0")/lib.sh" "$1" --kdf-scrypt-n 1024
@@ -103,6 +103,64 @@ check "the MAC is 32 bytes" test "$(stat -c %s "$work/mac")" -eq 32
 check "pkcs11-tool verifies the MAC" \
   "${tool[@]}" --login --pin 2468 --verify --mechanism SHA256-HMAC --id 12 \
   --input-file "$work/msg" --signature-file "$work/mac"
+
+# Ed25519: pkcs11-tool makes a pair (naming the curve edwards25519), signs
+# with EDDSA and verifies; OpenSSL verifies against the exported key.
+"${tool[@]}" --login --pin 2468 --keypairgen --key-type EC:edwards25519 --label ed \
+  --id 21 >"$work/out" 2>&1 || fail "Ed25519 keypairgen: $(cat "$work/out")"
+check "pkcs11-tool lists EDDSA" grep -q "EDDSA, keySize={255,255}" <("${tool[@]}" -M 2>&1)
+check "pkcs11-tool signs with EDDSA" \
+  "${tool[@]}" --login --pin 2468 --sign --mechanism EDDSA --id 21 \
+  --input-file "$work/msg" --output-file "$work/ed.sig"
+check "the Ed25519 signature is 64 bytes" test "$(stat -c %s "$work/ed.sig")" -eq 64
+check "pkcs11-tool verifies it" \
+  "${tool[@]}" --verify --mechanism EDDSA --id 21 --input-file "$work/msg" \
+  --signature-file "$work/ed.sig"
+"${tool[@]}" --read-object --type pubkey --id 21 -o "$work/ed.pub" >/dev/null 2>&1 ||
+  fail "cannot export the Ed25519 public key"
+check "openssl pkeyutl verifies the Ed25519 signature" \
+  openssl pkeyutl -verify -pubin -inkey "$work/ed.pub" -rawin -in "$work/msg" \
+  -sigfile "$work/ed.sig"
+
+# Wrapping: an AES key wrapped under a KEK (RFC 3394) and unwrapped as a new
+# key encrypts as the original does. pkcs11-tool wraps secret keys only.
+"${tool[@]}" --login --pin 2468 --keygen --key-type AES:32 --label kek --id 31 \
+  --usage-wrap >"$work/out" 2>&1 || fail "KEK keygen: $(cat "$work/out")"
+"${tool[@]}" --login --pin 2468 --keygen --key-type AES:16 --label tbw --id 32 \
+  --extractable --usage-decrypt >"$work/out" 2>&1 || fail "AES keygen: $(cat "$work/out")"
+check "pkcs11-tool wraps an AES key with AES-KEY-WRAP" \
+  "${tool[@]}" --login --pin 2468 --wrap --mechanism AES-KEY-WRAP --id 31 \
+  --application-id 32 --output-file "$work/wrapped"
+check "the wrap is the key and 8 bytes" test "$(stat -c %s "$work/wrapped")" -eq 24
+refused=$("${tool[@]}" --login --pin 2468 --unwrap --mechanism AES-KEY-WRAP --id 31 \
+  --input-file "$work/wrapped" --key-type AES:16 --application-id 33 2>&1 || true)
+check "an unwrap asking for a readable key is CKR_TEMPLATE_INCONSISTENT" \
+  grep -q "CKR_TEMPLATE_INCONSISTENT" <<<"$refused"
+check "pkcs11-tool unwraps it as a sensitive key" \
+  "${tool[@]}" --login --pin 2468 --unwrap --mechanism AES-KEY-WRAP --id 31 \
+  --input-file "$work/wrapped" --key-type AES:16 --application-id 33 --sensitive
+head -c 48 /dev/urandom >"$work/blocks"
+for id in 32 33; do
+  "${tool[@]}" --login --pin 2468 --encrypt --mechanism AES-ECB --id $id \
+    --input-file "$work/blocks" --output-file "$work/ecb.$id" >/dev/null 2>&1 ||
+    fail "AES-ECB with key $id"
+done
+check "the unwrapped key encrypts as the wrapped one" cmp -s "$work/ecb.32" "$work/ecb.33"
+
+# Key agreement: pkcs11-tool derives ECDH's Z with a peer OpenSSL made, and
+# OpenSSL derives the same from the other side.
+"${tool[@]}" --login --pin 2468 --keypairgen --key-type EC:prime256v1 --label ecdh \
+  --id 41 --usage-derive >"$work/out" 2>&1 || fail "ECDH keygen: $(cat "$work/out")"
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$work/peer.pem" 2>/dev/null
+openssl pkey -in "$work/peer.pem" -pubout -outform DER -out "$work/peer.der"
+check "pkcs11-tool derives with ECDH1-DERIVE" \
+  "${tool[@]}" --login --pin 2468 --derive --mechanism ECDH1-DERIVE --id 41 \
+  --input-file "$work/peer.der" --output-file "$work/z.token"
+"${tool[@]}" --read-object --type pubkey --id 41 -o "$work/ecdh.pub" >/dev/null 2>&1 ||
+  fail "cannot export the ECDH public key"
+openssl pkeyutl -derive -inkey "$work/peer.pem" -peerkey "$work/ecdh.pub" \
+  -out "$work/z.openssl"
+check "both sides derive the same secret" cmp -s "$work/z.token" "$work/z.openssl"
 
 kill -TERM "$daemon_pid"
 status=0; wait "$daemon_pid" || status=$?
