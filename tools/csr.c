@@ -79,10 +79,15 @@ static int add_sans(X509_REQ *req, const rh_prov_opts_t *o)
 	return ok ? 0 : -1;
 }
 
+/* How the request is signed: the mechanism, the algorithm's OID, whether
+ * the token's r||s becomes DER (ECDSA), and whether the algorithm has
+ * absent parameters (ECDSA and Ed25519, RFC 5758 and 8410) rather than
+ * NULL (RSA). */
 typedef struct sig_alg {
 	CK_MECHANISM_TYPE mech;
 	int nid;
 	int ec;
+	int no_params;
 } sig_alg_t;
 
 static int pick_alg(EVP_PKEY *pub, sig_alg_t *alg)
@@ -90,13 +95,18 @@ static int pick_alg(EVP_PKEY *pub, sig_alg_t *alg)
 	int bits = EVP_PKEY_get_bits(pub);
 	if (EVP_PKEY_is_a(pub, "RSA"))
 		*alg = (sig_alg_t){CKM_SHA256_RSA_PKCS,
-				   NID_sha256WithRSAEncryption, 0};
+				   NID_sha256WithRSAEncryption, 0, 0};
+	else if (EVP_PKEY_is_a(pub, "ED25519"))
+		*alg = (sig_alg_t){CKM_EDDSA, NID_ED25519, 0, 1};
 	else if (bits == 256)
-		*alg = (sig_alg_t){CKM_ECDSA_SHA256, NID_ecdsa_with_SHA256, 1};
+		*alg = (sig_alg_t){CKM_ECDSA_SHA256, NID_ecdsa_with_SHA256, 1,
+				   1};
 	else if (bits == 384)
-		*alg = (sig_alg_t){CKM_ECDSA_SHA384, NID_ecdsa_with_SHA384, 1};
+		*alg = (sig_alg_t){CKM_ECDSA_SHA384, NID_ecdsa_with_SHA384, 1,
+				   1};
 	else if (bits == 521)
-		*alg = (sig_alg_t){CKM_ECDSA_SHA512, NID_ecdsa_with_SHA512, 1};
+		*alg = (sig_alg_t){CKM_ECDSA_SHA512, NID_ecdsa_with_SHA512, 1,
+				   1};
 	else
 		return -1;
 	return 0;
@@ -141,7 +151,8 @@ static CK_RV sign_request(rh_tok_t *t, CK_OBJECT_HANDLE key,
 	int ok = der_len > 0 && bits && algor &&
 		 ASN1_BIT_STRING_set(bits, alg->ec ? der : sig, der_len) &&
 		 X509_ALGOR_set0(algor, OBJ_nid2obj(alg->nid),
-				 alg->ec ? V_ASN1_UNDEF : V_ASN1_NULL, NULL) &&
+				 alg->no_params ? V_ASN1_UNDEF : V_ASN1_NULL,
+				 NULL) &&
 		 X509_REQ_set1_signature_algo(req, algor);
 	OPENSSL_free(der);
 	X509_ALGOR_free(algor);

@@ -24,6 +24,8 @@ static const CK_BYTE p256_oid[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
 				   0xce, 0x3d, 0x03, 0x01, 0x07};
 static const CK_BYTE p384_oid[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22};
 static const CK_BYTE p521_oid[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23};
+/* Ed25519 by RFC 8410's OID. */
+static const CK_BYTE ed25519_oid[] = {0x06, 0x03, 0x2b, 0x65, 0x70};
 
 typedef struct command {
 	const char *name; /* "key gen" */
@@ -39,7 +41,11 @@ int rh_key_id(EVP_PKEY *pub, unsigned char id[20])
 	unsigned char value[1024];
 	size_t len = 0;
 	BIGNUM *n = NULL;
-	if (EVP_PKEY_is_a(pub, "EC")) {
+	if (EVP_PKEY_is_a(pub, "ED25519")) {
+		len = sizeof(value);
+		if (!EVP_PKEY_get_raw_public_key(pub, value, &len))
+			return -1;
+	} else if (EVP_PKEY_is_a(pub, "EC")) {
 		if (!EVP_PKEY_get_octet_string_param(
 			    pub, OSSL_PKEY_PARAM_PUB_KEY, value, sizeof(value),
 			    &len))
@@ -120,6 +126,7 @@ static const key_type_t key_types[] = {
 	{"ec-p256", CKK_EC, p256_oid, sizeof(p256_oid), 0},
 	{"ec-p384", CKK_EC, p384_oid, sizeof(p384_oid), 0},
 	{"ec-p521", CKK_EC, p521_oid, sizeof(p521_oid), 0},
+	{"ed25519", CKK_EC_EDWARDS, ed25519_oid, sizeof(ed25519_oid), 0},
 	{"rsa-2048", CKK_RSA, NULL, 0, 2048},
 	{"rsa-3072", CKK_RSA, NULL, 0, 3072},
 	{"rsa-4096", CKK_RSA, NULL, 0, 4096},
@@ -156,7 +163,7 @@ static CK_RV generate(rh_tok_t *t, const key_type_t *kt, const char *priv_label,
 		{CKA_VERIFY, &yes, sizeof(yes)},
 		{CKA_LABEL, (void *)pub_label, strlen(pub_label)}};
 	CK_ULONG np = 3;
-	if (kt->type == CKK_EC) {
+	if (kt->oid) {
 		pt[np++] = (CK_ATTRIBUTE){CKA_EC_PARAMS, (void *)kt->oid,
 					  kt->oid_len};
 	} else {
@@ -173,7 +180,9 @@ static CK_RV generate(rh_tok_t *t, const key_type_t *kt, const char *priv_label,
 		{CKA_SIGN, &yes, sizeof(yes)},
 		{CKA_LABEL, (void *)priv_label, strlen(priv_label)}};
 	CK_MECHANISM mech = {kt->type == CKK_EC ? CKM_EC_KEY_PAIR_GEN
-						: CKM_RSA_PKCS_KEY_PAIR_GEN,
+			     : kt->type == CKK_EC_EDWARDS
+				     ? CKM_EC_EDWARDS_KEY_PAIR_GEN
+				     : CKM_RSA_PKCS_KEY_PAIR_GEN,
 			     NULL, 0};
 	return t->p11->C_GenerateKeyPair(t->session, &mech, pt, np, st, 6, pub,
 					 priv);
@@ -415,6 +424,30 @@ static int ec_material(import_t *im, EVP_PKEY *key)
 	return add_bn(im, key, OSSL_PKEY_PARAM_PRIV_KEY, CKA_VALUE, 0);
 }
 
+/* An Ed25519 key's seed and its public key in its OCTET STRING. */
+static int ed_material(import_t *im, EVP_PKEY *key)
+{
+	size_t pt_len = RH_ED25519_LEN, seed_len = RH_ED25519_LEN;
+	CK_BYTE *seed = malloc(RH_ED25519_LEN);
+	if (!seed)
+		return -1;
+	im->owned[im->n_owned] = seed;
+	im->owned_len[im->n_owned++] = RH_ED25519_LEN;
+	if (!EVP_PKEY_get_raw_public_key(key, im->point + 2, &pt_len) ||
+	    !EVP_PKEY_get_raw_private_key(key, seed, &seed_len))
+		return -1;
+	im->point[0] = 0x04;
+	im->point[1] = (CK_BYTE)pt_len;
+	CK_ATTRIBUTE params = {CKA_EC_PARAMS, (void *)ed25519_oid,
+			       sizeof(ed25519_oid)};
+	im->priv[im->n_priv++] = params;
+	im->pub[im->n_pub++] = params;
+	im->pub[im->n_pub++] =
+		(CK_ATTRIBUTE){CKA_EC_POINT, im->point, pt_len + 2};
+	im->priv[im->n_priv++] = (CK_ATTRIBUTE){CKA_VALUE, seed, seed_len};
+	return 0;
+}
+
 static int rsa_material(import_t *im, EVP_PKEY *key)
 {
 	return add_bn(im, key, OSSL_PKEY_PARAM_RSA_N, CKA_MODULUS, 1) ||
@@ -488,23 +521,26 @@ static int cmd_key_import(rh_tok_t *t, const rh_prov_opts_t *o)
 	unsigned char id[RH_URI_MAX_ID];
 	int id_len = o->id_hex ? parse_hex(o->id_hex, id, sizeof(id))
 			       : rh_key_id(key, id);
-	int is_ec = EVP_PKEY_is_a(key, "EC");
+	CK_KEY_TYPE type = EVP_PKEY_is_a(key, "EC")	   ? CKK_EC
+			   : EVP_PKEY_is_a(key, "ED25519") ? CKK_EC_EDWARDS
+							   : CKK_RSA;
 	int rc = 1;
-	if ((is_ec			 ? ec_material(&im, key)
+	if ((type == CKK_EC		 ? ec_material(&im, key)
+	     : type == CKK_EC_EDWARDS	 ? ed_material(&im, key)
 	     : EVP_PKEY_is_a(key, "RSA") ? rsa_material(&im, key)
 					 : -1) < 0 ||
 	    id_len <= 0) {
 		fprintf(stderr,
 			"%s: %s holds a key remhsm cannot take (EC P-256, "
-			"P-384, P-521 or RSA only)\n",
+			"P-384, P-521, Ed25519 or RSA only)\n",
 			t->who, o->arg);
 		goto out;
 	}
 	if (rh_label_taken(t, priv_label, CKO_PRIVATE_KEY) ||
 	    rh_label_taken(t, pub_label, CKO_PUBLIC_KEY))
 		goto out;
-	CK_RV rv = create_pair(t, &im, is_ec ? CKK_EC : CKK_RSA, priv_label,
-			       pub_label, id, (size_t)id_len);
+	CK_RV rv = create_pair(t, &im, type, priv_label, pub_label, id,
+			       (size_t)id_len);
 	if (rv != CKR_OK) {
 		rc = rh_failed(t->who, "C_CreateObject", rv);
 		goto out;
@@ -527,7 +563,10 @@ static const char *key_type_name(rh_tok_t *t, CK_OBJECT_HANDLE h)
 	CK_KEY_TYPE type = 0;
 	if (rh_tok_ulong(t, h, CKA_KEY_TYPE, &type) != CKR_OK)
 		return "";
-	return type == CKK_EC ? "ec" : type == CKK_RSA ? "rsa" : "other";
+	return type == CKK_EC		? "ec"
+	       : type == CKK_EC_EDWARDS ? "ed25519"
+	       : type == CKK_RSA	? "rsa"
+					: "other";
 }
 
 static char *object_uri(rh_tok_t *t, CK_OBJECT_HANDLE h, CK_OBJECT_CLASS *cls)
@@ -624,7 +663,7 @@ static int cmd_object_delete(rh_tok_t *t, const rh_prov_opts_t *o)
 static const command_t commands[] = {
 	{"key gen",
 	 "remhsm key gen [--type "
-	 "ec-p256|ec-p384|ec-p521|rsa-2048|rsa-3072|rsa-4096|"
+	 "ec-p256|ec-p384|ec-p521|ed25519|rsa-2048|rsa-3072|rsa-4096|"
 	 "aes-128|aes-192|aes-256|hmac-sha256|hmac-sha384|hmac-sha512] "
 	 "[--label L] [--id HEX]\n"
 	 "  Generates a key pair inside remhsm (default ec-p256, labels "

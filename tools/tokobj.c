@@ -212,6 +212,21 @@ out:
 	return key;
 }
 
+/* Ed25519's CKA_EC_POINT: the key's 32 bytes in an OCTET STRING. */
+static EVP_PKEY *ed_public(rh_tok_t *t, CK_OBJECT_HANDLE h)
+{
+	unsigned char *point = NULL;
+	CK_ULONG point_len = 0;
+	EVP_PKEY *key = NULL;
+	if (rh_tok_attr(t, h, CKA_EC_POINT, &point, &point_len) == CKR_OK &&
+	    point_len == 2 + RH_ED25519_LEN && point[0] == 0x04 &&
+	    point[1] == RH_ED25519_LEN)
+		key = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL,
+						  point + 2, RH_ED25519_LEN);
+	free(point);
+	return key;
+}
+
 static EVP_PKEY *rsa_public(rh_tok_t *t, CK_OBJECT_HANDLE h)
 {
 	unsigned char *n = NULL, *e = NULL;
@@ -243,13 +258,14 @@ EVP_PKEY *rh_tok_public_key(rh_tok_t *t, CK_OBJECT_HANDLE h)
 		rh_failed(t->who, "reading the key type", rv);
 		return NULL;
 	}
-	EVP_PKEY *key = type == CKK_EC	  ? ec_public(t, h)
-			: type == CKK_RSA ? rsa_public(t, h)
-					  : NULL;
+	EVP_PKEY *key = type == CKK_EC		 ? ec_public(t, h)
+			: type == CKK_EC_EDWARDS ? ed_public(t, h)
+			: type == CKK_RSA	 ? rsa_public(t, h)
+						 : NULL;
 	if (!key)
 		fprintf(stderr,
-			"%s: cannot read a public key from the object (EC "
-			"and RSA keys only)\n",
+			"%s: cannot read a public key from the object (EC, "
+			"Ed25519 and RSA keys only)\n",
 			t->who);
 	return key;
 }
@@ -264,7 +280,8 @@ int rh_tok_key_for(rh_tok_t *t, EVP_PKEY *pub, CK_OBJECT_HANDLE *priv)
 	for (CK_ULONG i = 0; i < n; i++) {
 		CK_KEY_TYPE type = 0;
 		if (rh_tok_ulong(t, found[i], CKA_KEY_TYPE, &type) != CKR_OK ||
-		    (type != CKK_EC && type != CKK_RSA))
+		    (type != CKK_EC && type != CKK_EC_EDWARDS &&
+		     type != CKK_RSA))
 			continue;
 		EVP_PKEY *k = rh_tok_public_key(t, found[i]);
 		int same = k && EVP_PKEY_eq(k, pub) == 1;

@@ -11,6 +11,8 @@
 #include "uri.h"
 
 #define RH_ANY_CLASS ((CK_OBJECT_CLASS)-1)
+/* An Ed25519 key's seed and its public key, in bytes. */
+#define RH_ED25519_LEN 32
 
 typedef struct rh_tok {
 	const char *who; /* "remhsm key gen", prefixes every message */
@@ -49,7 +51,7 @@ CK_RV rh_tok_attr(rh_tok_t *t, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type,
 CK_RV rh_tok_ulong(rh_tok_t *t, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type,
 		   CK_ULONG *value);
 
-/* The public key of an EC or RSA key object (private or public), built
+/* The public key of an EC, Ed25519 or RSA key object (private or public), built
  * from its public attributes; NULL with a message. */
 EVP_PKEY *rh_tok_public_key(rh_tok_t *t, CK_OBJECT_HANDLE h);
 

@@ -75,6 +75,19 @@ check "key import: a P-521 key, and its CSR carries its public key" \
   bash -c "'$bin/remhsm' key import '$work/p521.pem' --label imported-521 --module '$module' >/dev/null &&
     '$bin/remhsm' csr --key imported-521 --subject /CN=i521 --module '$module' |
     openssl req -noout -pubkey | cmp - <(openssl pkey -in '$work/p521.pem' -pubout)"
+check "key gen --type ed25519, and its CSR (Ed25519) verifies" \
+  bash -c "'$bin/remhsm' key gen --type ed25519 --label edge --module '$module' >/dev/null &&
+    '$bin/remhsm' csr --key 'pkcs11:object=edge;type=private' --subject /CN=ed \
+      --module '$module' | openssl req -verify -noout -text 2>&1 |
+    grep -q 'Signature Algorithm: ED25519'"
+openssl genpkey -algorithm ED25519 -out "$work/ed.pem" 2>/dev/null
+check "key import: an Ed25519 key, and its CSR carries its public key" \
+  bash -c "'$bin/remhsm' key import '$work/ed.pem' --label imported-ed --module '$module' >/dev/null &&
+    '$bin/remhsm' csr --key imported-ed --subject /CN=ied --module '$module' |
+    openssl req -noout -pubkey | cmp - <(openssl pkey -in '$work/ed.pem' -pubout)"
+check "pubkey export of the imported Ed25519 key is OpenSSL's" \
+  bash -c "'$bin/remhsm' pubkey export 'pkcs11:object=imported-ed;type=public' --module '$module' |
+    cmp - <(openssl pkey -in '$work/ed.pem' -pubout)"
 # Secret keys: AES and HMAC, made inside remhsm and used through pkcs11-tool.
 check "key gen --type aes-256 prints the secret key's URI, with a random id" \
   bash -c "'$bin/remhsm' key gen --type aes-256 --label backup-aes --module '$module' |
