@@ -91,6 +91,8 @@ static unsigned strength(const rhd_object_t *k)
 		       : n >= 2048 ? 112
 				   : 80;
 	}
+	if (type == CKK_EC_EDWARDS)
+		return 128; /* Ed25519, RFC 8032 */
 	if (type == CKK_EC) {
 		const uint8_t *pt;
 		size_t len;

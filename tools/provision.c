@@ -61,7 +61,7 @@ int rh_key_id(EVP_PKEY *pub, unsigned char id[20])
 	return 20;
 }
 
-static int parse_hex(const char *hex, unsigned char *out, size_t cap)
+int rh_parse_hex(const char *hex, unsigned char *out, size_t cap)
 {
 	size_t len = strlen(hex);
 	if (len == 0 || len % 2 || len / 2 > cap)
@@ -151,18 +151,26 @@ static const key_type_t *key_type(const char *name)
 	return NULL;
 }
 
-static CK_RV generate(rh_tok_t *t, const key_type_t *kt, const char *priv_label,
+/* A signing pair, or with --transport an RSA pair that only wraps (the
+ * public key) and unwraps (the private one) other keys' backups; the
+ * private key leaves wrapped only with --extractable. */
+static CK_RV generate(rh_tok_t *t, const key_type_t *kt,
+		      const rh_prov_opts_t *o, const char *priv_label,
 		      const char *pub_label, CK_OBJECT_HANDLE *pub,
 		      CK_OBJECT_HANDLE *priv)
 {
 	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_BBOOL signs = o->transport ? CK_FALSE : CK_TRUE;
+	CK_BBOOL wraps = o->transport ? CK_TRUE : CK_FALSE;
+	CK_BBOOL extractable = o->extractable ? CK_TRUE : CK_FALSE;
 	CK_BYTE exponent[] = {0x01, 0x00, 0x01};
 	CK_ULONG bits = kt->bits;
-	CK_ATTRIBUTE pt[5] = {
+	CK_ATTRIBUTE pt[6] = {
 		{CKA_TOKEN, &yes, sizeof(yes)},
-		{CKA_VERIFY, &yes, sizeof(yes)},
+		{CKA_VERIFY, &signs, sizeof(signs)},
+		{CKA_WRAP, &wraps, sizeof(wraps)},
 		{CKA_LABEL, (void *)pub_label, strlen(pub_label)}};
-	CK_ULONG np = 3;
+	CK_ULONG np = 4;
 	if (kt->oid) {
 		pt[np++] = (CK_ATTRIBUTE){CKA_EC_PARAMS, (void *)kt->oid,
 					  kt->oid_len};
@@ -176,16 +184,18 @@ static CK_RV generate(rh_tok_t *t, const key_type_t *kt, const char *priv_label,
 		{CKA_TOKEN, &yes, sizeof(yes)},
 		{CKA_PRIVATE, &yes, sizeof(yes)},
 		{CKA_SENSITIVE, &yes, sizeof(yes)},
-		{CKA_EXTRACTABLE, &no, sizeof(no)},
-		{CKA_SIGN, &yes, sizeof(yes)},
+		{CKA_EXTRACTABLE, &extractable, sizeof(extractable)},
+		{CKA_SIGN, &signs, sizeof(signs)},
+		{CKA_UNWRAP, &wraps, sizeof(wraps)},
+		{CKA_DECRYPT, &no, sizeof(no)},
 		{CKA_LABEL, (void *)priv_label, strlen(priv_label)}};
 	CK_MECHANISM mech = {kt->type == CKK_EC ? CKM_EC_KEY_PAIR_GEN
 			     : kt->type == CKK_EC_EDWARDS
 				     ? CKM_EC_EDWARDS_KEY_PAIR_GEN
 				     : CKM_RSA_PKCS_KEY_PAIR_GEN,
 			     NULL, 0};
-	return t->p11->C_GenerateKeyPair(t->session, &mech, pt, np, st, 6, pub,
-					 priv);
+	return t->p11->C_GenerateKeyPair(t->session, &mech, pt, np, st,
+					 sizeof(st) / sizeof(st[0]), pub, priv);
 }
 
 static CK_RV set_id(rh_tok_t *t, CK_OBJECT_HANDLE h, const unsigned char *id,
@@ -205,7 +215,7 @@ static int name_pair(rh_tok_t *t, const rh_prov_opts_t *o, CK_OBJECT_HANDLE pub,
 	int len = -1;
 	const char *what = "reading the new public key";
 	if (o->id_hex) {
-		len = parse_hex(o->id_hex, id, RH_URI_MAX_ID);
+		len = rh_parse_hex(o->id_hex, id, RH_URI_MAX_ID);
 		what = "--id: not an even number of hex digits";
 	} else {
 		EVP_PKEY *key = rh_tok_public_key(t, pub);
@@ -227,26 +237,35 @@ static int name_pair(rh_tok_t *t, const rh_prov_opts_t *o, CK_OBJECT_HANDLE pub,
 	return 1;
 }
 
-/* A secret key on the token, private, sensitive and never extractable:
- * AES keys encrypt, decrypt and make CMACs; HMAC keys only make MACs. */
+/* A secret key on the token, private, sensitive and never extractable
+ * (leaving wrapped with --extractable): AES keys encrypt, decrypt and make
+ * CMACs, or with --transport only wrap and unwrap other keys; HMAC keys
+ * only make MACs. */
 static CK_RV generate_secret(rh_tok_t *t, const key_type_t *kt,
-			     const char *label, const unsigned char *id,
-			     size_t id_len, CK_OBJECT_HANDLE *key)
+			     const rh_prov_opts_t *o, const char *label,
+			     const unsigned char *id, size_t id_len,
+			     CK_OBJECT_HANDLE *key)
 {
-	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-	CK_BBOOL cipher = kt->type == CKK_AES ? CK_TRUE : CK_FALSE;
+	CK_BBOOL yes = CK_TRUE;
+	CK_BBOOL extractable = o->extractable ? CK_TRUE : CK_FALSE;
+	CK_BBOOL wraps = o->transport ? CK_TRUE : CK_FALSE;
+	CK_BBOOL macs = o->transport ? CK_FALSE : CK_TRUE;
+	CK_BBOOL cipher = kt->type == CKK_AES && !o->transport;
 	CK_ULONG len = kt->bits;
-	CK_ATTRIBUTE st[] = {{CKA_TOKEN, &yes, sizeof(yes)},
-			     {CKA_PRIVATE, &yes, sizeof(yes)},
-			     {CKA_SENSITIVE, &yes, sizeof(yes)},
-			     {CKA_EXTRACTABLE, &no, sizeof(no)},
-			     {CKA_SIGN, &yes, sizeof(yes)},
-			     {CKA_VERIFY, &yes, sizeof(yes)},
-			     {CKA_ENCRYPT, &cipher, sizeof(cipher)},
-			     {CKA_DECRYPT, &cipher, sizeof(cipher)},
-			     {CKA_VALUE_LEN, &len, sizeof(len)},
-			     {CKA_LABEL, (void *)label, strlen(label)},
-			     {CKA_ID, (void *)id, id_len}};
+	CK_ATTRIBUTE st[] = {
+		{CKA_TOKEN, &yes, sizeof(yes)},
+		{CKA_PRIVATE, &yes, sizeof(yes)},
+		{CKA_SENSITIVE, &yes, sizeof(yes)},
+		{CKA_EXTRACTABLE, &extractable, sizeof(extractable)},
+		{CKA_SIGN, &macs, sizeof(macs)},
+		{CKA_VERIFY, &macs, sizeof(macs)},
+		{CKA_ENCRYPT, &cipher, sizeof(cipher)},
+		{CKA_DECRYPT, &cipher, sizeof(cipher)},
+		{CKA_WRAP, &wraps, sizeof(wraps)},
+		{CKA_UNWRAP, &wraps, sizeof(wraps)},
+		{CKA_VALUE_LEN, &len, sizeof(len)},
+		{CKA_LABEL, (void *)label, strlen(label)},
+		{CKA_ID, (void *)id, id_len}};
 	CK_MECHANISM mech = {kt->type == CKK_AES ? CKM_AES_KEY_GEN
 						 : CKM_GENERIC_SECRET_KEY_GEN,
 			     NULL, 0};
@@ -260,7 +279,7 @@ static int secret_id(rh_tok_t *t, const rh_prov_opts_t *o,
 		     unsigned char id[RH_URI_MAX_ID], size_t *id_len)
 {
 	if (o->id_hex) {
-		int len = parse_hex(o->id_hex, id, RH_URI_MAX_ID);
+		int len = rh_parse_hex(o->id_hex, id, RH_URI_MAX_ID);
 		if (len <= 0) {
 			fprintf(stderr,
 				"%s: --id: not an even number of hex "
@@ -287,7 +306,7 @@ static int key_gen_secret(rh_tok_t *t, const rh_prov_opts_t *o,
 	if (secret_id(t, o, id, &id_len))
 		return 1;
 	CK_OBJECT_HANDLE key;
-	CK_RV rv = generate_secret(t, kt, label, id, id_len, &key);
+	CK_RV rv = generate_secret(t, kt, o, label, id, id_len, &key);
 	if (rv != CKR_OK)
 		return rh_failed(t->who, "C_GenerateKey", rv);
 	rh_print_uri(t, "secret key", label, id, id_len, CKO_SECRET_KEY);
@@ -305,7 +324,7 @@ static int cmd_key_gen(rh_tok_t *t, const rh_prov_opts_t *o)
 	    rh_label_taken(t, pub_label, CKO_PUBLIC_KEY))
 		return 1;
 	CK_OBJECT_HANDLE pub, priv;
-	CK_RV rv = generate(t, kt, priv_label, pub_label, &pub, &priv);
+	CK_RV rv = generate(t, kt, o, priv_label, pub_label, &pub, &priv);
 	if (rv != CKR_OK)
 		return rh_failed(t->who, "C_GenerateKeyPair", rv);
 	unsigned char id[RH_URI_MAX_ID];
@@ -519,7 +538,7 @@ static int cmd_key_import(rh_tok_t *t, const rh_prov_opts_t *o)
 	const char *pub_label = o->label ? o->label : PUB_LABEL;
 	import_t im = {.n_priv = 0};
 	unsigned char id[RH_URI_MAX_ID];
-	int id_len = o->id_hex ? parse_hex(o->id_hex, id, sizeof(id))
+	int id_len = o->id_hex ? rh_parse_hex(o->id_hex, id, sizeof(id))
 			       : rh_key_id(key, id);
 	CK_KEY_TYPE type = EVP_PKEY_is_a(key, "EC")	   ? CKK_EC
 			   : EVP_PKEY_is_a(key, "ED25519") ? CKK_EC_EDWARDS
@@ -665,13 +684,28 @@ static const command_t commands[] = {
 	 "remhsm key gen [--type "
 	 "ec-p256|ec-p384|ec-p521|ed25519|rsa-2048|rsa-3072|rsa-4096|"
 	 "aes-128|aes-192|aes-256|hmac-sha256|hmac-sha384|hmac-sha512] "
-	 "[--label L] [--id HEX]\n"
+	 "[--label L] [--id HEX] [--extractable] [--transport]\n"
 	 "  Generates a key pair inside remhsm (default ec-p256, labels "
 	 "\"" PRIV_LABEL "\"\n  and \"" PUB_LABEL
 	 "\", CKA_ID the SHA-1 of the public key), or a secret key\n"
 	 "  (label \"" SECRET_LABEL "\", a random CKA_ID); prints the "
-	 "URIs.",
+	 "URIs. --extractable\n  lets it leave wrapped (key wrap); "
+	 "--transport makes an RSA pair or an AES\n  key that only wraps and "
+	 "unwraps backups.",
 	 0, cmd_key_gen},
+	{"key wrap",
+	 "remhsm key wrap URI --wrapping-key KEY|FILE.pem [-o FILE]\n"
+	 "  Writes a backup of an extractable private or secret key, wrapped "
+	 "inside\n  remhsm: with an AES key this token and the restoring one "
+	 "hold (AES-KWP),\n  or for the RSA transport key (key gen "
+	 "--transport) "
+	 "of the token that\n  restores it, given as its public key.",
+	 1, rh_cmd_key_wrap},
+	{"key unwrap",
+	 "remhsm key unwrap FILE --wrapping-key KEY [--label L] [--id HEX]\n"
+	 "  Restores a backup as a sensitive token key, with the AES key or "
+	 "the RSA\n  transport key it was wrapped for.",
+	 0, rh_cmd_key_unwrap},
 	{"key import",
 	 "remhsm key import FILE [--label L] [--id HEX]\n"
 	 "  Imports an unencrypted PEM (PKCS#8 or traditional) or DER private "
@@ -738,6 +772,9 @@ static int parse(int argc, char **argv, rh_prov_opts_t *o)
 		{"subject", required_argument, NULL, 's'},
 		{"san", required_argument, NULL, 'a'},
 		{"output", required_argument, NULL, 'o'},
+		{"wrapping-key", required_argument, NULL, 'w'},
+		{"transport", no_argument, NULL, 'T'},
+		{"extractable", no_argument, NULL, 'x'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
 	int c;
@@ -770,6 +807,15 @@ static int parse(int argc, char **argv, rh_prov_opts_t *o)
 			break;
 		case 'o':
 			o->output = optarg;
+			break;
+		case 'w':
+			o->wrapping_key = optarg;
+			break;
+		case 'T':
+			o->transport = 1;
+			break;
+		case 'x':
+			o->extractable = 1;
 			break;
 		case 'a':
 			if (o->n_sans == RH_MAX_SANS)
@@ -820,9 +866,20 @@ static int check_usage(const command_t *cmd, const rh_prov_opts_t *o,
 	if (o->label && (!*o->label || strlen(o->label) > 255))
 		return 2;
 	unsigned char id[RH_URI_MAX_ID];
-	if (o->id_hex && parse_hex(o->id_hex, id, sizeof(id)) < 0)
+	if (o->id_hex && rh_parse_hex(o->id_hex, id, sizeof(id)) < 0)
 		return 2;
 	if (!strcmp(cmd->name, "csr") && (!o->key || !o->subject))
+		return 2;
+	int wraps = !strncmp(cmd->name, "key wrap", 8) ||
+		    !strcmp(cmd->name, "key unwrap");
+	if (wraps != (o->wrapping_key != NULL))
+		return 2;
+	int gen = !strcmp(cmd->name, "key gen");
+	if ((o->transport || o->extractable) && !gen)
+		return 2;
+	/* A transport key is RSA (its public key travels) or AES. */
+	if (o->transport && (!o->type || (strncmp(o->type, "rsa-", 4) &&
+					  strncmp(o->type, "aes-", 4))))
 		return 2;
 	return 0;
 }

@@ -1,7 +1,7 @@
 /*
- * The provisioning commands: key gen|import, csr, cert import, pubkey
- * export, object list|show|delete. Objects are named by PKCS#11 URI or by
- * label; labels default to FreeRTOS's.
+ * The provisioning commands: key gen|import|wrap|unwrap, csr, cert import,
+ * pubkey export, object list|show|delete. Objects are named by PKCS#11 URI or
+ * by label; labels default to FreeRTOS's.
  */
 #ifndef RH_PROVISION_H
 #define RH_PROVISION_H
@@ -22,9 +22,12 @@ typedef struct rh_prov_opts {
 	const char *subject; /* csr --subject */
 	const char *sans[RH_MAX_SANS];
 	int n_sans;
-	const char *output; /* -o */
-	const char *arg;    /* the FILE or URI operand */
-	rh_uri_t uri;	    /* --key or the URI operand, parsed */
+	const char *output;	  /* -o */
+	const char *wrapping_key; /* key wrap|unwrap --wrapping-key */
+	int transport;		  /* key gen --transport */
+	int extractable;	  /* key gen --extractable */
+	const char *arg;	  /* the FILE or URI operand */
+	rh_uri_t uri;		  /* --key or the URI operand, parsed */
 } rh_prov_opts_t;
 
 /* `remhsm key|csr|cert|pubkey|object …`: argv[0] is the command. */
@@ -38,6 +41,14 @@ int rh_cmd_pubkey_export(rh_tok_t *t, const rh_prov_opts_t *o);
 /* The CKA_ID remhsm gives a key: SHA-1 of its public value (the EC point
  * or RSA modulus), as OpenSC and GnuTLS do. Returns the length (20). */
 int rh_key_id(EVP_PKEY *pub, unsigned char id[20]);
+
+/* Hex digits (an even number, at least two) into at most cap bytes at
+ * out; how many, or -1. */
+int rh_parse_hex(const char *hex, unsigned char *out, size_t cap);
+
+/* backup.c: remhsm key wrap|unwrap. */
+int rh_cmd_key_wrap(rh_tok_t *t, const rh_prov_opts_t *o);
+int rh_cmd_key_unwrap(rh_tok_t *t, const rh_prov_opts_t *o);
 
 /* 1, after saying so, when a cls object labelled label exists: a label
  * that named two objects could no longer name either. */

@@ -88,13 +88,14 @@ finish() {
   [ "$failed" -eq 0 ]
 }
 
-# The loopback port the daemon's log names for EVENT (listening,
-# metrics-listening), waiting up to 5 s for the line; empty if it never came.
-#   logged_port EVENT
+# The loopback port the daemon's log (LOG, default remhsmd.log) names for
+# EVENT (listening, metrics-listening), waiting up to 5 s for the line;
+# empty if it never came.
+#   logged_port EVENT [LOG]
 logged_port() {
-  local found=
+  local found= log=${2:-$work/remhsmd.log}
   for _ in $(seq 100); do
-    found=$(sed -n "s/.*event=$1 listen=127.0.0.1:\([0-9]*\).*/\1/p" "$work/remhsmd.log")
+    found=$(sed -n "s/.*event=$1 listen=127.0.0.1:\([0-9]*\).*/\1/p" "$log")
     [ -n "$found" ] && break
     sleep 0.05
   done
