@@ -12,6 +12,7 @@ build=(cmake make gcc pkg-config libuv1-dev libprotobuf-c-dev protobuf-c-compile
        libssl-dev libsqlite3-dev libpq-dev libp11-kit-dev libsystemd-dev check opensc)
 test=(gnutls-bin libengine-pkcs11-openssl openssl xxd gdb strace clang libclang-rt-14-dev
       clang-format mosquitto mosquitto-clients dpkg-dev systemd p11-kit p11-kit-modules iproute2
+      python3-pykcs11
       podman runc debootstrap softhsm2 postgresql-15 patroni etcd-server etcd-client
       podman-compose golang-github-containernetworking-plugin-dnsname)
 bench=()
