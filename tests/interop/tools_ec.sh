@@ -5,7 +5,8 @@
 # - GnuTLS:  p11tool lists the token, generates an ECDSA key, --test-sign
 # - OpenSSL with the libp11 engine: a CSR that openssl req -verify accepts,
 #   and a signature that openssl dgst -verify accepts with the public key
-#   exported from remhsm.
+#   exported from remhsm; RSA-OAEP decryption (SHA-1, SHA-256) of what
+#   openssl encrypted to a key in remhsm.
 #   tools_ec.sh BUILD_DIR
 set -euo pipefail
 . "$(dirname "$0")/lib.sh" "$1" --kdf-scrypt-n 1024
@@ -60,5 +61,25 @@ OPENSSL_CONF=$work/openssl.cnf openssl pkey -engine pkcs11 -inform engine -pubin
   >"$work/out" 2>&1 || fail "export: $(cat "$work/out")"
 check "openssl dgst -verify accepts the signature" \
   openssl dgst -sha256 -verify "$work/pub.pem" -signature "$work/msg.sig" "$work/msg"
+
+# RSA-OAEP: OpenSSL encrypts a data key to an RSA key pkcs11-tool made in
+# remhsm, and decrypts it through the engine (the key never leaves).
+pkcs11-tool --module "$module" --login --pin 0000 --keypairgen --key-type rsa:2048 \
+  --usage-decrypt --label oaep-key --id 03 >"$work/out" 2>&1 ||
+  fail "OAEP keypairgen: $(cat "$work/out")"
+pkcs11-tool --module "$module" --read-object --type pubkey --id 03 -o "$work/oaep.pub" \
+  >/dev/null 2>&1 || fail "OAEP public key export"
+head -c 32 /dev/urandom >"$work/data.key"
+oaep_key="pkcs11:token=FreeRTOS;object=oaep-key;type=private;pin-value=0000"
+for md in sha1 sha256; do
+  opts=(-pkeyopt rsa_padding_mode:oaep -pkeyopt "rsa_oaep_md:$md" -pkeyopt "rsa_mgf1_md:$md")
+  openssl pkeyutl -encrypt -pubin -inkey "$work/oaep.pub" "${opts[@]}" \
+    -in "$work/data.key" -out "$work/data.$md" || fail "openssl OAEP encrypt"
+  OPENSSL_CONF=$work/openssl.cnf openssl pkeyutl -decrypt -engine pkcs11 -keyform engine \
+    -inkey "$oaep_key" "${opts[@]}" -in "$work/data.$md" -out "$work/back.$md" \
+    >"$work/out" 2>&1 || true
+  check "the libp11 engine decrypts RSA-OAEP ($md) with the key in remhsm" \
+    cmp -s "$work/data.key" "$work/back.$md"
+done
 
 finish
