@@ -1720,6 +1720,14 @@ static CK_RV derive_allowed(call_ctx_t *ctx, const Remhsm__DeriveKeyReq *req,
 	if (rv != CKR_OK)
 		return rv;
 	rv = rhd_object_from_wire(req->template_, req->n_template_, key);
+	if (rv == CKR_OK)
+		rv = rhd_op_derive_base(ctx->engine, ctx->app, s, req->base_key,
+					m->type, base);
+	/* The base key's template first: the caller's may not contradict
+	 * it. */
+	if (rv == CKR_OK)
+		rv = rhd_template_apply(key, &base->holder,
+					CKA_DERIVE_TEMPLATE);
 	uint64_t type = CKK_GENERIC_SECRET;
 	if (rv == CKR_OK)
 		rhd_object_ulong(key, CKA_KEY_TYPE, &type);
@@ -1727,9 +1735,6 @@ static CK_RV derive_allowed(call_ctx_t *ctx, const Remhsm__DeriveKeyReq *req,
 		rv = key_of_class(key, CKO_SECRET_KEY, type);
 	if (rv == CKR_OK)
 		rv = may_create(ctx, s, key, 1);
-	if (rv == CKR_OK)
-		rv = rhd_op_derive_base(ctx->engine, ctx->app, s, req->base_key,
-					m->type, base);
 	return rv;
 }
 
@@ -1832,6 +1837,7 @@ static CK_RV on_derive_key(call_ctx_t *ctx, const Remhsm__DeriveKeyReq *req)
 	if (rv == CKR_OK)
 		rv = derive_value(&key, &base, req->mechanism);
 	rhd_key_free(base.key);
+	rhd_object_cleanup(&base.holder);
 	uint64_t key_type = 0;
 	rhd_object_ulong(&key, CKA_KEY_TYPE, &key_type);
 	uint32_t handle = 0;

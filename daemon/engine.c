@@ -167,6 +167,7 @@ void rhd_key_cache_clear(rhd_key_cache_t *k)
 {
 	rhd_key_free(k->key);
 	free(k->allowed);
+	free(k->derive_template);
 	memset(k, 0, sizeof(*k));
 }
 

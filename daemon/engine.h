@@ -118,6 +118,11 @@ typedef struct rhd_key_cache {
 	int has_allowed;
 	size_t n_allowed;
 	uint64_t *allowed;
+	/* CKA_DERIVE_TEMPLATE's packed value, when the key has one (NULL
+	 * with has_derive_template: memory ran out, and it derives nothing). */
+	int has_derive_template;
+	uint8_t *derive_template;
+	size_t derive_template_len;
 } rhd_key_cache_t;
 
 /* An object handle of one application: a token object by its store id, or

@@ -36,9 +36,11 @@ static const uint64_t cert_attrs[] = {CKA_CERTIFICATE_TYPE,
 				      CKA_NAME_HASH_ALGORITHM,
 				      END};
 static const uint64_t key_attrs[] = {
-	CKA_KEY_TYPE, CKA_ID,	   CKA_START_DATE,	CKA_END_DATE,
-	CKA_DERIVE,   CKA_SUBJECT, CKA_PUBLIC_KEY_INFO, CKA_ALLOWED_MECHANISMS,
-	END};
+	CKA_KEY_TYPE,	     CKA_ID,
+	CKA_START_DATE,	     CKA_END_DATE,
+	CKA_DERIVE,	     CKA_SUBJECT,
+	CKA_PUBLIC_KEY_INFO, CKA_ALLOWED_MECHANISMS,
+	CKA_DERIVE_TEMPLATE, END};
 static const uint64_t public_attrs[] = {
 	CKA_ENCRYPT, CKA_VERIFY,  CKA_VERIFY_RECOVER,
 	CKA_WRAP,    CKA_TRUSTED, CKA_WRAP_TEMPLATE,
@@ -521,26 +523,14 @@ CK_RV rhd_object_roles_valid(const rhd_object_t *obj)
 /* Fixed once the object exists: what it is, its key material, and the
  * templates that bound what it wraps and unwraps (a policy a user could
  * loosen later would bound nothing). */
-static const uint64_t fixed_attrs[] = {CKA_CLASS,
-				       CKA_KEY_TYPE,
-				       CKA_CERTIFICATE_TYPE,
-				       CKA_EC_PARAMS,
-				       CKA_EC_POINT,
-				       CKA_MODULUS,
-				       CKA_PUBLIC_EXPONENT,
-				       CKA_PRIVATE_EXPONENT,
-				       CKA_PRIME_1,
-				       CKA_PRIME_2,
-				       CKA_EXPONENT_1,
-				       CKA_EXPONENT_2,
-				       CKA_COEFFICIENT,
-				       CKA_COPYABLE,
-				       CKA_DESTROYABLE,
-				       CKA_MODULUS_BITS,
-				       CKA_VALUE_LEN,
-				       CKA_WRAP_TEMPLATE,
-				       CKA_UNWRAP_TEMPLATE,
-				       END};
+static const uint64_t fixed_attrs[] = {
+	CKA_CLASS,	     CKA_KEY_TYPE,	   CKA_CERTIFICATE_TYPE,
+	CKA_EC_PARAMS,	     CKA_EC_POINT,	   CKA_MODULUS,
+	CKA_PUBLIC_EXPONENT, CKA_PRIVATE_EXPONENT, CKA_PRIME_1,
+	CKA_PRIME_2,	     CKA_EXPONENT_1,	   CKA_EXPONENT_2,
+	CKA_COEFFICIENT,     CKA_COPYABLE,	   CKA_DESTROYABLE,
+	CKA_MODULUS_BITS,    CKA_VALUE_LEN,	   CKA_WRAP_TEMPLATE,
+	CKA_UNWRAP_TEMPLATE, CKA_DERIVE_TEMPLATE,  END};
 /* Set when the object is made: a copy may choose them, a change may not. */
 static const uint64_t copy_only_attrs[] = {CKA_TOKEN, CKA_PRIVATE,
 					   CKA_MODIFIABLE, END};

@@ -201,6 +201,16 @@ static void cache_allowed(rhd_key_cache_t *k, const rhd_attr_t *a)
 	}
 }
 
+static void cache_derive_template(rhd_key_cache_t *k, const rhd_attr_t *a)
+{
+	k->has_derive_template = a != NULL;
+	if (!a || !(k->derive_template = malloc(a->len ? a->len : 1)))
+		return;
+	if (a->len)
+		memcpy(k->derive_template, a->value, a->len);
+	k->derive_template_len = a->len;
+}
+
 static int mechanism_allowed(const rhd_key_cache_t *k, CK_MECHANISM_TYPE mech)
 {
 	if (!k->has_allowed)
@@ -227,6 +237,7 @@ static void key_build(const rhd_object_t *obj, uint64_t version,
 	k->always_sensitive = rhd_object_bool(obj, CKA_ALWAYS_SENSITIVE, 0);
 	k->never_extractable = rhd_object_bool(obj, CKA_NEVER_EXTRACTABLE, 0);
 	cache_allowed(k, rhd_object_find(obj, CKA_ALLOWED_MECHANISMS));
+	cache_derive_template(k, rhd_object_find(obj, CKA_DERIVE_TEMPLATE));
 	/* Only private and secret keys take room in the secure heap. */
 	if (k->cls == CKO_PUBLIC_KEY ||
 	    ((k->cls == CKO_PRIVATE_KEY || k->cls == CKO_SECRET_KEY) &&
@@ -827,6 +838,12 @@ CK_RV rhd_op_derive_base(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 		return CKR_MECHANISM_INVALID;
 	if (!k->key)
 		return rhd_crypto_key_not_built();
+	if (k->has_derive_template &&
+	    (!k->derive_template ||
+	     rhd_object_set(&out->holder, CKA_DERIVE_TEMPLATE,
+			    k->derive_template,
+			    k->derive_template_len) != CKR_OK))
+		return CKR_DEVICE_MEMORY;
 	out->key = rhd_key_ref(k->key);
 	out->always_sensitive = k->always_sensitive;
 	out->never_extractable = k->never_extractable;

@@ -60,6 +60,9 @@ CK_RV rhd_op_cipher(rhd_session_t *s, rhd_op_kind_t kind,
 typedef struct rhd_derive_base {
 	rhd_key_t *key;
 	int always_sensitive, never_extractable;
+	/* The base key's CKA_DERIVE_TEMPLATE, alone (rhd_object_cleanup
+	 * it): what every key derived from it must be. */
+	rhd_object_t holder;
 } rhd_derive_base_t;
 CK_RV rhd_op_derive_base(rhd_engine_t *engine, rhd_app_t *app, rhd_session_t *s,
 			 uint64_t handle, CK_MECHANISM_TYPE mech,

@@ -2,8 +2,9 @@
  * HKDF (CKM_HKDF_DERIVE) through the real module and daemon: RFC 5869's
  * test cases 1, 3 and 7 (SHA-256 with and without salt and info, SHA-1
  * without a salt), extract alone giving the PRK and expand alone taking
- * the PRK back to the OKM; the derived key follows its template; keys that
- * may not derive and parameters that do not hold are refused.
+ * the PRK back to the OKM; the derived key follows its template and the
+ * base key's CKA_DERIVE_TEMPLATE; keys that may not derive and parameters
+ * that do not hold are refused.
  */
 #include <check.h>
 #include <string.h>
@@ -183,6 +184,63 @@ START_TEST(test_what_does_not_hold_is_refused)
 }
 END_TEST
 
+/* CKA_DERIVE_TEMPLATE: what every key derived from the base must be; the
+ * caller's template may add to it, never contradict it; fixed once the
+ * base exists, and read back by the nested two-call rules. */
+START_TEST(test_derive_template_binds_derived_keys)
+{
+	CK_BYTE v[32] = {7};
+	CK_ULONG sixteen = 16;
+	CK_KEY_TYPE aes = CKK_AES;
+	CK_ATTRIBUTE bound[] = {{CKA_SENSITIVE, &yes, 1},
+				{CKA_EXTRACTABLE, &no, 1},
+				{CKA_KEY_TYPE, &aes, sizeof(aes)},
+				{CKA_VALUE_LEN, &sixteen, sizeof(sixteen)}};
+	CK_ATTRIBUTE a[] = {{CKA_DERIVE, &yes, 1},
+			    {CKA_DERIVE_TEMPLATE, bound, sizeof(bound)}};
+	CK_OBJECT_HANDLE base = 0, key = 0;
+	ck_assert_uint_eq(th_import_secret(p11, session, CKK_GENERIC_SECRET, v,
+					   32, a, 2, &base),
+			  CKR_OK);
+	CK_HKDF_PARAMS p = {
+		CK_TRUE, CK_TRUE, CKM_SHA256, CKF_HKDF_SALT_NULL, NULL,
+		0,	 0,	  info,	      sizeof(info)};
+	CK_MECHANISM m = {CKM_HKDF_DERIVE, &p, sizeof(p)};
+	CK_ATTRIBUTE adds[] = {{CKA_ENCRYPT, &yes, 1}};
+	ck_assert_uint_eq(p11->C_DeriveKey(session, &m, base, adds, 1, &key),
+			  CKR_OK);
+	CK_KEY_TYPE type = 0;
+	CK_ULONG len = 0;
+	CK_BBOOL sensitive = 0, extractable = 1, encrypt = 0;
+	CK_ATTRIBUTE q[] = {{CKA_KEY_TYPE, &type, sizeof(type)},
+			    {CKA_VALUE_LEN, &len, sizeof(len)},
+			    {CKA_SENSITIVE, &sensitive, 1},
+			    {CKA_EXTRACTABLE, &extractable, 1},
+			    {CKA_ENCRYPT, &encrypt, 1}};
+	ck_assert_uint_eq(p11->C_GetAttributeValue(session, key, q, 5), CKR_OK);
+	ck_assert_uint_eq(type, CKK_AES);
+	ck_assert_uint_eq(len, 16);
+	ck_assert(sensitive && !extractable && encrypt);
+	CK_ATTRIBUTE readable[] = {{CKA_SENSITIVE, &no, 1}};
+	ck_assert_uint_eq(
+		p11->C_DeriveKey(session, &m, base, readable, 1, &key),
+		CKR_TEMPLATE_INCONSISTENT);
+	CK_ULONG longer = 32;
+	CK_ATTRIBUTE other_len[] = {{CKA_VALUE_LEN, &longer, sizeof(longer)}};
+	ck_assert_uint_eq(
+		p11->C_DeriveKey(session, &m, base, other_len, 1, &key),
+		CKR_TEMPLATE_INCONSISTENT);
+	/* Read back: the entry count first, then the entries. */
+	CK_ATTRIBUTE t = {CKA_DERIVE_TEMPLATE, NULL, 0};
+	ck_assert_uint_eq(p11->C_GetAttributeValue(session, base, &t, 1),
+			  CKR_OK);
+	ck_assert_uint_eq(t.ulValueLen, sizeof(bound));
+	CK_ATTRIBUTE loosen = {CKA_DERIVE_TEMPLATE, readable, sizeof(readable)};
+	ck_assert_uint_eq(p11->C_SetAttributeValue(session, base, &loosen, 1),
+			  CKR_ATTRIBUTE_READ_ONLY);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("client_hkdf");
@@ -192,6 +250,7 @@ int main(void)
 	tcase_add_test(tc, test_rfc_5869_cases);
 	tcase_add_test(tc, test_extract_and_expand_apart);
 	tcase_add_test(tc, test_what_does_not_hold_is_refused);
+	tcase_add_test(tc, test_derive_template_binds_derived_keys);
 	suite_add_tcase(s, tc);
 	return th_run_suite(s);
 }
