@@ -983,6 +983,22 @@ CK_RV rhc_C_DigestUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
 	return in_pieces(hSession, pPart, ulPartLen, digest_update_piece);
 }
 
+CK_RV rhc_C_DigestKey(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hKey)
+{
+	CK_RV rv = rhc_ready();
+	if (rv != CKR_OK)
+		return rv;
+	PREPARE(DIGEST_KEY, digest_key, DigestKey);
+	Remhsm__DigestInitReq init;
+	Remhsm__Mechanism init_mech;
+	body.session = hSession;
+	body.key = hKey;
+	body.init = held_digest_init(hSession, &init, &init_mech);
+	rv = rhc_call(&req, &resp);
+	rhc_note_active(hSession, RHC_OP_DIGEST, rv == CKR_OK);
+	return finish(resp, rv);
+}
+
 CK_RV rhc_C_DigestFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pDigest,
 			CK_ULONG_PTR pulDigestLen)
 {

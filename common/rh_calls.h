@@ -100,7 +100,8 @@
 	X(58, DECRYPT_FINAL, decrypt_final, DecryptFinal, RH_CALL_SLOW)        \
 	X(59, DERIVE_KEY, derive_key, DeriveKey, RH_CALL_SLOW)                 \
 	X(60, WRAP_KEY, wrap_key, WrapKey, RH_CALL_SLOW)                       \
-	X(61, UNWRAP_KEY, unwrap_key, UnwrapKey, RH_CALL_SLOW)
+	X(61, UNWRAP_KEY, unwrap_key, UnwrapKey, RH_CALL_SLOW)                 \
+	X(62, DIGEST_KEY, digest_key, DigestKey, RH_CALL_SLOW)
 
 /* The Hello exchange uses this id in both oneofs' numbering space. */
 #define RH_CALL_HELLO_REQ_ID 2

@@ -1114,6 +1114,63 @@ static CK_RV on_digest_update(call_ctx_t *ctx,
 		       : rv;
 }
 
+/* What C_DigestKey may digest: a secret key whose value could be read
+ * anyway (extractable and not sensitive), as SoftHSMv2 decides: a digest
+ * of a sensitive key would let a caller test guesses at its value. */
+static CK_RV digestible(const rhd_object_t *key, const rhd_attr_t **value)
+{
+	uint64_t cls = 0;
+	rhd_object_ulong(key, CKA_CLASS, &cls);
+	*value = rhd_object_find(key, CKA_VALUE);
+	return cls == CKO_SECRET_KEY && *value &&
+			       rhd_object_bool(key, CKA_EXTRACTABLE, 0) &&
+			       !rhd_object_bool(key, CKA_SENSITIVE, 1)
+		       ? CKR_OK
+		       : CKR_KEY_INDIGESTIBLE;
+}
+
+/* The digest takes the value, or ends on why it may not. */
+static CK_RV digest_value(call_ctx_t *ctx, uint64_t session, CK_RV why,
+			  const rhd_attr_t *value)
+{
+	pthread_mutex_lock(&ctx->app->lock);
+	rhd_session_t *s = rhd_session_find(ctx->app, session);
+	CK_RV rv = !s ? CKR_SESSION_HANDLE_INVALID
+		   : !s->ops[RHD_OP_DIGEST].active
+			   ? CKR_OPERATION_NOT_INITIALIZED
+			   : why;
+	if (rv == CKR_OK)
+		rv = rhd_op_update(s, RHD_OP_DIGEST, value->value, value->len);
+	else if (s && s->ops[RHD_OP_DIGEST].active)
+		rhd_op_end(&s->ops[RHD_OP_DIGEST]);
+	pthread_mutex_unlock(&ctx->app->lock);
+	return rv;
+}
+
+/* The key is read without the app's lock (a token key may come from the
+ * store); its value is wiped with the object. */
+static CK_RV on_digest_key(call_ctx_t *ctx, const Remhsm__DigestKeyReq *req)
+{
+	CK_RV rv = CKR_OK;
+	if (req->init) {
+		pthread_mutex_lock(&ctx->app->lock);
+		rv = on_digest_init(ctx, req->init);
+		pthread_mutex_unlock(&ctx->app->lock);
+	}
+	if (rv != CKR_OK)
+		return rv;
+	rhd_object_t key = {0};
+	const rhd_attr_t *value = NULL;
+	rv = load_named(ctx, req->session, req->key, &key);
+	if (rv == CKR_OBJECT_HANDLE_INVALID)
+		rv = CKR_KEY_HANDLE_INVALID;
+	if (rv == CKR_OK)
+		rv = digestible(&key, &value);
+	rv = digest_value(ctx, req->session, rv, value);
+	rhd_object_cleanup(&key);
+	return rv;
+}
+
 static CK_RV on_digest_final(call_ctx_t *ctx, const Remhsm__DigestFinalReq *req)
 {
 	if (req->arguments_bad || !req->output)
@@ -2021,6 +2078,7 @@ static CK_RV on_unwrap_key(call_ctx_t *ctx, const Remhsm__UnwrapKeyReq *req)
 	X(DIGEST, digest)                                                      \
 	X(DIGEST_UPDATE, digest_update)                                        \
 	X(DIGEST_FINAL, digest_final)                                          \
+	X(DIGEST_KEY, digest_key)                                              \
 	X(SIGN_INIT, sign_init)                                                \
 	X(SIGN, sign)                                                          \
 	X(SIGN_UPDATE, sign_update)                                            \

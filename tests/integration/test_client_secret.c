@@ -4,7 +4,7 @@
  * (C_GenerateKey), the attributes the token sets on them, and MACs with
  * them through C_Sign/C_Verify, single- and multi-part, against the
  * published vectors: RFC 2202 and RFC 4231 for HMAC, RFC 4493 (NIST SP
- * 800-38B) for AES-CMAC.
+ * 800-38B) for AES-CMAC; C_DigestKey.
  */
 #include <check.h>
 #include <dlfcn.h>
@@ -485,6 +485,65 @@ START_TEST(test_mechanism_info_tells_the_secret_mechanisms)
 }
 END_TEST
 
+/* C_DigestKey: the value of a key that could be read anyway joins the
+ * digest, between updates; a sensitive key, a private key or a handle that
+ * names nothing is refused, and the refusal ends the digest. */
+START_TEST(test_digest_key_takes_readable_secret_values)
+{
+	CK_BYTE v[16], want[32], got[32];
+	for (size_t i = 0; i < sizeof(v); i++)
+		v[i] = (CK_BYTE)(0xa0 + i);
+	CK_OBJECT_HANDLE readable = 0, hidden = 0;
+	CK_ATTRIBUTE open[] = {{CKA_SENSITIVE, &no, 1},
+			       {CKA_EXTRACTABLE, &yes, 1}};
+	ck_assert_uint_eq(th_import_secret(p11, session, generic_type, v,
+					   sizeof(v), open, 2, &readable),
+			  CKR_OK);
+	ck_assert_uint_eq(th_import_secret(p11, session, generic_type, v,
+					   sizeof(v), NULL, 0, &hidden),
+			  CKR_OK);
+	CK_BYTE whole[2 + sizeof(v)] = {'a', 'b'};
+	memcpy(whole + 2, v, sizeof(v));
+	CK_MECHANISM sha = {CKM_SHA256, NULL, 0};
+	CK_ULONG len = sizeof(want);
+	ck_assert_uint_eq(p11->C_DigestInit(session, &sha), CKR_OK);
+	ck_assert_uint_eq(
+		p11->C_Digest(session, whole, sizeof(whole), want, &len),
+		CKR_OK);
+	/* The init travels with C_DigestKey itself here. */
+	ck_assert_uint_eq(p11->C_DigestInit(session, &sha), CKR_OK);
+	ck_assert_uint_eq(p11->C_DigestUpdate(session, whole, 2), CKR_OK);
+	ck_assert_uint_eq(p11->C_DigestKey(session, readable), CKR_OK);
+	len = sizeof(got);
+	ck_assert_uint_eq(p11->C_DigestFinal(session, got, &len), CKR_OK);
+	ck_assert_uint_eq(len, 32);
+	ck_assert_mem_eq(got, want, 32);
+	ck_assert_uint_eq(p11->C_DigestInit(session, &sha), CKR_OK);
+	ck_assert_uint_eq(p11->C_DigestKey(session, readable), CKR_OK);
+	len = sizeof(got);
+	ck_assert_uint_eq(p11->C_DigestFinal(session, got, &len), CKR_OK);
+
+	CK_OBJECT_HANDLE refused[] = {hidden, 0x7777};
+	CK_RV why[] = {CKR_KEY_INDIGESTIBLE, CKR_KEY_HANDLE_INVALID};
+	for (size_t i = 0; i < 2; i++) {
+		ck_assert_uint_eq(p11->C_DigestInit(session, &sha), CKR_OK);
+		ck_assert_uint_eq(p11->C_DigestUpdate(session, whole, 2),
+				  CKR_OK);
+		ck_assert_uint_eq(p11->C_DigestKey(session, refused[i]),
+				  why[i]);
+		ck_assert_uint_eq(p11->C_DigestFinal(session, got, &len),
+				  CKR_OPERATION_NOT_INITIALIZED);
+	}
+	CK_OBJECT_HANDLE pub = 0, priv = 0;
+	th_generate_p256(p11, session, CK_FALSE, &pub, &priv);
+	ck_assert_uint_eq(p11->C_DigestInit(session, &sha), CKR_OK);
+	ck_assert_uint_eq(p11->C_DigestKey(session, priv),
+			  CKR_KEY_INDIGESTIBLE);
+	ck_assert_uint_eq(p11->C_DigestKey(session, readable),
+			  CKR_OPERATION_NOT_INITIALIZED);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("client_secret");
@@ -502,6 +561,7 @@ int main(void)
 	tcase_add_test(tc,
 		       test_generation_templates_that_do_not_hold_are_refused);
 	tcase_add_test(tc, test_mechanism_info_tells_the_secret_mechanisms);
+	tcase_add_test(tc, test_digest_key_takes_readable_secret_values);
 	suite_add_tcase(s, tc);
 	return th_run_suite(s);
 }
