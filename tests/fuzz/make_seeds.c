@@ -4,10 +4,11 @@
  * body, a session-then-random sequence, the malformed shapes the
  * integration tests send, and real calls on the prologue's session and
  * keys (fuzz_prologue.h): signing, verifying, finding, reading and making
- * objects, secret keys, encryption and derivation. make_seeds --frontend CORPUS
- * DIR: fuzz_frontend's (tests/fuzz/corpus-fuzz_frontend): each of CORPUS's
- * seeds after a Hello, delivered at once, byte by byte and in held-back chunks,
- * and the Hello state machine's own cases. Run by hand when the schema grows.
+ * objects, secret keys, encryption and derivation, Ed25519, C_DigestKey.
+ * make_seeds --frontend CORPUS DIR: fuzz_frontend's
+ * (tests/fuzz/corpus-fuzz_frontend): each of CORPUS's seeds after a Hello,
+ * delivered at once, byte by byte and in held-back chunks, and the Hello state
+ * machine's own cases. Run by hand when the schema grows.
  */
 #include <dirent.h>
 #include <stdio.h>
@@ -395,6 +396,53 @@ static void seed_frontend(const char *corpus, const char *dir)
 	seed_hello_cases(dir);
 }
 
+/* An Ed25519 key made on the prologue's session and a C_Sign with it;
+ * C_DigestKey with its C_DigestInit held, on the AES key made before. */
+static void seed_eddsa_and_digest_key(const char *dir)
+{
+	static const uint8_t ed_oid[] = {0x06, 0x03, 0x2b, 0x65, 0x70};
+	Remhsm__Attribute params = REMHSM__ATTRIBUTE__INIT;
+	params.type = CKA_EC_PARAMS;
+	params.value_case = REMHSM__ATTRIBUTE__VALUE_BYTES;
+	params.bytes = (ProtobufCBinaryData){sizeof(ed_oid), (uint8_t *)ed_oid};
+	Remhsm__Attribute a[4] = {
+		ulong_attr(CKA_CLASS, CKO_PRIVATE_KEY),
+		ulong_attr(CKA_KEY_TYPE, CKK_EC_EDWARDS), params,
+		bytes_attr(CKA_VALUE, "0123456789abcdef0123456789abcdef")};
+	Remhsm__Attribute *p[4] = {&a[0], &a[1], &a[2], &a[3]};
+	seed_create(dir, "prologue-create-ed25519-key", p, 4);
+	Remhsm__Mechanism eddsa = REMHSM__MECHANISM__INIT;
+	eddsa.type = CKM_EDDSA;
+	Remhsm__SignInitReq init = REMHSM__SIGN_INIT_REQ__INIT;
+	init.session = FUZZ_SESSION;
+	init.mechanism = &eddsa;
+	init.key = FUZZ_PRIVATE + 1;
+	Remhsm__OutputBuffer out = REMHSM__OUTPUT_BUFFER__INIT;
+	out.has_buffer = 1;
+	out.buffer_len = 64;
+	Remhsm__SignReq sign = REMHSM__SIGN_REQ__INIT;
+	sign.session = FUZZ_SESSION;
+	sign.data = (ProtobufCBinaryData){3, (uint8_t *)"abc"};
+	sign.output = &out;
+	sign.init = &init;
+	Remhsm__Request req = REMHSM__REQUEST__INIT;
+	req.call_case = REMHSM__REQUEST__CALL_SIGN;
+	req.sign = &sign;
+	write_request(dir, "prologue-sign-eddsa", &req);
+	Remhsm__Mechanism sha = REMHSM__MECHANISM__INIT;
+	sha.type = CKM_SHA256;
+	Remhsm__DigestInitReq dinit = REMHSM__DIGEST_INIT_REQ__INIT;
+	dinit.session = FUZZ_SESSION;
+	dinit.mechanism = &sha;
+	Remhsm__DigestKeyReq dk = REMHSM__DIGEST_KEY_REQ__INIT;
+	dk.session = FUZZ_SESSION;
+	dk.key = FUZZ_PRIVATE + 1;
+	dk.init = &dinit;
+	req.call_case = REMHSM__REQUEST__CALL_DIGEST_KEY;
+	req.digest_key = &dk;
+	write_request(dir, "prologue-digest-key", &req);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 4 && !strcmp(argv[1], "--frontend")) {
@@ -415,6 +463,7 @@ int main(int argc, char **argv)
 	seed_objects(argv[1]);
 	seed_secret_keys(argv[1]);
 	seed_wrapping(argv[1]);
+	seed_eddsa_and_digest_key(argv[1]);
 	const uint8_t oversized[] = {0xff, 0xff, 0xff, 0xf0, 1, 2};
 	write_file(argv[1], "oversized-header", oversized, sizeof(oversized));
 	const uint8_t unknown_call[] = {0,    0,    0,	  5,   0x08,
