@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rh_setting.h"
 #include "rhc.h"
 
 #define DEFAULT_SERVER "127.0.0.1:5697"
@@ -88,16 +89,6 @@ static int set_key(rhc_config_t *cfg, const char *key, const char *value)
 	return -1;
 }
 
-static char *trim(char *s)
-{
-	while (isspace((unsigned char)*s))
-		s++;
-	char *end = s + strlen(s);
-	while (end > s && isspace((unsigned char)end[-1]))
-		*--end = '\0';
-	return s;
-}
-
 static int load_file(rhc_config_t *cfg, const char *path, char *err,
 		     size_t err_len)
 {
@@ -112,15 +103,11 @@ static int load_file(rhc_config_t *cfg, const char *path, char *err,
 	int rc = 0;
 	while (rc == 0 && fgets(line, sizeof(line), f)) {
 		lineno++;
-		char *s = trim(line);
-		if (*s == '\0' || *s == '#')
-			continue;
-		char *eq = strchr(s, '=');
-		if (eq)
-			*eq = '\0';
-		if (!eq || set_key(cfg, trim(s), trim(eq + 1)) < 0) {
+		char *key, *value;
+		int kind = rh_setting_split(line, &key, &value);
+		if (kind < 0 || (kind > 0 && set_key(cfg, key, value) < 0)) {
 			snprintf(err, err_len, "%s:%u: bad setting '%s'", path,
-				 lineno, trim(s));
+				 lineno, key);
 			rc = -1;
 		}
 	}

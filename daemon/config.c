@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rh_setting.h"
+
 void rhd_config_defaults(rhd_config_t *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
@@ -211,29 +213,14 @@ int rhd_config_set(rhd_config_t *cfg, const char *key, const char *value,
 	}
 }
 
-static char *trim(char *s)
-{
-	while (isspace((unsigned char)*s))
-		s++;
-	char *end = s + strlen(s);
-	while (end > s && isspace((unsigned char)end[-1]))
-		*--end = '\0';
-	return s;
-}
-
 static int parse_line(rhd_config_t *cfg, char *line, char *err, size_t err_len)
 {
-	char *s = trim(line);
-	if (*s == '\0' || *s == '#')
-		return 0;
-	char *eq = strchr(s, '=');
-	if (!eq) {
+	char *key, *value;
+	int kind = rh_setting_split(line, &key, &value);
+	if (kind < 0)
 		snprintf(err, err_len, "expected 'key = value', got '%.64s'",
-			 s);
-		return -1;
-	}
-	*eq = '\0';
-	return rhd_config_set(cfg, trim(s), trim(eq + 1), err, err_len);
+			 key);
+	return kind > 0 ? rhd_config_set(cfg, key, value, err, err_len) : kind;
 }
 
 int rhd_config_load_file(rhd_config_t *cfg, const char *path, char *err,
